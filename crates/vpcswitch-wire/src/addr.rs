@@ -1,0 +1,217 @@
+//! Address types: MAC addresses and IPv4 CIDRs.
+
+use std::fmt;
+use std::net::Ipv4Addr;
+use std::str::FromStr;
+
+/// An Ethernet MAC address.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Default)]
+pub struct MacAddr(pub [u8; 6]);
+
+impl MacAddr {
+    /// ff:ff:ff:ff:ff:ff
+    pub const BROADCAST: MacAddr = MacAddr([0xff; 6]);
+    /// 00:00:00:00:00:00
+    pub const ZERO: MacAddr = MacAddr([0; 6]);
+
+    /// Builds a MAC from the first six bytes of `b` (callers pass a checked slice).
+    #[inline]
+    pub fn from_slice(b: &[u8]) -> MacAddr {
+        let mut m = [0u8; 6];
+        m.copy_from_slice(&b[..6]);
+        MacAddr(m)
+    }
+    /// True for the group bit (broadcast included).
+    #[inline]
+    pub fn is_multicast(&self) -> bool {
+        self.0[0] & 1 == 1
+    }
+    /// True for ff:ff:ff:ff:ff:ff.
+    #[inline]
+    pub fn is_broadcast(&self) -> bool {
+        self.0 == [0xff; 6]
+    }
+    /// True when neither multicast nor all-zero: a MAC a port may own.
+    pub fn is_unicast(&self) -> bool {
+        !self.is_multicast() && *self != MacAddr::ZERO
+    }
+    /// The MAC as a 64-bit key (for hashing and comparisons).
+    #[inline]
+    pub fn to_u64(&self) -> u64 {
+        let b = self.0;
+        u64::from_be_bytes([0, 0, b[0], b[1], b[2], b[3], b[4], b[5]])
+    }
+}
+
+impl fmt::Display for MacAddr {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let b = self.0;
+        write!(
+            f,
+            "{:02x}:{:02x}:{:02x}:{:02x}:{:02x}:{:02x}",
+            b[0], b[1], b[2], b[3], b[4], b[5]
+        )
+    }
+}
+
+impl fmt::Debug for MacAddr {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Display::fmt(self, f)
+    }
+}
+
+/// Why an address string was refused.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ParseAddrError(pub String);
+
+impl fmt::Display for ParseAddrError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+impl std::error::Error for ParseAddrError {}
+
+impl FromStr for MacAddr {
+    type Err = ParseAddrError;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let err = || ParseAddrError(format!("'{s}' is not a MAC address (want xx:xx:xx:xx:xx:xx)"));
+        let mut out = [0u8; 6];
+        let mut n = 0;
+        for part in s.split([':', '-']) {
+            if n == 6 || part.len() != 2 {
+                return Err(err());
+            }
+            out[n] = u8::from_str_radix(part, 16).map_err(|_| err())?;
+            n += 1;
+        }
+        if n != 6 {
+            return Err(err());
+        }
+        Ok(MacAddr(out))
+    }
+}
+
+/// An IPv4 prefix. The address is kept as given; [`Ipv4Cidr::network`] masks it.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Ipv4Cidr {
+    addr: Ipv4Addr,
+    len: u8,
+}
+
+impl Ipv4Cidr {
+    /// A prefix; `None` when `len > 32`.
+    pub fn new(addr: Ipv4Addr, len: u8) -> Option<Ipv4Cidr> {
+        (len <= 32).then_some(Ipv4Cidr { addr, len })
+    }
+    /// The prefix length.
+    pub fn len(&self) -> u8 {
+        self.len
+    }
+    /// True for /0 (the prefix that matches everything has no bits; named for clippy).
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+    /// The address as written.
+    pub fn addr(&self) -> Ipv4Addr {
+        self.addr
+    }
+    /// The netmask as a host-order integer.
+    #[inline]
+    pub fn mask(&self) -> u32 {
+        mask(self.len)
+    }
+    /// The network address.
+    pub fn network(&self) -> Ipv4Addr {
+        Ipv4Addr::from(u32::from(self.addr) & self.mask())
+    }
+    /// The broadcast address (all host bits set).
+    pub fn broadcast(&self) -> Ipv4Addr {
+        Ipv4Addr::from(u32::from(self.addr) | !self.mask())
+    }
+    /// True when the address has no host bits set.
+    pub fn is_network(&self) -> bool {
+        u32::from(self.addr) & !self.mask() == 0
+    }
+    /// True when `ip` lies inside the prefix.
+    #[inline]
+    pub fn contains(&self, ip: Ipv4Addr) -> bool {
+        (u32::from(ip) ^ u32::from(self.addr)) & self.mask() == 0
+    }
+    /// True when all of `other` lies inside `self`.
+    pub fn covers(&self, other: &Ipv4Cidr) -> bool {
+        other.len >= self.len && self.contains(other.network())
+    }
+    /// True when the two prefixes share any address.
+    pub fn overlaps(&self, other: &Ipv4Cidr) -> bool {
+        self.covers(other) || other.covers(self)
+    }
+    /// The first host address (network + 1), the default gateway.
+    pub fn first_host(&self) -> Ipv4Addr {
+        Ipv4Addr::from(u32::from(self.network()).wrapping_add(1))
+    }
+}
+
+/// The netmask of a prefix length, host order.
+#[inline]
+pub fn mask(len: u8) -> u32 {
+    if len == 0 {
+        0
+    } else {
+        u32::MAX << (32 - u32::from(len.min(32)))
+    }
+}
+
+impl fmt::Display for Ipv4Cidr {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}/{}", self.addr, self.len)
+    }
+}
+impl fmt::Debug for Ipv4Cidr {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Display::fmt(self, f)
+    }
+}
+
+impl FromStr for Ipv4Cidr {
+    type Err = ParseAddrError;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let err = || ParseAddrError(format!("'{s}' is not an IPv4 CIDR (want a.b.c.d/len)"));
+        let (a, l) = s.split_once('/').ok_or_else(err)?;
+        let addr: Ipv4Addr = a.parse().map_err(|_| err())?;
+        let len: u8 = l.parse().map_err(|_| err())?;
+        Ipv4Cidr::new(addr, len).ok_or_else(err)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn mac_parse_and_display() {
+        let m: MacAddr = "02:00:0a:ff:00:01".parse().unwrap();
+        assert_eq!(m.0, [2, 0, 10, 255, 0, 1]);
+        assert_eq!(m.to_string(), "02:00:0a:ff:00:01");
+        assert!(m.is_unicast());
+        assert!("02:00:0a:ff:00".parse::<MacAddr>().is_err());
+        assert!("02:00:0a:ff:00:01:02".parse::<MacAddr>().is_err());
+        assert!("zz:00:0a:ff:00:01".parse::<MacAddr>().is_err());
+        assert!(MacAddr::BROADCAST.is_multicast());
+        assert!(!MacAddr::ZERO.is_unicast());
+    }
+
+    #[test]
+    fn cidr_math() {
+        let c: Ipv4Cidr = "10.0.1.0/24".parse().unwrap();
+        assert!(c.contains("10.0.1.77".parse().unwrap()));
+        assert!(!c.contains("10.0.2.1".parse().unwrap()));
+        assert_eq!(c.broadcast(), "10.0.1.255".parse::<Ipv4Addr>().unwrap());
+        assert_eq!(c.first_host(), "10.0.1.1".parse::<Ipv4Addr>().unwrap());
+        let v: Ipv4Cidr = "10.0.0.0/16".parse().unwrap();
+        assert!(v.covers(&c) && !c.covers(&v) && c.overlaps(&v));
+        let all: Ipv4Cidr = "0.0.0.0/0".parse().unwrap();
+        assert!(all.contains("1.2.3.4".parse().unwrap()));
+        assert!("10.0.0.0/33".parse::<Ipv4Cidr>().is_err());
+        assert!("10.0.0.0".parse::<Ipv4Cidr>().is_err());
+    }
+}

@@ -1,0 +1,88 @@
+//! Internet checksum (RFC 1071) and incremental updates (RFC 1624).
+
+/// Adds `data` as big-endian 16-bit words to a 32-bit accumulator (no folding).
+#[inline]
+pub fn sum(mut acc: u32, data: &[u8]) -> u32 {
+    let mut chunks = data.chunks_exact(2);
+    for c in &mut chunks {
+        acc = acc.wrapping_add(u32::from(u16::from_be_bytes([c[0], c[1]])));
+    }
+    if let [b] = chunks.remainder() {
+        acc = acc.wrapping_add(u32::from(*b) << 8);
+    }
+    acc
+}
+
+/// Folds a 32-bit accumulator into the ones-complement 16-bit sum.
+#[inline]
+pub fn fold(mut acc: u32) -> u16 {
+    while acc > 0xffff {
+        acc = (acc & 0xffff) + (acc >> 16);
+    }
+    acc as u16
+}
+
+/// The checksum of `data`: the complement of its folded sum.
+#[inline]
+pub fn checksum(data: &[u8]) -> u16 {
+    !fold(sum(0, data))
+}
+
+/// RFC 1624 eqn. 3: the new checksum when one 16-bit word changes from `old` to `new`.
+#[inline]
+pub fn update16(csum: u16, old: u16, new: u16) -> u16 {
+    let acc = u32::from(!csum) + u32::from(!old) + u32::from(new);
+    !fold(acc)
+}
+
+/// RFC 1624 for a 32-bit field (an IPv4 address) changing from `old` to `new`.
+#[inline]
+pub fn update32(csum: u16, old: u32, new: u32) -> u16 {
+    let acc = u32::from(!csum)
+        + u32::from(!(old >> 16) as u16)
+        + u32::from(!(old as u16))
+        + (new >> 16)
+        + (new & 0xffff);
+    !fold(acc)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rfc1071_example() {
+        // RFC 1071 section 3 example bytes: sum is 0xddf2.
+        let d = [0x00, 0x01, 0xf2, 0x03, 0xf4, 0xf5, 0xf6, 0xf7];
+        assert_eq!(fold(sum(0, &d)), 0xddf2);
+        assert_eq!(checksum(&d), !0xddf2);
+    }
+
+    #[test]
+    fn odd_length_pads_with_zero() {
+        assert_eq!(fold(sum(0, &[0x12, 0x34, 0x56])), 0x1234 + 0x5600);
+    }
+
+    #[test]
+    fn incremental_matches_full_recompute() {
+        let mut d = [0x45u8, 0, 0, 84, 0x12, 0x34, 0x40, 0, 64, 1, 0, 0, 10, 0, 1, 5, 10, 0, 2, 9];
+        let c = checksum(&d);
+        d[10..12].copy_from_slice(&c.to_be_bytes());
+        assert_eq!(checksum(&d), 0);
+        // TTL 64 -> 63
+        let old = u16::from_be_bytes([d[8], d[9]]);
+        d[8] = 63;
+        let new = u16::from_be_bytes([d[8], d[9]]);
+        let inc = update16(c, old, new);
+        d[10..12].copy_from_slice(&[0, 0]);
+        assert_eq!(inc, checksum(&d));
+        // source address change
+        d[10..12].copy_from_slice(&inc.to_be_bytes());
+        let old_src = u32::from_be_bytes([d[12], d[13], d[14], d[15]]);
+        let new_src = 0xc633_6401u32;
+        d[12..16].copy_from_slice(&new_src.to_be_bytes());
+        let inc2 = update32(inc, old_src, new_src);
+        d[10..12].copy_from_slice(&[0, 0]);
+        assert_eq!(inc2, checksum(&d));
+    }
+}

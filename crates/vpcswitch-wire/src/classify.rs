@@ -1,0 +1,163 @@
+//! The one-pass classifier the pipeline runs on every received frame.
+//!
+//! It validates everything later stages read (SPEC 2.1) and extracts the fields they
+//! need into a small `Copy` struct, so stages never re-parse.
+
+use crate::arp::{self, ArpInfo};
+use crate::ethernet::{EtherType, ETHERNET_HEADER_LEN};
+use crate::ipv4::{self, IpProtocol};
+use crate::{MacAddr, WireError};
+
+/// What the classifier found above Ethernet.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum L3 {
+    /// An Ethernet/IPv4 ARP packet.
+    Arp(ArpInfo),
+    /// A well-formed IPv4 header (addresses host order).
+    Ipv4 {
+        /// source address
+        src: u32,
+        /// destination address
+        dst: u32,
+        /// protocol number
+        proto: u8,
+        /// time to live
+        ttl: u8,
+        /// true when MF is set or the offset is non-zero
+        fragment: bool,
+        /// UDP/TCP source port (0 for other protocols, fragments or a short L4 header)
+        sport: u16,
+        /// UDP/TCP destination port (as `sport`)
+        dport: u16,
+    },
+    /// An 802.1Q or 802.1ad tag (access ports drop these, SPEC 2.1).
+    Vlan,
+    /// IPv6 (SPEC 9.1).
+    Ipv6,
+    /// Any other EtherType.
+    Other(u16),
+}
+
+/// A classified frame: both MACs and the L3 summary.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Classified {
+    /// Ethernet destination
+    pub dst: MacAddr,
+    /// Ethernet source
+    pub src: MacAddr,
+    /// what follows the Ethernet header
+    pub l3: L3,
+}
+
+/// Classifies untrusted bytes. Never panics; every malformation is a [`WireError`].
+#[inline]
+pub fn classify(frame: &[u8]) -> Result<Classified, WireError> {
+    if frame.len() < ETHERNET_HEADER_LEN {
+        return Err(WireError::Truncated);
+    }
+    let dst = MacAddr::from_slice(&frame[0..6]);
+    let src = MacAddr::from_slice(&frame[6..12]);
+    let et = u16::from_be_bytes([frame[12], frame[13]]);
+    let p = &frame[ETHERNET_HEADER_LEN..];
+    let l3 = match et {
+        EtherType::IPV4 => {
+            ipv4::check(p)?;
+            let hl = usize::from(p[0] & 0x0f) * 4;
+            let tl = usize::from(u16::from_be_bytes([p[2], p[3]]));
+            let fragment = u16::from_be_bytes([p[6], p[7]]) & 0x3fff != 0;
+            let proto = p[9];
+            let (mut sport, mut dport) = (0, 0);
+            if !fragment && (proto == IpProtocol::UDP || proto == IpProtocol::TCP) && tl >= hl + 4
+            {
+                sport = u16::from_be_bytes([p[hl], p[hl + 1]]);
+                dport = u16::from_be_bytes([p[hl + 2], p[hl + 3]]);
+            }
+            L3::Ipv4 {
+                src: u32::from_be_bytes([p[12], p[13], p[14], p[15]]),
+                dst: u32::from_be_bytes([p[16], p[17], p[18], p[19]]),
+                proto,
+                ttl: p[8],
+                fragment,
+                sport,
+                dport,
+            }
+        }
+        EtherType::ARP => L3::Arp(arp::parse(p)?),
+        EtherType::VLAN | EtherType::QINQ => L3::Vlan,
+        EtherType::IPV6 => L3::Ipv6,
+        other => L3::Other(other),
+    };
+    Ok(Classified { dst, src, l3 })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn eth(et: u16, payload: &[u8]) -> Vec<u8> {
+        let mut v = vec![2, 0, 0, 0, 0, 2, 2, 0, 0, 0, 0, 1];
+        v.extend_from_slice(&et.to_be_bytes());
+        v.extend_from_slice(payload);
+        v
+    }
+
+    #[test]
+    fn udp_ports_are_extracted() {
+        let mut ip = vec![
+            0x45, 0, 0, 28, 0, 0, 0, 0, 64, 17, 0, 0, 0, 0, 0, 0, 255, 255, 255, 255,
+        ];
+        ip.extend_from_slice(&[0, 68, 0, 67, 0, 8, 0, 0]);
+        let c = classify(&eth(0x0800, &ip)).unwrap();
+        match c.l3 {
+            L3::Ipv4 {
+                sport, dport, src, ..
+            } => {
+                assert_eq!((sport, dport, src), (68, 67, 0));
+            }
+            _ => panic!("not ipv4"),
+        }
+        assert_eq!(c.src, MacAddr([2, 0, 0, 0, 0, 1]));
+    }
+
+    #[test]
+    fn fragments_carry_no_ports() {
+        let mut ip = vec![
+            0x45, 0, 0, 28, 0, 0, 0x20, 0, 64, 17, 0, 0, 10, 0, 0, 1, 10, 0, 0, 2,
+        ];
+        ip.extend_from_slice(&[0, 68, 0, 67, 0, 8, 0, 0]);
+        let c = classify(&eth(0x0800, &ip)).unwrap();
+        assert!(matches!(
+            c.l3,
+            L3::Ipv4 {
+                fragment: true,
+                sport: 0,
+                ..
+            }
+        ));
+    }
+
+    #[test]
+    fn other_ethertypes() {
+        assert_eq!(classify(&eth(0x8100, &[0; 4])).unwrap().l3, L3::Vlan);
+        assert_eq!(classify(&eth(0x88a8, &[0; 4])).unwrap().l3, L3::Vlan);
+        assert_eq!(classify(&eth(0x86dd, &[])).unwrap().l3, L3::Ipv6);
+        assert_eq!(classify(&eth(0x88cc, &[])).unwrap().l3, L3::Other(0x88cc));
+        assert_eq!(classify(&[0u8; 5]), Err(WireError::Truncated));
+        assert_eq!(classify(&eth(0x0800, &[0x45; 3])), Err(WireError::Truncated));
+        assert_eq!(classify(&eth(0x0806, &[0; 5])), Err(WireError::Truncated));
+        assert_eq!(classify(&eth(0x0806, &[0; 10])), Err(WireError::BadArp));
+    }
+
+    #[test]
+    fn every_prefix_of_a_frame_classifies_without_panic() {
+        let mut ip = vec![
+            0x46, 0, 0, 32, 0, 0, 0, 0, 64, 6, 0, 0, 10, 0, 0, 1, 10, 0, 0, 2, 1, 1, 1, 1,
+        ];
+        ip.extend_from_slice(&[0, 80, 0, 81, 0, 0, 0, 0]);
+        let f = eth(0x0800, &ip);
+        for n in 0..=f.len() {
+            let _ = classify(&f[..n]);
+        }
+        assert!(classify(&f).is_ok());
+    }
+}

@@ -1,0 +1,57 @@
+//! Zero-copy, checked views of the frames a vSwitch sees.
+//!
+//! # Contract
+//! Every view is built with `new_checked` over untrusted bytes: it validates every
+//! length the accessors rely on, so no accessor can index out of bounds afterwards and
+//! nothing in this crate panics on any input. Failure is a typed [`WireError`] that the
+//! pipeline turns into a drop reason (SPEC 2.1).
+//!
+//! The hot path uses the fixed-offset views here ([`EthernetFrame`], [`Ipv4Packet`],
+//! [`classify`]); ARP and ICMP messages the switch *answers* with are parsed and emitted
+//! through `smoltcp::wire` ([`arp`], [`icmp`]), which is not on the forwarding path.
+//!
+//! Field offsets live in private `field` modules, as in smoltcp.
+
+mod addr;
+pub mod arp;
+pub mod checksum;
+mod classify;
+mod ethernet;
+pub mod icmp;
+mod ipv4;
+pub mod l4;
+
+pub use addr::{Ipv4Cidr, MacAddr, ParseAddrError};
+pub use classify::{classify, Classified, L3};
+pub use ethernet::{EtherType, EthernetFrame, ETHERNET_HEADER_LEN};
+pub use ipv4::{IpProtocol, Ipv4Packet, IPV4_MIN_HEADER_LEN};
+
+/// Why bytes could not be viewed as the header asked for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum WireError {
+    /// Shorter than the fixed header.
+    Truncated,
+    /// IPv4 version field is not 4.
+    BadVersion,
+    /// IPv4 IHL below 5 or beyond the buffer.
+    BadHeaderLen,
+    /// IPv4 total length smaller than the header or larger than the buffer.
+    BadTotalLen,
+    /// ARP hardware/protocol types or lengths are not Ethernet/IPv4.
+    BadArp,
+}
+
+impl std::fmt::Display for WireError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let s = match self {
+            WireError::Truncated => "truncated header",
+            WireError::BadVersion => "bad IP version",
+            WireError::BadHeaderLen => "bad IPv4 header length",
+            WireError::BadTotalLen => "bad IPv4 total length",
+            WireError::BadArp => "ARP is not Ethernet/IPv4",
+        };
+        f.write_str(s)
+    }
+}
+
+impl std::error::Error for WireError {}
