@@ -1,1 +1,374 @@
+//! The vpcswitch configuration (SPEC 1): what a VPC operator declares.
+//!
+//! # Contract
+//! A [`Config`] is plain data (serde, TOML). It is only ever used after
+//! [`Config::validate`] accepted it; that check applies every rule of SPEC 1 and
+//! reports *all* broken rules at once, each naming the object, the field and the rule.
+//! A refused configuration changes nothing (SPEC 8.1: the running one stays in force).
+//!
+//! Three ways in: [`Config::from_toml_str`] (files), [`ConfigBuilder`] (embedders), or
+//! building the structs directly and calling [`Config::validate`].
 
+mod builder;
+mod error;
+mod validate;
+
+pub use builder::ConfigBuilder;
+pub use error::{ConfigError, ConfigErrors};
+pub use vpcswitch_wire::{Ipv4Cidr, MacAddr};
+
+use serde::{Deserialize, Serialize};
+use std::net::Ipv4Addr;
+use std::path::PathBuf;
+
+/// Default limit of ports bound to one VIP (SPEC 1).
+pub const DEFAULT_MAX_PORTS_PER_VIP: usize = 10;
+/// Default limit of VIPs one port is bound to (SPEC 1).
+pub const DEFAULT_MAX_VIPS_PER_PORT: usize = 8;
+/// Default switch-wide gateway MAC (locally administered).
+pub const DEFAULT_GATEWAY_MAC: MacAddr = MacAddr([0x02, 0x00, 0x00, 0x00, 0x00, 0x01]);
+/// Most worker threads a switch runs.
+pub const MAX_WORKERS: usize = 64;
+
+/// The whole configuration of one switch.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// Switch-wide settings.
+    #[serde(default)]
+    pub switch: SwitchSettings,
+    /// VPCs.
+    #[serde(default)]
+    pub vpcs: Vec<Vpc>,
+    /// Subnets.
+    #[serde(default)]
+    pub subnets: Vec<Subnet>,
+    /// Ports (ECS vNICs).
+    #[serde(default)]
+    pub ports: Vec<Port>,
+    /// Virtual IPs.
+    #[serde(default)]
+    pub vips: Vec<Vip>,
+    /// VPC peerings.
+    #[serde(default)]
+    pub peerings: Vec<Peering>,
+    /// Explicit routes.
+    #[serde(default)]
+    pub routes: Vec<Route>,
+    /// Elastic IPs (also expressible as `eip` on a VIP or a port).
+    #[serde(default)]
+    pub eips: Vec<Eip>,
+    /// The port to the outside network (SPEC 7).
+    #[serde(default)]
+    pub uplink: Option<Uplink>,
+}
+
+fn default_workers() -> usize {
+    1
+}
+fn default_gateway_mac() -> MacAddr {
+    DEFAULT_GATEWAY_MAC
+}
+fn default_max_ports_per_vip() -> usize {
+    DEFAULT_MAX_PORTS_PER_VIP
+}
+fn default_max_vips_per_port() -> usize {
+    DEFAULT_MAX_VIPS_PER_PORT
+}
+fn default_true() -> bool {
+    true
+}
+fn default_icmp_rate() -> u32 {
+    100
+}
+
+/// `[switch]`: settings of the switch itself.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SwitchSettings {
+    /// Poll-mode worker threads (1..=64).
+    #[serde(default = "default_workers")]
+    pub workers: usize,
+    /// Pin worker i to CPU i.
+    #[serde(default)]
+    pub pin_workers: bool,
+    /// The MAC every subnet gateway answers with.
+    #[serde(default = "default_gateway_mac")]
+    pub gateway_mac: MacAddr,
+    /// Unix socket of the control interface (the binary's `ctl`).
+    #[serde(default)]
+    pub control_socket: Option<PathBuf>,
+    /// Most ports one VIP may bind.
+    #[serde(default = "default_max_ports_per_vip")]
+    pub max_ports_per_vip: usize,
+    /// Most VIPs one port may be bound to.
+    #[serde(default = "default_max_vips_per_port")]
+    pub max_vips_per_port: usize,
+    /// ICMP errors the switch sends per port per second (SPEC 5.5).
+    #[serde(default = "default_icmp_rate")]
+    pub icmp_errors_per_sec: u32,
+}
+
+impl Default for SwitchSettings {
+    fn default() -> Self {
+        SwitchSettings {
+            workers: default_workers(),
+            pin_workers: false,
+            gateway_mac: DEFAULT_GATEWAY_MAC,
+            control_socket: None,
+            max_ports_per_vip: DEFAULT_MAX_PORTS_PER_VIP,
+            max_vips_per_port: DEFAULT_MAX_VIPS_PER_PORT,
+            icmp_errors_per_sec: default_icmp_rate(),
+        }
+    }
+}
+
+/// `[[vpcs]]`
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Vpc {
+    /// unique name
+    pub name: String,
+    /// one or more IPv4 CIDRs
+    pub cidrs: Vec<Ipv4Cidr>,
+}
+
+/// `[[subnets]]`
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Subnet {
+    /// unique name in the switch
+    pub name: String,
+    /// the VPC's name
+    pub vpc: String,
+    /// inside one of the VPC's CIDRs
+    pub cidr: Ipv4Cidr,
+    /// default: the first host address
+    #[serde(default)]
+    pub gateway: Option<Ipv4Addr>,
+}
+
+impl Subnet {
+    /// The gateway address, defaulted.
+    pub fn gateway_ip(&self) -> Ipv4Addr {
+        self.gateway.unwrap_or_else(|| self.cidr.first_host())
+    }
+}
+
+/// How a port reaches its guest. The model only carries it; the runtime and the
+/// binary make the backend.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
+pub enum BackendSpec {
+    /// In-memory rings (tests, benchmarks, embedders driving frames themselves).
+    #[default]
+    Memory,
+    /// A Linux TAP device.
+    Tap {
+        /// interface name
+        ifname: String,
+    },
+    /// AF_XDP on an existing interface.
+    AfXdp {
+        /// interface name
+        ifname: String,
+        /// first queue id
+        #[serde(default)]
+        queue: u32,
+        /// "auto", "zerocopy", "copy", "skb"
+        #[serde(default)]
+        mode: Option<String>,
+    },
+    /// AF_PACKET on an existing interface.
+    AfPacket {
+        /// interface name
+        ifname: String,
+    },
+}
+
+/// `[[ports]]`: an ECS vNIC.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Port {
+    /// unique name
+    pub name: String,
+    /// the subnet's name
+    pub subnet: String,
+    /// unique in the switch
+    pub mac: MacAddr,
+    /// fixed IPs; the first is primary
+    pub ips: Vec<Ipv4Addr>,
+    /// SPEC 2.3 / 6.1 (default on)
+    #[serde(default = "default_true")]
+    pub src_dst_check: bool,
+    /// extra source MACs the guest may use (SPEC 2.2)
+    #[serde(default)]
+    pub allowed_macs: Vec<MacAddr>,
+    /// optional EIP for the primary IP (SPEC 7)
+    #[serde(default)]
+    pub eip: Option<Ipv4Addr>,
+    /// backend binding
+    #[serde(default)]
+    pub backend: BackendSpec,
+}
+
+/// `[[vips]]`
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Vip {
+    /// unique name
+    pub name: String,
+    /// the subnet's name
+    pub subnet: String,
+    /// the shared address
+    pub ip: Ipv4Addr,
+    /// names of the bound ports
+    #[serde(default)]
+    pub ports: Vec<String>,
+    /// optional EIP (SPEC 7)
+    #[serde(default)]
+    pub eip: Option<Ipv4Addr>,
+}
+
+/// `[[peerings]]`
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Peering {
+    /// unique name
+    pub name: String,
+    /// exactly two VPC names
+    pub vpcs: Vec<String>,
+}
+
+/// `[[routes]]`: exactly one of `peering`, `port`, `uplink`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Route {
+    /// the VPC whose table holds the route
+    pub vpc: String,
+    /// destination prefix
+    pub destination: Ipv4Cidr,
+    /// a peering name
+    #[serde(default)]
+    pub peering: Option<String>,
+    /// a next-hop port name
+    #[serde(default)]
+    pub port: Option<String>,
+    /// `true`: the uplink
+    #[serde(default)]
+    pub uplink: Option<bool>,
+}
+
+/// What a route points at, once validated.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RouteTarget<'a> {
+    /// a peering
+    Peering(&'a str),
+    /// a next-hop port
+    Port(&'a str),
+    /// the uplink
+    Uplink,
+}
+
+impl Route {
+    /// The route's single target; `None` unless exactly one is set.
+    pub fn target(&self) -> Option<RouteTarget<'_>> {
+        match (&self.peering, &self.port, self.uplink) {
+            (Some(p), None, None | Some(false)) => Some(RouteTarget::Peering(p)),
+            (None, Some(p), None | Some(false)) => Some(RouteTarget::Port(p)),
+            (None, None, Some(true)) => Some(RouteTarget::Uplink),
+            _ => None,
+        }
+    }
+}
+
+/// `[[eips]]`: a public address NATed 1:1 to a VIP or a port's fixed IP.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Eip {
+    /// the public address
+    pub ip: Ipv4Addr,
+    /// target: a VIP name
+    #[serde(default)]
+    pub vip: Option<String>,
+    /// target: a port name
+    #[serde(default)]
+    pub port: Option<String>,
+    /// with `port`: which fixed IP (default the primary)
+    #[serde(default)]
+    pub port_ip: Option<Ipv4Addr>,
+}
+
+/// `[uplink]`
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Uplink {
+    /// port name of the uplink (unique among ports)
+    #[serde(default = "default_uplink_name")]
+    pub name: String,
+    /// the uplink's MAC
+    pub mac: MacAddr,
+    /// the outside next hop
+    pub next_hop: Ipv4Addr,
+    /// backend binding
+    #[serde(default)]
+    pub backend: BackendSpec,
+}
+
+fn default_uplink_name() -> String {
+    "uplink".to_string()
+}
+
+impl Config {
+    /// Parses TOML and validates it. Syntax and type errors come back as one error
+    /// naming the place; rule violations come back all together.
+    pub fn from_toml_str(s: &str) -> Result<Config, ConfigErrors> {
+        let cfg: Config = toml::from_str(s).map_err(|e| {
+            let place = e
+                .span()
+                .map(|r| {
+                    let line = s[..r.start.min(s.len())].matches('\n').count() + 1;
+                    format!("line {line}")
+                })
+                .unwrap_or_else(|| "file".into());
+            ConfigErrors(vec![ConfigError::new(
+                "TOML",
+                place,
+                e.message().trim().to_string(),
+            )])
+        })?;
+        cfg.validate()?;
+        Ok(cfg)
+    }
+
+    /// Serializes to TOML.
+    pub fn to_toml_string(&self) -> String {
+        toml::to_string(self).unwrap_or_default()
+    }
+
+    /// Every EIP with its target, from `[[eips]]` and from `eip` on VIPs and ports.
+    pub fn all_eips(&self) -> Vec<Eip> {
+        let mut v = self.eips.clone();
+        for vip in &self.vips {
+            if let Some(ip) = vip.eip {
+                v.push(Eip {
+                    ip,
+                    vip: Some(vip.name.clone()),
+                    port: None,
+                    port_ip: None,
+                });
+            }
+        }
+        for p in &self.ports {
+            if let Some(ip) = p.eip {
+                v.push(Eip {
+                    ip,
+                    vip: None,
+                    port: Some(p.name.clone()),
+                    port_ip: None,
+                });
+            }
+        }
+        v
+    }
+}

@@ -74,7 +74,11 @@ impl std::error::Error for ParseAddrError {}
 impl FromStr for MacAddr {
     type Err = ParseAddrError;
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        let err = || ParseAddrError(format!("'{s}' is not a MAC address (want xx:xx:xx:xx:xx:xx)"));
+        let err = || {
+            ParseAddrError(format!(
+                "'{s}' is not a MAC address (want xx:xx:xx:xx:xx:xx)"
+            ))
+        };
         let mut out = [0u8; 6];
         let mut n = 0;
         for part in s.split([':', '-']) {
@@ -96,6 +100,16 @@ impl FromStr for MacAddr {
 pub struct Ipv4Cidr {
     addr: Ipv4Addr,
     len: u8,
+}
+
+impl Default for Ipv4Cidr {
+    /// 0.0.0.0/0
+    fn default() -> Self {
+        Ipv4Cidr {
+            addr: Ipv4Addr::UNSPECIFIED,
+            len: 0,
+        }
+    }
 }
 
 impl Ipv4Cidr {
@@ -214,4 +228,28 @@ mod tests {
         assert!("10.0.0.0/33".parse::<Ipv4Cidr>().is_err());
         assert!("10.0.0.0".parse::<Ipv4Cidr>().is_err());
     }
+}
+
+#[cfg(feature = "serde")]
+mod serde_impls {
+    use super::{Ipv4Cidr, MacAddr};
+    use serde::{de::Error, Deserialize, Deserializer, Serialize, Serializer};
+
+    macro_rules! via_str {
+        ($t:ty) => {
+            impl Serialize for $t {
+                fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+                    s.collect_str(self)
+                }
+            }
+            impl<'de> Deserialize<'de> for $t {
+                fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+                    let s = String::deserialize(d)?;
+                    s.parse().map_err(D::Error::custom)
+                }
+            }
+        };
+    }
+    via_str!(MacAddr);
+    via_str!(Ipv4Cidr);
 }

@@ -154,7 +154,10 @@ mod tests {
         assert_eq!(&buf[0..6], &req.sha.0);
         assert_eq!(&buf[6..12], &gw.0);
         let r = parse(&buf[14..n]).unwrap();
-        assert_eq!((r.op, r.sha, r.spa, r.tha, r.tpa), (OP_REPLY, gw, req.tpa, req.sha, req.spa));
+        assert_eq!(
+            (r.op, r.sha, r.spa, r.tha, r.tpa),
+            (OP_REPLY, gw, req.tpa, req.sha, req.spa)
+        );
         assert_eq!(emit_reply(&mut buf[..41], &req, gw), 0);
     }
 }

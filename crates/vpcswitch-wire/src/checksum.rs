@@ -65,7 +65,9 @@ mod tests {
 
     #[test]
     fn incremental_matches_full_recompute() {
-        let mut d = [0x45u8, 0, 0, 84, 0x12, 0x34, 0x40, 0, 64, 1, 0, 0, 10, 0, 1, 5, 10, 0, 2, 9];
+        let mut d = [
+            0x45u8, 0, 0, 84, 0x12, 0x34, 0x40, 0, 64, 1, 0, 0, 10, 0, 1, 5, 10, 0, 2, 9,
+        ];
         let c = checksum(&d);
         d[10..12].copy_from_slice(&c.to_be_bytes());
         assert_eq!(checksum(&d), 0);

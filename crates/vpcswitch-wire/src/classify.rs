@@ -67,8 +67,7 @@ pub fn classify(frame: &[u8]) -> Result<Classified, WireError> {
             let fragment = u16::from_be_bytes([p[6], p[7]]) & 0x3fff != 0;
             let proto = p[9];
             let (mut sport, mut dport) = (0, 0);
-            if !fragment && (proto == IpProtocol::UDP || proto == IpProtocol::TCP) && tl >= hl + 4
-            {
+            if !fragment && (proto == IpProtocol::UDP || proto == IpProtocol::TCP) && tl >= hl + 4 {
                 sport = u16::from_be_bytes([p[hl], p[hl + 1]]);
                 dport = u16::from_be_bytes([p[hl + 2], p[hl + 3]]);
             }
@@ -143,7 +142,10 @@ mod tests {
         assert_eq!(classify(&eth(0x86dd, &[])).unwrap().l3, L3::Ipv6);
         assert_eq!(classify(&eth(0x88cc, &[])).unwrap().l3, L3::Other(0x88cc));
         assert_eq!(classify(&[0u8; 5]), Err(WireError::Truncated));
-        assert_eq!(classify(&eth(0x0800, &[0x45; 3])), Err(WireError::Truncated));
+        assert_eq!(
+            classify(&eth(0x0800, &[0x45; 3])),
+            Err(WireError::Truncated)
+        );
         assert_eq!(classify(&eth(0x0806, &[0; 5])), Err(WireError::Truncated));
         assert_eq!(classify(&eth(0x0806, &[0; 10])), Err(WireError::BadArp));
     }

@@ -93,7 +93,25 @@ pub fn error_in_place(
     let ip_len = (total - ETHERNET_HEADER_LEN) as u16;
     let ip = &mut buf[ETHERNET_HEADER_LEN..total];
     ip[..IPV4_MIN_HEADER_LEN].copy_from_slice(&[
-        0x45, 0xc0, 0, 0, 0, 0, 0, 0, ORIGIN_TTL, IpProtocol::ICMP, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+        0x45,
+        0xc0,
+        0,
+        0,
+        0,
+        0,
+        0,
+        0,
+        ORIGIN_TTL,
+        IpProtocol::ICMP,
+        0,
+        0,
+        0,
+        0,
+        0,
+        0,
+        0,
+        0,
+        0,
         0,
     ]);
     ip[2..4].copy_from_slice(&ip_len.to_be_bytes());

@@ -206,8 +206,8 @@ mod tests {
     /// 10.0.1.5 -> 10.0.2.9, ICMP, TTL 64, total length 28 (header + 8-byte echo).
     fn fixture() -> Vec<u8> {
         let mut v = vec![
-            0x45, 0, 0, 28, 0x12, 0x34, 0x40, 0, 64, 1, 0, 0, 10, 0, 1, 5, 10, 0, 2, 9, 8, 0, 0,
-            0, 0, 1, 0, 1,
+            0x45, 0, 0, 28, 0x12, 0x34, 0x40, 0, 64, 1, 0, 0, 10, 0, 1, 5, 10, 0, 2, 9, 8, 0, 0, 0,
+            0, 1, 0, 1,
         ];
         let c = checksum::checksum(&v[..20]);
         v[10..12].copy_from_slice(&c.to_be_bytes());

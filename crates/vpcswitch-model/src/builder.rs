@@ -1,0 +1,246 @@
+//! A builder for embedders: strings in, a validated [`Config`] out.
+//!
+//! Address strings are parsed as they are added; a bad one is recorded and reported by
+//! [`ConfigBuilder::build`] together with every rule violation.
+
+use std::net::Ipv4Addr;
+use std::str::FromStr;
+
+use crate::{
+    BackendSpec, Config, ConfigError, ConfigErrors, Ipv4Cidr, MacAddr, Peering, Port, Route,
+    Subnet, Vip, Vpc,
+};
+
+/// Builds a [`Config`]; see the module docs.
+#[derive(Debug, Default, Clone)]
+pub struct ConfigBuilder {
+    cfg: Config,
+    errors: Vec<ConfigError>,
+}
+
+impl ConfigBuilder {
+    /// An empty configuration with default switch settings.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    fn parse<T: FromStr + Default>(&mut self, object: &str, field: &str, s: &str) -> T {
+        match s.parse() {
+            Ok(v) => v,
+            Err(_) => {
+                self.errors.push(ConfigError::new(
+                    object,
+                    field,
+                    format!("cannot parse \"{s}\""),
+                ));
+                T::default()
+            }
+        }
+    }
+
+    fn parse_ip(&mut self, object: &str, field: &str, s: &str) -> Ipv4Addr {
+        s.parse().unwrap_or_else(|_| {
+            self.errors.push(ConfigError::new(
+                object,
+                field,
+                format!("\"{s}\" is not an IPv4 address"),
+            ));
+            Ipv4Addr::UNSPECIFIED
+        })
+    }
+
+    fn parse_cidr(&mut self, object: &str, field: &str, s: &str) -> Ipv4Cidr {
+        s.parse()
+            .unwrap_or_else(|e: vpcswitch_wire::ParseAddrError| {
+                self.errors.push(ConfigError::new(object, field, e.0));
+                Ipv4Cidr::default()
+            })
+    }
+
+    /// Number of worker threads.
+    pub fn workers(mut self, n: usize) -> Self {
+        self.cfg.switch.workers = n;
+        self
+    }
+
+    /// The gateway MAC.
+    pub fn gateway_mac(mut self, mac: &str) -> Self {
+        self.cfg.switch.gateway_mac = self.parse::<MacAddr>("switch", "gateway_mac", mac);
+        self
+    }
+
+    /// Limits of SPEC 1 (ports per VIP, VIPs per port).
+    pub fn vip_limits(mut self, ports_per_vip: usize, vips_per_port: usize) -> Self {
+        self.cfg.switch.max_ports_per_vip = ports_per_vip;
+        self.cfg.switch.max_vips_per_port = vips_per_port;
+        self
+    }
+
+    /// A VPC with its CIDRs.
+    pub fn vpc(mut self, name: &str, cidrs: &[&str]) -> Self {
+        let obj = format!("vpc \"{name}\"");
+        let cidrs = cidrs
+            .iter()
+            .map(|c| self.parse_cidr(&obj, "cidrs", c))
+            .collect();
+        self.cfg.vpcs.push(Vpc {
+            name: name.into(),
+            cidrs,
+        });
+        self
+    }
+
+    /// A subnet with the default gateway (first host address).
+    pub fn subnet(mut self, name: &str, vpc: &str, cidr: &str) -> Self {
+        let cidr = self.parse_cidr(&format!("subnet \"{name}\""), "cidr", cidr);
+        self.cfg.subnets.push(Subnet {
+            name: name.into(),
+            vpc: vpc.into(),
+            cidr,
+            gateway: None,
+        });
+        self
+    }
+
+    /// Sets the gateway of the last added subnet.
+    pub fn gateway(mut self, ip: &str) -> Self {
+        let obj = self
+            .cfg
+            .subnets
+            .last()
+            .map(|s| format!("subnet \"{}\"", s.name))
+            .unwrap_or_default();
+        let ip = self.parse_ip(&obj, "gateway", ip);
+        if let Some(s) = self.cfg.subnets.last_mut() {
+            s.gateway = Some(ip);
+        }
+        self
+    }
+
+    /// A port on the in-memory backend with `src_dst_check` on.
+    pub fn port(mut self, name: &str, subnet: &str, mac: &str, ips: &[&str]) -> Self {
+        let obj = format!("port \"{name}\"");
+        let mac = self.parse::<MacAddr>(&obj, "mac", mac);
+        let ips = ips.iter().map(|i| self.parse_ip(&obj, "ips", i)).collect();
+        self.cfg.ports.push(Port {
+            name: name.into(),
+            subnet: subnet.into(),
+            mac,
+            ips,
+            src_dst_check: true,
+            allowed_macs: vec![],
+            eip: None,
+            backend: BackendSpec::Memory,
+        });
+        self
+    }
+
+    /// Sets `src_dst_check` of the last added port.
+    pub fn src_dst_check(mut self, on: bool) -> Self {
+        if let Some(p) = self.cfg.ports.last_mut() {
+            p.src_dst_check = on;
+        }
+        self
+    }
+
+    /// Adds an allowed extra MAC to the last added port.
+    pub fn allowed_mac(mut self, mac: &str) -> Self {
+        let obj = self
+            .cfg
+            .ports
+            .last()
+            .map(|p| format!("port \"{}\"", p.name))
+            .unwrap_or_default();
+        let m = self.parse::<MacAddr>(&obj, "allowed_macs", mac);
+        if let Some(p) = self.cfg.ports.last_mut() {
+            p.allowed_macs.push(m);
+        }
+        self
+    }
+
+    /// Sets the backend of the last added port.
+    pub fn backend(mut self, spec: BackendSpec) -> Self {
+        if let Some(p) = self.cfg.ports.last_mut() {
+            p.backend = spec;
+        }
+        self
+    }
+
+    /// A VIP bound to `ports`.
+    pub fn vip(mut self, name: &str, subnet: &str, ip: &str, ports: &[&str]) -> Self {
+        let ip = self.parse_ip(&format!("vip \"{name}\""), "ip", ip);
+        self.cfg.vips.push(Vip {
+            name: name.into(),
+            subnet: subnet.into(),
+            ip,
+            ports: ports.iter().map(|p| p.to_string()).collect(),
+            eip: None,
+        });
+        self
+    }
+
+    /// A peering of two VPCs.
+    pub fn peering(mut self, name: &str, a: &str, b: &str) -> Self {
+        self.cfg.peerings.push(Peering {
+            name: name.into(),
+            vpcs: vec![a.into(), b.into()],
+        });
+        self
+    }
+
+    fn route(
+        mut self,
+        vpc: &str,
+        dest: &str,
+        peering: Option<&str>,
+        port: Option<&str>,
+        uplink: bool,
+    ) -> Self {
+        let destination = self.parse_cidr(
+            &format!("route to {dest} in vpc \"{vpc}\""),
+            "destination",
+            dest,
+        );
+        self.cfg.routes.push(Route {
+            vpc: vpc.into(),
+            destination,
+            peering: peering.map(Into::into),
+            port: port.map(Into::into),
+            uplink: uplink.then_some(true),
+        });
+        self
+    }
+
+    /// A route through a peering.
+    pub fn route_via_peering(self, vpc: &str, dest: &str, peering: &str) -> Self {
+        self.route(vpc, dest, Some(peering), None, false)
+    }
+
+    /// A route to a next-hop port.
+    pub fn route_via_port(self, vpc: &str, dest: &str, port: &str) -> Self {
+        self.route(vpc, dest, None, Some(port), false)
+    }
+
+    /// A route to the uplink.
+    pub fn route_via_uplink(self, vpc: &str, dest: &str) -> Self {
+        self.route(vpc, dest, None, None, true)
+    }
+
+    /// The configuration, if every address parsed and every rule holds.
+    pub fn build(self) -> Result<Config, ConfigErrors> {
+        let mut errors = self.errors;
+        if let Err(ConfigErrors(v)) = self.cfg.validate() {
+            errors.extend(v);
+        }
+        if errors.is_empty() {
+            Ok(self.cfg)
+        } else {
+            Err(ConfigErrors(errors))
+        }
+    }
+
+    /// The configuration without validation (for tests of the validator itself).
+    pub fn build_unchecked(self) -> Config {
+        self.cfg
+    }
+}

@@ -1,0 +1,228 @@
+//! SPEC 1: every validation rule, and that all errors are reported at once.
+
+use vpcswitch_model::{Config, ConfigBuilder};
+
+fn base() -> ConfigBuilder {
+    ConfigBuilder::new()
+        .vpc("a", &["10.0.0.0/16"])
+        .vpc("b", &["10.1.0.0/16"])
+        .subnet("a1", "a", "10.0.1.0/24")
+        .subnet("a2", "a", "10.0.2.0/24")
+        .subnet("b1", "b", "10.1.1.0/24")
+        .port("p1", "a1", "02:00:00:00:01:01", &["10.0.1.11"])
+        .port("p2", "a1", "02:00:00:00:01:02", &["10.0.1.12"])
+        .port("q1", "a2", "02:00:00:00:02:01", &["10.0.2.11"])
+        .port("r1", "b1", "02:00:00:00:03:01", &["10.1.1.11"])
+        .vip("v", "a1", "10.0.1.100", &["p1", "p2"])
+        .peering("ab", "a", "b")
+        .route_via_peering("a", "10.1.0.0/16", "ab")
+        .route_via_peering("b", "10.0.0.0/16", "ab")
+}
+
+#[test]
+fn a_valid_topology_builds() {
+    let c = base().build().unwrap();
+    assert_eq!(c.ports.len(), 4);
+    // round trip through TOML
+    let again = Config::from_toml_str(&c.to_toml_string()).unwrap();
+    assert_eq!(again, c);
+}
+
+fn errs(b: ConfigBuilder) -> vpcswitch_model::ConfigErrors {
+    b.build().expect_err("must be refused")
+}
+
+#[test]
+fn spec1_duplicate_names_and_macs() {
+    let e = errs(base().port("p1", "a1", "02:00:00:00:01:01", &["10.0.1.13"]));
+    assert!(e.mentions("port \"p1\"", "name"), "{e}");
+    assert!(e.mentions("port \"p1\"", "mac"), "{e}");
+    let e = errs(base().port("x", "a1", "02:00:00:00:00:01", &["10.0.1.14"]));
+    assert!(e.to_string().contains("gateway_mac"), "{e}");
+}
+
+#[test]
+fn spec1_fixed_ips_inside_subnet_unique_not_reserved() {
+    for (ip, what) in [
+        ("10.0.2.5", "not inside"),
+        ("10.0.1.0", "network address"),
+        ("10.0.1.1", "gateway address"),
+        ("10.0.1.255", "broadcast address"),
+        ("10.0.1.11", "already a fixed IP"),
+        ("10.0.1.100", "VIP"),
+    ] {
+        let e = errs(base().port("x", "a1", "02:00:00:00:09:09", &[ip]));
+        assert!(e.mentions("port \"x\"", "ips"), "{ip}: {e}");
+        assert!(e.to_string().contains(what), "{ip}: {e}");
+    }
+}
+
+#[test]
+fn spec1_subnet_rules() {
+    let e = errs(base().subnet("bad", "a", "10.2.0.0/24"));
+    assert!(e.mentions("subnet \"bad\"", "cidr"), "{e}");
+    let e = errs(base().subnet("ov", "a", "10.0.1.128/25"));
+    assert!(e.to_string().contains("overlaps subnet \"a1\""), "{e}");
+    let e = errs(base().subnet("g", "a", "10.0.9.0/24").gateway("10.0.8.1"));
+    assert!(e.mentions("subnet \"g\"", "gateway"), "{e}");
+    let e = errs(base().subnet("nv", "nope", "10.0.9.0/24"));
+    assert!(e.mentions("subnet \"nv\"", "vpc"), "{e}");
+    // custom gateway is honoured and reserved
+    let c = base()
+        .subnet("g", "a", "10.0.9.0/24")
+        .gateway("10.0.9.254")
+        .build()
+        .unwrap();
+    assert_eq!(c.subnets[3].gateway_ip().to_string(), "10.0.9.254");
+    let e = errs(
+        base()
+            .subnet("g", "a", "10.0.9.0/24")
+            .gateway("10.0.9.254")
+            .port("x", "g", "02:00:00:00:09:09", &["10.0.9.254"]),
+    );
+    assert!(e.to_string().contains("gateway"), "{e}");
+}
+
+#[test]
+fn spec1_vip_limits_are_enforced_and_configurable() {
+    let mut b = base();
+    let mut names = vec![];
+    for i in 0..11 {
+        let n = format!("m{i}");
+        b = b.port(
+            &n,
+            "a1",
+            &format!("02:00:00:00:05:{i:02x}"),
+            &[&format!("10.0.1.{}", 50 + i)],
+        );
+        names.push(n);
+    }
+    let refs: Vec<&str> = names.iter().map(|s| s.as_str()).collect();
+    let e = errs(b.clone().vip("big", "a1", "10.0.1.200", &refs));
+    assert!(e.to_string().contains("at most 10"), "{e}");
+    b.clone()
+        .vip("ten", "a1", "10.0.1.200", &refs[..10])
+        .build()
+        .unwrap();
+    b.clone()
+        .vip_limits(11, 8)
+        .vip("big", "a1", "10.0.1.200", &refs)
+        .build()
+        .unwrap();
+    // a port on 9 VIPs
+    let mut b2 = base();
+    for i in 0..9 {
+        b2 = b2.vip(
+            &format!("w{i}"),
+            "a1",
+            &format!("10.0.1.{}", 150 + i),
+            &["p1"],
+        );
+    }
+    let e = errs(b2.clone());
+    assert!(e.mentions("port \"p1\"", "vips"), "{e}");
+    b2.vip_limits(10, 10).build().unwrap();
+}
+
+#[test]
+fn spec1_vip_rules() {
+    let e = errs(base().vip("x", "a1", "10.0.1.11", &["p1"]));
+    assert!(e.to_string().contains("fixed IP of port \"p1\""), "{e}");
+    let e = errs(base().vip("x", "a1", "10.0.1.120", &["q1"]));
+    assert!(e.to_string().contains("not the VIP's subnet"), "{e}");
+    let e = errs(base().vip("x", "a1", "10.0.1.120", &["ghost"]));
+    assert!(e.to_string().contains("no port named \"ghost\""), "{e}");
+    let e = errs(base().vip("x", "a1", "10.0.1.100", &[]));
+    assert!(e.to_string().contains("already the address of vip"), "{e}");
+}
+
+#[test]
+fn spec1_peering_and_route_rules() {
+    let e = errs(base().vpc("c", &["10.1.128.0/17"]).peering("bc", "b", "c"));
+    assert!(e.to_string().contains("overlap"), "{e}");
+    let e = errs(base().route_via_peering("b", "10.9.0.0/16", "nope"));
+    assert!(e.to_string().contains("no peering named"), "{e}");
+    let e = errs(
+        base()
+            .vpc("c", &["10.2.0.0/16"])
+            .peering("bc", "b", "c")
+            .route_via_peering("a", "10.2.0.0/16", "bc"),
+    );
+    assert!(e.to_string().contains("does not join VPC \"a\""), "{e}");
+    let e = errs(base().route_via_port("a", "0.0.0.0/0", "r1"));
+    assert!(e.to_string().contains("not in VPC \"a\""), "{e}");
+    let e = errs(base().route_via_port("a", "10.0.1.0/25", "p1"));
+    assert!(e.to_string().contains("shadow"), "{e}");
+    let e = errs(base().route_via_uplink("a", "0.0.0.0/0"));
+    assert!(e.to_string().contains("no [uplink]"), "{e}");
+}
+
+#[test]
+fn every_error_is_reported_not_only_the_first() {
+    let e = errs(
+        base()
+            .port("x", "a1", "nonsense", &["10.0.1.0"])
+            .vip("y", "nowhere", "10.0.1.7", &[])
+            .peering("self", "a", "a"),
+    );
+    assert!(e.0.len() >= 4, "{e}");
+    assert!(e.mentions("port \"x\"", "mac"));
+    assert!(e.mentions("port \"x\"", "ips"));
+    assert!(e.mentions("vip \"y\"", "subnet"));
+    assert!(e.mentions("peering \"self\"", "vpcs"));
+}
+
+#[test]
+fn toml_contract_and_errors() {
+    let ok = r#"
+[switch]
+workers = 2
+gateway_mac = "02:00:00:00:00:fe"
+control_socket = "/run/vpcswitch.sock"
+
+[[vpcs]]
+name = "prod"
+cidrs = ["10.0.0.0/16"]
+
+[[subnets]]
+name = "web"
+vpc = "prod"
+cidr = "10.0.1.0/24"
+
+[[ports]]
+name = "web1"
+subnet = "web"
+mac = "02:00:00:00:01:01"
+ips = ["10.0.1.11"]
+backend = { type = "tap", ifname = "vs-web1" }
+
+[[ports]]
+name = "lvs1"
+subnet = "web"
+mac = "02:00:00:00:01:02"
+ips = ["10.0.1.12"]
+src_dst_check = false
+allowed_macs = ["02:00:00:00:01:99"]
+backend = { type = "tap", ifname = "vs-lvs1" }
+
+[[vips]]
+name = "web-vip"
+subnet = "web"
+ip = "10.0.1.100"
+ports = ["web1", "lvs1"]
+"#;
+    let c = Config::from_toml_str(ok).unwrap();
+    assert_eq!(c.switch.workers, 2);
+    assert!(!c.ports[1].src_dst_check);
+    assert!(c.ports[0].src_dst_check);
+    let bad = ok.replace(
+        "ips = [\"10.0.1.11\"]",
+        "ips = [\"10.0.1.11\"]\ncolour = \"red\"",
+    );
+    let e = Config::from_toml_str(&bad).unwrap_err();
+    assert!(e.to_string().contains("colour"), "{e}");
+    assert!(e.to_string().contains("line"), "{e}");
+    let bad = ok.replace("02:00:00:00:01:01", "02:00:00:00:01");
+    let e = Config::from_toml_str(&bad).unwrap_err();
+    assert!(e.to_string().contains("not a MAC"), "{e}");
+}
