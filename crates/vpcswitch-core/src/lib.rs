@@ -1,1 +1,72 @@
+//! The VPC dataplane: compiled tables and the pipeline (SPEC 2–6, 8).
+//!
+//! # Contract
+//! [`Snapshot::compile`] turns a validated [`vpcswitch_model::Config`] into immutable
+//! lookup tables. [`Snapshot::process`] runs one frame through the pipeline and returns a
+//! typed [`Verdict`]; it may rewrite the frame in place (routing, ARP replies, ICMP). It
+//! never panics, never allocates and never blocks, whatever the bytes.
+//!
+//! Learned state (VIP owners, SPEC 3.1) lives beside the tables in atomics
+//! ([`VipCell`]), so a GARP processed on one worker steers the very next packet on every
+//! worker, with no lock.
+//!
+//! This crate never sees a thread, a file descriptor or a backend: the runtime calls
+//! [`Snapshot::process`] per frame of a burst and acts on the verdict.
+//!
+//! # Security intent
+//! Guests are untrusted. Every frame is checked before any table is consulted with its
+//! contents: the source MAC (SPEC 2.2), the source IP (2.3), ARP claims (2.3a, 3.1). A
+//! guest can only claim its own addresses and the VIPs it is bound to.
 
+mod lpm;
+mod pipeline;
+mod reason;
+mod snapshot;
+mod trace;
+
+pub use lpm::Lpm;
+pub use pipeline::TraceResult;
+pub use reason::DropReason;
+pub use snapshot::{
+    Host, PortEntry, RouteTarget, Snapshot, SubnetEntry, VipCell, VipEntry, VpcEntry, NO_OWNER,
+};
+pub use trace::{NoTrace, Trace, Tracer};
+
+/// A port's index, stable across reloads while the port's name stays.
+pub type PortId = u32;
+/// A subnet's index in one snapshot.
+pub type SubnetId = u32;
+/// A VPC's index in one snapshot.
+pub type VpcId = u32;
+/// A VIP's index in one snapshot.
+pub type VipId = u32;
+
+/// Where a forwarded frame goes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Out {
+    /// one port (possibly the ingress port, for answers the switch makes)
+    Port(PortId),
+    /// every port of the subnet except the ingress port (SPEC 4.1, 3.3, 3.4)
+    Flood(SubnetId),
+    /// every port bound to the VIP except the ingress port (SPEC 3.4, 5.2)
+    VipPorts(VipId),
+}
+
+/// What the pipeline decided for one frame.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Verdict {
+    /// Send the (possibly rewritten) frame.
+    Forward(Out),
+    /// Drop the frame, counting the reason.
+    Drop(DropReason),
+    /// Drop the frame (counting the reason) and send what the switch wrote into its
+    /// buffer instead: an ICMP error or an ARP request.
+    DropAndSend(DropReason, Out),
+}
+
+/// Per-call context supplied by the runtime.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Ctx {
+    /// Monotonic time in nanoseconds (rate limits, VIP move times).
+    pub now_ns: u64,
+}

@@ -14,6 +14,7 @@
 
 mod addr;
 pub mod arp;
+pub mod build;
 pub mod checksum;
 mod classify;
 mod ethernet;

@@ -1,0 +1,775 @@
+//! The pipeline stages (SPEC 2–6). Each stage is a small function over one frame that
+//! returns a typed [`Verdict`]; [`Snapshot::process`] dispatches once per frame.
+//!
+//! Stage order: classify (2.1) → ingress port → VLAN (2.1) → source MAC (2.2) →
+//! ARP (2.3, 2.3a, 3.x) or IPv4 source check (2.3) → broadcast/multicast (4.1) →
+//! L3 when sent to the gateway MAC (5.x), else L2 (4.2, 4.3) → destination check (6.1).
+
+use std::net::Ipv4Addr;
+
+use vpcswitch_wire::arp::{self, ArpInfo, OP_REPLY, OP_REQUEST};
+use vpcswitch_wire::{classify, icmp, Classified, IpProtocol, Ipv4Packet, MacAddr, WireError, L3};
+
+use crate::snapshot::{Host, PortEntry, RouteTarget};
+use crate::{Ctx, DropReason, Out, PortId, Snapshot, Trace, Tracer, Verdict, VipId, VpcId};
+
+/// The IPv4 fields the stages use.
+#[derive(Clone, Copy)]
+struct V4 {
+    src: u32,
+    dst: u32,
+    proto: u8,
+    ttl: u8,
+}
+
+fn wire_reason(e: WireError) -> DropReason {
+    match e {
+        WireError::Truncated => DropReason::Truncated,
+        WireError::BadVersion => DropReason::BadIpVersion,
+        WireError::BadHeaderLen => DropReason::BadIpHeaderLen,
+        WireError::BadTotalLen => DropReason::BadIpTotalLen,
+        WireError::BadArp => DropReason::MalformedArp,
+    }
+}
+
+macro_rules! drop_with {
+    ($t:expr, $stage:literal, $r:expr, $($fmt:tt)*) => {{
+        if T::ON {
+            $t.step($stage, format_args!($($fmt)*));
+            $t.step("verdict", format_args!("drop: {}", $r.name()));
+        }
+        return Verdict::Drop($r);
+    }};
+}
+
+macro_rules! step {
+    ($t:expr, $stage:literal, $($fmt:tt)*) => {
+        if T::ON {
+            $t.step($stage, format_args!($($fmt)*));
+        }
+    };
+}
+
+fn ip(v: u32) -> Ipv4Addr {
+    Ipv4Addr::from(v)
+}
+
+/// Where a local address of a VPC leads (SPEC 5.2).
+enum Resolved {
+    Port(PortId),
+    VipNoOwner(VipId),
+    Gateway,
+    Nothing,
+}
+
+/// The result of [`Snapshot::trace`].
+#[derive(Debug, Clone)]
+pub struct TraceResult {
+    /// the final verdict
+    pub verdict: Verdict,
+    /// every decision, in order
+    pub trace: Trace,
+    /// the frame as it would leave (rewritten or answered), empty for a plain drop
+    pub output: Vec<u8>,
+}
+
+impl Snapshot {
+    /// Runs one frame received on `in_port` through the pipeline.
+    ///
+    /// `buf` is the whole packet buffer and `*len` the frame length in it; the frame may
+    /// be rewritten in place and `*len` changed (answers the switch makes). The verdict
+    /// says where the buffer's frame goes. Never panics, never allocates.
+    #[inline]
+    pub fn process<T: Tracer>(
+        &self,
+        ctx: &Ctx,
+        in_port: PortId,
+        buf: &mut [u8],
+        len: &mut usize,
+        t: &mut T,
+    ) -> Verdict {
+        let flen = (*len).min(buf.len());
+        *len = flen;
+        let c = match classify(&buf[..flen]) {
+            Ok(c) => c,
+            Err(e) => drop_with!(t, "parse", wire_reason(e), "{flen} bytes: {e}"),
+        };
+        step!(t, "parse", "{} > {} {:?}", c.src, c.dst, c.l3);
+        let Some(p) = self.port(in_port) else {
+            drop_with!(
+                t,
+                "ingress",
+                DropReason::UnknownPort,
+                "port id {in_port} is not configured"
+            )
+        };
+        step!(
+            t,
+            "ingress",
+            "port {} (subnet {}, check {})",
+            p.name,
+            self.subnet_name(p),
+            on(p.src_dst_check)
+        );
+        if p.is_uplink {
+            drop_with!(
+                t,
+                "uplink",
+                DropReason::Uplink,
+                "uplink ingress: EIP translation (SPEC 7) is not enabled"
+            )
+        }
+        if c.l3 == L3::Vlan {
+            drop_with!(
+                t,
+                "vlan",
+                DropReason::VlanTagged,
+                "802.1Q/802.1ad tag on an access port (SPEC 2.1)"
+            )
+        }
+        if !p.owns_mac(c.src) {
+            drop_with!(
+                t,
+                "src-mac",
+                DropReason::SpoofedSrcMac,
+                "{} is not a MAC of {} (SPEC 2.2)",
+                c.src,
+                p.name
+            )
+        }
+        step!(t, "src-mac", "{} belongs to {} (SPEC 2.2)", c.src, p.name);
+        match c.l3 {
+            L3::Arp(a) => self.arp_stage(ctx, p, &c, a, buf, len, t),
+            L3::Ipv4 {
+                src,
+                dst,
+                proto,
+                ttl,
+                sport,
+                dport,
+                ..
+            } => {
+                let dhcp = src == 0 && proto == IpProtocol::UDP && sport == 68 && dport == 67;
+                if p.src_dst_check && !dhcp && !p.allows_ip(src) {
+                    drop_with!(
+                        t,
+                        "src-ip",
+                        DropReason::SpoofedSrcIp,
+                        "{} is not in the allowed set of {} (SPEC 2.3)",
+                        ip(src),
+                        p.name
+                    )
+                }
+                step!(
+                    t,
+                    "src-ip",
+                    "{} allowed (SPEC 2.3{})",
+                    ip(src),
+                    if p.src_dst_check { "" } else { ": check off" }
+                );
+                let v4 = V4 {
+                    src,
+                    dst,
+                    proto,
+                    ttl,
+                };
+                if c.dst.is_multicast() {
+                    step!(
+                        t,
+                        "l2",
+                        "broadcast/multicast: every other port of subnet {} (SPEC 4.1)",
+                        self.subnet_name(p)
+                    );
+                    return Verdict::Forward(Out::Flood(p.subnet));
+                }
+                if c.dst == self.gateway_mac {
+                    self.l3_stage(ctx, p, v4, buf, len, t)
+                } else {
+                    self.l2_ipv4(p, c.dst, v4, buf, t)
+                }
+            }
+            L3::Ipv6 => drop_with!(
+                t,
+                "l3",
+                DropReason::Ipv6,
+                "IPv6 is not enabled on VPCs yet (SPEC 9.1)"
+            ),
+            L3::Other(et) => drop_with!(
+                t,
+                "l3",
+                DropReason::UnsupportedEthertype,
+                "EtherType {et:#06x}"
+            ),
+            L3::Vlan => drop_with!(t, "vlan", DropReason::VlanTagged, "tagged"),
+        }
+    }
+
+    /// Traces one frame without changing learned state or rate limits (SPEC: trace).
+    pub fn trace(&self, now_ns: u64, in_port: PortId, frame: &[u8]) -> TraceResult {
+        let mut buf = vec![0u8; frame.len().max(2048)];
+        buf[..frame.len()].copy_from_slice(frame);
+        let mut len = frame.len();
+        let mut t = Trace::default();
+        let verdict = self.process(&Ctx { now_ns }, in_port, &mut buf, &mut len, &mut t);
+        let output = match verdict {
+            Verdict::Drop(_) => Vec::new(),
+            _ => buf[..len].to_vec(),
+        };
+        let v = match verdict {
+            Verdict::Forward(o) => format!("forward to {}", self.out_name(o)),
+            Verdict::Drop(r) => format!("drop: {r}"),
+            Verdict::DropAndSend(r, o) => format!(
+                "drop: {r}; send the switch's answer to {}",
+                self.out_name(o)
+            ),
+        };
+        if !matches!(verdict, Verdict::Drop(_)) {
+            t.step("verdict", format_args!("{v}"));
+        }
+        TraceResult {
+            verdict,
+            trace: t,
+            output,
+        }
+    }
+
+    /// A readable name for an output.
+    pub fn out_name(&self, o: Out) -> String {
+        match o {
+            Out::Port(p) => format!("port {}", self.port(p).map_or("?", |p| p.name.as_str())),
+            Out::Flood(s) => format!(
+                "subnet {} (flood)",
+                self.subnets
+                    .get(s as usize)
+                    .map_or("?", |s| s.name.as_str())
+            ),
+            Out::VipPorts(v) => format!(
+                "ports bound to vip {}",
+                self.vips.get(v as usize).map_or("?", |v| v.name.as_str())
+            ),
+        }
+    }
+
+    fn subnet_name(&self, p: &PortEntry) -> &str {
+        self.subnets
+            .get(p.subnet as usize)
+            .map_or("-", |s| s.name.as_str())
+    }
+
+    /// SPEC 2.3, 2.3a, 3.1, 3.3–3.5.
+    #[allow(clippy::too_many_arguments)]
+    fn arp_stage<T: Tracer>(
+        &self,
+        ctx: &Ctx,
+        p: &PortEntry,
+        c: &Classified,
+        a: ArpInfo,
+        buf: &mut [u8],
+        len: &mut usize,
+        t: &mut T,
+    ) -> Verdict {
+        if a.op != OP_REQUEST && a.op != OP_REPLY {
+            drop_with!(t, "arp", DropReason::ArpUnsupportedOp, "opcode {}", a.op)
+        }
+        if p.src_dst_check && a.sha != c.src {
+            drop_with!(
+                t,
+                "arp",
+                DropReason::ArpSenderMacMismatch,
+                "sender MAC {} != Ethernet source {} (SPEC 2.3)",
+                a.sha,
+                c.src
+            )
+        }
+        let claimed = if a.spa != 0 {
+            self.host(p.vpc, a.spa)
+        } else {
+            None
+        };
+        match claimed {
+            Some(Host::Port(q)) if q != p.id => {
+                drop_with!(
+                    t,
+                    "arp",
+                    DropReason::ArpClaimsForeignIp,
+                    "sender IP {} is a fixed IP of another port (SPEC 2.3a)",
+                    ip(a.spa)
+                )
+            }
+            Some(Host::Gateway(_)) => {
+                drop_with!(
+                    t,
+                    "arp",
+                    DropReason::ArpClaimsForeignIp,
+                    "sender IP {} is a gateway address (SPEC 2.3a)",
+                    ip(a.spa)
+                )
+            }
+            Some(Host::Vip(v)) if !p.vips.contains(&v) => {
+                drop_with!(
+                    t,
+                    "arp",
+                    DropReason::VipClaimNotBound,
+                    "sender IP {} is vip {}, not bound to {} (SPEC 2.3a, 3.1)",
+                    ip(a.spa),
+                    self.vips[v as usize].name,
+                    p.name
+                )
+            }
+            _ => {}
+        }
+        if p.src_dst_check && a.spa != 0 && !p.allows_ip(a.spa) {
+            drop_with!(
+                t,
+                "arp",
+                DropReason::SpoofedArpSenderIp,
+                "sender IP {} is not in the allowed set of {} (SPEC 2.3)",
+                ip(a.spa),
+                p.name
+            )
+        }
+        step!(
+            t,
+            "arp",
+            "{} {} asks/tells {} (sender ok, SPEC 2.3)",
+            if a.op == OP_REQUEST {
+                "request"
+            } else {
+                "reply"
+            },
+            ip(a.spa),
+            ip(a.tpa)
+        );
+
+        // SPEC 3.1: announcements and replies for a VIP move its owner.
+        let is_claim =
+            (a.op == OP_REQUEST && a.is_announcement()) || (a.op == OP_REPLY && a.spa != 0);
+        if is_claim {
+            if let Some(Host::Vip(v)) = claimed {
+                let cell = self.vip_cell(v);
+                if T::ON {
+                    step!(
+                        t,
+                        "vip-learn",
+                        "would make {} the owner of vip {} (was {}) (SPEC 3.1)",
+                        p.name,
+                        self.vips[v as usize].name,
+                        cell.owner()
+                            .and_then(|o| self.port(o))
+                            .map_or("none", |q| q.name.as_str())
+                    );
+                } else {
+                    cell.claim(p.id, ctx.now_ns);
+                }
+            }
+        }
+
+        if a.op == OP_REPLY {
+            if c.dst.is_multicast() {
+                step!(
+                    t,
+                    "arp",
+                    "gratuitous reply: every other port of the subnet (SPEC 3.3)"
+                );
+                return Verdict::Forward(Out::Flood(p.subnet));
+            }
+            return match self.l2_dest(p, c.dst) {
+                Ok(q) => {
+                    step!(t, "l2", "reply to {} (SPEC 4.2)", q.name);
+                    Verdict::Forward(Out::Port(q.id))
+                }
+                Err(r) => drop_with!(t, "l2", r, "no port of the subnet has MAC {}", c.dst),
+            };
+        }
+        if a.is_announcement() {
+            step!(
+                t,
+                "arp",
+                "announcement: not answered (SPEC 3.5), delivered to the subnet (SPEC 3.3)"
+            );
+            return Verdict::Forward(Out::Flood(p.subnet));
+        }
+        let Some(s) = self.subnets.get(p.subnet as usize) else {
+            drop_with!(
+                t,
+                "arp",
+                DropReason::ArpTargetOutsideSubnet,
+                "port has no subnet"
+            )
+        };
+        if !s.cidr.contains(ip(a.tpa)) {
+            drop_with!(
+                t,
+                "arp",
+                DropReason::ArpTargetOutsideSubnet,
+                "{} is outside subnet {} ({})",
+                ip(a.tpa),
+                s.name,
+                s.cidr
+            )
+        }
+        if a.is_probe() && p.allows_ip(a.tpa) {
+            step!(
+                t,
+                "arp",
+                "probe for the sender's own {}: not answered (SPEC 3.5), delivered to the subnet",
+                ip(a.tpa)
+            );
+            return Verdict::Forward(Out::Flood(p.subnet));
+        }
+        let answer = match self.host(p.vpc, a.tpa) {
+            Some(Host::Gateway(_)) => Some((self.gateway_mac, "the gateway")),
+            Some(Host::Port(q)) => self.port(q).map(|q| (q.mac, q.name.as_str())),
+            Some(Host::Vip(v)) => match self.vip_cell(v).owner().and_then(|o| self.port(o)) {
+                Some(o) => Some((o.mac, o.name.as_str())),
+                None => {
+                    step!(
+                        t,
+                        "arp-responder",
+                        "vip {} has no owner: request goes to its bound ports only (SPEC 3.4)",
+                        self.vips[v as usize].name
+                    );
+                    return Verdict::Forward(Out::VipPorts(v));
+                }
+            },
+            None => None,
+        };
+        match answer {
+            Some((mac, who)) => {
+                let n = arp::emit_reply(buf, &a, mac);
+                if n == 0 {
+                    drop_with!(
+                        t,
+                        "arp-responder",
+                        DropReason::Truncated,
+                        "buffer too small for a reply"
+                    )
+                }
+                *len = n;
+                step!(
+                    t,
+                    "arp-responder",
+                    "{} is-at {} ({}), answered by the switch (SPEC 3.4)",
+                    ip(a.tpa),
+                    mac,
+                    who
+                );
+                Verdict::Forward(Out::Port(p.id))
+            }
+            None => {
+                step!(
+                    t,
+                    "arp-responder",
+                    "{} unknown: flooded to subnet {} (SPEC 3.4)",
+                    ip(a.tpa),
+                    s.name
+                );
+                Verdict::Forward(Out::Flood(p.subnet))
+            }
+        }
+    }
+
+    /// SPEC 4.2: the port of subnet `p.subnet` that owns `mac`.
+    #[inline]
+    fn l2_dest(&self, p: &PortEntry, mac: MacAddr) -> Result<&PortEntry, DropReason> {
+        let q = self
+            .port_by_mac(mac)
+            .and_then(|q| self.port(q))
+            .filter(|q| q.subnet == p.subnet)
+            .ok_or(DropReason::UnknownUnicast)?;
+        if q.id == p.id {
+            return Err(DropReason::Hairpin);
+        }
+        Ok(q)
+    }
+
+    /// SPEC 4.2, 4.3, 6.1 for a unicast IPv4 frame not sent to the gateway.
+    #[inline]
+    fn l2_ipv4<T: Tracer>(
+        &self,
+        p: &PortEntry,
+        dst_mac: MacAddr,
+        v4: V4,
+        buf: &mut [u8],
+        t: &mut T,
+    ) -> Verdict {
+        let q = match self.l2_dest(p, dst_mac) {
+            Ok(q) => q,
+            Err(r) => drop_with!(
+                t,
+                "l2",
+                r,
+                "no other port of the subnet has MAC {} (SPEC 4.2)",
+                dst_mac
+            ),
+        };
+        let mut dest = q;
+        // SPEC 4.3: VIP steering, only for ports bound to the VIP.
+        for &v in q.vips.iter() {
+            if self.vips[v as usize].ip == v4.dst {
+                if let Some(o) = self.vip_cell(v).owner().and_then(|o| self.port(o)) {
+                    if o.id != q.id && o.id != p.id {
+                        buf[0..6].copy_from_slice(&o.mac.0);
+                        step!(
+                            t,
+                            "vip-steer",
+                            "{} is vip {}, owned by {} not {}: MAC rewritten to {} (SPEC 4.3)",
+                            ip(v4.dst),
+                            self.vips[v as usize].name,
+                            o.name,
+                            q.name,
+                            o.mac
+                        );
+                        dest = o;
+                    }
+                }
+                break;
+            }
+        }
+        step!(t, "l2", "to {} (SPEC 4.2)", dest.name);
+        self.egress(dest, v4.dst, t)
+    }
+
+    /// SPEC 6.1 on egress port `q`.
+    #[inline]
+    fn egress<T: Tracer>(&self, q: &PortEntry, dst: u32, t: &mut T) -> Verdict {
+        if q.src_dst_check && !q.allows_ip(dst) {
+            drop_with!(
+                t,
+                "dst-check",
+                DropReason::DstCheck,
+                "{} is not in the allowed set of {} (SPEC 6.1)",
+                ip(dst),
+                q.name
+            )
+        }
+        step!(
+            t,
+            "dst-check",
+            "{} delivered to {}{}",
+            ip(dst),
+            q.name,
+            if q.src_dst_check { "" } else { " (check off)" }
+        );
+        Verdict::Forward(Out::Port(q.id))
+    }
+
+    fn resolve(&self, vpc: VpcId, dst: u32) -> Resolved {
+        match self.host(vpc, dst) {
+            Some(Host::Port(q)) => Resolved::Port(q),
+            Some(Host::Vip(v)) => match self.vip_cell(v).owner() {
+                Some(o) => Resolved::Port(o),
+                None => Resolved::VipNoOwner(v),
+            },
+            Some(Host::Gateway(_)) => Resolved::Gateway,
+            None => Resolved::Nothing,
+        }
+    }
+
+    /// SPEC 5.x: a frame sent to the gateway MAC.
+    fn l3_stage<T: Tracer>(
+        &self,
+        ctx: &Ctx,
+        p: &PortEntry,
+        v4: V4,
+        buf: &mut [u8],
+        len: &mut usize,
+        t: &mut T,
+    ) -> Verdict {
+        if !Ipv4Packet::new_unchecked(&buf[14..*len]).verify_checksum() {
+            drop_with!(
+                t,
+                "l3",
+                DropReason::BadIpChecksum,
+                "IPv4 header checksum is wrong"
+            )
+        }
+        let Some(vpc) = self.vpcs.get(p.vpc as usize) else {
+            drop_with!(t, "l3", DropReason::NoRoute, "port has no VPC")
+        };
+        let route = vpc.routes.lookup(v4.dst);
+        step!(
+            t,
+            "route",
+            "{} in vpc {}: {:?} (SPEC 5.1)",
+            ip(v4.dst),
+            vpc.name,
+            route
+        );
+        let resolved = match route {
+            None => {
+                return self.icmp_error(
+                    ctx,
+                    p,
+                    v4,
+                    buf,
+                    len,
+                    t,
+                    DropReason::NoRoute,
+                    icmp::TYPE_DST_UNREACHABLE,
+                    icmp::CODE_NET_UNREACHABLE,
+                )
+            }
+            Some(RouteTarget::Local(_)) => self.resolve(p.vpc, v4.dst),
+            Some(RouteTarget::Peering(peer)) => match self.resolve(peer, v4.dst) {
+                // a peer's gateway is not reachable through a peering
+                Resolved::Gateway => Resolved::Nothing,
+                r => r,
+            },
+            Some(RouteTarget::Port(q)) => Resolved::Port(q),
+            Some(RouteTarget::Uplink) => {
+                drop_with!(
+                    t,
+                    "uplink",
+                    DropReason::Uplink,
+                    "route to the uplink: EIP translation (SPEC 7) is not enabled"
+                )
+            }
+        };
+        if let Resolved::Gateway = resolved {
+            if v4.proto == IpProtocol::ICMP && icmp::is_echo_request(&buf[..*len]) {
+                let gw = ip(v4.dst);
+                icmp::echo_reply_in_place(&mut buf[..*len], self.gateway_mac, gw);
+                step!(
+                    t,
+                    "gateway",
+                    "echo request to gateway {gw}: answered (SPEC 5.6)"
+                );
+                return Verdict::Forward(Out::Port(p.id));
+            }
+            drop_with!(
+                t,
+                "gateway",
+                DropReason::ToGateway,
+                "{} is a gateway; only ICMP echo is answered",
+                ip(v4.dst)
+            )
+        }
+        if v4.ttl <= 1 {
+            return self.icmp_error(
+                ctx,
+                p,
+                v4,
+                buf,
+                len,
+                t,
+                DropReason::TtlExceeded,
+                icmp::TYPE_TIME_EXCEEDED,
+                icmp::CODE_TTL_EXCEEDED,
+            );
+        }
+        let q = match resolved {
+            Resolved::Port(q) => q,
+            Resolved::VipNoOwner(v) => return self.arp_for_vip(ctx, p, v, buf, len, t),
+            _ => drop_with!(
+                t,
+                "l3",
+                DropReason::NoSuchHost,
+                "no port or VIP holds {} (SPEC 5.2)",
+                ip(v4.dst)
+            ),
+        };
+        let Some(q) = self.port(q) else {
+            drop_with!(
+                t,
+                "l3",
+                DropReason::NoSuchHost,
+                "next hop port id {q} is gone"
+            )
+        };
+        let v = self.egress(q, v4.dst, t);
+        if let Verdict::Forward(_) = v {
+            buf[0..6].copy_from_slice(&q.mac.0);
+            buf[6..12].copy_from_slice(&self.gateway_mac.0);
+            Ipv4Packet::new_unchecked(&mut buf[14..*len]).decrement_ttl();
+            step!(
+                t,
+                "rewrite",
+                "src MAC {}, dst MAC {}, TTL {} (SPEC 5.5)",
+                self.gateway_mac,
+                q.mac,
+                v4.ttl - 1
+            );
+        }
+        v
+    }
+
+    /// SPEC 5.5 / 5.7: drop, and answer with an ICMP error from the ingress gateway,
+    /// rate-limited per port. No error about an ICMP error.
+    #[allow(clippy::too_many_arguments)]
+    fn icmp_error<T: Tracer>(
+        &self,
+        ctx: &Ctx,
+        p: &PortEntry,
+        v4: V4,
+        buf: &mut [u8],
+        len: &mut usize,
+        t: &mut T,
+        reason: DropReason,
+        ty: u8,
+        code: u8,
+    ) -> Verdict {
+        let _ = v4.src;
+        let hl = usize::from(buf[14] & 0x0f) * 4;
+        let is_error = v4.proto == IpProtocol::ICMP
+            && buf
+                .get(14 + hl)
+                .is_some_and(|&ty| !matches!(ty, 0 | 8 | 13 | 14));
+        if is_error {
+            drop_with!(t, "icmp", reason, "no ICMP error about an ICMP error")
+        }
+        if !T::ON && !self.icmp_allowed(p.id, ctx.now_ns) {
+            return Verdict::Drop(reason);
+        }
+        let gw = self.gateway_ip(p.subnet);
+        let n = icmp::error_in_place(buf, *len, self.gateway_mac, gw, ty, code);
+        if n == 0 {
+            drop_with!(t, "icmp", reason, "buffer too small for an ICMP error")
+        }
+        *len = n;
+        step!(
+            t,
+            "icmp",
+            "{}: ICMP type {ty} code {code} from {gw} to the sender (SPEC 5.5/5.7)",
+            reason.name()
+        );
+        Verdict::DropAndSend(reason, Out::Port(p.id))
+    }
+
+    /// SPEC 5.2: a VIP without owner: drop, and ARP for it on its bound ports.
+    fn arp_for_vip<T: Tracer>(
+        &self,
+        ctx: &Ctx,
+        p: &PortEntry,
+        v: VipId,
+        buf: &mut [u8],
+        len: &mut usize,
+        t: &mut T,
+    ) -> Verdict {
+        let vip = &self.vips[v as usize];
+        if !T::ON && !self.icmp_allowed(p.id, ctx.now_ns) {
+            return Verdict::Drop(DropReason::VipNoOwner);
+        }
+        let gw = self.subnets[vip.subnet as usize].gateway;
+        let n = arp::emit_request(buf, self.gateway_mac, gw, vip.ip);
+        if n == 0 {
+            drop_with!(t, "l3", DropReason::VipNoOwner, "buffer too small")
+        }
+        *len = n;
+        step!(
+            t,
+            "l3",
+            "vip {} has no owner: dropped, ARP request sent to its bound ports (SPEC 5.2)",
+            vip.name
+        );
+        Verdict::DropAndSend(DropReason::VipNoOwner, Out::VipPorts(v))
+    }
+}
+
+fn on(b: bool) -> &'static str {
+    if b {
+        "on"
+    } else {
+        "off"
+    }
+}

@@ -1,0 +1,112 @@
+//! Drop reasons: every drop has one, and each has a counter (SPEC 2.4).
+
+macro_rules! reasons {
+    ($($(#[$m:meta])* $v:ident = $name:literal,)*) => {
+        /// Why a frame was dropped. `name()` is the counter's stable name.
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+        #[repr(u8)]
+        pub enum DropReason { $($(#[$m])* $v,)* }
+
+        impl DropReason {
+            /// Every reason, in counter order.
+            pub const ALL: &'static [DropReason] = &[$(DropReason::$v,)*];
+            /// Number of reasons.
+            pub const COUNT: usize = Self::ALL.len();
+            /// The counter name (snake case, stable).
+            pub const fn name(self) -> &'static str {
+                match self { $(DropReason::$v => $name,)* }
+            }
+            /// Index into counter arrays.
+            #[inline]
+            pub const fn index(self) -> usize {
+                self as usize
+            }
+        }
+    };
+}
+
+reasons! {
+    /// SPEC 2.1: shorter than the header it claims.
+    Truncated = "truncated",
+    /// SPEC 2.1: IP version is not 4.
+    BadIpVersion = "bad_ip_version",
+    /// SPEC 2.1: IPv4 IHL out of range.
+    BadIpHeaderLen = "bad_ip_header_len",
+    /// SPEC 2.1: IPv4 total length out of range.
+    BadIpTotalLen = "bad_ip_total_len",
+    /// L3 path: IPv4 header checksum wrong.
+    BadIpChecksum = "bad_ip_checksum",
+    /// SPEC 2.1: ARP that is not Ethernet/IPv4.
+    MalformedArp = "malformed_arp",
+    /// ARP opcode other than request/reply.
+    ArpUnsupportedOp = "arp_unsupported_op",
+    /// SPEC 2.1: 802.1Q/802.1ad tag on an access port.
+    VlanTagged = "vlan_tagged",
+    /// SPEC 9.1: IPv6 from a port.
+    Ipv6 = "ipv6",
+    /// Neither IPv4 nor ARP.
+    UnsupportedEthertype = "unsupported_ethertype",
+    /// Ingress on a port the configuration no longer has.
+    UnknownPort = "unknown_port",
+    /// SPEC 2.2: Ethernet source is not the port's MAC or an allowed extra MAC.
+    SpoofedSrcMac = "spoofed_src_mac",
+    /// SPEC 2.3: IPv4 source outside the port's allowed set.
+    SpoofedSrcIp = "spoofed_src_ip",
+    /// SPEC 2.3: ARP sender MAC differs from the Ethernet source.
+    ArpSenderMacMismatch = "arp_sender_mac_mismatch",
+    /// SPEC 2.3: ARP sender IP outside the port's allowed set.
+    SpoofedArpSenderIp = "spoofed_arp_sender_ip",
+    /// SPEC 2.3a: ARP claims another port's fixed IP or a gateway IP.
+    ArpClaimsForeignIp = "arp_claims_foreign_ip",
+    /// SPEC 2.3a, 3.1: ARP claims a VIP the port is not bound to.
+    VipClaimNotBound = "vip_claim_not_bound",
+    /// SPEC 3.4: ARP request for an address outside the port's subnet.
+    ArpTargetOutsideSubnet = "arp_target_outside_subnet",
+    /// SPEC 4.2: unicast to a MAC that is not a port of the subnet.
+    UnknownUnicast = "unknown_unicast",
+    /// Unicast to the sender's own MAC.
+    Hairpin = "hairpin",
+    /// SPEC 5.5: TTL 0 or 1 on a routed packet.
+    TtlExceeded = "ttl_exceeded",
+    /// SPEC 5.7: no route.
+    NoRoute = "no_route",
+    /// SPEC 5.2: a local address no port or VIP holds.
+    NoSuchHost = "no_such_host",
+    /// SPEC 5.2: a VIP with no owner yet.
+    VipNoOwner = "vip_no_owner",
+    /// Non-echo traffic to a gateway address.
+    ToGateway = "to_gateway",
+    /// SPEC 6.1: destination not in the egress port's allowed set.
+    DstCheck = "dst_check",
+    /// SPEC 7: uplink/EIP path not configured in this build.
+    Uplink = "uplink",
+    /// Runtime: the destination port has no queue on this worker (being added/removed).
+    PortDown = "port_down",
+    /// Runtime: the destination's transmit queue was full.
+    TxFull = "tx_full",
+    /// Runtime: no free buffer for a flood copy.
+    NoBuffer = "no_buffer",
+    /// Runtime: the backend reported an error on transmit.
+    TxError = "tx_error",
+}
+
+impl std::fmt::Display for DropReason {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    #[test]
+    fn names_are_unique_and_indexed() {
+        let mut names: Vec<_> = DropReason::ALL.iter().map(|r| r.name()).collect();
+        names.sort();
+        names.dedup();
+        assert_eq!(names.len(), DropReason::COUNT);
+        for (i, r) in DropReason::ALL.iter().enumerate() {
+            assert_eq!(r.index(), i);
+        }
+    }
+}

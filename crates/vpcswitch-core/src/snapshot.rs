@@ -1,0 +1,527 @@
+//! The compiled, immutable form of a configuration, and the learned state beside it.
+//!
+//! Build, validate, freeze (OPTE's `PortBuilder`): [`Snapshot::compile`] validates,
+//! resolves every name to an index and builds hash tables keyed by MAC and by
+//! (VPC, IP). The runtime publishes it RCU-style; a worker uses one snapshot for a whole
+//! burst, so every packet sees exactly one configuration (SPEC 8.1).
+
+use std::net::Ipv4Addr;
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+
+use hashbrown::HashMap;
+use vpcswitch_model::{Config, ConfigErrors, Ipv4Cidr, MacAddr, RouteTarget as CfgTarget};
+
+use crate::{Lpm, PortId, SubnetId, VipId, VpcId};
+
+/// "No owner" in a [`VipCell`].
+pub const NO_OWNER: u32 = u32::MAX;
+
+/// One port (an ECS vNIC, or the uplink).
+#[derive(Debug, Clone)]
+pub struct PortEntry {
+    /// name from the configuration
+    pub name: String,
+    /// stable id
+    pub id: PortId,
+    /// its subnet (the uplink has none: `u32::MAX`)
+    pub subnet: SubnetId,
+    /// its VPC
+    pub vpc: VpcId,
+    /// primary MAC
+    pub mac: MacAddr,
+    /// extra source MACs it may use (SPEC 2.2)
+    pub allowed_macs: Box<[MacAddr]>,
+    /// fixed IPs, host order, primary first
+    pub ips: Box<[u32]>,
+    /// the allowed set of SPEC 2.3: fixed IPs then bound VIPs' IPs
+    pub allowed: Box<[u32]>,
+    /// VIPs bound to it
+    pub vips: Box<[VipId]>,
+    /// SPEC 2.3 / 6.1
+    pub src_dst_check: bool,
+    /// true for the uplink port
+    pub is_uplink: bool,
+}
+
+impl PortEntry {
+    /// SPEC 2.2: may the port send from `mac`?
+    #[inline]
+    pub fn owns_mac(&self, mac: MacAddr) -> bool {
+        self.mac == mac || self.allowed_macs.contains(&mac)
+    }
+    /// SPEC 2.3: is `ip` in the allowed set?
+    #[inline]
+    pub fn allows_ip(&self, ip: u32) -> bool {
+        self.allowed.contains(&ip)
+    }
+}
+
+/// One subnet.
+#[derive(Debug, Clone)]
+pub struct SubnetEntry {
+    /// name
+    pub name: String,
+    /// its VPC
+    pub vpc: VpcId,
+    /// its prefix
+    pub cidr: Ipv4Cidr,
+    /// gateway address, host order
+    pub gateway: u32,
+    /// ports in the subnet, in configuration order (flood list)
+    pub ports: Box<[PortId]>,
+}
+
+/// What a route points at, resolved.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RouteTarget {
+    /// a subnet of this VPC (the implicit local route)
+    Local(SubnetId),
+    /// continue in the peer VPC, among its local subnets only (SPEC 5.3)
+    Peering(VpcId),
+    /// a next-hop port (SPEC 5.4)
+    Port(PortId),
+    /// the uplink (SPEC 7)
+    Uplink,
+}
+
+/// One VPC.
+#[derive(Debug, Clone)]
+pub struct VpcEntry {
+    /// name
+    pub name: String,
+    /// its route table, local routes included
+    pub routes: Lpm<RouteTarget>,
+}
+
+/// One VIP.
+#[derive(Debug, Clone)]
+pub struct VipEntry {
+    /// name
+    pub name: String,
+    /// its subnet
+    pub subnet: SubnetId,
+    /// address, host order
+    pub ip: u32,
+    /// bound ports
+    pub ports: Box<[PortId]>,
+}
+
+/// A local address of a VPC.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Host {
+    /// a port's fixed IP
+    Port(PortId),
+    /// a VIP
+    Vip(VipId),
+    /// a subnet's gateway address
+    Gateway(SubnetId),
+}
+
+/// Learned state of one VIP, shared by every worker (SPEC 3.1, 3.6).
+#[derive(Debug)]
+pub struct VipCell {
+    owner: AtomicU32,
+    moves: AtomicU64,
+    last_move_ns: AtomicU64,
+    /// owner as compiled (for the post-swap reconciliation)
+    compiled_owner: u32,
+}
+
+impl VipCell {
+    fn new(owner: u32, moves: u64, last: u64) -> VipCell {
+        VipCell {
+            owner: AtomicU32::new(owner),
+            moves: AtomicU64::new(moves),
+            last_move_ns: AtomicU64::new(last),
+            compiled_owner: owner,
+        }
+    }
+    /// The current owner, if any.
+    #[inline]
+    pub fn owner(&self) -> Option<PortId> {
+        let o = self.owner.load(Ordering::Acquire);
+        (o != NO_OWNER).then_some(o)
+    }
+    /// How many times the owner changed.
+    pub fn moves(&self) -> u64 {
+        self.moves.load(Ordering::Relaxed)
+    }
+    /// When the owner last changed (the runtime's clock, ns), 0 if never.
+    pub fn last_move_ns(&self) -> u64 {
+        self.last_move_ns.load(Ordering::Relaxed)
+    }
+    /// Makes `port` the owner; true when that is a move.
+    pub fn claim(&self, port: PortId, now_ns: u64) -> bool {
+        let prev = self.owner.swap(port, Ordering::AcqRel);
+        if prev != port {
+            self.moves.fetch_add(1, Ordering::Relaxed);
+            self.last_move_ns.store(now_ns, Ordering::Relaxed);
+            true
+        } else {
+            false
+        }
+    }
+}
+
+/// Per-port ICMP error budget (SPEC 5.5): at most N per second per port.
+#[derive(Debug, Default)]
+struct IcmpBudget {
+    /// second << 32 | count
+    window: AtomicU64,
+}
+
+/// A compiled configuration. See the module docs.
+#[derive(Debug)]
+pub struct Snapshot {
+    /// Increases by one per successful reload.
+    pub generation: u64,
+    /// The configuration it was compiled from.
+    pub config: Config,
+    /// The gateway MAC of every subnet.
+    pub gateway_mac: MacAddr,
+    /// Ports by id (holes where ids are free).
+    pub ports: Vec<Option<PortEntry>>,
+    /// Subnets by id.
+    pub subnets: Vec<SubnetEntry>,
+    /// VPCs by id.
+    pub vpcs: Vec<VpcEntry>,
+    /// VIPs by id.
+    pub vips: Vec<VipEntry>,
+    /// The uplink's port id, if configured.
+    pub uplink: Option<PortId>,
+    vip_cells: Box<[VipCell]>,
+    icmp: Box<[IcmpBudget]>,
+    icmp_per_sec: u32,
+    port_by_name: HashMap<String, PortId>,
+    mac_table: HashMap<MacAddr, PortId>,
+    hosts: HashMap<u64, Host>,
+}
+
+#[inline]
+fn host_key(vpc: VpcId, ip: u32) -> u64 {
+    (u64::from(vpc) << 32) | u64::from(ip)
+}
+
+impl Snapshot {
+    /// Validates `cfg` and compiles it. With `prev` (the running snapshot), port ids
+    /// are kept by name and learned VIP owners are carried over where the owner is
+    /// still bound (SPEC 3.2); the generation is `prev.generation + 1`.
+    pub fn compile(cfg: &Config, prev: Option<&Snapshot>) -> Result<Snapshot, ConfigErrors> {
+        cfg.validate()?;
+
+        // Stable port ids: keep by name, new names take the lowest free id.
+        let mut names: Vec<&str> = cfg.ports.iter().map(|p| p.name.as_str()).collect();
+        if let Some(u) = &cfg.uplink {
+            names.push(u.name.as_str());
+        }
+        let mut port_by_name: HashMap<String, PortId> = HashMap::new();
+        let mut used = vec![false; names.len() + prev.map_or(0, |p| p.ports.len())];
+        if let Some(p) = prev {
+            for n in &names {
+                if let Some(&id) = p.port_by_name.get(*n) {
+                    port_by_name.insert(n.to_string(), id);
+                    used[id as usize] = true;
+                }
+            }
+        }
+        let mut next = 0usize;
+        for n in &names {
+            if !port_by_name.contains_key(*n) {
+                while used[next] {
+                    next += 1;
+                }
+                used[next] = true;
+                port_by_name.insert(n.to_string(), next as PortId);
+            }
+        }
+        let nports = port_by_name
+            .values()
+            .map(|&i| i as usize + 1)
+            .max()
+            .unwrap_or(0);
+
+        let vpc_idx: HashMap<&str, VpcId> = cfg
+            .vpcs
+            .iter()
+            .enumerate()
+            .map(|(i, v)| (v.name.as_str(), i as VpcId))
+            .collect();
+        let subnet_idx: HashMap<&str, SubnetId> = cfg
+            .subnets
+            .iter()
+            .enumerate()
+            .map(|(i, s)| (s.name.as_str(), i as SubnetId))
+            .collect();
+        let peering_idx: HashMap<&str, &vpcswitch_model::Peering> =
+            cfg.peerings.iter().map(|p| (p.name.as_str(), p)).collect();
+
+        let mut subnets: Vec<SubnetEntry> = cfg
+            .subnets
+            .iter()
+            .map(|s| SubnetEntry {
+                name: s.name.clone(),
+                vpc: vpc_idx[s.vpc.as_str()],
+                cidr: Ipv4Cidr::new(s.cidr.network(), s.cidr.len()).unwrap_or(s.cidr),
+                gateway: u32::from(s.gateway_ip()),
+                ports: Box::new([]),
+            })
+            .collect();
+
+        let vips: Vec<VipEntry> = cfg
+            .vips
+            .iter()
+            .map(|v| VipEntry {
+                name: v.name.clone(),
+                subnet: subnet_idx[v.subnet.as_str()],
+                ip: u32::from(v.ip),
+                ports: v.ports.iter().map(|p| port_by_name[p.as_str()]).collect(),
+            })
+            .collect();
+
+        let mut ports: Vec<Option<PortEntry>> = vec![None; nports];
+        let mut flood: Vec<Vec<PortId>> = vec![Vec::new(); subnets.len()];
+        let mut mac_table = HashMap::new();
+        let mut hosts = HashMap::new();
+        for (s, sub) in subnets.iter().enumerate() {
+            hosts.insert(host_key(sub.vpc, sub.gateway), Host::Gateway(s as SubnetId));
+        }
+        for (vi, v) in vips.iter().enumerate() {
+            hosts.insert(
+                host_key(subnets[v.subnet as usize].vpc, v.ip),
+                Host::Vip(vi as VipId),
+            );
+        }
+        for p in &cfg.ports {
+            let id = port_by_name[p.name.as_str()];
+            let subnet = subnet_idx[p.subnet.as_str()];
+            let vpc = subnets[subnet as usize].vpc;
+            let ips: Box<[u32]> = p.ips.iter().map(|&i| u32::from(i)).collect();
+            let bound: Vec<VipId> = (0..vips.len() as VipId)
+                .filter(|&v| vips[v as usize].ports.contains(&id))
+                .collect();
+            let mut allowed: Vec<u32> = ips.to_vec();
+            allowed.extend(bound.iter().map(|&v| vips[v as usize].ip));
+            for ip in ips.iter() {
+                hosts.insert(host_key(vpc, *ip), Host::Port(id));
+            }
+            mac_table.insert(p.mac, id);
+            for m in &p.allowed_macs {
+                mac_table.insert(*m, id);
+            }
+            flood[subnet as usize].push(id);
+            ports[id as usize] = Some(PortEntry {
+                name: p.name.clone(),
+                id,
+                subnet,
+                vpc,
+                mac: p.mac,
+                allowed_macs: p.allowed_macs.clone().into_boxed_slice(),
+                ips,
+                allowed: allowed.into_boxed_slice(),
+                vips: bound.into_boxed_slice(),
+                src_dst_check: p.src_dst_check,
+                is_uplink: false,
+            });
+        }
+        let uplink = cfg.uplink.as_ref().map(|u| {
+            let id = port_by_name[u.name.as_str()];
+            ports[id as usize] = Some(PortEntry {
+                name: u.name.clone(),
+                id,
+                subnet: u32::MAX,
+                vpc: u32::MAX,
+                mac: u.mac,
+                allowed_macs: Box::new([]),
+                ips: Box::new([]),
+                allowed: Box::new([]),
+                vips: Box::new([]),
+                src_dst_check: false,
+                is_uplink: true,
+            });
+            id
+        });
+        for (s, f) in subnets.iter_mut().zip(flood) {
+            s.ports = f.into_boxed_slice();
+        }
+
+        let vpcs: Vec<VpcEntry> = cfg
+            .vpcs
+            .iter()
+            .enumerate()
+            .map(|(vi, v)| {
+                let mut entries: Vec<(Ipv4Cidr, RouteTarget)> = Vec::new();
+                for r in cfg.routes.iter().filter(|r| r.vpc == v.name) {
+                    let t = match r.target() {
+                        Some(CfgTarget::Peering(p)) => {
+                            let pe = peering_idx[p];
+                            let other = if pe.vpcs[0] == v.name {
+                                &pe.vpcs[1]
+                            } else {
+                                &pe.vpcs[0]
+                            };
+                            RouteTarget::Peering(vpc_idx[other.as_str()])
+                        }
+                        Some(CfgTarget::Port(p)) => RouteTarget::Port(port_by_name[p]),
+                        Some(CfgTarget::Uplink) | None => RouteTarget::Uplink,
+                    };
+                    entries.push((r.destination, t));
+                }
+                // local routes last so they win ties (validation refuses shadowing anyway)
+                for (si, s) in subnets.iter().enumerate() {
+                    if s.vpc == vi as VpcId {
+                        entries.push((s.cidr, RouteTarget::Local(si as SubnetId)));
+                    }
+                }
+                VpcEntry {
+                    name: v.name.clone(),
+                    routes: Lpm::new(entries),
+                }
+            })
+            .collect();
+
+        // Learned owners carried over by name (SPEC 3.2).
+        let vip_cells: Box<[VipCell]> = vips
+            .iter()
+            .map(|v| {
+                let carried = prev.and_then(|p| p.carry_vip(&v.name, &v.ports));
+                match carried {
+                    Some((owner, moves, last)) => VipCell::new(owner, moves, last),
+                    None => VipCell::new(NO_OWNER, 0, 0),
+                }
+            })
+            .collect();
+
+        Ok(Snapshot {
+            generation: prev.map_or(1, |p| p.generation + 1),
+            config: cfg.clone(),
+            gateway_mac: cfg.switch.gateway_mac,
+            icmp: (0..nports).map(|_| IcmpBudget::default()).collect(),
+            icmp_per_sec: cfg.switch.icmp_errors_per_sec,
+            ports,
+            subnets,
+            vpcs,
+            vips,
+            uplink,
+            vip_cells,
+            port_by_name,
+            mac_table,
+            hosts,
+        })
+    }
+
+    /// (owner id in the new numbering, moves, last move) of this snapshot's VIP `name`,
+    /// if its owner is bound in the new configuration.
+    fn carry_vip(&self, name: &str, new_bound: &[PortId]) -> Option<(u32, u64, u64)> {
+        let vi = self.vips.iter().position(|v| v.name == name)?;
+        let cell = &self.vip_cells[vi];
+        // Port ids are stable by name, so the same id names the same port.
+        let owner = cell
+            .owner()
+            .filter(|o| new_bound.contains(o))
+            .unwrap_or(NO_OWNER);
+        Some((owner, cell.moves(), cell.last_move_ns()))
+    }
+
+    /// Call once the new snapshot is published: re-applies owners that `prev` learned
+    /// between compile and swap (a GARP processed under the old snapshot), unless this
+    /// snapshot learned a newer owner meanwhile. Closes the reload race of SPEC 3.2.
+    pub fn reconcile_learned(&self, prev: &Snapshot) {
+        for (vi, v) in self.vips.iter().enumerate() {
+            let cell = &self.vip_cells[vi];
+            let Some((owner, moves, last)) = prev.carry_vip(&v.name, &v.ports) else {
+                continue;
+            };
+            if owner != cell.compiled_owner
+                && cell
+                    .owner
+                    .compare_exchange(
+                        cell.compiled_owner,
+                        owner,
+                        Ordering::AcqRel,
+                        Ordering::Acquire,
+                    )
+                    .is_ok()
+            {
+                cell.moves.fetch_max(moves, Ordering::Relaxed);
+                cell.last_move_ns.fetch_max(last, Ordering::Relaxed);
+            }
+        }
+    }
+
+    /// The port with id `id`.
+    #[inline]
+    pub fn port(&self, id: PortId) -> Option<&PortEntry> {
+        self.ports.get(id as usize).and_then(Option::as_ref)
+    }
+    /// The id of the port named `name`.
+    pub fn port_id(&self, name: &str) -> Option<PortId> {
+        self.port_by_name.get(name).copied()
+    }
+    /// Number of port id slots (the largest id + 1).
+    pub fn port_slots(&self) -> usize {
+        self.ports.len()
+    }
+    /// The port owning `mac` (primary or allowed extra MAC).
+    #[inline]
+    pub fn port_by_mac(&self, mac: MacAddr) -> Option<PortId> {
+        self.mac_table.get(&mac).copied()
+    }
+    /// The local address `ip` of VPC `vpc`.
+    #[inline]
+    pub fn host(&self, vpc: VpcId, ip: u32) -> Option<Host> {
+        self.hosts.get(&host_key(vpc, ip)).copied()
+    }
+    /// Learned state of VIP `v`.
+    #[inline]
+    pub fn vip_cell(&self, v: VipId) -> &VipCell {
+        &self.vip_cells[v as usize]
+    }
+    /// The VIP named `name`.
+    pub fn vip_id(&self, name: &str) -> Option<VipId> {
+        self.vips
+            .iter()
+            .position(|v| v.name == name)
+            .map(|i| i as VipId)
+    }
+    /// Owner of VIP `name` (by port name), for tests and `ctl`.
+    pub fn vip_owner_name(&self, name: &str) -> Option<&str> {
+        let v = self.vip_id(name)?;
+        let o = self.vip_cell(v).owner()?;
+        self.port(o).map(|p| p.name.as_str())
+    }
+    /// Sets a VIP's owner by hand (embedders, tests); refuses ports not bound to it.
+    pub fn set_vip_owner(&self, vip: &str, port: &str, now_ns: u64) -> bool {
+        let (Some(v), Some(p)) = (self.vip_id(vip), self.port_id(port)) else {
+            return false;
+        };
+        if !self.vips[v as usize].ports.contains(&p) {
+            return false;
+        }
+        self.vip_cell(v).claim(p, now_ns);
+        true
+    }
+    /// The gateway address of subnet `s`.
+    pub fn gateway_ip(&self, s: SubnetId) -> Ipv4Addr {
+        Ipv4Addr::from(self.subnets[s as usize].gateway)
+    }
+
+    /// Takes one ICMP error token for `port` (SPEC 5.5). Never blocks.
+    pub(crate) fn icmp_allowed(&self, port: PortId, now_ns: u64) -> bool {
+        let Some(b) = self.icmp.get(port as usize) else {
+            return false;
+        };
+        let sec = now_ns / 1_000_000_000;
+        let w = b.window.load(Ordering::Relaxed);
+        let (wsec, count) = (w >> 32, (w & 0xffff_ffff) as u32);
+        if wsec != sec & 0xffff_ffff {
+            b.window
+                .store(((sec & 0xffff_ffff) << 32) | 1, Ordering::Relaxed);
+            true
+        } else if count < self.icmp_per_sec {
+            b.window.store(w + 1, Ordering::Relaxed);
+            true
+        } else {
+            false
+        }
+    }
+}

@@ -1,0 +1,140 @@
+//! Frame builders for tests, benchmarks and `trace` inputs: whole, valid frames with
+//! correct checksums. Not used on the forwarding path.
+
+use std::net::Ipv4Addr;
+
+use crate::arp::{self, ArpInfo, OP_REPLY, OP_REQUEST};
+use crate::checksum;
+use crate::ethernet::EtherType;
+use crate::ipv4::IpProtocol;
+use crate::MacAddr;
+
+fn eth(dst: MacAddr, src: MacAddr, et: u16) -> Vec<u8> {
+    let mut v = Vec::with_capacity(128);
+    v.extend_from_slice(&dst.0);
+    v.extend_from_slice(&src.0);
+    v.extend_from_slice(&et.to_be_bytes());
+    v
+}
+
+/// An IPv4 frame carrying `l4` as protocol `proto`, with a valid header checksum.
+pub fn ipv4(
+    dst: MacAddr,
+    src: MacAddr,
+    sip: Ipv4Addr,
+    dip: Ipv4Addr,
+    ttl: u8,
+    proto: u8,
+    l4: &[u8],
+) -> Vec<u8> {
+    let mut v = eth(dst, src, EtherType::IPV4);
+    let tl = (20 + l4.len()) as u16;
+    let mut h = [0u8; 20];
+    h[0] = 0x45;
+    h[2..4].copy_from_slice(&tl.to_be_bytes());
+    h[6] = 0x40; // DF
+    h[8] = ttl;
+    h[9] = proto;
+    h[12..16].copy_from_slice(&sip.octets());
+    h[16..20].copy_from_slice(&dip.octets());
+    let c = checksum::checksum(&h);
+    h[10..12].copy_from_slice(&c.to_be_bytes());
+    v.extend_from_slice(&h);
+    v.extend_from_slice(l4);
+    v
+}
+
+/// A UDP datagram with a valid checksum, padded to at least 60 bytes like a NIC does.
+#[allow(clippy::too_many_arguments)]
+pub fn udp(
+    dst: MacAddr,
+    src: MacAddr,
+    sip: Ipv4Addr,
+    dip: Ipv4Addr,
+    ttl: u8,
+    sport: u16,
+    dport: u16,
+    payload: &[u8],
+) -> Vec<u8> {
+    let mut u = Vec::with_capacity(8 + payload.len());
+    u.extend_from_slice(&sport.to_be_bytes());
+    u.extend_from_slice(&dport.to_be_bytes());
+    u.extend_from_slice(&((8 + payload.len()) as u16).to_be_bytes());
+    u.extend_from_slice(&[0, 0]);
+    u.extend_from_slice(payload);
+    let mut acc = checksum::sum(0, &sip.octets());
+    acc = checksum::sum(acc, &dip.octets());
+    acc += u32::from(IpProtocol::UDP) + u.len() as u32;
+    acc = checksum::sum(acc, &u);
+    let mut c = !checksum::fold(acc);
+    if c == 0 {
+        c = 0xffff;
+    }
+    u[6..8].copy_from_slice(&c.to_be_bytes());
+    let mut f = ipv4(dst, src, sip, dip, ttl, IpProtocol::UDP, &u);
+    if f.len() < 60 {
+        f.resize(60, 0);
+    }
+    f
+}
+
+/// An ICMP echo request.
+pub fn icmp_echo(
+    dst: MacAddr,
+    src: MacAddr,
+    sip: Ipv4Addr,
+    dip: Ipv4Addr,
+    ttl: u8,
+    ident: u16,
+    seq: u16,
+) -> Vec<u8> {
+    let mut m = vec![8, 0, 0, 0];
+    m.extend_from_slice(&ident.to_be_bytes());
+    m.extend_from_slice(&seq.to_be_bytes());
+    m.extend_from_slice(b"vpcswitch-echo!!");
+    let c = checksum::checksum(&m);
+    m[2..4].copy_from_slice(&c.to_be_bytes());
+    ipv4(dst, src, sip, dip, ttl, IpProtocol::ICMP, &m)
+}
+
+/// A whole ARP frame.
+pub fn arp_frame(eth_dst: MacAddr, eth_src: MacAddr, info: &ArpInfo) -> Vec<u8> {
+    let mut v = vec![0u8; 60];
+    arp::emit_frame(&mut v, eth_dst, eth_src, info);
+    v
+}
+
+/// A broadcast ARP request from `(mac, sip)` for `tip`.
+pub fn arp_request(mac: MacAddr, sip: Ipv4Addr, tip: Ipv4Addr) -> Vec<u8> {
+    arp_frame(
+        MacAddr::BROADCAST,
+        mac,
+        &ArpInfo {
+            op: OP_REQUEST,
+            sha: mac,
+            spa: sip.into(),
+            tha: MacAddr::ZERO,
+            tpa: tip.into(),
+        },
+    )
+}
+
+/// A gratuitous ARP request (announcement) of `ip` at `mac`, as keepalived sends.
+pub fn garp(mac: MacAddr, ip: Ipv4Addr) -> Vec<u8> {
+    arp_request(mac, ip, ip)
+}
+
+/// A unicast ARP reply.
+pub fn arp_reply(dst: MacAddr, dip: Ipv4Addr, mac: MacAddr, sip: Ipv4Addr) -> Vec<u8> {
+    arp_frame(
+        dst,
+        mac,
+        &ArpInfo {
+            op: OP_REPLY,
+            sha: mac,
+            spa: sip.into(),
+            tha: dst,
+            tpa: dip.into(),
+        },
+    )
+}
