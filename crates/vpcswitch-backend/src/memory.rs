@@ -1,0 +1,342 @@
+//! The in-memory backend: lock-free rings between the switch and a guest that a test,
+//! a benchmark or an embedder drives (`netdev-dummy` in OVS terms).
+//!
+//! [`mem_port`] gives the switch side (a [`Backend`]) and the guest side
+//! ([`MemGuest`]). Frames from the guest are spread over the queues by a hash of the
+//! IPv4 addresses, like RSS on a NIC, so one flow stays on one worker.
+//!
+//! [`GenPort`] is a traffic generator and sink for the pps harness: its queues produce
+//! copies of template frames as fast as a worker asks, and count what they are sent.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, OnceLock};
+use std::time::{Duration, Instant};
+
+use crossbeam_queue::ArrayQueue;
+
+use crate::{Backend, BackendError, PacketBuf, Pool, PoolCache, PortQueue, TxResult, Waker};
+
+#[derive(Debug)]
+struct Rings {
+    to_switch: Vec<ArrayQueue<PacketBuf>>,
+    to_guest: Vec<ArrayQueue<PacketBuf>>,
+    wakers: Vec<OnceLock<Waker>>,
+    guest_dropped: AtomicU64,
+}
+
+/// The switch side of an in-memory port.
+#[derive(Debug)]
+pub struct MemPort {
+    name: String,
+    rings: Arc<Rings>,
+    taken: bool,
+}
+
+/// The guest side of an in-memory port. Cheap to clone; usable from any thread.
+#[derive(Debug, Clone)]
+pub struct MemGuest {
+    rings: Arc<Rings>,
+    pool: Pool,
+}
+
+/// A port with `queues` queue pairs of `depth` frames each.
+pub fn mem_port(name: &str, queues: usize, depth: usize) -> (MemPort, MemGuest) {
+    let queues = queues.max(1);
+    let rings = Arc::new(Rings {
+        to_switch: (0..queues).map(|_| ArrayQueue::new(depth)).collect(),
+        to_guest: (0..queues).map(|_| ArrayQueue::new(depth)).collect(),
+        wakers: (0..queues).map(|_| OnceLock::new()).collect(),
+        guest_dropped: AtomicU64::new(0),
+    });
+    (
+        MemPort {
+            name: name.to_string(),
+            rings: rings.clone(),
+            taken: false,
+        },
+        MemGuest {
+            rings,
+            pool: Pool::new(depth * queues + 64),
+        },
+    )
+}
+
+fn rss(frame: &[u8], n: usize) -> usize {
+    if n <= 1 || frame.len() < 34 || frame[12..14] != [0x08, 0x00] {
+        return 0;
+    }
+    // symmetric: the same queue for both directions of a flow
+    let a = u32::from_be_bytes([frame[26], frame[27], frame[28], frame[29]]);
+    let b = u32::from_be_bytes([frame[30], frame[31], frame[32], frame[33]]);
+    let h = (a ^ b).wrapping_mul(0x9e37_79b9);
+    (h >> 16) as usize % n
+}
+
+impl MemGuest {
+    /// Sends one frame to the switch; false (and counted) when the ring is full.
+    pub fn send(&self, frame: &[u8]) -> bool {
+        let q = rss(frame, self.rings.to_switch.len());
+        self.send_on(q, frame)
+    }
+    /// Sends on a given queue.
+    pub fn send_on(&self, q: usize, frame: &[u8]) -> bool {
+        let Some(mut b) = self
+            .pool
+            .alloc()
+            .or_else(|| Some(PacketBuf::unpooled(frame)))
+        else {
+            return false;
+        };
+        b.fill(frame);
+        let q = q % self.rings.to_switch.len();
+        match self.rings.to_switch[q].push(b) {
+            Ok(()) => {
+                if let Some(w) = self.rings.wakers[q].get() {
+                    w.wake();
+                }
+                true
+            }
+            Err(_) => {
+                self.rings.guest_dropped.fetch_add(1, Ordering::Relaxed);
+                false
+            }
+        }
+    }
+    /// One frame from the switch, if any is waiting.
+    pub fn recv(&self) -> Option<PacketBuf> {
+        self.rings.to_guest.iter().find_map(|r| r.pop())
+    }
+    /// Waits up to `t` for a frame.
+    pub fn recv_timeout(&self, t: Duration) -> Option<PacketBuf> {
+        let end = Instant::now() + t;
+        loop {
+            if let Some(b) = self.recv() {
+                return Some(b);
+            }
+            if Instant::now() >= end {
+                return None;
+            }
+            std::thread::sleep(Duration::from_micros(50));
+        }
+    }
+    /// Everything waiting now.
+    pub fn drain(&self) -> Vec<PacketBuf> {
+        std::iter::from_fn(|| self.recv()).collect()
+    }
+    /// Frames the guest could not send because a ring was full.
+    pub fn send_failures(&self) -> u64 {
+        self.rings.guest_dropped.load(Ordering::Relaxed)
+    }
+}
+
+impl Backend for MemPort {
+    fn describe(&self) -> String {
+        format!("memory {}", self.name)
+    }
+    fn queues(&mut self, n: usize) -> Result<Vec<Box<dyn PortQueue>>, BackendError> {
+        let have = self.rings.to_switch.len();
+        if n != have || self.taken {
+            return Err(BackendError::Queues {
+                name: self.name.clone(),
+                have: if self.taken { 0 } else { have },
+                want: n,
+            });
+        }
+        self.taken = true;
+        Ok((0..n)
+            .map(|q| {
+                Box::new(MemQueue {
+                    rings: self.rings.clone(),
+                    q,
+                }) as Box<dyn PortQueue>
+            })
+            .collect())
+    }
+}
+
+struct MemQueue {
+    rings: Arc<Rings>,
+    q: usize,
+}
+
+impl PortQueue for MemQueue {
+    #[inline]
+    fn rx_burst(&mut self, out: &mut Vec<PacketBuf>, max: usize) -> usize {
+        let r = &self.rings.to_switch[self.q];
+        let mut n = 0;
+        while n < max {
+            match r.pop() {
+                Some(b) => {
+                    out.push(b);
+                    n += 1;
+                }
+                None => break,
+            }
+        }
+        n
+    }
+    #[inline]
+    fn tx_burst(&mut self, bufs: &mut Vec<PacketBuf>) -> TxResult {
+        let r = &self.rings.to_guest[self.q];
+        let mut res = TxResult::default();
+        for b in bufs.drain(..) {
+            match r.push(b) {
+                Ok(()) => res.sent += 1,
+                Err(_) => res.full += 1,
+            }
+        }
+        res
+    }
+    fn set_waker(&mut self, waker: Waker) {
+        let _ = self.rings.wakers[self.q].set(waker);
+    }
+}
+
+/// A generator and sink port for the pps harness. See the module docs.
+#[derive(Debug)]
+pub struct GenPort {
+    frames: Arc<Vec<Vec<u8>>>,
+    delivered: Arc<AtomicU64>,
+    generated: Arc<AtomicU64>,
+    pool_per_queue: usize,
+}
+
+/// Counters of a [`GenPort`], readable while it runs.
+#[derive(Debug, Clone)]
+pub struct GenCounters {
+    delivered: Arc<AtomicU64>,
+    generated: Arc<AtomicU64>,
+}
+
+impl GenCounters {
+    /// Frames the switch sent to this port.
+    pub fn delivered(&self) -> u64 {
+        self.delivered.load(Ordering::Relaxed)
+    }
+    /// Frames this port generated.
+    pub fn generated(&self) -> u64 {
+        self.generated.load(Ordering::Relaxed)
+    }
+}
+
+impl GenPort {
+    /// A port that sends `frames` round-robin, forever. An empty list makes a sink.
+    pub fn new(frames: Vec<Vec<u8>>, pool_per_queue: usize) -> (GenPort, GenCounters) {
+        let delivered = Arc::new(AtomicU64::new(0));
+        let generated = Arc::new(AtomicU64::new(0));
+        (
+            GenPort {
+                frames: Arc::new(frames),
+                delivered: delivered.clone(),
+                generated: generated.clone(),
+                pool_per_queue,
+            },
+            GenCounters {
+                delivered,
+                generated,
+            },
+        )
+    }
+}
+
+impl Backend for GenPort {
+    fn describe(&self) -> String {
+        "generator".into()
+    }
+    fn queues(&mut self, n: usize) -> Result<Vec<Box<dyn PortQueue>>, BackendError> {
+        Ok((0..n)
+            .map(|_| {
+                let pool = Pool::new(self.pool_per_queue);
+                Box::new(GenQueue {
+                    cache: pool.cache(self.pool_per_queue),
+                    frames: self.frames.clone(),
+                    next: 0,
+                    delivered: self.delivered.clone(),
+                    generated: self.generated.clone(),
+                }) as Box<dyn PortQueue>
+            })
+            .collect())
+    }
+}
+
+struct GenQueue {
+    cache: PoolCache,
+    frames: Arc<Vec<Vec<u8>>>,
+    next: usize,
+    delivered: Arc<AtomicU64>,
+    generated: Arc<AtomicU64>,
+}
+
+impl PortQueue for GenQueue {
+    #[inline]
+    fn rx_burst(&mut self, out: &mut Vec<PacketBuf>, max: usize) -> usize {
+        if self.frames.is_empty() {
+            return 0;
+        }
+        let mut n = 0;
+        while n < max {
+            let Some(mut b) = self.cache.alloc() else {
+                break;
+            };
+            b.fill(&self.frames[self.next]);
+            self.next += 1;
+            if self.next == self.frames.len() {
+                self.next = 0;
+            }
+            out.push(b);
+            n += 1;
+        }
+        self.generated.fetch_add(n as u64, Ordering::Relaxed);
+        n
+    }
+    #[inline]
+    fn tx_burst(&mut self, bufs: &mut Vec<PacketBuf>) -> TxResult {
+        let n = bufs.len();
+        for b in bufs.drain(..) {
+            self.cache.free(b);
+        }
+        self.delivered.fetch_add(n as u64, Ordering::Relaxed);
+        TxResult {
+            sent: n,
+            ..TxResult::default()
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn frames_cross_the_rings_both_ways() {
+        let (mut port, guest) = mem_port("p", 2, 8);
+        let mut qs = port.queues(2).unwrap();
+        assert!(port.queues(2).is_err(), "queues are handed out once");
+        assert!(guest.send_on(1, &[1, 2, 3]));
+        let mut v = Vec::new();
+        assert_eq!(qs[0].rx_burst(&mut v, 32), 0);
+        assert_eq!(qs[1].rx_burst(&mut v, 32), 1);
+        assert_eq!(v[0].frame(), &[1, 2, 3]);
+        let r = qs[0].tx_burst(&mut v);
+        assert_eq!(r.sent, 1);
+        assert!(v.is_empty());
+        assert_eq!(guest.recv().unwrap().frame(), &[1, 2, 3]);
+        // a full ring drops and says so
+        let mut many: Vec<PacketBuf> = (0..10).map(|_| PacketBuf::unpooled(&[9])).collect();
+        let r = qs[0].tx_burst(&mut many);
+        assert_eq!((r.sent, r.full), (8, 2));
+    }
+
+    #[test]
+    fn generator_recycles_without_growing() {
+        let (mut g, c) = GenPort::new(vec![vec![0xaa; 64]], 64);
+        let mut qs = g.queues(1).unwrap();
+        let mut v = Vec::new();
+        for _ in 0..1000 {
+            qs[0].rx_burst(&mut v, 32);
+            qs[0].tx_burst(&mut v);
+        }
+        assert_eq!(c.generated(), 32_000);
+        assert_eq!(c.delivered(), 32_000);
+    }
+}
