@@ -1,1 +1,547 @@
+//! The poll-mode runtime: N worker threads forwarding between backends through the
+//! pipeline, with configuration swapped while traffic flows.
+//!
+//! # Contract
+//! * Each worker owns queue *i* of every port (backends give one queue per worker), so
+//!   no queue is shared and transmit needs no lock.
+//! * The configuration is a [`Snapshot`] published with `arc-swap`; a worker loads it
+//!   once per poll pass, so every packet is handled entirely under one configuration
+//!   (SPEC 8.1). [`Switch::reload`] validates and compiles first: a refused
+//!   configuration changes nothing.
+//! * VIP owners live in the snapshot's atomics, shared by all workers: a GARP seen by
+//!   one worker steers the next packet on every worker (SPEC 3.1).
+//! * Counters are per worker and readable at any time ([`Switch::stats`]).
+//! * An idle worker parks after a quiet period; backends wake it on arrival.
+//!
+//! Lock order (control path only): `Switch::control` → nothing. Workers take no lock.
 
+mod stats;
+mod worker;
+
+pub use stats::{PortStats, StatsReport, WorkerStats};
+pub use worker::{MAX_SLEEP, QUIET};
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, OnceLock};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use arc_swap::ArcSwap;
+use crossbeam_queue::ArrayQueue;
+use crossbeam_utils::CachePadded;
+use vpcswitch_backend::memory::{mem_port, MemGuest};
+use vpcswitch_backend::{Backend, BackendError, Pool, PortQueue, Waker, MAX_BURST};
+use vpcswitch_core::{PortId, Snapshot, TraceResult};
+use vpcswitch_model::{BackendSpec, Config, ConfigErrors};
+
+use stats::WorkerCounters;
+use worker::Worker;
+
+/// Why the runtime refused a start or a reload.
+#[derive(Debug, thiserror::Error)]
+pub enum RuntimeError {
+    /// The configuration breaks SPEC 1.
+    #[error("{0}")]
+    Config(#[from] ConfigErrors),
+    /// A port has no backend.
+    #[error("port \"{0}\" has no backend: pass one for it")]
+    MissingBackend(String),
+    /// A backend could not be opened.
+    #[error("port \"{port}\": {source}")]
+    Backend {
+        /// the port
+        port: String,
+        /// what went wrong
+        source: BackendError,
+    },
+    /// More ports than the runtime was sized for.
+    #[error("{have} port ids needed, the runtime was started with max_ports = {max}")]
+    TooManyPorts {
+        /// needed
+        have: usize,
+        /// limit
+        max: usize,
+    },
+    /// `switch.workers` cannot change while running.
+    #[error("switch.workers cannot change on reload ({running} running, {wanted} in the new configuration); restart instead")]
+    WorkersChanged {
+        /// running
+        running: usize,
+        /// requested
+        wanted: usize,
+    },
+    /// A worker did not pick up a queue change in time.
+    #[error("worker {0} did not acknowledge a port change within 2 s")]
+    WorkerStuck(usize),
+    /// No such port (trace).
+    #[error("no port named \"{0}\"")]
+    NoSuchPort(String),
+    /// A thread could not be started.
+    #[error("cannot start worker thread: {0}")]
+    Spawn(std::io::Error),
+}
+
+/// Runtime sizing.
+#[derive(Debug, Clone)]
+pub struct Options {
+    /// Port id slots (counters and queue tables are sized once, at start).
+    pub max_ports: usize,
+    /// Buffers per worker for flood copies and answers.
+    pub pool_per_worker: usize,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options {
+            max_ports: 4096,
+            pool_per_worker: 4096,
+        }
+    }
+}
+
+pub(crate) enum Command {
+    Attach(PortId, Box<dyn PortQueue>),
+    Detach(PortId),
+    /// No-op: its acknowledgement proves the worker finished any pass begun before.
+    Sync,
+}
+
+pub(crate) struct WorkerShared {
+    pub cmds: ArrayQueue<Command>,
+    pub cmd_done: AtomicU64,
+    pub waker: OnceLock<Waker>,
+    pub counters: CachePadded<WorkerCounters>,
+}
+
+pub(crate) struct Shared {
+    pub snap: ArcSwap<Snapshot>,
+    pub stop: AtomicBool,
+    pub workers: Vec<WorkerShared>,
+    pub start: Instant,
+}
+
+/// A running switch. Dropping it stops the workers.
+pub struct Switch {
+    shared: Arc<Shared>,
+    handles: Vec<JoinHandle<()>>,
+    control: Mutex<Control>,
+    max_ports: usize,
+}
+
+struct Control {
+    cmd_sent: Vec<u64>,
+    backends: HashMap<String, String>,
+}
+
+impl std::fmt::Debug for Switch {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Switch")
+            .field("workers", &self.handles.len())
+            .field("generation", &self.shared.snap.load().generation)
+            .finish()
+    }
+}
+
+/// Backends by port name.
+pub type Backends = Vec<(String, Box<dyn Backend>)>;
+
+/// In-memory backends for every port (and the uplink) whose backend is `memory`, with
+/// one queue per worker, and the guest ends by port name.
+pub fn memory_backends(cfg: &Config, depth: usize) -> (Backends, HashMap<String, MemGuest>) {
+    let mut b: Backends = Vec::new();
+    let mut g = HashMap::new();
+    let mut names: Vec<&str> = cfg
+        .ports
+        .iter()
+        .filter(|p| p.backend == BackendSpec::Memory)
+        .map(|p| p.name.as_str())
+        .collect();
+    if let Some(u) = cfg
+        .uplink
+        .as_ref()
+        .filter(|u| u.backend == BackendSpec::Memory)
+    {
+        names.push(&u.name);
+    }
+    for n in names {
+        let (port, guest) = mem_port(n, cfg.switch.workers, depth);
+        b.push((n.to_string(), Box::new(port)));
+        g.insert(n.to_string(), guest);
+    }
+    (b, g)
+}
+
+impl Switch {
+    /// Starts a switch with default [`Options`].
+    pub fn start(cfg: &Config, backends: Backends) -> Result<Switch, RuntimeError> {
+        Switch::start_with(cfg, backends, Options::default())
+    }
+
+    /// Validates and compiles `cfg`, opens one queue per worker on every backend and
+    /// starts `cfg.switch.workers` threads (pinned to CPUs 0.. when `pin_workers`).
+    pub fn start_with(
+        cfg: &Config,
+        backends: Backends,
+        opts: Options,
+    ) -> Result<Switch, RuntimeError> {
+        let snap = Snapshot::compile(cfg, None)?;
+        let max_ports = opts.max_ports.max(1);
+        if snap.port_slots() > max_ports {
+            return Err(RuntimeError::TooManyPorts {
+                have: snap.port_slots(),
+                max: max_ports,
+            });
+        }
+        let n = cfg.switch.workers;
+        let mut per_worker: Vec<Vec<(PortId, Box<dyn PortQueue>)>> =
+            (0..n).map(|_| Vec::new()).collect();
+        let mut descs = HashMap::new();
+        let attach = open_backends(&snap, backends, n, &mut descs)?;
+        for (pid, qs) in attach {
+            for (w, q) in qs.into_iter().enumerate() {
+                per_worker[w].push((pid, q));
+            }
+        }
+        if let Some(missing) = missing_backend(&snap, &descs) {
+            return Err(RuntimeError::MissingBackend(missing));
+        }
+        let shared = Arc::new(Shared {
+            snap: ArcSwap::from_pointee(snap),
+            stop: AtomicBool::new(false),
+            workers: (0..n)
+                .map(|_| WorkerShared {
+                    cmds: ArrayQueue::new(max_ports * 2 + 16),
+                    cmd_done: AtomicU64::new(0),
+                    waker: OnceLock::new(),
+                    counters: WorkerCounters::new(max_ports),
+                })
+                .collect(),
+            start: Instant::now(),
+        });
+        let cores = if cfg.switch.pin_workers {
+            core_affinity::get_core_ids().unwrap_or_default()
+        } else {
+            Vec::new()
+        };
+        let mut handles = Vec::new();
+        for (w, queues) in per_worker.into_iter().enumerate() {
+            let mut worker = Worker {
+                idx: w,
+                shared: shared.clone(),
+                queues: (0..max_ports).map(|_| None).collect(),
+                rx_ports: Vec::new(),
+                pending: (0..max_ports).map(|_| Vec::new()).collect(),
+                dirty: Vec::with_capacity(max_ports),
+                rxbuf: Vec::with_capacity(MAX_BURST),
+                cache: Pool::new(opts.pool_per_worker).cache(256),
+                waker: None,
+            };
+            for (pid, q) in queues {
+                // pre-size the tx batch so pushing never allocates
+                worker.pending[pid as usize].reserve(4 * MAX_BURST);
+                worker.queues[pid as usize] = Some(q);
+                worker.rx_ports.push(pid);
+            }
+            let core = cores.get(w % cores.len().max(1)).copied();
+            let h = std::thread::Builder::new()
+                .name(format!("vpcswitch-w{w}"))
+                .spawn(move || {
+                    if let Some(c) = core {
+                        core_affinity::set_for_current(c);
+                    }
+                    let mut worker = worker;
+                    // queues attached before the thread had a waker get it now
+                    let waker = Waker::new(std::thread::current());
+                    for q in worker.queues.iter_mut().flatten() {
+                        q.set_waker(waker.clone());
+                    }
+                    worker.waker = Some(waker);
+                    worker.run()
+                })
+                .map_err(RuntimeError::Spawn)?;
+            handles.push(h);
+        }
+        Ok(Switch {
+            shared,
+            handles,
+            control: Mutex::new(Control {
+                cmd_sent: vec![0; n],
+                backends: descs,
+            }),
+            max_ports,
+        })
+    }
+
+    /// Number of workers.
+    pub fn workers(&self) -> usize {
+        self.handles.len()
+    }
+
+    /// The running snapshot (tables, learned VIP owners).
+    pub fn snapshot(&self) -> Arc<Snapshot> {
+        self.shared.snap.load_full()
+    }
+
+    /// Validates and compiles `cfg`, opens backends for new ports (and for ports whose
+    /// backend changed), hands their queues to the workers, swaps the snapshot, carries
+    /// learned VIP owners over (SPEC 3.2, 8.1), then retires removed ports. On any error
+    /// the running configuration stays in force. Returns the new generation.
+    pub fn reload(&self, cfg: &Config, backends: Backends) -> Result<u64, RuntimeError> {
+        let mut ctl = self.control.lock().unwrap_or_else(|e| e.into_inner());
+        let old = self.shared.snap.load_full();
+        if cfg.switch.workers != self.workers() {
+            return Err(RuntimeError::WorkersChanged {
+                running: self.workers(),
+                wanted: cfg.switch.workers,
+            });
+        }
+        let new = Snapshot::compile(cfg, Some(&old))?;
+        if new.port_slots() > self.max_ports {
+            return Err(RuntimeError::TooManyPorts {
+                have: new.port_slots(),
+                max: self.max_ports,
+            });
+        }
+        // Which ports need a (new) backend: new ports, and ports whose spec changed.
+        let spec = |s: &Snapshot, name: &str| -> Option<BackendSpec> {
+            s.config
+                .ports
+                .iter()
+                .find(|p| p.name == name)
+                .map(|p| p.backend.clone())
+                .or_else(|| {
+                    s.config
+                        .uplink
+                        .as_ref()
+                        .filter(|u| u.name == name)
+                        .map(|u| u.backend.clone())
+                })
+        };
+        let names = port_names(&new);
+        let needs: Vec<&str> = names
+            .iter()
+            .filter(|n| old.port_id(n).is_none() || spec(&old, n) != spec(&new, n))
+            .map(|n| n.as_str())
+            .collect();
+        let mut descs = ctl.backends.clone();
+        for n in &needs {
+            descs.remove(*n);
+        }
+        let given: Vec<String> = backends.iter().map(|b| b.0.clone()).collect();
+        let attach = open_backends(&new, backends, self.workers(), &mut descs)?;
+        if let Some(missing) = missing_backend(&new, &descs) {
+            return Err(RuntimeError::MissingBackend(missing));
+        }
+        // Ports that go away, or whose device is replaced.
+        let mut detach: Vec<PortId> = port_names(&old)
+            .iter()
+            .filter(|n| new.port_id(n).is_none())
+            .filter_map(|n| old.port_id(n))
+            .collect();
+        for n in &given {
+            if old.port_id(n).is_some() {
+                if let Some(id) = new.port_id(n) {
+                    detach.push(id);
+                }
+            }
+        }
+        // Replaced devices: detach the old queue first (its frames in flight are
+        // counted as port_down); then attach the new one.
+        self.send(
+            &mut ctl,
+            detach
+                .iter()
+                .filter(|id| new.port(**id).is_some())
+                .map(|&id| (id, None))
+                .collect(),
+        )?;
+        let cmds: Vec<PortCmd> = attach.into_iter().map(|(id, qs)| (id, Some(qs))).collect();
+        self.send(&mut ctl, cmds)?;
+        let gen = new.generation;
+        let new = Arc::new(new);
+        self.shared.snap.store(new.clone());
+        new.reconcile_learned(&old);
+        // Grace period: once every worker acknowledges, no packet is processed under
+        // the old snapshot any more, so the caller may rely on the new one.
+        for w in 0..self.workers() {
+            self.push_cmd(&mut ctl, w, Command::Sync);
+        }
+        self.wait_acks(&ctl)?;
+        // Removed ports: after the swap no packet is sent to them any more.
+        self.send(
+            &mut ctl,
+            detach
+                .iter()
+                .filter(|id| new.port(**id).is_none())
+                .map(|&id| (id, None))
+                .collect(),
+        )?;
+        for id in &detach {
+            if new.port(*id).is_none() {
+                if let Some(p) = old.port(*id) {
+                    descs.remove(&p.name);
+                }
+            }
+        }
+        ctl.backends = descs;
+        Ok(gen)
+    }
+
+    /// Sends attach (Some) / detach (None) commands to every worker and waits until all
+    /// have applied them.
+    #[allow(clippy::type_complexity)]
+    fn send(
+        &self,
+        ctl: &mut Control,
+        cmds: Vec<(PortId, Option<Vec<Box<dyn PortQueue>>>)>,
+    ) -> Result<(), RuntimeError> {
+        if cmds.is_empty() {
+            return Ok(());
+        }
+        for (id, qs) in cmds {
+            match qs {
+                Some(qs) => {
+                    for (w, q) in qs.into_iter().enumerate() {
+                        self.push_cmd(ctl, w, Command::Attach(id, q));
+                    }
+                }
+                None => {
+                    for w in 0..self.workers() {
+                        self.push_cmd(ctl, w, Command::Detach(id));
+                    }
+                }
+            }
+        }
+        self.wait_acks(ctl)
+    }
+
+    fn wait_acks(&self, ctl: &Control) -> Result<(), RuntimeError> {
+        let deadline = Instant::now() + Duration::from_secs(2);
+        for (w, ws) in self.shared.workers.iter().enumerate() {
+            if let Some(k) = ws.waker.get() {
+                k.wake();
+            }
+            while ws.cmd_done.load(Ordering::Acquire) < ctl.cmd_sent[w] {
+                if Instant::now() > deadline {
+                    return Err(RuntimeError::WorkerStuck(w));
+                }
+                if let Some(k) = ws.waker.get() {
+                    k.wake();
+                }
+                std::thread::sleep(Duration::from_micros(50));
+            }
+        }
+        Ok(())
+    }
+
+    fn push_cmd(&self, ctl: &mut Control, w: usize, mut c: Command) {
+        loop {
+            match self.shared.workers[w].cmds.push(c) {
+                Ok(()) => break,
+                Err(back) => {
+                    c = back;
+                    std::thread::sleep(Duration::from_micros(50));
+                }
+            }
+        }
+        ctl.cmd_sent[w] += 1;
+    }
+
+    /// Every counter, aggregated over the workers.
+    pub fn stats(&self) -> StatsReport {
+        let snap = self.snapshot();
+        let workers: Vec<&WorkerCounters> =
+            self.shared.workers.iter().map(|w| &*w.counters).collect();
+        let names: Vec<(u32, String)> = snap
+            .ports
+            .iter()
+            .flatten()
+            .map(|p| (p.id, p.name.clone()))
+            .collect();
+        stats::report(&workers, &names)
+    }
+
+    /// Traces a frame as if received on `port`, changing nothing.
+    pub fn trace(&self, port: &str, frame: &[u8]) -> Result<TraceResult, RuntimeError> {
+        let snap = self.snapshot();
+        let id = snap
+            .port_id(port)
+            .ok_or_else(|| RuntimeError::NoSuchPort(port.into()))?;
+        Ok(snap.trace(self.now_ns(), id, frame))
+    }
+
+    /// The runtime's clock (ns since start), the one VIP move times use.
+    pub fn now_ns(&self) -> u64 {
+        self.shared.start.elapsed().as_nanos() as u64
+    }
+
+    /// Backend description per port name.
+    pub fn backends(&self) -> HashMap<String, String> {
+        self.control
+            .lock()
+            .map(|c| c.backends.clone())
+            .unwrap_or_default()
+    }
+
+    /// Stops and joins every worker. Returns the number of workers that had panicked.
+    pub fn stop(mut self) -> usize {
+        self.stop_inner()
+    }
+
+    fn stop_inner(&mut self) -> usize {
+        self.shared.stop.store(true, Ordering::SeqCst);
+        for w in &self.shared.workers {
+            if let Some(k) = w.waker.get() {
+                k.wake();
+            }
+        }
+        let mut panicked = 0;
+        for h in self.handles.drain(..) {
+            h.thread().unpark();
+            if h.join().is_err() {
+                panicked += 1;
+            }
+        }
+        panicked
+    }
+}
+
+impl Drop for Switch {
+    fn drop(&mut self) {
+        self.stop_inner();
+    }
+}
+
+fn port_names(s: &Snapshot) -> Vec<String> {
+    s.ports.iter().flatten().map(|p| p.name.clone()).collect()
+}
+
+fn missing_backend(s: &Snapshot, descs: &HashMap<String, String>) -> Option<String> {
+    port_names(s).into_iter().find(|n| !descs.contains_key(n))
+}
+
+type Opened = Vec<(PortId, Vec<Box<dyn PortQueue>>)>;
+/// Attach these queues (one per worker) to a port id, or detach it (`None`).
+type PortCmd = (PortId, Option<Vec<Box<dyn PortQueue>>>);
+
+fn open_backends(
+    snap: &Snapshot,
+    backends: Backends,
+    workers: usize,
+    descs: &mut HashMap<String, String>,
+) -> Result<Opened, RuntimeError> {
+    let mut out = Vec::new();
+    for (name, mut b) in backends {
+        let Some(id) = snap.port_id(&name) else {
+            return Err(RuntimeError::NoSuchPort(name));
+        };
+        let qs = b.queues(workers).map_err(|source| RuntimeError::Backend {
+            port: name.clone(),
+            source,
+        })?;
+        descs.insert(name, b.describe());
+        out.push((id, qs));
+    }
+    Ok(out)
+}

@@ -1,0 +1,207 @@
+//! Counters: per worker, cache-padded, single writer (plain load+store, no locked
+//! read-modify-write); aggregated when read, so reading never stalls a worker.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use crossbeam_utils::CachePadded;
+use vpcswitch_backend::MAX_BURST;
+use vpcswitch_core::DropReason;
+
+/// Adds on a counter only this thread writes.
+#[inline(always)]
+pub(crate) fn bump(c: &AtomicU64, n: u64) {
+    c.store(c.load(Ordering::Relaxed).wrapping_add(n), Ordering::Relaxed);
+}
+
+#[inline(always)]
+fn get(c: &AtomicU64) -> u64 {
+    c.load(Ordering::Relaxed)
+}
+
+/// One port's counters on one worker.
+#[derive(Debug)]
+pub(crate) struct PortCounters {
+    pub rx_packets: AtomicU64,
+    pub rx_bytes: AtomicU64,
+    pub tx_packets: AtomicU64,
+    pub tx_bytes: AtomicU64,
+    pub drops: [AtomicU64; DropReason::COUNT],
+}
+
+impl Default for PortCounters {
+    fn default() -> Self {
+        PortCounters {
+            rx_packets: AtomicU64::new(0),
+            rx_bytes: AtomicU64::new(0),
+            tx_packets: AtomicU64::new(0),
+            tx_bytes: AtomicU64::new(0),
+            drops: std::array::from_fn(|_| AtomicU64::new(0)),
+        }
+    }
+}
+
+/// One worker's counters.
+#[derive(Debug)]
+pub(crate) struct WorkerCounters {
+    pub ports: Box<[PortCounters]>,
+    /// drops not attributable to a configured port
+    pub orphan_drops: [AtomicU64; DropReason::COUNT],
+    pub forwarded: AtomicU64,
+    pub dropped: AtomicU64,
+    pub generated: AtomicU64,
+    pub loops: AtomicU64,
+    pub busy_loops: AtomicU64,
+    pub sleeps: AtomicU64,
+    pub burst_hist: [AtomicU64; MAX_BURST + 1],
+}
+
+impl WorkerCounters {
+    pub fn new(ports: usize) -> CachePadded<WorkerCounters> {
+        CachePadded::new(WorkerCounters {
+            ports: (0..ports).map(|_| PortCounters::default()).collect(),
+            orphan_drops: std::array::from_fn(|_| AtomicU64::new(0)),
+            forwarded: AtomicU64::new(0),
+            dropped: AtomicU64::new(0),
+            generated: AtomicU64::new(0),
+            loops: AtomicU64::new(0),
+            busy_loops: AtomicU64::new(0),
+            sleeps: AtomicU64::new(0),
+            burst_hist: std::array::from_fn(|_| AtomicU64::new(0)),
+        })
+    }
+
+    #[inline]
+    pub fn drop_on(&self, port: u32, r: DropReason, n: u64) {
+        match self.ports.get(port as usize) {
+            Some(p) => bump(&p.drops[r.index()], n),
+            None => bump(&self.orphan_drops[r.index()], n),
+        }
+    }
+}
+
+/// One port's totals.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PortStats {
+    /// port name
+    pub name: String,
+    /// frames received from the port
+    pub rx_packets: u64,
+    /// bytes received
+    pub rx_bytes: u64,
+    /// frames sent to the port
+    pub tx_packets: u64,
+    /// bytes sent
+    pub tx_bytes: u64,
+    /// drops charged to this port, by reason (non-zero only)
+    pub drops: Vec<(DropReason, u64)>,
+}
+
+impl PortStats {
+    /// Drops of one reason.
+    pub fn dropped(&self, r: DropReason) -> u64 {
+        self.drops.iter().find(|d| d.0 == r).map_or(0, |d| d.1)
+    }
+}
+
+/// One worker's totals.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct WorkerStats {
+    /// frames whose verdict was forward
+    pub forwarded: u64,
+    /// frames whose verdict was drop (pipeline drops; tx drops are per port)
+    pub dropped: u64,
+    /// answers the switch made in place of a dropped frame (ICMP errors, ARP requests)
+    pub generated: u64,
+    /// poll loops
+    pub loops: u64,
+    /// loops that found work
+    pub busy_loops: u64,
+    /// times the worker went to sleep
+    pub sleeps: u64,
+    /// `burst_hist[n]`: rx bursts of n frames
+    pub burst_hist: Vec<u64>,
+}
+
+/// A consistent-enough read of every counter (each counter is exact; they are read
+/// one after another while workers run).
+#[derive(Debug, Clone, Default)]
+pub struct StatsReport {
+    /// per configured port
+    pub ports: Vec<PortStats>,
+    /// per worker
+    pub workers: Vec<WorkerStats>,
+    /// every drop reason, all ports and workers
+    pub drops: Vec<(DropReason, u64)>,
+}
+
+impl StatsReport {
+    /// The port named `name`.
+    pub fn port(&self, name: &str) -> Option<&PortStats> {
+        self.ports.iter().find(|p| p.name == name)
+    }
+    /// Total drops of one reason.
+    pub fn dropped(&self, r: DropReason) -> u64 {
+        self.drops.iter().find(|d| d.0 == r).map_or(0, |d| d.1)
+    }
+    /// Frames received on all ports.
+    pub fn rx_packets(&self) -> u64 {
+        self.ports.iter().map(|p| p.rx_packets).sum()
+    }
+}
+
+pub(crate) fn report(workers: &[&WorkerCounters], names: &[(u32, String)]) -> StatsReport {
+    let mut ports = Vec::new();
+    let mut totals = [0u64; DropReason::COUNT];
+    for (id, name) in names {
+        let mut s = PortStats {
+            name: name.clone(),
+            ..PortStats::default()
+        };
+        let mut d = [0u64; DropReason::COUNT];
+        for w in workers {
+            if let Some(p) = w.ports.get(*id as usize) {
+                s.rx_packets += get(&p.rx_packets);
+                s.rx_bytes += get(&p.rx_bytes);
+                s.tx_packets += get(&p.tx_packets);
+                s.tx_bytes += get(&p.tx_bytes);
+                for (i, c) in p.drops.iter().enumerate() {
+                    d[i] += get(c);
+                }
+            }
+        }
+        for (i, n) in d.iter().enumerate() {
+            if *n > 0 {
+                s.drops.push((DropReason::ALL[i], *n));
+                totals[i] += n;
+            }
+        }
+        ports.push(s);
+    }
+    for w in workers {
+        for (i, c) in w.orphan_drops.iter().enumerate() {
+            totals[i] += get(c);
+        }
+    }
+    let wstats = workers
+        .iter()
+        .map(|w| WorkerStats {
+            forwarded: get(&w.forwarded),
+            dropped: get(&w.dropped),
+            generated: get(&w.generated),
+            loops: get(&w.loops),
+            busy_loops: get(&w.busy_loops),
+            sleeps: get(&w.sleeps),
+            burst_hist: w.burst_hist.iter().map(get).collect(),
+        })
+        .collect();
+    StatsReport {
+        ports,
+        workers: wstats,
+        drops: DropReason::ALL
+            .iter()
+            .zip(totals)
+            .filter(|(_, n)| *n > 0)
+            .map(|(r, n)| (*r, n))
+            .collect(),
+    }
+}

@@ -1,0 +1,271 @@
+//! One poll-mode worker: owns one queue of every port, runs bursts through the
+//! pipeline, transmits per destination. No lock and no allocation per packet.
+//!
+//! Loop: pick up commands (attach/detach a queue) → load the snapshot once → for each
+//! rx queue, `rx_burst` ≤ 32 frames and run each through `Snapshot::process` → one
+//! `tx_burst` per destination port → idle decision.
+//!
+//! Idle: busy-poll while work arrives; after [`QUIET`] without work, declare itself
+//! sleeping (so backends wake it on arrival) and park for at most [`MAX_SLEEP`].
+
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use vpcswitch_backend::{PacketBuf, PoolCache, PortQueue, Waker, MAX_BURST};
+use vpcswitch_core::{Ctx, DropReason, NoTrace, Out, PortId, Snapshot, Verdict};
+
+use crate::stats::{bump, WorkerCounters};
+use crate::{Command, Shared};
+
+/// Time without traffic before a worker sleeps.
+pub const QUIET: Duration = Duration::from_millis(2);
+/// Longest sleep (a backend without wake-up support is polled at least this often).
+pub const MAX_SLEEP: Duration = Duration::from_millis(10);
+
+pub(crate) struct Worker {
+    pub idx: usize,
+    pub shared: Arc<Shared>,
+    pub queues: Vec<Option<Box<dyn PortQueue>>>,
+    pub rx_ports: Vec<PortId>,
+    pub pending: Vec<Vec<PacketBuf>>,
+    pub dirty: Vec<PortId>,
+    pub rxbuf: Vec<PacketBuf>,
+    pub cache: PoolCache,
+    pub waker: Option<Waker>,
+}
+
+impl Worker {
+    fn counters(&self) -> &WorkerCounters {
+        &self.shared.workers[self.idx].counters
+    }
+
+    pub fn run(mut self) {
+        let waker = Waker::new(std::thread::current());
+        let _ = self.shared.workers[self.idx].waker.set(waker.clone());
+        self.waker = Some(waker.clone());
+        let mut idle_loops = 0u32;
+        let mut quiet_since = Instant::now();
+        while !self.shared.stop.load(Ordering::Relaxed) {
+            self.commands();
+            let snap = self.shared.snap.load_full();
+            let n = self.poll_once(&snap);
+            drop(snap);
+            let c = self.counters();
+            bump(&c.loops, 1);
+            if n > 0 {
+                bump(&c.busy_loops, 1);
+                idle_loops = 0;
+                continue;
+            }
+            idle_loops = idle_loops.saturating_add(1);
+            if idle_loops < 1024 {
+                std::hint::spin_loop();
+                continue;
+            }
+            if idle_loops == 1024 {
+                quiet_since = Instant::now();
+                continue;
+            }
+            if !idle_loops.is_multiple_of(256) || quiet_since.elapsed() < QUIET {
+                std::hint::spin_loop();
+                continue;
+            }
+            // Sleep: say so first, then look once more, so an arrival is never missed.
+            waker.set_sleeping(true);
+            let snap = self.shared.snap.load_full();
+            let n = self.poll_once(&snap);
+            drop(snap);
+            if n == 0
+                && !self.shared.stop.load(Ordering::Relaxed)
+                && self.shared.workers[self.idx].cmds.is_empty()
+            {
+                bump(&self.counters().sleeps, 1);
+                std::thread::park_timeout(MAX_SLEEP);
+            }
+            waker.set_sleeping(false);
+            if n > 0 {
+                idle_loops = 0;
+            }
+        }
+        // Stopping: frames still pending are dropped and counted.
+        for pid in std::mem::take(&mut self.dirty) {
+            let n = self.pending[pid as usize].len() as u64;
+            self.pending[pid as usize].clear();
+            self.counters().drop_on(pid, DropReason::PortDown, n);
+        }
+    }
+
+    /// Applies queued attach/detach commands.
+    fn commands(&mut self) {
+        let me = &self.shared.workers[self.idx];
+        while let Some(cmd) = me.cmds.pop() {
+            match cmd {
+                Command::Attach(pid, mut q) => {
+                    if let Some(w) = &self.waker {
+                        q.set_waker(w.clone());
+                    }
+                    let i = pid as usize;
+                    if i < self.queues.len() {
+                        if self.queues[i].is_none() {
+                            self.rx_ports.push(pid);
+                        }
+                        self.queues[i] = Some(q);
+                    }
+                }
+                Command::Detach(pid) => {
+                    let i = pid as usize;
+                    if i < self.queues.len() {
+                        self.queues[i] = None;
+                        self.rx_ports.retain(|&p| p != pid);
+                        let n = self.pending[i].len() as u64;
+                        if n > 0 {
+                            self.pending[i].clear();
+                            me.counters.drop_on(pid, DropReason::PortDown, n);
+                        }
+                        self.dirty.retain(|&p| p != pid);
+                    }
+                }
+                Command::Sync => {}
+            }
+            me.cmd_done.fetch_add(1, Ordering::AcqRel);
+        }
+    }
+
+    /// One pass over every rx queue; returns the frames received.
+    #[inline]
+    pub(crate) fn poll_once(&mut self, snap: &Snapshot) -> usize {
+        let ctx = Ctx {
+            now_ns: self.shared.start.elapsed().as_nanos() as u64,
+        };
+        let mut total = 0;
+        let mut rx = std::mem::take(&mut self.rxbuf);
+        for i in 0..self.rx_ports.len() {
+            let pid = self.rx_ports[i];
+            let Some(q) = self.queues[pid as usize].as_mut() else {
+                continue;
+            };
+            let n = q.rx_burst(&mut rx, MAX_BURST);
+            if n == 0 {
+                continue;
+            }
+            total += n;
+            let shared = self.shared.clone();
+            let c = &shared.workers[self.idx].counters;
+            bump(&c.burst_hist[n.min(MAX_BURST)], 1);
+            let pc = c.ports.get(pid as usize);
+            for mut buf in rx.drain(..) {
+                if let Some(pc) = pc {
+                    bump(&pc.rx_packets, 1);
+                    bump(&pc.rx_bytes, buf.len() as u64);
+                }
+                let (data, len) = buf.parts_mut();
+                match snap.process(&ctx, pid, data, len, &mut NoTrace) {
+                    Verdict::Forward(out) => {
+                        bump(&c.forwarded, 1);
+                        self.emit(snap, c, pid, out, buf);
+                    }
+                    Verdict::Drop(r) => {
+                        bump(&c.dropped, 1);
+                        c.drop_on(pid, r, 1);
+                        self.cache.free(buf);
+                    }
+                    Verdict::DropAndSend(r, out) => {
+                        bump(&c.dropped, 1);
+                        bump(&c.generated, 1);
+                        c.drop_on(pid, r, 1);
+                        self.emit(snap, c, pid, out, buf);
+                    }
+                }
+            }
+        }
+        self.rxbuf = rx;
+        if !self.dirty.is_empty() {
+            self.flush();
+        }
+        total
+    }
+
+    #[inline]
+    fn emit(
+        &mut self,
+        snap: &Snapshot,
+        c: &WorkerCounters,
+        in_port: PortId,
+        out: Out,
+        buf: PacketBuf,
+    ) {
+        let list: &[PortId] = match out {
+            Out::Port(q) => return self.enqueue(c, q, buf),
+            Out::Flood(s) => snap.subnets.get(s as usize).map_or(&[], |s| &s.ports),
+            Out::VipPorts(v) => snap.vips.get(v as usize).map_or(&[], |v| &v.ports),
+        };
+        for &q in list {
+            if q == in_port {
+                continue;
+            }
+            match self.cache.alloc() {
+                Some(mut copy) => {
+                    copy.fill(buf.frame());
+                    self.enqueue(c, q, copy);
+                }
+                None => c.drop_on(q, DropReason::NoBuffer, 1),
+            }
+        }
+        self.cache.free(buf);
+    }
+
+    #[inline]
+    fn enqueue(&mut self, c: &WorkerCounters, q: PortId, buf: PacketBuf) {
+        let i = q as usize;
+        if i >= self.queues.len() || self.queues[i].is_none() {
+            c.drop_on(q, DropReason::PortDown, 1);
+            self.cache.free(buf);
+            return;
+        }
+        let p = &mut self.pending[i];
+        if p.is_empty() {
+            self.dirty.push(q);
+        }
+        p.push(buf);
+        if p.len() >= 4 * MAX_BURST {
+            self.flush();
+        }
+    }
+
+    fn flush(&mut self) {
+        let shared = self.shared.clone();
+        let c = &shared.workers[self.idx].counters;
+        for k in 0..self.dirty.len() {
+            let pid = self.dirty[k];
+            let i = pid as usize;
+            let bufs = &mut self.pending[i];
+            let bytes: u64 = bufs.iter().map(|b| b.len() as u64).sum();
+            let n = bufs.len();
+            let Some(q) = self.queues[i].as_mut() else {
+                bufs.clear();
+                c.drop_on(pid, DropReason::PortDown, n as u64);
+                continue;
+            };
+            let r = q.tx_burst(bufs);
+            bufs.clear();
+            if let Some(pc) = c.ports.get(i) {
+                bump(&pc.tx_packets, r.sent as u64);
+                if r.full == 0 && r.errors == 0 {
+                    bump(&pc.tx_bytes, bytes);
+                } else {
+                    // bytes of the frames that were sent are not tracked one by one on
+                    // this rare path: charge the average
+                    bump(&pc.tx_bytes, bytes * r.sent as u64 / n.max(1) as u64);
+                }
+            }
+            if r.full > 0 {
+                c.drop_on(pid, DropReason::TxFull, r.full as u64);
+            }
+            if r.errors > 0 {
+                c.drop_on(pid, DropReason::TxError, r.errors as u64);
+            }
+        }
+        self.dirty.clear();
+    }
+}

@@ -1,0 +1,321 @@
+//! The runtime over in-memory ports: forwarding, counters, cross-worker VIP learning,
+//! reloads under traffic (SPEC 8.1), idle.
+
+use std::net::Ipv4Addr;
+use std::time::{Duration, Instant};
+
+use vpcswitch_core::DropReason;
+use vpcswitch_model::{Config, ConfigBuilder, MacAddr};
+use vpcswitch_runtime::{memory_backends, RuntimeError, Switch};
+use vpcswitch_wire::build;
+
+fn mac(s: &str) -> MacAddr {
+    s.parse().unwrap()
+}
+fn ip(s: &str) -> Ipv4Addr {
+    s.parse().unwrap()
+}
+
+fn cfg(workers: usize) -> Config {
+    ConfigBuilder::new()
+        .workers(workers)
+        .vpc("a", &["10.0.0.0/16"])
+        .subnet("a1", "a", "10.0.1.0/24")
+        .subnet("a2", "a", "10.0.2.0/24")
+        .port("p1", "a1", "02:00:00:00:01:01", &["10.0.1.11"])
+        .port("p2", "a1", "02:00:00:00:01:02", &["10.0.1.12"])
+        .port("p3", "a1", "02:00:00:00:01:03", &["10.0.1.13"])
+        .port("q1", "a2", "02:00:00:00:02:01", &["10.0.2.11"])
+        .vip("v", "a1", "10.0.1.100", &["p1", "p2"])
+        .build()
+        .unwrap()
+}
+
+/// Waits (bounded) until `f` holds.
+fn eventually(what: &str, mut f: impl FnMut() -> bool) {
+    let end = Instant::now() + Duration::from_secs(5);
+    while Instant::now() < end {
+        if f() {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    panic!("timed out waiting for: {what}");
+}
+
+#[test]
+fn forwards_and_counts_with_one_and_two_workers() {
+    for w in [1, 2] {
+        let c = cfg(w);
+        let (b, g) = memory_backends(&c, 1024);
+        let sw = Switch::start(&c, b).unwrap();
+        for i in 0..100u16 {
+            let f = build::udp(
+                mac("02:00:00:00:01:02"),
+                mac("02:00:00:00:01:01"),
+                ip("10.0.1.11"),
+                ip("10.0.1.12"),
+                64,
+                1000 + i,
+                53,
+                b"x",
+            );
+            assert!(g["p1"].send(&f));
+        }
+        // a spoofed frame
+        let f = build::udp(
+            mac("02:00:00:00:01:02"),
+            mac("02:00:00:00:01:01"),
+            ip("10.0.1.99"),
+            ip("10.0.1.12"),
+            64,
+            1,
+            53,
+            b"x",
+        );
+        g["p1"].send(&f);
+        let mut got = 0;
+        eventually("100 frames at p2", || {
+            got += g["p2"].drain().len();
+            got == 100
+        });
+        eventually("stats", || sw.stats().port("p1").unwrap().rx_packets == 101);
+        let s = sw.stats();
+        assert_eq!(s.port("p2").unwrap().tx_packets, 100);
+        assert_eq!(
+            s.port("p1").unwrap().dropped(DropReason::SpoofedSrcIp),
+            1,
+            "SPEC 2.4 per port"
+        );
+        assert_eq!(s.dropped(DropReason::SpoofedSrcIp), 1, "SPEC 2.4 total");
+        let fw: u64 = s.workers.iter().map(|w| w.forwarded).sum();
+        let dr: u64 = s.workers.iter().map(|w| w.dropped).sum();
+        assert_eq!(fw + dr, s.rx_packets(), "received = forwarded + dropped");
+        assert_eq!(s.workers.len(), w);
+        assert_eq!(sw.stop(), 0);
+    }
+}
+
+#[test]
+fn spec3_1_garp_on_one_worker_steers_the_next_packet_on_another() {
+    let c = cfg(2);
+    let (b, g) = memory_backends(&c, 1024);
+    let sw = Switch::start(&c, b).unwrap();
+    // p2 announces the VIP on queue 0 (worker 0)
+    g["p2"].send_on(0, &build::garp(mac("02:00:00:00:01:02"), ip("10.0.1.100")));
+    eventually("p2 owns v", || {
+        sw.snapshot().vip_owner_name("v") == Some("p2")
+    });
+    // the GARP reached the other ports of the subnet (SPEC 3.3)
+    eventually("garp at p1", || g["p1"].recv().is_some());
+    // a client with a stale cache sends to p1's MAC on queue 1 (worker 1)
+    let f = build::udp(
+        mac("02:00:00:00:01:01"),
+        mac("02:00:00:00:01:03"),
+        ip("10.0.1.13"),
+        ip("10.0.1.100"),
+        64,
+        5,
+        6,
+        b"vip",
+    );
+    g["p3"].send_on(1, &f);
+    let got = g["p2"]
+        .recv_timeout(Duration::from_secs(5))
+        .expect("steered to the owner");
+    assert_eq!(&got.frame()[0..6], &mac("02:00:00:00:01:02").0);
+    assert!(g["p1"].recv().is_none());
+}
+
+#[test]
+fn spec8_1_hundreds_of_reloads_under_traffic_lose_nothing_on_unchanged_ports() {
+    let c = cfg(2);
+    let (b, g) = memory_backends(&c, 4096);
+    let sw = Switch::start(&c, b).unwrap();
+    let (tx, rx) = (g["p1"].clone(), g["p2"].clone());
+    const N: u32 = 20_000;
+    let sender = std::thread::spawn(move || {
+        let mut sent = 0u32;
+        let mut i = 0u32;
+        while sent < N {
+            // vary addresses' low bits so both workers carry traffic
+            let f = build::udp(
+                mac("02:00:00:00:01:02"),
+                mac("02:00:00:00:01:01"),
+                ip("10.0.1.11"),
+                ip("10.0.1.12"),
+                64,
+                (i % 4000) as u16,
+                53,
+                &i.to_be_bytes(),
+            );
+            if tx.send_on((i % 2) as usize, &f) {
+                sent += 1;
+                i += 1;
+            } else {
+                std::thread::yield_now();
+            }
+        }
+    });
+    let mut reloads = 0;
+    let mut received = 0u32;
+    let mut next = c.clone();
+    while !sender.is_finished() || reloads < 300 {
+        // change an unrelated port each time
+        next.ports[3].src_dst_check = !next.ports[3].src_dst_check;
+        sw.reload(&next, vec![]).unwrap();
+        reloads += 1;
+        received += rx.drain().len() as u32;
+        if reloads > 100_000 {
+            break;
+        }
+    }
+    sender.join().unwrap();
+    eventually("all frames", || {
+        received += rx.drain().len() as u32;
+        received >= N
+    });
+    assert_eq!(received, N, "zero packets lost across {reloads} reloads");
+    assert!(reloads >= 300);
+    assert_eq!(sw.snapshot().generation, 1 + reloads as u64);
+    let s = sw.stats();
+    assert!(s.drops.is_empty(), "no drops at all: {:?}", s.drops);
+}
+
+#[test]
+fn spec8_1_a_refused_reload_changes_nothing() {
+    let c = cfg(1);
+    let (b, g) = memory_backends(&c, 64);
+    let sw = Switch::start(&c, b).unwrap();
+    let mut bad = c.clone();
+    bad.ports[1].mac = bad.ports[0].mac;
+    match sw.reload(&bad, vec![]) {
+        Err(RuntimeError::Config(e)) => assert!(e.to_string().contains("already used"), "{e}"),
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(sw.snapshot().generation, 1);
+    let mut more = c.clone();
+    more.switch.workers = 2;
+    assert!(matches!(
+        sw.reload(&more, vec![]),
+        Err(RuntimeError::WorkersChanged { .. })
+    ));
+    // a new port without a backend
+    let mut add = c.clone();
+    add.ports.push(vpcswitch_model::Port {
+        name: "p9".into(),
+        ..c.ports[0].clone()
+    });
+    add.ports[4].mac = mac("02:00:00:00:01:09");
+    add.ports[4].ips = vec![ip("10.0.1.19")];
+    assert!(matches!(sw.reload(&add, vec![]), Err(RuntimeError::MissingBackend(n)) if n == "p9"));
+    // still forwarding under generation 1
+    let f = build::udp(
+        mac("02:00:00:00:01:02"),
+        mac("02:00:00:00:01:01"),
+        ip("10.0.1.11"),
+        ip("10.0.1.12"),
+        64,
+        1,
+        2,
+        b"x",
+    );
+    g["p1"].send(&f);
+    assert!(g["p2"].recv_timeout(Duration::from_secs(5)).is_some());
+}
+
+#[test]
+fn ports_are_added_and_removed_by_reload() {
+    let c = cfg(2);
+    let (b, g) = memory_backends(&c, 64);
+    let sw = Switch::start(&c, b).unwrap();
+    let mut add = c.clone();
+    let mut p9 = c.ports[0].clone();
+    p9.name = "p9".into();
+    p9.mac = mac("02:00:00:00:01:09");
+    p9.ips = vec![ip("10.0.1.19")];
+    add.ports.push(p9);
+    let (port, guest9) = vpcswitch_backend::memory::mem_port("p9", 2, 64);
+    sw.reload(&add, vec![("p9".into(), Box::new(port))])
+        .unwrap();
+    let f = build::udp(
+        mac("02:00:00:00:01:09"),
+        mac("02:00:00:00:01:01"),
+        ip("10.0.1.11"),
+        ip("10.0.1.19"),
+        64,
+        1,
+        2,
+        b"x",
+    );
+    g["p1"].send(&f);
+    assert!(
+        guest9.recv_timeout(Duration::from_secs(5)).is_some(),
+        "new port reachable: {:?}",
+        sw.stats()
+    );
+    // remove p2: traffic to it is now unknown unicast; p9 keeps working
+    let mut del = add.clone();
+    del.vips[0].ports = vec!["p1".into()];
+    del.ports.retain(|p| p.name != "p2");
+    sw.reload(&del, vec![]).unwrap();
+    let f2 = build::udp(
+        mac("02:00:00:00:01:02"),
+        mac("02:00:00:00:01:01"),
+        ip("10.0.1.11"),
+        ip("10.0.1.12"),
+        64,
+        1,
+        2,
+        b"x",
+    );
+    g["p1"].send(&f2);
+    g["p1"].send(&f);
+    assert!(guest9.recv_timeout(Duration::from_secs(5)).is_some());
+    eventually("unknown unicast counted", || {
+        sw.stats().dropped(DropReason::UnknownUnicast) == 1
+    });
+    assert!(sw.stats().port("p2").is_none());
+}
+
+#[test]
+fn an_idle_worker_goes_to_sleep_and_wakes_on_traffic() {
+    let c = cfg(1);
+    let (b, g) = memory_backends(&c, 64);
+    let sw = Switch::start(&c, b).unwrap();
+    eventually("worker sleeps", || sw.stats().workers[0].sleeps > 0);
+    // once asleep, the loop count barely moves (it wakes at most every MAX_SLEEP)
+    let f = build::udp(
+        mac("02:00:00:00:01:02"),
+        mac("02:00:00:00:01:01"),
+        ip("10.0.1.11"),
+        ip("10.0.1.12"),
+        64,
+        1,
+        2,
+        b"x",
+    );
+    g["p1"].send(&f);
+    assert!(
+        g["p2"].recv_timeout(Duration::from_secs(5)).is_some(),
+        "woken by the arrival"
+    );
+}
+
+#[test]
+fn trace_through_the_runtime() {
+    let c = cfg(1);
+    let (b, _g) = memory_backends(&c, 64);
+    let sw = Switch::start(&c, b).unwrap();
+    let t = sw
+        .trace(
+            "p1",
+            &build::arp_request(mac("02:00:00:00:01:01"), ip("10.0.1.11"), ip("10.0.1.1")),
+        )
+        .unwrap();
+    assert!(t.trace.to_string().contains("answered by the switch"));
+    assert!(matches!(
+        sw.trace("nope", &[]),
+        Err(RuntimeError::NoSuchPort(_))
+    ));
+}
