@@ -41,7 +41,11 @@ impl Worker {
     }
 
     pub fn run(mut self) {
-        let waker = Waker::new(std::thread::current());
+        // One waker per worker: the one queues attached at start already hold.
+        let waker = self
+            .waker
+            .clone()
+            .unwrap_or_else(|| Waker::new(std::thread::current()));
         let _ = self.shared.workers[self.idx].waker.set(waker.clone());
         self.waker = Some(waker.clone());
         let mut idle_loops = 0u32;

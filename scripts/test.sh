@@ -1,0 +1,26 @@
+#!/usr/bin/env bash
+# Runs every test of the workspace: formatting, lints, unit, property and integration
+# tests. Installs what it needs (rustfmt and clippy through rustup) first.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+need() { command -v "$1" >/dev/null 2>&1; }
+if ! need cargo; then
+  echo "error: cargo is missing: install a Rust toolchain (https://rustup.rs) first" >&2
+  exit 1
+fi
+if need rustup; then
+  rustup component list --installed 2>/dev/null | grep -q '^rustfmt' || rustup component add rustfmt
+  rustup component list --installed 2>/dev/null | grep -q '^clippy' || rustup component add clippy
+fi
+
+echo "== cargo fmt --check"
+cargo fmt --all -- --check
+echo "== cargo clippy (warnings are errors)"
+cargo clippy --workspace --all-targets --locked -- -D warnings
+echo "== cargo test (release: the property and integration suites do real work)"
+cargo test --workspace --release --locked
+echo "== benchmarks compile and run once (criterion --test mode, pps harness smoke)"
+cargo bench --workspace --locked -- --test >/dev/null
+cargo run --release --locked -p vpcswitch-benches --bin vpcswitch-pps -- --smoke
+echo "all tests passed"
