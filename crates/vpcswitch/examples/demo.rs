@@ -102,7 +102,11 @@ fn main() {
     };
     let (backends, mut ports) = memory_backends(&cfg, 4096);
     let sw = Switch::start(&cfg, backends).expect("switch starts");
-    println!("vpcswitch demo: {} workers, generation {}", sw.workers(), sw.snapshot().generation);
+    println!(
+        "vpcswitch demo: {} workers, generation {}",
+        sw.workers(),
+        sw.snapshot().generation
+    );
     let mut w = World::new();
     let mut guest = |n: &str, m: &str, i: &str, gw: &str| {
         let port = ports.remove(n).expect("port");
@@ -116,13 +120,25 @@ fn main() {
 
     let show = |what: &str, ok: bool| println!("  [{}] {what}", if ok { " ok " } else { "FAIL" });
     println!("\n== reachability");
-    show("client pings its gateway 10.0.2.1", w.ping(client, ip("10.0.2.1"), 3, 1000) == 3);
-    show("client pings web1 across subnets", w.ping(client, ip("10.0.1.11"), 3, 1000) == 3);
-    show("client pings db1 across the peering", w.ping(client, ip("10.1.1.11"), 3, 1000) == 3);
+    show(
+        "client pings its gateway 10.0.2.1",
+        w.ping(client, ip("10.0.2.1"), 3, 1000) == 3,
+    );
+    show(
+        "client pings web1 across subnets",
+        w.ping(client, ip("10.0.1.11"), 3, 1000) == 3,
+    );
+    show(
+        "client pings db1 across the peering",
+        w.ping(client, ip("10.1.1.11"), 3, 1000) == 3,
+    );
     let h = w.listen(db, 5432);
     let t = Instant::now();
     let n = w.tcp_transfer(client, db, h, ip("10.1.1.11"), 5432, 500_000, 20_000);
-    show(&format!("TCP client -> db1: {n} bytes in {:?}", t.elapsed()), n == 500_000);
+    show(
+        &format!("TCP client -> db1: {n} bytes in {:?}", t.elapsed()),
+        n == 500_000,
+    );
 
     println!("\n== VIP {vip}: web1 is master (keepalived would send this GARP)");
     w.guests[web1].add_ip(vip);
@@ -136,21 +152,45 @@ fn main() {
     w.guests[web2].add_ip(vip);
     w.guests[web2].send_raw(&build::garp(mac("02:00:00:00:01:02"), vip));
     let ok = w.ping(client, vip, 3, 1000) == 3;
-    show(&format!("client pings the VIP again ({:?} to 3 replies)", t.elapsed()), ok);
+    show(
+        &format!(
+            "client pings the VIP again ({:?} to 3 replies)",
+            t.elapsed()
+        ),
+        ok,
+    );
     let snap = sw.snapshot();
     let cell = snap.vip_cell(snap.vip_id("web-vip").expect("vip"));
-    println!("  owner: {:?}, moves: {}", snap.vip_owner_name("web-vip"), cell.moves());
+    println!(
+        "  owner: {:?}, moves: {}",
+        snap.vip_owner_name("web-vip"),
+        cell.moves()
+    );
 
     println!("\n== a hostile guest");
     w.guests[client].send_raw(&build::garp(mac("02:00:00:00:02:01"), vip));
-    w.guests[client].send_raw(&build::udp(mac("02:00:00:00:01:01"), mac("02:00:00:00:02:01"), ip("10.0.1.12"), ip("10.0.1.11"), 64, 1, 2, b"spoof"));
+    w.guests[client].send_raw(&build::udp(
+        mac("02:00:00:00:01:01"),
+        mac("02:00:00:00:02:01"),
+        ip("10.0.1.12"),
+        ip("10.0.1.11"),
+        64,
+        1,
+        2,
+        b"spoof",
+    ));
     for _ in 0..20 {
         w.step();
     }
-    show("VIP owner unchanged by a claim from an unbound port", sw.snapshot().vip_owner_name("web-vip") == Some("web2"));
+    show(
+        "VIP owner unchanged by a claim from an unbound port",
+        sw.snapshot().vip_owner_name("web-vip") == Some("web2"),
+    );
 
     println!("\n== trace: a GARP for the VIP from the client");
-    let t = sw.trace("client", &build::garp(mac("02:00:00:00:02:01"), vip)).expect("port");
+    let t = sw
+        .trace("client", &build::garp(mac("02:00:00:00:02:01"), vip))
+        .expect("port");
     print!("{}", t.trace);
 
     println!("\n== counters");
@@ -161,11 +201,17 @@ fn main() {
             p.name,
             p.rx_packets,
             p.tx_packets,
-            p.drops.iter().map(|(r, n)| format!("{r}={n}")).collect::<Vec<_>>()
+            p.drops
+                .iter()
+                .map(|(r, n)| format!("{r}={n}"))
+                .collect::<Vec<_>>()
         );
     }
     for (i, wk) in s.workers.iter().enumerate() {
-        println!("  worker {i}: forwarded {} dropped {} sleeps {}", wk.forwarded, wk.dropped, wk.sleeps);
+        println!(
+            "  worker {i}: forwarded {} dropped {} sleeps {}",
+            wk.forwarded, wk.dropped, wk.sleeps
+        );
     }
     sw.stop();
     println!("\nstopped cleanly");

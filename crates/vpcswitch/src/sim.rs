@@ -12,7 +12,9 @@ use smoltcp::iface::{Config as IfConfig, Interface, SocketHandle, SocketSet};
 use smoltcp::phy::{Device, DeviceCapabilities, Medium, RxToken, TxToken};
 use smoltcp::socket::{icmp, tcp};
 use smoltcp::time::Instant;
-use smoltcp::wire::{EthernetAddress, HardwareAddress, Icmpv4Packet, Icmpv4Repr, IpAddress, IpCidr};
+use smoltcp::wire::{
+    EthernetAddress, HardwareAddress, Icmpv4Packet, Icmpv4Repr, IpAddress, IpCidr,
+};
 
 use vpcswitch_backend::memory::MemGuest;
 use vpcswitch_backend::PacketBuf;
@@ -80,7 +82,14 @@ impl std::fmt::Debug for Guest {
 
 impl Guest {
     /// A guest with address `ip/prefix` and default gateway `gw`.
-    pub fn new(name: &str, port: MemGuest, mac: MacAddr, ip: Ipv4Addr, prefix: u8, gw: Ipv4Addr) -> Guest {
+    pub fn new(
+        name: &str,
+        port: MemGuest,
+        mac: MacAddr,
+        ip: Ipv4Addr,
+        prefix: u8,
+        gw: Ipv4Addr,
+    ) -> Guest {
         let mut dev = Dev { port };
         let cfg = IfConfig::new(HardwareAddress::Ethernet(EthernetAddress(mac.0)));
         let mut iface = Interface::new(cfg, &mut dev, Instant::from_millis(0));
@@ -172,7 +181,11 @@ impl World {
                     sent = false;
                 }
                 if !sent && sock.can_send() {
-                    let repr = Icmpv4Repr::EchoRequest { ident, seq_no: seq, data: b"vpcswitch" };
+                    let repr = Icmpv4Repr::EchoRequest {
+                        ident,
+                        seq_no: seq,
+                        data: b"vpcswitch",
+                    };
                     if let Ok(buf) = sock.send(repr.buffer_len(), IpAddress::Ipv4(dst)) {
                         let mut p = Icmpv4Packet::new_unchecked(buf);
                         repr.emit(&mut p, &Default::default());
@@ -182,7 +195,9 @@ impl World {
                 let mut got = false;
                 while let Ok((payload, _)) = sock.recv() {
                     if let Ok(p) = Icmpv4Packet::new_checked(payload) {
-                        if let Ok(Icmpv4Repr::EchoReply { seq_no, .. }) = Icmpv4Repr::parse(&p, &Default::default()) {
+                        if let Ok(Icmpv4Repr::EchoReply { seq_no, .. }) =
+                            Icmpv4Repr::parse(&p, &Default::default())
+                        {
                             if seq_no == seq {
                                 got = true;
                             }
@@ -202,7 +217,10 @@ impl World {
 
     /// Opens a TCP listener on guest `server` port `port`.
     pub fn listen(&mut self, server: GuestId, port: u16) -> SocketHandle {
-        let mut s = tcp::Socket::new(tcp::SocketBuffer::new(vec![0; 65536]), tcp::SocketBuffer::new(vec![0; 65536]));
+        let mut s = tcp::Socket::new(
+            tcp::SocketBuffer::new(vec![0; 65536]),
+            tcp::SocketBuffer::new(vec![0; 65536]),
+        );
         let _ = s.listen(port);
         self.guests[server].sockets.add(s)
     }
@@ -210,8 +228,20 @@ impl World {
     /// Connects from guest `client` to `dst:port`, sends `bytes` bytes and waits until
     /// the server socket `srv` on guest `server` has received all of them (and echoed
     /// nothing). Returns the bytes the server received within `steps` steps.
-    pub fn tcp_transfer(&mut self, client: GuestId, server: GuestId, srv: SocketHandle, dst: Ipv4Addr, port: u16, bytes: usize, steps: usize) -> usize {
-        let mut c = tcp::Socket::new(tcp::SocketBuffer::new(vec![0; 65536]), tcp::SocketBuffer::new(vec![0; 65536]));
+    pub fn tcp_transfer(
+        &mut self,
+        client: GuestId,
+        server: GuestId,
+        srv: SocketHandle,
+        dst: Ipv4Addr,
+        port: u16,
+        bytes: usize,
+        steps: usize,
+    ) -> usize {
+        let mut c = tcp::Socket::new(
+            tcp::SocketBuffer::new(vec![0; 65536]),
+            tcp::SocketBuffer::new(vec![0; 65536]),
+        );
         let local = 40000 + (client as u16) * 10 + (self.now_ms % 10) as u16;
         {
             let g = &mut self.guests[client];
@@ -250,7 +280,10 @@ impl World {
             }
             self.step();
         }
-        self.guests[client].sockets.get_mut::<tcp::Socket>(ch).abort();
+        self.guests[client]
+            .sockets
+            .get_mut::<tcp::Socket>(ch)
+            .abort();
         self.step();
         self.guests[client].sockets.remove(ch);
         if ok {

@@ -64,7 +64,14 @@ fn env(workers: usize) -> Env {
     let sw = Switch::start(&cfg, backends).unwrap();
     let mut world = World::new();
     for (n, _, m, i, gw) in GUESTS {
-        world.add(Guest::new(n, ports.remove(*n).unwrap(), mac(m), ip(i), 24, ip(gw)));
+        world.add(Guest::new(
+            n,
+            ports.remove(*n).unwrap(),
+            mac(m),
+            ip(i),
+            24,
+            ip(gw),
+        ));
     }
     Env { sw, world }
 }
@@ -80,22 +87,43 @@ fn spec3_4_spec5_6_arp_and_ping_to_the_gateway() {
     // another subnet's gateway of the same VPC answers too
     assert_eq!(e.world.ping(id("client"), ip("10.0.2.1"), 2, 200), 2);
     let s = e.sw.stats();
-    assert!(s.port("client").unwrap().tx_packets >= 5, "ARP reply and echo replies");
+    assert!(
+        s.port("client").unwrap().tx_packets >= 5,
+        "ARP reply and echo replies"
+    );
 }
 
 #[test]
 fn spec4_2_spec5_tcp_within_subnet_across_subnets_and_across_a_peering() {
     let mut e = env(2);
-    for (server, dst) in [("web1", "10.0.1.11"), ("app", "10.0.2.11"), ("db", "10.1.1.11")] {
+    for (server, dst) in [
+        ("web1", "10.0.1.11"),
+        ("app", "10.0.2.11"),
+        ("db", "10.1.1.11"),
+    ] {
         let h = e.world.listen(id(server), 8080);
-        let got = e.world.tcp_transfer(id("client"), id(server), h, ip(dst), 8080, 200_000, 4000);
+        let got = e
+            .world
+            .tcp_transfer(id("client"), id(server), h, ip(dst), 8080, 200_000, 4000);
         assert_eq!(got, 200_000, "TCP client -> {server} ({dst})");
         // and back the other way
         let h2 = e.world.listen(id("client"), 9090);
-        let got = e.world.tcp_transfer(id(server), id("client"), h2, ip("10.0.1.13"), 9090, 50_000, 4000);
+        let got = e.world.tcp_transfer(
+            id(server),
+            id("client"),
+            h2,
+            ip("10.0.1.13"),
+            9090,
+            50_000,
+            4000,
+        );
         assert_eq!(got, 50_000, "TCP {server} -> client");
     }
-    assert_eq!(e.world.ping(id("db"), ip("10.0.2.11"), 2, 200), 2, "peer to the other subnet of a");
+    assert_eq!(
+        e.world.ping(id("db"), ip("10.0.2.11"), 2, 200),
+        2,
+        "peer to the other subnet of a"
+    );
 }
 
 #[test]
@@ -108,7 +136,11 @@ fn spec5_3_nothing_across_a_chain_of_two_peerings() {
     assert_eq!(e.world.ping(id("client"), ip("10.2.1.11"), 2, 100), 0);
     assert_eq!(e.world.ping(id("far"), ip("10.0.1.13"), 2, 100), 0);
     let h = e.world.listen(id("far"), 8080);
-    assert_eq!(e.world.tcp_transfer(id("client"), id("far"), h, ip("10.2.1.11"), 8080, 1000, 200), 0);
+    assert_eq!(
+        e.world
+            .tcp_transfer(id("client"), id("far"), h, ip("10.2.1.11"), 8080, 1000, 200),
+        0
+    );
     assert!(e.sw.stats().dropped(DropReason::NoSuchHost) >= 4);
 }
 
@@ -120,10 +152,18 @@ fn spec3_1_spec4_3_vip_failover_by_garp_with_traffic_continuing() {
     e.world.guests[id("web1")].add_ip(vip);
     e.world.guests[id("web1")].send_raw(&build::garp(mac("02:00:00:00:01:01"), vip));
     assert_eq!(e.world.ping(id("client"), vip, 3, 200), 3);
-    assert_eq!(e.world.ping(id("app"), vip, 2, 1000), 2, "routed to the owner (SPEC 5.2)");
+    assert_eq!(
+        e.world.ping(id("app"), vip, 2, 1000),
+        2,
+        "routed to the owner (SPEC 5.2)"
+    );
     assert_eq!(e.sw.snapshot().vip_owner_name("vip"), Some("web1"));
     let h = e.world.listen(id("web1"), 80);
-    assert_eq!(e.world.tcp_transfer(id("client"), id("web1"), h, vip, 80, 10_000, 2000), 10_000);
+    assert_eq!(
+        e.world
+            .tcp_transfer(id("client"), id("web1"), h, vip, 80, 10_000, 2000),
+        10_000
+    );
 
     // failover: web1 dies (gives up the VIP), web2 takes over and announces
     e.world.guests[id("web1")].remove_ip(vip);
@@ -134,7 +174,11 @@ fn spec3_1_spec4_3_vip_failover_by_garp_with_traffic_continuing() {
     assert_eq!(e.world.ping(id("app"), vip, 2, 1000), 2);
     assert_eq!(e.sw.snapshot().vip_owner_name("vip"), Some("web2"));
     let h2 = e.world.listen(id("web2"), 80);
-    assert_eq!(e.world.tcp_transfer(id("client"), id("web2"), h2, vip, 80, 10_000, 2000), 10_000);
+    assert_eq!(
+        e.world
+            .tcp_transfer(id("client"), id("web2"), h2, vip, 80, 10_000, 2000),
+        10_000
+    );
     let snap = e.sw.snapshot();
     assert_eq!(snap.vip_cell(snap.vip_id("vip").unwrap()).moves(), 2);
 }
@@ -150,12 +194,21 @@ fn spec4_3_stale_arp_cache_is_steered_to_the_new_owner() {
     // sees it, so its cache still maps the VIP to web1's MAC
     e.world.guests[id("web1")].remove_ip(vip);
     e.world.guests[id("web2")].add_ip(vip);
-    e.world.guests[id("web2")].send_raw(&build::arp_reply(mac("02:00:00:00:01:01"), ip("10.0.1.11"), mac("02:00:00:00:01:02"), vip));
+    e.world.guests[id("web2")].send_raw(&build::arp_reply(
+        mac("02:00:00:00:01:01"),
+        ip("10.0.1.11"),
+        mac("02:00:00:00:01:02"),
+        vip,
+    ));
     for _ in 0..5 {
         e.world.step();
     }
     assert_eq!(e.sw.snapshot().vip_owner_name("vip"), Some("web2"));
-    assert_eq!(e.world.ping(id("client"), vip, 3, 200), 3, "steered to web2");
+    assert_eq!(
+        e.world.ping(id("client"), vip, 3, 200),
+        3,
+        "steered to web2"
+    );
     assert!(e.sw.stats().port("web2").unwrap().tx_packets >= 3);
 }
 
@@ -167,15 +220,42 @@ fn spec2_spoofed_frames_are_dropped_and_the_victim_keeps_its_traffic() {
     let w1 = mac("02:00:00:00:01:01");
     let w2 = mac("02:00:00:00:01:02");
     // another port's MAC
-    e.world.guests[c].send_raw(&build::udp(w2, w1, ip("10.0.1.11"), ip("10.0.1.12"), 64, 1, 2, b"x"));
+    e.world.guests[c].send_raw(&build::udp(
+        w2,
+        w1,
+        ip("10.0.1.11"),
+        ip("10.0.1.12"),
+        64,
+        1,
+        2,
+        b"x",
+    ));
     // another port's IP
-    e.world.guests[c].send_raw(&build::udp(w2, cm, ip("10.0.1.11"), ip("10.0.1.12"), 64, 1, 2, b"x"));
+    e.world.guests[c].send_raw(&build::udp(
+        w2,
+        cm,
+        ip("10.0.1.11"),
+        ip("10.0.1.12"),
+        64,
+        1,
+        2,
+        b"x",
+    ));
     // ARP reply claiming web1's IP
     e.world.guests[c].send_raw(&build::arp_reply(w2, ip("10.0.1.12"), cm, ip("10.0.1.11")));
     // GARP for a VIP the client is not bound to
     e.world.guests[c].send_raw(&build::garp(cm, ip("10.0.1.100")));
     // a frame to an unknown MAC
-    e.world.guests[c].send_raw(&build::udp(mac("02:42:00:00:00:01"), cm, ip("10.0.1.13"), ip("10.0.1.12"), 64, 1, 2, b"x"));
+    e.world.guests[c].send_raw(&build::udp(
+        mac("02:42:00:00:00:01"),
+        cm,
+        ip("10.0.1.13"),
+        ip("10.0.1.12"),
+        64,
+        1,
+        2,
+        b"x",
+    ));
     for _ in 0..10 {
         e.world.step();
     }
@@ -194,6 +274,9 @@ fn spec2_spoofed_frames_are_dropped_and_the_victim_keeps_its_traffic() {
     // the victims are unaffected
     assert_eq!(e.world.ping(id("web2"), ip("10.0.1.11"), 3, 200), 3);
     let h = e.world.listen(id("web1"), 80);
-    assert_eq!(e.world.tcp_transfer(id("web2"), id("web1"), h, ip("10.0.1.11"), 80, 20_000, 2000), 20_000);
+    assert_eq!(
+        e.world
+            .tcp_transfer(id("web2"), id("web1"), h, ip("10.0.1.11"), 80, 20_000, 2000),
+        20_000
+    );
 }
-

@@ -1,0 +1,68 @@
+//! ns per packet for parsing and for each pipeline path (bursts of 32, 64-byte frames).
+//!
+//! `cargo bench -p vpcswitch-benches --bench pipeline`
+
+use std::hint::black_box;
+
+use criterion::{criterion_group, criterion_main, Criterion, Throughput};
+use smoltcp::wire::{EthernetFrame, Ipv4Packet};
+use vpcswitch_benches::{frames, snapshot, Scenario};
+use vpcswitch_core::{Ctx, NoTrace};
+
+const BURST: usize = 32;
+
+fn parse(c: &mut Criterion) {
+    let f = frames(Scenario::L3)[0].1.clone();
+    let mut g = c.benchmark_group("parse");
+    g.throughput(Throughput::Elements(1));
+    g.bench_function("vpcswitch_classify", |b| {
+        b.iter(|| black_box(vpcswitch_wire::classify(black_box(&f))).is_ok())
+    });
+    g.bench_function("smoltcp_new_checked", |b| {
+        b.iter(|| {
+            let e = EthernetFrame::new_checked(black_box(&f[..])).ok()?;
+            let p = Ipv4Packet::new_checked(e.payload()).ok()?;
+            Some(black_box((
+                p.src_addr(),
+                p.dst_addr(),
+                p.next_header(),
+                p.hop_limit(),
+            )))
+        })
+    });
+    g.finish();
+}
+
+fn paths(c: &mut Criterion) {
+    let mut g = c.benchmark_group("pipeline");
+    g.throughput(Throughput::Elements(BURST as u64));
+    for (label, routes) in [
+        ("", 0usize),
+        ("_1k_routes", 1_000),
+        ("_100k_routes", 100_000),
+    ] {
+        let snap = snapshot(routes);
+        for s in Scenario::ALL {
+            if routes > 0 && s != Scenario::L3 {
+                continue;
+            }
+            let (port, frame) = frames(s)[0].clone();
+            let pid = snap.port_id(port).unwrap_or(0);
+            let mut bufs: Vec<Vec<u8>> = (0..BURST).map(|_| vec![0u8; 2048]).collect();
+            let ctx = Ctx { now_ns: 1 };
+            g.bench_function(format!("{}{}", s.name(), label), |b| {
+                b.iter(|| {
+                    for buf in bufs.iter_mut() {
+                        buf[..frame.len()].copy_from_slice(&frame);
+                        let mut len = frame.len();
+                        black_box(snap.process(&ctx, pid, buf, &mut len, &mut NoTrace));
+                    }
+                })
+            });
+        }
+    }
+    g.finish();
+}
+
+criterion_group!(benches, parse, paths);
+criterion_main!(benches);

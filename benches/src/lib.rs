@@ -1,0 +1,157 @@
+//! Shared scenarios for the criterion benches and the pps harness: one topology and,
+//! per pipeline path, a pair of frames (one from each side) that exercise it.
+
+use std::net::Ipv4Addr;
+
+use vpcswitch_core::Snapshot;
+use vpcswitch_model::{Config, ConfigBuilder, MacAddr};
+use vpcswitch_wire::build;
+
+/// The gateway MAC of the topology.
+pub const GW: MacAddr = MacAddr([2, 0, 0, 0, 0, 1]);
+
+/// A pipeline path to measure.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Scenario {
+    /// L2 inside a subnet, with source and destination checks.
+    L2,
+    /// L3 between two subnets of a VPC.
+    L3,
+    /// L3 across a VPC peering.
+    Peering,
+    /// Unicast to a non-owner bound to a VIP, steered to the owner.
+    VipSteer,
+    /// ARP requests answered by the switch.
+    Arp,
+}
+
+impl Scenario {
+    /// Every scenario.
+    pub const ALL: [Scenario; 5] = [
+        Scenario::L2,
+        Scenario::L3,
+        Scenario::Peering,
+        Scenario::VipSteer,
+        Scenario::Arp,
+    ];
+    /// Its name on the command line and in reports.
+    pub fn name(self) -> &'static str {
+        match self {
+            Scenario::L2 => "l2",
+            Scenario::L3 => "l3",
+            Scenario::Peering => "peering",
+            Scenario::VipSteer => "vip-steer",
+            Scenario::Arp => "arp",
+        }
+    }
+}
+
+fn ip(s: &str) -> Ipv4Addr {
+    s.parse().unwrap_or(Ipv4Addr::UNSPECIFIED)
+}
+fn mac(s: &str) -> MacAddr {
+    s.parse().unwrap_or_default()
+}
+
+/// Ports: a (a1, 10.0.1.11), b (a1, 10.0.1.12), c (a2, 10.0.2.11), d (vpc x, 10.1.1.11),
+/// v1/v2 (a1) bound to VIP 10.0.1.100, owned by v2. `workers` workers; `extra_routes`
+/// additional /24 routes in VPC a (table-size scaling).
+pub fn config(workers: usize, extra_routes: usize) -> Config {
+    let mut b = ConfigBuilder::new()
+        .workers(workers)
+        .vpc("a", &["10.0.0.0/16"])
+        .vpc("x", &["10.1.0.0/16"])
+        .subnet("a1", "a", "10.0.1.0/24")
+        .subnet("a2", "a", "10.0.2.0/24")
+        .subnet("x1", "x", "10.1.1.0/24")
+        .port("a", "a1", "02:00:00:00:00:0a", &["10.0.1.11"])
+        .port("b", "a1", "02:00:00:00:00:0b", &["10.0.1.12"])
+        .port("c", "a2", "02:00:00:00:00:0c", &["10.0.2.11"])
+        .port("d", "x1", "02:00:00:00:00:0d", &["10.1.1.11"])
+        .port("v1", "a1", "02:00:00:00:00:e1", &["10.0.1.21"])
+        .port("v2", "a1", "02:00:00:00:00:e2", &["10.0.1.22"])
+        .vip("vip", "a1", "10.0.1.100", &["v1", "v2"])
+        .peering("ax", "a", "x")
+        .route_via_peering("a", "10.1.0.0/16", "ax")
+        .route_via_peering("x", "10.0.0.0/16", "ax");
+    for i in 0..extra_routes {
+        let n = 0x4000_0000u32 + ((i as u32) << 8);
+        b = b.route_via_port("a", &format!("{}/24", Ipv4Addr::from(n)), "c");
+    }
+    b.build().unwrap_or_default()
+}
+
+/// A compiled topology with the VIP owned by v2.
+pub fn snapshot(extra_routes: usize) -> Snapshot {
+    let s = Snapshot::compile(&config(1, extra_routes), None).unwrap_or_else(|e| panic!("{e}"));
+    s.set_vip_owner("vip", "v2", 1);
+    s
+}
+
+/// (ingress port, frame) for each direction of a scenario: 64-byte frames except ARP
+/// (60 bytes).
+pub fn frames(s: Scenario) -> [(&'static str, Vec<u8>); 2] {
+    let u = |dst: MacAddr, src: &str, sip: &str, dip: &str| {
+        build::udp(dst, mac(src), ip(sip), ip(dip), 64, 1024, 4789, &[0u8; 22])
+    };
+    match s {
+        Scenario::L2 => [
+            (
+                "a",
+                u(
+                    mac("02:00:00:00:00:0b"),
+                    "02:00:00:00:00:0a",
+                    "10.0.1.11",
+                    "10.0.1.12",
+                ),
+            ),
+            (
+                "b",
+                u(
+                    mac("02:00:00:00:00:0a"),
+                    "02:00:00:00:00:0b",
+                    "10.0.1.12",
+                    "10.0.1.11",
+                ),
+            ),
+        ],
+        Scenario::L3 => [
+            ("a", u(GW, "02:00:00:00:00:0a", "10.0.1.11", "10.0.2.11")),
+            ("c", u(GW, "02:00:00:00:00:0c", "10.0.2.11", "10.0.1.11")),
+        ],
+        Scenario::Peering => [
+            ("a", u(GW, "02:00:00:00:00:0a", "10.0.1.11", "10.1.1.11")),
+            ("d", u(GW, "02:00:00:00:00:0d", "10.1.1.11", "10.0.1.11")),
+        ],
+        Scenario::VipSteer => [
+            (
+                "a",
+                u(
+                    mac("02:00:00:00:00:e1"),
+                    "02:00:00:00:00:0a",
+                    "10.0.1.11",
+                    "10.0.1.100",
+                ),
+            ),
+            (
+                "v2",
+                u(
+                    mac("02:00:00:00:00:0a"),
+                    "02:00:00:00:00:e2",
+                    "10.0.1.100",
+                    "10.0.1.11",
+                ),
+            ),
+        ],
+        Scenario::Arp => [
+            (
+                "a",
+                build::arp_request(mac("02:00:00:00:00:0a"), ip("10.0.1.11"), ip("10.0.1.12")),
+            ),
+            (
+                "b",
+                build::arp_request(mac("02:00:00:00:00:0b"), ip("10.0.1.12"), ip("10.0.1.11")),
+            ),
+        ],
+    }
+}
