@@ -1,0 +1,533 @@
+//! Property test: the pipeline against a small reference model written straight from
+//! SPEC 2–6 over the plain configuration (no compiled tables, no shared lookup code).
+//! Random topologies, random frames (well-formed, spoofed, misaddressed), and VIP
+//! ownership that evolves with the frames. A disagreement is a bug in one of the two.
+
+use std::collections::HashMap;
+use std::net::Ipv4Addr;
+
+use proptest::prelude::*;
+use vpcswitch_core::{Ctx, DropReason as R, NoTrace, Out, Snapshot, Verdict};
+use vpcswitch_model::{Config, Ipv4Cidr, MacAddr, Peering, Port, Route, Subnet, Vip, Vpc};
+use vpcswitch_wire::arp::ArpInfo;
+use vpcswitch_wire::build;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Exp {
+    Port(String),
+    Flood(String),
+    VipPorts(String),
+    Drop(R),
+    DropSend(R, String),
+}
+
+// ---------- the reference model ----------
+
+struct Model<'a> {
+    c: &'a Config,
+    owners: HashMap<String, String>,
+}
+
+fn vpc_of<'a>(c: &'a Config, subnet: &str) -> &'a str {
+    &c.subnets.iter().find(|s| s.name == subnet).unwrap().vpc
+}
+
+impl Model<'_> {
+    fn port(&self, n: &str) -> &Port {
+        self.c.ports.iter().find(|p| p.name == n).unwrap()
+    }
+    fn subnet(&self, n: &str) -> &Subnet {
+        self.c.subnets.iter().find(|s| s.name == n).unwrap()
+    }
+    fn bound(&self, p: &Port) -> Vec<&Vip> {
+        self.c
+            .vips
+            .iter()
+            .filter(|v| v.ports.contains(&p.name))
+            .collect()
+    }
+    fn allowed(&self, p: &Port, ip: Ipv4Addr) -> bool {
+        p.ips.contains(&ip) || self.bound(p).iter().any(|v| v.ip == ip)
+    }
+    fn owns_mac(p: &Port, m: MacAddr) -> bool {
+        p.mac == m || p.allowed_macs.contains(&m)
+    }
+    /// What `ip` is in VPC `vpc`: ("port", name) / ("vip", name) / ("gw", subnet)
+    fn host(&self, vpc: &str, ip: Ipv4Addr) -> Option<(&'static str, String)> {
+        for s in self.c.subnets.iter().filter(|s| s.vpc == vpc) {
+            if s.gateway_ip() == ip {
+                return Some(("gw", s.name.clone()));
+            }
+        }
+        for p in &self.c.ports {
+            if vpc_of(self.c, &p.subnet) == vpc && p.ips.contains(&ip) {
+                return Some(("port", p.name.clone()));
+            }
+        }
+        for v in &self.c.vips {
+            if vpc_of(self.c, &v.subnet) == vpc && v.ip == ip {
+                return Some(("vip", v.name.clone()));
+            }
+        }
+        None
+    }
+    fn l2_port(&self, p: &Port, dst: MacAddr) -> Result<&Port, R> {
+        let q = self
+            .c
+            .ports
+            .iter()
+            .find(|q| q.subnet == p.subnet && Self::owns_mac(q, dst))
+            .ok_or(R::UnknownUnicast)?;
+        if q.name == p.name {
+            return Err(R::Hairpin);
+        }
+        Ok(q)
+    }
+    fn dst_check(&self, q: &Port, dst: Ipv4Addr) -> Exp {
+        if q.src_dst_check && !self.allowed(q, dst) {
+            Exp::Drop(R::DstCheck)
+        } else {
+            Exp::Port(q.name.clone())
+        }
+    }
+
+    fn run(&mut self, in_port: &str, f: &Frame) -> Exp {
+        let p = self.port(in_port).clone();
+        let vpc = vpc_of(self.c, &p.subnet).to_string();
+        if !Self::owns_mac(&p, f.src) {
+            return Exp::Drop(R::SpoofedSrcMac);
+        }
+        match &f.kind {
+            Kind::Arp(a) => {
+                if p.src_dst_check && a.sha != f.src {
+                    return Exp::Drop(R::ArpSenderMacMismatch);
+                }
+                let spa = Ipv4Addr::from(a.spa);
+                let tpa = Ipv4Addr::from(a.tpa);
+                let claimed = if a.spa != 0 {
+                    self.host(&vpc, spa)
+                } else {
+                    None
+                };
+                match &claimed {
+                    Some(("port", q)) if *q != p.name => return Exp::Drop(R::ArpClaimsForeignIp),
+                    Some(("gw", _)) => return Exp::Drop(R::ArpClaimsForeignIp),
+                    Some(("vip", v)) if !self.bound(&p).iter().any(|b| b.name == *v) => {
+                        return Exp::Drop(R::VipClaimNotBound)
+                    }
+                    _ => {}
+                }
+                if p.src_dst_check && a.spa != 0 && !self.allowed(&p, spa) {
+                    return Exp::Drop(R::SpoofedArpSenderIp);
+                }
+                let claim =
+                    (a.op == 1 && a.spa == a.tpa && a.spa != 0) || (a.op == 2 && a.spa != 0);
+                if claim {
+                    if let Some(("vip", v)) = &claimed {
+                        self.owners.insert(v.clone(), p.name.clone());
+                    }
+                }
+                if a.op == 2 {
+                    if f.dst.is_multicast() {
+                        return Exp::Flood(p.subnet.clone());
+                    }
+                    return match self.l2_port(&p, f.dst) {
+                        Ok(q) => Exp::Port(q.name.clone()),
+                        Err(r) => Exp::Drop(r),
+                    };
+                }
+                if a.spa == a.tpa && a.spa != 0 {
+                    return Exp::Flood(p.subnet.clone());
+                }
+                if !self.subnet(&p.subnet).cidr.contains(tpa) {
+                    return Exp::Drop(R::ArpTargetOutsideSubnet);
+                }
+                if a.spa == 0 && self.allowed(&p, tpa) {
+                    return Exp::Flood(p.subnet.clone());
+                }
+                match self.host(&vpc, tpa) {
+                    Some(("vip", v)) => match self.owners.get(&v) {
+                        Some(_) => Exp::Port(p.name.clone()),
+                        None => Exp::VipPorts(v),
+                    },
+                    Some(_) => Exp::Port(p.name.clone()),
+                    None => Exp::Flood(p.subnet.clone()),
+                }
+            }
+            Kind::Udp { sip, dip, ttl } => {
+                if p.src_dst_check && !self.allowed(&p, *sip) {
+                    return Exp::Drop(R::SpoofedSrcIp);
+                }
+                if f.dst.is_multicast() {
+                    return Exp::Flood(p.subnet.clone());
+                }
+                if f.dst == self.c.switch.gateway_mac {
+                    return self.l3(&p, &vpc, *dip, *ttl);
+                }
+                let q = match self.l2_port(&p, f.dst) {
+                    Ok(q) => q.clone(),
+                    Err(r) => return Exp::Drop(r),
+                };
+                let mut dest = q.clone();
+                if let Some(v) = self.bound(&q).iter().find(|v| v.ip == *dip) {
+                    if let Some(o) = self.owners.get(&v.name) {
+                        if *o != q.name && *o != p.name {
+                            dest = self.port(o).clone();
+                        }
+                    }
+                }
+                self.dst_check(&dest, *dip)
+            }
+        }
+    }
+
+    fn l3(&self, p: &Port, vpc: &str, dip: Ipv4Addr, ttl: u8) -> Exp {
+        // longest prefix among local subnets and explicit routes of the VPC
+        let mut best: Option<(u8, String)> = None;
+        for s in self.c.subnets.iter().filter(|s| s.vpc == vpc) {
+            if s.cidr.contains(dip) && best.as_ref().is_none_or(|b| s.cidr.len() >= b.0) {
+                best = Some((s.cidr.len(), "local".into()));
+            }
+        }
+        for r in self.c.routes.iter().filter(|r| r.vpc == vpc) {
+            if r.destination.contains(dip)
+                && best.as_ref().is_none_or(|b| r.destination.len() > b.0)
+            {
+                let t = match (&r.peering, &r.port) {
+                    (Some(pe), _) => format!("peer:{pe}"),
+                    (_, Some(q)) => format!("port:{q}"),
+                    _ => "uplink".into(),
+                };
+                best = Some((r.destination.len(), t));
+            }
+        }
+        let Some((_, t)) = best else {
+            return Exp::DropSend(R::NoRoute, p.name.clone());
+        };
+        let target = if t == "local" {
+            self.host(vpc, dip)
+        } else if let Some(pe) = t.strip_prefix("peer:") {
+            let peering = self.c.peerings.iter().find(|x| x.name == pe).unwrap();
+            let other = peering.vpcs.iter().find(|v| *v != vpc).unwrap();
+            match self.host(other, dip) {
+                Some(("gw", _)) => None,
+                h => h,
+            }
+        } else if let Some(q) = t.strip_prefix("port:") {
+            Some(("port", q.to_string()))
+        } else {
+            return Exp::Drop(R::Uplink);
+        };
+        if let Some(("gw", _)) = target {
+            return Exp::Drop(R::ToGateway); // UDP to a gateway
+        }
+        if ttl <= 1 {
+            return Exp::DropSend(R::TtlExceeded, p.name.clone());
+        }
+        let q = match target {
+            Some(("port", q)) => q,
+            Some(("vip", v)) => match self.owners.get(&v) {
+                Some(o) => o.clone(),
+                None => return Exp::DropSend(R::VipNoOwner, format!("vip:{v}")),
+            },
+            _ => return Exp::Drop(R::NoSuchHost),
+        };
+        self.dst_check(self.port(&q), dip)
+    }
+}
+
+// ---------- generators ----------
+
+#[derive(Debug, Clone)]
+enum Kind {
+    Arp(ArpInfo),
+    Udp {
+        sip: Ipv4Addr,
+        dip: Ipv4Addr,
+        ttl: u8,
+    },
+}
+
+#[derive(Debug, Clone)]
+struct Frame {
+    src: MacAddr,
+    dst: MacAddr,
+    kind: Kind,
+}
+
+impl Frame {
+    fn bytes(&self) -> Vec<u8> {
+        match &self.kind {
+            Kind::Arp(a) => build::arp_frame(self.dst, self.src, a),
+            Kind::Udp { sip, dip, ttl } => {
+                build::udp(self.dst, self.src, *sip, *dip, *ttl, 1000, 2000, b"model")
+            }
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+struct Topo {
+    vpcs: usize,
+    subnets: Vec<usize>,      // per VPC: 1..=2
+    ports: Vec<(bool, bool)>, // per (vpc, subnet): count from len; (check, second ip)
+    vip_bind: Vec<u8>,        // bitmasks of ports bound to VIP k of a subnet
+    peer: Vec<(usize, usize, bool)>,
+}
+
+fn topo() -> impl Strategy<Value = Topo> {
+    (
+        1usize..=3,
+        prop::collection::vec(1usize..=2, 3),
+        prop::collection::vec((prop::bool::weighted(0.7), any::<bool>()), 12),
+        prop::collection::vec(any::<u8>(), 12),
+        prop::collection::vec((0usize..3, 0usize..3, any::<bool>()), 0..3),
+    )
+        .prop_map(|(vpcs, subnets, ports, vip_bind, peer)| Topo {
+            vpcs,
+            subnets,
+            ports,
+            vip_bind,
+            peer,
+        })
+}
+
+const PORTS_PER_SUBNET: usize = 3;
+
+fn pmac(v: usize, s: usize, i: usize) -> MacAddr {
+    MacAddr([2, 0x10, v as u8, s as u8, i as u8, 1])
+}
+
+fn build_config(t: &Topo) -> Config {
+    let mut c = Config::default();
+    let mut k = 0;
+    for v in 0..t.vpcs {
+        let vn = format!("v{v}");
+        c.vpcs.push(Vpc {
+            name: vn.clone(),
+            cidrs: vec![format!("10.{v}.0.0/16").parse().unwrap()],
+        });
+        for s in 0..t.subnets[v] {
+            let sn = format!("v{v}s{s}");
+            c.subnets.push(Subnet {
+                name: sn.clone(),
+                vpc: vn.clone(),
+                cidr: format!("10.{v}.{s}.0/24").parse().unwrap(),
+                gateway: None,
+            });
+            let mut names = vec![];
+            for i in 0..PORTS_PER_SUBNET {
+                let (check, second) = t.ports[(k + i) % t.ports.len()];
+                let mut ips = vec![Ipv4Addr::new(10, v as u8, s as u8, 10 + i as u8)];
+                if second {
+                    ips.push(Ipv4Addr::new(10, v as u8, s as u8, 50 + i as u8));
+                }
+                let name = format!("{sn}p{i}");
+                names.push(name.clone());
+                c.ports.push(Port {
+                    name,
+                    subnet: sn.clone(),
+                    mac: pmac(v, s, i),
+                    ips,
+                    src_dst_check: check,
+                    allowed_macs: if i == 2 {
+                        vec![MacAddr([2, 0x10, v as u8, s as u8, i as u8, 0x99])]
+                    } else {
+                        vec![]
+                    },
+                    eip: None,
+                    backend: Default::default(),
+                });
+            }
+            let mask = t.vip_bind[k % t.vip_bind.len()];
+            let bound: Vec<String> = names
+                .iter()
+                .enumerate()
+                .filter(|(i, _)| mask & (1 << i) != 0)
+                .map(|(_, n)| n.clone())
+                .collect();
+            c.vips.push(Vip {
+                name: format!("{sn}vip"),
+                subnet: sn.clone(),
+                ip: Ipv4Addr::new(10, v as u8, s as u8, 100),
+                ports: bound,
+                eip: None,
+            });
+            k += PORTS_PER_SUBNET;
+        }
+    }
+    let mut seen = std::collections::HashSet::new();
+    for (a, b, both) in &t.peer {
+        let (a, b) = (a % t.vpcs, b % t.vpcs);
+        if a == b || !seen.insert((a.min(b), a.max(b))) {
+            continue;
+        }
+        let name = format!("pe{a}{b}");
+        c.peerings.push(Peering {
+            name: name.clone(),
+            vpcs: vec![format!("v{a}"), format!("v{b}")],
+        });
+        c.routes.push(Route {
+            vpc: format!("v{a}"),
+            destination: format!("10.{b}.0.0/16").parse().unwrap(),
+            peering: Some(name.clone()),
+            port: None,
+            uplink: None,
+        });
+        if *both {
+            c.routes.push(Route {
+                vpc: format!("v{b}"),
+                destination: format!("10.{a}.0.0/16").parse().unwrap(),
+                peering: Some(name),
+                port: None,
+                uplink: None,
+            });
+        }
+    }
+    // a next-hop route in VPC 0
+    c.routes.push(Route {
+        vpc: "v0".into(),
+        destination: "192.168.0.0/16".parse::<Ipv4Cidr>().unwrap(),
+        peering: None,
+        port: Some("v0s0p1".into()),
+        uplink: None,
+    });
+    c.validate()
+        .unwrap_or_else(|e| panic!("generated config invalid: {e}\n{}", c.to_toml_string()));
+    c
+}
+
+/// Picks from the topology's interesting addresses by index.
+fn pick_ip(c: &Config, n: u16) -> Ipv4Addr {
+    let mut all: Vec<Ipv4Addr> = c.ports.iter().flat_map(|p| p.ips.clone()).collect();
+    all.extend(c.vips.iter().map(|v| v.ip));
+    all.extend(c.subnets.iter().map(|s| s.gateway_ip()));
+    all.extend([
+        Ipv4Addr::new(10, 0, 0, 77),
+        Ipv4Addr::new(10, 2, 1, 9),
+        Ipv4Addr::new(192, 168, 3, 3),
+        Ipv4Addr::new(8, 8, 8, 8),
+        Ipv4Addr::UNSPECIFIED,
+    ]);
+    all[n as usize % all.len()]
+}
+
+fn pick_mac(c: &Config, n: u16) -> MacAddr {
+    let mut all: Vec<MacAddr> = c.ports.iter().map(|p| p.mac).collect();
+    all.extend(c.ports.iter().flat_map(|p| p.allowed_macs.clone()));
+    all.extend([
+        c.switch.gateway_mac,
+        c.switch.gateway_mac,
+        MacAddr::BROADCAST,
+        MacAddr([1, 0, 0x5e, 0, 0, 18]),
+        MacAddr([2, 9, 9, 9, 9, 9]),
+    ]);
+    all[n as usize % all.len()]
+}
+
+type Raw = (u16, u8, u16, u16, u16, u16, u8, bool);
+
+fn make_frame(c: &Config, r: &Raw) -> (String, Frame) {
+    let (port_i, kind, a, b, d, e, ttl_sel, own_src) = *r;
+    let p = &c.ports[port_i as usize % c.ports.len()];
+    let src = if own_src { p.mac } else { pick_mac(c, a) };
+    let ttl = [1u8, 64, 2][ttl_sel as usize % 3];
+    let sip = if own_src && a % 3 == 0 {
+        p.ips[0]
+    } else {
+        pick_ip(c, b)
+    };
+    let dip = pick_ip(c, d);
+    let f = match kind % 5 {
+        0 | 1 => Frame {
+            src,
+            dst: pick_mac(c, e),
+            kind: Kind::Udp { sip, dip, ttl },
+        },
+        2 => Frame {
+            src,
+            dst: MacAddr::BROADCAST,
+            kind: Kind::Arp(ArpInfo {
+                op: 1,
+                sha: src,
+                spa: sip.into(),
+                tha: MacAddr::ZERO,
+                tpa: dip.into(),
+            }),
+        },
+        3 => Frame {
+            src,
+            dst: MacAddr::BROADCAST,
+            kind: Kind::Arp(ArpInfo {
+                op: 1,
+                sha: src,
+                spa: sip.into(),
+                tha: MacAddr::ZERO,
+                tpa: sip.into(),
+            }),
+        },
+        _ => {
+            let dst = pick_mac(c, e);
+            Frame {
+                src,
+                dst,
+                kind: Kind::Arp(ArpInfo {
+                    op: 2,
+                    sha: if a % 7 == 0 { pick_mac(c, e) } else { src },
+                    spa: sip.into(),
+                    tha: dst,
+                    tpa: dip.into(),
+                }),
+            }
+        }
+    };
+    (p.name.clone(), f)
+}
+
+fn actual(s: &Snapshot, v: Verdict) -> Exp {
+    let name = |o: Out| match o {
+        Out::Port(p) => s.port(p).unwrap().name.clone(),
+        Out::Flood(x) => s.subnets[x as usize].name.clone(),
+        Out::VipPorts(x) => format!("vip:{}", s.vips[x as usize].name),
+    };
+    match v {
+        Verdict::Forward(Out::Port(p)) => Exp::Port(s.port(p).unwrap().name.clone()),
+        Verdict::Forward(Out::Flood(x)) => Exp::Flood(s.subnets[x as usize].name.clone()),
+        Verdict::Forward(Out::VipPorts(x)) => Exp::VipPorts(s.vips[x as usize].name.clone()),
+        Verdict::Drop(r) => Exp::Drop(r),
+        Verdict::DropAndSend(r, o) => Exp::DropSend(r, name(o)),
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 256, ..ProptestConfig::default() })]
+
+    #[test]
+    fn pipeline_agrees_with_the_reference_model(
+        t in topo(),
+        raws in prop::collection::vec((any::<u16>(), any::<u8>(), any::<u16>(), any::<u16>(), any::<u16>(), any::<u16>(), any::<u8>(), prop::bool::weighted(0.7)), 1..60),
+    ) {
+        let c = build_config(&t);
+        let snap = Snapshot::compile(&c, None).unwrap();
+        let mut model = Model { c: &c, owners: HashMap::new() };
+        for (i, r) in raws.iter().enumerate() {
+            let (port, f) = make_frame(&c, r);
+            let bytes = f.bytes();
+            let mut buf = vec![0u8; 2048];
+            buf[..bytes.len()].copy_from_slice(&bytes);
+            let mut len = bytes.len();
+            let pid = snap.port_id(&port).unwrap();
+            // one second apart: the ICMP error budget never runs out in this test
+            let ctx = Ctx { now_ns: (i as u64 + 1) * 1_000_000_000 };
+            let traced = snap.trace(ctx.now_ns, pid, &bytes).verdict;
+            let got = snap.process(&ctx, pid, &mut buf, &mut len, &mut NoTrace);
+            prop_assert_eq!(traced, got, "trace and process disagree");
+            let want = model.run(&port, &f);
+            prop_assert_eq!(actual(&snap, got), want, "frame {} from {}: {:?}", i, port, f);
+            // learned owners agree too
+            for v in &c.vips {
+                prop_assert_eq!(snap.vip_owner_name(&v.name).map(String::from), model.owners.get(&v.name).cloned(), "owner of {}", v.name);
+            }
+        }
+    }
+}
