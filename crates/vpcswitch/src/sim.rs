@@ -228,6 +228,7 @@ impl World {
     /// Connects from guest `client` to `dst:port`, sends `bytes` bytes and waits until
     /// the server socket `srv` on guest `server` has received all of them (and echoed
     /// nothing). Returns the bytes the server received within `steps` steps.
+    #[allow(clippy::too_many_arguments)] // a test helper: each argument is one knob
     pub fn tcp_transfer(
         &mut self,
         client: GuestId,
