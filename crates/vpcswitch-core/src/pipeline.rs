@@ -16,7 +16,6 @@ use crate::{Ctx, DropReason, Out, PortId, Snapshot, Trace, Tracer, Verdict, VipI
 /// The IPv4 fields the stages use.
 #[derive(Clone, Copy)]
 struct V4 {
-    src: u32,
     dst: u32,
     proto: u8,
     ttl: u8,
@@ -167,12 +166,7 @@ impl Snapshot {
                     ip(src),
                     if p.src_dst_check { "" } else { ": check off" }
                 );
-                let v4 = V4 {
-                    src,
-                    dst,
-                    proto,
-                    ttl,
-                };
+                let v4 = V4 { dst, proto, ttl };
                 if c.dst.is_multicast() {
                     step!(
                         t,
@@ -709,7 +703,6 @@ impl Snapshot {
         ty: u8,
         code: u8,
     ) -> Verdict {
-        let _ = v4.src;
         let hl = usize::from(buf[14] & 0x0f) * 4;
         let is_error = v4.proto == IpProtocol::ICMP
             && buf
@@ -718,22 +711,18 @@ impl Snapshot {
         if is_error {
             drop_with!(t, "icmp", reason, "no ICMP error about an ICMP error")
         }
-        if !T::ON && !self.icmp_allowed(p.id, ctx.now_ns) {
-            return Verdict::Drop(reason);
-        }
         let gw = self.gateway_ip(p.subnet);
-        let n = icmp::error_in_place(buf, *len, self.gateway_mac, gw, ty, code);
-        if n == 0 {
-            drop_with!(t, "icmp", reason, "buffer too small for an ICMP error")
-        }
-        *len = n;
+        let (gw_mac, out) = (self.gateway_mac, Out::Port(p.id));
+        let v = self.drop_and_answer(ctx, p, buf, len, t, reason, out, |b, n| {
+            icmp::error_in_place(b, n, gw_mac, gw, ty, code)
+        });
         step!(
             t,
             "icmp",
             "{}: ICMP type {ty} code {code} from {gw} to the sender (SPEC 5.5/5.7)",
             reason.name()
         );
-        Verdict::DropAndSend(reason, Out::Port(p.id))
+        v
     }
 
     /// SPEC 5.2: a VIP without owner: drop, and ARP for it on its bound ports.
@@ -747,22 +736,50 @@ impl Snapshot {
         t: &mut T,
     ) -> Verdict {
         let vip = &self.vips[v as usize];
-        if !T::ON && !self.icmp_allowed(p.id, ctx.now_ns) {
-            return Verdict::Drop(DropReason::VipNoOwner);
-        }
-        let gw = self.subnets[vip.subnet as usize].gateway;
-        let n = arp::emit_request(buf, self.gateway_mac, gw, vip.ip);
-        if n == 0 {
-            drop_with!(t, "l3", DropReason::VipNoOwner, "buffer too small")
-        }
-        *len = n;
+        let (gw_mac, gw, ip) = (
+            self.gateway_mac,
+            self.subnets[vip.subnet as usize].gateway,
+            vip.ip,
+        );
+        let out = Out::VipPorts(v);
+        let verdict =
+            self.drop_and_answer(ctx, p, buf, len, t, DropReason::VipNoOwner, out, |b, _| {
+                arp::emit_request(b, gw_mac, gw, ip)
+            });
         step!(
             t,
             "l3",
             "vip {} has no owner: dropped, ARP request sent to its bound ports (SPEC 5.2)",
             vip.name
         );
-        Verdict::DropAndSend(DropReason::VipNoOwner, Out::VipPorts(v))
+        verdict
+    }
+
+    /// Drops the frame for `reason` and sends, to `out`, what `emit` writes into its
+    /// buffer instead (`emit` gets the buffer and the frame length and returns the new
+    /// length, 0 if it cannot). Within the ingress port's answer budget (SPEC 5.5):
+    /// over budget, a plain drop. Trace mode spends no budget.
+    #[allow(clippy::too_many_arguments)]
+    fn drop_and_answer<T: Tracer>(
+        &self,
+        ctx: &Ctx,
+        p: &PortEntry,
+        buf: &mut [u8],
+        len: &mut usize,
+        t: &mut T,
+        reason: DropReason,
+        out: Out,
+        emit: impl FnOnce(&mut [u8], usize) -> usize,
+    ) -> Verdict {
+        if !T::ON && !self.icmp_allowed(p.id, ctx.now_ns) {
+            return Verdict::Drop(reason);
+        }
+        let n = emit(buf, *len);
+        if n == 0 {
+            drop_with!(t, "answer", reason, "buffer too small for the answer")
+        }
+        *len = n;
+        Verdict::DropAndSend(reason, out)
     }
 }
 

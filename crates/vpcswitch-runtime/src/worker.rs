@@ -52,7 +52,7 @@ impl Worker {
         let mut quiet_since = Instant::now();
         while !self.shared.stop.load(Ordering::Relaxed) {
             self.commands();
-            let snap = self.shared.snap.load_full();
+            let snap = self.shared.snap.load();
             let n = self.poll_once(&snap);
             drop(snap);
             let c = self.counters();
@@ -77,7 +77,7 @@ impl Worker {
             }
             // Sleep: say so first, then look once more, so an arrival is never missed.
             waker.set_sleeping(true);
-            let snap = self.shared.snap.load_full();
+            let snap = self.shared.snap.load();
             let n = self.poll_once(&snap);
             drop(snap);
             if n == 0
@@ -142,6 +142,10 @@ impl Worker {
         let ctx = Ctx {
             now_ns: self.shared.start.elapsed().as_nanos() as u64,
         };
+        // one reference-count bump per pass, so the counters can be borrowed while
+        // `self` is mutated below
+        let shared = self.shared.clone();
+        let c = &shared.workers[self.idx].counters;
         let mut total = 0;
         let mut rx = std::mem::take(&mut self.rxbuf);
         for i in 0..self.rx_ports.len() {
@@ -154,8 +158,6 @@ impl Worker {
                 continue;
             }
             total += n;
-            let shared = self.shared.clone();
-            let c = &shared.workers[self.idx].counters;
             bump(&c.burst_hist[n.min(MAX_BURST)], 1);
             let pc = c.ports.get(pid as usize);
             for mut buf in rx.drain(..) {
@@ -185,7 +187,7 @@ impl Worker {
         }
         self.rxbuf = rx;
         if !self.dirty.is_empty() {
-            self.flush();
+            self.flush(c);
         }
         total
     }
@@ -233,13 +235,11 @@ impl Worker {
         }
         p.push(buf);
         if p.len() >= 4 * MAX_BURST {
-            self.flush();
+            self.flush(c);
         }
     }
 
-    fn flush(&mut self) {
-        let shared = self.shared.clone();
-        let c = &shared.workers[self.idx].counters;
+    fn flush(&mut self, c: &WorkerCounters) {
         for k in 0..self.dirty.len() {
             let pid = self.dirty[k];
             let i = pid as usize;
