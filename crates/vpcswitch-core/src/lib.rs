@@ -18,12 +18,14 @@
 //! contents: the source MAC (SPEC 2.2), the source IP (2.3), ARP claims (2.3a, 3.1). A
 //! guest can only claim its own addresses and the VIPs it is bound to.
 
+mod flat;
 mod lpm;
 mod pipeline;
 mod reason;
 mod snapshot;
 mod trace;
 
+pub use flat::FlatMap;
 pub use lpm::Lpm;
 pub use pipeline::TraceResult;
 pub use reason::DropReason;

@@ -10,7 +10,7 @@ use std::net::Ipv4Addr;
 use vpcswitch_wire::arp::{self, ArpInfo, OP_REPLY, OP_REQUEST};
 use vpcswitch_wire::{classify, icmp, Classified, IpProtocol, Ipv4Packet, MacAddr, WireError, L3};
 
-use crate::snapshot::{Host, PortEntry, RouteTarget};
+use crate::snapshot::{Host, PortEntry, RouteTarget, VpcEntry};
 use crate::{Ctx, DropReason, Out, PortId, Snapshot, Trace, Tracer, Verdict, VipId, VpcId};
 
 /// The IPv4 fields the stages use.
@@ -118,7 +118,7 @@ impl Snapshot {
                 "uplink ingress: EIP translation (SPEC 7) is not enabled"
             )
         }
-        if c.l3 == L3::Vlan {
+        if matches!(c.l3, L3::Vlan) {
             drop_with!(
                 t,
                 "vlan",
@@ -144,11 +144,10 @@ impl Snapshot {
                 dst,
                 proto,
                 ttl,
-                sport,
-                dport,
+                dhcp_client,
                 ..
             } => {
-                let dhcp = src == 0 && proto == IpProtocol::UDP && sport == 68 && dport == 67;
+                let dhcp = dhcp_client;
                 if p.src_dst_check && !dhcp && !p.allows_ip(src) {
                     drop_with!(
                         t,
@@ -581,44 +580,25 @@ impl Snapshot {
         let Some(vpc) = self.vpcs.get(p.vpc as usize) else {
             drop_with!(t, "l3", DropReason::NoRoute, "port has no VPC")
         };
-        let route = vpc.routes.lookup(v4.dst);
-        step!(
-            t,
-            "route",
-            "{} in vpc {}: {:?} (SPEC 5.1)",
-            ip(v4.dst),
-            vpc.name,
-            route
-        );
-        let resolved = match route {
-            None => {
-                return self.icmp_error(
-                    ctx,
-                    p,
-                    v4,
-                    buf,
-                    len,
+        // A local address of the VPC always wins the longest-prefix match (validation
+        // refuses routes equal to or inside a subnet), so the host table answers first
+        // and the route table is consulted only for other destinations.
+        let resolved = match self.resolve(p.vpc, v4.dst) {
+            Resolved::Nothing => self.route_lookup(ctx, p, vpc, v4, buf, len, t),
+            local => {
+                step!(
                     t,
-                    DropReason::NoRoute,
-                    icmp::TYPE_DST_UNREACHABLE,
-                    icmp::CODE_NET_UNREACHABLE,
-                )
+                    "route",
+                    "{} is a local address of vpc {} (SPEC 5.1, 5.2)",
+                    ip(v4.dst),
+                    vpc.name
+                );
+                Ok(local)
             }
-            Some(RouteTarget::Local(_)) => self.resolve(p.vpc, v4.dst),
-            Some(RouteTarget::Peering(peer)) => match self.resolve(peer, v4.dst) {
-                // a peer's gateway is not reachable through a peering
-                Resolved::Gateway => Resolved::Nothing,
-                r => r,
-            },
-            Some(RouteTarget::Port(q)) => Resolved::Port(q),
-            Some(RouteTarget::Uplink) => {
-                drop_with!(
-                    t,
-                    "uplink",
-                    DropReason::Uplink,
-                    "route to the uplink: EIP translation (SPEC 7) is not enabled"
-                )
-            }
+        };
+        let resolved = match resolved {
+            Ok(r) => r,
+            Err(v) => return v,
         };
         if let Resolved::Gateway = resolved {
             if v4.proto == IpProtocol::ICMP && icmp::is_echo_request(&buf[..*len]) {
@@ -686,6 +666,66 @@ impl Snapshot {
             );
         }
         v
+    }
+
+    /// SPEC 5.1, 5.3, 5.4, 5.7 for a destination that is not a local address: the
+    /// longest-prefix route. `Err` is the final verdict (no route, uplink).
+    #[allow(clippy::too_many_arguments)]
+    fn route_lookup<T: Tracer>(
+        &self,
+        ctx: &Ctx,
+        p: &PortEntry,
+        vpc: &VpcEntry,
+        v4: V4,
+        buf: &mut [u8],
+        len: &mut usize,
+        t: &mut T,
+    ) -> Result<Resolved, Verdict> {
+        let route = vpc.routes.lookup(v4.dst);
+        step!(
+            t,
+            "route",
+            "{} in vpc {}: {:?} (SPEC 5.1)",
+            ip(v4.dst),
+            vpc.name,
+            route
+        );
+        match route {
+            None => Err(self.icmp_error(
+                ctx,
+                p,
+                v4,
+                buf,
+                len,
+                t,
+                DropReason::NoRoute,
+                icmp::TYPE_DST_UNREACHABLE,
+                icmp::CODE_NET_UNREACHABLE,
+            )),
+            // inside a local subnet, but no port, VIP or gateway holds it
+            Some(RouteTarget::Local(_)) => Ok(Resolved::Nothing),
+            Some(RouteTarget::Peering(peer)) => Ok(match self.resolve(peer, v4.dst) {
+                // a peer's gateway is not reachable through a peering
+                Resolved::Gateway => Resolved::Nothing,
+                r => r,
+            }),
+            Some(RouteTarget::Port(q)) => Ok(Resolved::Port(q)),
+            Some(RouteTarget::Uplink) => Err({
+                if T::ON {
+                    t.step(
+                        "uplink",
+                        format_args!(
+                            "route to the uplink: EIP translation (SPEC 7) is not enabled"
+                        ),
+                    );
+                    t.step(
+                        "verdict",
+                        format_args!("drop: {}", DropReason::Uplink.name()),
+                    );
+                }
+                Verdict::Drop(DropReason::Uplink)
+            }),
+        }
     }
 
     /// SPEC 5.5 / 5.7: drop, and answer with an ICMP error from the ingress gateway,

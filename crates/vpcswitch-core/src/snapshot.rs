@@ -11,7 +11,7 @@ use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use hashbrown::HashMap;
 use vpcswitch_model::{Config, ConfigErrors, Ipv4Cidr, MacAddr, RouteTarget as CfgTarget};
 
-use crate::{Lpm, PortId, SubnetId, VipId, VpcId};
+use crate::{FlatMap, Lpm, PortId, SubnetId, VipId, VpcId};
 
 /// "No owner" in a [`VipCell`].
 pub const NO_OWNER: u32 = u32::MAX;
@@ -52,7 +52,13 @@ impl PortEntry {
     /// SPEC 2.3: is `ip` in the allowed set?
     #[inline]
     pub fn allows_ip(&self, ip: u32) -> bool {
-        self.allowed.contains(&ip)
+        // a handful of addresses: a plain scan, no vector prologue
+        for &a in self.allowed.iter() {
+            if a == ip {
+                return true;
+            }
+        }
+        false
     }
 }
 
@@ -193,8 +199,9 @@ pub struct Snapshot {
     icmp: Box<[IcmpBudget]>,
     icmp_per_sec: u32,
     port_by_name: HashMap<String, PortId>,
-    mac_table: HashMap<MacAddr, PortId>,
-    hosts: HashMap<u64, Host>,
+    /// keyed by [`MacAddr::key`]
+    mac_table: FlatMap<PortId>,
+    hosts: FlatMap<Host>,
 }
 
 #[inline]
@@ -280,16 +287,16 @@ impl Snapshot {
 
         let mut ports: Vec<Option<PortEntry>> = vec![None; nports];
         let mut flood: Vec<Vec<PortId>> = vec![Vec::new(); subnets.len()];
-        let mut mac_table = HashMap::new();
-        let mut hosts = HashMap::new();
+        let mut mac_table: Vec<(u64, PortId)> = Vec::new();
+        let mut hosts: Vec<(u64, Host)> = Vec::new();
         for (s, sub) in subnets.iter().enumerate() {
-            hosts.insert(host_key(sub.vpc, sub.gateway), Host::Gateway(s as SubnetId));
+            hosts.push((host_key(sub.vpc, sub.gateway), Host::Gateway(s as SubnetId)));
         }
         for (vi, v) in vips.iter().enumerate() {
-            hosts.insert(
+            hosts.push((
                 host_key(subnets[v.subnet as usize].vpc, v.ip),
                 Host::Vip(vi as VipId),
-            );
+            ));
         }
         for p in &cfg.ports {
             let id = port_by_name[p.name.as_str()];
@@ -302,11 +309,11 @@ impl Snapshot {
             let mut allowed: Vec<u32> = ips.to_vec();
             allowed.extend(bound.iter().map(|&v| vips[v as usize].ip));
             for ip in ips.iter() {
-                hosts.insert(host_key(vpc, *ip), Host::Port(id));
+                hosts.push((host_key(vpc, *ip), Host::Port(id)));
             }
-            mac_table.insert(p.mac, id);
+            mac_table.push((p.mac.key(), id));
             for m in &p.allowed_macs {
-                mac_table.insert(*m, id);
+                mac_table.push((m.key(), id));
             }
             flood[subnet as usize].push(id);
             ports[id as usize] = Some(PortEntry {
@@ -404,8 +411,8 @@ impl Snapshot {
             uplink,
             vip_cells,
             port_by_name,
-            mac_table,
-            hosts,
+            mac_table: FlatMap::new(mac_table),
+            hosts: FlatMap::new(hosts),
         })
     }
 
@@ -464,12 +471,12 @@ impl Snapshot {
     /// The port owning `mac` (primary or allowed extra MAC).
     #[inline]
     pub fn port_by_mac(&self, mac: MacAddr) -> Option<PortId> {
-        self.mac_table.get(&mac).copied()
+        self.mac_table.get(mac.key())
     }
     /// The local address `ip` of VPC `vpc`.
     #[inline]
     pub fn host(&self, vpc: VpcId, ip: u32) -> Option<Host> {
-        self.hosts.get(&host_key(vpc, ip)).copied()
+        self.hosts.get(host_key(vpc, ip))
     }
     /// Learned state of VIP `v`.
     #[inline]

@@ -35,7 +35,15 @@ impl MacAddr {
     pub fn is_unicast(&self) -> bool {
         !self.is_multicast() && *self != MacAddr::ZERO
     }
-    /// The MAC as a 64-bit key (for hashing and comparisons).
+    /// The MAC packed into a u64 in native byte order: a table key that costs two loads
+    /// (byte order is irrelevant for exact-match tables). Not for display or ordering.
+    #[inline(always)]
+    pub fn key(&self) -> u64 {
+        let b = self.0;
+        u64::from(u32::from_ne_bytes([b[0], b[1], b[2], b[3]]))
+            | (u64::from(u16::from_ne_bytes([b[4], b[5]])) << 32)
+    }
+    /// The MAC as a 64-bit big-endian number (for hashing and comparisons).
     #[inline]
     pub fn to_u64(&self) -> u64 {
         let b = self.0;

@@ -13,6 +13,33 @@ pub fn sum(mut acc: u32, data: &[u8]) -> u32 {
     acc
 }
 
+/// Adds `data` (of even length) as big-endian words, four bytes at a time: the fast
+/// path for IPv4 headers. Equal to [`sum`] after [`fold64`].
+#[inline]
+pub fn sum_fast(data: &[u8]) -> u64 {
+    let mut acc = 0u64;
+    let mut chunks = data.chunks_exact(4);
+    for c in &mut chunks {
+        acc += u64::from(u32::from_be_bytes([c[0], c[1], c[2], c[3]]));
+    }
+    let r = chunks.remainder();
+    if r.len() >= 2 {
+        acc += u64::from(u16::from_be_bytes([r[0], r[1]])) << 16;
+    }
+    acc
+}
+
+/// Folds a 64-bit accumulator of 32-bit words (from [`sum_fast`]) to 16 bits.
+#[inline]
+pub fn fold64(mut acc: u64) -> u16 {
+    acc = (acc & 0xffff_ffff) + (acc >> 32);
+    acc = (acc & 0xffff_ffff) + (acc >> 32);
+    let mut a = (acc & 0xffff) + (acc >> 16);
+    a = (a & 0xffff) + (a >> 16);
+    a = (a & 0xffff) + (a >> 16);
+    a as u16
+}
+
 /// Folds a 32-bit accumulator into the ones-complement 16-bit sum.
 #[inline]
 pub fn fold(mut acc: u32) -> u16 {
@@ -56,6 +83,21 @@ mod tests {
         let d = [0x00, 0x01, 0xf2, 0x03, 0xf4, 0xf5, 0xf6, 0xf7];
         assert_eq!(fold(sum(0, &d)), 0xddf2);
         assert_eq!(checksum(&d), !0xddf2);
+    }
+
+    #[test]
+    fn fast_sum_matches_the_plain_one() {
+        let mut x = 0x1234_5678u32;
+        for len in (0..64).step_by(2) {
+            let d: Vec<u8> = (0..len)
+                .map(|_| {
+                    x = x.wrapping_mul(1_103_515_245).wrapping_add(12345);
+                    (x >> 16) as u8
+                })
+                .collect();
+            assert_eq!(fold64(sum_fast(&d)), fold(sum(0, &d)), "len {len}");
+        }
+        assert_eq!(fold64(sum_fast(&[0xff; 60])), 0xffff);
     }
 
     #[test]

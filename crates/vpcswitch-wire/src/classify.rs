@@ -25,10 +25,9 @@ pub enum L3 {
         ttl: u8,
         /// true when MF is set or the offset is non-zero
         fragment: bool,
-        /// UDP/TCP source port (0 for other protocols, fragments or a short L4 header)
-        sport: u16,
-        /// UDP/TCP destination port (as `sport`)
-        dport: u16,
+        /// a DHCP client packet: source 0.0.0.0, UDP 68 to 67, not a fragment (the only
+        /// traffic SPEC 2.3 allows from 0.0.0.0). Computed only when the source is 0.
+        dhcp_client: bool,
     },
     /// An 802.1Q or 802.1ad tag (access ports drop these, SPEC 2.1).
     Vlan,
@@ -66,19 +65,19 @@ pub fn classify(frame: &[u8]) -> Result<Classified, WireError> {
             let tl = usize::from(u16::from_be_bytes([p[2], p[3]]));
             let fragment = u16::from_be_bytes([p[6], p[7]]) & 0x3fff != 0;
             let proto = p[9];
-            let (mut sport, mut dport) = (0, 0);
-            if !fragment && (proto == IpProtocol::UDP || proto == IpProtocol::TCP) && tl >= hl + 4 {
-                sport = u16::from_be_bytes([p[hl], p[hl + 1]]);
-                dport = u16::from_be_bytes([p[hl + 2], p[hl + 3]]);
-            }
+            let src = u32::from_be_bytes([p[12], p[13], p[14], p[15]]);
+            let dhcp_client = src == 0
+                && !fragment
+                && proto == IpProtocol::UDP
+                && tl >= hl + 4
+                && p[hl..hl + 4] == [0, 68, 0, 67];
             L3::Ipv4 {
-                src: u32::from_be_bytes([p[12], p[13], p[14], p[15]]),
+                src,
                 dst: u32::from_be_bytes([p[16], p[17], p[18], p[19]]),
                 proto,
                 ttl: p[8],
                 fragment,
-                sport,
-                dport,
+                dhcp_client,
             }
         }
         EtherType::ARP => L3::Arp(arp::parse(p)?),
@@ -101,7 +100,7 @@ mod tests {
     }
 
     #[test]
-    fn udp_ports_are_extracted() {
+    fn dhcp_client_is_recognised() {
         let mut ip = vec![
             0x45, 0, 0, 28, 0, 0, 0, 0, 64, 17, 0, 0, 0, 0, 0, 0, 255, 255, 255, 255,
         ];
@@ -109,9 +108,9 @@ mod tests {
         let c = classify(&eth(0x0800, &ip)).unwrap();
         match c.l3 {
             L3::Ipv4 {
-                sport, dport, src, ..
+                dhcp_client, src, ..
             } => {
-                assert_eq!((sport, dport, src), (68, 67, 0));
+                assert_eq!((dhcp_client, src), (true, 0));
             }
             _ => panic!("not ipv4"),
         }
@@ -119,9 +118,9 @@ mod tests {
     }
 
     #[test]
-    fn fragments_carry_no_ports() {
+    fn fragments_are_never_dhcp() {
         let mut ip = vec![
-            0x45, 0, 0, 28, 0, 0, 0x20, 0, 64, 17, 0, 0, 10, 0, 0, 1, 10, 0, 0, 2,
+            0x45, 0, 0, 28, 0, 0, 0x20, 0, 64, 17, 0, 0, 0, 0, 0, 0, 10, 0, 0, 2,
         ];
         ip.extend_from_slice(&[0, 68, 0, 67, 0, 8, 0, 0]);
         let c = classify(&eth(0x0800, &ip)).unwrap();
@@ -129,7 +128,7 @@ mod tests {
             c.l3,
             L3::Ipv4 {
                 fragment: true,
-                sport: 0,
+                dhcp_client: false,
                 ..
             }
         ));

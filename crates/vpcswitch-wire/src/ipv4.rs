@@ -105,7 +105,7 @@ impl<T: AsRef<[u8]>> Ipv4Packet<T> {
     }
     /// True when the header checksum is valid.
     pub fn verify_checksum(&self) -> bool {
-        checksum::fold(checksum::sum(0, &self.b()[..self.header_len()])) == 0xffff
+        checksum::fold64(checksum::sum_fast(&self.b()[..self.header_len()])) == 0xffff
     }
     /// True for any fragment (MF set or a non-zero offset).
     pub fn is_fragment(&self) -> bool {
@@ -133,12 +133,14 @@ impl<T: AsRef<[u8]> + AsMut<[u8]>> Ipv4Packet<T> {
     /// Callers check `ttl() > 1` first (SPEC 5.5).
     #[inline]
     pub fn decrement_ttl(&mut self) {
-        let old = u16::from_be_bytes([self.b()[field::TTL], self.b()[field::PROTOCOL]]);
-        let ttl = self.ttl().wrapping_sub(1);
-        self.bm()[field::TTL] = ttl;
-        let new = u16::from_be_bytes([ttl, self.protocol()]);
-        let c = checksum::update16(self.checksum(), old, new);
-        self.set_checksum(c);
+        let b = self.bm();
+        b[field::TTL] = b[field::TTL].wrapping_sub(1);
+        // The TTL is the high byte of its 16-bit word: the sum drops by 0x0100, so the
+        // checksum rises by 0x0100 with end-around carry (RFC 1624; Linux
+        // ip_decrease_ttl).
+        let c = u32::from(u16::from_be_bytes([b[10], b[11]])) + 0x0100;
+        let c = (c + (c >> 16)) as u16;
+        b[field::CHECKSUM].copy_from_slice(&c.to_be_bytes());
     }
     /// Sets the TTL and recomputes the checksum incrementally.
     pub fn set_ttl(&mut self, ttl: u8) {
