@@ -88,9 +88,28 @@ pub fn snapshot(extra_routes: usize) -> Snapshot {
     s
 }
 
-/// (ingress port, frame) for each direction of a scenario: 64-byte frames except ARP
-/// (60 bytes).
+/// Length of every benchmark frame.
+pub const FRAME_LEN: usize = 64;
+
+/// (ingress port, frame) for each direction of a scenario: 64-byte frames (ARP padded
+/// from 60 to 64 bytes, as on a wire with FCS stripped).
 pub fn frames(s: Scenario) -> [(&'static str, Vec<u8>); 2] {
+    let [(a, mut fa), (b, mut fb)] = frames_unpadded(s);
+    fa.resize(FRAME_LEN, 0);
+    fb.resize(FRAME_LEN, 0);
+    [(a, fa), (b, fb)]
+}
+
+/// One frame of a scenario as a fixed-size array, for benches that copy it into a
+/// buffer per packet (a constant-size copy, like a NIC's DMA, not a `memcpy` call).
+pub fn frame_array(s: Scenario) -> (&'static str, [u8; FRAME_LEN]) {
+    let (p, f) = frames(s)[0].clone();
+    let mut a = [0u8; FRAME_LEN];
+    a.copy_from_slice(&f[..FRAME_LEN]);
+    (p, a)
+}
+
+fn frames_unpadded(s: Scenario) -> [(&'static str, Vec<u8>); 2] {
     let u = |dst: MacAddr, src: &str, sip: &str, dip: &str| {
         build::udp(dst, mac(src), ip(sip), ip(dip), 64, 1024, 4789, &[0u8; 22])
     };

@@ -3,7 +3,7 @@
 
 use std::hint::black_box;
 
-use vpcswitch_benches::{frames, snapshot, Scenario};
+use vpcswitch_benches::{frame_array, snapshot, Scenario, FRAME_LEN};
 use vpcswitch_core::{Ctx, NoTrace};
 
 fn main() {
@@ -18,14 +18,14 @@ fn main() {
         std::process::exit(2);
     };
     let snap = snapshot(0);
-    let (port, frame) = frames(s)[0].clone();
+    let (port, frame) = frame_array(s);
     let pid = snap.port_id(port).unwrap_or(0);
     let mut buf = vec![0u8; 2048];
     let ctx = Ctx { now_ns: 1 };
     let t = std::time::Instant::now();
     for _ in 0..n {
-        buf[..frame.len()].copy_from_slice(&frame);
-        let mut len = frame.len();
+        buf[..FRAME_LEN].copy_from_slice(&frame);
+        let mut len = FRAME_LEN;
         black_box(snap.process(&ctx, pid, black_box(&mut buf), &mut len, &mut NoTrace));
     }
     let el = t.elapsed();

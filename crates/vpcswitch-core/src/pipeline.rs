@@ -463,7 +463,7 @@ impl Snapshot {
     }
 
     /// SPEC 4.2: the port of subnet `p.subnet` that owns `mac`.
-    #[inline]
+    #[inline(always)]
     fn l2_dest(&self, p: &PortEntry, mac: MacAddr) -> Result<&PortEntry, DropReason> {
         let q = self
             .port_by_mac(mac)
@@ -477,7 +477,7 @@ impl Snapshot {
     }
 
     /// SPEC 4.2, 4.3, 6.1 for a unicast IPv4 frame not sent to the gateway.
-    #[inline]
+    #[inline(always)]
     fn l2_ipv4<T: Tracer>(
         &self,
         p: &PortEntry,
@@ -524,7 +524,7 @@ impl Snapshot {
     }
 
     /// SPEC 6.1 on egress port `q`.
-    #[inline]
+    #[inline(always)]
     fn egress<T: Tracer>(&self, q: &PortEntry, dst: u32, t: &mut T) -> Verdict {
         if q.src_dst_check && !q.allows_ip(dst) {
             drop_with!(

@@ -5,7 +5,7 @@
 
 use crate::arp::{self, ArpInfo};
 use crate::ethernet::{EtherType, ETHERNET_HEADER_LEN};
-use crate::ipv4::{self, IpProtocol};
+use crate::ipv4::{self, IpProtocol, IPV4_MIN_HEADER_LEN};
 use crate::{MacAddr, WireError};
 
 /// What the classifier found above Ethernet.
@@ -51,31 +51,32 @@ pub struct Classified {
 /// Classifies untrusted bytes. Never panics; every malformation is a [`WireError`].
 #[inline]
 pub fn classify(frame: &[u8]) -> Result<Classified, WireError> {
-    if frame.len() < ETHERNET_HEADER_LEN {
-        return Err(WireError::Truncated);
-    }
-    let dst = MacAddr::from_slice(&frame[0..6]);
-    let src = MacAddr::from_slice(&frame[6..12]);
-    let et = u16::from_be_bytes([frame[12], frame[13]]);
-    let p = &frame[ETHERNET_HEADER_LEN..];
+    let (e, p) = frame
+        .split_first_chunk::<ETHERNET_HEADER_LEN>()
+        .ok_or(WireError::Truncated)?;
+    let dst = MacAddr([e[0], e[1], e[2], e[3], e[4], e[5]]);
+    let src = MacAddr([e[6], e[7], e[8], e[9], e[10], e[11]]);
+    let et = u16::from_be_bytes([e[12], e[13]]);
     let l3 = match et {
         EtherType::IPV4 => {
             ipv4::check(p)?;
-            let hl = usize::from(p[0] & 0x0f) * 4;
-            let tl = usize::from(u16::from_be_bytes([p[2], p[3]]));
-            let fragment = u16::from_be_bytes([p[6], p[7]]) & 0x3fff != 0;
-            let proto = p[9];
-            let src = u32::from_be_bytes([p[12], p[13], p[14], p[15]]);
-            let dhcp_client = src == 0
-                && !fragment
-                && proto == IpProtocol::UDP
-                && tl >= hl + 4
-                && p[hl..hl + 4] == [0, 68, 0, 67];
+            // the fixed header as an array: the field reads below need no bounds checks
+            let h: &[u8; IPV4_MIN_HEADER_LEN] = p
+                .first_chunk::<IPV4_MIN_HEADER_LEN>()
+                .ok_or(WireError::Truncated)?;
+            let src = u32::from_be_bytes([h[12], h[13], h[14], h[15]]);
+            let fragment = u16::from_be_bytes([h[6], h[7]]) & 0x3fff != 0;
+            let proto = h[9];
+            let dhcp_client = src == 0 && !fragment && proto == IpProtocol::UDP && {
+                let hl = usize::from(h[0] & 0x0f) * 4;
+                let tl = usize::from(u16::from_be_bytes([h[2], h[3]]));
+                tl >= hl + 4 && p.get(hl..hl + 4) == Some(&[0, 68, 0, 67][..])
+            };
             L3::Ipv4 {
                 src,
-                dst: u32::from_be_bytes([p[16], p[17], p[18], p[19]]),
+                dst: u32::from_be_bytes([h[16], h[17], h[18], h[19]]),
                 proto,
-                ttl: p[8],
+                ttl: h[8],
                 fragment,
                 dhcp_client,
             }

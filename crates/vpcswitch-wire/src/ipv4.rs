@@ -184,17 +184,17 @@ impl<T: AsRef<[u8]> + AsMut<[u8]>> Ipv4Packet<T> {
 /// The checks of [`Ipv4Packet::new_checked`] on a raw slice.
 #[inline]
 pub(crate) fn check(b: &[u8]) -> Result<(), WireError> {
-    if b.len() < IPV4_MIN_HEADER_LEN {
-        return Err(WireError::Truncated);
-    }
-    if b[field::VER_IHL] >> 4 != 4 {
+    let h = b
+        .first_chunk::<IPV4_MIN_HEADER_LEN>()
+        .ok_or(WireError::Truncated)?;
+    if h[field::VER_IHL] >> 4 != 4 {
         return Err(WireError::BadVersion);
     }
-    let hl = usize::from(b[field::VER_IHL] & 0x0f) * 4;
+    let hl = usize::from(h[field::VER_IHL] & 0x0f) * 4;
     if hl < IPV4_MIN_HEADER_LEN || hl > b.len() {
         return Err(WireError::BadHeaderLen);
     }
-    let tl = usize::from(u16::from_be_bytes([b[2], b[3]]));
+    let tl = usize::from(u16::from_be_bytes([h[2], h[3]]));
     if tl < hl || tl > b.len() {
         return Err(WireError::BadTotalLen);
     }
