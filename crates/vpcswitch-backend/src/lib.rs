@@ -13,6 +13,7 @@
 
 mod buf;
 pub mod memory;
+pub mod sys;
 
 pub use buf::{PacketBuf, Pool, PoolCache, BUF_SIZE};
 
@@ -65,6 +66,11 @@ pub trait PortQueue: Send {
     fn tx_burst(&mut self, bufs: &mut Vec<PacketBuf>) -> TxResult;
     /// Registers the waker to call when frames arrive while the worker sleeps.
     fn set_waker(&mut self, _waker: Waker) {}
+    /// A descriptor that becomes readable when frames arrive, for workers that sleep
+    /// in `poll(2)` (devices); `None` for backends that use the [`Waker`].
+    fn poll_fd(&self) -> Option<std::os::fd::RawFd> {
+        None
+    }
 }
 
 /// A port's device.

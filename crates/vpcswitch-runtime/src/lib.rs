@@ -236,6 +236,7 @@ impl Switch {
                 rxbuf: Vec::with_capacity(MAX_BURST),
                 cache: Pool::new(opts.pool_per_worker).cache(256),
                 waker: None,
+                fds: Vec::with_capacity(vpcswitch_backend::sys::MAX_FDS),
             };
             for (pid, q) in queues {
                 // pre-size the tx batch so pushing never allocates

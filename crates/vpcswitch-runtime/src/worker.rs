@@ -22,6 +22,8 @@ use crate::{Command, Shared};
 pub const QUIET: Duration = Duration::from_millis(2);
 /// Longest sleep (a backend without wake-up support is polled at least this often).
 pub const MAX_SLEEP: Duration = Duration::from_millis(10);
+/// Longest sleep in `poll(2)` when queues have descriptors.
+pub const FD_SLEEP: Duration = Duration::from_millis(2);
 
 pub(crate) struct Worker {
     pub idx: usize,
@@ -33,6 +35,8 @@ pub(crate) struct Worker {
     pub rxbuf: Vec<PacketBuf>,
     pub cache: PoolCache,
     pub waker: Option<Waker>,
+    /// scratch list of descriptors to sleep on
+    pub fds: Vec<std::os::fd::RawFd>,
 }
 
 impl Worker {
@@ -85,7 +89,7 @@ impl Worker {
                 && self.shared.workers[self.idx].cmds.is_empty()
             {
                 bump(&self.counters().sleeps, 1);
-                std::thread::park_timeout(MAX_SLEEP);
+                self.sleep();
             }
             waker.set_sleeping(false);
             if n > 0 {
@@ -97,6 +101,25 @@ impl Worker {
             let n = self.pending[pid as usize].len() as u64;
             self.pending[pid as usize].clear();
             self.counters().drop_on(pid, DropReason::PortDown, n);
+        }
+    }
+
+    /// Sleeps until traffic may have arrived: in `poll(2)` on the queues' descriptors
+    /// when there are any (waking at least every [`FD_SLEEP`] for waker-style queues and
+    /// commands), else parked until a backend or the control path unparks it.
+    fn sleep(&mut self) {
+        self.fds.clear();
+        for &pid in &self.rx_ports {
+            if let Some(fd) = self.queues[pid as usize].as_ref().and_then(|q| q.poll_fd()) {
+                self.fds.push(fd);
+            }
+        }
+        if self.fds.is_empty() {
+            std::thread::park_timeout(MAX_SLEEP);
+        } else if vpcswitch_backend::sys::wait_readable(&self.fds, FD_SLEEP.as_millis() as i32)
+            .is_err()
+        {
+            std::thread::park_timeout(FD_SLEEP);
         }
     }
 

@@ -1,0 +1,105 @@
+//! The TAP ioctls and raw I/O. The only place in this crate with `unsafe`.
+//!
+//! Every call goes through [`cvt`], which turns `-1` into the `errno` as an
+//! `io::Error` (mio's `syscall!` pattern).
+#![allow(unsafe_code)]
+
+use std::ffi::CString;
+use std::io;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+
+const TUNSETIFF: libc::c_ulong = 0x4004_54ca;
+const IFF_TAP: libc::c_short = 0x0002;
+const IFF_NO_PI: libc::c_short = 0x1000;
+const IFF_MULTI_QUEUE: libc::c_short = 0x0100;
+/// Longest interface name (IFNAMSIZ - 1).
+pub const IFNAME_MAX: usize = libc::IFNAMSIZ - 1;
+
+fn cvt(r: libc::c_int) -> io::Result<libc::c_int> {
+    if r < 0 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(r)
+    }
+}
+
+#[repr(C)]
+struct IfReqFlags {
+    name: [libc::c_char; libc::IFNAMSIZ],
+    flags: libc::c_short,
+    _pad: [u8; 22],
+}
+
+/// Opens `/dev/net/tun` and binds the descriptor to TAP `name` (created if it does not
+/// exist), non-blocking. Returns the descriptor and the kernel's name for the device.
+pub fn open_tap(name: &str, multi_queue: bool) -> io::Result<(OwnedFd, String)> {
+    if name.is_empty() || name.len() > IFNAME_MAX || name.contains('\0') {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!("interface name {name:?} must be 1 to {IFNAME_MAX} bytes"),
+        ));
+    }
+    let path = CString::new("/dev/net/tun").map_err(io::Error::other)?;
+    // SAFETY: `path` is a valid NUL-terminated string; the flags are plain constants.
+    let raw = cvt(unsafe {
+        libc::open(
+            path.as_ptr(),
+            libc::O_RDWR | libc::O_NONBLOCK | libc::O_CLOEXEC,
+        )
+    })?;
+    // SAFETY: `raw` was just returned by open(2) and is owned by nobody else.
+    let fd = unsafe { OwnedFd::from_raw_fd(raw) };
+    let mut req = IfReqFlags {
+        name: [0; libc::IFNAMSIZ],
+        flags: IFF_TAP | IFF_NO_PI | if multi_queue { IFF_MULTI_QUEUE } else { 0 },
+        _pad: [0; 22],
+    };
+    for (d, s) in req.name.iter_mut().zip(name.bytes()) {
+        *d = s as libc::c_char;
+    }
+    // SAFETY: TUNSETIFF reads and writes a `struct ifreq`; `req` has its layout
+    // (16-byte name, then the flags union member, padded to 40 bytes) and lives for
+    // the whole call.
+    cvt(unsafe { libc::ioctl(fd.as_raw_fd(), TUNSETIFF as _, &mut req as *mut IfReqFlags) })?;
+    let len = req
+        .name
+        .iter()
+        .position(|&c| c == 0)
+        .unwrap_or(libc::IFNAMSIZ);
+    let kname: String = req.name[..len].iter().map(|&c| c as u8 as char).collect();
+    Ok((fd, kname))
+}
+
+/// Reads one frame; `WouldBlock` when none is waiting.
+pub fn read(fd: RawFd, buf: &mut [u8]) -> io::Result<usize> {
+    // SAFETY: `buf` is valid for writes of `buf.len()` bytes for the whole call.
+    let n = unsafe { libc::read(fd, buf.as_mut_ptr().cast(), buf.len()) };
+    if n < 0 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(n as usize)
+    }
+}
+
+/// Writes one frame; `WouldBlock` when the device queue is full.
+pub fn write(fd: RawFd, buf: &[u8]) -> io::Result<usize> {
+    // SAFETY: `buf` is valid for reads of `buf.len()` bytes for the whole call.
+    let n = unsafe { libc::write(fd, buf.as_ptr().cast(), buf.len()) };
+    if n < 0 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(n as usize)
+    }
+}
+
+/// The interface index of `name`, or an error when no such interface exists.
+pub fn if_index(name: &str) -> io::Result<u32> {
+    let c = CString::new(name).map_err(io::Error::other)?;
+    // SAFETY: `c` is a valid NUL-terminated string.
+    let i = unsafe { libc::if_nametoindex(c.as_ptr()) };
+    if i == 0 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(i)
+    }
+}

@@ -1,0 +1,286 @@
+//! The control socket: one JSON request line in, one JSON response out.
+//!
+//! Request: `{"cmd": ["stats"], "json": false}`. Response:
+//! `{"ok": true, "text": "...", "data": {...}}`. The socket is created mode 0600:
+//! only root (or the switch's user) may command the switch. Requests are capped at
+//! 64 KiB and 2 s; anything malformed gets `ok: false` and a message, never a crash.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::os::unix::fs::PermissionsExt;
+use std::os::unix::net::{UnixListener, UnixStream};
+use std::path::Path;
+use std::process::ExitCode;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use serde_json::{json, Value};
+use vpcswitch::core::Verdict;
+use vpcswitch::model::RouteTarget as CfgTarget;
+
+use crate::Running;
+
+const MAX_REQUEST: u64 = 64 * 1024;
+
+/// Binds the socket and serves requests on a thread until `stop` is set.
+pub fn serve(
+    path: &Path,
+    running: Arc<Running>,
+    stop: Arc<AtomicBool>,
+) -> std::io::Result<JoinHandle<()>> {
+    if path.exists() {
+        // a live switch answers; a stale socket file does not
+        if UnixStream::connect(path).is_ok() {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::AddrInUse,
+                "another switch is listening on this control socket",
+            ));
+        }
+        std::fs::remove_file(path)?;
+    }
+    if let Some(dir) = path.parent() {
+        if !dir.as_os_str().is_empty() {
+            std::fs::create_dir_all(dir)?;
+        }
+    }
+    let listener = UnixListener::bind(path)?;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))?;
+    std::thread::Builder::new()
+        .name("vpcswitch-ctl".into())
+        .spawn(move || {
+            for conn in listener.incoming() {
+                if stop.load(Ordering::SeqCst) {
+                    break;
+                }
+                if let Ok(s) = conn {
+                    handle(s, &running);
+                }
+            }
+        })
+}
+
+/// Unblocks the accept loop so the server sees the stop flag.
+pub fn wake(path: &Path) {
+    let _ = UnixStream::connect(path);
+}
+
+fn handle(s: UnixStream, running: &Running) {
+    let _ = s.set_read_timeout(Some(Duration::from_secs(2)));
+    let _ = s.set_write_timeout(Some(Duration::from_secs(2)));
+    let mut line = String::new();
+    let reply = match BufReader::new((&s).take(MAX_REQUEST)).read_line(&mut line) {
+        Ok(0) => return,
+        Ok(_) if !line.ends_with('\n') => err(&format!(
+            "request too long or not terminated (limit {MAX_REQUEST} bytes, one line)"
+        )),
+        Ok(_) => match serde_json::from_str::<Value>(&line) {
+            Ok(req) => dispatch(&req, running),
+            Err(e) => err(&format!("request is not JSON: {e}")),
+        },
+        Err(e) => err(&format!("cannot read request: {e}")),
+    };
+    let mut out = reply.to_string();
+    out.push('\n');
+    let _ = (&s).write_all(out.as_bytes());
+}
+
+fn err(msg: &str) -> Value {
+    json!({"ok": false, "text": format!("error: {msg}\n"), "data": null})
+}
+
+fn ok(text: String, data: Value) -> Value {
+    json!({"ok": true, "text": text, "data": data})
+}
+
+fn dispatch(req: &Value, r: &Running) -> Value {
+    let args: Vec<&str> = match req.get("cmd").and_then(Value::as_array) {
+        Some(a) => a.iter().filter_map(Value::as_str).collect(),
+        None => return err("request needs \"cmd\": [\"command\", args...]"),
+    };
+    let snap = r.switch.snapshot();
+    match args.as_slice() {
+        ["ports"] => {
+            let stats = r.switch.stats();
+            let backends = r.switch.backends();
+            let mut text = format!("{:<12} {:<10} {:<17} {:<18} {:<6} {:<16} {:>10} {:>10}\n", "PORT", "SUBNET", "MAC", "IPS", "CHECK", "BACKEND", "RX", "TX");
+            let mut rows = vec![];
+            for p in snap.ports.iter().flatten() {
+                let st = stats.port(&p.name).cloned().unwrap_or_default();
+                let subnet = snap.subnets.get(p.subnet as usize).map_or("-", |s| s.name.as_str());
+                let ips: Vec<String> = p.ips.iter().map(|i| std::net::Ipv4Addr::from(*i).to_string()).collect();
+                let be = backends.get(&p.name).cloned().unwrap_or_default();
+                text += &format!("{:<12} {:<10} {:<17} {:<18} {:<6} {:<16} {:>10} {:>10}\n", p.name, subnet, p.mac, ips.join(","), if p.src_dst_check { "on" } else { "off" }, be, st.rx_packets, st.tx_packets);
+                rows.push(json!({"name": p.name, "subnet": subnet, "mac": p.mac.to_string(), "ips": ips, "src_dst_check": p.src_dst_check, "backend": be, "rx_packets": st.rx_packets, "tx_packets": st.tx_packets, "rx_bytes": st.rx_bytes, "tx_bytes": st.tx_bytes}));
+            }
+            ok(text, json!(rows))
+        }
+        ["vips"] => {
+            let now = r.switch.now_ns();
+            let mut text = format!("{:<14} {:<10} {:<15} {:<24} {:<10} {:>6} {:>14}\n", "VIP", "SUBNET", "IP", "PORTS", "OWNER", "MOVES", "LAST MOVE");
+            let mut rows = vec![];
+            for (i, v) in snap.vips.iter().enumerate() {
+                let cell = snap.vip_cell(i as u32);
+                let owner = cell.owner().and_then(|o| snap.port(o)).map(|p| p.name.clone());
+                let ports: Vec<String> = v.ports.iter().filter_map(|p| snap.port(*p)).map(|p| p.name.clone()).collect();
+                let ago = (cell.moves() > 0).then(|| now.saturating_sub(cell.last_move_ns()) as f64 / 1e9);
+                text += &format!("{:<14} {:<10} {:<15} {:<24} {:<10} {:>6} {:>14}\n", v.name, snap.subnets[v.subnet as usize].name, std::net::Ipv4Addr::from(v.ip), ports.join(","), owner.clone().unwrap_or_else(|| "-".into()), cell.moves(), ago.map_or("-".into(), |a| format!("{a:.1} s ago")));
+                rows.push(json!({"name": v.name, "ip": std::net::Ipv4Addr::from(v.ip).to_string(), "ports": ports, "owner": owner, "moves": cell.moves(), "seconds_since_move": ago}));
+            }
+            ok(text, json!(rows))
+        }
+        ["neighbors"] => {
+            let mut text = format!("{:<10} {:<15} {:<17} {}\n", "VPC", "IP", "MAC", "WHAT");
+            let mut rows = vec![];
+            for s in &snap.subnets {
+                let vpc = &snap.vpcs[s.vpc as usize].name;
+                let mut add = |ip: u32, mac: String, what: String| {
+                    text += &format!("{:<10} {:<15} {:<17} {}\n", vpc, std::net::Ipv4Addr::from(ip), mac, what);
+                    rows.push(json!({"vpc": vpc, "ip": std::net::Ipv4Addr::from(ip).to_string(), "mac": mac, "what": what}));
+                };
+                add(s.gateway, snap.gateway_mac.to_string(), format!("gateway of {}", s.name));
+                for p in s.ports.iter().filter_map(|p| snap.port(*p)) {
+                    for ip in p.ips.iter() {
+                        add(*ip, p.mac.to_string(), format!("port {}", p.name));
+                    }
+                }
+                for (i, v) in snap.vips.iter().enumerate().filter(|(_, v)| snap.subnets[v.subnet as usize].name == s.name) {
+                    let o = snap.vip_cell(i as u32).owner().and_then(|o| snap.port(o));
+                    add(v.ip, o.map_or("(no owner)".into(), |p| p.mac.to_string()), format!("vip {} ({})", v.name, o.map_or("-", |p| p.name.as_str())));
+                }
+            }
+            ok(text, json!(rows))
+        }
+        ["routes"] => {
+            let mut text = format!("{:<10} {:<18} {}\n", "VPC", "DESTINATION", "TARGET");
+            let mut rows = vec![];
+            for s in &snap.subnets {
+                let vpc = &snap.vpcs[s.vpc as usize].name;
+                text += &format!("{:<10} {:<18} local subnet {}\n", vpc, s.cidr.to_string(), s.name);
+                rows.push(json!({"vpc": vpc, "destination": s.cidr.to_string(), "target": format!("local:{}", s.name)}));
+            }
+            for rt in &snap.config.routes {
+                let t = match rt.target() {
+                    Some(CfgTarget::Peering(p)) => format!("peering {p}"),
+                    Some(CfgTarget::Port(p)) => format!("port {p}"),
+                    _ => "uplink".into(),
+                };
+                text += &format!("{:<10} {:<18} {}\n", rt.vpc, rt.destination.to_string(), t);
+                rows.push(json!({"vpc": rt.vpc, "destination": rt.destination.to_string(), "target": t}));
+            }
+            ok(text, json!(rows))
+        }
+        ["stats"] => {
+            let s = r.switch.stats();
+            let mut text = String::from("PORT          RX_PKTS    RX_BYTES    TX_PKTS    TX_BYTES  DROPS\n");
+            for p in &s.ports {
+                let d: Vec<String> = p.drops.iter().map(|(r, n)| format!("{r}={n}")).collect();
+                text += &format!("{:<12} {:>8} {:>11} {:>10} {:>11}  {}\n", p.name, p.rx_packets, p.rx_bytes, p.tx_packets, p.tx_bytes, d.join(" "));
+            }
+            text += "\nDROP REASON                 COUNT\n";
+            for (r, n) in &s.drops {
+                text += &format!("{:<26} {:>6}\n", r.name(), n);
+            }
+            text += "\nWORKER  FORWARDED    DROPPED  GENERATED      LOOPS     SLEEPS\n";
+            for (i, w) in s.workers.iter().enumerate() {
+                text += &format!("{:<6} {:>10} {:>10} {:>10} {:>10} {:>10}\n", i, w.forwarded, w.dropped, w.generated, w.loops, w.sleeps);
+            }
+            let last = r.last_error.lock().map(|e| e.clone()).unwrap_or(None);
+            text += &format!("\ngeneration {}; last reload error: {}\n", snap.generation, last.clone().unwrap_or_else(|| "none".into()).trim_end());
+            let data = json!({
+                "generation": snap.generation,
+                "last_reload_error": last,
+                "ports": s.ports.iter().map(|p| json!({"name": p.name, "rx_packets": p.rx_packets, "rx_bytes": p.rx_bytes, "tx_packets": p.tx_packets, "tx_bytes": p.tx_bytes, "drops": p.drops.iter().map(|(r, n)| (r.name().to_string(), json!(n))).collect::<serde_json::Map<_, _>>()})).collect::<Vec<_>>(),
+                "drops": s.drops.iter().map(|(r, n)| (r.name().to_string(), json!(n))).collect::<serde_json::Map<_, _>>(),
+                "workers": s.workers.iter().map(|w| json!({"forwarded": w.forwarded, "dropped": w.dropped, "generated": w.generated, "loops": w.loops, "busy_loops": w.busy_loops, "sleeps": w.sleeps, "burst_hist": w.burst_hist})).collect::<Vec<_>>(),
+            });
+            ok(text, data)
+        }
+        ["trace", port, hex] => {
+            let Some(frame) = unhex(hex) else {
+                return err("HEXFRAME must be an even number of hex digits (spaces and colons allowed)");
+            };
+            match r.switch.trace(port, &frame) {
+                Ok(t) => {
+                    let v = match t.verdict {
+                        Verdict::Forward(o) => format!("forward to {}", snap.out_name(o)),
+                        Verdict::Drop(d) => format!("drop: {d}"),
+                        Verdict::DropAndSend(d, o) => format!("drop: {d}; answer to {}", snap.out_name(o)),
+                    };
+                    let steps: Vec<Value> = t.trace.steps.iter().map(|(s, d)| json!({"stage": s, "detail": d})).collect();
+                    ok(t.trace.to_string(), json!({"verdict": v, "steps": steps, "output": t.output.iter().map(|b| format!("{b:02x}")).collect::<String>()}))
+                }
+                Err(e) => err(&e.to_string()),
+            }
+        }
+        ["reload"] => match r.reload() {
+            Ok(g) => ok(format!("reloaded: generation {g}\n"), json!({"generation": g})),
+            Err(e) => err(&format!("reload refused, the running configuration stays:\n{e}")),
+        },
+        [] => err("empty command"),
+        other => err(&format!("unknown command {:?}; one of: ports, vips, neighbors, routes, stats, trace PORT HEXFRAME, reload", other.join(" "))),
+    }
+}
+
+fn unhex(s: &str) -> Option<Vec<u8>> {
+    let digits: Vec<u8> = s
+        .bytes()
+        .filter(|b| !matches!(b, b' ' | b':' | b'\n'))
+        .collect();
+    if !digits.len().is_multiple_of(2) || digits.len() > 2 * 9216 {
+        return None;
+    }
+    digits
+        .chunks(2)
+        .map(|c| u8::from_str_radix(std::str::from_utf8(c).ok()?, 16).ok())
+        .collect()
+}
+
+/// `vpcswitch ctl`: sends one request and prints the answer.
+pub fn client(socket: &Path, json_out: bool, cmd: &[String]) -> ExitCode {
+    let mut s = match UnixStream::connect(socket) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!(
+                "cannot connect to {}: {e} (is the switch running? pass --socket)",
+                socket.display()
+            );
+            return ExitCode::from(2);
+        }
+    };
+    let _ = s.set_read_timeout(Some(Duration::from_secs(30)));
+    let mut req = json!({"cmd": cmd, "json": json_out}).to_string();
+    req.push('\n');
+    if let Err(e) = s.write_all(req.as_bytes()) {
+        eprintln!("cannot send: {e}");
+        return ExitCode::from(2);
+    }
+    let mut resp = String::new();
+    if let Err(e) = s.read_to_string(&mut resp) {
+        eprintln!("cannot read the answer: {e}");
+        return ExitCode::from(2);
+    }
+    let v: Value = match serde_json::from_str(&resp) {
+        Ok(v) => v,
+        Err(e) => {
+            eprintln!("malformed answer: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let ok = v.get("ok").and_then(Value::as_bool).unwrap_or(false);
+    if json_out && ok {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&v["data"]).unwrap_or_default()
+        );
+    } else if ok {
+        print!("{}", v["text"].as_str().unwrap_or_default());
+    } else {
+        eprint!("{}", v["text"].as_str().unwrap_or("error\n"));
+    }
+    if ok {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    }
+}

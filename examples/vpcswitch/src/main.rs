@@ -1,0 +1,309 @@
+//! `vpcswitch`: the TAP switch.
+//!
+//! * `vpcswitch run -c FILE` runs the switch; SIGHUP or `ctl reload` re-reads FILE;
+//!   SIGINT/SIGTERM stop it (TAPs it created disappear with it).
+//! * `vpcswitch check -c FILE` validates FILE and prints every error; exit 0 only when
+//!   valid.
+//! * `vpcswitch ctl [--socket S] [--json] CMD [ARGS]` talks to a running switch:
+//!   `ports`, `vips`, `neighbors`, `routes`, `stats`, `trace PORT HEXFRAME`, `reload`.
+//!
+//! Exit codes: 0 ok, 1 invalid configuration or failed command, 2 usage or I/O error.
+
+mod control;
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+
+use clap::{Parser, Subcommand, ValueEnum};
+use vpcswitch::model::{BackendSpec, Config};
+use vpcswitch::runtime::{Backends, Switch};
+use vpcswitch_tap::TapBackend;
+
+/// Default control socket when the configuration names none.
+pub const DEFAULT_SOCKET: &str = "/run/vpcswitch.sock";
+
+#[derive(Parser)]
+#[command(
+    name = "vpcswitch",
+    version,
+    about = "A userspace virtual switch for cloud VPCs"
+)]
+struct Cli {
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Clone, Copy, ValueEnum, PartialEq, Eq)]
+enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Run the switch.
+    Run {
+        /// configuration file (TOML)
+        #[arg(short, long)]
+        config: PathBuf,
+        /// log format
+        #[arg(long, value_enum, default_value = "text")]
+        log_format: LogFormat,
+    },
+    /// Validate a configuration file and print every error.
+    Check {
+        /// configuration file (TOML)
+        #[arg(short, long)]
+        config: PathBuf,
+    },
+    /// Query or command a running switch.
+    Ctl {
+        /// control socket (default: the configuration's, else /run/vpcswitch.sock)
+        #[arg(short, long)]
+        socket: Option<PathBuf>,
+        /// machine-readable output
+        #[arg(long)]
+        json: bool,
+        /// ports | vips | neighbors | routes | stats | trace PORT HEXFRAME | reload
+        #[arg(required = true, num_args = 1..)]
+        command: Vec<String>,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match cli.cmd {
+        Cmd::Check { config } => match load(&config) {
+            Ok(c) => {
+                println!(
+                    "{}: valid ({} VPCs, {} subnets, {} ports, {} VIPs)",
+                    config.display(),
+                    c.vpcs.len(),
+                    c.subnets.len(),
+                    c.ports.len(),
+                    c.vips.len()
+                );
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprint!("{e}");
+                ExitCode::from(1)
+            }
+        },
+        Cmd::Run { config, log_format } => {
+            init_logs(log_format);
+            run(&config)
+        }
+        Cmd::Ctl {
+            socket,
+            json,
+            command,
+        } => {
+            let socket = socket.unwrap_or_else(|| PathBuf::from(DEFAULT_SOCKET));
+            control::client(&socket, json, &command)
+        }
+    }
+}
+
+fn init_logs(f: LogFormat) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let b = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    if f == LogFormat::Json {
+        b.json().init();
+    } else {
+        b.init();
+    }
+}
+
+/// Reads and validates a configuration file; the error text lists every problem.
+pub fn load(path: &Path) -> Result<Config, String> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| format!("cannot read {}: {e}\n", path.display()))?;
+    Config::from_toml_str(&text).map_err(|e| format!("{}: {e}", path.display()))
+}
+
+/// Backends for the named ports of `cfg`.
+pub fn backends_for(cfg: &Config, names: &[String]) -> Result<Backends, String> {
+    let mut out: Backends = Vec::new();
+    let mut specs: Vec<(&str, &BackendSpec)> = cfg
+        .ports
+        .iter()
+        .map(|p| (p.name.as_str(), &p.backend))
+        .collect();
+    if let Some(u) = &cfg.uplink {
+        specs.push((u.name.as_str(), &u.backend));
+    }
+    for (name, spec) in specs {
+        if !names.iter().any(|n| n == name) {
+            continue;
+        }
+        match spec {
+            BackendSpec::Tap { ifname } => out.push((name.to_string(), Box::new(TapBackend::new(ifname)))),
+            BackendSpec::Memory => {
+                return Err(format!(
+                    "port \"{name}\": backend type \"memory\" is for embedders and tests; the binary needs backend = {{ type = \"tap\", ifname = \"...\" }}"
+                ))
+            }
+            BackendSpec::AfXdp { .. } | BackendSpec::AfPacket { .. } => {
+                return Err(format!(
+                    "port \"{name}\": backend {spec:?} is not built into this version yet; use type = \"tap\""
+                ))
+            }
+        }
+    }
+    Ok(out)
+}
+
+fn all_port_names(cfg: &Config) -> Vec<String> {
+    let mut v: Vec<String> = cfg.ports.iter().map(|p| p.name.clone()).collect();
+    if let Some(u) = &cfg.uplink {
+        v.push(u.name.clone());
+    }
+    v
+}
+
+/// Names of ports that are new in `new` or whose backend changed.
+pub fn changed_ports(old: &Config, new: &Config) -> Vec<String> {
+    let spec = |c: &Config, n: &str| {
+        c.ports
+            .iter()
+            .find(|p| p.name == n)
+            .map(|p| p.backend.clone())
+            .or_else(|| {
+                c.uplink
+                    .as_ref()
+                    .filter(|u| u.name == n)
+                    .map(|u| u.backend.clone())
+            })
+    };
+    all_port_names(new)
+        .into_iter()
+        .filter(|n| spec(old, n).is_none() || spec(old, n) != spec(new, n))
+        .collect()
+}
+
+/// The running switch and the file it was started from.
+#[derive(Debug)]
+pub struct Running {
+    /// the switch
+    pub switch: Switch,
+    /// its configuration file
+    pub path: PathBuf,
+    /// the last reload error, shown by `ctl`
+    pub last_error: Mutex<Option<String>>,
+}
+
+impl Running {
+    /// Re-reads the file and applies it; on error the running configuration stays.
+    pub fn reload(&self) -> Result<u64, String> {
+        let r = (|| {
+            let new = load(&self.path)?;
+            let old = self.switch.snapshot().config.clone();
+            let backends = backends_for(&new, &changed_ports(&old, &new))?;
+            self.switch
+                .reload(&new, backends)
+                .map_err(|e| e.to_string())
+        })();
+        match &r {
+            Ok(g) => {
+                tracing::info!(generation = g, file = %self.path.display(), "configuration reloaded");
+                *self.last_error.lock().unwrap_or_else(|e| e.into_inner()) = None;
+            }
+            Err(e) => {
+                tracing::error!(error = %e.trim_end(), "reload refused; the running configuration stays");
+                *self.last_error.lock().unwrap_or_else(|e| e.into_inner()) = Some(e.clone());
+            }
+        }
+        r
+    }
+}
+
+fn run(path: &Path) -> ExitCode {
+    let cfg = match load(path) {
+        Ok(c) => c,
+        Err(e) => {
+            eprint!("{e}");
+            return ExitCode::from(1);
+        }
+    };
+    let backends = match backends_for(&cfg, &all_port_names(&cfg)) {
+        Ok(b) => b,
+        Err(e) => {
+            eprintln!("{e}");
+            return ExitCode::from(1);
+        }
+    };
+    let switch = match Switch::start(&cfg, backends) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("cannot start: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    tracing::info!(
+        workers = switch.workers(),
+        ports = cfg.ports.len(),
+        vips = cfg.vips.len(),
+        "switch started"
+    );
+    let running = Arc::new(Running {
+        switch,
+        path: path.to_path_buf(),
+        last_error: Mutex::new(None),
+    });
+    let socket = cfg
+        .switch
+        .control_socket
+        .clone()
+        .unwrap_or_else(|| PathBuf::from(DEFAULT_SOCKET));
+    let stop = Arc::new(AtomicBool::new(false));
+    let server = match control::serve(&socket, running.clone(), stop.clone()) {
+        Ok(h) => h,
+        Err(e) => {
+            eprintln!("cannot listen on {}: {e}", socket.display());
+            return ExitCode::from(2);
+        }
+    };
+    tracing::info!(socket = %socket.display(), "control socket ready");
+    let mut signals = match signal_hook::iterator::Signals::new([
+        signal_hook::consts::SIGHUP,
+        signal_hook::consts::SIGINT,
+        signal_hook::consts::SIGTERM,
+    ]) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("cannot install signal handlers: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    for sig in signals.forever() {
+        if sig == signal_hook::consts::SIGHUP {
+            tracing::info!("SIGHUP: reloading");
+            let _ = running.reload();
+        } else {
+            tracing::info!(signal = sig, "stopping");
+            break;
+        }
+    }
+    stop.store(true, Ordering::SeqCst);
+    control::wake(&socket);
+    let _ = server.join();
+    let _ = std::fs::remove_file(&socket);
+    match Arc::try_unwrap(running) {
+        Ok(r) => {
+            let panicked = r.switch.stop();
+            if panicked > 0 {
+                tracing::error!(panicked, "workers had panicked");
+                return ExitCode::from(1);
+            }
+        }
+        Err(_) => tracing::warn!("control connections still open at stop"),
+    }
+    tracing::info!("stopped");
+    ExitCode::SUCCESS
+}
