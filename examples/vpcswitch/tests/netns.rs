@@ -64,7 +64,7 @@ fn must(cmd: &str) -> String {
 }
 
 /// One guest.
-#[derive(Clone)]
+#[derive(Clone, Debug)]
 pub struct G {
     pub name: &'static str,
     pub subnet: &'static str,
@@ -75,6 +75,7 @@ pub struct G {
 }
 
 /// A running topology: the switch and its guests.
+#[derive(Debug)]
 pub struct Net {
     tag: String,
     dir: PathBuf,
