@@ -15,21 +15,8 @@ if need rustup; then
 fi
 
 # Debian packages the end-to-end suite uses (guests in network namespaces)
-DEB_PACKAGES="iproute2 iputils-ping iperf3 keepalived tcpdump python3-scapy procps"
-if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
-  missing=""
-  for p in $DEB_PACKAGES; do
-    dpkg -s "$p" >/dev/null 2>&1 || missing="$missing $p"
-  done
-  if [ -n "$missing" ]; then
-    echo "== installing Debian packages:$missing"
-    export DEBIAN_FRONTEND=noninteractive
-    apt-get update -qq
-    apt-get install -y -qq --no-install-recommends $missing >/dev/null
-  fi
-else
-  echo "note: not root (or no apt-get): the netns end-to-end tests need root and:$DEB_PACKAGES" >&2
-fi
+. scripts/deps.sh
+install_deb_packages
 
 echo "== cargo fmt --check"
 cargo fmt --all -- --check

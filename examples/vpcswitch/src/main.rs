@@ -6,10 +6,12 @@
 //!   valid.
 //! * `vpcswitch ctl [--socket S] [--json] CMD [ARGS]` talks to a running switch:
 //!   `ports`, `vips`, `neighbors`, `routes`, `stats`, `trace PORT HEXFRAME`, `reload`.
+//! * `vpcswitch demo` builds a demo in network namespaces, shows a failover, cleans up.
 //!
 //! Exit codes: 0 ok, 1 invalid configuration or failed command, 2 usage or I/O error.
 
 mod control;
+mod demo;
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -70,6 +72,9 @@ enum Cmd {
         #[arg(required = true, num_args = 1..)]
         command: Vec<String>,
     },
+    /// Build a demo in network namespaces (two subnets, a keepalived VIP, a peered
+    /// VPC), show traffic and a live failover, and clean up. Needs root.
+    Demo,
 }
 
 fn main() -> ExitCode {
@@ -95,6 +100,16 @@ fn main() -> ExitCode {
         Cmd::Run { config, log_format } => {
             init_logs(log_format);
             run(&config)
+        }
+        Cmd::Demo => {
+            let stop = Arc::new(AtomicBool::new(false));
+            for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
+                if let Err(e) = signal_hook::flag::register(sig, stop.clone()) {
+                    eprintln!("cannot install signal handlers: {e}");
+                    return ExitCode::from(2);
+                }
+            }
+            demo::run(stop)
         }
         Cmd::Ctl {
             socket,
