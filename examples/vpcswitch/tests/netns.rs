@@ -503,6 +503,52 @@ fn spec4_5_ping_and_tcp_within_subnet_across_subnets_and_peering() {
         out.contains("Time to live exceeded") && out.contains("10.0.1.1"),
         "{out}"
     );
+    // the control interface: every query, text and JSON
+    let ports = n.ctl("ports");
+    assert_eq!(ports.as_array().map(|a| a.len()), Some(7), "{ports}");
+    assert!(n
+        .ctl("vips")
+        .as_array()
+        .is_some_and(|a| a.iter().any(|v| v["name"] == "vip" && v["owner"].is_null())));
+    assert!(n.ctl("neighbors").as_array().is_some_and(|a| a
+        .iter()
+        .any(|x| x["ip"] == "10.0.1.1" && x["mac"] == "02:00:00:00:00:01")));
+    assert!(n.ctl("routes").as_array().is_some_and(|a| a
+        .iter()
+        .any(|x| x["destination"] == "10.1.0.0/16" && x["target"] == "peering ab")));
+    let arp =
+        "ffffffffffff020000000103080600010800060400010200000001030a00010d0000000000000a000101";
+    let t = n.ctl(&format!("trace client {arp}"));
+    assert!(
+        t["verdict"]
+            .as_str()
+            .is_some_and(|v| v.contains("forward to port client")),
+        "{t}"
+    );
+    let (ok, text) = sh(&format!(
+        "{} ctl -s {} stats",
+        env!("CARGO_BIN_EXE_vpcswitch"),
+        n.socket.display()
+    ));
+    assert!(
+        ok && text.contains("DROP REASON") && text.contains("generation 1"),
+        "{text}"
+    );
+    // garbage, oversized and bad requests get an error, and the switch lives on
+    for req in [
+        "not json\n".to_string(),
+        "{\"cmd\": [\"nope\"]}\n".to_string(),
+        "x".repeat(70_000),
+    ] {
+        let mut s = std::os::unix::net::UnixStream::connect(&n.socket).expect("connect");
+        use std::io::{Read, Write};
+        let _ = s.write_all(req.as_bytes());
+        let _ = s.shutdown(std::net::Shutdown::Write);
+        let mut resp = String::new();
+        let _ = s.read_to_string(&mut resp);
+        assert!(resp.contains("\"ok\":false"), "{resp}");
+    }
+    assert_eq!(n.ping("client", "10.0.1.1", 1), 1, "still forwarding");
     assert!(n.stop_switch(), "clean stop\n{}", n.log());
     let (_, links) = sh(&format!("ip -n {} link show eth0", n.ns("client")));
     assert!(
