@@ -100,3 +100,18 @@ fn ctl_without_a_switch_says_so() {
         "{err}"
     );
 }
+
+#[test]
+fn the_shipped_example_configs_are_valid() {
+    let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/../configs");
+    let mut n = 0;
+    for e in std::fs::read_dir(dir).expect("examples/configs") {
+        let p = e.expect("entry").path();
+        if p.extension().is_some_and(|x| x == "toml") {
+            let (code, out, err) = vs(&["check", "-c", &p.display().to_string()]);
+            assert_eq!(code, 0, "{}: {out}{err}", p.display());
+            n += 1;
+        }
+    }
+    assert!(n >= 2);
+}
