@@ -77,8 +77,10 @@ pub trait PortQueue: Send {
 pub trait Backend: Send {
     /// A short description for logs (`memory`, `tap vs-web1`).
     fn describe(&self) -> String;
-    /// Splits the device into `n` queues, one per worker. Called once.
-    fn queues(&mut self, n: usize) -> Result<Vec<Box<dyn PortQueue>>, BackendError>;
+    /// Splits the device into one queue per worker (`pools.len()` workers); queue `i`
+    /// takes its receive buffers from `pools[i]`, the worker's pool, so memory grows with
+    /// the number of workers, not of ports. Called once.
+    fn queues(&mut self, pools: &[Pool]) -> Result<Vec<Box<dyn PortQueue>>, BackendError>;
 }
 
 /// Wakes a sleeping worker (SPEC-free plumbing for adaptive idle).

@@ -87,7 +87,8 @@ pub enum RuntimeError {
 pub struct Options {
     /// Port id slots (counters and queue tables are sized once, at start).
     pub max_ports: usize,
-    /// Buffers per worker for flood copies and answers.
+    /// Buffers per worker (2 KiB each): received frames of every device queue the
+    /// worker owns, flood copies and answers.
     pub pool_per_worker: usize,
 }
 
@@ -95,7 +96,7 @@ impl Default for Options {
     fn default() -> Self {
         Options {
             max_ports: 4096,
-            pool_per_worker: 4096,
+            pool_per_worker: 8192,
         }
     }
 }
@@ -127,6 +128,7 @@ pub struct Switch {
     handles: Vec<JoinHandle<()>>,
     control: Mutex<Control>,
     max_ports: usize,
+    pools: Vec<Pool>,
 }
 
 struct Control {
@@ -197,7 +199,9 @@ impl Switch {
         let mut per_worker: Vec<Vec<(PortId, Box<dyn PortQueue>)>> =
             (0..n).map(|_| Vec::new()).collect();
         let mut descs = HashMap::new();
-        let attach = open_backends(&snap, backends, n, &mut descs)?;
+        // one buffer pool per worker, shared by its queues of every port
+        let pools: Vec<Pool> = (0..n).map(|_| Pool::new(opts.pool_per_worker)).collect();
+        let attach = open_backends(&snap, backends, &pools, &mut descs)?;
         for (pid, qs) in attach {
             for (w, q) in qs.into_iter().enumerate() {
                 per_worker[w].push((pid, q));
@@ -234,7 +238,7 @@ impl Switch {
                 pending: (0..max_ports).map(|_| Vec::new()).collect(),
                 dirty: Vec::with_capacity(max_ports),
                 rxbuf: Vec::with_capacity(MAX_BURST),
-                cache: Pool::new(opts.pool_per_worker).cache(256),
+                cache: pools[w].cache(256),
                 waker: None,
                 fds: Vec::with_capacity(vpcswitch_backend::sys::MAX_FDS),
             };
@@ -271,6 +275,7 @@ impl Switch {
                 backends: descs,
             }),
             max_ports,
+            pools,
         })
     }
 
@@ -330,7 +335,7 @@ impl Switch {
             descs.remove(*n);
         }
         let given: Vec<String> = backends.iter().map(|b| b.0.clone()).collect();
-        let attach = open_backends(&new, backends, self.workers(), &mut descs)?;
+        let attach = open_backends(&new, backends, &self.pools, &mut descs)?;
         if let Some(missing) = missing_backend(&new, &descs) {
             return Err(RuntimeError::MissingBackend(missing));
         }
@@ -529,7 +534,7 @@ type PortCmd = (PortId, Option<Vec<Box<dyn PortQueue>>>);
 fn open_backends(
     snap: &Snapshot,
     backends: Backends,
-    workers: usize,
+    pools: &[Pool],
     descs: &mut HashMap<String, String>,
 ) -> Result<Opened, RuntimeError> {
     let mut out = Vec::new();
@@ -537,7 +542,7 @@ fn open_backends(
         let Some(id) = snap.port_id(&name) else {
             return Err(RuntimeError::NoSuchPort(name));
         };
-        let qs = b.queues(workers).map_err(|source| RuntimeError::Backend {
+        let qs = b.queues(pools).map_err(|source| RuntimeError::Backend {
             port: name.clone(),
             source,
         })?;

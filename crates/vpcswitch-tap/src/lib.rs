@@ -21,8 +21,8 @@ use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 
 use vpcswitch_backend::{Backend, BackendError, PacketBuf, Pool, PoolCache, PortQueue, TxResult};
 
-/// Buffers per queue for received frames.
-pub const RX_POOL: usize = 1024;
+/// Buffers a queue keeps at hand from its worker's pool.
+pub const RX_CACHE: usize = 64;
 
 /// A TAP device as a switch port.
 #[derive(Debug)]
@@ -46,7 +46,8 @@ impl Backend for TapBackend {
         format!("tap {}", self.ifname)
     }
 
-    fn queues(&mut self, n: usize) -> Result<Vec<Box<dyn PortQueue>>, BackendError> {
+    fn queues(&mut self, pools: &[Pool]) -> Result<Vec<Box<dyn PortQueue>>, BackendError> {
+        let n = pools.len();
         if self.opened {
             return Err(BackendError::Queues {
                 name: self.ifname.clone(),
@@ -82,10 +83,11 @@ impl Backend for TapBackend {
         self.opened = true;
         Ok(fds
             .into_iter()
-            .map(|fd| {
+            .zip(pools)
+            .map(|(fd, pool)| {
                 Box::new(TapQueue {
                     fd,
-                    cache: Pool::new(RX_POOL).cache(256),
+                    cache: pool.cache(RX_CACHE),
                     rx_errors: 0,
                 }) as Box<dyn PortQueue>
             })
