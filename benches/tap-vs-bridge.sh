@@ -3,7 +3,7 @@
 # UDP packets per second (iperf3 -u), through vpcswitch (TAP ports) and through a Linux
 # bridge (veth ports), with the guests' offloads on and off, in one run.
 #
-#   sudo bash benches/tap-vs-bridge.sh [SECONDS]
+#   bash benches/tap-vs-bridge.sh [SECONDS]     (as root)
 #
 # Needs root, iproute2, iperf3, ethtool. Everything it makes is removed on exit.
 # Traffic stays inside the namespaces it creates.
@@ -25,6 +25,7 @@ cleanup() {
   rm -rf "$DIR"
 }
 trap cleanup EXIT
+fail() { echo "error: $*" >&2; [ -f "$DIR/sw.log" ] && cat "$DIR/sw.log" >&2; exit 1; }
 
 guest() { # ns ifname mac ip
   ip netns exec "$1" sh -c "sysctl -qw net.ipv6.conf.all.disable_ipv6=1; ip link set lo up; ip link set $2 address $3; ip addr add $4/24 dev $2; ip link set $2 up"
@@ -36,8 +37,8 @@ measure() { # label
   local srv
   ip netns exec $T-b iperf3 -s -D -p 5301 --pidfile "$DIR/s.pid" >/dev/null; sleep 0.3
   local tcp udp
-  tcp=$(ip netns exec $T-a iperf3 -J -c 10.9.0.2 -p 5301 -t "$SECS" | python3 -c 'import json,sys; print("%.2f" % (json.load(sys.stdin)["end"]["sum_received"]["bits_per_second"]/1e9))')
-  udp=$(ip netns exec $T-a iperf3 -J -u -b 0 -l 18 -c 10.9.0.2 -p 5301 -t "$SECS" | python3 -c 'import json,sys; e=json.load(sys.stdin)["end"]["sum"]; print("%.0f" % ((e["packets"]-e["lost_packets"])/e["seconds"]/1e3))')
+  tcp=$(ip netns exec $T-a iperf3 -J -c 10.9.0.12 -p 5301 -t "$SECS" | python3 -c 'import json,sys; print("%.2f" % (json.load(sys.stdin)["end"]["sum_received"]["bits_per_second"]/1e9))')
+  udp=$(ip netns exec $T-a iperf3 -J -u -b 0 -l 18 -c 10.9.0.12 -p 5301 -t "$SECS" | python3 -c 'import json,sys; e=json.load(sys.stdin)["end"]["sum"]; print("%.0f" % ((e["packets"]-e["lost_packets"])/e["seconds"]/1e3))')
   kill "$(cat "$DIR/s.pid")" 2>/dev/null || true; sleep 0.2
   echo "| $1 | $tcp | $udp |"
 }
@@ -52,7 +53,7 @@ for g in a b; do
   ip link add $T-$g type veth peer name eth0 netns $T-$g
   ip link set $T-$g netns $T-br; ip -n $T-br link set $T-$g master br0 up
 done
-guest $T-a eth0 02:00:00:09:00:01 10.9.0.1; guest $T-b eth0 02:00:00:09:00:02 10.9.0.2
+guest $T-a eth0 02:00:00:09:00:01 10.9.0.11; guest $T-b eth0 02:00:00:09:00:02 10.9.0.12
 measure "Linux bridge (veth), offloads on"
 offloads $T-a eth0 off; offloads $T-b eth0 off
 measure "Linux bridge (veth), offloads off"
@@ -74,20 +75,21 @@ cidr = "10.9.0.0/24"
 name = "a"
 subnet = "s"
 mac = "02:00:00:09:00:01"
-ips = ["10.9.0.1"]
+ips = ["10.9.0.11"]
 backend = { type = "tap", ifname = "$T-ta" }
 [[ports]]
 name = "b"
 subnet = "s"
 mac = "02:00:00:09:00:02"
-ips = ["10.9.0.2"]
+ips = ["10.9.0.12"]
 backend = { type = "tap", ifname = "$T-tb" }
 TOML
 $BIN run -c "$DIR/sw.toml" 2>"$DIR/sw.log" & SW=$!
 for i in $(seq 50); do [ -S "$DIR/ctl.sock" ] && break; sleep 0.1; done
+[ -S "$DIR/ctl.sock" ] || fail "vpcswitch did not start"
 ip netns add $T-a; ip netns add $T-b
 for g in a b; do ip link set $T-t$g netns $T-$g; ip -n $T-$g link set $T-t$g name eth0; done
-guest $T-a eth0 02:00:00:09:00:01 10.9.0.1; guest $T-b eth0 02:00:00:09:00:02 10.9.0.2
+guest $T-a eth0 02:00:00:09:00:01 10.9.0.11; guest $T-b eth0 02:00:00:09:00:02 10.9.0.12
 measure "vpcswitch (TAP, 1 worker), guest offloads default"
 offloads $T-a eth0 off; offloads $T-b eth0 off
 measure "vpcswitch (TAP, 1 worker), guest offloads off"
