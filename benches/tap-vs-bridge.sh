@@ -59,7 +59,8 @@ offloads $T-a eth0 off; offloads $T-b eth0 off
 measure "Linux bridge (veth), offloads off"
 for n in a b br; do ip netns del $T-$n; done
 
-# vpcswitch on TAP
+# vpcswitch on TAP, with and without the TAP offloads (virtio-net header, TSO)
+switch_run() { # offload true|false
 cat > "$DIR/sw.toml" <<TOML
 [switch]
 workers = 1
@@ -76,13 +77,13 @@ name = "a"
 subnet = "s"
 mac = "02:00:00:09:00:01"
 ips = ["10.9.0.11"]
-backend = { type = "tap", ifname = "$T-ta" }
+backend = { type = "tap", ifname = "$T-ta", offload = $1 }
 [[ports]]
 name = "b"
 subnet = "s"
 mac = "02:00:00:09:00:02"
 ips = ["10.9.0.12"]
-backend = { type = "tap", ifname = "$T-tb" }
+backend = { type = "tap", ifname = "$T-tb", offload = $1 }
 TOML
 $BIN run -c "$DIR/sw.toml" 2>"$DIR/sw.log" & SW=$!
 for i in $(seq 50); do [ -S "$DIR/ctl.sock" ] && break; sleep 0.1; done
@@ -90,6 +91,9 @@ for i in $(seq 50); do [ -S "$DIR/ctl.sock" ] && break; sleep 0.1; done
 ip netns add $T-a; ip netns add $T-b
 for g in a b; do ip link set $T-t$g netns $T-$g; ip -n $T-$g link set $T-t$g name eth0; done
 guest $T-a eth0 02:00:00:09:00:01 10.9.0.11; guest $T-b eth0 02:00:00:09:00:02 10.9.0.12
-measure "vpcswitch (TAP, 1 worker), guest offloads default"
-offloads $T-a eth0 off; offloads $T-b eth0 off
-measure "vpcswitch (TAP, 1 worker), guest offloads off"
+measure "vpcswitch (TAP, 1 worker), TAP offload $1"
+kill "$SW"; wait "$SW" 2>/dev/null || true; SW=""
+ip netns del $T-a; ip netns del $T-b; rm -f "$DIR/ctl.sock"
+}
+switch_run true
+switch_run false

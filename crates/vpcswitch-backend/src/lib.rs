@@ -15,7 +15,21 @@ mod buf;
 pub mod memory;
 pub mod sys;
 
-pub use buf::{PacketBuf, Pool, PoolCache, BUF_SIZE};
+pub use buf::{Offload, PacketBuf, Pool, PoolCache, BUF_SIZE};
+
+/// Size of a buffer that holds a whole segmentation super-frame (64 KiB of IP plus the
+/// Ethernet header).
+pub const LARGE_BUF_SIZE: usize = 65_536 + 64;
+
+/// The buffers one worker hands to its queues: ordinary frames, and large ones for
+/// devices that pass segmentation super-frames (TAP with offloads).
+#[derive(Debug, Clone)]
+pub struct QueuePools {
+    /// [`BUF_SIZE`] buffers
+    pub small: Pool,
+    /// [`LARGE_BUF_SIZE`] buffers
+    pub large: Pool,
+}
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -71,6 +85,12 @@ pub trait PortQueue: Send {
     fn poll_fd(&self) -> Option<std::os::fd::RawFd> {
         None
     }
+    /// True when the device takes frames with an [`Offload`] still to do (segmentation
+    /// super-frames, partial checksums); otherwise the runtime completes checksums in
+    /// software and drops super-frames (counted) before `tx_burst`.
+    fn accepts_offload(&self) -> bool {
+        false
+    }
 }
 
 /// A port's device.
@@ -80,7 +100,7 @@ pub trait Backend: Send {
     /// Splits the device into one queue per worker (`pools.len()` workers); queue `i`
     /// takes its receive buffers from `pools[i]`, the worker's pool, so memory grows with
     /// the number of workers, not of ports. Called once.
-    fn queues(&mut self, pools: &[Pool]) -> Result<Vec<Box<dyn PortQueue>>, BackendError>;
+    fn queues(&mut self, pools: &[QueuePools]) -> Result<Vec<Box<dyn PortQueue>>, BackendError>;
 }
 
 /// Wakes a sleeping worker (SPEC-free plumbing for adaptive idle).

@@ -131,7 +131,7 @@ impl Backend for MemPort {
     fn describe(&self) -> String {
         format!("memory {}", self.name)
     }
-    fn queues(&mut self, pools: &[Pool]) -> Result<Vec<Box<dyn PortQueue>>, BackendError> {
+    fn queues(&mut self, pools: &[crate::QueuePools]) -> Result<Vec<Box<dyn PortQueue>>, BackendError> {
         // frames come from the guest's own pool; the workers' pools are not needed
         let n = pools.len();
         let have = self.rings.to_switch.len();
@@ -243,7 +243,7 @@ impl Backend for GenPort {
     fn describe(&self) -> String {
         "generator".into()
     }
-    fn queues(&mut self, pools: &[Pool]) -> Result<Vec<Box<dyn PortQueue>>, BackendError> {
+    fn queues(&mut self, pools: &[crate::QueuePools]) -> Result<Vec<Box<dyn PortQueue>>, BackendError> {
         // a generator stands for a NIC with its own DMA buffers: its own pool per queue
         Ok((0..pools.len())
             .map(|_| {
@@ -311,7 +311,8 @@ mod tests {
     #[test]
     fn frames_cross_the_rings_both_ways() {
         let (mut port, guest) = mem_port("p", 2, 8);
-        let pools = [Pool::new(4), Pool::new(4)];
+        let qp = || crate::QueuePools { small: Pool::new(4), large: Pool::new(1) };
+        let pools = [qp(), qp()];
         let mut qs = port.queues(&pools).unwrap();
         assert!(port.queues(&pools).is_err(), "queues are handed out once");
         assert!(guest.send_on(1, &[1, 2, 3]));
@@ -332,7 +333,7 @@ mod tests {
     #[test]
     fn generator_recycles_without_growing() {
         let (mut g, c) = GenPort::new(vec![vec![0xaa; 64]], 64);
-        let mut qs = g.queues(&[Pool::new(1)]).unwrap();
+        let mut qs = g.queues(&[crate::QueuePools { small: Pool::new(1), large: Pool::new(1) }]).unwrap();
         let mut v = Vec::new();
         for _ in 0..1000 {
             qs[0].rx_burst(&mut v, 32);

@@ -88,6 +88,10 @@ reasons! {
     NoBuffer = "no_buffer",
     /// Runtime: the backend reported an error on transmit.
     TxError = "tx_error",
+    /// Runtime: a segmentation super-frame (TSO) for a port that cannot take one.
+    GsoUnsupported = "gso_unsupported",
+    /// Runtime: a device's checksum offload offsets do not fit the frame.
+    BadOffload = "bad_offload",
 }
 
 impl std::fmt::Display for DropReason {

@@ -167,6 +167,9 @@ pub enum BackendSpec {
     Tap {
         /// interface name
         ifname: String,
+        /// negotiate checksum/TSO offloads with the device (default true)
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        offload: Option<bool>,
     },
     /// AF_XDP on an existing interface.
     AfXdp {

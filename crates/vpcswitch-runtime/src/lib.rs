@@ -31,7 +31,9 @@ use arc_swap::ArcSwap;
 use crossbeam_queue::ArrayQueue;
 use crossbeam_utils::CachePadded;
 use vpcswitch_backend::memory::{mem_port, MemGuest};
-use vpcswitch_backend::{Backend, BackendError, Pool, PortQueue, Waker, MAX_BURST};
+use vpcswitch_backend::{
+    Backend, BackendError, Pool, PortQueue, QueuePools, Waker, LARGE_BUF_SIZE, MAX_BURST,
+};
 use vpcswitch_core::{PortId, Snapshot, TraceResult};
 use vpcswitch_model::{BackendSpec, Config, ConfigErrors};
 
@@ -90,6 +92,8 @@ pub struct Options {
     /// Buffers per worker (2 KiB each): received frames of every device queue the
     /// worker owns, flood copies and answers.
     pub pool_per_worker: usize,
+    /// Large buffers (64 KiB) per worker, for devices that pass TSO super-frames.
+    pub large_per_worker: usize,
 }
 
 impl Default for Options {
@@ -97,6 +101,7 @@ impl Default for Options {
         Options {
             max_ports: 4096,
             pool_per_worker: 8192,
+            large_per_worker: 256,
         }
     }
 }
@@ -128,7 +133,7 @@ pub struct Switch {
     handles: Vec<JoinHandle<()>>,
     control: Mutex<Control>,
     max_ports: usize,
-    pools: Vec<Pool>,
+    pools: Vec<QueuePools>,
 }
 
 struct Control {
@@ -200,7 +205,12 @@ impl Switch {
             (0..n).map(|_| Vec::new()).collect();
         let mut descs = HashMap::new();
         // one buffer pool per worker, shared by its queues of every port
-        let pools: Vec<Pool> = (0..n).map(|_| Pool::new(opts.pool_per_worker)).collect();
+        let pools: Vec<QueuePools> = (0..n)
+            .map(|_| QueuePools {
+                small: Pool::new(opts.pool_per_worker),
+                large: Pool::with_size(opts.large_per_worker, LARGE_BUF_SIZE),
+            })
+            .collect();
         let attach = open_backends(&snap, backends, &pools, &mut descs)?;
         for (pid, qs) in attach {
             for (w, q) in qs.into_iter().enumerate() {
@@ -238,7 +248,7 @@ impl Switch {
                 pending: (0..max_ports).map(|_| Vec::new()).collect(),
                 dirty: Vec::with_capacity(max_ports),
                 rxbuf: Vec::with_capacity(MAX_BURST),
-                cache: pools[w].cache(256),
+                cache: pools[w].small.cache(256),
                 waker: None,
                 fds: Vec::with_capacity(vpcswitch_backend::sys::MAX_FDS),
             };
@@ -534,7 +544,7 @@ type PortCmd = (PortId, Option<Vec<Box<dyn PortQueue>>>);
 fn open_backends(
     snap: &Snapshot,
     backends: Backends,
-    pools: &[Pool],
+    pools: &[QueuePools],
     descs: &mut HashMap<String, String>,
 ) -> Result<Opened, RuntimeError> {
     let mut out = Vec::new();

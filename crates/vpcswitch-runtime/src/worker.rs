@@ -12,7 +12,7 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use vpcswitch_backend::{PacketBuf, PoolCache, PortQueue, Waker, MAX_BURST};
+use vpcswitch_backend::{Offload, PacketBuf, PoolCache, PortQueue, Waker, MAX_BURST};
 use vpcswitch_core::{Ctx, DropReason, NoTrace, Out, PortId, Snapshot, Verdict};
 
 use crate::stats::{bump, WorkerCounters};
@@ -234,23 +234,39 @@ impl Worker {
                 continue;
             }
             match self.cache.alloc() {
-                Some(mut copy) => {
+                Some(mut copy) if copy.capacity() >= buf.len() => {
                     copy.fill(buf.frame());
+                    copy.offload = buf.offload;
                     self.enqueue(c, q, copy);
                 }
-                None => c.drop_on(q, DropReason::NoBuffer, 1),
+                _ => c.drop_on(q, DropReason::NoBuffer, 1),
             }
         }
         self.cache.free(buf);
     }
 
     #[inline]
-    fn enqueue(&mut self, c: &WorkerCounters, q: PortId, buf: PacketBuf) {
+    fn enqueue(&mut self, c: &WorkerCounters, q: PortId, mut buf: PacketBuf) {
         let i = q as usize;
-        if i >= self.queues.len() || self.queues[i].is_none() {
+        let Some(queue) = self.queues.get(i).and_then(Option::as_ref) else {
             c.drop_on(q, DropReason::PortDown, 1);
             self.cache.free(buf);
             return;
+        };
+        // Offload work a destination cannot take is done (checksum) or refused (TSO).
+        if buf.offload != Offload::default() && !queue.accepts_offload() {
+            if buf.offload.is_gso() {
+                c.drop_on(q, DropReason::GsoUnsupported, 1);
+                self.cache.free(buf);
+                return;
+            }
+            let mut o = buf.offload;
+            if o.needs_csum() && !o.finish_checksum(buf.frame_mut()) {
+                c.drop_on(q, DropReason::BadOffload, 1);
+                self.cache.free(buf);
+                return;
+            }
+            buf.offload = o;
         }
         let p = &mut self.pending[i];
         if p.is_empty() {

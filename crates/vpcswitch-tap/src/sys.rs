@@ -12,6 +12,12 @@ const TUNSETIFF: libc::c_ulong = 0x4004_54ca;
 const IFF_TAP: libc::c_short = 0x0002;
 const IFF_NO_PI: libc::c_short = 0x1000;
 const IFF_MULTI_QUEUE: libc::c_short = 0x0100;
+const IFF_VNET_HDR: libc::c_short = 0x4000;
+const TUNSETOFFLOAD: libc::c_ulong = 0x4004_54d0;
+const TUN_F_CSUM: libc::c_uint = 0x01;
+const TUN_F_TSO4: libc::c_uint = 0x02;
+const TUN_F_TSO6: libc::c_uint = 0x04;
+const TUN_F_TSO_ECN: libc::c_uint = 0x08;
 /// Longest interface name (IFNAMSIZ - 1).
 pub const IFNAME_MAX: usize = libc::IFNAMSIZ - 1;
 
@@ -32,7 +38,9 @@ struct IfReqFlags {
 
 /// Opens `/dev/net/tun` and binds the descriptor to TAP `name` (created if it does not
 /// exist), non-blocking. Returns the descriptor and the kernel's name for the device.
-pub fn open_tap(name: &str, multi_queue: bool) -> io::Result<(OwnedFd, String)> {
+/// With `vnet_hdr`, every frame is preceded by a 10-byte virtio-net header and the
+/// kernel may hand over checksum-partial and TSO super-frames (`TUNSETOFFLOAD`).
+pub fn open_tap(name: &str, multi_queue: bool, vnet_hdr: bool) -> io::Result<(OwnedFd, String)> {
     if name.is_empty() || name.len() > IFNAME_MAX || name.contains('\0') {
         return Err(io::Error::new(
             io::ErrorKind::InvalidInput,
@@ -51,7 +59,10 @@ pub fn open_tap(name: &str, multi_queue: bool) -> io::Result<(OwnedFd, String)> 
     let fd = unsafe { OwnedFd::from_raw_fd(raw) };
     let mut req = IfReqFlags {
         name: [0; libc::IFNAMSIZ],
-        flags: IFF_TAP | IFF_NO_PI | if multi_queue { IFF_MULTI_QUEUE } else { 0 },
+        flags: IFF_TAP
+            | IFF_NO_PI
+            | if multi_queue { IFF_MULTI_QUEUE } else { 0 }
+            | if vnet_hdr { IFF_VNET_HDR } else { 0 },
         _pad: [0; 22],
     };
     for (d, s) in req.name.iter_mut().zip(name.bytes()) {
@@ -61,6 +72,11 @@ pub fn open_tap(name: &str, multi_queue: bool) -> io::Result<(OwnedFd, String)> 
     // (16-byte name, then the flags union member, padded to 40 bytes) and lives for
     // the whole call.
     cvt(unsafe { libc::ioctl(fd.as_raw_fd(), TUNSETIFF as _, &mut req as *mut IfReqFlags) })?;
+    if vnet_hdr {
+        let off = TUN_F_CSUM | TUN_F_TSO4 | TUN_F_TSO6 | TUN_F_TSO_ECN;
+        // SAFETY: TUNSETOFFLOAD takes the offload bits by value.
+        cvt(unsafe { libc::ioctl(fd.as_raw_fd(), TUNSETOFFLOAD as _, off as libc::c_ulong) })?;
+    }
     let len = req
         .name
         .iter()
@@ -101,5 +117,37 @@ pub fn if_index(name: &str) -> io::Result<u32> {
         Err(io::Error::last_os_error())
     } else {
         Ok(i)
+    }
+}
+
+/// Reads one frame as a header and a body; returns the total bytes read.
+pub fn readv2(fd: RawFd, hdr: &mut [u8], body: &mut [u8]) -> io::Result<usize> {
+    let iov = [
+        libc::iovec { iov_base: hdr.as_mut_ptr().cast(), iov_len: hdr.len() },
+        libc::iovec { iov_base: body.as_mut_ptr().cast(), iov_len: body.len() },
+    ];
+    // SAFETY: both iovecs point into live, exclusively borrowed buffers of the stated
+    // lengths for the whole call.
+    let n = unsafe { libc::readv(fd, iov.as_ptr(), 2) };
+    if n < 0 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(n as usize)
+    }
+}
+
+/// Writes one frame as a header and a body.
+pub fn writev2(fd: RawFd, hdr: &[u8], body: &[u8]) -> io::Result<usize> {
+    let iov = [
+        libc::iovec { iov_base: hdr.as_ptr() as *mut libc::c_void, iov_len: hdr.len() },
+        libc::iovec { iov_base: body.as_ptr() as *mut libc::c_void, iov_len: body.len() },
+    ];
+    // SAFETY: both iovecs point into live buffers of the stated lengths; writev only
+    // reads through them.
+    let n = unsafe { libc::writev(fd, iov.as_ptr(), 2) };
+    if n < 0 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(n as usize)
     }
 }

@@ -158,7 +158,10 @@ pub fn backends_for(cfg: &Config, names: &[String]) -> Result<Backends, String> 
             continue;
         }
         match spec {
-            BackendSpec::Tap { ifname } => out.push((name.to_string(), Box::new(TapBackend::new(ifname)))),
+            BackendSpec::Tap { ifname, offload } => out.push((
+                name.to_string(),
+                Box::new(TapBackend::with_offload(ifname, offload.unwrap_or(true))),
+            )),
             BackendSpec::Memory => {
                 return Err(format!(
                     "port \"{name}\": backend type \"memory\" is for embedders and tests; the binary needs backend = {{ type = \"tap\", ifname = \"...\" }}"
