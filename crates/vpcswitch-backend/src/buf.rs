@@ -281,18 +281,35 @@ mod tests {
 
     #[test]
     fn offload_header_round_trips_and_checksum_completes() {
-        let o = Offload { flags: 1, gso_type: 1, hdr_len: 66, gso_size: 1448, csum_start: 34, csum_offset: 16 };
+        let o = Offload {
+            flags: 1,
+            gso_type: 1,
+            hdr_len: 66,
+            gso_size: 1448,
+            csum_start: 34,
+            csum_offset: 16,
+        };
         assert_eq!(Offload::from_wire(&o.to_wire()), o);
         assert!(o.is_gso() && o.needs_csum());
         // a frame whose "L4" at 34.. sums to a known value; the field at 50 holds 0
         let mut f = vec![0u8; 60];
         f[34] = 0x12;
         f[35] = 0x34;
-        let mut p = Offload { flags: 1, csum_start: 34, csum_offset: 16, ..Offload::default() };
+        let mut p = Offload {
+            flags: 1,
+            csum_start: 34,
+            csum_offset: 16,
+            ..Offload::default()
+        };
         assert!(p.finish_checksum(&mut f));
         assert_eq!(u16::from_be_bytes([f[50], f[51]]), !0x1234);
         assert!(!p.needs_csum());
-        let mut bad = Offload { flags: 1, csum_start: 59, csum_offset: 16, ..Offload::default() };
+        let mut bad = Offload {
+            flags: 1,
+            csum_start: 59,
+            csum_offset: 16,
+            ..Offload::default()
+        };
         assert!(!bad.finish_checksum(&mut f));
     }
 

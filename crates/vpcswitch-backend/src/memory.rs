@@ -78,6 +78,18 @@ impl MemGuest {
         let q = rss(frame, self.rings.to_switch.len());
         self.send_on(q, frame)
     }
+    /// Sends a frame with offload work left to do, as a device with checksum/TSO
+    /// offload would hand it over (tests of the runtime's offload handling).
+    pub fn send_offload(&self, frame: &[u8], offload: crate::Offload) -> bool {
+        let mut b = self
+            .pool
+            .alloc()
+            .unwrap_or_else(|| PacketBuf::unpooled(frame));
+        b.fill(frame);
+        b.offload = offload;
+        self.push(rss(frame, self.rings.to_switch.len()), b)
+    }
+
     /// Sends on a given queue.
     pub fn send_on(&self, q: usize, frame: &[u8]) -> bool {
         // the guest's pool is sized for full rings; beyond that a buffer is made
@@ -86,6 +98,10 @@ impl MemGuest {
             .alloc()
             .unwrap_or_else(|| PacketBuf::unpooled(frame));
         b.fill(frame);
+        self.push(q, b)
+    }
+
+    fn push(&self, q: usize, b: PacketBuf) -> bool {
         let q = q % self.rings.to_switch.len();
         match self.rings.to_switch[q].push(b) {
             Ok(()) => {
@@ -131,7 +147,10 @@ impl Backend for MemPort {
     fn describe(&self) -> String {
         format!("memory {}", self.name)
     }
-    fn queues(&mut self, pools: &[crate::QueuePools]) -> Result<Vec<Box<dyn PortQueue>>, BackendError> {
+    fn queues(
+        &mut self,
+        pools: &[crate::QueuePools],
+    ) -> Result<Vec<Box<dyn PortQueue>>, BackendError> {
         // frames come from the guest's own pool; the workers' pools are not needed
         let n = pools.len();
         let have = self.rings.to_switch.len();
@@ -243,7 +262,10 @@ impl Backend for GenPort {
     fn describe(&self) -> String {
         "generator".into()
     }
-    fn queues(&mut self, pools: &[crate::QueuePools]) -> Result<Vec<Box<dyn PortQueue>>, BackendError> {
+    fn queues(
+        &mut self,
+        pools: &[crate::QueuePools],
+    ) -> Result<Vec<Box<dyn PortQueue>>, BackendError> {
         // a generator stands for a NIC with its own DMA buffers: its own pool per queue
         Ok((0..pools.len())
             .map(|_| {
@@ -311,7 +333,10 @@ mod tests {
     #[test]
     fn frames_cross_the_rings_both_ways() {
         let (mut port, guest) = mem_port("p", 2, 8);
-        let qp = || crate::QueuePools { small: Pool::new(4), large: Pool::new(1) };
+        let qp = || crate::QueuePools {
+            small: Pool::new(4),
+            large: Pool::new(1),
+        };
         let pools = [qp(), qp()];
         let mut qs = port.queues(&pools).unwrap();
         assert!(port.queues(&pools).is_err(), "queues are handed out once");
@@ -333,7 +358,12 @@ mod tests {
     #[test]
     fn generator_recycles_without_growing() {
         let (mut g, c) = GenPort::new(vec![vec![0xaa; 64]], 64);
-        let mut qs = g.queues(&[crate::QueuePools { small: Pool::new(1), large: Pool::new(1) }]).unwrap();
+        let mut qs = g
+            .queues(&[crate::QueuePools {
+                small: Pool::new(1),
+                large: Pool::new(1),
+            }])
+            .unwrap();
         let mut v = Vec::new();
         for _ in 0..1000 {
             qs[0].rx_burst(&mut v, 32);

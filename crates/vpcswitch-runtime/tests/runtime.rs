@@ -327,3 +327,67 @@ fn trace_through_the_runtime() {
         Err(RuntimeError::NoSuchPort(_))
     ));
 }
+
+#[test]
+fn offload_work_is_done_or_refused_for_ports_without_offload() {
+    use vpcswitch_backend::Offload;
+    let c = cfg(1);
+    let (b, g) = memory_backends(&c, 64);
+    let sw = Switch::start(&c, b).unwrap();
+    // a UDP frame whose checksum was left partial: the field holds only the
+    // pseudo-header sum, as a guest with checksum offload hands it over
+    let good = build::udp(
+        mac("02:00:00:00:01:02"),
+        mac("02:00:00:00:01:01"),
+        ip("10.0.1.11"),
+        ip("10.0.1.12"),
+        64,
+        7,
+        9,
+        b"partial",
+    );
+    let mut partial = good.clone();
+    let mut pseudo: u32 = 0x0a00 + 0x010b + 0x0a00 + 0x010c + 17 + 15; // addresses, proto, UDP length
+    while pseudo > 0xffff {
+        pseudo = (pseudo & 0xffff) + (pseudo >> 16);
+    }
+    partial[40..42].copy_from_slice(&(pseudo as u16).to_be_bytes());
+    let o = Offload {
+        flags: Offload::NEEDS_CSUM,
+        csum_start: 34,
+        csum_offset: 6,
+        ..Offload::default()
+    };
+    assert!(g["p1"].send_offload(&partial, o));
+    let got = g["p2"]
+        .recv_timeout(Duration::from_secs(5))
+        .expect("delivered");
+    assert_eq!(got.frame(), &good[..], "checksum completed in software");
+    // a TSO super-frame cannot go to an in-memory port: dropped and counted
+    let gso = Offload {
+        gso_type: 1,
+        gso_size: 1448,
+        hdr_len: 54,
+        ..Offload::default()
+    };
+    assert!(g["p1"].send_offload(&good, gso));
+    eventually("gso drop", || {
+        sw.stats()
+            .port("p2")
+            .is_some_and(|p| p.dropped(DropReason::GsoUnsupported) == 1)
+    });
+    // offsets that do not fit the frame
+    let bad = Offload {
+        flags: Offload::NEEDS_CSUM,
+        csum_start: 58,
+        csum_offset: 16,
+        ..Offload::default()
+    };
+    assert!(g["p1"].send_offload(&good, bad));
+    eventually("bad offload drop", || {
+        sw.stats()
+            .port("p2")
+            .is_some_and(|p| p.dropped(DropReason::BadOffload) == 1)
+    });
+    assert!(g["p2"].recv().is_none());
+}

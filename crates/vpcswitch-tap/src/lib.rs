@@ -23,7 +23,9 @@ pub mod sys;
 use std::io;
 use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 
-use vpcswitch_backend::{Backend, BackendError, Offload, PacketBuf, PoolCache, PortQueue, QueuePools, TxResult};
+use vpcswitch_backend::{
+    Backend, BackendError, Offload, PacketBuf, PoolCache, PortQueue, QueuePools, TxResult,
+};
 
 /// Buffers a queue keeps at hand from its worker's pool (small buffers).
 pub const RX_CACHE: usize = 64;
@@ -56,7 +58,11 @@ impl TapBackend {
 
 impl Backend for TapBackend {
     fn describe(&self) -> String {
-        format!("tap {}{}", self.ifname, if self.offload { " +offload" } else { "" })
+        format!(
+            "tap {}{}",
+            self.ifname,
+            if self.offload { " +offload" } else { "" }
+        )
     }
 
     fn queues(&mut self, pools: &[QueuePools]) -> Result<Vec<Box<dyn PortQueue>>, BackendError> {
@@ -100,7 +106,11 @@ impl Backend for TapBackend {
             .map(|(fd, pool)| {
                 Box::new(TapQueue {
                     fd,
-                    cache: if self.offload { pool.large.cache(RX_CACHE_LARGE) } else { pool.small.cache(RX_CACHE) },
+                    cache: if self.offload {
+                        pool.large.cache(RX_CACHE_LARGE)
+                    } else {
+                        pool.small.cache(RX_CACHE)
+                    },
                     offload: self.offload,
                     rx_errors: 0,
                 }) as Box<dyn PortQueue>

@@ -123,8 +123,14 @@ pub fn if_index(name: &str) -> io::Result<u32> {
 /// Reads one frame as a header and a body; returns the total bytes read.
 pub fn readv2(fd: RawFd, hdr: &mut [u8], body: &mut [u8]) -> io::Result<usize> {
     let iov = [
-        libc::iovec { iov_base: hdr.as_mut_ptr().cast(), iov_len: hdr.len() },
-        libc::iovec { iov_base: body.as_mut_ptr().cast(), iov_len: body.len() },
+        libc::iovec {
+            iov_base: hdr.as_mut_ptr().cast(),
+            iov_len: hdr.len(),
+        },
+        libc::iovec {
+            iov_base: body.as_mut_ptr().cast(),
+            iov_len: body.len(),
+        },
     ];
     // SAFETY: both iovecs point into live, exclusively borrowed buffers of the stated
     // lengths for the whole call.
@@ -139,8 +145,14 @@ pub fn readv2(fd: RawFd, hdr: &mut [u8], body: &mut [u8]) -> io::Result<usize> {
 /// Writes one frame as a header and a body.
 pub fn writev2(fd: RawFd, hdr: &[u8], body: &[u8]) -> io::Result<usize> {
     let iov = [
-        libc::iovec { iov_base: hdr.as_ptr() as *mut libc::c_void, iov_len: hdr.len() },
-        libc::iovec { iov_base: body.as_ptr() as *mut libc::c_void, iov_len: body.len() },
+        libc::iovec {
+            iov_base: hdr.as_ptr() as *mut libc::c_void,
+            iov_len: hdr.len(),
+        },
+        libc::iovec {
+            iov_base: body.as_ptr() as *mut libc::c_void,
+            iov_len: body.len(),
+        },
     ];
     // SAFETY: both iovecs point into live buffers of the stated lengths; writev only
     // reads through them.

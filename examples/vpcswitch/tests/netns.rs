@@ -497,6 +497,19 @@ fn spec4_5_ping_and_tcp_within_subnet_across_subnets_and_peering() {
         rates.insert(to, g);
     }
     eprintln!("iperf3 Gbit/s: {rates:?}");
+    // TAP offloads: the client's TCP segments crossed as super-frames (> 1514 bytes)
+    let ports = n.ctl("ports");
+    let client = ports
+        .as_array()
+        .and_then(|a| a.iter().find(|p| p["name"] == "client"))
+        .cloned()
+        .unwrap_or(Value::Null);
+    let avg = client["rx_bytes"].as_f64().unwrap_or(0.0)
+        / client["rx_packets"].as_f64().unwrap_or(1.0).max(1.0);
+    assert!(
+        avg > 1514.0,
+        "average frame from the client {avg:.0} bytes: no TSO super-frames\n{client}"
+    );
     // SPEC 5.5: TTL expiry answered with time exceeded from the gateway
     let (_, out) = n.exec("client", "ping -n -c 1 -t 1 -W 1 10.0.2.11");
     assert!(
