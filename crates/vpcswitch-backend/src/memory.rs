@@ -81,10 +81,11 @@ impl MemGuest {
     /// Sends a frame with offload work left to do, as a device with checksum/TSO
     /// offload would hand it over (tests of the runtime's offload handling).
     pub fn send_offload(&self, frame: &[u8], offload: crate::Offload) -> bool {
-        let mut b = self
-            .pool
-            .alloc()
-            .unwrap_or_else(|| PacketBuf::unpooled(frame));
+        // a super-frame is larger than a pool buffer
+        let mut b = match self.pool.alloc() {
+            Some(b) if b.capacity() >= frame.len() => b,
+            _ => PacketBuf::unpooled(frame),
+        };
         b.fill(frame);
         b.offload = offload;
         self.push(rss(frame, self.rings.to_switch.len()), b)

@@ -88,7 +88,8 @@ reasons! {
     NoBuffer = "no_buffer",
     /// Runtime: the backend reported an error on transmit.
     TxError = "tx_error",
-    /// Runtime: a segmentation super-frame (TSO) for a port that cannot take one.
+    /// Runtime: a segmentation super-frame for a port that cannot take one, that the
+    /// switch cannot segment in software (only TCPv4 is).
     GsoUnsupported = "gso_unsupported",
     /// Runtime: a device's checksum offload offsets do not fit the frame.
     BadOffload = "bad_offload",

@@ -14,6 +14,7 @@ use std::time::{Duration, Instant};
 
 use vpcswitch_backend::{Offload, PacketBuf, PoolCache, PortQueue, Waker, MAX_BURST};
 use vpcswitch_core::{Ctx, DropReason, NoTrace, Out, PortId, Snapshot, Verdict};
+use vpcswitch_wire::tso::Tcp4Layout;
 
 use crate::stats::{bump, WorkerCounters};
 use crate::{Command, Shared};
@@ -256,8 +257,7 @@ impl Worker {
         // Offload work a destination cannot take is done (checksum) or refused (TSO).
         if buf.offload != Offload::default() && !queue.accepts_offload() {
             if buf.offload.is_gso() {
-                c.drop_on(q, DropReason::GsoUnsupported, 1);
-                self.cache.free(buf);
+                self.segment(c, q, buf);
                 return;
             }
             let mut o = buf.offload;
@@ -276,6 +276,41 @@ impl Worker {
         if p.len() >= 4 * MAX_BURST {
             self.flush(c);
         }
+    }
+
+    /// Software TSO: cuts a TCPv4 super-frame into `gso_size` segments (small buffers,
+    /// full checksums) for a port without offload. Other super-frames (UDP, IPv6) are
+    /// dropped as `gso_unsupported`.
+    #[cold]
+    fn segment(&mut self, c: &WorkerCounters, q: PortId, buf: PacketBuf) {
+        let tcp4 = buf.offload.gso_type & 0x7f == 1;
+        let layout = tcp4
+            .then(|| Tcp4Layout::parse(buf.frame(), usize::from(buf.offload.gso_size)))
+            .flatten();
+        let Some(l) = layout else {
+            c.drop_on(q, DropReason::GsoUnsupported, 1);
+            self.cache.free(buf);
+            return;
+        };
+        for i in 0..l.count() {
+            let Some(mut seg) = self.cache.alloc() else {
+                c.drop_on(q, DropReason::NoBuffer, 1);
+                continue;
+            };
+            let (data, len) = seg.parts_mut();
+            match l.write_segment(buf.frame(), i, data) {
+                Some(n) => {
+                    *len = n;
+                    seg.offload = Offload::default();
+                    self.enqueue(c, q, seg);
+                }
+                None => {
+                    c.drop_on(q, DropReason::GsoUnsupported, 1);
+                    self.cache.free(seg);
+                }
+            }
+        }
+        self.cache.free(buf);
     }
 
     fn flush(&mut self, c: &WorkerCounters) {

@@ -363,11 +363,11 @@ fn offload_work_is_done_or_refused_for_ports_without_offload() {
         .recv_timeout(Duration::from_secs(5))
         .expect("delivered");
     assert_eq!(got.frame(), &good[..], "checksum completed in software");
-    // a TSO super-frame cannot go to an in-memory port: dropped and counted
+    // a UDP super-frame cannot be segmented in software: dropped and counted
     let gso = Offload {
-        gso_type: 1,
+        gso_type: 3,
         gso_size: 1448,
-        hdr_len: 54,
+        hdr_len: 42,
         ..Offload::default()
     };
     assert!(g["p1"].send_offload(&good, gso));
@@ -376,6 +376,42 @@ fn offload_work_is_done_or_refused_for_ports_without_offload() {
             .port("p2")
             .is_some_and(|p| p.dropped(DropReason::GsoUnsupported) == 1)
     });
+    // a TCP super-frame is segmented in software (TSO) for the in-memory port
+    let mut tcp = vec![0u8; 20];
+    tcp[4..8].copy_from_slice(&7u32.to_be_bytes());
+    tcp[12] = 5 << 4;
+    tcp[13] = 0x18;
+    tcp.extend((0..5000).map(|i| (i % 251) as u8));
+    let sup = build::ipv4(
+        mac("02:00:00:00:01:02"),
+        mac("02:00:00:00:01:01"),
+        ip("10.0.1.11"),
+        ip("10.0.1.12"),
+        64,
+        6,
+        &tcp,
+    );
+    let tso = Offload {
+        gso_type: 1,
+        gso_size: 1448,
+        hdr_len: 54,
+        flags: 0,
+        ..Offload::default()
+    };
+    assert!(g["p1"].send_offload(&sup, tso));
+    let mut payload = Vec::new();
+    for _ in 0..4 {
+        let seg = g["p2"]
+            .recv_timeout(Duration::from_secs(5))
+            .expect("segment");
+        assert!(seg.len() <= 14 + 20 + 20 + 1448);
+        payload.extend_from_slice(&seg.frame()[54..]);
+    }
+    assert_eq!(
+        payload,
+        (0..5000).map(|i| (i % 251) as u8).collect::<Vec<u8>>(),
+        "4 segments carry the payload in order"
+    );
     // offsets that do not fit the frame
     let bad = Offload {
         flags: Offload::NEEDS_CSUM,
