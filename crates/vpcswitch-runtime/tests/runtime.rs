@@ -2,6 +2,7 @@
 //! reloads under traffic (SPEC 8.1), idle.
 
 use std::net::Ipv4Addr;
+use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use vpcswitch_core::DropReason;
@@ -134,6 +135,8 @@ fn spec8_1_hundreds_of_reloads_under_traffic_lose_nothing_on_unchanged_ports() {
     let sw = Switch::start(&c, b).unwrap();
     let (tx, rx) = (g["p1"].clone(), g["p2"].clone());
     const N: u32 = 20_000;
+    let got = std::sync::Arc::new(std::sync::atomic::AtomicU32::new(0));
+    let (got_s, got_r) = (got.clone(), got.clone());
     let sender = std::thread::spawn(move || {
         let mut sent = 0u32;
         let mut i = 0u32;
@@ -149,6 +152,12 @@ fn spec8_1_hundreds_of_reloads_under_traffic_lose_nothing_on_unchanged_ports() {
                 53,
                 &i.to_be_bytes(),
             );
+            // flow control: never more in flight than the receiver's rings hold, so a
+            // slow (descheduled) receiving guest cannot overflow them
+            if sent - got_s.load(Ordering::Relaxed) > 1024 {
+                std::thread::yield_now();
+                continue;
+            }
             if tx.send_on((i % 2) as usize, &f) {
                 sent += 1;
                 i += 1;
@@ -157,13 +166,14 @@ fn spec8_1_hundreds_of_reloads_under_traffic_lose_nothing_on_unchanged_ports() {
             }
         }
     });
-    // the receiving guest drains on its own thread, so its ring never overflows
+    // the receiving guest drains on its own thread
     let receiver = std::thread::spawn(move || {
         let mut received = 0u32;
         let end = Instant::now() + Duration::from_secs(60);
         while received < N && Instant::now() < end {
             let n = rx.drain().len() as u32;
             received += n;
+            got_r.store(received, Ordering::Relaxed);
             if n == 0 {
                 std::thread::sleep(Duration::from_micros(100));
             }
@@ -183,7 +193,12 @@ fn spec8_1_hundreds_of_reloads_under_traffic_lose_nothing_on_unchanged_ports() {
     }
     sender.join().unwrap();
     let received = receiver.join().unwrap();
-    assert_eq!(received, N, "zero packets lost across {reloads} reloads");
+    assert_eq!(
+        received,
+        N,
+        "zero packets lost across {reloads} reloads: {:?}",
+        sw.stats().drops
+    );
     assert!(reloads >= 300);
     assert_eq!(sw.snapshot().generation, 1 + reloads as u64);
     let s = sw.stats();
