@@ -921,3 +921,103 @@ fn spec8_1_reload_under_traffic_loses_nothing() {
         v["end"]["sum_sent"]["retransmits"]
     );
 }
+
+#[test]
+fn tap_attach_to_an_existing_device_and_leave_it_on_stop() {
+    let _l = lock();
+    require();
+    let tag = format!("vt{}", std::process::id() % 100_000);
+    let dir = std::env::temp_dir().join(format!("vpcswitch-attach-{tag}"));
+    std::fs::create_dir_all(&dir).expect("dir");
+    // devices made beforehand, as QEMU or an operator would: one multi-queue with a
+    // virtio-net header, one plain single-queue
+    let a = format!("{tag}a");
+    let b = format!("{tag}b");
+    must(&format!(
+        "ip tuntap add dev {a} mode tap multi_queue vnet_hdr"
+    ));
+    must(&format!("ip tuntap add dev {b} mode tap"));
+    let cfg = format!(
+        "[switch]\nworkers = 1\ncontrol_socket = \"{}/ctl.sock\"\n[[vpcs]]\nname = \"v\"\ncidrs = [\"10.7.0.0/16\"]\n[[subnets]]\nname = \"s\"\nvpc = \"v\"\ncidr = \"10.7.0.0/24\"\n\
+         [[ports]]\nname = \"a\"\nsubnet = \"s\"\nmac = \"02:00:00:07:00:01\"\nips = [\"10.7.0.11\"]\nbackend = {{ type = \"tap\", ifname = \"{a}\" }}\n\
+         [[ports]]\nname = \"b\"\nsubnet = \"s\"\nmac = \"02:00:00:07:00:02\"\nips = [\"10.7.0.12\"]\nbackend = {{ type = \"tap\", ifname = \"{b}\", offload = false }}\n",
+        dir.display()
+    );
+    let path = dir.join("sw.toml");
+    std::fs::write(&path, cfg).expect("config");
+    let mut sw = Command::new(env!("CARGO_BIN_EXE_vpcswitch"))
+        .args(["run", "-c"])
+        .arg(&path)
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start");
+    let end = Instant::now() + Duration::from_secs(10);
+    while !dir.join("ctl.sock").exists() && Instant::now() < end {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let cleanup = |sw: &mut Child| {
+        let _ = sh(&format!("kill -TERM {}", sw.id()));
+        let _ = sw.wait();
+        for n in ["a", "b"] {
+            let _ = sh(&format!("ip netns del {tag}-{n} 2>/dev/null"));
+        }
+        let _ = sh(&format!(
+            "ip link del {a} 2>/dev/null; ip link del {b} 2>/dev/null"
+        ));
+        let _ = std::fs::remove_dir_all(&dir);
+    };
+    let result = std::panic::catch_unwind(|| {
+        assert!(dir.join("ctl.sock").exists(), "switch did not start");
+        for (n, dev, mac, ip) in [
+            ("a", &a, "02:00:00:07:00:01", "10.7.0.11"),
+            ("b", &b, "02:00:00:07:00:02", "10.7.0.12"),
+        ] {
+            must(&format!("ip netns add {tag}-{n}"));
+            must(&format!("ip link set {dev} netns {tag}-{n}"));
+            must(&format!("ip -n {tag}-{n} link set {dev} address {mac}"));
+            must(&format!("ip -n {tag}-{n} addr add {ip}/24 dev {dev}"));
+            must(&format!("ip -n {tag}-{n} link set {dev} up"));
+        }
+        let (_, out) = sh(&format!(
+            "ip netns exec {tag}-a ping -n -c 3 -i 0.2 -W 1 10.7.0.12"
+        ));
+        assert!(out.contains("3 received"), "{out}");
+        // TCP from the offload port to the plain one: super-frames are segmented in software
+        let mut srv = Command::new("ip")
+            .args([
+                "netns",
+                "exec",
+                &format!("{tag}-b"),
+                "iperf3",
+                "-s",
+                "-1",
+                "-p",
+                "5203",
+            ])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("iperf3 -s");
+        std::thread::sleep(Duration::from_millis(300));
+        let (ok, out) = sh(&format!(
+            "ip netns exec {tag}-a timeout 15 iperf3 -c 10.7.0.12 -p 5203 -t 2"
+        ));
+        let _ = srv.kill();
+        let _ = srv.wait();
+        assert!(ok && out.contains("receiver"), "{out}");
+    });
+    let pid = sw.id();
+    let _ = sh(&format!("kill -TERM {pid}"));
+    let _ = sw.wait();
+    // devices the switch did not create outlive it
+    let (_, links) = sh(&format!("ip -n {tag}-a link show {a}"));
+    let survived = links.contains(&a);
+    cleanup(&mut sw);
+    if let Err(e) = result {
+        std::panic::resume_unwind(e);
+    }
+    assert!(
+        survived,
+        "an attached TAP stays after the switch stops: {links}"
+    );
+}
