@@ -27,4 +27,6 @@ cargo test --workspace --release --locked
 echo "== benchmarks compile and run once (criterion --test mode, pps harness smoke)"
 cargo bench --workspace --locked -- --test >/dev/null
 cargo run --release --locked -p vpcswitch-benches --bin vpcswitch-pps -- --smoke
+echo "== fuzzing (bounded)"
+bash scripts/fuzz.sh
 echo "all tests passed"
