@@ -14,7 +14,14 @@ fuzz_target!(|data: &[u8]| {
             let _ = icmp::is_echo_request(data);
             let mut buf = vec![0u8; data.len() + 128];
             buf[..data.len()].copy_from_slice(data);
-            let _ = icmp::error_in_place(&mut buf, data.len(), c.src, std::net::Ipv4Addr::LOCALHOST, 11, 0);
+            let _ = icmp::error_in_place(
+                &mut buf,
+                data.len(),
+                c.src,
+                std::net::Ipv4Addr::LOCALHOST,
+                11,
+                0,
+            );
         }
     }
     if let Some(l) = Tcp4Layout::parse(data, 1 + data.first().copied().unwrap_or(0) as usize) {

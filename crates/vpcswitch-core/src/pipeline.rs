@@ -10,7 +10,7 @@ use std::net::Ipv4Addr;
 use vpcswitch_wire::arp::{self, ArpInfo, OP_REPLY, OP_REQUEST};
 use vpcswitch_wire::{classify, icmp, Classified, IpProtocol, Ipv4Packet, MacAddr, WireError, L3};
 
-use crate::snapshot::{Host, PortEntry, RouteTarget, VpcEntry};
+use crate::snapshot::{Budget, Host, PortEntry, RouteTarget, VpcEntry};
 use crate::{Ctx, DropReason, Out, PortId, Snapshot, Trace, Tracer, Verdict, VipId, VpcId};
 
 /// The IPv4 fields the stages use.
@@ -167,6 +167,9 @@ impl Snapshot {
                 );
                 let v4 = V4 { dst, proto, ttl };
                 if c.dst.is_multicast() {
+                    if !T::ON && !self.take(p.id, Budget::Flood, ctx.now_ns) {
+                        return Verdict::Drop(DropReason::FloodRateLimited);
+                    }
                     step!(
                         t,
                         "l2",
@@ -261,6 +264,9 @@ impl Snapshot {
         len: &mut usize,
         t: &mut T,
     ) -> Verdict {
+        if !T::ON && !self.take(p.id, Budget::Arp, ctx.now_ns) {
+            return Verdict::Drop(DropReason::ArpRateLimited);
+        }
         if a.op != OP_REQUEST && a.op != OP_REPLY {
             drop_with!(t, "arp", DropReason::ArpUnsupportedOp, "opcode {}", a.op)
         }
@@ -811,7 +817,7 @@ impl Snapshot {
         out: Out,
         emit: impl FnOnce(&mut [u8], usize) -> usize,
     ) -> Verdict {
-        if !T::ON && !self.icmp_allowed(p.id, ctx.now_ns) {
+        if !T::ON && !self.take(p.id, Budget::Answers, ctx.now_ns) {
             return Verdict::Drop(reason);
         }
         let n = emit(buf, *len);

@@ -60,6 +60,10 @@ reasons! {
     ArpClaimsForeignIp = "arp_claims_foreign_ip",
     /// SPEC 2.3a, 3.1: ARP claims a VIP the port is not bound to.
     VipClaimNotBound = "vip_claim_not_bound",
+    /// The port sent more ARP than `switch.arp_per_sec`.
+    ArpRateLimited = "arp_rate_limited",
+    /// The port sent more broadcast/multicast than `switch.flood_per_sec`.
+    FloodRateLimited = "flood_rate_limited",
     /// SPEC 3.4: ARP request for an address outside the port's subnet.
     ArpTargetOutsideSubnet = "arp_target_outside_subnet",
     /// SPEC 4.2: unicast to a MAC that is not a port of the subnet.

@@ -169,11 +169,23 @@ impl VipCell {
     }
 }
 
-/// Per-port ICMP error budget (SPEC 5.5): at most N per second per port.
+/// What a per-port budget limits.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Budget {
+    /// ICMP errors and VIP ARP probes the switch sends for the port (SPEC 5.5)
+    Answers = 0,
+    /// ARP packets from the port (the responder's work and GARP floods)
+    Arp = 1,
+    /// broadcast and multicast IPv4 frames from the port (subnet floods)
+    Flood = 2,
+}
+
+/// Per-port budgets: at most N per second each. One window per budget:
+/// `second << 32 | count`, written with plain stores (several workers may race on a
+/// port; the bound then holds within a small factor, which is the intent).
 #[derive(Debug, Default)]
-struct IcmpBudget {
-    /// second << 32 | count
-    window: AtomicU64,
+struct PortBudgets {
+    windows: [AtomicU64; 3],
 }
 
 /// A compiled configuration. See the module docs.
@@ -196,8 +208,9 @@ pub struct Snapshot {
     /// The uplink's port id, if configured.
     pub uplink: Option<PortId>,
     vip_cells: Box<[VipCell]>,
-    icmp: Box<[IcmpBudget]>,
-    icmp_per_sec: u32,
+    budgets: Box<[PortBudgets]>,
+    /// per-second limits, indexed by [`Budget`]
+    limits: [u32; 3],
     port_by_name: HashMap<String, PortId>,
     /// keyed by [`MacAddr::key`]
     mac_table: FlatMap<PortId>,
@@ -402,8 +415,12 @@ impl Snapshot {
             generation: prev.map_or(1, |p| p.generation + 1),
             config: cfg.clone(),
             gateway_mac: cfg.switch.gateway_mac,
-            icmp: (0..nports).map(|_| IcmpBudget::default()).collect(),
-            icmp_per_sec: cfg.switch.icmp_errors_per_sec,
+            budgets: (0..nports).map(|_| PortBudgets::default()).collect(),
+            limits: [
+                cfg.switch.icmp_errors_per_sec,
+                cfg.switch.arp_per_sec,
+                cfg.switch.flood_per_sec,
+            ],
             ports,
             subnets,
             vpcs,
@@ -512,20 +529,22 @@ impl Snapshot {
         Ipv4Addr::from(self.subnets[s as usize].gateway)
     }
 
-    /// Takes one ICMP error token for `port` (SPEC 5.5). Never blocks.
-    pub(crate) fn icmp_allowed(&self, port: PortId, now_ns: u64) -> bool {
-        let Some(b) = self.icmp.get(port as usize) else {
+    /// Takes one token of `budget` for `port` (a guest cannot make the switch work or
+    /// flood without bound). Never blocks.
+    pub(crate) fn take(&self, port: PortId, budget: Budget, now_ns: u64) -> bool {
+        let Some(b) = self.budgets.get(port as usize) else {
             return false;
         };
-        let sec = now_ns / 1_000_000_000;
-        let w = b.window.load(Ordering::Relaxed);
+        let window = &b.windows[budget as usize];
+        let limit = self.limits[budget as usize];
+        let sec = (now_ns / 1_000_000_000) & 0xffff_ffff;
+        let w = window.load(Ordering::Relaxed);
         let (wsec, count) = (w >> 32, (w & 0xffff_ffff) as u32);
-        if wsec != sec & 0xffff_ffff {
-            b.window
-                .store(((sec & 0xffff_ffff) << 32) | 1, Ordering::Relaxed);
-            true
-        } else if count < self.icmp_per_sec {
-            b.window.store(w + 1, Ordering::Relaxed);
+        if wsec != sec {
+            window.store((sec << 32) | 1, Ordering::Relaxed);
+            limit > 0
+        } else if count < limit {
+            window.store(w + 1, Ordering::Relaxed);
             true
         } else {
             false

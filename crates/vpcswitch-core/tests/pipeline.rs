@@ -622,3 +622,59 @@ fn trace_explains_and_does_not_learn() {
     ));
     assert!(!t.output.is_empty());
 }
+
+#[test]
+fn arp_and_broadcast_storms_are_bounded_per_port() {
+    let s = topo();
+    let p1 = s.port_id("p1").unwrap();
+    let p3 = s.port_id("p3").unwrap();
+    let run_at = |port, frame: &[u8], now| {
+        let mut buf = vec![0u8; 2048];
+        buf[..frame.len()].copy_from_slice(frame);
+        let mut len = frame.len();
+        s.process(&Ctx { now_ns: now }, port, &mut buf, &mut len, &mut NoTrace)
+    };
+    // an ARP storm from p1 within one second: 500 accepted (the default), the rest dropped
+    let req = build::arp_request(mac(P1), ip("10.0.1.11"), ip("10.0.1.12"));
+    let answered = (0..2000)
+        .filter(|_| run_at(p1, &req, 5_000_000_000) != dropped(DropReason::ArpRateLimited))
+        .count();
+    assert_eq!(answered, 500);
+    // another port is not starved, and the next second p1 is served again
+    let req3 = build::arp_request(mac(P3), ip("10.0.1.13"), ip("10.0.1.12"));
+    assert_eq!(run_at(p3, &req3, 5_000_000_000), to(&s, "p3"));
+    assert_eq!(run_at(p1, &req, 6_000_000_000), to(&s, "p1"));
+    // a broadcast storm: 5000 floods per second per port
+    let bc = build::udp(
+        MacAddr::BROADCAST,
+        mac(P1),
+        ip("10.0.1.11"),
+        ip("10.0.1.255"),
+        64,
+        1,
+        9,
+        b"storm",
+    );
+    let flooded = (0..20_000)
+        .filter(|_| run_at(p1, &bc, 7_000_000_000) == Verdict::Forward(Out::Flood(0)))
+        .count();
+    assert_eq!(flooded, 5000);
+    assert_eq!(
+        run_at(p1, &bc, 7_000_000_000),
+        dropped(DropReason::FloodRateLimited)
+    );
+    let bc3 = build::udp(
+        MacAddr::BROADCAST,
+        mac(P3),
+        ip("10.0.1.13"),
+        ip("10.0.1.255"),
+        64,
+        1,
+        9,
+        b"ok",
+    );
+    assert_eq!(
+        run_at(p3, &bc3, 7_000_000_000),
+        Verdict::Forward(Out::Flood(0))
+    );
+}

@@ -81,6 +81,12 @@ fn default_true() -> bool {
 fn default_icmp_rate() -> u32 {
     100
 }
+fn default_arp_rate() -> u32 {
+    500
+}
+fn default_flood_rate() -> u32 {
+    5000
+}
 
 /// `[switch]`: settings of the switch itself.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -107,6 +113,12 @@ pub struct SwitchSettings {
     /// ICMP errors the switch sends per port per second (SPEC 5.5).
     #[serde(default = "default_icmp_rate")]
     pub icmp_errors_per_sec: u32,
+    /// ARP packets accepted from one port per second (storm protection).
+    #[serde(default = "default_arp_rate")]
+    pub arp_per_sec: u32,
+    /// Broadcast/multicast IPv4 frames flooded from one port per second.
+    #[serde(default = "default_flood_rate")]
+    pub flood_per_sec: u32,
 }
 
 impl Default for SwitchSettings {
@@ -119,6 +131,8 @@ impl Default for SwitchSettings {
             max_ports_per_vip: DEFAULT_MAX_PORTS_PER_VIP,
             max_vips_per_port: DEFAULT_MAX_VIPS_PER_PORT,
             icmp_errors_per_sec: default_icmp_rate(),
+            arp_per_sec: default_arp_rate(),
+            flood_per_sec: default_flood_rate(),
         }
     }
 }
