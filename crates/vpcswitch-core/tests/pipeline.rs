@@ -678,3 +678,57 @@ fn arp_and_broadcast_storms_are_bounded_per_port() {
         Verdict::Forward(Out::Flood(0))
     );
 }
+
+#[test]
+fn spec2_1_hostile_shapes_zero_one_byte_double_tag_options_fragments_jumbo() {
+    let s = topo();
+    assert_eq!(run(&s, "p1", &[]).v, dropped(DropReason::Truncated));
+    assert_eq!(run(&s, "p1", &[0xff]).v, dropped(DropReason::Truncated));
+    // double-tagged (QinQ) frame
+    let mut f = vec![];
+    f.extend_from_slice(&mac(P2).0);
+    f.extend_from_slice(&mac(P1).0);
+    f.extend_from_slice(&[0x88, 0xa8, 0, 5, 0x81, 0x00, 0, 7, 0x08, 0x00]);
+    f.extend_from_slice(&[0x45; 40]);
+    assert_eq!(run(&s, "p1", &f).v, dropped(DropReason::VlanTagged));
+    // IPv4 with options (IHL 6) is forwarded like any other
+    let mut o = udp(P1, mac(P2), "10.0.1.11", "10.0.1.12");
+    o.splice(34..34, [1u8, 1, 1, 1]);
+    o[14] = 0x46;
+    let tl = u16::from_be_bytes([o[16], o[17]]) + 4;
+    o[16..18].copy_from_slice(&tl.to_be_bytes());
+    o[24..26].copy_from_slice(&[0, 0]);
+    let c = vpcswitch_wire::checksum::checksum(&o[14..38]);
+    o[24..26].copy_from_slice(&c.to_be_bytes());
+    assert_eq!(run(&s, "p1", &o).v, to(&s, "p2"));
+    // fragments are forwarded at L2 and routed at L3 (no ports needed)
+    let mut fr = udp(P1, mac(P2), "10.0.1.11", "10.0.1.12");
+    fr[20] = 0x20; // MF
+    assert_eq!(run(&s, "p1", &fr).v, to(&s, "p2"));
+    // a 9000-byte frame is forwarded whole (the buffer decides, not the pipeline)
+    let big = build::udp(
+        mac(P2),
+        mac(P1),
+        ip("10.0.1.11"),
+        ip("10.0.1.12"),
+        64,
+        1,
+        2,
+        &vec![7u8; 8900],
+    );
+    let mut buf = vec![0u8; 9216];
+    buf[..big.len()].copy_from_slice(&big);
+    let mut len = big.len();
+    let v = s.process(
+        &Ctx::default(),
+        s.port_id("p1").unwrap(),
+        &mut buf,
+        &mut len,
+        &mut NoTrace,
+    );
+    assert_eq!(v, to(&s, "p2"));
+    // a total length larger than the frame
+    let mut short = udp(P1, mac(P2), "10.0.1.11", "10.0.1.12");
+    short[16..18].copy_from_slice(&2000u16.to_be_bytes());
+    assert_eq!(run(&s, "p1", &short).v, dropped(DropReason::BadIpTotalLen));
+}
