@@ -79,6 +79,9 @@ pub enum RuntimeError {
     /// No such port (trace).
     #[error("no port named \"{0}\"")]
     NoSuchPort(String),
+    /// The switch stopped itself: a worker panicked (fail-fast policy).
+    #[error("the switch has stopped: {0}")]
+    Failed(String),
     /// A thread could not be started.
     #[error("cannot start worker thread: {0}")]
     Spawn(std::io::Error),
@@ -123,6 +126,10 @@ pub(crate) struct WorkerShared {
 pub(crate) struct Shared {
     pub snap: ArcSwap<Snapshot>,
     pub stop: AtomicBool,
+    /// why the switch stopped by itself (a worker panicked)
+    pub failure: Mutex<Option<String>>,
+    /// workers that panicked
+    pub panicked: std::sync::atomic::AtomicUsize,
     pub workers: Vec<WorkerShared>,
     pub start: Instant,
 }
@@ -223,6 +230,8 @@ impl Switch {
         let shared = Arc::new(Shared {
             snap: ArcSwap::from_pointee(snap),
             stop: AtomicBool::new(false),
+            failure: Mutex::new(None),
+            panicked: std::sync::atomic::AtomicUsize::new(0),
             workers: (0..n)
                 .map(|_| WorkerShared {
                     cmds: ArrayQueue::new(max_ports * 2 + 16),
@@ -272,7 +281,29 @@ impl Switch {
                         q.set_waker(waker.clone());
                     }
                     worker.waker = Some(waker);
-                    worker.run()
+                    let shared = worker.shared.clone();
+                    // Fail fast: a panicking worker stops the whole switch, so nothing
+                    // keeps forwarding with a dead worker (its queues would go silent);
+                    // `Switch::health` says why, and a supervisor restarts the process.
+                    if let Err(p) =
+                        std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| worker.run()))
+                    {
+                        let msg = p
+                            .downcast_ref::<&str>()
+                            .map(|s| s.to_string())
+                            .or_else(|| p.downcast_ref::<String>().cloned())
+                            .unwrap_or_else(|| "panic".into());
+                        shared.panicked.fetch_add(1, Ordering::SeqCst);
+                        if let Ok(mut f) = shared.failure.lock() {
+                            f.get_or_insert(format!("worker {w} panicked: {msg}"));
+                        }
+                        shared.stop.store(true, Ordering::SeqCst);
+                        for ws in &shared.workers {
+                            if let Some(k) = ws.waker.get() {
+                                k.wake();
+                            }
+                        }
+                    }
                 })
                 .map_err(RuntimeError::Spawn)?;
             handles.push(h);
@@ -287,6 +318,16 @@ impl Switch {
             max_ports,
             pools,
         })
+    }
+
+    /// `Err` with the reason once the switch has stopped by itself: a worker panicked,
+    /// and by the fail-fast policy every worker then stopped. Embedders and the binary
+    /// poll this and restart (the binary exits with status 3).
+    pub fn health(&self) -> Result<(), String> {
+        match self.shared.failure.lock() {
+            Ok(f) => f.clone().map_or(Ok(()), Err),
+            Err(_) => Err("failure state poisoned".into()),
+        }
     }
 
     /// Number of workers.
@@ -305,6 +346,7 @@ impl Switch {
     /// the running configuration stays in force. Returns the new generation.
     pub fn reload(&self, cfg: &Config, backends: Backends) -> Result<u64, RuntimeError> {
         let mut ctl = self.control.lock().unwrap_or_else(|e| e.into_inner());
+        self.health().map_err(RuntimeError::Failed)?;
         let old = self.shared.snap.load_full();
         if cfg.switch.workers != self.workers() {
             return Err(RuntimeError::WorkersChanged {
@@ -519,7 +561,7 @@ impl Switch {
                 panicked += 1;
             }
         }
-        panicked
+        panicked + self.shared.panicked.load(Ordering::SeqCst)
     }
 }
 

@@ -442,3 +442,78 @@ fn offload_work_is_done_or_refused_for_ports_without_offload() {
     });
     assert!(g["p2"].recv().is_none());
 }
+
+/// A device whose queue panics on its `n`th poll (fault injection).
+struct PanicAfter(usize);
+struct PanicQueue(usize);
+impl vpcswitch_backend::PortQueue for PanicQueue {
+    fn rx_burst(&mut self, _: &mut Vec<vpcswitch_backend::PacketBuf>, _: usize) -> usize {
+        self.0 = self.0.saturating_sub(1);
+        assert!(self.0 > 0, "injected fault in rx_burst");
+        0
+    }
+    fn tx_burst(
+        &mut self,
+        b: &mut Vec<vpcswitch_backend::PacketBuf>,
+    ) -> vpcswitch_backend::TxResult {
+        let n = b.len();
+        b.clear();
+        vpcswitch_backend::TxResult {
+            sent: n,
+            ..Default::default()
+        }
+    }
+}
+impl vpcswitch_backend::Backend for PanicAfter {
+    fn describe(&self) -> String {
+        "panics".into()
+    }
+    fn queues(
+        &mut self,
+        pools: &[vpcswitch_backend::QueuePools],
+    ) -> Result<Vec<Box<dyn vpcswitch_backend::PortQueue>>, vpcswitch_backend::BackendError> {
+        // only worker 0's queue fails
+        Ok((0..pools.len())
+            .map(|i| {
+                Box::new(PanicQueue(if i == 0 { self.0 } else { usize::MAX }))
+                    as Box<dyn vpcswitch_backend::PortQueue>
+            })
+            .collect())
+    }
+}
+
+#[test]
+fn a_worker_panic_stops_the_switch_and_says_why() {
+    let c = cfg(2);
+    let (mut b, g) = memory_backends(&c, 64);
+    b.retain(|(n, _)| n != "q1");
+    b.push(("q1".into(), Box::new(PanicAfter(50_000))));
+    let sw = Switch::start(&c, b).unwrap();
+    eventually("failure reported", || sw.health().is_err());
+    let why = sw.health().unwrap_err();
+    assert!(why.contains("worker 0 panicked: injected fault"), "{why}");
+    // fail fast: no worker keeps forwarding
+    std::thread::sleep(Duration::from_millis(50));
+    let f = build::udp(
+        mac("02:00:00:00:01:02"),
+        mac("02:00:00:00:01:01"),
+        ip("10.0.1.11"),
+        ip("10.0.1.12"),
+        64,
+        1,
+        2,
+        b"x",
+    );
+    for q in 0..2 {
+        g["p1"].send_on(q, &f);
+    }
+    assert!(
+        g["p2"].recv_timeout(Duration::from_millis(300)).is_none(),
+        "nothing forwarded after the failure"
+    );
+    assert!(matches!(
+        sw.reload(&c, vec![]),
+        Err(RuntimeError::Failed(_))
+    ));
+    assert_eq!(sw.stop(), 1, "one worker panicked");
+}

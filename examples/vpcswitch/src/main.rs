@@ -8,7 +8,12 @@
 //!   `ports`, `vips`, `neighbors`, `routes`, `stats`, `trace PORT HEXFRAME`, `reload`.
 //! * `vpcswitch demo` builds a demo in network namespaces, shows a failover, cleans up.
 //!
-//! Exit codes: 0 ok, 1 invalid configuration or failed command, 2 usage or I/O error.
+//! Exit codes: 0 ok, 1 invalid configuration or failed command, 2 usage or I/O error,
+//! 3 the switch stopped itself because a worker panicked (fail fast: restart it).
+//!
+//! Worker-panic policy: fail fast. A panicking worker stops every worker (no forwarding
+//! with a dead worker), the reason is logged, and the process exits 3 so its supervisor
+//! (systemd `Restart=on-failure`) restarts it with the configuration file.
 
 mod control;
 mod demo;
@@ -299,6 +304,20 @@ fn run(path: &Path) -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    // fail fast: a worker panic stops the switch; exit 3 so a supervisor restarts us
+    let failed = Arc::new(AtomicBool::new(false));
+    {
+        let (running, failed) = (running.clone(), failed.clone());
+        std::thread::spawn(move || loop {
+            std::thread::sleep(std::time::Duration::from_millis(200));
+            if let Err(why) = running.switch.health() {
+                tracing::error!(reason = %why, "the switch stopped itself; exiting with status 3");
+                failed.store(true, Ordering::SeqCst);
+                let _ = signal_hook::low_level::raise(signal_hook::consts::SIGTERM);
+                return;
+            }
+        });
+    }
     for sig in signals.forever() {
         if sig == signal_hook::consts::SIGHUP {
             tracing::info!("SIGHUP: reloading");
@@ -317,10 +336,13 @@ fn run(path: &Path) -> ExitCode {
             let panicked = r.switch.stop();
             if panicked > 0 {
                 tracing::error!(panicked, "workers had panicked");
-                return ExitCode::from(1);
+                return ExitCode::from(3);
             }
         }
         Err(_) => tracing::warn!("control connections still open at stop"),
+    }
+    if failed.load(Ordering::SeqCst) {
+        return ExitCode::from(3);
     }
     tracing::info!("stopped");
     ExitCode::SUCCESS
