@@ -920,6 +920,37 @@ fn spec8_1_reload_under_traffic_loses_nothing() {
         bps / 1e9,
         v["end"]["sum_sent"]["retransmits"]
     );
+    // an invalid configuration on reload is refused, shown by ctl and logged; the old one stays
+    let g = n.generation();
+    std::fs::write(
+        &n.cfg_path,
+        base.replace("ips = [\"10.0.1.12\"]", "ips = [\"10.0.9.12\"]"),
+    )
+    .expect("write");
+    let out = Command::new(env!("CARGO_BIN_EXE_vpcswitch"))
+        .args(["ctl", "-s"])
+        .arg(&n.socket)
+        .arg("reload")
+        .output()
+        .expect("ctl");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("reload refused") && err.contains("port \"web2\": field `ips`"),
+        "{err}"
+    );
+    assert_eq!(n.generation(), g, "the running configuration stays");
+    let last = n.ctl("stats")["last_reload_error"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    assert!(last.contains("10.0.9.12 is not inside subnet"), "{last}");
+    assert!(n.log().contains("reload refused"), "logged");
+    assert_eq!(
+        n.ping("client", "10.0.1.12", 2),
+        2,
+        "still forwarding under the old configuration"
+    );
 }
 
 #[test]
