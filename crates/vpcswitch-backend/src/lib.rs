@@ -12,6 +12,7 @@
 //! This crate knows neither the configuration nor the pipeline.
 
 mod buf;
+pub mod fault;
 pub mod memory;
 pub mod sys;
 

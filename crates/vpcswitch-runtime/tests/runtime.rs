@@ -517,3 +517,80 @@ fn a_worker_panic_stops_the_switch_and_says_why() {
     ));
     assert_eq!(sw.stop(), 1, "one worker panicked");
 }
+
+#[test]
+fn injected_device_faults_are_counted_and_nothing_else_is_lost() {
+    use vpcswitch_backend::fault::{Faults, FaultyBackend};
+    use vpcswitch_backend::memory::mem_port;
+    let c = cfg(1);
+    let (mut b, mut g) = memory_backends(&c, 4096);
+    // p1 receives in short and empty bursts; p2's device refuses every 7th frame as
+    // full and fails every 11th
+    b.retain(|(n, _)| n != "p1" && n != "p2");
+    let (p1, g1) = mem_port("p1", 1, 4096);
+    let (p2, g2) = mem_port("p2", 1, 4096);
+    b.push((
+        "p1".into(),
+        Box::new(FaultyBackend::new(
+            p1,
+            Faults {
+                rx_empty_every: 3,
+                rx_max: 5,
+                ..Faults::default()
+            },
+        )),
+    ));
+    b.push((
+        "p2".into(),
+        Box::new(FaultyBackend::new(
+            p2,
+            Faults {
+                tx_full_every: 7,
+                tx_error_every: 11,
+                ..Faults::default()
+            },
+        )),
+    ));
+    g.insert("p1".into(), g1);
+    g.insert("p2".into(), g2);
+    let sw = Switch::start(&c, b).unwrap();
+    const N: u64 = 3000;
+    let mut received = 0u64;
+    for i in 0..N {
+        let f = build::udp(
+            mac("02:00:00:00:01:02"),
+            mac("02:00:00:00:01:01"),
+            ip("10.0.1.11"),
+            ip("10.0.1.12"),
+            64,
+            i as u16,
+            53,
+            b"x",
+        );
+        while !g["p1"].send(&f) {
+            received += g["p2"].drain().len() as u64;
+        }
+    }
+    eventually("all processed", || {
+        sw.stats().port("p1").unwrap().rx_packets == N
+    });
+    eventually("all delivered or counted", || {
+        received += g["p2"].drain().len() as u64;
+        let p = sw.stats().port("p2").cloned().unwrap();
+        received + p.dropped(DropReason::TxFull) + p.dropped(DropReason::TxError) == N
+    });
+    let p = sw.stats().port("p2").cloned().unwrap();
+    assert!(p.dropped(DropReason::TxFull) >= N / 7 - 1, "{p:?}");
+    assert!(p.dropped(DropReason::TxError) > 0, "{p:?}");
+    assert_eq!(
+        p.tx_packets, received,
+        "tx counts only what the device took"
+    );
+    assert!(
+        sw.stats().workers[0].burst_hist[6..]
+            .iter()
+            .all(|&n| n == 0),
+        "rx bursts capped at 5"
+    );
+    assert_eq!(sw.stop(), 0);
+}
