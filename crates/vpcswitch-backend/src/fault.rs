@@ -62,7 +62,7 @@ struct FaultyQueue {
 }
 
 fn every(n: u32, k: u64) -> bool {
-    n != 0 && k % u64::from(n) == 0
+    n != 0 && k.is_multiple_of(u64::from(n))
 }
 
 impl PortQueue for FaultyQueue {
