@@ -104,7 +104,7 @@ fn soak_mixed_traffic_with_failovers_and_reloads() {
                 }
                 g.drain();
                 i += 1;
-                if i % 64 == 0 {
+                if i.is_multiple_of(64) {
                     std::thread::sleep(Duration::from_micros(100));
                 }
             }
@@ -135,7 +135,7 @@ fn soak_mixed_traffic_with_failovers_and_reloads() {
         if t == 2 {
             rss_start = rss_kib();
         }
-        if t % 10 == 0 || t == 1 {
+        if t.is_multiple_of(10) || t == 1 {
             let (who, m) = if failovers % 2 == 0 {
                 ("web1", "02:00:00:00:01:01")
             } else {
@@ -144,7 +144,7 @@ fn soak_mixed_traffic_with_failovers_and_reloads() {
             g[who].send(&build::garp(mac(m), ip("10.0.1.100")));
             failovers += 1;
         }
-        if t % 5 == 0 {
+        if t.is_multiple_of(5) {
             next.ports[2].src_dst_check = !next.ports[2].src_dst_check;
             sw.reload(&next, vec![]).expect("reload");
             reloads += 1;
