@@ -92,6 +92,12 @@ pub trait PortQueue: Send {
     fn accepts_offload(&self) -> bool {
         false
     }
+    /// True once the device is gone (a deleted TAP): the queue neither receives nor
+    /// sends any more, and the runtime reports the port down until it is reattached
+    /// (a reload opens a new device for it).
+    fn is_down(&self) -> bool {
+        false
+    }
 }
 
 /// A port's device.

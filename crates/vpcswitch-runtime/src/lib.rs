@@ -330,6 +330,17 @@ impl Switch {
         }
     }
 
+    /// Ports whose device is gone (a deleted TAP). Reloading with a new backend for
+    /// them (the binary does this on every reload) brings them back.
+    pub fn down_ports(&self) -> Vec<String> {
+        self.stats()
+            .ports
+            .into_iter()
+            .filter(|p| p.down)
+            .map(|p| p.name)
+            .collect()
+    }
+
     /// Number of workers.
     pub fn workers(&self) -> usize {
         self.handles.len()

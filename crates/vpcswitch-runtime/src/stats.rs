@@ -26,6 +26,8 @@ pub(crate) struct PortCounters {
     pub tx_packets: AtomicU64,
     pub tx_bytes: AtomicU64,
     pub drops: [AtomicU64; DropReason::COUNT],
+    /// the worker's queue of this port reports its device gone
+    pub down: std::sync::atomic::AtomicBool,
 }
 
 impl Default for PortCounters {
@@ -36,6 +38,7 @@ impl Default for PortCounters {
             tx_packets: AtomicU64::new(0),
             tx_bytes: AtomicU64::new(0),
             drops: std::array::from_fn(|_| AtomicU64::new(0)),
+            down: std::sync::atomic::AtomicBool::new(false),
         }
     }
 }
@@ -94,6 +97,8 @@ pub struct PortStats {
     pub tx_bytes: u64,
     /// drops charged to this port, by reason (non-zero only)
     pub drops: Vec<(DropReason, u64)>,
+    /// the port's device is gone (a deleted TAP); a reload reopens it
+    pub down: bool,
 }
 
 impl PortStats {
@@ -164,6 +169,7 @@ pub(crate) fn report(workers: &[&WorkerCounters], names: &[(u32, String)]) -> St
                 s.rx_bytes += get(&p.rx_bytes);
                 s.tx_packets += get(&p.tx_packets);
                 s.tx_bytes += get(&p.tx_bytes);
+                s.down |= p.down.load(Ordering::Relaxed);
                 for (i, c) in p.drops.iter().enumerate() {
                     d[i] += get(c);
                 }

@@ -139,6 +139,9 @@ impl Worker {
                             self.rx_ports.push(pid);
                         }
                         self.queues[i] = Some(q);
+                        if let Some(pc) = me.counters.ports.get(i) {
+                            pc.down.store(false, Ordering::Relaxed);
+                        }
                     }
                 }
                 Command::Detach(pid) => {
@@ -179,6 +182,11 @@ impl Worker {
             };
             let n = q.rx_burst(&mut rx, MAX_BURST);
             if n == 0 {
+                if q.is_down() {
+                    if let Some(pc) = c.ports.get(pid as usize) {
+                        pc.down.store(true, Ordering::Relaxed);
+                    }
+                }
                 continue;
             }
             total += n;

@@ -113,6 +113,7 @@ impl Backend for TapBackend {
                     },
                     offload: self.offload,
                     rx_errors: 0,
+                    down: false,
                 }) as Box<dyn PortQueue>
             })
             .collect())
@@ -124,10 +125,19 @@ struct TapQueue {
     cache: PoolCache,
     offload: bool,
     rx_errors: u64,
+    down: bool,
+}
+
+/// The device was deleted under us (`EBADFD` from a detached TAP descriptor).
+fn gone(e: &io::Error) -> bool {
+    e.raw_os_error() == Some(libc::EBADFD)
 }
 
 impl PortQueue for TapQueue {
     fn rx_burst(&mut self, out: &mut Vec<PacketBuf>, max: usize) -> usize {
+        if self.down {
+            return 0;
+        }
         let fd = self.fd.as_raw_fd();
         let mut n = 0;
         while n < max {
@@ -154,6 +164,7 @@ impl PortQueue for TapQueue {
                         && e.kind() != io::ErrorKind::Interrupted
                     {
                         self.rx_errors += 1;
+                        self.down |= gone(&e);
                     }
                     break;
                 }
@@ -174,7 +185,10 @@ impl PortQueue for TapQueue {
             match w {
                 Ok(_) => r.sent += 1,
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => r.full += 1,
-                Err(_) => r.errors += 1,
+                Err(e) => {
+                    self.down |= gone(&e);
+                    r.errors += 1
+                }
             }
             self.cache.free(b);
         }
@@ -182,7 +196,12 @@ impl PortQueue for TapQueue {
     }
 
     fn poll_fd(&self) -> Option<RawFd> {
-        Some(self.fd.as_raw_fd())
+        // a deleted device's descriptor polls as always ready: do not spin on it
+        (!self.down).then(|| self.fd.as_raw_fd())
+    }
+
+    fn is_down(&self) -> bool {
+        self.down
     }
 
     fn accepts_offload(&self) -> bool {

@@ -110,8 +110,8 @@ fn dispatch(req: &Value, r: &Running) -> Value {
                 let subnet = snap.subnets.get(p.subnet as usize).map_or("-", |s| s.name.as_str());
                 let ips: Vec<String> = p.ips.iter().map(|i| std::net::Ipv4Addr::from(*i).to_string()).collect();
                 let be = backends.get(&p.name).cloned().unwrap_or_default();
-                text += &format!("{:<12} {:<10} {:<17} {:<18} {:<6} {:<16} {:>10} {:>10}\n", p.name, subnet, p.mac, ips.join(","), if p.src_dst_check { "on" } else { "off" }, be, st.rx_packets, st.tx_packets);
-                rows.push(json!({"name": p.name, "subnet": subnet, "mac": p.mac.to_string(), "ips": ips, "src_dst_check": p.src_dst_check, "backend": be, "rx_packets": st.rx_packets, "tx_packets": st.tx_packets, "rx_bytes": st.rx_bytes, "tx_bytes": st.tx_bytes}));
+                text += &format!("{:<12} {:<10} {:<17} {:<18} {:<6} {:<16} {:>10} {:>10}\n", if st.down { format!("{} (DOWN)", p.name) } else { p.name.clone() }, subnet, p.mac, ips.join(","), if p.src_dst_check { "on" } else { "off" }, be, st.rx_packets, st.tx_packets);
+                rows.push(json!({"name": p.name, "down": st.down, "subnet": subnet, "mac": p.mac.to_string(), "ips": ips, "src_dst_check": p.src_dst_check, "backend": be, "rx_packets": st.rx_packets, "tx_packets": st.tx_packets, "rx_bytes": st.rx_bytes, "tx_bytes": st.tx_bytes}));
             }
             ok(text, json!(rows))
         }

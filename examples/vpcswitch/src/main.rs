@@ -227,7 +227,15 @@ impl Running {
         let r = (|| {
             let new = load(&self.path)?;
             let old = self.switch.snapshot().config.clone();
-            let backends = backends_for(&new, &changed_ports(&old, &new))?;
+            // new or changed ports, and ports whose device is gone (reopened)
+            let mut names = changed_ports(&old, &new);
+            for d in self.switch.down_ports() {
+                if !names.contains(&d) {
+                    tracing::info!(port = %d, "reopening the port's device");
+                    names.push(d);
+                }
+            }
+            let backends = backends_for(&new, &names)?;
             self.switch
                 .reload(&new, backends)
                 .map_err(|e| e.to_string())

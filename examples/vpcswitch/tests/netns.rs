@@ -1052,3 +1052,58 @@ fn tap_attach_to_an_existing_device_and_leave_it_on_stop() {
         "an attached TAP stays after the switch stops: {links}"
     );
 }
+
+#[test]
+fn a_deleted_tap_goes_down_the_rest_keeps_forwarding_and_a_reload_brings_it_back() {
+    let _l = lock();
+    let n = Net::start();
+    assert_eq!(n.ping("client", "10.0.1.12", 2), 2);
+    // web2's interface disappears under the switch
+    must(&format!("ip -n {} link del eth0", n.ns("web2")));
+    let port_down = |n: &Net| {
+        n.ctl("ports")
+            .as_array()
+            .and_then(|a| a.iter().find(|p| p["name"] == "web2"))
+            .map(|p| p["down"] == true)
+            .unwrap_or(false)
+    };
+    let end = Instant::now() + Duration::from_secs(5);
+    while !port_down(&n) && Instant::now() < end {
+        // traffic toward it makes the switch notice
+        let _ = n.exec("client", "ping -n -c 1 -W 0.2 10.0.1.12");
+    }
+    assert!(port_down(&n), "web2 reported down: {}", n.ctl("ports"));
+    assert_eq!(
+        n.ping("client", "10.0.1.11", 3),
+        3,
+        "the others keep forwarding"
+    );
+    // a reload reopens the device; the operator hands it to the guest again
+    let g0 = n.generation();
+    let out = Command::new(env!("CARGO_BIN_EXE_vpcswitch"))
+        .args(["ctl", "-s"])
+        .arg(&n.socket)
+        .arg("reload")
+        .output()
+        .expect("ctl");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(n.generation(), g0 + 1);
+    let i = guests().iter().position(|g| g.name == "web2").unwrap();
+    let ifn = format!("{}t{i}", n.tag);
+    must(&format!("ip link set {ifn} netns {}", n.ns("web2")));
+    must(&format!(
+        "ip netns exec {} sh -c 'ip link set {ifn} address 02:00:00:00:01:02 && ip link set {ifn} name eth0 && ip addr add 10.0.1.12/24 dev eth0 && ip link set eth0 up && ip route add default via 10.0.1.1'",
+        n.ns("web2")
+    ));
+    assert!(!port_down(&n), "up again: {}", n.ctl("ports"));
+    assert_eq!(
+        n.ping("client", "10.0.1.12", 3),
+        3,
+        "web2 reachable again\n{}",
+        n.log()
+    );
+}
