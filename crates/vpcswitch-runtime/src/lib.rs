@@ -430,13 +430,18 @@ impl Switch {
         let gen = new.generation;
         let new = Arc::new(new);
         self.shared.snap.store(new.clone());
-        new.reconcile_learned(&old);
         // Grace period: once every worker acknowledges, no packet is processed under
         // the old snapshot any more, so the caller may rely on the new one.
         for w in 0..self.workers() {
             self.push_cmd(&mut ctl, w, Command::Sync);
         }
-        self.wait_acks(&ctl)?;
+        let acked = self.wait_acks(&ctl);
+        // Only now has the old snapshot learned all it ever will: carry over what it
+        // learned after compile (a GARP processed by a worker still in an old pass),
+        // unless the new one learned a newer owner meanwhile (SPEC 3.2). Found by the
+        // soak test: reconciling before the grace period lost a failover.
+        new.reconcile_learned(&old);
+        acked?;
         // Removed ports: after the swap no packet is sent to them any more.
         self.send(
             &mut ctl,

@@ -141,7 +141,10 @@ fn soak_mixed_traffic_with_failovers_and_reloads() {
             } else {
                 ("web2", "02:00:00:00:01:02")
             };
-            g[who].send(&build::garp(mac(m), ip("10.0.1.100")));
+            assert!(
+                g[who].send(&build::garp(mac(m), ip("10.0.1.100"))),
+                "GARP queued"
+            );
             failovers += 1;
         }
         if t.is_multiple_of(5) {

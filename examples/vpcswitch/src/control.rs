@@ -4,6 +4,7 @@
 //! `{"ok": true, "text": "...", "data": {...}}`. The socket is created mode 0600:
 //! only root (or the switch's user) may command the switch. Requests are capped at
 //! 64 KiB and 2 s; anything malformed gets `ok: false` and a message, never a crash.
+//! Up to 16 requests are served at once, each on its own thread.
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::os::unix::fs::PermissionsExt;
@@ -22,6 +23,8 @@ use vpcswitch::model::RouteTarget as CfgTarget;
 use crate::Running;
 
 const MAX_REQUEST: u64 = 64 * 1024;
+/// Control requests served at once.
+const MAX_CLIENTS: usize = 16;
 
 /// Binds the socket and serves requests on a thread until `stop` is set.
 pub fn serve(
@@ -46,6 +49,7 @@ pub fn serve(
     }
     let listener = UnixListener::bind(path)?;
     std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))?;
+    let active = Arc::new(std::sync::atomic::AtomicUsize::new(0));
     std::thread::Builder::new()
         .name("vpcswitch-ctl".into())
         .spawn(move || {
@@ -53,8 +57,29 @@ pub fn serve(
                 if stop.load(Ordering::SeqCst) {
                     break;
                 }
-                if let Ok(s) = conn {
-                    handle(s, &running);
+                let Ok(s) = conn else { continue };
+                // one thread per connection, at most MAX_CLIENTS at once, so a slow or
+                // silent client cannot hold the others up
+                if active.fetch_add(1, Ordering::SeqCst) >= MAX_CLIENTS {
+                    active.fetch_sub(1, Ordering::SeqCst);
+                    let mut out = err(&format!(
+                        "busy: {MAX_CLIENTS} requests in progress, try again"
+                    ))
+                    .to_string();
+                    out.push('\n');
+                    let _ = (&s).write_all(out.as_bytes());
+                    continue;
+                }
+                let (running, done) = (running.clone(), active.clone());
+                let spawned = std::thread::Builder::new()
+                    .name("vpcswitch-ctl-conn".into())
+                    .spawn(move || {
+                        handle(s, &running);
+                        done.fetch_sub(1, Ordering::SeqCst);
+                    });
+                if spawned.is_err() {
+                    // the thread never ran, so neither did its decrement
+                    active.fetch_sub(1, Ordering::SeqCst);
                 }
             }
         })

@@ -561,6 +561,32 @@ fn spec4_5_ping_and_tcp_within_subnet_across_subnets_and_peering() {
         let _ = s.read_to_string(&mut resp);
         assert!(resp.contains("\"ok\":false"), "{resp}");
     }
+    // a silent client does not hold others up, and concurrent queries all succeed
+    let _silent = std::os::unix::net::UnixStream::connect(&n.socket).expect("connect");
+    let t0 = Instant::now();
+    let handles: Vec<_> = (0..12)
+        .map(|_| {
+            let sock = n.socket.clone();
+            std::thread::spawn(move || {
+                Command::new(env!("CARGO_BIN_EXE_vpcswitch"))
+                    .args(["ctl", "--json", "-s"])
+                    .arg(&sock)
+                    .arg("stats")
+                    .output()
+                    .map(|o| o.status.success())
+                    .unwrap_or(false)
+            })
+        })
+        .collect();
+    assert!(
+        handles.into_iter().all(|h| h.join().unwrap_or(false)),
+        "concurrent queries"
+    );
+    assert!(
+        t0.elapsed() < Duration::from_secs(2),
+        "not serialised behind the silent client: {:?}",
+        t0.elapsed()
+    );
     assert_eq!(n.ping("client", "10.0.1.1", 1), 1, "still forwarding");
     assert!(n.stop_switch(), "clean stop\n{}", n.log());
     let (_, links) = sh(&format!("ip -n {} link show eth0", n.ns("client")));
