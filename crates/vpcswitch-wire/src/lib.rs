@@ -21,6 +21,7 @@ mod ethernet;
 pub mod icmp;
 mod ipv4;
 pub mod l4;
+pub mod nat;
 pub mod tso;
 
 pub use addr::{Ipv4Cidr, MacAddr, ParseAddrError};
