@@ -30,8 +30,8 @@ pub use lpm::Lpm;
 pub use pipeline::TraceResult;
 pub use reason::DropReason;
 pub use snapshot::{
-    Budget, Host, PortEntry, RouteTarget, Snapshot, SubnetEntry, VipCell, VipEntry, VpcEntry,
-    NO_OWNER,
+    Budget, Host, PortEntry, RouteTarget, Snapshot, SubnetEntry, UplinkEntry, VipCell, VipEntry,
+    VpcEntry, NO_OWNER,
 };
 pub use trace::{NoTrace, Trace, Tracer};
 

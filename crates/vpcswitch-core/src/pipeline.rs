@@ -8,14 +8,16 @@
 use std::net::Ipv4Addr;
 
 use vpcswitch_wire::arp::{self, ArpInfo, OP_REPLY, OP_REQUEST};
+use vpcswitch_wire::nat::{self, Side};
 use vpcswitch_wire::{classify, icmp, Classified, IpProtocol, Ipv4Packet, MacAddr, WireError, L3};
 
-use crate::snapshot::{Budget, Host, PortEntry, RouteTarget, VpcEntry};
+use crate::snapshot::{Budget, Host, PortEntry, RouteTarget, UplinkEntry, VpcEntry};
 use crate::{Ctx, DropReason, Out, PortId, Snapshot, Trace, Tracer, Verdict, VipId, VpcId};
 
 /// The IPv4 fields the stages use.
 #[derive(Clone, Copy)]
 struct V4 {
+    src: u32,
     dst: u32,
     proto: u8,
     ttl: u8,
@@ -111,12 +113,7 @@ impl Snapshot {
             on(p.src_dst_check)
         );
         if p.is_uplink {
-            drop_with!(
-                t,
-                "uplink",
-                DropReason::Uplink,
-                "uplink ingress: EIP translation (SPEC 7) is not enabled"
-            )
+            return self.uplink_stage(ctx, p, &c, buf, len, t);
         }
         if matches!(c.l3, L3::Vlan) {
             drop_with!(
@@ -165,7 +162,12 @@ impl Snapshot {
                     ip(src),
                     if p.src_dst_check { "" } else { ": check off" }
                 );
-                let v4 = V4 { dst, proto, ttl };
+                let v4 = V4 {
+                    src,
+                    dst,
+                    proto,
+                    ttl,
+                };
                 if c.dst.is_multicast() {
                     if !T::ON && !self.take(p.id, Budget::Flood, ctx.now_ns) {
                         return Verdict::Drop(DropReason::FloodRateLimited);
@@ -716,21 +718,7 @@ impl Snapshot {
                 r => r,
             }),
             Some(RouteTarget::Port(q)) => Ok(Resolved::Port(q)),
-            Some(RouteTarget::Uplink) => Err({
-                if T::ON {
-                    t.step(
-                        "uplink",
-                        format_args!(
-                            "route to the uplink: EIP translation (SPEC 7) is not enabled"
-                        ),
-                    );
-                    t.step(
-                        "verdict",
-                        format_args!("drop: {}", DropReason::Uplink.name()),
-                    );
-                }
-                Verdict::Drop(DropReason::Uplink)
-            }),
+            Some(RouteTarget::Uplink) => Err(self.to_uplink(ctx, p, v4, buf, len, t)),
         }
     }
 
@@ -749,6 +737,25 @@ impl Snapshot {
         ty: u8,
         code: u8,
     ) -> Verdict {
+        let from = (self.gateway_mac, self.gateway_ip(p.subnet));
+        self.icmp_error_from(ctx, p, from, v4, buf, len, t, reason, ty, code)
+    }
+
+    /// [`Self::icmp_error`] from the given (MAC, IP): the uplink answers from the EIP.
+    #[allow(clippy::too_many_arguments)]
+    fn icmp_error_from<T: Tracer>(
+        &self,
+        ctx: &Ctx,
+        p: &PortEntry,
+        (from_mac, from_ip): (MacAddr, Ipv4Addr),
+        v4: V4,
+        buf: &mut [u8],
+        len: &mut usize,
+        t: &mut T,
+        reason: DropReason,
+        ty: u8,
+        code: u8,
+    ) -> Verdict {
         let hl = usize::from(buf[14] & 0x0f) * 4;
         let is_error = v4.proto == IpProtocol::ICMP
             && buf
@@ -757,15 +764,14 @@ impl Snapshot {
         if is_error {
             drop_with!(t, "icmp", reason, "no ICMP error about an ICMP error")
         }
-        let gw = self.gateway_ip(p.subnet);
-        let (gw_mac, out) = (self.gateway_mac, Out::Port(p.id));
+        let out = Out::Port(p.id);
         let v = self.drop_and_answer(ctx, p, buf, len, t, reason, out, |b, n| {
-            icmp::error_in_place(b, n, gw_mac, gw, ty, code)
+            icmp::error_in_place(b, n, from_mac, from_ip, ty, code)
         });
         step!(
             t,
             "icmp",
-            "{}: ICMP type {ty} code {code} from {gw} to the sender (SPEC 5.5/5.7)",
+            "{}: ICMP type {ty} code {code} from {from_ip} to the sender (SPEC 5.5/5.7)",
             reason.name()
         );
         v
@@ -826,6 +832,269 @@ impl Snapshot {
         }
         *len = n;
         Verdict::DropAndSend(reason, out)
+    }
+}
+
+impl Snapshot {
+    /// SPEC 7.2: a packet routed to the uplink. Its source must have an EIP; it leaves
+    /// with the EIP as source, to the outside next hop's MAC (ARPed for when unknown:
+    /// that packet is dropped, as the ARP request goes out).
+    fn to_uplink<T: Tracer>(
+        &self,
+        ctx: &Ctx,
+        p: &PortEntry,
+        v4: V4,
+        buf: &mut [u8],
+        len: &mut usize,
+        t: &mut T,
+    ) -> Verdict {
+        let Some(u) = &self.uplink else {
+            drop_with!(t, "uplink", DropReason::NoRoute, "no uplink is configured")
+        };
+        let Some(eip) = self.eip_of(p.vpc, v4.src) else {
+            drop_with!(
+                t,
+                "eip",
+                DropReason::NoEip,
+                "{} has no EIP: a private address never leaves (SPEC 7.2)",
+                ip(v4.src)
+            )
+        };
+        if v4.ttl <= 1 {
+            return self.icmp_error(
+                ctx,
+                p,
+                v4,
+                buf,
+                len,
+                t,
+                DropReason::TtlExceeded,
+                icmp::TYPE_TIME_EXCEEDED,
+                icmp::CODE_TTL_EXCEEDED,
+            );
+        }
+        let Some(nh_mac) = self.next_hop_mac() else {
+            let (mac, spa, tpa) = (u.mac, u.arp_src, u.next_hop);
+            let out = Out::Port(u.port);
+            let reason = DropReason::NextHopUnresolved;
+            let v = self.drop_and_answer(ctx, p, buf, len, t, reason, out, |b, _| {
+                arp::emit_request(b, mac, spa, tpa)
+            });
+            step!(
+                t,
+                "uplink",
+                "next hop {} not resolved: dropped, ARP request sent on {} (SPEC 7.2)",
+                ip(u.next_hop),
+                self.port(u.port).map_or("?", |q| q.name.as_str())
+            );
+            return v;
+        };
+        let frame_end = *len;
+        nat::translate(&mut buf[14..frame_end], Side::Src, eip);
+        buf[0..6].copy_from_slice(&nh_mac.0);
+        buf[6..12].copy_from_slice(&u.mac.0);
+        Ipv4Packet::new_unchecked(&mut buf[14..frame_end]).decrement_ttl();
+        step!(
+            t,
+            "eip",
+            "source {} translated to EIP {}, to next hop {} ({}) (SPEC 7.2)",
+            ip(v4.src),
+            ip(eip),
+            ip(u.next_hop),
+            nh_mac
+        );
+        Verdict::Forward(Out::Port(u.port))
+    }
+
+    /// SPEC 7.1: a frame received on the uplink. Only ARP (answered for EIPs; the next
+    /// hop's is learned) and IPv4 to an EIP at the uplink's MAC get in.
+    fn uplink_stage<T: Tracer>(
+        &self,
+        ctx: &Ctx,
+        p: &PortEntry,
+        c: &Classified,
+        buf: &mut [u8],
+        len: &mut usize,
+        t: &mut T,
+    ) -> Verdict {
+        let Some(u) = &self.uplink else {
+            drop_with!(t, "uplink", DropReason::UnknownPort, "no uplink configured")
+        };
+        step!(t, "ingress", "uplink {} (SPEC 7.1)", p.name);
+        match c.l3 {
+            L3::Arp(a) => self.uplink_arp(ctx, p, u, a, buf, len, t),
+            L3::Ipv4 {
+                src,
+                dst,
+                proto,
+                ttl,
+                ..
+            } => {
+                if c.dst != u.mac {
+                    drop_with!(
+                        t,
+                        "uplink",
+                        DropReason::UplinkNotForEip,
+                        "to {}, not the uplink's MAC {} (SPEC 7.1)",
+                        c.dst,
+                        u.mac
+                    )
+                }
+                let Some((vpc, private)) = self.eip_target(dst) else {
+                    drop_with!(
+                        t,
+                        "uplink",
+                        DropReason::UplinkNotForEip,
+                        "{} is not an EIP (SPEC 7.1)",
+                        ip(dst)
+                    )
+                };
+                if !Ipv4Packet::new_unchecked(&buf[14..*len]).verify_checksum() {
+                    drop_with!(
+                        t,
+                        "l3",
+                        DropReason::BadIpChecksum,
+                        "IPv4 header checksum is wrong"
+                    )
+                }
+                let v4 = V4 {
+                    src,
+                    dst,
+                    proto,
+                    ttl,
+                };
+                step!(
+                    t,
+                    "eip",
+                    "EIP {} is {} in vpc {} (SPEC 7.1)",
+                    ip(dst),
+                    ip(private),
+                    self.vpcs.get(vpc as usize).map_or("?", |v| v.name.as_str())
+                );
+                let q = match self.resolve(vpc, private) {
+                    Resolved::Port(q) => q,
+                    Resolved::VipNoOwner(v) => return self.arp_for_vip(ctx, p, v, buf, len, t),
+                    _ => drop_with!(
+                        t,
+                        "eip",
+                        DropReason::NoSuchHost,
+                        "no port or VIP holds {}",
+                        ip(private)
+                    ),
+                };
+                if ttl <= 1 {
+                    return self.icmp_error_from(
+                        ctx,
+                        p,
+                        (u.mac, ip(dst)),
+                        v4,
+                        buf,
+                        len,
+                        t,
+                        DropReason::TtlExceeded,
+                        icmp::TYPE_TIME_EXCEEDED,
+                        icmp::CODE_TTL_EXCEEDED,
+                    );
+                }
+                let Some(q) = self.port(q) else {
+                    drop_with!(t, "eip", DropReason::NoSuchHost, "port id {q} is gone")
+                };
+                let v = self.egress(q, private, t);
+                if let Verdict::Forward(_) = v {
+                    let frame_end = *len;
+                    nat::translate(&mut buf[14..frame_end], Side::Dst, private);
+                    buf[0..6].copy_from_slice(&q.mac.0);
+                    buf[6..12].copy_from_slice(&self.gateway_mac.0);
+                    Ipv4Packet::new_unchecked(&mut buf[14..frame_end]).decrement_ttl();
+                    step!(
+                        t,
+                        "rewrite",
+                        "destination {} → {}, src MAC {}, dst MAC {}, TTL {} (SPEC 7.1, 5.5)",
+                        ip(dst),
+                        ip(private),
+                        self.gateway_mac,
+                        q.mac,
+                        ttl - 1
+                    );
+                }
+                v
+            }
+            L3::Vlan => drop_with!(t, "vlan", DropReason::VlanTagged, "tagged on the uplink"),
+            L3::Ipv6 => drop_with!(t, "l3", DropReason::Ipv6, "IPv6 on the uplink"),
+            L3::Other(et) => drop_with!(
+                t,
+                "l3",
+                DropReason::UnsupportedEthertype,
+                "EtherType {et:#06x}"
+            ),
+        }
+    }
+
+    /// SPEC 7.1: ARP on the uplink. Requests for an EIP are answered with the uplink's
+    /// MAC; the next hop's requests and replies teach the switch its MAC; the rest is
+    /// consumed. Rate-limited like a port's ARP.
+    #[allow(clippy::too_many_arguments)]
+    fn uplink_arp<T: Tracer>(
+        &self,
+        ctx: &Ctx,
+        p: &PortEntry,
+        u: &UplinkEntry,
+        a: ArpInfo,
+        buf: &mut [u8],
+        len: &mut usize,
+        t: &mut T,
+    ) -> Verdict {
+        if !T::ON && !self.take(p.id, Budget::Arp, ctx.now_ns) {
+            return Verdict::Drop(DropReason::ArpRateLimited);
+        }
+        if a.op != OP_REQUEST && a.op != OP_REPLY {
+            drop_with!(t, "arp", DropReason::ArpUnsupportedOp, "opcode {}", a.op)
+        }
+        if a.spa == u.next_hop && a.spa != 0 && a.sha.is_unicast() {
+            if T::ON {
+                step!(
+                    t,
+                    "arp",
+                    "next hop {} is-at {}: would be learned (SPEC 7.2)",
+                    ip(a.spa),
+                    a.sha
+                );
+            } else {
+                self.learn_next_hop(a.sha);
+            }
+        }
+        if a.op == OP_REQUEST && self.eip_target(a.tpa).is_some() {
+            let n = arp::emit_reply(buf, &a, u.mac);
+            if n == 0 {
+                drop_with!(
+                    t,
+                    "arp",
+                    DropReason::Truncated,
+                    "buffer too small for a reply"
+                )
+            }
+            *len = n;
+            step!(
+                t,
+                "arp-responder",
+                "EIP {} is-at {} (the uplink), answered by the switch (SPEC 7.1)",
+                ip(a.tpa),
+                u.mac
+            );
+            return Verdict::Forward(Out::Port(p.id));
+        }
+        drop_with!(
+            t,
+            "arp",
+            DropReason::UplinkArp,
+            "{} for {}: not a request for an EIP",
+            if a.op == OP_REQUEST {
+                "request"
+            } else {
+                "reply"
+            },
+            ip(a.tpa)
+        )
     }
 }
 

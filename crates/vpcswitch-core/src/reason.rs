@@ -82,8 +82,15 @@ reasons! {
     ToGateway = "to_gateway",
     /// SPEC 6.1: destination not in the egress port's allowed set.
     DstCheck = "dst_check",
-    /// SPEC 7: uplink/EIP path not configured in this build.
-    Uplink = "uplink",
+    /// SPEC 7.2: routed to the uplink from an address that has no EIP.
+    NoEip = "no_eip",
+    /// SPEC 7.2: the outside next hop's MAC is not known yet; the switch ARPs for it.
+    NextHopUnresolved = "next_hop_unresolved",
+    /// SPEC 7.1: on the uplink, IPv4 not sent to the uplink's MAC or not to an EIP.
+    UplinkNotForEip = "uplink_not_for_eip",
+    /// SPEC 7.1: ARP on the uplink the switch consumed (next-hop learning) or that is
+    /// not a request for an EIP.
+    UplinkArp = "uplink_arp",
     /// Runtime: the destination port has no queue on this worker (being added/removed).
     PortDown = "port_down",
     /// Runtime: the destination's transmit queue was full.

@@ -169,6 +169,25 @@ impl VipCell {
     }
 }
 
+/// The uplink (SPEC 7), compiled.
+#[derive(Debug, Clone)]
+pub struct UplinkEntry {
+    /// its port id
+    pub port: PortId,
+    /// its MAC (the answer to ARP for an EIP, the source of outbound frames)
+    pub mac: MacAddr,
+    /// the outside next hop, host order
+    pub next_hop: u32,
+    /// sender IP of the switch's ARP requests for the next hop: the lowest EIP (an
+    /// address of the outside network the switch answers for), 0 without EIPs
+    pub arp_src: u32,
+    /// the next hop's MAC is configured, not learned
+    pub static_next_hop: bool,
+}
+
+/// "Not learned yet" in the next-hop cell.
+const NO_MAC: u64 = u64::MAX;
+
 /// What a per-port budget limits.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Budget {
@@ -205,8 +224,15 @@ pub struct Snapshot {
     pub vpcs: Vec<VpcEntry>,
     /// VIPs by id.
     pub vips: Vec<VipEntry>,
-    /// The uplink's port id, if configured.
-    pub uplink: Option<PortId>,
+    /// The uplink, if configured.
+    pub uplink: Option<UplinkEntry>,
+    /// the next hop's MAC as [`MacAddr::to_u64`], learned by ARP on the uplink (or
+    /// static); `NO_MAC` until then. Shared by every worker.
+    next_hop_mac: AtomicU64,
+    /// EIP (public, host order) → (VPC, private address)
+    eip_in: FlatMap<(VpcId, u32)>,
+    /// (VPC, private address) → EIP
+    eip_out: FlatMap<u32>,
     vip_cells: Box<[VipCell]>,
     budgets: Box<[PortBudgets]>,
     /// per-second limits, indexed by [`Budget`]
@@ -215,6 +241,13 @@ pub struct Snapshot {
     /// keyed by [`MacAddr::key`]
     mac_table: FlatMap<PortId>,
     hosts: FlatMap<Host>,
+}
+
+fn subnet_vpc<'c>(cfg: &'c Config, subnet: &str) -> &'c str {
+    cfg.subnets
+        .iter()
+        .find(|s| s.name == subnet)
+        .map_or("", |s| s.vpc.as_str())
 }
 
 #[inline]
@@ -343,7 +376,7 @@ impl Snapshot {
                 is_uplink: false,
             });
         }
-        let uplink = cfg.uplink.as_ref().map(|u| {
+        let uplink_id = cfg.uplink.as_ref().map(|u| {
             let id = port_by_name[u.name.as_str()];
             ports[id as usize] = Some(PortEntry {
                 name: u.name.clone(),
@@ -399,6 +432,48 @@ impl Snapshot {
             })
             .collect();
 
+        // EIPs (SPEC 7): both directions resolve through the host table.
+        let mut eip_in: Vec<(u64, (VpcId, u32))> = Vec::new();
+        let mut eip_out: Vec<(u64, u32)> = Vec::new();
+        for x in cfg.all_eips() {
+            let target = match (&x.vip, &x.port) {
+                (Some(v), _) => cfg
+                    .vips
+                    .iter()
+                    .find(|w| w.name == *v)
+                    .map(|w| (vpc_idx[subnet_vpc(cfg, &w.subnet)], w.ip)),
+                (_, Some(pn)) => cfg.ports.iter().find(|p| p.name == *pn).and_then(|p| {
+                    let ip = x.port_ip.or_else(|| p.ips.first().copied())?;
+                    Some((vpc_idx[subnet_vpc(cfg, &p.subnet)], ip))
+                }),
+                _ => None,
+            };
+            if let Some((vpc, private)) = target {
+                let (public, private) = (u32::from(x.ip), u32::from(private));
+                eip_in.push((u64::from(public), (vpc, private)));
+                eip_out.push((host_key(vpc, private), public));
+            }
+        }
+        let uplink = cfg
+            .uplink
+            .as_ref()
+            .zip(uplink_id)
+            .map(|(u, port)| UplinkEntry {
+                port,
+                mac: u.mac,
+                next_hop: u32::from(u.next_hop),
+                arp_src: eip_in.iter().map(|&(k, _)| k as u32).min().unwrap_or(0),
+                static_next_hop: u.next_hop_mac.is_some(),
+            });
+        // the next hop's MAC: configured, or carried over while the next hop is the same
+        let next_hop_mac = match (&cfg.uplink, prev) {
+            (Some(u), _) if u.next_hop_mac.is_some() => {
+                u.next_hop_mac.map_or(NO_MAC, |m| m.to_u64())
+            }
+            (Some(u), Some(p)) => p.carried_next_hop(u32::from(u.next_hop)),
+            _ => NO_MAC,
+        };
+
         // Learned owners carried over by name (SPEC 3.2).
         let vip_cells: Box<[VipCell]> = vips
             .iter()
@@ -426,6 +501,9 @@ impl Snapshot {
             vpcs,
             vips,
             uplink,
+            next_hop_mac: AtomicU64::new(next_hop_mac),
+            eip_in: FlatMap::new(eip_in),
+            eip_out: FlatMap::new(eip_out),
             vip_cells,
             port_by_name,
             mac_table: FlatMap::new(mac_table),
@@ -450,6 +528,17 @@ impl Snapshot {
     /// between compile and swap (a GARP processed under the old snapshot), unless this
     /// snapshot learned a newer owner meanwhile. Closes the reload race of SPEC 3.2.
     pub fn reconcile_learned(&self, prev: &Snapshot) {
+        if let Some(u) = &self.uplink {
+            let old = prev.carried_next_hop(u.next_hop);
+            if old != NO_MAC && !u.static_next_hop {
+                let _ = self.next_hop_mac.compare_exchange(
+                    NO_MAC,
+                    old,
+                    Ordering::AcqRel,
+                    Ordering::Acquire,
+                );
+            }
+        }
         for (vi, v) in self.vips.iter().enumerate() {
             let cell = &self.vip_cells[vi];
             let Some((owner, moves, last)) = prev.carry_vip(&v.name, &v.ports) else {
@@ -470,6 +559,42 @@ impl Snapshot {
                 cell.last_move_ns.fetch_max(last, Ordering::Relaxed);
             }
         }
+    }
+
+    /// The learned next-hop MAC (as `to_u64`) if this snapshot's next hop is `next_hop`.
+    fn carried_next_hop(&self, next_hop: u32) -> u64 {
+        match &self.uplink {
+            Some(u) if u.next_hop == next_hop => self.next_hop_mac.load(Ordering::Acquire),
+            _ => NO_MAC,
+        }
+    }
+
+    /// The outside next hop's MAC, once learned (SPEC 7.2).
+    #[inline]
+    pub fn next_hop_mac(&self) -> Option<MacAddr> {
+        let m = self.next_hop_mac.load(Ordering::Acquire);
+        (m != NO_MAC).then(|| MacAddr::from_u64(m))
+    }
+
+    /// Records the next hop's MAC, learned from its ARP on the uplink; true when it
+    /// changed. A configured (static) MAC is never replaced.
+    pub(crate) fn learn_next_hop(&self, mac: MacAddr) -> bool {
+        if self.uplink.as_ref().is_none_or(|u| u.static_next_hop) {
+            return false;
+        }
+        self.next_hop_mac.swap(mac.to_u64(), Ordering::AcqRel) != mac.to_u64()
+    }
+
+    /// SPEC 7.1: the (VPC, private address) behind EIP `public`.
+    #[inline]
+    pub fn eip_target(&self, public: u32) -> Option<(VpcId, u32)> {
+        self.eip_in.get(u64::from(public))
+    }
+
+    /// SPEC 7.2: the EIP of private address `ip` in VPC `vpc`.
+    #[inline]
+    pub fn eip_of(&self, vpc: VpcId, ip: u32) -> Option<u32> {
+        self.eip_out.get(host_key(vpc, ip))
     }
 
     /// The port with id `id`.

@@ -1,5 +1,5 @@
 //! Property test: the pipeline against a small reference model written straight from
-//! SPEC 2–6 over the plain configuration (no compiled tables, no shared lookup code).
+//! SPEC 2–7 over the plain configuration (no compiled tables, no shared lookup code).
 //! Random topologies, random frames (well-formed, spoofed, misaddressed), and VIP
 //! ownership that evolves with the frames. A disagreement is a bug in one of the two.
 
@@ -8,7 +8,9 @@ use std::net::Ipv4Addr;
 
 use proptest::prelude::*;
 use vpcswitch_core::{Ctx, DropReason as R, NoTrace, Out, Snapshot, Verdict};
-use vpcswitch_model::{Config, Ipv4Cidr, MacAddr, Peering, Port, Route, Subnet, Vip, Vpc};
+use vpcswitch_model::{
+    Config, Eip, Ipv4Cidr, MacAddr, Peering, Port, Route, Subnet, Uplink, Vip, Vpc,
+};
 use vpcswitch_wire::arp::ArpInfo;
 use vpcswitch_wire::build;
 
@@ -26,7 +28,13 @@ enum Exp {
 struct Model<'a> {
     c: &'a Config,
     owners: HashMap<String, String>,
+    /// the uplink's next hop answered ARP (SPEC 7.2)
+    next_hop_known: bool,
 }
+
+const UPLINK_MAC: MacAddr = MacAddr([2, 0, 0, 0, 0xff, 1]);
+const ROUTER_MAC: MacAddr = MacAddr([2, 0, 0, 0, 0xee, 1]);
+const NEXT_HOP: Ipv4Addr = Ipv4Addr::new(203, 0, 113, 1);
 
 fn vpc_of<'a>(c: &'a Config, subnet: &str) -> &'a str {
     &c.subnets.iter().find(|s| s.name == subnet).unwrap().vpc
@@ -91,7 +99,80 @@ impl Model<'_> {
         }
     }
 
+    /// SPEC 7: the (VPC, private address) an EIP stands for.
+    fn eip_target(&self, public: Ipv4Addr) -> Option<(String, Ipv4Addr)> {
+        let x = self.c.all_eips().into_iter().find(|x| x.ip == public)?;
+        if let Some(v) = &x.vip {
+            let v = self.c.vips.iter().find(|w| w.name == *v)?;
+            return Some((vpc_of(self.c, &v.subnet).to_string(), v.ip));
+        }
+        let p = self.port(x.port.as_deref()?);
+        Some((
+            vpc_of(self.c, &p.subnet).to_string(),
+            x.port_ip.unwrap_or(p.ips[0]),
+        ))
+    }
+
+    /// SPEC 7.1: a frame on the uplink.
+    fn run_uplink(&mut self, f: &Frame) -> Exp {
+        match &f.kind {
+            Kind::Arp(a) => {
+                let spa = Ipv4Addr::from(a.spa);
+                if spa == NEXT_HOP && a.sha.is_unicast() {
+                    self.next_hop_known = true;
+                }
+                if a.op == 1 && self.eip_target(Ipv4Addr::from(a.tpa)).is_some() {
+                    Exp::Port("uplink".into())
+                } else {
+                    Exp::Drop(R::UplinkArp)
+                }
+            }
+            Kind::Udp { dip, ttl, .. } => {
+                if f.dst != UPLINK_MAC {
+                    return Exp::Drop(R::UplinkNotForEip);
+                }
+                let Some((vpc, private)) = self.eip_target(*dip) else {
+                    return Exp::Drop(R::UplinkNotForEip);
+                };
+                let q = match self.host(&vpc, private) {
+                    Some(("port", q)) => q,
+                    Some(("vip", v)) => match self.owners.get(&v) {
+                        Some(o) => o.clone(),
+                        None => return Exp::DropSend(R::VipNoOwner, format!("vip:{v}")),
+                    },
+                    _ => return Exp::Drop(R::NoSuchHost),
+                };
+                if *ttl <= 1 {
+                    return Exp::DropSend(R::TtlExceeded, "uplink".into());
+                }
+                self.dst_check(self.port(&q), private)
+            }
+        }
+    }
+
+    /// SPEC 7.2: a packet routed to the uplink.
+    fn to_uplink(&self, p: &Port, vpc: &str, sip: Ipv4Addr, ttl: u8) -> Exp {
+        let has_eip = self
+            .c
+            .all_eips()
+            .iter()
+            .any(|x| self.eip_target(x.ip) == Some((vpc.to_string(), sip)));
+        if !has_eip {
+            return Exp::Drop(R::NoEip);
+        }
+        if ttl <= 1 {
+            return Exp::DropSend(R::TtlExceeded, p.name.clone());
+        }
+        if !self.next_hop_known {
+            return Exp::DropSend(R::NextHopUnresolved, "uplink".into());
+        }
+        Exp::Port("uplink".into())
+    }
+
     fn run(&mut self, in_port: &str, f: &Frame) -> Exp {
+        if in_port == "uplink" {
+            return self.run_uplink(f);
+        }
         let p = self.port(in_port).clone();
         let vpc = vpc_of(self.c, &p.subnet).to_string();
         if !Self::owns_mac(&p, f.src) {
@@ -162,7 +243,7 @@ impl Model<'_> {
                     return Exp::Flood(p.subnet.clone());
                 }
                 if f.dst == self.c.switch.gateway_mac {
-                    return self.l3(&p, &vpc, *dip, *ttl);
+                    return self.l3(&p, &vpc, *sip, *dip, *ttl);
                 }
                 let q = match self.l2_port(&p, f.dst) {
                     Ok(q) => q.clone(),
@@ -181,7 +262,7 @@ impl Model<'_> {
         }
     }
 
-    fn l3(&self, p: &Port, vpc: &str, dip: Ipv4Addr, ttl: u8) -> Exp {
+    fn l3(&self, p: &Port, vpc: &str, sip: Ipv4Addr, dip: Ipv4Addr, ttl: u8) -> Exp {
         // longest prefix among local subnets and explicit routes of the VPC
         let mut best: Option<(u8, String)> = None;
         for s in self.c.subnets.iter().filter(|s| s.vpc == vpc) {
@@ -216,7 +297,7 @@ impl Model<'_> {
         } else if let Some(q) = t.strip_prefix("port:") {
             Some(("port", q.to_string()))
         } else {
-            return Exp::Drop(R::Uplink);
+            return self.to_uplink(p, vpc, sip, ttl);
         };
         if let Some(("gw", _)) = target {
             return Exp::Drop(R::ToGateway); // UDP to a gateway
@@ -384,6 +465,36 @@ fn build_config(t: &Topo) -> Config {
             });
         }
     }
+    // SPEC 7: an uplink; VPC 0 routes everything else to it; EIPs for the VIP and the
+    // first port of each of its subnets
+    c.uplink = Some(Uplink {
+        name: "uplink".into(),
+        mac: UPLINK_MAC,
+        next_hop: NEXT_HOP,
+        next_hop_mac: None,
+        backend: Default::default(),
+    });
+    c.routes.push(Route {
+        vpc: "v0".into(),
+        destination: "0.0.0.0/0".parse::<Ipv4Cidr>().unwrap(),
+        peering: None,
+        port: None,
+        uplink: Some(true),
+    });
+    for s in 0..t.subnets[0] {
+        c.eips.push(Eip {
+            ip: Ipv4Addr::new(203, 0, 113, 10 + s as u8),
+            vip: Some(format!("v0s{s}vip")),
+            port: None,
+            port_ip: None,
+        });
+        c.eips.push(Eip {
+            ip: Ipv4Addr::new(203, 0, 113, 30 + s as u8),
+            vip: None,
+            port: Some(format!("v0s{s}p0")),
+            port_ip: None,
+        });
+    }
     // a next-hop route in VPC 0
     c.routes.push(Route {
         vpc: "v0".into(),
@@ -408,7 +519,9 @@ fn pick_ip(c: &Config, n: u16) -> Ipv4Addr {
         Ipv4Addr::new(192, 168, 3, 3),
         Ipv4Addr::new(8, 8, 8, 8),
         Ipv4Addr::UNSPECIFIED,
+        NEXT_HOP,
     ]);
+    all.extend(c.all_eips().iter().map(|x| x.ip));
     all[n as usize % all.len()]
 }
 
@@ -421,6 +534,8 @@ fn pick_mac(c: &Config, n: u16) -> MacAddr {
         MacAddr::BROADCAST,
         MacAddr([1, 0, 0x5e, 0, 0, 18]),
         MacAddr([2, 9, 9, 9, 9, 9]),
+        UPLINK_MAC,
+        ROUTER_MAC,
     ]);
     all[n as usize % all.len()]
 }
@@ -429,10 +544,19 @@ type Raw = (u16, u8, u16, u16, u16, u16, u8, bool);
 
 fn make_frame(c: &Config, r: &Raw) -> (String, Frame) {
     let (port_i, kind, a, b, d, e, ttl_sel, own_src) = *r;
+    // one frame in eight arrives on the uplink, from the router
+    let on_uplink = port_i % 8 == 7;
     let p = &c.ports[port_i as usize % c.ports.len()];
-    let src = if own_src { p.mac } else { pick_mac(c, a) };
+    let (name, own_mac) = if on_uplink {
+        ("uplink".to_string(), ROUTER_MAC)
+    } else {
+        (p.name.clone(), p.mac)
+    };
+    let src = if own_src { own_mac } else { pick_mac(c, a) };
     let ttl = [1u8, 64, 2][ttl_sel as usize % 3];
-    let sip = if own_src && a % 3 == 0 {
+    let sip = if on_uplink && own_src && a % 2 == 0 {
+        NEXT_HOP
+    } else if own_src && a % 3 == 0 {
         p.ips[0]
     } else {
         pick_ip(c, b)
@@ -481,7 +605,7 @@ fn make_frame(c: &Config, r: &Raw) -> (String, Frame) {
             }
         }
     };
-    (p.name.clone(), f)
+    (name, f)
 }
 
 fn actual(s: &Snapshot, v: Verdict) -> Exp {
@@ -509,7 +633,7 @@ proptest! {
     ) {
         let c = build_config(&t);
         let snap = Snapshot::compile(&c, None).unwrap();
-        let mut model = Model { c: &c, owners: HashMap::new() };
+        let mut model = Model { c: &c, owners: HashMap::new(), next_hop_known: false };
         for (i, r) in raws.iter().enumerate() {
             let (port, f) = make_frame(&c, r);
             let bytes = f.bytes();
@@ -525,6 +649,7 @@ proptest! {
             let want = model.run(&port, &f);
             prop_assert_eq!(actual(&snap, got), want, "frame {} from {}: {:?}", i, port, f);
             // learned owners agree too
+            prop_assert_eq!(snap.next_hop_mac().is_some(), model.next_hop_known, "next hop learned");
             for v in &c.vips {
                 prop_assert_eq!(snap.vip_owner_name(&v.name).map(String::from), model.owners.get(&v.name).cloned(), "owner of {}", v.name);
             }

@@ -7,8 +7,8 @@ use std::net::Ipv4Addr;
 use std::str::FromStr;
 
 use crate::{
-    BackendSpec, Config, ConfigError, ConfigErrors, Ipv4Cidr, MacAddr, Peering, Port, Route,
-    Subnet, Vip, Vpc,
+    BackendSpec, Config, ConfigError, ConfigErrors, Eip, Ipv4Cidr, MacAddr, Peering, Port, Route,
+    Subnet, Uplink, Vip, Vpc,
 };
 
 /// Builds a [`Config`]; see the module docs.
@@ -224,6 +224,53 @@ impl ConfigBuilder {
     /// A route to the uplink.
     pub fn route_via_uplink(self, vpc: &str, dest: &str) -> Self {
         self.route(vpc, dest, None, None, true)
+    }
+
+    /// The uplink (SPEC 7): its port name, MAC and the outside next hop.
+    pub fn uplink(mut self, name: &str, mac: &str, next_hop: &str) -> Self {
+        let obj = format!("uplink \"{name}\"");
+        let mac = self.parse(&obj, "mac", mac);
+        let next_hop = self.parse_ip(&obj, "next_hop", next_hop);
+        self.cfg.uplink = Some(Uplink {
+            name: name.into(),
+            mac,
+            next_hop,
+            next_hop_mac: None,
+            backend: BackendSpec::default(),
+        });
+        self
+    }
+
+    /// Sets the backend of the uplink.
+    pub fn uplink_backend(mut self, spec: BackendSpec) -> Self {
+        if let Some(u) = self.cfg.uplink.as_mut() {
+            u.backend = spec;
+        }
+        self
+    }
+
+    /// An EIP for the VIP named `vip`.
+    pub fn eip_for_vip(mut self, ip: &str, vip: &str) -> Self {
+        let ip = self.parse_ip(&format!("eip {ip}"), "ip", ip);
+        self.cfg.eips.push(Eip {
+            ip,
+            vip: Some(vip.into()),
+            port: None,
+            port_ip: None,
+        });
+        self
+    }
+
+    /// An EIP for the primary fixed IP of the port named `port`.
+    pub fn eip_for_port(mut self, ip: &str, port: &str) -> Self {
+        let ip = self.parse_ip(&format!("eip {ip}"), "ip", ip);
+        self.cfg.eips.push(Eip {
+            ip,
+            vip: None,
+            port: Some(port.into()),
+            port_ip: None,
+        });
+        self
     }
 
     /// The configuration, if every address parsed and every rule holds.

@@ -325,8 +325,11 @@ pub struct Uplink {
     pub name: String,
     /// the uplink's MAC
     pub mac: MacAddr,
-    /// the outside next hop
+    /// the outside next hop (its MAC is learned by ARP on the uplink)
     pub next_hop: Ipv4Addr,
+    /// the next hop's MAC, if it must not be learned (a static neighbour)
+    #[serde(default)]
+    pub next_hop_mac: Option<MacAddr>,
     /// backend binding
     #[serde(default)]
     pub backend: BackendSpec,

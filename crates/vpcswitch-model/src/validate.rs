@@ -512,6 +512,35 @@ impl Config {
                     continue;
                 }
             };
+            // the target's VPC must route somewhere to the uplink, or replies never leave
+            let subnet = match (&x.vip, &x.port) {
+                (Some(v), None) => vip_names.get(v.as_str()).map(|v| v.subnet.as_str()),
+                (None, Some(pn)) => ports.get(pn.as_str()).map(|p| p.subnet.as_str()),
+                _ => None,
+            };
+            let vpc = subnet.and_then(|sn| {
+                self.subnets
+                    .iter()
+                    .find(|s| s.name == sn)
+                    .map(|s| s.vpc.as_str())
+            });
+            if let Some(vpc) = vpc {
+                let routed = self
+                    .routes
+                    .iter()
+                    .any(|r| r.vpc == vpc && r.target() == Some(RouteTarget::Uplink));
+                if self.uplink.is_some() && !routed {
+                    e.push(
+                        obj.clone(),
+                        "target",
+                        format!(
+                            "vpc \"{vpc}\" has no route to the uplink (add [[routes]] with \
+                             uplink = true, e.g. destination = \"0.0.0.0/0\"): replies could \
+                             never leave"
+                        ),
+                    );
+                }
+            }
             if !eip_targets.insert(target) {
                 e.push(
                     obj.clone(),
@@ -531,7 +560,35 @@ impl Config {
                 );
             }
             if ports.contains_key(u.name.as_str()) {
-                e.push(obj, "name", "a port has the same name".into());
+                e.push(obj.clone(), "name", "a port has the same name".into());
+            }
+            let nh = u.next_hop;
+            if nh.is_unspecified() || nh.is_broadcast() || nh.is_multicast() {
+                e.push(
+                    obj.clone(),
+                    "next_hop",
+                    format!("{nh} is not a unicast address"),
+                );
+            }
+            if self
+                .vpcs
+                .iter()
+                .flat_map(|v| &v.cidrs)
+                .any(|c| c.contains(nh))
+            {
+                e.push(
+                    obj.clone(),
+                    "next_hop",
+                    format!("{nh} is inside a VPC CIDR; the next hop is on the outside network"),
+                );
+            }
+            if self.all_eips().iter().any(|x| x.ip == nh) {
+                e.push(obj.clone(), "next_hop", format!("{nh} is also an EIP"));
+            }
+            if let Some(m) = u.next_hop_mac {
+                if !m.is_unicast() {
+                    e.push(obj, "next_hop_mac", format!("{m} is not a unicast MAC"));
+                }
             }
         }
 

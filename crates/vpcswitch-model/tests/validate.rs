@@ -226,3 +226,60 @@ ports = ["web1", "lvs1"]
     let e = Config::from_toml_str(&bad).unwrap_err();
     assert!(e.to_string().contains("not a MAC"), "{e}");
 }
+
+#[test]
+fn spec1_eip_and_uplink_rules() {
+    let up = || {
+        base()
+            .uplink("uplink", "02:00:00:00:ff:01", "203.0.113.1")
+            .route_via_uplink("a", "0.0.0.0/0")
+    };
+    let ok = up()
+        .eip_for_vip("203.0.113.10", "v")
+        .eip_for_port("203.0.113.11", "q1")
+        .build()
+        .unwrap();
+    assert_eq!(ok.all_eips().len(), 2);
+    let again = Config::from_toml_str(&ok.to_toml_string()).unwrap();
+    assert_eq!(again, ok);
+
+    // an EIP needs an uplink
+    let e = errs(base().eip_for_vip("203.0.113.10", "v"));
+    assert!(e.to_string().contains("needs an [uplink]"), "{e}");
+    // one EIP per target, EIPs unique, outside every VPC
+    let e = errs(
+        up().eip_for_vip("203.0.113.10", "v")
+            .eip_for_vip("203.0.113.12", "v"),
+    );
+    assert!(e.to_string().contains("one EIP per target"), "{e}");
+    let e = errs(
+        up().eip_for_vip("203.0.113.10", "v")
+            .eip_for_port("203.0.113.10", "p1"),
+    );
+    assert!(e.to_string().contains("duplicate EIP"), "{e}");
+    let e = errs(up().eip_for_port("10.0.9.9", "p1"));
+    assert!(e.to_string().contains("outside every VPC CIDR"), "{e}");
+    let e = errs(up().eip_for_vip("203.0.113.10", "nope"));
+    assert!(e.mentions("eip 203.0.113.10", "vip"), "{e}");
+    // the target's VPC must route to the uplink
+    let e = errs(up().eip_for_port("203.0.113.13", "r1"));
+    assert!(e.to_string().contains("no route to the uplink"), "{e}");
+    // the uplink itself
+    let e = errs(
+        base()
+            .uplink("p1", "ff:ff:ff:ff:ff:ff", "10.0.5.5")
+            .route_via_uplink("a", "0.0.0.0/0"),
+    );
+    assert!(e.mentions("uplink \"p1\"", "mac"), "{e}");
+    assert!(e.mentions("uplink \"p1\"", "name"), "{e}");
+    assert!(e.mentions("uplink \"p1\"", "next_hop"), "{e}");
+    let e = errs(
+        base()
+            .uplink("u", "02:00:00:00:ff:01", "203.0.113.10")
+            .route_via_uplink("a", "0.0.0.0/0")
+            .eip_for_vip("203.0.113.10", "v"),
+    );
+    assert!(e.to_string().contains("also an EIP"), "{e}");
+    let e = errs(base().uplink("u", "02:00:00:00:ff:01", "not-an-ip"));
+    assert!(e.mentions("uplink \"u\"", "next_hop"), "{e}");
+}

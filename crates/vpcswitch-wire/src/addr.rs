@@ -49,6 +49,12 @@ impl MacAddr {
         let b = self.0;
         u64::from_be_bytes([0, 0, b[0], b[1], b[2], b[3], b[4], b[5]])
     }
+    /// The inverse of [`MacAddr::to_u64`] (the top 16 bits are ignored).
+    #[inline]
+    pub fn from_u64(v: u64) -> MacAddr {
+        let b = v.to_be_bytes();
+        MacAddr([b[2], b[3], b[4], b[5], b[6], b[7]])
+    }
 }
 
 impl fmt::Display for MacAddr {

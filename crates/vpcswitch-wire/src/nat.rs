@@ -138,9 +138,7 @@ fn translate_icmp_error(icmp: &mut [u8], side: Side, old: u32, new: u32) {
 mod tests {
     use std::net::Ipv4Addr;
 
-    use smoltcp::wire::{
-        Icmpv4Packet, IpAddress, Ipv4Address, Ipv4Packet as SIp, TcpPacket, UdpPacket,
-    };
+    use smoltcp::wire::{Icmpv4Packet, IpAddress, Ipv4Packet as SIp, TcpPacket, UdpPacket};
 
     use super::*;
     use crate::{build, checksum, MacAddr};
@@ -168,7 +166,7 @@ mod tests {
     }
 
     fn a(ip: Ipv4Addr) -> IpAddress {
-        IpAddress::Ipv4(Ipv4Address::from(ip))
+        IpAddress::Ipv4(ip)
     }
 
     fn ip_ok(f: &[u8]) -> SIp<&[u8]> {
@@ -185,7 +183,7 @@ mod tests {
             Some(PRIV.into())
         );
         let p = ip_ok(&f);
-        assert_eq!(Ipv4Addr::from(p.src_addr()), EIP);
+        assert_eq!(p.src_addr(), EIP);
         let t = TcpPacket::new_checked(p.payload()).unwrap();
         assert!(
             t.verify_checksum(&a(EIP), &a(OUT)),
@@ -195,7 +193,7 @@ mod tests {
         let mut r = tcp(OUT, EIP, b"HTTP/1.0 200 OK\r\n");
         translate(&mut r[14..], Side::Dst, PRIV.into());
         let p = ip_ok(&r);
-        assert_eq!(Ipv4Addr::from(p.dst_addr()), PRIV);
+        assert_eq!(p.dst_addr(), PRIV);
         let t = TcpPacket::new_checked(p.payload()).unwrap();
         assert!(
             t.verify_checksum(&a(OUT), &a(PRIV)),
@@ -208,7 +206,7 @@ mod tests {
         let mut f = build::udp(B, A, OUT, EIP, 64, 53, 40000, b"answer");
         translate(&mut f[14..], Side::Dst, PRIV.into());
         let p = ip_ok(&f);
-        let u = UdpPacket::new_checked(&p.payload()[..]).unwrap();
+        let u = UdpPacket::new_checked(p.payload()).unwrap();
         assert!(u.verify_checksum(&a(OUT), &a(PRIV)));
         // checksum 0 = none: stays 0
         let mut g = build::udp(B, A, OUT, EIP, 64, 53, 40000, b"answer");
@@ -257,13 +255,13 @@ mod tests {
         let mut f = build::ipv4(B, A, PRIV, OUT, 64, IpProtocol::ICMP, &m);
         translate(&mut f[14..], Side::Src, EIP.into());
         let p = ip_ok(&f);
-        assert_eq!(Ipv4Addr::from(p.src_addr()), EIP);
+        assert_eq!(p.src_addr(), EIP);
         let icmp = Icmpv4Packet::new_checked(p.payload()).unwrap();
         assert!(icmp.verify_checksum(), "ICMP checksum");
         let emb = SIp::new_checked(&p.payload()[8..]).unwrap();
         assert!(emb.verify_checksum(), "embedded IPv4 checksum");
-        assert_eq!(Ipv4Addr::from(emb.dst_addr()), EIP);
-        assert_eq!(Ipv4Addr::from(emb.src_addr()), OUT);
+        assert_eq!(emb.dst_addr(), EIP);
+        assert_eq!(emb.src_addr(), OUT);
         let u = UdpPacket::new_checked(emb.payload()).unwrap();
         assert!(u.verify_checksum(&a(OUT), &a(EIP)), "embedded UDP checksum");
 
@@ -281,7 +279,7 @@ mod tests {
             .verify_checksum());
         let emb = SIp::new_checked(&p.payload()[8..]).unwrap();
         assert!(emb.verify_checksum());
-        assert_eq!(Ipv4Addr::from(emb.src_addr()), PRIV);
+        assert_eq!(emb.src_addr(), PRIV);
         let t = TcpPacket::new_checked(emb.payload()).unwrap();
         assert!(
             t.verify_checksum(&a(PRIV), &a(OUT)),
