@@ -27,6 +27,10 @@ const GUESTS: &[(&str, &str, &str, &str, &str)] = &[
 ];
 
 fn config(workers: usize) -> Config {
+    builder(workers).build().unwrap()
+}
+
+fn builder(workers: usize) -> ConfigBuilder {
     let mut b = ConfigBuilder::new()
         .workers(workers)
         .vpc("a", &["10.0.0.0/16"])
@@ -49,8 +53,6 @@ fn config(workers: usize) -> Config {
         // a sends c's prefix into the a-b peering: b must not carry it on (SPEC 5.3)
         .route_via_peering("a", "10.2.0.0/16", "ab")
         .route_via_peering("c", "10.0.0.0/16", "bc")
-        .build()
-        .unwrap()
 }
 
 struct Env {
@@ -59,7 +61,10 @@ struct Env {
 }
 
 fn env(workers: usize) -> Env {
-    let cfg = config(workers);
+    env_with(config(workers))
+}
+
+fn env_with(cfg: Config) -> Env {
     let (backends, mut ports) = memory_backends(&cfg, 4096);
     let sw = Switch::start(&cfg, backends).unwrap();
     let mut world = World::new();
@@ -71,6 +76,17 @@ fn env(workers: usize) -> Env {
             ip(i),
             24,
             ip(gw),
+        ));
+    }
+    if cfg.uplink.is_some() {
+        // the outside network: a host that is also the uplink's next hop
+        world.add(Guest::new(
+            "internet",
+            ports.remove("uplink").unwrap(),
+            mac("02:00:00:00:ee:01"),
+            ip("203.0.113.1"),
+            24,
+            ip("203.0.113.254"),
         ));
     }
     Env { sw, world }
@@ -279,4 +295,62 @@ fn spec2_spoofed_frames_are_dropped_and_the_victim_keeps_its_traffic() {
             .tcp_transfer(id("web2"), id("web1"), h, ip("10.0.1.11"), 80, 20_000, 2000),
         20_000
     );
+}
+
+/// Every guest of [`GUESTS`] plus an "internet" host on the uplink (203.0.113.1, the next
+/// hop). EIPs: 203.0.113.10 for the VIP (web1/web2), 203.0.113.11 for app. The VPC
+/// routes 0.0.0.0/0 to the uplink.
+fn eip_env(workers: usize) -> Env {
+    let cfg = builder(workers)
+        .uplink("uplink", "02:00:00:00:ff:01", "203.0.113.1")
+        .route_via_uplink("a", "0.0.0.0/0")
+        .eip_for_vip("203.0.113.10", "vip")
+        .eip_for_port("203.0.113.11", "app")
+        .build()
+        .unwrap();
+    env_with(cfg)
+}
+
+const INTERNET: GuestId = GUESTS.len();
+
+#[test]
+fn spec7_the_internet_reaches_a_vip_through_its_eip_across_failover() {
+    let mut e = eip_env(2);
+    let (vip, eip) = (ip("10.0.1.100"), ip("203.0.113.10"));
+    // ping a port's EIP: ARP for the EIP answered by the uplink, NAT both ways
+    assert_eq!(e.world.ping(INTERNET, ip("203.0.113.11"), 3, 400), 3);
+
+    e.world.guests[id("web1")].add_ip(vip);
+    e.world.guests[id("web1")].send_raw(&build::garp(mac("02:00:00:00:01:01"), vip));
+    assert_eq!(e.world.ping(INTERNET, eip, 3, 400), 3);
+    let h = e.world.listen(id("web1"), 80);
+    assert_eq!(
+        e.world
+            .tcp_transfer(INTERNET, id("web1"), h, eip, 80, 100_000, 4000),
+        100_000,
+        "TCP to the VIP's EIP, served by web1"
+    );
+
+    // failover: web2 takes the VIP; the same EIP now reaches web2
+    e.world.guests[id("web1")].remove_ip(vip);
+    e.world.guests[id("web2")].add_ip(vip);
+    e.world.guests[id("web2")].send_raw(&build::garp(mac("02:00:00:00:01:02"), vip));
+    let h2 = e.world.listen(id("web2"), 80);
+    assert_eq!(
+        e.world
+            .tcp_transfer(INTERNET, id("web2"), h2, eip, 80, 100_000, 4000),
+        100_000,
+        "TCP to the same EIP, now served by web2"
+    );
+    assert_eq!(e.world.ping(INTERNET, eip, 2, 400), 2);
+    assert_eq!(e.sw.snapshot().vip_owner_name("vip"), Some("web2"));
+
+    // a guest with an EIP reaches the outside; one without never leaves (SPEC 7.2)
+    assert_eq!(e.world.ping(id("app"), ip("203.0.113.1"), 2, 400), 2);
+    assert_eq!(e.world.ping(id("client"), ip("203.0.113.1"), 2, 200), 0);
+    let s = e.sw.stats();
+    assert!(s.dropped(DropReason::NoEip) >= 2, "client's pings: no EIP");
+    assert_eq!(s.dropped(DropReason::BadIpChecksum), 0);
+    // vpc b has no route out, and a's uplink is not reachable through the peering
+    assert_eq!(e.world.ping(id("db"), ip("203.0.113.1"), 1, 200), 0);
 }
