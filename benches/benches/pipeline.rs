@@ -51,7 +51,7 @@ fn paths(c: &mut Criterion) {
             let (port, frame) = frame_array(s);
             let pid = snap.port_id(port).unwrap_or(0);
             let mut bufs: Vec<Vec<u8>> = (0..BURST).map(|_| vec![0u8; 2048]).collect();
-            let ctx = Ctx { now_ns: 1 };
+            let ctx = Ctx::at(1);
             g.bench_function(format!("{}{}", s.name(), label), |b| {
                 b.iter(|| {
                     for buf in bufs.iter_mut() {

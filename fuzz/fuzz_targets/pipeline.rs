@@ -44,7 +44,7 @@ fuzz_target!(|data: &[u8]| {
         let mut buf = vec![0u8; 2048.max(frame.len() + 128)];
         buf[..frame.len()].copy_from_slice(frame);
         let mut len = frame.len();
-        let v = s.process(&Ctx { now_ns: now }, port, &mut buf, &mut len, &mut NoTrace);
+        let v = s.process(&Ctx::at(now), port, &mut buf, &mut len, &mut NoTrace);
         assert!(len <= buf.len());
         let check = |o: Out| match o {
             Out::Port(p) => assert!(s.port(p).is_some()),

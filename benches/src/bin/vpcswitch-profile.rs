@@ -21,7 +21,7 @@ fn main() {
     let (port, frame) = frame_array(s);
     let pid = snap.port_id(port).unwrap_or(0);
     let mut buf = vec![0u8; 2048];
-    let ctx = Ctx { now_ns: 1 };
+    let ctx = Ctx::at(1);
     let t = std::time::Instant::now();
     for _ in 0..n {
         buf[..FRAME_LEN].copy_from_slice(&frame);

@@ -67,9 +67,24 @@ pub enum Verdict {
     DropAndSend(DropReason, Out),
 }
 
-/// Per-call context supplied by the runtime.
+/// Per-packet context supplied by the runtime.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct Ctx {
     /// Monotonic time in nanoseconds (rate limits, VIP move times).
     pub now_ns: u64,
+    /// The frame's TCP/UDP checksum field holds only the pseudo-header sum, for a
+    /// device (or the runtime) to complete: a checksum offload such as virtio's
+    /// `NEEDS_CSUM`. Address translation (SPEC 7) then updates it as such.
+    pub csum_partial: bool,
+}
+
+impl Ctx {
+    /// A context at time `now_ns` for a frame with a complete checksum.
+    #[inline]
+    pub const fn at(now_ns: u64) -> Ctx {
+        Ctx {
+            now_ns,
+            csum_partial: false,
+        }
+    }
 }

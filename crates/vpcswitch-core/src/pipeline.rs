@@ -208,7 +208,7 @@ impl Snapshot {
         buf[..frame.len()].copy_from_slice(frame);
         let mut len = frame.len();
         let mut t = Trace::default();
-        let verdict = self.process(&Ctx { now_ns }, in_port, &mut buf, &mut len, &mut t);
+        let verdict = self.process(&Ctx::at(now_ns), in_port, &mut buf, &mut len, &mut t);
         let output = match verdict {
             Verdict::Drop(_) => Vec::new(),
             _ => buf[..len].to_vec(),
@@ -890,7 +890,7 @@ impl Snapshot {
             return v;
         };
         let frame_end = *len;
-        nat::translate(&mut buf[14..frame_end], Side::Src, eip);
+        nat::translate(&mut buf[14..frame_end], Side::Src, eip, ctx.csum_partial);
         buf[0..6].copy_from_slice(&nh_mac.0);
         buf[6..12].copy_from_slice(&u.mac.0);
         Ipv4Packet::new_unchecked(&mut buf[14..frame_end]).decrement_ttl();
@@ -1002,7 +1002,12 @@ impl Snapshot {
                 let v = self.egress(q, private, t);
                 if let Verdict::Forward(_) = v {
                     let frame_end = *len;
-                    nat::translate(&mut buf[14..frame_end], Side::Dst, private);
+                    nat::translate(
+                        &mut buf[14..frame_end],
+                        Side::Dst,
+                        private,
+                        ctx.csum_partial,
+                    );
                     buf[0..6].copy_from_slice(&q.mac.0);
                     buf[6..12].copy_from_slice(&self.gateway_mac.0);
                     Ipv4Packet::new_unchecked(&mut buf[14..frame_end]).decrement_ttl();

@@ -64,7 +64,7 @@ fn run_at(s: &Snapshot, port: &str, frame: &[u8], now_ns: u64) -> R {
     let mut len = frame.len();
     let id = s.port_id(port).unwrap();
     let traced = s.trace(now_ns, id, frame).verdict;
-    let v = s.process(&Ctx { now_ns }, id, &mut buf, &mut len, &mut NoTrace);
+    let v = s.process(&Ctx::at(now_ns), id, &mut buf, &mut len, &mut NoTrace);
     assert_eq!(traced, v, "trace and process disagree");
     R {
         v,
@@ -413,7 +413,7 @@ fn uplink_arp_is_rate_limited() {
             let mut len = req.len();
             let id = s.port_id("uplink").unwrap();
             matches!(
-                s.process(&Ctx { now_ns: 5 }, id, &mut buf, &mut len, &mut NoTrace),
+                s.process(&Ctx::at(5), id, &mut buf, &mut len, &mut NoTrace),
                 Verdict::Forward(_)
             )
         })

@@ -642,7 +642,7 @@ proptest! {
             let mut len = bytes.len();
             let pid = snap.port_id(&port).unwrap();
             // one second apart: the ICMP error budget never runs out in this test
-            let ctx = Ctx { now_ns: (i as u64 + 1) * 1_000_000_000 };
+            let ctx = Ctx::at((i as u64 + 1) * 1_000_000_000);
             let traced = snap.trace(ctx.now_ns, pid, &bytes).verdict;
             let got = snap.process(&ctx, pid, &mut buf, &mut len, &mut NoTrace);
             prop_assert_eq!(traced, got, "trace and process disagree");

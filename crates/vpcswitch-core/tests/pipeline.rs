@@ -66,7 +66,7 @@ fn run(s: &Snapshot, port: &str, frame: &[u8]) -> R {
     buf[..frame.len()].copy_from_slice(frame);
     let mut len = frame.len();
     let id = s.port_id(port).unwrap();
-    let v = s.process(&Ctx { now_ns: 1_000 }, id, &mut buf, &mut len, &mut NoTrace);
+    let v = s.process(&Ctx::at(1_000), id, &mut buf, &mut len, &mut NoTrace);
     // trace must agree with process on the verdict
     R {
         v,
@@ -632,7 +632,7 @@ fn arp_and_broadcast_storms_are_bounded_per_port() {
         let mut buf = vec![0u8; 2048];
         buf[..frame.len()].copy_from_slice(frame);
         let mut len = frame.len();
-        s.process(&Ctx { now_ns: now }, port, &mut buf, &mut len, &mut NoTrace)
+        s.process(&Ctx::at(now), port, &mut buf, &mut len, &mut NoTrace)
     };
     // an ARP storm from p1 within one second: 500 accepted (the default), the rest dropped
     let req = build::arp_request(mac(P1), ip("10.0.1.11"), ip("10.0.1.12"));

@@ -166,9 +166,7 @@ impl Worker {
     /// One pass over every rx queue; returns the frames received.
     #[inline]
     pub(crate) fn poll_once(&mut self, snap: &Snapshot) -> usize {
-        let ctx = Ctx {
-            now_ns: self.shared.start.elapsed().as_nanos() as u64,
-        };
+        let mut ctx = Ctx::at(self.shared.start.elapsed().as_nanos() as u64);
         // one reference-count bump per pass, so the counters can be borrowed while
         // `self` is mutated below
         let shared = self.shared.clone();
@@ -197,6 +195,7 @@ impl Worker {
                     bump(&pc.rx_packets, 1);
                     bump(&pc.rx_bytes, buf.len() as u64);
                 }
+                ctx.csum_partial = buf.offload.flags & Offload::NEEDS_CSUM != 0;
                 let (data, len) = buf.parts_mut();
                 match snap.process(&ctx, pid, data, len, &mut NoTrace) {
                     Verdict::Forward(out) => {

@@ -69,7 +69,11 @@ fn is_icmp_error(ty: u8) -> bool {
 /// Translates the `side` address of the IPv4 packet `ip` (from its header on) to `new`
 /// and returns the old address; `None` (nothing changed) when `ip` is shorter than its
 /// header.
-pub fn translate(ip: &mut [u8], side: Side, new: u32) -> Option<u32> {
+///
+/// `partial`: the TCP/UDP checksum field holds the (not inverted) pseudo-header sum a
+/// checksum offload will complete (virtio `NEEDS_CSUM`, Linux `CHECKSUM_PARTIAL`), not
+/// a finished checksum; it is updated in that form.
+pub fn translate(ip: &mut [u8], side: Side, new: u32, partial: bool) -> Option<u32> {
     let hl = usize::from(*ip.first()? & 0x0f) * 4;
     if hl < 20 || ip.len() < hl {
         return None;
@@ -89,6 +93,13 @@ pub fn translate(ip: &mut [u8], side: Side, new: u32) -> Option<u32> {
     let end = usize::from(get16(ip, 2)?).clamp(hl, ip.len());
     let body = &mut ip[hl..end];
     match proto {
+        IpProtocol::TCP | IpProtocol::UDP if partial => {
+            if let Some(off) = l4::pseudo_checksum_offset(proto) {
+                if let Some(c) = get16(body, off) {
+                    put16(body, off, !update32(!c, old, new));
+                }
+            }
+        }
         IpProtocol::TCP | IpProtocol::UDP => l4::update_for_address(proto, body, old, new),
         IpProtocol::ICMP => translate_icmp_error(body, side.opposite(), old, new),
         _ => {}
@@ -179,7 +190,7 @@ mod tests {
     fn tcp_outbound_and_back() {
         let mut f = tcp(PRIV, OUT, b"GET / HTTP/1.0\r\n\r\n");
         assert_eq!(
-            translate(&mut f[14..], Side::Src, EIP.into()),
+            translate(&mut f[14..], Side::Src, EIP.into(), false),
             Some(PRIV.into())
         );
         let p = ip_ok(&f);
@@ -191,7 +202,7 @@ mod tests {
         );
         // and the reply, inbound
         let mut r = tcp(OUT, EIP, b"HTTP/1.0 200 OK\r\n");
-        translate(&mut r[14..], Side::Dst, PRIV.into());
+        translate(&mut r[14..], Side::Dst, PRIV.into(), false);
         let p = ip_ok(&r);
         assert_eq!(p.dst_addr(), PRIV);
         let t = TcpPacket::new_checked(p.payload()).unwrap();
@@ -204,14 +215,14 @@ mod tests {
     #[test]
     fn udp_with_and_without_checksum() {
         let mut f = build::udp(B, A, OUT, EIP, 64, 53, 40000, b"answer");
-        translate(&mut f[14..], Side::Dst, PRIV.into());
+        translate(&mut f[14..], Side::Dst, PRIV.into(), false);
         let p = ip_ok(&f);
         let u = UdpPacket::new_checked(p.payload()).unwrap();
         assert!(u.verify_checksum(&a(OUT), &a(PRIV)));
         // checksum 0 = none: stays 0
         let mut g = build::udp(B, A, OUT, EIP, 64, 53, 40000, b"answer");
         g[14 + 20 + 6..14 + 20 + 8].copy_from_slice(&[0, 0]);
-        translate(&mut g[14..], Side::Dst, PRIV.into());
+        translate(&mut g[14..], Side::Dst, PRIV.into(), false);
         assert_eq!(&g[14 + 20 + 6..14 + 20 + 8], &[0, 0]);
         ip_ok(&g);
     }
@@ -220,7 +231,7 @@ mod tests {
     fn echo_needs_only_the_ip_header() {
         let mut f = build::icmp_echo(B, A, OUT, EIP, 64, 7, 1);
         let before = f[34..].to_vec();
-        translate(&mut f[14..], Side::Dst, PRIV.into());
+        translate(&mut f[14..], Side::Dst, PRIV.into(), false);
         ip_ok(&f);
         assert_eq!(f[34..], before[..], "the ICMP message is untouched");
     }
@@ -237,7 +248,7 @@ mod tests {
         });
         f[24..26].copy_from_slice(&c.to_be_bytes());
         let l4 = f[34..].to_vec();
-        translate(&mut f[14..], Side::Dst, PRIV.into());
+        translate(&mut f[14..], Side::Dst, PRIV.into(), false);
         ip_ok(&f);
         assert_eq!(f[34..], l4[..]);
     }
@@ -253,7 +264,7 @@ mod tests {
         let c = checksum::checksum(&m);
         m[2..4].copy_from_slice(&c.to_be_bytes());
         let mut f = build::ipv4(B, A, PRIV, OUT, 64, IpProtocol::ICMP, &m);
-        translate(&mut f[14..], Side::Src, EIP.into());
+        translate(&mut f[14..], Side::Src, EIP.into(), false);
         let p = ip_ok(&f);
         assert_eq!(p.src_addr(), EIP);
         let icmp = Icmpv4Packet::new_checked(p.payload()).unwrap();
@@ -272,7 +283,7 @@ mod tests {
         let c = checksum::checksum(&m);
         m[2..4].copy_from_slice(&c.to_be_bytes());
         let mut f = build::ipv4(A, B, OUT, EIP, 64, IpProtocol::ICMP, &m);
-        translate(&mut f[14..], Side::Dst, PRIV.into());
+        translate(&mut f[14..], Side::Dst, PRIV.into(), false);
         let p = ip_ok(&f);
         assert!(Icmpv4Packet::new_checked(p.payload())
             .unwrap()
@@ -287,21 +298,68 @@ mod tests {
         );
     }
 
+    /// A checksum-offload frame: the field holds the pseudo-header sum; after NAT, a
+    /// device completing it (sum from the L4 header on, field included) must produce
+    /// the right checksum for the new addresses.
+    #[test]
+    fn partial_checksums_stay_partial_and_complete_right() {
+        for (proto, side) in [(IpProtocol::TCP, Side::Src), (IpProtocol::UDP, Side::Dst)] {
+            let (sip, dip) = (PRIV, OUT);
+            let mut l4 = vec![0u8; 40];
+            l4[..4].copy_from_slice(&[0x9c, 0x40, 0, 80]);
+            if proto == IpProtocol::TCP {
+                l4[12] = 5 << 4;
+            } else {
+                l4[4..6].copy_from_slice(&40u16.to_be_bytes());
+            }
+            l4[20..].copy_from_slice(b"partial checksum pay");
+            let off = l4::pseudo_checksum_offset(proto).unwrap();
+            let mut acc = checksum::sum(0, &sip.octets());
+            acc = checksum::sum(acc, &dip.octets());
+            acc += u32::from(proto) + l4.len() as u32;
+            let partial = checksum::fold(acc); // not inverted: what Linux leaves
+            l4[off..off + 2].copy_from_slice(&partial.to_be_bytes());
+            let mut f = build::ipv4(B, A, sip, dip, 64, proto, &l4);
+            let new = if side == Side::Src {
+                EIP
+            } else {
+                Ipv4Addr::new(10, 0, 9, 9)
+            };
+            translate(&mut f[14..], side, new.into(), true);
+            // complete it as the device would
+            let body = &mut f[34..];
+            let c = !checksum::fold(checksum::sum(0, body));
+            body[off..off + 2].copy_from_slice(&c.to_be_bytes());
+            let p = ip_ok(&f);
+            let (s2, d2) = (p.src_addr(), p.dst_addr());
+            let ok = if proto == IpProtocol::TCP {
+                TcpPacket::new_checked(p.payload())
+                    .unwrap()
+                    .verify_checksum(&a(s2), &a(d2))
+            } else {
+                UdpPacket::new_checked(p.payload())
+                    .unwrap()
+                    .verify_checksum(&a(s2), &a(d2))
+            };
+            assert!(ok, "proto {proto}: completed checksum after NAT");
+        }
+    }
+
     #[test]
     fn short_or_odd_input_never_panics() {
         for n in 0..60 {
             let mut f = build::udp(B, A, OUT, EIP, 64, 1, 2, b"abcdefgh")[14..].to_vec();
             f.truncate(n);
-            let _ = translate(&mut f, Side::Dst, 1);
+            let _ = translate(&mut f, Side::Dst, 1, false);
             let mut m = vec![3u8; n];
-            let _ = translate(&mut m, Side::Src, 2);
+            let _ = translate(&mut m, Side::Src, 2, false);
         }
         // an ICMP error whose embedded header is cut short
         let mut m = vec![3, 1, 0, 0, 0, 0, 0, 0, 0x45, 0, 0];
         let c = checksum::checksum(&m);
         m[2..4].copy_from_slice(&c.to_be_bytes());
         let mut f = build::ipv4(B, A, PRIV, OUT, 64, IpProtocol::ICMP, &m);
-        translate(&mut f[14..], Side::Src, EIP.into());
+        translate(&mut f[14..], Side::Src, EIP.into(), false);
         ip_ok(&f);
     }
 }

@@ -84,6 +84,8 @@ pub struct Net {
     guests: Vec<G>,
     cfg_path: PathBuf,
     socket: PathBuf,
+    /// namespaces other than the guests' (the "internet" on the uplink)
+    extra_ns: Vec<String>,
 }
 
 const VPCS: &str = r#"
@@ -260,6 +262,13 @@ impl Net {
 
     /// Starts the switch on the standard topology and sets the guests up.
     pub fn start() -> Net {
+        Net::start_with("")
+    }
+
+    /// [`Net::start`] with `extra` appended to the configuration (`@TAG@` in it becomes
+    /// this run's tag). With an `[uplink]` whose TAP is `@TAG@up`, an "internet"
+    /// namespace holds that TAP as 203.0.113.1/24 (MAC 02:00:00:00:ee:01).
+    pub fn start_with(extra: &str) -> Net {
         require();
         let tag = format!("vs{}", std::process::id() % 100_000);
         let dir = std::env::temp_dir().join(format!("vpcswitch-e2e-{tag}"));
@@ -273,8 +282,10 @@ impl Net {
             switch: None,
             procs: vec![],
             guests: guests(),
+            extra_ns: vec![],
         };
-        std::fs::write(&net.cfg_path, net.config_text("")).expect("write config");
+        let extra = extra.replace("@TAG@", &net.tag);
+        std::fs::write(&net.cfg_path, net.config_text(&extra)).expect("write config");
         let log = std::fs::File::create(net.dir.join("switch.log")).expect("log");
         let child = Command::new(env!("CARGO_BIN_EXE_vpcswitch"))
             .args(["run", "-c"])
@@ -297,6 +308,16 @@ impl Net {
             must(&format!(
                 "ip netns exec {ns} sh -c 'sysctl -qw net.ipv6.conf.all.disable_ipv6=1 && ip link set lo up && ip link set {ifn} address {} && ip link set {ifn} name eth0 && ip addr add {}/24 dev eth0 && ip link set eth0 up && ip route add default via {}'",
                 g.mac, g.ip, g.gw
+            ));
+        }
+        if extra.contains("[uplink]") {
+            let ns = net.ns("internet");
+            let ifn = format!("{}up", net.tag);
+            must(&format!("ip netns add {ns}"));
+            net.extra_ns.push(ns.clone());
+            must(&format!("ip link set {ifn} netns {ns}"));
+            must(&format!(
+                "ip netns exec {ns} sh -c 'sysctl -qw net.ipv6.conf.all.disable_ipv6=1 && ip link set lo up && ip link set {ifn} address 02:00:00:00:ee:01 && ip link set {ifn} name eth0 && ip addr add 203.0.113.1/24 dev eth0 && ip link set eth0 up'"
             ));
         }
         net
@@ -445,6 +466,9 @@ impl Drop for Net {
         self.stop_switch();
         for g in self.guests.clone() {
             let _ = sh(&format!("ip netns del {} 2>/dev/null", self.ns(g.name)));
+        }
+        for ns in self.extra_ns.clone() {
+            let _ = sh(&format!("ip netns del {ns} 2>/dev/null"));
         }
         if std::env::var_os("VPCSWITCH_KEEP_E2E").is_none() {
             let _ = std::fs::remove_dir_all(&self.dir);
@@ -1132,4 +1156,137 @@ fn a_deleted_tap_goes_down_the_rest_keeps_forwarding_and_a_reload_brings_it_back
         "web2 reachable again\n{}",
         n.log()
     );
+}
+
+/// The uplink and an EIP for the VIP (SPEC 7), for [`Net::start_with`]. The uplink's
+/// TAP has offloads off while the guests' have them on, so both NAT forms are checked
+/// by a real kernel: inbound, full checksums translated and verified by the guest;
+/// outbound, the guest's partial (offload) checksums translated, then completed by the
+/// switch and verified by the internet host.
+const EIP_EXTRA: &str = r#"
+[uplink]
+name = "uplink"
+mac = "02:00:00:00:ff:01"
+next_hop = "203.0.113.1"
+backend = { type = "tap", ifname = "@TAG@up", offload = false }
+
+[[routes]]
+vpc = "a"
+destination = "0.0.0.0/0"
+uplink = true
+
+[[eips]]
+ip = "203.0.113.10"
+vip = "vip"
+"#;
+
+const EIP: &str = "203.0.113.10";
+
+impl Net {
+    /// An HTTP server in `guest` on port 8000 whose page is the guest's name.
+    fn http_server(&mut self, guest: &str) {
+        let root = self.file(&format!("www-{guest}"));
+        std::fs::create_dir_all(&root).expect("www dir");
+        std::fs::write(root.join("index.html"), guest).expect("index");
+        self.spawn(
+            guest,
+            &format!(
+                "/usr/bin/python3 -m http.server 8000 --bind 0.0.0.0 --directory {}",
+                root.display()
+            ),
+            &format!("http-{guest}.log"),
+        );
+    }
+
+    /// GET http://`ip`:8000/ from `from`: the body, if it answered within 3 s.
+    fn http_get(&self, from: &str, ip: &str) -> Option<String> {
+        let (ok, out) = self.exec(
+            from,
+            &format!(
+                "/usr/bin/python3 -c \"import urllib.request; print(urllib.request.urlopen('http://{ip}:8000/', timeout=3).read().decode())\""
+            ),
+        );
+        ok.then(|| out.trim().to_string())
+    }
+
+    fn http_get_eventually(&self, from: &str, ip: &str, want: &str, secs: u64) -> bool {
+        let end = Instant::now() + Duration::from_secs(secs);
+        while Instant::now() < end {
+            if self.http_get(from, ip).as_deref() == Some(want) {
+                return true;
+            }
+            std::thread::sleep(Duration::from_millis(200));
+        }
+        false
+    }
+}
+
+#[test]
+fn spec7_internet_reaches_a_keepalived_vip_through_its_eip_across_failover() {
+    let _l = lock();
+    let mut n = Net::start_with(EIP_EXTRA);
+    let k1 = n.keepalived("web1", 150);
+    n.keepalived("web2", 100);
+    assert!(
+        n.wait_owner("web1", 20),
+        "web1 becomes master\n{}",
+        n.read("keepalived-web1.log")
+    );
+    n.http_server("web1");
+    n.http_server("web2");
+    // HTTP and TCP (iperf3) from the internet to the EIP, served by the master
+    assert!(
+        n.http_get_eventually("internet", EIP, "web1", 10),
+        "HTTP via the EIP to web1: {:?}\n{}",
+        n.http_get("internet", EIP),
+        n.log()
+    );
+    let gbps = n.iperf("internet", "web1", EIP, 2);
+    eprintln!("iperf3 internet -> EIP (web1): {gbps:?} Gbit/s");
+    assert!(gbps.is_some_and(|g| g > 0.01), "iperf3 through the EIP");
+
+    // kill the master while the internet pings the EIP
+    n.spawn(
+        "internet",
+        &format!("ping -n -D -i 0.01 -w 7 {EIP}"),
+        "ping-eip.txt",
+    );
+    std::thread::sleep(Duration::from_secs(2));
+    must(&format!("kill -KILL {k1}"));
+    assert!(
+        n.wait_owner("web2", 10),
+        "web2 takes over\n{}",
+        n.read("keepalived-web2.log")
+    );
+    assert!(
+        n.http_get_eventually("internet", EIP, "web2", 10),
+        "the same EIP answers from the backup: {:?}",
+        n.http_get("internet", EIP)
+    );
+    std::thread::sleep(Duration::from_secs(5));
+    let (gap, replies) = ping_gap_ms(&n.read("ping-eip.txt"));
+    eprintln!("EIP failover (master killed): {replies} replies, longest gap {gap:.0} ms");
+    assert!(replies > 100, "{}", n.read("ping-eip.txt"));
+    // SIGKILL leaves web1 holding the VIP address; web2 takes it after 3 missed adverts
+    assert!(
+        gap <= KEEPALIVED_BOUND_MS,
+        "outage {gap:.0} ms > {KEEPALIVED_BOUND_MS:.0} ms"
+    );
+    let gbps = n.iperf("internet", "web2", EIP, 2);
+    eprintln!("iperf3 internet -> EIP (web2): {gbps:?} Gbit/s");
+    assert!(
+        gbps.is_some_and(|g| g > 0.01),
+        "iperf3 through the EIP after failover"
+    );
+
+    // SPEC 7.2: a private address without an EIP never leaves
+    assert_eq!(n.ping("client", "203.0.113.1", 2), 0);
+    assert!(n.drops("client", "no_eip") >= 2, "no_eip counted");
+    // the internet cannot reach private addresses
+    must(&format!(
+        "ip -n {} route add 10.0.0.0/16 via 203.0.113.10",
+        n.ns("internet")
+    ));
+    assert_eq!(n.ping("internet", "10.0.1.13", 2), 0);
+    assert!(n.drops("uplink", "uplink_not_for_eip") >= 2);
 }
