@@ -154,6 +154,38 @@ fn dispatch(req: &Value, r: &Running) -> Value {
             }
             ok(text, json!(rows))
         }
+        ["eips"] => {
+            let mut text = String::new();
+            let uplink = snap.uplink.as_ref().map(|u| {
+                let nh = snap.next_hop_mac();
+                text += &format!(
+                    "uplink {} ({}), next hop {} at {}\n\n",
+                    snap.port(u.port).map_or("?", |p| p.name.as_str()),
+                    u.mac,
+                    std::net::Ipv4Addr::from(u.next_hop),
+                    nh.map_or("(not resolved yet)".to_string(), |m| m.to_string())
+                );
+                json!({"name": snap.port(u.port).map(|p| p.name.clone()), "mac": u.mac.to_string(), "next_hop": std::net::Ipv4Addr::from(u.next_hop).to_string(), "next_hop_mac": nh.map(|m| m.to_string()), "static_next_hop": u.static_next_hop})
+            });
+            text += &format!("{:<16} {:<22} {:<15} {}\n", "EIP", "TARGET", "PRIVATE IP", "NOW AT");
+            let mut rows = vec![];
+            for x in snap.config.all_eips() {
+                let (target, private) = match (&x.vip, &x.port) {
+                    (Some(v), _) => (format!("vip {v}"), snap.config.vips.iter().find(|w| w.name == *v).map(|w| w.ip)),
+                    (_, Some(p)) => (format!("port {p}"), x.port_ip.or_else(|| snap.config.ports.iter().find(|q| q.name == *p).and_then(|q| q.ips.first().copied()))),
+                    _ => ("-".into(), None),
+                };
+                let at = match (&x.vip, &x.port) {
+                    (Some(v), _) => snap.vip_owner_name(v).map(String::from),
+                    (_, Some(p)) => Some(p.clone()),
+                    _ => None,
+                };
+                let private = private.map(|i| i.to_string());
+                text += &format!("{:<16} {:<22} {:<15} {}\n", x.ip, target, private.clone().unwrap_or_else(|| "-".into()), at.clone().unwrap_or_else(|| "(no owner)".into()));
+                rows.push(json!({"eip": x.ip.to_string(), "target": target, "private_ip": private, "port": at}));
+            }
+            ok(text, json!({"uplink": uplink, "eips": rows}))
+        }
         ["neighbors"] => {
             let mut text = format!("{:<10} {:<15} {:<17} {}\n", "VPC", "IP", "MAC", "WHAT");
             let mut rows = vec![];
@@ -243,7 +275,7 @@ fn dispatch(req: &Value, r: &Running) -> Value {
             Err(e) => err(&format!("reload refused, the running configuration stays:\n{e}")),
         },
         [] => err("empty command"),
-        other => err(&format!("unknown command {:?}; one of: ports, vips, neighbors, routes, stats, trace PORT HEXFRAME, reload", other.join(" "))),
+        other => err(&format!("unknown command {:?}; one of: ports, vips, eips, neighbors, routes, stats, trace PORT HEXFRAME, reload", other.join(" "))),
     }
 }
 
