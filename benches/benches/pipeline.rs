@@ -44,15 +44,24 @@ fn paths(c: &mut Criterion) {
         ("_100k_routes", 100_000),
     ] {
         let snap = snapshot(routes);
-        for s in Scenario::ALL {
+        for (s, dir) in Scenario::ALL
+            .into_iter()
+            .map(|s| (s, 0))
+            .chain([(Scenario::Eip, 1)])
+        {
             if routes > 0 && s != Scenario::L3 {
                 continue;
             }
-            let (port, frame) = frame_array(s);
+            let (port, frame) = frame_array(s, dir);
             let pid = snap.port_id(port).unwrap_or(0);
             let mut bufs: Vec<Vec<u8>> = (0..BURST).map(|_| vec![0u8; 2048]).collect();
             let ctx = Ctx::at(1);
-            g.bench_function(format!("{}{}", s.name(), label), |b| {
+            let dir_label = match (s, dir) {
+                (Scenario::Eip, 0) => "_in",
+                (Scenario::Eip, _) => "_out",
+                _ => "",
+            };
+            g.bench_function(format!("{}{dir_label}{label}", s.name()), |b| {
                 b.iter(|| {
                     for buf in bufs.iter_mut() {
                         buf[..FRAME_LEN].copy_from_slice(&frame);

@@ -9,6 +9,10 @@ use vpcswitch_wire::build;
 
 /// The gateway MAC of the topology.
 pub const GW: MacAddr = MacAddr([2, 0, 0, 0, 0, 1]);
+/// The uplink's MAC.
+pub const UPLINK: MacAddr = MacAddr([2, 0, 0, 0, 0, 0xf0]);
+/// The outside next hop's MAC.
+pub const ROUTER: MacAddr = MacAddr([2, 0, 0, 0, 0, 0xf1]);
 
 /// A pipeline path to measure.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -23,16 +27,20 @@ pub enum Scenario {
     VipSteer,
     /// ARP requests answered by the switch.
     Arp,
+    /// EIP 1:1 NAT (SPEC 7): from the uplink to the VIP's EIP (resolved to its owner),
+    /// and from the owner out through the uplink with the EIP as source.
+    Eip,
 }
 
 impl Scenario {
     /// Every scenario.
-    pub const ALL: [Scenario; 5] = [
+    pub const ALL: [Scenario; 6] = [
         Scenario::L2,
         Scenario::L3,
         Scenario::Peering,
         Scenario::VipSteer,
         Scenario::Arp,
+        Scenario::Eip,
     ];
     /// Its name on the command line and in reports.
     pub fn name(self) -> &'static str {
@@ -42,6 +50,7 @@ impl Scenario {
             Scenario::Peering => "peering",
             Scenario::VipSteer => "vip-steer",
             Scenario::Arp => "arp",
+            Scenario::Eip => "eip",
         }
     }
 }
@@ -54,8 +63,9 @@ fn mac(s: &str) -> MacAddr {
 }
 
 /// Ports: a (a1, 10.0.1.11), b (a1, 10.0.1.12), c (a2, 10.0.2.11), d (vpc x, 10.1.1.11),
-/// v1/v2 (a1) bound to VIP 10.0.1.100, owned by v2. `workers` workers; `extra_routes`
-/// additional /24 routes in VPC a (table-size scaling).
+/// v1/v2 (a1) bound to VIP 10.0.1.100, owned by v2, whose EIP is 203.0.113.10 on the
+/// uplink `up` (next hop 198.51.100.1 at a static MAC, VPC a routes 0.0.0.0/0 to it).
+/// `workers` workers; `extra_routes` additional /24 routes in VPC a (table-size scaling).
 pub fn config(workers: usize, extra_routes: usize) -> Config {
     let mut b = ConfigBuilder::new()
         .workers(workers)
@@ -73,12 +83,18 @@ pub fn config(workers: usize, extra_routes: usize) -> Config {
         .vip("vip", "a1", "10.0.1.100", &["v1", "v2"])
         .peering("ax", "a", "x")
         .route_via_peering("a", "10.1.0.0/16", "ax")
-        .route_via_peering("x", "10.0.0.0/16", "ax");
+        .route_via_peering("x", "10.0.0.0/16", "ax")
+        .uplink("up", "02:00:00:00:00:f0", "198.51.100.1")
+        .route_via_uplink("a", "0.0.0.0/0")
+        .eip_for_vip("203.0.113.10", "vip");
     for i in 0..extra_routes {
         let n = 0x4000_0000u32 + ((i as u32) << 8);
         b = b.route_via_port("a", &format!("{}/24", Ipv4Addr::from(n)), "c");
     }
     let mut c = b.build().unwrap_or_default();
+    if let Some(u) = c.uplink.as_mut() {
+        u.next_hop_mac = Some(ROUTER);
+    }
     // the benchmarks measure the paths, not the storm limiters
     c.switch.arp_per_sec = u32::MAX;
     c.switch.flood_per_sec = u32::MAX;
@@ -107,8 +123,8 @@ pub fn frames(s: Scenario) -> [(&'static str, Vec<u8>); 2] {
 
 /// One frame of a scenario as a fixed-size array, for benches that copy it into a
 /// buffer per packet (a constant-size copy, like a NIC's DMA, not a `memcpy` call).
-pub fn frame_array(s: Scenario) -> (&'static str, [u8; FRAME_LEN]) {
-    let (p, f) = frames(s)[0].clone();
+pub fn frame_array(s: Scenario, direction: usize) -> (&'static str, [u8; FRAME_LEN]) {
+    let (p, f) = frames(s)[direction % 2].clone();
     let mut a = [0u8; FRAME_LEN];
     a.copy_from_slice(&f[..FRAME_LEN]);
     (p, a)
@@ -165,6 +181,16 @@ fn frames_unpadded(s: Scenario) -> [(&'static str, Vec<u8>); 2] {
                     "10.0.1.100",
                     "10.0.1.11",
                 ),
+            ),
+        ],
+        Scenario::Eip => [
+            (
+                "up",
+                u(UPLINK, "02:00:00:00:00:f1", "198.51.100.7", "203.0.113.10"),
+            ),
+            (
+                "v2",
+                u(GW, "02:00:00:00:00:e2", "10.0.1.100", "198.51.100.7"),
             ),
         ],
         Scenario::Arp => [

@@ -42,7 +42,8 @@ fn run(s: Scenario, workers: usize, secs: f64) -> Row {
     let fr = frames(s);
     let mut backends: Backends = Vec::new();
     let mut counters = Vec::new();
-    let names: Vec<&str> = cfg.ports.iter().map(|p| p.name.as_str()).collect();
+    let mut names: Vec<&str> = cfg.ports.iter().map(|p| p.name.as_str()).collect();
+    names.extend(cfg.uplink.as_ref().map(|u| u.name.as_str()));
     for n in names {
         let mine: Vec<Vec<u8>> = fr
             .iter()

@@ -14,11 +14,11 @@ fn main() {
         .and_then(|s| s.parse().ok())
         .unwrap_or(1_000_000);
     let Some(s) = Scenario::ALL.into_iter().find(|s| s.name() == name) else {
-        eprintln!("error: unknown scenario {name:?}; one of l2, l3, peering, vip-steer, arp");
+        eprintln!("error: unknown scenario {name:?}; one of l2, l3, peering, vip-steer, arp, eip");
         std::process::exit(2);
     };
     let snap = snapshot(0);
-    let (port, frame) = frame_array(s);
+    let (port, frame) = frame_array(s, 0);
     let pid = snap.port_id(port).unwrap_or(0);
     let mut buf = vec![0u8; 2048];
     let ctx = Ctx::at(1);
