@@ -1,5 +1,5 @@
 //! The whole pipeline on arbitrary frames from every port of a fixed topology with
-//! VIPs, peerings, a next hop and check-off ports: no panic, and every frame gets a
+//! VIPs, peerings, a next hop, check-off ports, an uplink with EIPs: no panic, and every frame gets a
 //! verdict whose outputs name configured ports (nothing unaccounted for).
 #![no_main]
 use libfuzzer_sys::fuzz_target;
@@ -24,7 +24,12 @@ fn snapshot() -> Snapshot {
         .peering("ab", "a", "b")
         .route_via_peering("a", "10.1.0.0/16", "ab")
         .route_via_peering("b", "10.0.0.0/16", "ab")
-        .route_via_port("a", "0.0.0.0/0", "lvs")
+        .route_via_port("a", "192.168.0.0/16", "lvs")
+        .uplink("up", "02:00:00:00:ff:01", "203.0.113.1")
+        .route_via_uplink("a", "0.0.0.0/0")
+        .route_via_uplink("b", "0.0.0.0/0")
+        .eip_for_vip("203.0.113.10", "v")
+        .eip_for_port("203.0.113.11", "r1")
         .build()
         .expect("valid topology");
     Snapshot::compile(&cfg, None).expect("compiles")
@@ -37,14 +42,18 @@ fuzz_target!(|data: &[u8]| {
         let Some((&sel, frame)) = data.split_first() else {
             return;
         };
-        let port = u32::from(sel) % 6; // one past the last id: an unknown port
+        let port = u32::from(sel) % 7; // one past the last id: an unknown port
         let now = u64::from(sel) * 1_000_000;
         // the trace first: it must not change state, and must agree with process
         let traced = s.trace(now, port, frame).verdict;
         let mut buf = vec![0u8; 2048.max(frame.len() + 128)];
         buf[..frame.len()].copy_from_slice(frame);
         let mut len = frame.len();
-        let v = s.process(&Ctx::at(now), port, &mut buf, &mut len, &mut NoTrace);
+        let ctx = Ctx {
+            now_ns: now,
+            csum_partial: sel & 0x80 != 0,
+        };
+        let v = s.process(&ctx, port, &mut buf, &mut len, &mut NoTrace);
         assert!(len <= buf.len());
         let check = |o: Out| match o {
             Out::Port(p) => assert!(s.port(p).is_some()),
