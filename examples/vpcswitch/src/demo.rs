@@ -258,6 +258,7 @@ fn demo(stop: &AtomicBool) -> Result<(), String> {
         switch,
         path: cfg_path.clone(),
         last_error: Mutex::new(None),
+        reopen_failed: Mutex::new(Vec::new()),
     });
     let sock = dir.join("ctl.sock");
     let ctl_stop = Arc::new(AtomicBool::new(false));

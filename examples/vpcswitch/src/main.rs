@@ -219,9 +219,68 @@ pub struct Running {
     pub path: PathBuf,
     /// the last reload error, shown by `ctl`
     pub last_error: Mutex<Option<String>>,
+    /// down ports whose device came back but could not be reopened (logged once)
+    pub reopen_failed: Mutex<Vec<String>>,
+}
+
+/// The TAP interface name of port (or uplink) `name`, if its backend is a TAP.
+fn tap_ifname<'c>(cfg: &'c Config, name: &str) -> Option<&'c str> {
+    let spec = cfg
+        .ports
+        .iter()
+        .find(|p| p.name == name)
+        .map(|p| &p.backend)
+        .or_else(|| {
+            cfg.uplink
+                .as_ref()
+                .filter(|u| u.name == name)
+                .map(|u| &u.backend)
+        })?;
+    match spec {
+        BackendSpec::Tap { ifname, .. } => Some(ifname.as_str()),
+        _ => None,
+    }
 }
 
 impl Running {
+    /// Reopens down TAP ports whose interface exists again in the switch's network
+    /// namespace (recreated by the operator or the hypervisor), with the running
+    /// configuration. A port whose device is still missing stays down until it returns
+    /// or until a reload (which creates it). Called about once a second.
+    pub fn reopen_returned(&self) {
+        let down = self.switch.down_ports();
+        let mut failed = self.reopen_failed.lock().unwrap_or_else(|e| e.into_inner());
+        failed.retain(|n| down.contains(n));
+        if down.is_empty() {
+            return;
+        }
+        let cfg = self.switch.snapshot().config.clone();
+        let back: Vec<String> = down
+            .into_iter()
+            .filter(|n| {
+                tap_ifname(&cfg, n).is_some_and(|i| Path::new("/sys/class/net").join(i).exists())
+            })
+            .collect();
+        if back.is_empty() {
+            return;
+        }
+        let r = backends_for(&cfg, &back)
+            .and_then(|b| self.switch.reload(&cfg, b).map_err(|e| e.to_string()));
+        match r {
+            Ok(g) => {
+                failed.clear();
+                tracing::info!(ports = ?back, generation = g, "device returned: port reopened, up again");
+            }
+            Err(e) => {
+                if back.iter().any(|n| !failed.contains(n)) {
+                    tracing::warn!(ports = ?back, error = %e.trim_end(), "device returned but cannot be reopened; the port stays down (retrying)");
+                    *failed = back;
+                }
+            }
+        }
+    }
+
+    /// Re-reads the file and applies it; on error the running configuration stays.
     /// Re-reads the file and applies it; on error the running configuration stays.
     pub fn reload(&self) -> Result<u64, String> {
         let r = (|| {
@@ -286,6 +345,7 @@ fn run(path: &Path) -> ExitCode {
         switch,
         path: path.to_path_buf(),
         last_error: Mutex::new(None),
+        reopen_failed: Mutex::new(Vec::new()),
     });
     let socket = cfg
         .switch
@@ -316,13 +376,19 @@ fn run(path: &Path) -> ExitCode {
     let failed = Arc::new(AtomicBool::new(false));
     {
         let (running, failed) = (running.clone(), failed.clone());
-        std::thread::spawn(move || loop {
-            std::thread::sleep(std::time::Duration::from_millis(200));
-            if let Err(why) = running.switch.health() {
-                tracing::error!(reason = %why, "the switch stopped itself; exiting with status 3");
-                failed.store(true, Ordering::SeqCst);
-                let _ = signal_hook::low_level::raise(signal_hook::consts::SIGTERM);
-                return;
+        std::thread::spawn(move || {
+            for tick in 0u64.. {
+                std::thread::sleep(std::time::Duration::from_millis(200));
+                if let Err(why) = running.switch.health() {
+                    tracing::error!(reason = %why, "the switch stopped itself; exiting with status 3");
+                    failed.store(true, Ordering::SeqCst);
+                    let _ = signal_hook::low_level::raise(signal_hook::consts::SIGTERM);
+                    return;
+                }
+                // a TAP that went away and came back is picked up again
+                if tick % 5 == 4 {
+                    running.reopen_returned();
+                }
             }
         });
     }

@@ -1158,6 +1158,65 @@ fn a_deleted_tap_goes_down_the_rest_keeps_forwarding_and_a_reload_brings_it_back
     );
 }
 
+#[test]
+fn a_deleted_tap_comes_back_by_itself_when_its_interface_returns() {
+    let _l = lock();
+    let n = Net::start();
+    assert_eq!(n.ping("client", "10.0.1.12", 2), 2);
+    must(&format!("ip -n {} link del eth0", n.ns("web2")));
+    let port_down = |n: &Net| {
+        n.ctl("ports")
+            .as_array()
+            .and_then(|a| a.iter().find(|p| p["name"] == "web2"))
+            .map(|p| p["down"] == true)
+            .unwrap_or(false)
+    };
+    let end = Instant::now() + Duration::from_secs(5);
+    while !port_down(&n) && Instant::now() < end {
+        let _ = n.exec("client", "ping -n -c 1 -W 0.2 10.0.1.12");
+    }
+    assert!(port_down(&n), "web2 reported down: {}", n.ctl("ports"));
+    // it stays down while the interface is missing
+    std::thread::sleep(Duration::from_millis(1500));
+    assert!(port_down(&n), "still down without a device");
+    let g0 = n.generation();
+    // the hypervisor recreates the interface (multi-queue, vnet header: 2 workers,
+    // offloads on); no reload is asked for
+    let i = guests().iter().position(|g| g.name == "web2").unwrap();
+    let ifn = format!("{}t{i}", n.tag);
+    must(&format!(
+        "ip tuntap add dev {ifn} mode tap multi_queue vnet_hdr"
+    ));
+    let end = Instant::now() + Duration::from_secs(5);
+    while port_down(&n) && Instant::now() < end {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let up = !port_down(&n);
+    let moved = sh(&format!("ip link set {ifn} netns {}", n.ns("web2"))).0;
+    if !moved {
+        let _ = sh(&format!("ip link del {ifn}"));
+    }
+    assert!(
+        up,
+        "web2 up again by itself: {}\n{}",
+        n.ctl("ports"),
+        n.log()
+    );
+    assert!(moved, "TAP moved into the guest");
+    assert!(n.generation() > g0, "reopened through a configuration swap");
+    assert!(n.log().contains("device returned"), "logged: {}", n.log());
+    must(&format!(
+        "ip netns exec {} sh -c 'ip link set {ifn} address 02:00:00:00:01:02 && ip link set {ifn} name eth0 && ip addr add 10.0.1.12/24 dev eth0 && ip link set eth0 up && ip route add default via 10.0.1.1'",
+        n.ns("web2")
+    ));
+    assert_eq!(
+        n.ping("client", "10.0.1.12", 3),
+        3,
+        "web2 reachable again\n{}",
+        n.log()
+    );
+}
+
 /// The uplink and an EIP for the VIP (SPEC 7), for [`Net::start_with`]. The uplink's
 /// TAP has offloads off while the guests' have them on, so both NAT forms are checked
 /// by a real kernel: inbound, full checksums translated and verified by the guest;
