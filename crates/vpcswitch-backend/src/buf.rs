@@ -261,10 +261,17 @@ impl PoolCache {
         }
         self.stack.pop()
     }
-    /// Gives a buffer back; beyond the cache's capacity it returns to the pool.
+    /// Gives a buffer back: kept in the cache when it belongs to this cache's pool and
+    /// there is room; otherwise it goes home to its own pool. (A buffer of another pool
+    /// — a TAP's large receive buffer dropped by a worker — must not settle in this
+    /// cache: its own pool would run dry and that port's receive would stall.)
     #[inline]
     pub fn free(&mut self, b: PacketBuf) {
-        if self.stack.len() < self.cap && b.home.is_some() {
+        let ours = b
+            .home
+            .as_ref()
+            .is_some_and(|h| Arc::ptr_eq(h, &self.pool.shared));
+        if ours && self.stack.len() < self.cap {
             self.stack.push(b);
         }
         // else: dropped, which returns it to its own pool
@@ -278,6 +285,24 @@ impl PoolCache {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A buffer freed into another pool's cache goes back to its own pool (found by the
+    /// TAP storm test: large receive buffers dropped by a worker drained the TAP pool).
+    #[test]
+    fn a_cache_sends_foreign_buffers_home() {
+        let small = Pool::new(4);
+        let large = Pool::with_size(2, 4096);
+        let mut sc = small.cache(8);
+        let mut lc = large.cache(8);
+        for _ in 0..100 {
+            let b = lc.alloc().expect("the large pool never runs dry");
+            sc.free(b);
+        }
+        assert_eq!(large.available() + lc.stack.len(), 2);
+        let b = sc.alloc().expect("small");
+        assert_eq!(b.capacity(), BUF_SIZE);
+        sc.free(b);
+    }
 
     #[test]
     fn offload_header_round_trips_and_checksum_completes() {

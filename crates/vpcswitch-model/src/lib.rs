@@ -119,6 +119,10 @@ pub struct SwitchSettings {
     /// Broadcast/multicast IPv4 frames flooded from one port per second.
     #[serde(default = "default_flood_rate")]
     pub flood_per_sec: u32,
+    /// `host:port` where the binary serves Prometheus metrics over HTTP (off when
+    /// unset), e.g. `127.0.0.1:9477`.
+    #[serde(default)]
+    pub metrics: Option<String>,
 }
 
 impl Default for SwitchSettings {
@@ -133,6 +137,7 @@ impl Default for SwitchSettings {
             icmp_errors_per_sec: default_icmp_rate(),
             arp_per_sec: default_arp_rate(),
             flood_per_sec: default_flood_rate(),
+            metrics: None,
         }
     }
 }

@@ -79,6 +79,15 @@ impl Config {
                 "must be at least 1".into(),
             );
         }
+        if let Some(m) = &sw.metrics {
+            if m.parse::<std::net::SocketAddr>().is_err() {
+                e.push(
+                    "switch".into(),
+                    "metrics",
+                    format!("\"{m}\" is not an address:port such as \"127.0.0.1:9477\""),
+                );
+            }
+        }
 
         // VPCs
         let vpc_names = dup_names(&mut e, "vpc", self.vpcs.iter().map(|v| v.name.as_str()));

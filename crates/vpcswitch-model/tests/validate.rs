@@ -283,3 +283,13 @@ fn spec1_eip_and_uplink_rules() {
     let e = errs(base().uplink("u", "02:00:00:00:ff:01", "not-an-ip"));
     assert!(e.mentions("uplink \"u\"", "next_hop"), "{e}");
 }
+
+#[test]
+fn switch_metrics_address_is_checked() {
+    let mut c = base().build().unwrap();
+    c.switch.metrics = Some("127.0.0.1:9477".into());
+    assert!(c.validate().is_ok());
+    c.switch.metrics = Some("localhost-ish".into());
+    let e = c.validate().unwrap_err();
+    assert!(e.mentions("switch", "metrics"), "{e}");
+}

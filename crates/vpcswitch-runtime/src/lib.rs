@@ -15,6 +15,8 @@
 //!
 //! Lock order (control path only): `Switch::control` → nothing. Workers take no lock.
 
+pub mod metrics;
+pub mod observe;
 mod stats;
 mod worker;
 
@@ -132,6 +134,8 @@ pub(crate) struct Shared {
     pub panicked: std::sync::atomic::AtomicUsize,
     pub workers: Vec<WorkerShared>,
     pub start: Instant,
+    /// capture and drop sampling
+    pub observe: observe::Observe,
 }
 
 /// A running switch. Dropping it stops the workers.
@@ -232,6 +236,7 @@ impl Switch {
             stop: AtomicBool::new(false),
             failure: Mutex::new(None),
             panicked: std::sync::atomic::AtomicUsize::new(0),
+            observe: observe::Observe::new(max_ports),
             workers: (0..n)
                 .map(|_| WorkerShared {
                     cmds: ArrayQueue::new(max_ports * 2 + 16),
@@ -260,6 +265,8 @@ impl Switch {
                 cache: pools[w].small.cache(256),
                 waker: None,
                 fds: Vec::with_capacity(vpcswitch_backend::sys::MAX_FDS),
+                now_ns: 0,
+                drop_samples: (0, 0),
             };
             for (pid, q) in queues {
                 // pre-size the tx batch so pushing never allocates
@@ -548,6 +555,12 @@ impl Switch {
     /// The runtime's clock (ns since start), the one VIP move times use.
     pub fn now_ns(&self) -> u64 {
         self.shared.start.elapsed().as_nanos() as u64
+    }
+
+    /// Packet capture and drop sampling ([`observe`]): start, stop and read them while
+    /// the switch runs. Timestamps are on [`Switch::now_ns`]'s clock.
+    pub fn observe(&self) -> &observe::Observe {
+        &self.shared.observe
     }
 
     /// Backend description per port name.

@@ -16,6 +16,7 @@ use vpcswitch_backend::{Offload, PacketBuf, PoolCache, PortQueue, Waker, MAX_BUR
 use vpcswitch_core::{Ctx, DropReason, NoTrace, Out, PortId, Snapshot, Verdict};
 use vpcswitch_wire::tso::Tcp4Layout;
 
+use crate::observe::{Direction, DROP_SAMPLES_PER_SEC};
 use crate::stats::{bump, WorkerCounters};
 use crate::{Command, Shared};
 
@@ -38,6 +39,10 @@ pub(crate) struct Worker {
     pub waker: Option<Waker>,
     /// scratch list of descriptors to sleep on
     pub fds: Vec<std::os::fd::RawFd>,
+    /// the clock at the start of the current pass (ns since the switch started)
+    pub now_ns: u64,
+    /// drop samples taken: (second, count), for the per-worker sample rate
+    pub drop_samples: (u64, u32),
 }
 
 impl Worker {
@@ -167,6 +172,7 @@ impl Worker {
     #[inline]
     pub(crate) fn poll_once(&mut self, snap: &Snapshot) -> usize {
         let mut ctx = Ctx::at(self.shared.start.elapsed().as_nanos() as u64);
+        self.now_ns = ctx.now_ns;
         // one reference-count bump per pass, so the counters can be borrowed while
         // `self` is mutated below
         let shared = self.shared.clone();
@@ -195,6 +201,10 @@ impl Worker {
                     bump(&pc.rx_packets, 1);
                     bump(&pc.rx_bytes, buf.len() as u64);
                 }
+                let obs = &shared.observe;
+                if obs.capturing(pid, Direction::Rx) {
+                    obs.record(pid, Direction::Rx, ctx.now_ns, buf.frame());
+                }
                 ctx.csum_partial = buf.offload.flags & Offload::NEEDS_CSUM != 0;
                 let (data, len) = buf.parts_mut();
                 match snap.process(&ctx, pid, data, len, &mut NoTrace) {
@@ -205,6 +215,9 @@ impl Worker {
                     Verdict::Drop(r) => {
                         bump(&c.dropped, 1);
                         c.drop_on(pid, r, 1);
+                        if obs.sampling_drops(ctx.now_ns) {
+                            self.sample_drop(pid, r, &buf);
+                        }
                         self.cache.free(buf);
                     }
                     Verdict::DropAndSend(r, out) => {
@@ -253,6 +266,22 @@ impl Worker {
         self.cache.free(buf);
     }
 
+    /// Hands a dropped frame to drop sampling, within the per-worker rate.
+    #[cold]
+    fn sample_drop(&mut self, port: PortId, r: DropReason, buf: &PacketBuf) {
+        let obs = &self.shared.observe;
+        let sec = self.now_ns / 1_000_000_000;
+        if self.drop_samples.0 != sec {
+            self.drop_samples = (sec, 0);
+        }
+        if self.drop_samples.1 >= DROP_SAMPLES_PER_SEC {
+            obs.count_lost();
+            return;
+        }
+        self.drop_samples.1 += 1;
+        obs.sample_drop(port, r, self.now_ns, buf.frame());
+    }
+
     #[inline]
     fn enqueue(&mut self, c: &WorkerCounters, q: PortId, mut buf: PacketBuf) {
         let i = q as usize;
@@ -274,6 +303,10 @@ impl Worker {
                 return;
             }
             buf.offload = o;
+        }
+        let obs = &self.shared.observe;
+        if obs.capturing(q, Direction::Tx) {
+            obs.record(q, Direction::Tx, self.now_ns, buf.frame());
         }
         let p = &mut self.pending[i];
         if p.is_empty() {

@@ -100,7 +100,20 @@ fn handle(s: UnixStream, running: &Running) {
             "request too long or not terminated (limit {MAX_REQUEST} bytes, one line)"
         )),
         Ok(_) => match serde_json::from_str::<Value>(&line) {
-            Ok(req) => dispatch(&req, running),
+            Ok(req) => {
+                let cmd: Vec<&str> = req
+                    .get("cmd")
+                    .and_then(Value::as_array)
+                    .map(|a| a.iter().filter_map(Value::as_str).collect())
+                    .unwrap_or_default();
+                match cmd.as_slice() {
+                    ["capture", port, dir, count] => {
+                        return stream_capture(&s, running, port, dir, count)
+                    }
+                    ["drops", secs] => return stream_drops(&s, running, secs),
+                    _ => dispatch(&req, running),
+                }
+            }
             Err(e) => err(&format!("request is not JSON: {e}")),
         },
         Err(e) => err(&format!("cannot read request: {e}")),
@@ -108,6 +121,186 @@ fn handle(s: UnixStream, running: &Running) {
     let mut out = reply.to_string();
     out.push('\n');
     let _ = (&s).write_all(out.as_bytes());
+}
+
+/// Writes one JSON line; false when the client is gone.
+fn send_line(mut s: &UnixStream, v: &Value) -> bool {
+    let mut out = v.to_string();
+    out.push('\n');
+    s.write_all(out.as_bytes()).is_ok()
+}
+
+/// Unix time (µs) of the switch clock's `ts_ns`.
+fn unix_us(running: &Running, ts_ns: u64) -> u64 {
+    let now_unix = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_micros() as u64);
+    let age_us = running.switch.now_ns().saturating_sub(ts_ns) / 1000;
+    now_unix.saturating_sub(age_us)
+}
+
+/// `capture PORT DIR COUNT`: streams the port's frames, one JSON line each, until COUNT
+/// (0: until the client goes away). One capture per port at a time.
+fn stream_capture(s: &UnixStream, running: &Running, port: &str, dir: &str, count: &str) {
+    let _ = s.set_write_timeout(Some(Duration::from_secs(5)));
+    let (rx, tx) = match dir {
+        "rx" => (true, false),
+        "tx" => (false, true),
+        "both" => (true, true),
+        _ => {
+            send_line(s, &err("direction must be rx, tx or both"));
+            return;
+        }
+    };
+    let Ok(count) = count.parse::<u64>() else {
+        send_line(s, &err("count must be a number (0: until interrupted)"));
+        return;
+    };
+    let snap = running.switch.snapshot();
+    let Some(pid) = snap.port_id(port) else {
+        send_line(s, &err(&format!("no port named \"{port}\"")));
+        return;
+    };
+    {
+        let mut c = running.captures.lock().unwrap_or_else(|e| e.into_inner());
+        if c.contains(&pid) {
+            send_line(
+                s,
+                &err(&format!("port \"{port}\" is already being captured")),
+            );
+            return;
+        }
+        c.push(pid);
+    }
+    let obs = running.switch.observe();
+    obs.start_capture(pid, rx, tx);
+    tracing::info!(port, direction = dir, count, "capture started");
+    let lost0 = obs.lost();
+    let mut sent = 0u64;
+    let mut alive = send_line(
+        s,
+        &ok(
+            format!("capturing {port} ({dir})\n"),
+            json!({"snaplen": vpcswitch::runtime::observe::SNAPLEN}),
+        ),
+    );
+    let mut frames = Vec::new();
+    let mut last_beat = std::time::Instant::now();
+    while alive && (count == 0 || sent < count) {
+        let want = if count == 0 {
+            64
+        } else {
+            (count - sent).min(64) as usize
+        };
+        obs.take_frames(pid, want, &mut frames);
+        if frames.is_empty() {
+            std::thread::sleep(Duration::from_millis(5));
+            if last_beat.elapsed() > Duration::from_secs(1) {
+                alive = send_line(s, &json!({"heartbeat": true}));
+                last_beat = std::time::Instant::now();
+            }
+            continue;
+        }
+        for f in frames.drain(..) {
+            if alive {
+                let hex: String = f.data.iter().map(|b| format!("{b:02x}")).collect();
+                alive = send_line(
+                    s,
+                    &json!({"ts_us": unix_us(running, f.ts_ns), "len": f.orig_len, "dir": if f.direction == vpcswitch::runtime::observe::Direction::Rx { "rx" } else { "tx" }, "data": hex}),
+                );
+                sent += 1;
+            }
+            obs.recycle(f);
+        }
+    }
+    obs.stop_capture(pid);
+    // frames still queued for this port are given back
+    obs.take_frames(pid, usize::MAX, &mut frames);
+    for f in frames.drain(..) {
+        obs.recycle(f);
+    }
+    running
+        .captures
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .retain(|p| *p != pid);
+    tracing::info!(port, frames = sent, "capture ended");
+    if alive {
+        send_line(s, &json!({"done": sent, "lost": obs.lost() - lost0}));
+    }
+}
+
+/// A one-line decode of the start of a frame (it may be cut short).
+fn decode(b: &[u8]) -> String {
+    if b.len() < 14 {
+        return format!("{} bytes", b.len());
+    }
+    let m = |o: usize| vpcswitch::wire::MacAddr::from_slice(&b[o..o + 6]).to_string();
+    let et = u16::from_be_bytes([b[12], b[13]]);
+    let ip4 = |o: usize| std::net::Ipv4Addr::new(b[o], b[o + 1], b[o + 2], b[o + 3]);
+    let l3 = match et {
+        0x0800 if b.len() >= 34 => {
+            let proto = match b[23] {
+                1 => "icmp".to_string(),
+                6 => "tcp".to_string(),
+                17 => "udp".to_string(),
+                p => format!("proto {p}"),
+            };
+            format!("IPv4 {} > {} {proto} ttl {}", ip4(26), ip4(30), b[22])
+        }
+        0x0806 if b.len() >= 42 => {
+            let op = match u16::from_be_bytes([b[20], b[21]]) {
+                1 => "request",
+                2 => "reply",
+                _ => "op?",
+            };
+            format!("ARP {op} {} > {}", ip4(28), ip4(38))
+        }
+        0x8100 | 0x88a8 => "802.1Q/802.1ad tagged".into(),
+        0x86dd => "IPv6".into(),
+        other => format!("ethertype {other:#06x}"),
+    };
+    format!("{} > {} {l3}", m(6), m(0))
+}
+
+/// `drops SECS`: samples dropped frames for SECS seconds (0: until the client goes
+/// away), one JSON line each. Sampling is on only while someone reads it, and at most
+/// `DROP_SAMPLES_PER_SEC` per worker.
+fn stream_drops(s: &UnixStream, running: &Running, secs: &str) {
+    let _ = s.set_write_timeout(Some(Duration::from_secs(5)));
+    let Ok(secs) = secs.parse::<u64>() else {
+        send_line(s, &err("seconds must be a number (0: follow)"));
+        return;
+    };
+    let obs = running.switch.observe();
+    let snap = running.switch.snapshot();
+    let end = (secs > 0).then(|| std::time::Instant::now() + Duration::from_secs(secs));
+    let mut alive = send_line(s, &ok("sampling drops\n".into(), json!({})));
+    let mut got = Vec::new();
+    let mut last_beat = std::time::Instant::now();
+    while alive && end.is_none_or(|e| std::time::Instant::now() < e) {
+        obs.sample_drops_until(running.switch.now_ns() + 2_000_000_000);
+        obs.take_drops(&mut got);
+        for d in got.drain(..) {
+            let port = snap
+                .port(d.port)
+                .map_or("?".to_string(), |p| p.name.clone());
+            let head = &d.head[..d.head_len];
+            alive = alive
+                && send_line(
+                    s,
+                    &json!({"ts_us": unix_us(running, d.ts_ns), "port": port, "reason": d.reason.name(), "len": d.len, "decode": decode(head), "head": head.iter().map(|b| format!("{b:02x}")).collect::<String>()}),
+                );
+        }
+        if last_beat.elapsed() > Duration::from_secs(1) {
+            alive = alive && send_line(s, &json!({"heartbeat": true}));
+            last_beat = std::time::Instant::now();
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    if alive {
+        send_line(s, &json!({"done": true}));
+    }
 }
 
 fn err(msg: &str) -> Value {
@@ -275,7 +468,7 @@ fn dispatch(req: &Value, r: &Running) -> Value {
             Err(e) => err(&format!("reload refused, the running configuration stays:\n{e}")),
         },
         [] => err("empty command"),
-        other => err(&format!("unknown command {:?}; one of: ports, vips, eips, neighbors, routes, stats, trace PORT HEXFRAME, reload", other.join(" "))),
+        other => err(&format!("unknown command {:?}; one of: ports, vips, eips, neighbors, routes, stats, trace PORT HEXFRAME, reload, capture PORT DIR COUNT, drops SECS", other.join(" "))),
     }
 }
 
@@ -293,8 +486,151 @@ fn unhex(s: &str) -> Option<Vec<u8>> {
         .collect()
 }
 
+/// A streamed request: the words sent, and where a capture is written.
+type StreamRequest = (Vec<String>, Option<String>);
+
+/// Options of `ctl capture` / `ctl drops`, parsed from the words after the command.
+fn stream_request(cmd: &[String]) -> Result<Option<StreamRequest>, String> {
+    let mut it = cmd.iter().skip(1);
+    match cmd.first().map(String::as_str) {
+        Some("capture") => {
+            let (mut port, mut dir, mut count, mut out) =
+                (None, "both".to_string(), "0".to_string(), None);
+            while let Some(a) = it.next() {
+                match a.as_str() {
+                    "--direction" | "-d" => {
+                        dir = it.next().ok_or("--direction needs rx, tx or both")?.clone()
+                    }
+                    "--count" | "-c" => count = it.next().ok_or("--count needs a number")?.clone(),
+                    "-w" => out = Some(it.next().ok_or("-w needs a file name or -")?.clone()),
+                    p if port.is_none() && !p.starts_with('-') => port = Some(p.to_string()),
+                    other => return Err(format!("capture: unexpected {other:?}")),
+                }
+            }
+            let port = port.ok_or(
+                "usage: ctl capture PORT [--direction rx|tx|both] [--count N] -w FILE.pcap|-",
+            )?;
+            let out = out.ok_or("capture needs -w FILE.pcap (or -w - for stdout)")?;
+            Ok(Some((vec!["capture".into(), port, dir, count], Some(out))))
+        }
+        Some("drops") => {
+            let mut secs = "1".to_string();
+            while let Some(a) = it.next() {
+                match a.as_str() {
+                    "--follow" | "-f" => secs = "0".into(),
+                    "--secs" => secs = it.next().ok_or("--secs needs a number")?.clone(),
+                    other => return Err(format!("drops: unexpected {other:?}")),
+                }
+            }
+            Ok(Some((vec!["drops".into(), secs], None)))
+        }
+        _ => Ok(None),
+    }
+}
+
+/// Reads the streamed answer of `capture` into a pcap file (or stdout) or prints the
+/// dropped frames of `drops`.
+fn stream_client(s: UnixStream, json_out: bool, out: Option<String>) -> ExitCode {
+    let mut lines = BufReader::new(s).lines();
+    let first: Value = match lines.next() {
+        Some(Ok(l)) => serde_json::from_str(&l).unwrap_or(Value::Null),
+        _ => {
+            eprintln!("no answer from the switch");
+            return ExitCode::from(2);
+        }
+    };
+    if first.get("ok").and_then(Value::as_bool) != Some(true) {
+        eprint!("{}", first["text"].as_str().unwrap_or("error\n"));
+        return ExitCode::from(1);
+    }
+    let mut pcap: Option<Box<dyn Write>> = match out.as_deref() {
+        None => None,
+        Some("-") => Some(Box::new(std::io::stdout().lock())),
+        Some(path) => match std::fs::File::create(path) {
+            Ok(f) => Some(Box::new(std::io::BufWriter::new(f))),
+            Err(e) => {
+                eprintln!("cannot write {path}: {e}");
+                return ExitCode::from(2);
+            }
+        },
+    };
+    if let Some(w) = pcap.as_mut() {
+        let snaplen = first["data"]["snaplen"].as_u64().unwrap_or(65535) as u32;
+        let mut h = Vec::with_capacity(24);
+        h.extend_from_slice(&0xa1b2_c3d4u32.to_le_bytes());
+        h.extend_from_slice(&2u16.to_le_bytes());
+        h.extend_from_slice(&4u16.to_le_bytes());
+        h.extend_from_slice(&0i32.to_le_bytes());
+        h.extend_from_slice(&0u32.to_le_bytes());
+        h.extend_from_slice(&snaplen.to_le_bytes());
+        h.extend_from_slice(&1u32.to_le_bytes()); // Ethernet
+        if w.write_all(&h).is_err() {
+            return ExitCode::from(2);
+        }
+    }
+    let mut n = 0u64;
+    for l in lines {
+        let Ok(l) = l else { break };
+        let Ok(v) = serde_json::from_str::<Value>(&l) else {
+            continue;
+        };
+        if v.get("heartbeat").is_some() {
+            continue;
+        }
+        if let Some(done) = v.get("done") {
+            if pcap.is_some() {
+                eprintln!(
+                    "{done} frames captured, {} lost",
+                    v["lost"].as_u64().unwrap_or(0)
+                );
+            }
+            break;
+        }
+        n += 1;
+        match pcap.as_mut() {
+            Some(w) => {
+                let data = unhex(v["data"].as_str().unwrap_or("")).unwrap_or_default();
+                let ts = v["ts_us"].as_u64().unwrap_or(0);
+                let mut r = Vec::with_capacity(16 + data.len());
+                r.extend_from_slice(&((ts / 1_000_000) as u32).to_le_bytes());
+                r.extend_from_slice(&((ts % 1_000_000) as u32).to_le_bytes());
+                r.extend_from_slice(&(data.len() as u32).to_le_bytes());
+                r.extend_from_slice(&(v["len"].as_u64().unwrap_or(0) as u32).to_le_bytes());
+                r.extend_from_slice(&data);
+                if w.write_all(&r).and_then(|_| w.flush()).is_err() {
+                    break;
+                }
+            }
+            None if json_out => println!("{v}"),
+            None => println!(
+                "{} {:<12} {:<26} {:>5} B  {}",
+                v["ts_us"].as_u64().map_or("-".into(), |t| format!(
+                    "{}.{:06}",
+                    t / 1_000_000,
+                    t % 1_000_000
+                )),
+                v["port"].as_str().unwrap_or("?"),
+                v["reason"].as_str().unwrap_or("?"),
+                v["len"].as_u64().unwrap_or(0),
+                v["decode"].as_str().unwrap_or("")
+            ),
+        }
+    }
+    if pcap.is_none() && n == 0 && !json_out {
+        eprintln!("no drops sampled");
+    }
+    ExitCode::SUCCESS
+}
+
 /// `vpcswitch ctl`: sends one request and prints the answer.
 pub fn client(socket: &Path, json_out: bool, cmd: &[String]) -> ExitCode {
+    let stream = match stream_request(cmd) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("{e}");
+            return ExitCode::from(2);
+        }
+    };
     let mut s = match UnixStream::connect(socket) {
         Ok(s) => s,
         Err(e) => {
@@ -306,11 +642,17 @@ pub fn client(socket: &Path, json_out: bool, cmd: &[String]) -> ExitCode {
         }
     };
     let _ = s.set_read_timeout(Some(Duration::from_secs(30)));
+    let cmd: Vec<String> = stream
+        .as_ref()
+        .map_or_else(|| cmd.to_vec(), |(c, _)| c.clone());
     let mut req = json!({"cmd": cmd, "json": json_out}).to_string();
     req.push('\n');
     if let Err(e) = s.write_all(req.as_bytes()) {
         eprintln!("cannot send: {e}");
         return ExitCode::from(2);
+    }
+    if let Some((_, out)) = stream {
+        return stream_client(s, json_out, out);
     }
     let mut resp = String::new();
     if let Err(e) = s.read_to_string(&mut resp) {

@@ -11,7 +11,7 @@
 use std::path::PathBuf;
 use std::process::{Child, Command, ExitCode, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use vpcswitch::model::Config;
@@ -254,12 +254,7 @@ fn demo(stop: &AtomicBool) -> Result<(), String> {
     );
     let names: Vec<String> = cfg.ports.iter().map(|p| p.name.clone()).collect();
     let switch = Switch::start(&cfg, backends_for(&cfg, &names)?).map_err(|e| e.to_string())?;
-    let running = Arc::new(Running {
-        switch,
-        path: cfg_path.clone(),
-        last_error: Mutex::new(None),
-        reopen_failed: Mutex::new(Vec::new()),
-    });
+    let running = Arc::new(Running::new(switch, cfg_path.clone()));
     let sock = dir.join("ctl.sock");
     let ctl_stop = Arc::new(AtomicBool::new(false));
     let server =

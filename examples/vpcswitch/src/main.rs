@@ -17,6 +17,7 @@
 
 mod control;
 mod demo;
+mod metrics_http;
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -74,7 +75,9 @@ enum Cmd {
         #[arg(long)]
         json: bool,
         /// ports | vips | eips | neighbors | routes | stats | trace PORT HEXFRAME | reload
-        #[arg(required = true, num_args = 1..)]
+        /// | capture PORT [--direction rx|tx|both] [--count N] -w FILE.pcap|- |
+        /// drops [--follow] [--secs N]
+        #[arg(required = true, num_args = 1.., trailing_var_arg = true, allow_hyphen_values = true)]
         command: Vec<String>,
     },
     /// Build a demo in network namespaces (two subnets, a keepalived VIP, a peered
@@ -221,6 +224,82 @@ pub struct Running {
     pub last_error: Mutex<Option<String>>,
     /// down ports whose device came back but could not be reopened (logged once)
     pub reopen_failed: Mutex<Vec<String>>,
+    /// reloads refused so far (metrics)
+    pub reload_failures: std::sync::atomic::AtomicU64,
+    /// what [`Running::log_changes`] saw last
+    pub seen: Mutex<Seen>,
+    /// ports being captured (one capture per port at a time)
+    pub captures: Mutex<Vec<u32>>,
+}
+
+/// Learned state last logged: VIP owners and moves, ports down.
+#[derive(Debug, Default)]
+pub struct Seen {
+    vips: std::collections::HashMap<String, (Option<String>, u64)>,
+    down: Vec<String>,
+}
+
+impl Running {
+    /// The switch wrapped for the binary: nothing reloaded or logged yet.
+    pub fn new(switch: Switch, path: PathBuf) -> Running {
+        let r = Running {
+            switch,
+            path,
+            last_error: Mutex::new(None),
+            reopen_failed: Mutex::new(Vec::new()),
+            reload_failures: std::sync::atomic::AtomicU64::new(0),
+            seen: Mutex::new(Seen::default()),
+            captures: Mutex::new(Vec::new()),
+        };
+        // what the switch starts with is not news
+        r.log_changes_quietly(true);
+        r
+    }
+
+    /// Logs what changed in the dataplane's learned state since the last call: a VIP
+    /// moving to another port (one line per move seen, with the count), a port going
+    /// down or coming back. Polled (about 5 times a second), so nothing is logged per
+    /// packet and a VIP flapping faster than that logs once per poll with its count.
+    pub fn log_changes(&self) {
+        self.log_changes_quietly(false);
+    }
+
+    fn log_changes_quietly(&self, quiet: bool) {
+        let snap = self.switch.snapshot();
+        let mut seen = self.seen.lock().unwrap_or_else(|e| e.into_inner());
+        for (i, v) in snap.vips.iter().enumerate() {
+            let cell = snap.vip_cell(i as u32);
+            let owner = cell
+                .owner()
+                .and_then(|o| snap.port(o))
+                .map(|p| p.name.clone());
+            let moves = cell.moves();
+            let prev = seen.vips.insert(v.name.clone(), (owner.clone(), moves));
+            let changed = prev
+                .as_ref()
+                .is_none_or(|(o, m)| *o != owner || *m != moves);
+            if changed && !quiet && (prev.is_some() || owner.is_some()) {
+                tracing::info!(
+                    vip = %v.name,
+                    ip = %std::net::Ipv4Addr::from(v.ip),
+                    from = prev.and_then(|p| p.0).as_deref().unwrap_or("-"),
+                    to = owner.as_deref().unwrap_or("-"),
+                    moves,
+                    "vip owner changed"
+                );
+            }
+        }
+        let down = self.switch.down_ports();
+        if !quiet {
+            for p in down.iter().filter(|p| !seen.down.contains(p)) {
+                tracing::warn!(port = %p, "port down: its device went away");
+            }
+            for p in seen.down.iter().filter(|p| !down.contains(p)) {
+                tracing::info!(port = %p, "port up");
+            }
+        }
+        seen.down = down;
+    }
 }
 
 /// The TAP interface name of port (or uplink) `name`, if its backend is a TAP.
@@ -305,6 +384,8 @@ impl Running {
                 *self.last_error.lock().unwrap_or_else(|e| e.into_inner()) = None;
             }
             Err(e) => {
+                self.reload_failures
+                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                 tracing::error!(error = %e.trim_end(), "reload refused; the running configuration stays");
                 *self.last_error.lock().unwrap_or_else(|e| e.into_inner()) = Some(e.clone());
             }
@@ -341,12 +422,16 @@ fn run(path: &Path) -> ExitCode {
         vips = cfg.vips.len(),
         "switch started"
     );
-    let running = Arc::new(Running {
-        switch,
-        path: path.to_path_buf(),
-        last_error: Mutex::new(None),
-        reopen_failed: Mutex::new(Vec::new()),
-    });
+    let running = Arc::new(Running::new(switch, path.to_path_buf()));
+    if let Some(addr) = &cfg.switch.metrics {
+        match metrics_http::serve(addr, running.clone()) {
+            Ok(a) => tracing::info!(address = %a, "metrics served at http://{a}/metrics"),
+            Err(e) => {
+                eprintln!("cannot serve metrics on {addr}: {e}");
+                return ExitCode::from(2);
+            }
+        }
+    }
     let socket = cfg
         .switch
         .control_socket
@@ -385,6 +470,7 @@ fn run(path: &Path) -> ExitCode {
                     let _ = signal_hook::low_level::raise(signal_hook::consts::SIGTERM);
                     return;
                 }
+                running.log_changes();
                 // a TAP that went away and came back is picked up again
                 if tick % 5 == 4 {
                     running.reopen_returned();

@@ -27,7 +27,15 @@ fn require() {
         "0",
         "the netns end-to-end tests need root (network namespaces, TAP devices)"
     );
-    for tool in ["ip", "ping", "iperf3", "keepalived", "python3"] {
+    for tool in [
+        "ip",
+        "ping",
+        "iperf3",
+        "keepalived",
+        "python3",
+        "curl",
+        "tcpdump",
+    ] {
         let ok = Command::new("sh")
             .arg("-c")
             .arg(format!("command -v {tool}"))
@@ -35,7 +43,7 @@ fn require() {
             .status()
             .map(|s| s.success())
             .unwrap_or(false);
-        assert!(ok, "missing tool `{tool}`: run scripts/test.sh (it installs iproute2, iputils-ping, iperf3, keepalived, python3-scapy)");
+        assert!(ok, "missing tool `{tool}`: run scripts/test.sh (it installs iproute2, iputils-ping, iperf3, keepalived, python3-scapy, curl, tcpdump)");
     }
     let scapy = Command::new("/usr/bin/python3")
         .args(["-c", "import scapy.all"])
@@ -84,6 +92,8 @@ pub struct Net {
     guests: Vec<G>,
     cfg_path: PathBuf,
     socket: PathBuf,
+    /// `127.0.0.1:port` of the switch's Prometheus metrics
+    metrics: String,
     /// namespaces other than the guests' (the "internet" on the uplink)
     extra_ns: Vec<String>,
 }
@@ -248,8 +258,9 @@ impl Net {
 
     pub fn config_text(&self, extra: &str) -> String {
         let mut c = format!(
-            "[switch]\nworkers = 2\ncontrol_socket = \"{}\"\n{VPCS}\n",
-            self.socket.display()
+            "[switch]\nworkers = 2\ncontrol_socket = \"{}\"\nmetrics = \"{}\"\n{VPCS}\n",
+            self.socket.display(),
+            self.metrics
         );
         for (i, g) in self.guests.iter().enumerate() {
             c += &format!(
@@ -283,6 +294,11 @@ impl Net {
             procs: vec![],
             guests: guests(),
             extra_ns: vec![],
+            metrics: {
+                // a free loopback port for this run
+                let l = std::net::TcpListener::bind("127.0.0.1:0").expect("free port");
+                l.local_addr().expect("addr").to_string()
+            },
         };
         let extra = extra.replace("@TAG@", &net.tag);
         std::fs::write(&net.cfg_path, net.config_text(&extra)).expect("write config");
@@ -1217,6 +1233,207 @@ fn a_deleted_tap_comes_back_by_itself_when_its_interface_returns() {
     );
 }
 
+/// A raw-socket flood from inside a guest: `kind` "arp" (requests for every address of
+/// 10.0.1.0/24) or "bcast" (UDP to ff:ff:ff:ff:ff:ff), for `secs` seconds; prints the
+/// number sent.
+const FLOOD_PY: &str = r#"
+import socket, struct, sys, time
+kind, secs = sys.argv[1], float(sys.argv[2])
+s = socket.socket(socket.AF_PACKET, socket.SOCK_RAW)
+s.bind(("eth0", 0))
+src = bytes.fromhex("020000000103")
+frames = []
+for i in range(2, 252):
+    if kind == "arp":
+        frames.append(b"\xff" * 6 + src + b"\x08\x06" + struct.pack("!HHBBH", 1, 0x0800, 6, 4, 1)
+                      + src + bytes([10, 0, 1, 13]) + b"\x00" * 6 + bytes([10, 0, 1, i]))
+    else:
+        ip = struct.pack("!BBHHHBBH4s4s", 0x45, 0, 28, 0, 0, 64, 17, 0, bytes([10, 0, 1, 13]), bytes([10, 0, 1, 255]))
+        frames.append(b"\xff" * 6 + src + b"\x08\x00" + ip + struct.pack("!HHHH", 9, 9, 8, 0))
+n, end = 0, time.time() + secs
+while time.time() < end:
+    for f in frames:
+        try:
+            s.send(f)
+            n += 1
+        except OSError:
+            pass
+print(n)
+"#;
+
+#[test]
+fn arp_and_broadcast_storms_from_a_tap_guest_leave_the_others_their_traffic() {
+    let _l = lock();
+    let mut n = Net::start();
+    let script = n.file("flood.py");
+    std::fs::write(&script, FLOOD_PY).expect("script");
+    for (kind, reason) in [("arp", "arp_rate_limited"), ("bcast", "flood_rate_limited")] {
+        let pid = n.spawn(
+            "client",
+            &format!("/usr/bin/python3 {} {kind} 4", script.display()),
+            &format!("flood-{kind}.txt"),
+        );
+        std::thread::sleep(Duration::from_millis(500));
+        // meanwhile: web1 <-> web2, across subnets, and the gateway all answer
+        let a = n.ping("web1", "10.0.1.12", 10);
+        let b = n.ping("app", "10.0.1.11", 5);
+        std::thread::sleep(Duration::from_secs(4));
+        let _ = pid;
+        let sent: u64 = n
+            .read(&format!("flood-{kind}.txt"))
+            .trim()
+            .parse()
+            .unwrap_or(0);
+        let limited = n.drops("client", reason);
+        // the storming guest itself is still served once its storm is over (a storm
+        // of dropped frames once drained the TAP receive pool and wedged the port)
+        let own = n.ping("client", "10.0.1.11", 2);
+        eprintln!("{kind} storm: {sent} frames sent by client, {limited} dropped as {reason}; web1->web2 {a}/10, app->web1 {b}/5");
+        assert!(sent > 10_000, "the storm ran: {sent}");
+        assert!(limited > 0, "{reason} counted");
+        assert_eq!(
+            (a, b),
+            (10, 5),
+            "the others keep their traffic during the {kind} storm"
+        );
+        assert_eq!(
+            own, 2,
+            "the client's port still works after its {kind} storm"
+        );
+    }
+    // the switch is fine afterwards
+    assert_eq!(n.ping("client", "10.0.1.11", 2), 2);
+}
+
+impl Net {
+    fn scrape(&self) -> String {
+        let (ok, out) = sh(&format!(
+            "curl -sf --max-time 3 http://{}/metrics",
+            self.metrics
+        ));
+        assert!(ok, "scrape failed: {out}");
+        out
+    }
+
+    fn ctl_cmd(&self) -> String {
+        format!(
+            "{} ctl -s {}",
+            env!("CARGO_BIN_EXE_vpcswitch"),
+            self.socket.display()
+        )
+    }
+}
+
+fn metric(text: &str, series: &str) -> f64 {
+    text.lines()
+        .find(|l| l.starts_with(series) && l[series.len()..].starts_with(' '))
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(-1.0)
+}
+
+#[test]
+fn observability_metrics_capture_and_drop_sampling() {
+    let _l = lock();
+    let mut n = Net::start();
+    // metrics move with traffic
+    let m0 = n.scrape();
+    let rx0 = metric(&m0, "vpcswitch_port_rx_packets_total{port=\"client\"}");
+    assert!(rx0 >= 0.0, "series present:\n{m0}");
+    assert_eq!(metric(&m0, "vpcswitch_config_generation"), 1.0);
+    assert_eq!(n.ping("client", "10.0.1.11", 5), 5);
+    let m1 = n.scrape();
+    let rx1 = metric(&m1, "vpcswitch_port_rx_packets_total{port=\"client\"}");
+    assert!(rx1 >= rx0 + 5.0, "rx {rx0} -> {rx1}");
+    assert!(metric(&m1, "vpcswitch_port_tx_packets_total{port=\"web1\"}") >= 5.0);
+    assert!(m1.contains("vpcswitch_worker_burst_size_bucket{worker=\"0\",le=\"1\"}"));
+    // a refused reload is counted
+    n.reload_with("this is not toml");
+    let end = Instant::now() + Duration::from_secs(5);
+    while metric(&n.scrape(), "vpcswitch_config_reload_failures_total") < 1.0 {
+        assert!(Instant::now() < end, "reload failure not counted");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let (_, notfound) = sh(&format!(
+        "curl -s -o /dev/null -w '%{{http_code}}' http://{}/nope",
+        n.metrics
+    ));
+    assert_eq!(notfound.trim(), "404");
+
+    // capture to a file, read by tcpdump
+    let pcap = n.file("web1.pcap");
+    let cap = Command::new("sh")
+        .arg("-c")
+        .arg(format!(
+            "{} capture web1 --direction both --count 4 -w {}",
+            n.ctl_cmd(),
+            pcap.display()
+        ))
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("ctl capture");
+    n.procs.push(cap);
+    std::thread::sleep(Duration::from_millis(300));
+    assert_eq!(n.ping("client", "10.0.1.11", 3), 3);
+    let end = Instant::now() + Duration::from_secs(5);
+    loop {
+        let c = n.procs.last_mut().expect("capture");
+        if let Ok(Some(st)) = c.try_wait() {
+            assert!(st.success(), "ctl capture failed");
+            break;
+        }
+        assert!(Instant::now() < end, "capture did not end after 4 frames");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let (ok, out) = sh(&format!("tcpdump -n -r {} 2>&1", pcap.display()));
+    assert!(ok, "tcpdump reads the file: {out}");
+    let echo = out.lines().filter(|l| l.contains("ICMP echo")).count();
+    assert_eq!(
+        out.lines()
+            .filter(|l| l.contains(" IP ") || l.contains("ARP"))
+            .count(),
+        4,
+        "{out}"
+    );
+    assert!(echo >= 2, "echo request and reply captured: {out}");
+    // streamed to stdout, piped into tcpdump
+    let ping = n.spawn("client", "ping -n -c 20 -i 0.1 10.0.1.12", "ping-cap.txt");
+    let (ok, out) = sh(&format!(
+        "timeout 10 sh -c '{} capture web2 --direction rx --count 4 -w - | tcpdump -n -r - 2>&1'",
+        n.ctl_cmd()
+    ));
+    let _ = ping;
+    let frames = out
+        .lines()
+        .filter(|l| l.contains(" IP ") || l.contains("ARP"))
+        .count();
+    let replies = out
+        .lines()
+        .filter(|l| l.contains("ICMP echo reply"))
+        .count();
+    assert!(ok && frames == 4 && replies >= 2, "{out}");
+
+    // drop sampling: the client sends from an address that is not its own
+    must(&format!(
+        "ip -n {} addr add 10.0.1.77/24 dev eth0",
+        n.ns("client")
+    ));
+    n.spawn(
+        "client",
+        "ping -n -c 30 -i 0.1 -I 10.0.1.77 10.0.1.11",
+        "ping-spoof.txt",
+    );
+    let (ok, out) = sh(&format!("timeout 10 {} drops --secs 2", n.ctl_cmd()));
+    assert!(ok, "{out}");
+    assert!(
+        out.lines().any(|l| l.contains("client")
+            && l.contains("spoofed_src_ip")
+            && l.contains("10.0.1.77 > 10.0.1.11")),
+        "{out}"
+    );
+}
+
 /// The uplink and an EIP for the VIP (SPEC 7), for [`Net::start_with`]. The uplink's
 /// TAP has offloads off while the guests' have them on, so both NAT forms are checked
 /// by a real kernel: inbound, full checksums translated and verified by the guest;
@@ -1338,6 +1555,10 @@ fn spec7_internet_reaches_a_keepalived_vip_through_its_eip_across_failover() {
         "iperf3 through the EIP after failover"
     );
 
+    assert!(
+        n.log().contains("vip owner changed"),
+        "VIP moves are logged"
+    );
     // ctl eips: the EIP now points at web2, the next hop was learned
     let e = n.ctl("eips");
     assert_eq!(e["eips"][0]["eip"], EIP, "{e}");

@@ -1,0 +1,253 @@
+//! Prometheus text exposition (format 0.0.4) of a running switch's counters.
+//!
+//! Rendering reads the same relaxed atomics as [`Switch::stats`]: no lock a worker
+//! takes, so scraping never stalls forwarding. Names follow Prometheus conventions
+//! (`_total` for counters, base units, labels for the port, reason, worker and VIP).
+
+use std::fmt::Write;
+
+use crate::Switch;
+
+fn esc(s: &str) -> String {
+    s.replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
+}
+
+fn head(out: &mut String, name: &str, kind: &str, help: &str) {
+    let _ = writeln!(out, "# HELP {name} {help}");
+    let _ = writeln!(out, "# TYPE {name} {kind}");
+}
+
+/// The metrics of `sw`; `reload_failures` is kept by whoever reloads (the binary).
+pub fn prometheus(sw: &Switch, reload_failures: u64) -> String {
+    let s = sw.stats();
+    let snap = sw.snapshot();
+    let now = sw.now_ns();
+    let mut o = String::with_capacity(8192);
+
+    type PortField = fn(&crate::PortStats) -> u64;
+    let per_port: [(&str, &str, PortField); 4] = [
+        (
+            "vpcswitch_port_rx_packets_total",
+            "Frames received from the port's guest.",
+            |p| p.rx_packets,
+        ),
+        (
+            "vpcswitch_port_rx_bytes_total",
+            "Bytes received from the port's guest.",
+            |p| p.rx_bytes,
+        ),
+        (
+            "vpcswitch_port_tx_packets_total",
+            "Frames sent to the port's guest.",
+            |p| p.tx_packets,
+        ),
+        (
+            "vpcswitch_port_tx_bytes_total",
+            "Bytes sent to the port's guest.",
+            |p| p.tx_bytes,
+        ),
+    ];
+    for (name, help, f) in per_port {
+        head(&mut o, name, "counter", help);
+        for p in &s.ports {
+            let _ = writeln!(o, "{name}{{port=\"{}\"}} {}", esc(&p.name), f(p));
+        }
+    }
+    head(
+        &mut o,
+        "vpcswitch_port_up",
+        "gauge",
+        "1 while the port's device works, 0 when it went away.",
+    );
+    for p in &s.ports {
+        let _ = writeln!(
+            o,
+            "vpcswitch_port_up{{port=\"{}\"}} {}",
+            esc(&p.name),
+            u8::from(!p.down)
+        );
+    }
+    head(
+        &mut o,
+        "vpcswitch_port_drops_total",
+        "counter",
+        "Frames dropped, by the port they are charged to and the reason.",
+    );
+    for p in &s.ports {
+        for (r, n) in &p.drops {
+            let _ = writeln!(
+                o,
+                "vpcswitch_port_drops_total{{port=\"{}\",reason=\"{}\"}} {n}",
+                esc(&p.name),
+                r.name()
+            );
+        }
+    }
+    head(
+        &mut o,
+        "vpcswitch_drops_total",
+        "counter",
+        "Frames dropped, by reason, all ports.",
+    );
+    for (r, n) in &s.drops {
+        let _ = writeln!(o, "vpcswitch_drops_total{{reason=\"{}\"}} {n}", r.name());
+    }
+
+    head(
+        &mut o,
+        "vpcswitch_worker_loops_total",
+        "counter",
+        "Poll passes of each worker; state=\"busy\" passes found frames, \"idle\" ones did not.",
+    );
+    for (i, w) in s.workers.iter().enumerate() {
+        let idle = w.loops.saturating_sub(w.busy_loops);
+        let _ = writeln!(
+            o,
+            "vpcswitch_worker_loops_total{{worker=\"{i}\",state=\"busy\"}} {}",
+            w.busy_loops
+        );
+        let _ = writeln!(
+            o,
+            "vpcswitch_worker_loops_total{{worker=\"{i}\",state=\"idle\"}} {idle}"
+        );
+    }
+    head(
+        &mut o,
+        "vpcswitch_worker_sleeps_total",
+        "counter",
+        "Times each worker went to sleep waiting for traffic.",
+    );
+    for (i, w) in s.workers.iter().enumerate() {
+        let _ = writeln!(
+            o,
+            "vpcswitch_worker_sleeps_total{{worker=\"{i}\"}} {}",
+            w.sleeps
+        );
+    }
+    for (name, help, f) in [
+        (
+            "vpcswitch_worker_forwarded_total",
+            "Frames each worker forwarded.",
+            (|w| w.forwarded) as fn(&crate::WorkerStats) -> u64,
+        ),
+        (
+            "vpcswitch_worker_dropped_total",
+            "Frames each worker dropped in the pipeline.",
+            |w| w.dropped,
+        ),
+        (
+            "vpcswitch_worker_generated_total",
+            "Answers each worker made (ICMP errors, ARP requests).",
+            |w| w.generated,
+        ),
+    ] {
+        head(&mut o, name, "counter", help);
+        for (i, w) in s.workers.iter().enumerate() {
+            let _ = writeln!(o, "{name}{{worker=\"{i}\"}} {}", f(w));
+        }
+    }
+    head(
+        &mut o,
+        "vpcswitch_worker_burst_size",
+        "histogram",
+        "Frames per received burst, per worker.",
+    );
+    for (i, w) in s.workers.iter().enumerate() {
+        let (mut cum, mut sum) = (0u64, 0u64);
+        for (size, n) in w.burst_hist.iter().enumerate().skip(1) {
+            cum += n;
+            sum += n * size as u64;
+            if size.is_power_of_two() || size == w.burst_hist.len() - 1 {
+                let _ = writeln!(
+                    o,
+                    "vpcswitch_worker_burst_size_bucket{{worker=\"{i}\",le=\"{size}\"}} {cum}"
+                );
+            }
+        }
+        let _ = writeln!(
+            o,
+            "vpcswitch_worker_burst_size_bucket{{worker=\"{i}\",le=\"+Inf\"}} {cum}"
+        );
+        let _ = writeln!(o, "vpcswitch_worker_burst_size_sum{{worker=\"{i}\"}} {sum}");
+        let _ = writeln!(
+            o,
+            "vpcswitch_worker_burst_size_count{{worker=\"{i}\"}} {cum}"
+        );
+    }
+
+    head(
+        &mut o,
+        "vpcswitch_vip_owner",
+        "gauge",
+        "1 for the port that owns each VIP now (no series while it has no owner).",
+    );
+    let mut moves = String::new();
+    let mut since = String::new();
+    for (i, v) in snap.vips.iter().enumerate() {
+        let cell = snap.vip_cell(i as u32);
+        if let Some(owner) = cell.owner().and_then(|p| snap.port(p)) {
+            let _ = writeln!(
+                o,
+                "vpcswitch_vip_owner{{vip=\"{}\",owner=\"{}\"}} 1",
+                esc(&v.name),
+                esc(&owner.name)
+            );
+        }
+        let _ = writeln!(
+            moves,
+            "vpcswitch_vip_moves_total{{vip=\"{}\"}} {}",
+            esc(&v.name),
+            cell.moves()
+        );
+        if cell.moves() > 0 {
+            let ago = now.saturating_sub(cell.last_move_ns()) as f64 / 1e9;
+            let _ = writeln!(
+                since,
+                "vpcswitch_vip_seconds_since_move{{vip=\"{}\"}} {ago:.3}",
+                esc(&v.name)
+            );
+        }
+    }
+    head(
+        &mut o,
+        "vpcswitch_vip_moves_total",
+        "counter",
+        "Times each VIP's owner changed (SPEC 3.1).",
+    );
+    o.push_str(&moves);
+    head(
+        &mut o,
+        "vpcswitch_vip_seconds_since_move",
+        "gauge",
+        "Seconds since each VIP last moved (no series before its first move).",
+    );
+    o.push_str(&since);
+
+    head(
+        &mut o,
+        "vpcswitch_config_generation",
+        "gauge",
+        "The running configuration's generation (1 at start, +1 per reload).",
+    );
+    let _ = writeln!(o, "vpcswitch_config_generation {}", snap.generation);
+    head(
+        &mut o,
+        "vpcswitch_config_reload_failures_total",
+        "counter",
+        "Reloads refused (the running configuration stayed).",
+    );
+    let _ = writeln!(
+        o,
+        "vpcswitch_config_reload_failures_total {reload_failures}"
+    );
+    head(
+        &mut o,
+        "vpcswitch_observe_lost_total",
+        "counter",
+        "Capture records and drop samples lost (pool or queue full, sample rate).",
+    );
+    let _ = writeln!(o, "vpcswitch_observe_lost_total {}", sw.observe().lost());
+    o
+}
