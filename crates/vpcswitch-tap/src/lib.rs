@@ -16,6 +16,13 @@
 //!   writes every buffer: a full device queue counts as `full`, any other error (the
 //!   interface is down: `EIO`) as `errors`.
 //!
+//! [`PacketBackend`] is the AF_PACKET backend on the same queue code: a switch port on
+//! an existing interface (a veth whose peer is in the guest's namespace, a physical
+//! NIC), one socket per worker in a hash fanout group, frames with a virtio-net header
+//! (`PACKET_VNET_HDR`) so offloads work as on a TAP, sends bypassing the qdisc.
+//! It reads and writes one frame per system call; the mmap rings (`TPACKET_V3`) are
+//! not built yet (docs/architecture.md).
+//!
 //! `unsafe` lives only in [`sys`].
 
 pub mod sys;
@@ -128,9 +135,83 @@ struct TapQueue {
     down: bool,
 }
 
-/// The device was deleted under us (`EBADFD` from a detached TAP descriptor).
+/// The device was deleted under us: `EBADFD` from a detached TAP descriptor; `ENETDOWN`,
+/// `ENXIO` or `ENODEV` from a packet socket whose interface went away (or down: the port
+/// is then reopened when the interface is back).
 fn gone(e: &io::Error) -> bool {
-    e.raw_os_error() == Some(libc::EBADFD)
+    matches!(
+        e.raw_os_error(),
+        Some(libc::EBADFD | libc::ENETDOWN | libc::ENXIO | libc::ENODEV)
+    )
+}
+
+/// An existing interface as a switch port, through AF_PACKET sockets.
+#[derive(Debug)]
+pub struct PacketBackend {
+    ifname: String,
+    opened: bool,
+}
+
+impl PacketBackend {
+    /// The port's interface; nothing is opened until the runtime asks for queues.
+    pub fn new(ifname: &str) -> PacketBackend {
+        PacketBackend {
+            ifname: ifname.to_string(),
+            opened: false,
+        }
+    }
+}
+
+impl Backend for PacketBackend {
+    fn describe(&self) -> String {
+        format!("af_packet {} +offload", self.ifname)
+    }
+
+    fn queues(&mut self, pools: &[QueuePools]) -> Result<Vec<Box<dyn PortQueue>>, BackendError> {
+        let n = pools.len();
+        if self.opened {
+            return Err(BackendError::Queues {
+                name: self.ifname.clone(),
+                have: 0,
+                want: n,
+            });
+        }
+        let io = |what: String, source: io::Error| BackendError::Io { what, source };
+        let ifindex = sys::if_index(&self.ifname).map_err(|e| {
+            io(
+                format!(
+                    "find interface {} (AF_PACKET attaches to an existing interface)",
+                    self.ifname
+                ),
+                e,
+            )
+        })?;
+        // a fanout group id of our own: process and interface
+        let group = ((std::process::id() ^ ifindex.rotate_left(7)) & 0xffff) as u16;
+        let mut queues: Vec<Box<dyn PortQueue>> = Vec::with_capacity(n);
+        for (i, pool) in pools.iter().enumerate() {
+            let fd = sys::open_packet(ifindex, (n > 1).then_some(group)).map_err(|e| {
+                let hint = if e.raw_os_error() == Some(libc::EPERM) {
+                    " (needs CAP_NET_RAW)"
+                } else {
+                    ""
+                };
+                io(
+                    format!("open AF_PACKET socket {i} on {}{hint}", self.ifname),
+                    e,
+                )
+            })?;
+            queues.push(Box::new(TapQueue {
+                fd,
+                cache: pool.large.cache(RX_CACHE_LARGE),
+                offload: true,
+                rx_errors: 0,
+                down: false,
+            }));
+        }
+        self.opened = true;
+        Ok(queues)
+    }
 }
 
 impl PortQueue for TapQueue {

@@ -27,7 +27,7 @@ use std::sync::{Arc, Mutex};
 use clap::{Parser, Subcommand, ValueEnum};
 use vpcswitch::model::{BackendSpec, Config};
 use vpcswitch::runtime::{Backends, Switch};
-use vpcswitch_tap::TapBackend;
+use vpcswitch_tap::{PacketBackend, TapBackend};
 
 /// Default control socket when the configuration names none.
 pub const DEFAULT_SOCKET: &str = "/run/vpcswitch.sock";
@@ -175,9 +175,12 @@ pub fn backends_for(cfg: &Config, names: &[String]) -> Result<Backends, String> 
                     "port \"{name}\": backend type \"memory\" is for embedders and tests; the binary needs backend = {{ type = \"tap\", ifname = \"...\" }}"
                 ))
             }
-            BackendSpec::AfXdp { .. } | BackendSpec::AfPacket { .. } => {
+            BackendSpec::AfPacket { ifname } => {
+                out.push((name.to_string(), Box::new(PacketBackend::new(ifname))))
+            }
+            BackendSpec::AfXdp { .. } => {
                 return Err(format!(
-                    "port \"{name}\": backend {spec:?} is not built into this version yet; use type = \"tap\""
+                    "port \"{name}\": backend af_xdp is not built into this version yet; use type = \"af_packet\" (same interface) or \"tap\""
                 ))
             }
         }
@@ -302,7 +305,7 @@ impl Running {
     }
 }
 
-/// The TAP interface name of port (or uplink) `name`, if its backend is a TAP.
+/// The interface name of port (or uplink) `name`, if its backend is a TAP or AF_PACKET.
 fn tap_ifname<'c>(cfg: &'c Config, name: &str) -> Option<&'c str> {
     let spec = cfg
         .ports
@@ -316,7 +319,7 @@ fn tap_ifname<'c>(cfg: &'c Config, name: &str) -> Option<&'c str> {
                 .map(|u| &u.backend)
         })?;
     match spec {
-        BackendSpec::Tap { ifname, .. } => Some(ifname.as_str()),
+        BackendSpec::Tap { ifname, .. } | BackendSpec::AfPacket { ifname } => Some(ifname.as_str()),
         _ => None,
     }
 }

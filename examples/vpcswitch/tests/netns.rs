@@ -96,6 +96,16 @@ pub struct Net {
     metrics: String,
     /// namespaces other than the guests' (the "internet" on the uplink)
     extra_ns: Vec<String>,
+    /// the guests' port backend
+    kind: Kind,
+}
+
+/// How guests are attached: a TAP the switch creates and the test moves into the
+/// guest's namespace, or a veth pair whose host end the switch opens with AF_PACKET.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Kind {
+    Tap,
+    AfPacket,
 }
 
 const VPCS: &str = r#"
@@ -264,8 +274,10 @@ impl Net {
         );
         for (i, g) in self.guests.iter().enumerate() {
             c += &format!(
-                "[[ports]]\nname = \"{}\"\nsubnet = \"{}\"\nmac = \"{}\"\nips = [\"{}\"]\nsrc_dst_check = {}\nbackend = {{ type = \"tap\", ifname = \"{}\" }}\n\n",
-                g.name, g.subnet, g.mac, g.ip, g.check, self.ifname(i)
+                "[[ports]]\nname = \"{}\"\nsubnet = \"{}\"\nmac = \"{}\"\nips = [\"{}\"]\nsrc_dst_check = {}\nbackend = {{ type = \"{}\", ifname = \"{}\" }}\n\n",
+                g.name, g.subnet, g.mac, g.ip, g.check,
+                match self.kind { Kind::Tap => "tap", Kind::AfPacket => "af_packet" },
+                self.ifname(i)
             );
         }
         c + extra
@@ -280,6 +292,11 @@ impl Net {
     /// this run's tag). With an `[uplink]` whose TAP is `@TAG@up`, an "internet"
     /// namespace holds that TAP as 203.0.113.1/24 (MAC 02:00:00:00:ee:01).
     pub fn start_with(extra: &str) -> Net {
+        Net::start_kind(Kind::Tap, extra)
+    }
+
+    /// [`Net::start_with`] with the guests attached as `kind`.
+    pub fn start_kind(kind: Kind, extra: &str) -> Net {
         require();
         let tag = format!("vs{}", std::process::id() % 100_000);
         let dir = std::env::temp_dir().join(format!("vpcswitch-e2e-{tag}"));
@@ -294,6 +311,7 @@ impl Net {
             procs: vec![],
             guests: guests(),
             extra_ns: vec![],
+            kind,
             metrics: {
                 // a free loopback port for this run
                 let l = std::net::TcpListener::bind("127.0.0.1:0").expect("free port");
@@ -302,6 +320,23 @@ impl Net {
         };
         let extra = extra.replace("@TAG@", &net.tag);
         std::fs::write(&net.cfg_path, net.config_text(&extra)).expect("write config");
+        if kind == Kind::AfPacket {
+            // veth pairs first: the switch attaches to the host ends
+            for (i, g) in net.guests.clone().iter().enumerate() {
+                let (host, peer) = (net.ifname(i), format!("{}p{i}", net.tag));
+                let ns = net.ns(g.name);
+                must(&format!("ip netns add {ns}"));
+                must(&format!("ip link add {host} type veth peer name {peer}"));
+                // (the host's own IPv6 chatter on the host end must not reach the
+                // switch: the sockets ignore outgoing frames, fanout included)
+                must(&format!("ip link set {host} up"));
+                must(&format!("ip link set {peer} netns {ns}"));
+                must(&format!(
+                    "ip netns exec {ns} sh -c 'sysctl -qw net.ipv6.conf.all.disable_ipv6=1 && ip link set lo up && ip link set {peer} address {} && ip link set {peer} name eth0 && ip addr add {}/24 dev eth0 && ip link set eth0 up && ip route add default via {}'",
+                    g.mac, g.ip, g.gw
+                ));
+            }
+        }
         let log = std::fs::File::create(net.dir.join("switch.log")).expect("log");
         let child = Command::new(env!("CARGO_BIN_EXE_vpcswitch"))
             .args(["run", "-c"])
@@ -317,6 +352,9 @@ impl Net {
             std::thread::sleep(Duration::from_millis(20));
         }
         for (i, g) in net.guests.clone().iter().enumerate() {
+            if kind == Kind::AfPacket {
+                break;
+            }
             let ns = net.ns(g.name);
             let ifn = net.ifname(i);
             must(&format!("ip netns add {ns}"));
@@ -486,6 +524,13 @@ impl Drop for Net {
         for ns in self.extra_ns.clone() {
             let _ = sh(&format!("ip netns del {ns} 2>/dev/null"));
         }
+        if self.kind == Kind::AfPacket {
+            // deleting a namespace deletes its veth end and so the pair; a pair that
+            // never got there is deleted here
+            for i in 0..self.guests.len() {
+                let _ = sh(&format!("ip link del {} 2>/dev/null", self.ifname(i)));
+            }
+        }
         if std::env::var_os("VPCSWITCH_KEEP_E2E").is_none() {
             let _ = std::fs::remove_dir_all(&self.dir);
         }
@@ -498,8 +543,19 @@ fn lock() -> std::sync::MutexGuard<'static, ()> {
 
 #[test]
 fn spec4_5_ping_and_tcp_within_subnet_across_subnets_and_peering() {
+    basic_suite(Kind::Tap);
+}
+
+#[test]
+fn af_packet_spec4_5_ping_and_tcp_within_subnet_across_subnets_and_peering() {
+    basic_suite(Kind::AfPacket);
+}
+
+/// Ping and TCP within a subnet, across subnets and a peering, no transit, TTL expiry,
+/// every ctl query: the same for each backend.
+fn basic_suite(kind: Kind) {
     let _l = lock();
-    let mut n = Net::start();
+    let mut n = Net::start_kind(kind, "");
     assert_eq!(
         n.ping("client", "10.0.1.1", 3),
         3,
@@ -536,8 +592,9 @@ fn spec4_5_ping_and_tcp_within_subnet_across_subnets_and_peering() {
         assert!(g > 0.05, "TCP to {to}: {g} Gbit/s");
         rates.insert(to, g);
     }
-    eprintln!("iperf3 Gbit/s: {rates:?}");
-    // TAP offloads: the client's TCP segments crossed as super-frames (> 1514 bytes)
+    eprintln!("{kind:?}: iperf3 Gbit/s: {rates:?}");
+    // offloads (TAP vnet header, AF_PACKET PACKET_VNET_HDR): the client's TCP segments
+    // crossed as super-frames (> 1514 bytes)
     let ports = n.ctl("ports");
     let client = ports
         .as_array()
@@ -723,8 +780,17 @@ const KEEPALIVED_BOUND_MS: f64 = 3000.0 + (256.0 - 100.0) / 256.0 * 1000.0 + 100
 
 #[test]
 fn spec3_keepalived_failover_fresh_and_stale_arp_cache() {
+    failover_suite(Kind::Tap);
+}
+
+#[test]
+fn af_packet_spec3_keepalived_failover_fresh_and_stale_arp_cache() {
+    failover_suite(Kind::AfPacket);
+}
+
+fn failover_suite(kind: Kind) {
     let _l = lock();
-    let mut n = Net::start();
+    let mut n = Net::start_kind(kind, "");
     let k1 = n.keepalived("web1", 150);
     n.keepalived("web2", 100);
     assert!(
@@ -750,7 +816,7 @@ fn spec3_keepalived_failover_fresh_and_stale_arp_cache() {
     );
     std::thread::sleep(Duration::from_secs(5));
     let (gap, replies) = ping_gap_ms(&n.read("ping1.txt"));
-    eprintln!("failover (SIGTERM): {replies} replies, longest gap {gap:.0} ms");
+    eprintln!("{kind:?} failover (SIGTERM): {replies} replies, longest gap {gap:.0} ms");
     assert!(replies > 100, "{}", n.read("ping1.txt"));
     assert!(
         gap <= KEEPALIVED_BOUND_MS,
@@ -776,7 +842,7 @@ fn spec3_keepalived_failover_fresh_and_stale_arp_cache() {
     std::thread::sleep(Duration::from_secs(7));
     let (gap, replies) = ping_gap_ms(&n.read("ping2.txt"));
     eprintln!(
-        "failover (link down, stale client cache): {replies} replies, longest gap {gap:.0} ms"
+        "{kind:?} failover (link down, stale client cache): {replies} replies, longest gap {gap:.0} ms"
     );
     assert!(
         gap <= KEEPALIVED_BOUND_MS,
@@ -839,8 +905,17 @@ fn spec3_6_split_brain_latest_claimer_wins() {
 
 #[test]
 fn spec2_spoofing_from_a_guest_is_dropped_and_counted() {
+    spoof_suite(Kind::Tap);
+}
+
+#[test]
+fn af_packet_spec2_spoofing_from_a_guest_is_dropped_and_counted() {
+    spoof_suite(Kind::AfPacket);
+}
+
+fn spoof_suite(kind: Kind) {
     let _l = lock();
-    let n = Net::start();
+    let n = Net::start_kind(kind, "");
     assert_eq!(n.ping("web2", "10.0.1.11", 2), 2);
     let c = "02:00:00:00:01:03";
     n.scapy(
