@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # TAP benchmark: two guests in network namespaces, TCP throughput (iperf3) and 64-byte
-# UDP packets per second (iperf3 -u), through vpcswitch (TAP ports) and through a Linux
-# bridge (veth ports), with the guests' offloads on and off, in one run.
+# UDP packets per second (iperf3 -u), through vpcswitch (TAP ports, and AF_PACKET on
+# veth pairs) and through a Linux bridge (veth ports), with the guests' offloads on and
+# off, in one run.
 #
 #   bash benches/tap-vs-bridge.sh [SECONDS]     (as root)
 #
@@ -97,3 +98,26 @@ ip netns del $T-a; ip netns del $T-b; rm -f "$DIR/ctl.sock"
 }
 switch_run true
 switch_run false
+
+# vpcswitch on AF_PACKET: the same veth pairs as the bridge, host ends opened by the switch
+packet_run() {
+ip netns add $T-a; ip netns add $T-b
+for g in a b; do
+  ip link add $T-p$g type veth peer name eth0 netns $T-$g
+  ip link set $T-p$g up
+done
+guest $T-a eth0 02:00:00:09:00:01 10.9.0.11; guest $T-b eth0 02:00:00:09:00:02 10.9.0.12
+sed -e "s/type = \"tap\", ifname = \"$T-ta\", offload = true/type = \"af_packet\", ifname = \"$T-pa\"/" \
+    -e "s/type = \"tap\", ifname = \"$T-tb\", offload = true/type = \"af_packet\", ifname = \"$T-pb\"/" \
+    "$DIR/sw.toml" > "$DIR/sw-p.toml"
+grep -q af_packet "$DIR/sw-p.toml" || fail "could not write the AF_PACKET configuration"
+$BIN run -c "$DIR/sw-p.toml" 2>"$DIR/sw.log" & SW=$!
+for i in $(seq 50); do [ -S "$DIR/ctl.sock" ] && break; sleep 0.1; done
+[ -S "$DIR/ctl.sock" ] || fail "vpcswitch did not start"
+measure "vpcswitch (AF_PACKET on veth, 1 worker), offloads on"
+kill "$SW"; wait "$SW" 2>/dev/null || true; SW=""
+ip netns del $T-a; ip netns del $T-b; rm -f "$DIR/ctl.sock"
+}
+# the TAP runs left the offload=false config; write the offload=true one back first
+sed -i 's/offload = false/offload = true/' "$DIR/sw.toml"
+packet_run
