@@ -628,17 +628,8 @@ impl Snapshot {
             )
         }
         if v4.ttl <= 1 {
-            return self.icmp_error(
-                ctx,
-                p,
-                v4,
-                buf,
-                len,
-                t,
-                DropReason::TtlExceeded,
-                icmp::TYPE_TIME_EXCEEDED,
-                icmp::CODE_TTL_EXCEEDED,
-            );
+            let from = (self.gateway_mac, self.gateway_ip(p.subnet));
+            return self.ttl_exceeded(ctx, p, from, v4, buf, len, t);
         }
         let q = match resolved {
             Resolved::Port(q) => q,
@@ -739,6 +730,33 @@ impl Snapshot {
     ) -> Verdict {
         let from = (self.gateway_mac, self.gateway_ip(p.subnet));
         self.icmp_error_from(ctx, p, from, v4, buf, len, t, reason, ty, code)
+    }
+
+    /// SPEC 5.5: TTL 0 or 1 on a packet to be routed: drop, answer time exceeded from
+    /// `from` (the gateway; on the uplink, the EIP).
+    #[allow(clippy::too_many_arguments)]
+    fn ttl_exceeded<T: Tracer>(
+        &self,
+        ctx: &Ctx,
+        p: &PortEntry,
+        from: (MacAddr, Ipv4Addr),
+        v4: V4,
+        buf: &mut [u8],
+        len: &mut usize,
+        t: &mut T,
+    ) -> Verdict {
+        self.icmp_error_from(
+            ctx,
+            p,
+            from,
+            v4,
+            buf,
+            len,
+            t,
+            DropReason::TtlExceeded,
+            icmp::TYPE_TIME_EXCEEDED,
+            icmp::CODE_TTL_EXCEEDED,
+        )
     }
 
     /// [`Self::icmp_error`] from the given (MAC, IP): the uplink answers from the EIP.
@@ -861,17 +879,8 @@ impl Snapshot {
             )
         };
         if v4.ttl <= 1 {
-            return self.icmp_error(
-                ctx,
-                p,
-                v4,
-                buf,
-                len,
-                t,
-                DropReason::TtlExceeded,
-                icmp::TYPE_TIME_EXCEEDED,
-                icmp::CODE_TTL_EXCEEDED,
-            );
+            let from = (self.gateway_mac, self.gateway_ip(p.subnet));
+            return self.ttl_exceeded(ctx, p, from, v4, buf, len, t);
         }
         let Some(nh_mac) = self.next_hop_mac() else {
             let (mac, spa, tpa) = (u.mac, u.arp_src, u.next_hop);
@@ -983,18 +992,7 @@ impl Snapshot {
                     ),
                 };
                 if ttl <= 1 {
-                    return self.icmp_error_from(
-                        ctx,
-                        p,
-                        (u.mac, ip(dst)),
-                        v4,
-                        buf,
-                        len,
-                        t,
-                        DropReason::TtlExceeded,
-                        icmp::TYPE_TIME_EXCEEDED,
-                        icmp::CODE_TTL_EXCEEDED,
-                    );
+                    return self.ttl_exceeded(ctx, p, (u.mac, ip(dst)), v4, buf, len, t);
                 }
                 let Some(q) = self.port(q) else {
                     drop_with!(t, "eip", DropReason::NoSuchHost, "port id {q} is gone")

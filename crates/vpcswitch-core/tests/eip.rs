@@ -85,19 +85,7 @@ fn a(x: Ipv4Addr) -> IpAddress {
 }
 
 fn tcp(dst: MacAddr, src: MacAddr, sip: Ipv4Addr, dip: Ipv4Addr, ttl: u8) -> Vec<u8> {
-    let mut t = vec![0u8; 20];
-    t[0..2].copy_from_slice(&443u16.to_be_bytes());
-    t[2..4].copy_from_slice(&50000u16.to_be_bytes());
-    t[12] = 5 << 4;
-    t[13] = 0x12;
-    t.extend_from_slice(b"payload bytes");
-    let mut acc = checksum::sum(0, &sip.octets());
-    acc = checksum::sum(acc, &dip.octets());
-    acc += 6 + t.len() as u32;
-    acc = checksum::sum(acc, &t);
-    let c = !checksum::fold(acc);
-    t[16..18].copy_from_slice(&c.to_be_bytes());
-    build::ipv4(dst, src, sip, dip, ttl, IpProtocol::TCP, &t)
+    build::tcp(dst, src, sip, dip, ttl, 443, 50000, b"payload bytes")
 }
 
 /// The IPv4 packet of `f`, with its header checksum verified.

@@ -78,6 +78,34 @@ pub fn udp(
     f
 }
 
+/// A TCP segment (ports 443 → 50000, flags PSH|ACK or as given) carrying `payload`, with
+/// valid IPv4 and TCP checksums.
+#[allow(clippy::too_many_arguments)]
+pub fn tcp(
+    dst: MacAddr,
+    src: MacAddr,
+    sip: Ipv4Addr,
+    dip: Ipv4Addr,
+    ttl: u8,
+    sport: u16,
+    dport: u16,
+    payload: &[u8],
+) -> Vec<u8> {
+    let mut t = vec![0u8; 20];
+    t[0..2].copy_from_slice(&sport.to_be_bytes());
+    t[2..4].copy_from_slice(&dport.to_be_bytes());
+    t[12] = 5 << 4;
+    t[13] = 0x18;
+    t.extend_from_slice(payload);
+    let mut acc = checksum::sum(0, &sip.octets());
+    acc = checksum::sum(acc, &dip.octets());
+    acc += u32::from(IpProtocol::TCP) + t.len() as u32;
+    acc = checksum::sum(acc, &t);
+    let c = !checksum::fold(acc);
+    t[16..18].copy_from_slice(&c.to_be_bytes());
+    ipv4(dst, src, sip, dip, ttl, IpProtocol::TCP, &t)
+}
+
 /// An ICMP echo request.
 pub fn icmp_echo(
     dst: MacAddr,

@@ -161,19 +161,7 @@ mod tests {
     const OUT: Ipv4Addr = Ipv4Addr::new(198, 51, 100, 7);
 
     fn tcp(sip: Ipv4Addr, dip: Ipv4Addr, payload: &[u8]) -> Vec<u8> {
-        let mut t = vec![0u8; 20];
-        t[0..2].copy_from_slice(&40000u16.to_be_bytes());
-        t[2..4].copy_from_slice(&80u16.to_be_bytes());
-        t[12] = 5 << 4;
-        t[13] = 0x18;
-        t.extend_from_slice(payload);
-        let mut acc = checksum::sum(0, &sip.octets());
-        acc = checksum::sum(acc, &dip.octets());
-        acc += 6 + t.len() as u32;
-        acc = checksum::sum(acc, &t);
-        let c = !checksum::fold(acc);
-        t[16..18].copy_from_slice(&c.to_be_bytes());
-        build::ipv4(B, A, sip, dip, 64, IpProtocol::TCP, &t)
+        build::tcp(B, A, sip, dip, 64, 40000, 80, payload)
     }
 
     fn a(ip: Ipv4Addr) -> IpAddress {
