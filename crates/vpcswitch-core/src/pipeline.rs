@@ -254,6 +254,29 @@ impl Snapshot {
             .map_or("-", |s| s.name.as_str())
     }
 
+    /// Every ARP from a port or the uplink: within the port's ARP budget, and a request
+    /// or a reply. `Err` is the drop verdict.
+    fn arp_admit<T: Tracer>(
+        &self,
+        ctx: &Ctx,
+        p: &PortEntry,
+        a: &ArpInfo,
+        t: &mut T,
+    ) -> Result<(), Verdict> {
+        if !T::ON && !self.take(p.id, Budget::Arp, ctx.now_ns) {
+            return Err(Verdict::Drop(DropReason::ArpRateLimited));
+        }
+        if a.op != OP_REQUEST && a.op != OP_REPLY {
+            if T::ON {
+                t.step("arp", format_args!("opcode {}", a.op));
+                let r = DropReason::ArpUnsupportedOp;
+                t.step("verdict", format_args!("drop: {}", r.name()));
+            }
+            return Err(Verdict::Drop(DropReason::ArpUnsupportedOp));
+        }
+        Ok(())
+    }
+
     /// SPEC 2.3, 2.3a, 3.1, 3.3–3.5.
     #[allow(clippy::too_many_arguments)]
     fn arp_stage<T: Tracer>(
@@ -266,11 +289,8 @@ impl Snapshot {
         len: &mut usize,
         t: &mut T,
     ) -> Verdict {
-        if !T::ON && !self.take(p.id, Budget::Arp, ctx.now_ns) {
-            return Verdict::Drop(DropReason::ArpRateLimited);
-        }
-        if a.op != OP_REQUEST && a.op != OP_REPLY {
-            drop_with!(t, "arp", DropReason::ArpUnsupportedOp, "opcode {}", a.op)
+        if let Err(v) = self.arp_admit(ctx, p, &a, t) {
+            return v;
         }
         if p.src_dst_check && a.sha != c.src {
             drop_with!(
@@ -1047,11 +1067,8 @@ impl Snapshot {
         len: &mut usize,
         t: &mut T,
     ) -> Verdict {
-        if !T::ON && !self.take(p.id, Budget::Arp, ctx.now_ns) {
-            return Verdict::Drop(DropReason::ArpRateLimited);
-        }
-        if a.op != OP_REQUEST && a.op != OP_REPLY {
-            drop_with!(t, "arp", DropReason::ArpUnsupportedOp, "opcode {}", a.op)
+        if let Err(v) = self.arp_admit(ctx, p, &a, t) {
+            return v;
         }
         if a.spa == u.next_hop && a.spa != 0 && a.sha.is_unicast() {
             if T::ON {

@@ -1201,13 +1201,7 @@ fn a_deleted_tap_goes_down_the_rest_keeps_forwarding_and_a_reload_brings_it_back
     assert_eq!(n.ping("client", "10.0.1.12", 2), 2);
     // web2's interface disappears under the switch
     must(&format!("ip -n {} link del eth0", n.ns("web2")));
-    let port_down = |n: &Net| {
-        n.ctl("ports")
-            .as_array()
-            .and_then(|a| a.iter().find(|p| p["name"] == "web2"))
-            .map(|p| p["down"] == true)
-            .unwrap_or(false)
-    };
+    let port_down = |n: &Net| n.port_down("web2");
     let end = Instant::now() + Duration::from_secs(5);
     while !port_down(&n) && Instant::now() < end {
         // traffic toward it makes the switch notice
@@ -1255,13 +1249,7 @@ fn a_deleted_tap_comes_back_by_itself_when_its_interface_returns() {
     let n = Net::start();
     assert_eq!(n.ping("client", "10.0.1.12", 2), 2);
     must(&format!("ip -n {} link del eth0", n.ns("web2")));
-    let port_down = |n: &Net| {
-        n.ctl("ports")
-            .as_array()
-            .and_then(|a| a.iter().find(|p| p["name"] == "web2"))
-            .map(|p| p["down"] == true)
-            .unwrap_or(false)
-    };
+    let port_down = |n: &Net| n.port_down("web2");
     let end = Instant::now() + Duration::from_secs(5);
     while !port_down(&n) && Instant::now() < end {
         let _ = n.exec("client", "ping -n -c 1 -W 0.2 10.0.1.12");
@@ -1381,6 +1369,15 @@ fn arp_and_broadcast_storms_from_a_tap_guest_leave_the_others_their_traffic() {
 }
 
 impl Net {
+    /// `ctl ports` says `port` is down.
+    fn port_down(&self, port: &str) -> bool {
+        self.ctl("ports")
+            .as_array()
+            .and_then(|a| a.iter().find(|p| p["name"] == port))
+            .map(|p| p["down"] == true)
+            .unwrap_or(false)
+    }
+
     fn scrape(&self) -> String {
         let (ok, out) = sh(&format!(
             "curl -sf --max-time 3 http://{}/metrics",
