@@ -115,6 +115,21 @@ pub fn prometheus(sw: &Switch, reload_failures: u64) -> String {
     }
     head(
         &mut o,
+        "vpcswitch_worker_seconds_total",
+        "counter",
+        "Time each worker spent in passes that found frames (busy) and in the others, sleep included (idle).",
+    );
+    for (i, w) in s.workers.iter().enumerate() {
+        for (state, ns) in [("busy", w.busy_ns), ("idle", w.idle_ns)] {
+            let _ = writeln!(
+                o,
+                "vpcswitch_worker_seconds_total{{worker=\"{i}\",state=\"{state}\"}} {:.6}",
+                ns as f64 / 1e9
+            );
+        }
+    }
+    head(
+        &mut o,
         "vpcswitch_worker_sleeps_total",
         "counter",
         "Times each worker went to sleep waiting for traffic.",

@@ -54,6 +54,9 @@ pub(crate) struct WorkerCounters {
     pub generated: AtomicU64,
     pub loops: AtomicU64,
     pub busy_loops: AtomicU64,
+    /// time (ns) spent in passes that found frames, and in the others (sleep included)
+    pub busy_ns: AtomicU64,
+    pub idle_ns: AtomicU64,
     pub sleeps: AtomicU64,
     pub burst_hist: [AtomicU64; MAX_BURST + 1],
 }
@@ -68,6 +71,8 @@ impl WorkerCounters {
             generated: AtomicU64::new(0),
             loops: AtomicU64::new(0),
             busy_loops: AtomicU64::new(0),
+            busy_ns: AtomicU64::new(0),
+            idle_ns: AtomicU64::new(0),
             sleeps: AtomicU64::new(0),
             burst_hist: std::array::from_fn(|_| AtomicU64::new(0)),
         })
@@ -121,6 +126,10 @@ pub struct WorkerStats {
     pub loops: u64,
     /// loops that found work
     pub busy_loops: u64,
+    /// nanoseconds spent in passes that found frames
+    pub busy_ns: u64,
+    /// nanoseconds spent in passes that found none, sleeping included
+    pub idle_ns: u64,
     /// times the worker went to sleep
     pub sleeps: u64,
     /// `burst_hist[n]`: rx bursts of n frames
@@ -196,6 +205,8 @@ pub(crate) fn report(workers: &[&WorkerCounters], names: &[(u32, String)]) -> St
             generated: get(&w.generated),
             loops: get(&w.loops),
             busy_loops: get(&w.busy_loops),
+            busy_ns: get(&w.busy_ns),
+            idle_ns: get(&w.idle_ns),
             sleeps: get(&w.sleeps),
             burst_hist: w.burst_hist.iter().map(get).collect(),
         })

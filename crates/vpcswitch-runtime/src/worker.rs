@@ -60,6 +60,9 @@ impl Worker {
         self.waker = Some(waker.clone());
         let mut idle_loops = 0u32;
         let mut quiet_since = Instant::now();
+        // the previous pass: its start (the switch clock) and whether it found frames;
+        // the time to this pass's start is charged to busy or idle accordingly
+        let mut prev: Option<(u64, bool)> = None;
         while !self.shared.stop.load(Ordering::Relaxed) {
             self.commands();
             let snap = self.shared.snap.load();
@@ -67,6 +70,11 @@ impl Worker {
             drop(snap);
             let c = self.counters();
             bump(&c.loops, 1);
+            if let Some((t, busy)) = prev {
+                let d = self.now_ns.saturating_sub(t);
+                bump(if busy { &c.busy_ns } else { &c.idle_ns }, d);
+            }
+            prev = Some((self.now_ns, n > 0));
             if n > 0 {
                 bump(&c.busy_loops, 1);
                 idle_loops = 0;

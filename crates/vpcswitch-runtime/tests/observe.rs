@@ -137,6 +137,16 @@ fn metrics_move_with_traffic() {
         })
         .sum();
     assert!(busy >= 1.0);
+    let secs: f64 = (0..2)
+        .flat_map(|w| ["busy", "idle"].map(move |st| (w, st)))
+        .filter_map(|(w, st)| {
+            value(
+                &m,
+                &format!("vpcswitch_worker_seconds_total{{worker=\"{w}\",state=\"{st}\"}}"),
+            )
+        })
+        .sum();
+    assert!(secs > 0.0, "worker time accounted");
     let bursts: f64 = (0..2)
         .filter_map(|w| {
             value(

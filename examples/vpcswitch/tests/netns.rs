@@ -1648,3 +1648,66 @@ fn spec7_internet_reaches_a_keepalived_vip_through_its_eip_across_failover() {
     assert_eq!(n.ping("internet", "10.0.1.13", 2), 0);
     assert!(n.drops("uplink", "uplink_not_for_eip") >= 2);
 }
+
+#[test]
+fn logs_are_json_lines_one_per_event() {
+    let _l = lock();
+    require();
+    let dir = std::env::temp_dir().join(format!("vpcswitch-json-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).expect("dir");
+    let sock = dir.join("ctl.sock");
+    let ifn = format!("vj{}", std::process::id() % 100_000);
+    let cfg = format!(
+        "[switch]\ncontrol_socket = \"{}\"\n[[vpcs]]\nname = \"v\"\ncidrs = [\"10.5.0.0/16\"]\n[[subnets]]\nname = \"s\"\nvpc = \"v\"\ncidr = \"10.5.1.0/24\"\n[[ports]]\nname = \"p\"\nsubnet = \"s\"\nmac = \"02:00:00:00:05:01\"\nips = [\"10.5.1.11\"]\nbackend = {{ type = \"tap\", ifname = \"{ifn}\" }}\n",
+        sock.display()
+    );
+    let path = dir.join("switch.toml");
+    std::fs::write(&path, &cfg).expect("config");
+    let log = dir.join("log.jsonl");
+    let mut sw = Command::new(env!("CARGO_BIN_EXE_vpcswitch"))
+        .args(["run", "--log-format", "json", "-c"])
+        .arg(&path)
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(&log).expect("log"))
+        .spawn()
+        .expect("start");
+    let end = Instant::now() + Duration::from_secs(10);
+    while !sock.exists() && Instant::now() < end {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    // a refused reload, then a good one, then stop
+    std::fs::write(&path, "not toml").expect("bad");
+    let _ = sh(&format!("kill -HUP {}", sw.id()));
+    std::thread::sleep(Duration::from_millis(500));
+    std::fs::write(&path, &cfg).expect("good");
+    let _ = sh(&format!("kill -HUP {}", sw.id()));
+    std::thread::sleep(Duration::from_millis(500));
+    let _ = sh(&format!("kill -TERM {}", sw.id()));
+    let st = sw.wait().expect("exit");
+    let text = std::fs::read_to_string(&log).unwrap_or_default();
+    let _ = std::fs::remove_dir_all(&dir);
+    assert!(st.success(), "clean exit\n{text}");
+    let lines: Vec<Value> = text
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}")))
+        .collect();
+    let msgs: Vec<String> = lines
+        .iter()
+        .map(|v| v["fields"]["message"].as_str().unwrap_or("").to_string())
+        .collect();
+    for want in [
+        "switch started",
+        "reload refused; the running configuration stays",
+        "configuration reloaded",
+    ] {
+        assert!(msgs.iter().any(|m| m == want), "{want:?} logged: {msgs:?}");
+    }
+    assert!(lines
+        .iter()
+        .all(|v| v["level"].is_string() && v["timestamp"].is_string()));
+    assert!(
+        lines.len() < 20,
+        "one line per event, nothing per packet: {msgs:?}"
+    );
+}
