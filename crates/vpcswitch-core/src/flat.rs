@@ -70,7 +70,7 @@ impl<V: Copy> FlatMap<V> {
     }
 
     /// The value of `k`.
-    #[inline]
+    #[inline(always)]
     pub fn get(&self, k: u64) -> Option<V> {
         if k == EMPTY {
             return self.max_key;

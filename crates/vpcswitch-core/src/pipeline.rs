@@ -524,6 +524,12 @@ impl Snapshot {
                 dst_mac
             ),
         };
+        // The usual case, to the port's primary fixed IP: a fixed IP is never a VIP (SPEC
+        // 1), so no steering (4.3), and it is in the allowed set (6.1). The trace takes
+        // the long way, which says so step by step.
+        if !T::ON && q.ips.first() == Some(&v4.dst) {
+            return Verdict::Forward(Out::Port(q.id));
+        }
         let mut dest = q;
         // SPEC 4.3: VIP steering, only for ports bound to the VIP.
         for &v in q.vips.iter() {

@@ -187,6 +187,15 @@ pub(crate) fn check(b: &[u8]) -> Result<(), WireError> {
     let h = b
         .first_chunk::<IPV4_MIN_HEADER_LEN>()
         .ok_or(WireError::Truncated)?;
+    let tl = usize::from(u16::from_be_bytes([h[2], h[3]]));
+    // the usual header (version 4, no options): only the total length to check
+    if h[field::VER_IHL] == 0x45 {
+        return if tl < IPV4_MIN_HEADER_LEN || tl > b.len() {
+            Err(WireError::BadTotalLen)
+        } else {
+            Ok(())
+        };
+    }
     if h[field::VER_IHL] >> 4 != 4 {
         return Err(WireError::BadVersion);
     }
@@ -194,7 +203,6 @@ pub(crate) fn check(b: &[u8]) -> Result<(), WireError> {
     if hl < IPV4_MIN_HEADER_LEN || hl > b.len() {
         return Err(WireError::BadHeaderLen);
     }
-    let tl = usize::from(u16::from_be_bytes([h[2], h[3]]));
     if tl < hl || tl > b.len() {
         return Err(WireError::BadTotalLen);
     }
