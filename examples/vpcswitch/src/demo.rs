@@ -3,8 +3,9 @@
 //! README's run command installs them).
 //!
 //! Topology: VPC prod (10.0.0.0/16) with subnet web (web1, web2: a VIP 10.0.1.100 held
-//! by keepalived) and subnet app (a client); VPC shared (10.1.0.0/16, db1) peered with
-//! prod. The switch runs in this process with its control socket, so `vpcswitch ctl`
+//! by keepalived, reachable from outside through the EIP 203.0.113.10) and subnet app (a
+//! client); VPC shared (10.1.0.0/16, db1) peered with prod; an "internet" namespace on
+//! the uplink (203.0.113.1, the outside next hop). The switch runs in this process with its control socket, so `vpcswitch ctl`
 //! works from another terminal while the demo runs. Everything is removed on exit,
 //! also on Ctrl-C.
 
@@ -117,6 +118,18 @@ name = "web-vip"
 subnet = "web"
 ip = "10.0.1.100"
 ports = ["web1", "web2"]
+eip = "203.0.113.10"
+
+[uplink]
+name = "uplink"
+mac = "02:00:00:00:ff:01"
+next_hop = "203.0.113.1"
+backend = {{ type = "tap", ifname = "{TAG}-up" }}
+
+[[routes]]
+vpc = "prod"
+destination = "0.0.0.0/0"
+uplink = true
 
 [[peerings]]
 name = "prod-shared"
@@ -148,9 +161,9 @@ impl Drop for Lab {
             let _ = c.kill();
             let _ = c.wait();
         }
-        for g in GUESTS {
+        for n in GUESTS.iter().map(|g| g.name).chain(["internet"]) {
             let _ = Command::new("ip")
-                .args(["netns", "del", &ns(g.name)])
+                .args(["netns", "del", &ns(n)])
                 .stderr(Stdio::null())
                 .status();
         }
@@ -233,9 +246,9 @@ fn interrupted(stop: &AtomicBool) -> Result<(), String> {
 fn demo(stop: &AtomicBool) -> Result<(), String> {
     check_tools()?;
     // leftovers of an interrupted earlier run
-    for g in GUESTS {
+    for n in GUESTS.iter().map(|g| g.name).chain(["internet"]) {
         let _ = Command::new("ip")
-            .args(["netns", "del", &ns(g.name)])
+            .args(["netns", "del", &ns(n)])
             .stderr(Stdio::null())
             .status();
     }
@@ -250,9 +263,9 @@ fn demo(stop: &AtomicBool) -> Result<(), String> {
     let cfg: Config = crate::load(&cfg_path)?;
 
     say(
-        "== 1. the switch: 2 workers, 4 TAP ports, VPC prod (web, app) peered with VPC shared (db)",
+        "== 1. the switch: 2 workers, 4 TAP ports and an uplink, VPC prod (web, app) peered with VPC shared (db)",
     );
-    let names: Vec<String> = cfg.ports.iter().map(|p| p.name.clone()).collect();
+    let names = crate::all_port_names(&cfg);
     let switch = Switch::start(&cfg, backends_for(&cfg, &names)?).map_err(|e| e.to_string())?;
     let running = Arc::new(Running::new(switch, cfg_path.clone()));
     let sock = dir.join("ctl.sock");
@@ -277,6 +290,15 @@ fn demo(stop: &AtomicBool) -> Result<(), String> {
         ))?;
         println!("   {:<7} {} {}/24 via {}", g.name, g.mac, g.ip, g.gw);
     }
+    // the outside network on the uplink: a router at 203.0.113.1 (the next hop)
+    sh(&format!("ip netns add {}", ns("internet")))?;
+    sh(&format!("ip link set {TAG}-up netns {}", ns("internet")))?;
+    in_ns("internet", &format!(
+        "sh -c 'sysctl -qw net.ipv6.conf.all.disable_ipv6=1; ip link set lo up && ip link set {TAG}-up address 02:00:00:00:ee:01 && ip link set {TAG}-up name eth0 && ip addr add 203.0.113.1/24 dev eth0 && ip link set eth0 up'"
+    ))?;
+    println!(
+        "   internet 02:00:00:00:ee:01 203.0.113.1/24 on the uplink (EIP 203.0.113.10 -> VIP)"
+    );
     interrupted(stop)?;
 
     say("== 3. traffic");
@@ -378,8 +400,30 @@ fn demo(stop: &AtomicBool) -> Result<(), String> {
         "   client -> VIP:                     {}",
         ping_summary("client", "10.0.1.100", 3)
     );
+    println!(
+        "   internet -> EIP 203.0.113.10:      {}",
+        ping_summary("internet", "203.0.113.10", 3)
+    );
 
-    say("== 5. failover: stop web1's keepalived while the client pings the VIP every 10 ms");
+    say("== 5. failover: stop web1's keepalived while the client pings the VIP and the internet pings its EIP, every 10 ms");
+    let eip_ping = Command::new("ip")
+        .args([
+            "netns",
+            "exec",
+            &ns("internet"),
+            "ping",
+            "-n",
+            "-D",
+            "-i",
+            "0.01",
+            "-w",
+            "6",
+            "203.0.113.10",
+        ])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .map_err(|e| e.to_string())?;
     let ping = Command::new("ip")
         .args([
             "netns",
@@ -409,22 +453,24 @@ fn demo(stop: &AtomicBool) -> Result<(), String> {
         owner(&running),
         t1.elapsed().as_secs_f64() * 1000.0
     );
-    let out = ping.wait_with_output().map_err(|e| e.to_string())?;
-    let text = String::from_utf8_lossy(&out.stdout);
-    let times: Vec<f64> = text
-        .lines()
-        .filter(|l| l.contains("bytes from"))
-        .filter_map(|l| l.strip_prefix('[')?.split(']').next()?.parse().ok())
-        .collect();
-    let gap = times
-        .windows(2)
-        .map(|w| (w[1] - w[0]) * 1000.0)
-        .fold(0.0, f64::max);
-    println!(
-        "   client saw {} replies; longest gap {:.0} ms (keepalived's own switch-over time)",
-        times.len(),
-        gap
-    );
+    for (who, child) in [("client (VIP)", ping), ("internet (EIP)", eip_ping)] {
+        let out = child.wait_with_output().map_err(|e| e.to_string())?;
+        let text = String::from_utf8_lossy(&out.stdout);
+        let times: Vec<f64> = text
+            .lines()
+            .filter(|l| l.contains("bytes from"))
+            .filter_map(|l| l.strip_prefix('[')?.split(']').next()?.parse().ok())
+            .collect();
+        let gap = times
+            .windows(2)
+            .map(|w| (w[1] - w[0]) * 1000.0)
+            .fold(0.0, f64::max);
+        println!(
+            "   {who:<15} saw {} replies; longest gap {:.0} ms (keepalived's own switch-over time)",
+            times.len(),
+            gap
+        );
+    }
 
     say("== 6. what the switch saw (vpcswitch ctl vips / stats)");
     let snap = running.switch.snapshot();
