@@ -121,6 +121,7 @@ impl Backend for TapBackend {
                     offload: self.offload,
                     rx_errors: 0,
                     down: false,
+                    packet: false,
                 }) as Box<dyn PortQueue>
             })
             .collect())
@@ -133,6 +134,21 @@ struct TapQueue {
     offload: bool,
     rx_errors: u64,
     down: bool,
+    /// an AF_PACKET socket: VLAN tags the kernel took out come back as metadata
+    packet: bool,
+}
+
+/// Puts a VLAN tag the kernel took out of a received frame back in (after the MACs), so
+/// the pipeline sees the frame as it was sent and refuses it (SPEC 2.1). `body` holds
+/// `len` bytes; returns the new length, or `len` when there is no room.
+fn reinsert_vlan(body: &mut [u8], len: usize, (tpid, tci): (u16, u16)) -> usize {
+    if len < 12 || len + 4 > body.len() {
+        return len;
+    }
+    body.copy_within(12..len, 16);
+    body[12..14].copy_from_slice(&tpid.to_be_bytes());
+    body[14..16].copy_from_slice(&tci.to_be_bytes());
+    len + 4
 }
 
 /// The device was deleted under us: `EBADFD` from a detached TAP descriptor; `ENETDOWN`,
@@ -207,6 +223,7 @@ impl Backend for PacketBackend {
                 offload: true,
                 rx_errors: 0,
                 down: false,
+                packet: true,
             }));
         }
         self.opened = true;
@@ -227,7 +244,15 @@ impl PortQueue for TapQueue {
             };
             let mut hdr = [0u8; Offload::WIRE_LEN];
             let (data, len) = b.parts_mut();
-            let r = if self.offload {
+            let r = if self.packet {
+                sys::recv_packet(fd, &mut hdr, data).map(|(k, tag)| {
+                    let k = k.saturating_sub(Offload::WIRE_LEN);
+                    match tag {
+                        Some(t) => reinsert_vlan(data, k, t),
+                        None => k,
+                    }
+                })
+            } else if self.offload {
                 sys::readv2(fd, &mut hdr, data).map(|k| k.saturating_sub(Offload::WIRE_LEN))
             } else {
                 sys::read(fd, data)
@@ -287,5 +312,25 @@ impl PortQueue for TapQueue {
 
     fn accepts_offload(&self) -> bool {
         self.offload
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_vlan_tag_taken_out_by_the_kernel_is_put_back() {
+        let mut b = [0u8; 64];
+        let frame: Vec<u8> = (0..20u8).collect();
+        b[..20].copy_from_slice(&frame);
+        let n = reinsert_vlan(&mut b, 20, (0x8100, 7));
+        assert_eq!(n, 24);
+        assert_eq!(&b[..12], &frame[..12]);
+        assert_eq!(&b[12..16], &[0x81, 0x00, 0, 7]);
+        assert_eq!(&b[16..24], &frame[12..20]);
+        // no room: unchanged
+        let mut c = [0u8; 20];
+        assert_eq!(reinsert_vlan(&mut c, 20, (0x8100, 7)), 20);
     }
 }

@@ -173,6 +173,83 @@ const PACKET_FANOUT: libc::c_int = 18;
 const PACKET_FANOUT_HASH: libc::c_int = 0;
 const PACKET_FANOUT_FLAG_IGNORE_OUTGOING: libc::c_int = 0x4000;
 const PACKET_QDISC_BYPASS: libc::c_int = 20;
+const PACKET_AUXDATA: libc::c_int = 8;
+const TP_STATUS_VLAN_VALID: u32 = 0x10;
+const TP_STATUS_VLAN_TPID_VALID: u32 = 0x40;
+
+/// `struct tpacket_auxdata`
+#[repr(C)]
+#[derive(Clone, Copy)]
+struct TpacketAuxdata {
+    tp_status: u32,
+    tp_len: u32,
+    tp_snaplen: u32,
+    tp_mac: u16,
+    tp_net: u16,
+    tp_vlan_tci: u16,
+    tp_vlan_tpid: u16,
+}
+
+/// Reads one frame from a packet socket as a header and a body, like [`readv2`], and
+/// returns the bytes read and the VLAN tag the kernel took out of the frame, if any
+/// (`(tpid, tci)`, from `PACKET_AUXDATA`): a tag a NIC or a veth "accelerated" is not in
+/// the bytes, and a switch that must refuse tagged frames has to see it.
+pub fn recv_packet(
+    fd: RawFd,
+    hdr: &mut [u8],
+    body: &mut [u8],
+) -> io::Result<(usize, Option<(u16, u16)>)> {
+    let mut iov = [
+        libc::iovec {
+            iov_base: hdr.as_mut_ptr().cast(),
+            iov_len: hdr.len(),
+        },
+        libc::iovec {
+            iov_base: body.as_mut_ptr().cast(),
+            iov_len: body.len(),
+        },
+    ];
+    // room for one cmsg carrying tpacket_auxdata, 8-byte aligned
+    let mut control = [0u64; 8];
+    // SAFETY: msghdr is plain old data; all-zero is a valid value.
+    let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
+    msg.msg_iov = iov.as_mut_ptr();
+    msg.msg_iovlen = 2;
+    msg.msg_control = control.as_mut_ptr().cast();
+    msg.msg_controllen = std::mem::size_of_val(&control);
+    // SAFETY: `msg` points at the two live iovecs and the control buffer above, all
+    // exclusively borrowed for the call, with their true lengths.
+    let n = unsafe { libc::recvmsg(fd, &mut msg, libc::MSG_DONTWAIT) };
+    if n < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    let mut tag = None;
+    // SAFETY: the kernel filled `msg.msg_control` with well-formed cmsgs within
+    // `msg_controllen`; CMSG_FIRSTHDR/NXTHDR/DATA only walk inside it.
+    unsafe {
+        let mut c = libc::CMSG_FIRSTHDR(&msg);
+        while !c.is_null() {
+            if (*c).cmsg_level == SOL_PACKET
+                && (*c).cmsg_type == PACKET_AUXDATA
+                && (*c).cmsg_len as usize
+                    >= libc::CMSG_LEN(std::mem::size_of::<TpacketAuxdata>() as u32) as usize
+            {
+                let aux: TpacketAuxdata =
+                    std::ptr::read_unaligned(libc::CMSG_DATA(c).cast::<TpacketAuxdata>());
+                if aux.tp_status & TP_STATUS_VLAN_VALID != 0 {
+                    let tpid = if aux.tp_status & TP_STATUS_VLAN_TPID_VALID != 0 {
+                        aux.tp_vlan_tpid
+                    } else {
+                        0x8100
+                    };
+                    tag = Some((tpid, aux.tp_vlan_tci));
+                }
+            }
+            c = libc::CMSG_NXTHDR(&msg, c);
+        }
+    }
+    Ok((n as usize, tag))
+}
 const PACKET_IGNORE_OUTGOING: libc::c_int = 23;
 const ETH_P_ALL: u16 = 0x0003;
 
@@ -212,6 +289,7 @@ pub fn open_packet(ifindex: u32, fanout: Option<u16>) -> io::Result<OwnedFd> {
     setsockopt(&fd, SOL_PACKET, PACKET_VNET_HDR, &one)?;
     setsockopt(&fd, SOL_PACKET, PACKET_QDISC_BYPASS, &one)?;
     setsockopt(&fd, SOL_PACKET, PACKET_IGNORE_OUTGOING, &one)?;
+    setsockopt(&fd, SOL_PACKET, PACKET_AUXDATA, &one)?;
     // SAFETY: sockaddr_ll is plain old data; all-zero is a valid value.
     let mut sll: libc::sockaddr_ll = unsafe { std::mem::zeroed() };
     sll.sll_family = libc::AF_PACKET as libc::c_ushort;

@@ -940,10 +940,43 @@ fn spoof_suite(kind: Kind) {
         assert_eq!(n.drops("client", reason), 1, "{reason}: {}", n.ctl("stats"));
     }
     assert_eq!(n.vip_owner(), None);
+    // SPEC 2.1: VLAN-tagged frames, sent raw (a receiving veth moves the tag out of the
+    // frame into metadata: the AF_PACKET backend must put it back to see it)
+    let script = n.file("vlan.py");
+    std::fs::write(&script, VLAN_PY).expect("script");
+    let (ok, out) = n.exec("client", &format!("/usr/bin/python3 {}", script.display()));
+    assert!(ok, "{out}");
+    let end = Instant::now() + Duration::from_secs(3);
+    while n.drops("client", "vlan_tagged") < 3 && Instant::now() < end {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert_eq!(
+        n.drops("client", "vlan_tagged"),
+        3,
+        "tagged frames dropped: {}",
+        n.ctl("stats")
+    );
     // the victims are unaffected
     assert_eq!(n.ping("web2", "10.0.1.11", 3), 3);
     assert_eq!(n.ping("app", "10.0.1.12", 3), 3);
 }
+
+/// Three 802.1Q-tagged frames (VLAN 7: a broadcast ARP request, a unicast UDP to web1,
+/// a double-tagged one) from the client's own MAC, on a raw socket.
+const VLAN_PY: &str = r#"
+import socket, struct
+s = socket.socket(socket.AF_PACKET, socket.SOCK_RAW)
+s.bind(("eth0", 0))
+me = bytes.fromhex("020000000103")
+web1 = bytes.fromhex("020000000101")
+arp = struct.pack("!HHBBH", 1, 0x0800, 6, 4, 1) + me + bytes([10, 0, 1, 13]) + b"\x00" * 6 + bytes([10, 0, 1, 11])
+ip = struct.pack("!BBHHHBBH4s4s", 0x45, 0, 28, 0, 0, 64, 17, 0, bytes([10, 0, 1, 13]), bytes([10, 0, 1, 11]))
+udp = struct.pack("!HHHH", 9, 9, 8, 0)
+tag = lambda t, vid: struct.pack("!HH", t, vid)
+s.send(b"\xff" * 6 + me + tag(0x8100, 7) + b"\x08\x06" + arp)
+s.send(web1 + me + tag(0x8100, 7) + b"\x08\x00" + ip + udp)
+s.send(web1 + me + tag(0x88a8, 7) + tag(0x8100, 8) + b"\x08\x00" + ip + udp)
+"#;
 
 #[test]
 fn spec6_2_lvs_direct_routing_needs_the_check_off() {
