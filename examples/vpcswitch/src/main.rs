@@ -178,11 +178,23 @@ pub fn backends_for(cfg: &Config, names: &[String]) -> Result<Backends, String> 
             BackendSpec::AfPacket { ifname } => {
                 out.push((name.to_string(), Box::new(PacketBackend::new(ifname))))
             }
-            BackendSpec::AfXdp { .. } => {
-                return Err(format!(
-                    "port \"{name}\": backend af_xdp is not built into this version yet; use type = \"af_packet\" (same interface) or \"tap\""
-                ))
-            }
+            // AF_XDP itself is not built yet (issue 4): `mode = "auto"` falls back to
+            // AF_PACKET on the same interface, saying why; a mode that needs AF_XDP fails
+            BackendSpec::AfXdp { ifname, mode, .. } => match mode.as_deref().unwrap_or("auto") {
+                "auto" => {
+                    tracing::warn!(
+                        port = name,
+                        ifname = %ifname,
+                        "af_xdp: AF_XDP is not built into this version; mode \"auto\" falls back to AF_PACKET on the same interface"
+                    );
+                    out.push((name.to_string(), Box::new(PacketBackend::new(ifname))))
+                }
+                m => {
+                    return Err(format!(
+                        "port \"{name}\": af_xdp mode \"{m}\" needs AF_XDP, which this version does not have yet; use mode = \"auto\" (falls back to AF_PACKET) or type = \"af_packet\""
+                    ))
+                }
+            },
         }
     }
     Ok(out)
@@ -319,7 +331,9 @@ fn tap_ifname<'c>(cfg: &'c Config, name: &str) -> Option<&'c str> {
                 .map(|u| &u.backend)
         })?;
     match spec {
-        BackendSpec::Tap { ifname, .. } | BackendSpec::AfPacket { ifname } => Some(ifname.as_str()),
+        BackendSpec::Tap { ifname, .. }
+        | BackendSpec::AfPacket { ifname }
+        | BackendSpec::AfXdp { ifname, .. } => Some(ifname.as_str()),
         _ => None,
     }
 }

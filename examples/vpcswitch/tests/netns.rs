@@ -1744,3 +1744,57 @@ fn logs_are_json_lines_one_per_event() {
         "one line per event, nothing per packet: {msgs:?}"
     );
 }
+
+#[test]
+fn af_xdp_mode_auto_falls_back_to_af_packet_and_says_why() {
+    let _l = lock();
+    require();
+    let tag = format!("vx{}", std::process::id() % 100_000);
+    let dir = std::env::temp_dir().join(format!("vpcswitch-{tag}"));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).expect("dir");
+    must(&format!("ip link add {tag}a type veth peer name {tag}b"));
+    let sock = dir.join("ctl.sock");
+    let cfg = |mode: &str| {
+        format!(
+            "[switch]\ncontrol_socket = \"{}\"\n[[vpcs]]\nname = \"v\"\ncidrs = [\"10.5.0.0/16\"]\n[[subnets]]\nname = \"s\"\nvpc = \"v\"\ncidr = \"10.5.1.0/24\"\n[[ports]]\nname = \"p\"\nsubnet = \"s\"\nmac = \"02:00:00:00:05:01\"\nips = [\"10.5.1.11\"]\nbackend = {{ type = \"af_xdp\", ifname = \"{tag}a\", mode = \"{mode}\" }}\n",
+            sock.display()
+        )
+    };
+    let path = dir.join("switch.toml");
+    let run = |mode: &str| {
+        std::fs::write(&path, cfg(mode)).expect("config");
+        Command::new(env!("CARGO_BIN_EXE_vpcswitch"))
+            .args(["run", "-c"])
+            .arg(&path)
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("start")
+    };
+    // a mode that needs AF_XDP: refused at start, with the reason
+    let out = run("zerocopy").wait_with_output().expect("exit");
+    let err = String::from_utf8_lossy(&out.stderr).to_string();
+    // auto: falls back, logs why, and the port works on AF_PACKET
+    let sw = run("auto");
+    let end = Instant::now() + Duration::from_secs(10);
+    while !sock.exists() && Instant::now() < end {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let ports = Command::new(env!("CARGO_BIN_EXE_vpcswitch"))
+        .args(["ctl", "--json", "-s"])
+        .arg(&sock)
+        .arg("ports")
+        .output()
+        .expect("ctl");
+    let _ = sh(&format!("kill -TERM {}", sw.id()));
+    let log = sw.wait_with_output().expect("exit");
+    let log = String::from_utf8_lossy(&log.stderr).to_string();
+    let _ = sh(&format!("ip link del {tag}a"));
+    let _ = std::fs::remove_dir_all(&dir);
+    assert_eq!(out.status.code(), Some(1), "zerocopy refused: {err}");
+    assert!(err.contains("needs AF_XDP"), "{err}");
+    assert!(log.contains("falls back to AF_PACKET"), "{log}");
+    let ports = String::from_utf8_lossy(&ports.stdout).to_string();
+    assert!(ports.contains(&format!("af_packet {tag}a")), "{ports}");
+}
