@@ -85,10 +85,17 @@ fn run_refuses_backends_it_cannot_open_with_a_clear_error() {
         err.contains("port \"p1\": backend type \"memory\" is for embedders"),
         "{err}"
     );
-    let xdp = GOOD.replace("type = \"tap\"", "type = \"af_xdp\"");
+    // af_xdp: a mode that needs AF_XDP is refused (not built yet); "auto" falls back to
+    // AF_PACKET, which needs the interface to exist
+    let xdp = GOOD.replace("type = \"tap\"", "type = \"af_xdp\", mode = \"copy\"");
     let (code, _, err) = vs(&["run", "-c", &write("xdp.toml", &xdp)]);
     assert_eq!(code, 1);
-    assert!(err.contains("not built into this version yet"), "{err}");
+    assert!(err.contains("af_xdp mode \"copy\" needs AF_XDP"), "{err}");
+    let auto = GOOD.replace("type = \"tap\"", "type = \"af_xdp\"");
+    let (code, _, err) = vs(&["run", "-c", &write("xdp-auto.toml", &auto)]);
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("falls back to AF_PACKET"), "{err}");
+    assert!(err.contains("find interface vsx-p1"), "{err}");
 }
 
 #[test]
