@@ -678,9 +678,7 @@ impl Snapshot {
         };
         let v = self.egress(q, v4.dst, t);
         if let Verdict::Forward(_) = v {
-            buf[0..6].copy_from_slice(&q.mac.0);
-            buf[6..12].copy_from_slice(&self.gateway_mac.0);
-            Ipv4Packet::new_unchecked(&mut buf[14..*len]).decrement_ttl();
+            self.rewrite_routed(q, &mut buf[..*len]);
             step!(
                 t,
                 "rewrite",
@@ -691,6 +689,15 @@ impl Snapshot {
             );
         }
         v
+    }
+
+    /// SPEC 5.5: a routed frame leaves from the gateway MAC to `q`'s MAC, TTL − 1 (the
+    /// IPv4 checksum follows).
+    #[inline]
+    fn rewrite_routed(&self, q: &PortEntry, frame: &mut [u8]) {
+        frame[0..6].copy_from_slice(&q.mac.0);
+        frame[6..12].copy_from_slice(&self.gateway_mac.0);
+        Ipv4Packet::new_unchecked(&mut frame[14..]).decrement_ttl();
     }
 
     /// SPEC 5.1, 5.3, 5.4, 5.7 for a destination that is not a local address: the
@@ -1032,9 +1039,7 @@ impl Snapshot {
                         private,
                         ctx.csum_partial,
                     );
-                    buf[0..6].copy_from_slice(&q.mac.0);
-                    buf[6..12].copy_from_slice(&self.gateway_mac.0);
-                    Ipv4Packet::new_unchecked(&mut buf[14..frame_end]).decrement_ttl();
+                    self.rewrite_routed(q, &mut buf[..frame_end]);
                     step!(
                         t,
                         "rewrite",

@@ -243,13 +243,6 @@ pub struct Snapshot {
     hosts: FlatMap<Host>,
 }
 
-fn subnet_vpc<'c>(cfg: &'c Config, subnet: &str) -> &'c str {
-    cfg.subnets
-        .iter()
-        .find(|s| s.name == subnet)
-        .map_or("", |s| s.vpc.as_str())
-}
-
 #[inline]
 fn host_key(vpc: VpcId, ip: u32) -> u64 {
     (u64::from(vpc) << 32) | u64::from(ip)
@@ -436,19 +429,10 @@ impl Snapshot {
         let mut eip_in: Vec<(u64, (VpcId, u32))> = Vec::new();
         let mut eip_out: Vec<(u64, u32)> = Vec::new();
         for x in cfg.all_eips() {
-            let target = match (&x.vip, &x.port) {
-                (Some(v), _) => cfg
-                    .vips
-                    .iter()
-                    .find(|w| w.name == *v)
-                    .map(|w| (vpc_idx[subnet_vpc(cfg, &w.subnet)], w.ip)),
-                (_, Some(pn)) => cfg.ports.iter().find(|p| p.name == *pn).and_then(|p| {
-                    let ip = x.port_ip.or_else(|| p.ips.first().copied())?;
-                    Some((vpc_idx[subnet_vpc(cfg, &p.subnet)], ip))
-                }),
-                _ => None,
-            };
-            if let Some((vpc, private)) = target {
+            if let Some((subnet, private)) = cfg.eip_target(&x) {
+                let vpc = subnet_idx
+                    .get(subnet)
+                    .map_or(0, |&s| subnets[s as usize].vpc);
                 let (public, private) = (u32::from(x.ip), u32::from(private));
                 eip_in.push((u64::from(public), (vpc, private)));
                 eip_out.push((host_key(vpc, private), public));

@@ -371,6 +371,47 @@ impl Config {
         toml::to_string(self).unwrap_or_default()
     }
 
+    /// Names of every port and of the uplink (the switch ports a backend serves).
+    pub fn port_names(&self) -> impl Iterator<Item = &str> {
+        self.ports
+            .iter()
+            .map(|p| p.name.as_str())
+            .chain(self.uplink.as_ref().map(|u| u.name.as_str()))
+    }
+
+    /// The backend of port (or uplink) `name`.
+    pub fn backend_of(&self, name: &str) -> Option<&BackendSpec> {
+        self.ports
+            .iter()
+            .find(|p| p.name == name)
+            .map(|p| &p.backend)
+            .or_else(|| {
+                self.uplink
+                    .as_ref()
+                    .filter(|u| u.name == name)
+                    .map(|u| &u.backend)
+            })
+    }
+
+    /// The target of EIP `x`: (the subnet name, the private address) — a VIP's address
+    /// or the port's `port_ip` (default its primary IP). `None` when it names nothing.
+    pub fn eip_target(&self, x: &Eip) -> Option<(&str, Ipv4Addr)> {
+        match (&x.vip, &x.port) {
+            (Some(v), None) => self
+                .vips
+                .iter()
+                .find(|w| w.name == *v)
+                .map(|w| (w.subnet.as_str(), w.ip)),
+            (None, Some(pn)) => self.ports.iter().find(|p| p.name == *pn).and_then(|p| {
+                Some((
+                    p.subnet.as_str(),
+                    x.port_ip.or_else(|| p.ips.first().copied())?,
+                ))
+            }),
+            _ => None,
+        }
+    }
+
     /// Every EIP with its target, from `[[eips]]` and from `eip` on VIPs and ports.
     pub fn all_eips(&self) -> Vec<Eip> {
         let mut v = self.eips.clone();

@@ -522,12 +522,7 @@ impl Config {
                 }
             };
             // the target's VPC must route somewhere to the uplink, or replies never leave
-            let subnet = match (&x.vip, &x.port) {
-                (Some(v), None) => vip_names.get(v.as_str()).map(|v| v.subnet.as_str()),
-                (None, Some(pn)) => ports.get(pn.as_str()).map(|p| p.subnet.as_str()),
-                _ => None,
-            };
-            let vpc = subnet.and_then(|sn| {
+            let vpc = self.eip_target(&x).and_then(|(sn, _)| {
                 self.subnets
                     .iter()
                     .find(|s| s.name == sn)

@@ -169,19 +169,10 @@ pub type Backends = Vec<(String, Box<dyn Backend>)>;
 pub fn memory_backends(cfg: &Config, depth: usize) -> (Backends, HashMap<String, MemGuest>) {
     let mut b: Backends = Vec::new();
     let mut g = HashMap::new();
-    let mut names: Vec<&str> = cfg
-        .ports
-        .iter()
-        .filter(|p| p.backend == BackendSpec::Memory)
-        .map(|p| p.name.as_str())
+    let names: Vec<&str> = cfg
+        .port_names()
+        .filter(|n| cfg.backend_of(n) == Some(&BackendSpec::Memory))
         .collect();
-    if let Some(u) = cfg
-        .uplink
-        .as_ref()
-        .filter(|u| u.backend == BackendSpec::Memory)
-    {
-        names.push(&u.name);
-    }
     for n in names {
         let (port, guest) = mem_port(n, cfg.switch.workers, depth);
         b.push((n.to_string(), Box::new(port)));
@@ -380,20 +371,7 @@ impl Switch {
             });
         }
         // Which ports need a (new) backend: new ports, and ports whose spec changed.
-        let spec = |s: &Snapshot, name: &str| -> Option<BackendSpec> {
-            s.config
-                .ports
-                .iter()
-                .find(|p| p.name == name)
-                .map(|p| p.backend.clone())
-                .or_else(|| {
-                    s.config
-                        .uplink
-                        .as_ref()
-                        .filter(|u| u.name == name)
-                        .map(|u| u.backend.clone())
-                })
-        };
+        let spec = |s: &Snapshot, name: &str| s.config.backend_of(name).cloned();
         let names = port_names(&new);
         let needs: Vec<&str> = names
             .iter()

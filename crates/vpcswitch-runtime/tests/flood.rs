@@ -2,42 +2,23 @@
 //! broadcast storm and a VIP claim storm, and the other guest keeps its traffic. One
 //! test in a file of its own, so the process's RSS is this test's alone.
 
+mod common;
+use common::*;
+
 use std::net::Ipv4Addr;
 use std::time::{Duration, Instant};
 
 use vpcswitch_core::DropReason;
-use vpcswitch_model::{Config, ConfigBuilder, MacAddr};
+use vpcswitch_model::{Config, MacAddr};
 use vpcswitch_runtime::{memory_backends, Switch};
 use vpcswitch_wire::build;
 
-fn mac(s: &str) -> MacAddr {
-    s.parse().unwrap()
-}
-fn ip(s: &str) -> Ipv4Addr {
-    s.parse().unwrap()
-}
-
 fn cfg(workers: usize) -> Config {
-    ConfigBuilder::new()
-        .workers(workers)
-        .vpc("a", &["10.0.0.0/16"])
-        .subnet("a1", "a", "10.0.1.0/24")
-        .port("p1", "a1", "02:00:00:00:01:01", &["10.0.1.11"])
-        .port("p2", "a1", "02:00:00:00:01:02", &["10.0.1.12"])
-        .vip("v", "a1", "10.0.1.100", &["p1", "p2"])
-        .build()
-        .unwrap()
+    two_ports_with_a_vip(workers)
 }
 
-fn eventually(what: &str, mut f: impl FnMut() -> bool) {
-    let end = Instant::now() + Duration::from_secs(20);
-    while Instant::now() < end {
-        if f() {
-            return;
-        }
-        std::thread::sleep(Duration::from_millis(1));
-    }
-    panic!("timed out waiting for: {what}");
+fn eventually(what: &str, f: impl FnMut() -> bool) {
+    eventually_within(Duration::from_secs(20), Duration::from_millis(1), what, f)
 }
 
 fn rss_kib() -> u64 {

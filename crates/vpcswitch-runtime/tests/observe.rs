@@ -1,44 +1,24 @@
 //! Observability of a running switch: Prometheus metrics that move with traffic,
 //! capture of a port's frames in each direction, drop sampling (issue 8).
 
-use std::net::Ipv4Addr;
-use std::time::{Duration, Instant};
+mod common;
+use common::*;
+
+use std::time::Duration;
 
 use vpcswitch_core::DropReason;
-use vpcswitch_model::{Config, ConfigBuilder, MacAddr};
+use vpcswitch_model::Config;
 use vpcswitch_runtime::metrics::prometheus;
 use vpcswitch_runtime::observe::Direction;
 use vpcswitch_runtime::{memory_backends, Switch};
 use vpcswitch_wire::build;
 
-fn mac(s: &str) -> MacAddr {
-    s.parse().unwrap()
-}
-fn ip(s: &str) -> Ipv4Addr {
-    s.parse().unwrap()
-}
-
 fn cfg() -> Config {
-    ConfigBuilder::new()
-        .workers(2)
-        .vpc("a", &["10.0.0.0/16"])
-        .subnet("a1", "a", "10.0.1.0/24")
-        .port("p1", "a1", "02:00:00:00:01:01", &["10.0.1.11"])
-        .port("p2", "a1", "02:00:00:00:01:02", &["10.0.1.12"])
-        .vip("v", "a1", "10.0.1.100", &["p1", "p2"])
-        .build()
-        .unwrap()
+    two_ports_with_a_vip(2)
 }
 
-fn eventually(what: &str, mut f: impl FnMut() -> bool) {
-    let end = Instant::now() + Duration::from_secs(10);
-    while Instant::now() < end {
-        if f() {
-            return;
-        }
-        std::thread::sleep(Duration::from_millis(2));
-    }
-    panic!("timed out waiting for: {what}");
+fn eventually(what: &str, f: impl FnMut() -> bool) {
+    eventually_within(Duration::from_secs(10), Duration::from_millis(2), what, f)
 }
 
 fn value(metrics: &str, series: &str) -> Option<f64> {

@@ -1,21 +1,16 @@
 //! The runtime over in-memory ports: forwarding, counters, cross-worker VIP learning,
 //! reloads under traffic (SPEC 8.1), idle.
 
-use std::net::Ipv4Addr;
+mod common;
+use common::*;
+
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use vpcswitch_core::DropReason;
-use vpcswitch_model::{Config, ConfigBuilder, MacAddr};
+use vpcswitch_model::{Config, ConfigBuilder};
 use vpcswitch_runtime::{memory_backends, RuntimeError, Switch};
 use vpcswitch_wire::build;
-
-fn mac(s: &str) -> MacAddr {
-    s.parse().unwrap()
-}
-fn ip(s: &str) -> Ipv4Addr {
-    s.parse().unwrap()
-}
 
 fn cfg(workers: usize) -> Config {
     ConfigBuilder::new()
@@ -32,16 +27,8 @@ fn cfg(workers: usize) -> Config {
         .unwrap()
 }
 
-/// Waits (bounded) until `f` holds.
-fn eventually(what: &str, mut f: impl FnMut() -> bool) {
-    let end = Instant::now() + Duration::from_secs(5);
-    while Instant::now() < end {
-        if f() {
-            return;
-        }
-        std::thread::sleep(Duration::from_millis(1));
-    }
-    panic!("timed out waiting for: {what}");
+fn eventually(what: &str, f: impl FnMut() -> bool) {
+    eventually_within(Duration::from_secs(5), Duration::from_millis(1), what, f)
 }
 
 #[test]

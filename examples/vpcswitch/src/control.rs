@@ -130,13 +130,13 @@ fn send_line(mut s: &UnixStream, v: &Value) -> bool {
     s.write_all(out.as_bytes()).is_ok()
 }
 
-/// Unix time (µs) of the switch clock's `ts_ns`.
-fn unix_us(running: &Running, ts_ns: u64) -> u64 {
+/// The Unix time (µs) at which the switch's clock read 0: add a record's `ts_ns / 1000`.
+/// Read once per stream, not per frame.
+fn clock_base_us(running: &Running) -> u64 {
     let now_unix = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_micros() as u64);
-    let age_us = running.switch.now_ns().saturating_sub(ts_ns) / 1000;
-    now_unix.saturating_sub(age_us)
+    now_unix.saturating_sub(running.switch.now_ns() / 1000)
 }
 
 /// `capture PORT DIR COUNT`: streams the port's frames, one JSON line each, until COUNT
@@ -176,6 +176,7 @@ fn stream_capture(s: &UnixStream, running: &Running, port: &str, dir: &str, coun
     obs.start_capture(pid, rx, tx);
     tracing::info!(port, direction = dir, count, "capture started");
     let lost0 = obs.lost();
+    let base_us = clock_base_us(running);
     let mut sent = 0u64;
     let mut alive = send_line(
         s,
@@ -206,7 +207,7 @@ fn stream_capture(s: &UnixStream, running: &Running, port: &str, dir: &str, coun
                 let hex: String = f.data.iter().map(|b| format!("{b:02x}")).collect();
                 alive = send_line(
                     s,
-                    &json!({"ts_us": unix_us(running, f.ts_ns), "len": f.orig_len, "dir": if f.direction == vpcswitch::runtime::observe::Direction::Rx { "rx" } else { "tx" }, "data": hex}),
+                    &json!({"ts_us": base_us + f.ts_ns / 1000, "len": f.orig_len, "dir": if f.direction == vpcswitch::runtime::observe::Direction::Rx { "rx" } else { "tx" }, "data": hex}),
                 );
                 sent += 1;
             }
@@ -276,6 +277,7 @@ fn stream_drops(s: &UnixStream, running: &Running, secs: &str) {
     let snap = running.switch.snapshot();
     let end = (secs > 0).then(|| std::time::Instant::now() + Duration::from_secs(secs));
     let mut alive = send_line(s, &ok("sampling drops\n".into(), json!({})));
+    let base_us = clock_base_us(running);
     let mut got = Vec::new();
     let mut last_beat = std::time::Instant::now();
     while alive && end.is_none_or(|e| std::time::Instant::now() < e) {
@@ -289,7 +291,7 @@ fn stream_drops(s: &UnixStream, running: &Running, secs: &str) {
             alive = alive
                 && send_line(
                     s,
-                    &json!({"ts_us": unix_us(running, d.ts_ns), "port": port, "reason": d.reason.name(), "len": d.len, "decode": decode(head), "head": head.iter().map(|b| format!("{b:02x}")).collect::<String>()}),
+                    &json!({"ts_us": base_us + d.ts_ns / 1000, "port": port, "reason": d.reason.name(), "len": d.len, "decode": decode(head), "head": head.iter().map(|b| format!("{b:02x}")).collect::<String>()}),
                 );
         }
         if last_beat.elapsed() > Duration::from_secs(1) {
@@ -363,11 +365,12 @@ fn dispatch(req: &Value, r: &Running) -> Value {
             text += &format!("{:<16} {:<22} {:<15} {}\n", "EIP", "TARGET", "PRIVATE IP", "NOW AT");
             let mut rows = vec![];
             for x in snap.config.all_eips() {
-                let (target, private) = match (&x.vip, &x.port) {
-                    (Some(v), _) => (format!("vip {v}"), snap.config.vips.iter().find(|w| w.name == *v).map(|w| w.ip)),
-                    (_, Some(p)) => (format!("port {p}"), x.port_ip.or_else(|| snap.config.ports.iter().find(|q| q.name == *p).and_then(|q| q.ips.first().copied()))),
-                    _ => ("-".into(), None),
+                let target = match (&x.vip, &x.port) {
+                    (Some(v), _) => format!("vip {v}"),
+                    (_, Some(p)) => format!("port {p}"),
+                    _ => "-".into(),
                 };
+                let private = snap.config.eip_target(&x).map(|(_, ip)| ip);
                 let at = match (&x.vip, &x.port) {
                     (Some(v), _) => snap.vip_owner_name(v).map(String::from),
                     (_, Some(p)) => Some(p.clone()),

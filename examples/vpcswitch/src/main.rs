@@ -153,18 +153,13 @@ pub fn load(path: &Path) -> Result<Config, String> {
 /// Backends for the named ports of `cfg`.
 pub fn backends_for(cfg: &Config, names: &[String]) -> Result<Backends, String> {
     let mut out: Backends = Vec::new();
-    let mut specs: Vec<(&str, &BackendSpec)> = cfg
-        .ports
-        .iter()
-        .map(|p| (p.name.as_str(), &p.backend))
-        .collect();
-    if let Some(u) = &cfg.uplink {
-        specs.push((u.name.as_str(), &u.backend));
-    }
-    for (name, spec) in specs {
+    for name in cfg.port_names() {
         if !names.iter().any(|n| n == name) {
             continue;
         }
+        let Some(spec) = cfg.backend_of(name) else {
+            continue;
+        };
         match spec {
             BackendSpec::Tap { ifname, offload } => out.push((
                 name.to_string(),
@@ -201,30 +196,14 @@ pub fn backends_for(cfg: &Config, names: &[String]) -> Result<Backends, String> 
 }
 
 fn all_port_names(cfg: &Config) -> Vec<String> {
-    let mut v: Vec<String> = cfg.ports.iter().map(|p| p.name.clone()).collect();
-    if let Some(u) = &cfg.uplink {
-        v.push(u.name.clone());
-    }
-    v
+    cfg.port_names().map(String::from).collect()
 }
 
 /// Names of ports that are new in `new` or whose backend changed.
 pub fn changed_ports(old: &Config, new: &Config) -> Vec<String> {
-    let spec = |c: &Config, n: &str| {
-        c.ports
-            .iter()
-            .find(|p| p.name == n)
-            .map(|p| p.backend.clone())
-            .or_else(|| {
-                c.uplink
-                    .as_ref()
-                    .filter(|u| u.name == n)
-                    .map(|u| u.backend.clone())
-            })
-    };
-    all_port_names(new)
-        .into_iter()
-        .filter(|n| spec(old, n).is_none() || spec(old, n) != spec(new, n))
+    new.port_names()
+        .filter(|n| old.backend_of(n).is_none() || old.backend_of(n) != new.backend_of(n))
+        .map(String::from)
         .collect()
 }
 
@@ -319,18 +298,7 @@ impl Running {
 
 /// The interface name of port (or uplink) `name`, if its backend is a TAP or AF_PACKET.
 fn tap_ifname<'c>(cfg: &'c Config, name: &str) -> Option<&'c str> {
-    let spec = cfg
-        .ports
-        .iter()
-        .find(|p| p.name == name)
-        .map(|p| &p.backend)
-        .or_else(|| {
-            cfg.uplink
-                .as_ref()
-                .filter(|u| u.name == name)
-                .map(|u| &u.backend)
-        })?;
-    match spec {
+    match cfg.backend_of(name)? {
         BackendSpec::Tap { ifname, .. }
         | BackendSpec::AfPacket { ifname }
         | BackendSpec::AfXdp { ifname, .. } => Some(ifname.as_str()),
