@@ -208,6 +208,18 @@ pub enum BackendSpec {
     },
 }
 
+impl BackendSpec {
+    /// The interface a device backend opens (`None` for memory).
+    pub fn ifname(&self) -> Option<&str> {
+        match self {
+            BackendSpec::Memory => None,
+            BackendSpec::Tap { ifname, .. }
+            | BackendSpec::AfXdp { ifname, .. }
+            | BackendSpec::AfPacket { ifname } => Some(ifname.as_str()),
+        }
+    }
+}
+
 /// `[[ports]]`: an ECS vNIC.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]

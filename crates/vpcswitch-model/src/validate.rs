@@ -3,7 +3,9 @@
 use std::collections::{HashMap, HashSet};
 use std::net::Ipv4Addr;
 
-use crate::{Config, ConfigError, ConfigErrors, Ipv4Cidr, MacAddr, RouteTarget, MAX_WORKERS};
+use crate::{
+    BackendSpec, Config, ConfigError, ConfigErrors, Ipv4Cidr, MacAddr, RouteTarget, MAX_WORKERS,
+};
 
 struct Errs(Vec<ConfigError>);
 
@@ -189,6 +191,32 @@ impl Config {
                     .map(|s| (s.vpc.as_str(), v.ip))
             })
             .collect();
+        let mut ifnames: HashMap<&str, String> = HashMap::new();
+        let backends = self
+            .ports
+            .iter()
+            .map(|p| (format!("port \"{}\"", p.name), &p.backend))
+            .chain(
+                self.uplink
+                    .iter()
+                    .map(|u| (format!("uplink \"{}\"", u.name), &u.backend)),
+            );
+        for (obj, b) in backends {
+            for rule in backend_problems(b) {
+                e.push(obj.clone(), "backend", rule);
+            }
+            if let Some(ifn) = b.ifname() {
+                if let Some(other) = ifnames.get(ifn) {
+                    e.push(
+                        obj.clone(),
+                        "backend",
+                        format!("interface {ifn} is already the backend of {other}"),
+                    );
+                } else {
+                    ifnames.insert(ifn, obj.clone());
+                }
+            }
+        }
         for p in &self.ports {
             let obj = format!("port \"{}\"", p.name);
             let mut own_macs = vec![p.mac];
@@ -602,4 +630,25 @@ impl Config {
             Err(ConfigErrors(e.0))
         }
     }
+}
+
+/// What is wrong with a backend on its own: interface names the kernel would refuse,
+/// AF_XDP modes that do not exist.
+fn backend_problems(b: &BackendSpec) -> Vec<String> {
+    let mut out = Vec::new();
+    if let Some(ifn) = b.ifname() {
+        if ifn.is_empty() || ifn.len() > 15 || ifn.contains(['/', ' ', '\0']) {
+            out.push(format!(
+                "interface name {ifn:?} must be 1 to 15 bytes without '/', spaces or NUL"
+            ));
+        }
+    }
+    if let BackendSpec::AfXdp { mode: Some(m), .. } = b {
+        if !["auto", "zerocopy", "copy", "skb"].contains(&m.as_str()) {
+            out.push(format!(
+                "af_xdp mode \"{m}\" is not one of \"auto\", \"zerocopy\", \"copy\", \"skb\""
+            ));
+        }
+    }
+    out
 }

@@ -25,9 +25,11 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
 use clap::{Parser, Subcommand, ValueEnum};
+use vpcswitch::backend::Backend;
 use vpcswitch::model::{BackendSpec, Config};
 use vpcswitch::runtime::{Backends, Switch};
 use vpcswitch_tap::{PacketBackend, TapBackend};
+use vpcswitch_xdp::{XdpBackend, XdpMode};
 
 /// Default control socket when the configuration names none.
 pub const DEFAULT_SOCKET: &str = "/run/vpcswitch.sock";
@@ -173,23 +175,18 @@ pub fn backends_for(cfg: &Config, names: &[String]) -> Result<Backends, String> 
             BackendSpec::AfPacket { ifname } => {
                 out.push((name.to_string(), Box::new(PacketBackend::new(ifname))))
             }
-            // AF_XDP itself is not built yet (issue 4): `mode = "auto"` falls back to
-            // AF_PACKET on the same interface, saying why; a mode that needs AF_XDP fails
-            BackendSpec::AfXdp { ifname, mode, .. } => match mode.as_deref().unwrap_or("auto") {
-                "auto" => {
-                    tracing::warn!(
-                        port = name,
-                        ifname = %ifname,
-                        "af_xdp: AF_XDP is not built into this version; mode \"auto\" falls back to AF_PACKET on the same interface"
-                    );
-                    out.push((name.to_string(), Box::new(PacketBackend::new(ifname))))
-                }
-                m => {
-                    return Err(format!(
-                        "port \"{name}\": af_xdp mode \"{m}\" needs AF_XDP, which this version does not have yet; use mode = \"auto\" (falls back to AF_PACKET) or type = \"af_packet\""
-                    ))
-                }
-            },
+            BackendSpec::AfXdp {
+                ifname,
+                queue,
+                mode,
+            } => {
+                let mode = XdpMode::parse(mode.as_deref())
+                    .map_err(|e| format!("port \"{name}\": {e}"))?;
+                out.push((
+                    name.to_string(),
+                    Box::new(XdpOrPacket::new(name, ifname, *queue, mode)),
+                ))
+            }
         }
     }
     Ok(out)
@@ -296,13 +293,60 @@ impl Running {
     }
 }
 
-/// The interface name of port (or uplink) `name`, if its backend is a TAP or AF_PACKET.
+/// The interface name of port (or uplink) `name`, if its backend is a device.
 fn tap_ifname<'c>(cfg: &'c Config, name: &str) -> Option<&'c str> {
-    match cfg.backend_of(name)? {
-        BackendSpec::Tap { ifname, .. }
-        | BackendSpec::AfPacket { ifname }
-        | BackendSpec::AfXdp { ifname, .. } => Some(ifname.as_str()),
-        _ => None,
+    cfg.backend_of(name)?.ifname()
+}
+
+/// An `af_xdp` port: AF_XDP, and for `mode = "auto"` AF_PACKET on the same interface
+/// when AF_XDP cannot be set up (old kernel, no BPF permission, an XDP program already
+/// there), with the reason logged; other modes fail with the reason.
+#[derive(Debug)]
+struct XdpOrPacket {
+    port: String,
+    xdp: XdpBackend,
+    fallback: Option<PacketBackend>,
+    on_fallback: bool,
+}
+
+impl XdpOrPacket {
+    fn new(port: &str, ifname: &str, queue: u32, mode: XdpMode) -> XdpOrPacket {
+        XdpOrPacket {
+            port: port.to_string(),
+            xdp: XdpBackend::new(ifname, queue, mode),
+            fallback: (mode == XdpMode::Auto).then(|| PacketBackend::new(ifname)),
+            on_fallback: false,
+        }
+    }
+}
+
+impl Backend for XdpOrPacket {
+    fn describe(&self) -> String {
+        match &self.fallback {
+            Some(p) if self.on_fallback => p.describe(),
+            _ => self.xdp.describe(),
+        }
+    }
+
+    fn queues(
+        &mut self,
+        pools: &[vpcswitch::backend::QueuePools],
+    ) -> Result<Vec<Box<dyn vpcswitch::backend::PortQueue>>, vpcswitch::backend::BackendError> {
+        match self.xdp.queues(pools) {
+            Ok(q) => Ok(q),
+            Err(e) => match &mut self.fallback {
+                Some(p) => {
+                    self.on_fallback = true;
+                    tracing::warn!(
+                        port = %self.port,
+                        reason = %e,
+                        "af_xdp: AF_XDP could not be set up; mode \"auto\" falls back to AF_PACKET on the same interface"
+                    );
+                    p.queues(pools)
+                }
+                None => Err(e),
+            },
+        }
     }
 }
 

@@ -106,6 +106,16 @@ pub struct Net {
 pub enum Kind {
     Tap,
     AfPacket,
+    /// veth pairs with two queues (one per worker); the guest's end has checksum
+    /// offload off, as AF_XDP carries no offload metadata (docs/operations.md)
+    AfXdp,
+}
+
+impl Kind {
+    /// Guests on veth pairs whose host end the switch opens.
+    fn veth(self) -> bool {
+        self != Kind::Tap
+    }
 }
 
 const VPCS: &str = r#"
@@ -276,7 +286,7 @@ impl Net {
             c += &format!(
                 "[[ports]]\nname = \"{}\"\nsubnet = \"{}\"\nmac = \"{}\"\nips = [\"{}\"]\nsrc_dst_check = {}\nbackend = {{ type = \"{}\", ifname = \"{}\" }}\n\n",
                 g.name, g.subnet, g.mac, g.ip, g.check,
-                match self.kind { Kind::Tap => "tap", Kind::AfPacket => "af_packet" },
+                match self.kind { Kind::Tap => "tap", Kind::AfPacket => "af_packet", Kind::AfXdp => "af_xdp" },
                 self.ifname(i)
             );
         }
@@ -320,13 +330,17 @@ impl Net {
         };
         let extra = extra.replace("@TAG@", &net.tag);
         std::fs::write(&net.cfg_path, net.config_text(&extra)).expect("write config");
-        if kind == Kind::AfPacket {
+        if kind.veth() {
             // veth pairs first: the switch attaches to the host ends
             for (i, g) in net.guests.clone().iter().enumerate() {
                 let (host, peer) = (net.ifname(i), format!("{}p{i}", net.tag));
                 let ns = net.ns(g.name);
                 must(&format!("ip netns add {ns}"));
-                must(&format!("ip link add {host} type veth peer name {peer}"));
+                if kind == Kind::AfXdp {
+                    must(&format!("ip link add {host} numrxqueues 2 numtxqueues 2 type veth peer name {peer} numrxqueues 2 numtxqueues 2"));
+                } else {
+                    must(&format!("ip link add {host} type veth peer name {peer}"));
+                }
                 // (the host's own IPv6 chatter on the host end must not reach the
                 // switch: the sockets ignore outgoing frames, fanout included)
                 must(&format!("ip link set {host} up"));
@@ -335,6 +349,9 @@ impl Net {
                     "ip netns exec {ns} sh -c 'sysctl -qw net.ipv6.conf.all.disable_ipv6=1 && ip link set lo up && ip link set {peer} address {} && ip link set {peer} name eth0 && ip addr add {}/24 dev eth0 && ip link set eth0 up && ip route add default via {}'",
                     g.mac, g.ip, g.gw
                 ));
+                if kind == Kind::AfXdp {
+                    must(&format!("ip netns exec {ns} ethtool -K eth0 tx off"));
+                }
             }
         }
         let log = std::fs::File::create(net.dir.join("switch.log")).expect("log");
@@ -352,7 +369,7 @@ impl Net {
             std::thread::sleep(Duration::from_millis(20));
         }
         for (i, g) in net.guests.clone().iter().enumerate() {
-            if kind == Kind::AfPacket {
+            if kind.veth() {
                 break;
             }
             let ns = net.ns(g.name);
@@ -524,7 +541,7 @@ impl Drop for Net {
         for ns in self.extra_ns.clone() {
             let _ = sh(&format!("ip netns del {ns} 2>/dev/null"));
         }
-        if self.kind == Kind::AfPacket {
+        if self.kind.veth() {
             // deleting a namespace deletes its veth end and so the pair; a pair that
             // never got there is deleted here
             for i in 0..self.guests.len() {
@@ -549,6 +566,11 @@ fn spec4_5_ping_and_tcp_within_subnet_across_subnets_and_peering() {
 #[test]
 fn af_packet_spec4_5_ping_and_tcp_within_subnet_across_subnets_and_peering() {
     basic_suite(Kind::AfPacket);
+}
+
+#[test]
+fn af_xdp_spec4_5_ping_and_tcp_within_subnet_across_subnets_and_peering() {
+    basic_suite(Kind::AfXdp);
 }
 
 /// Ping and TCP within a subnet, across subnets and a peering, no transit, TTL expiry,
@@ -788,6 +810,11 @@ fn af_packet_spec3_keepalived_failover_fresh_and_stale_arp_cache() {
     failover_suite(Kind::AfPacket);
 }
 
+#[test]
+fn af_xdp_spec3_keepalived_failover_fresh_and_stale_arp_cache() {
+    failover_suite(Kind::AfXdp);
+}
+
 fn failover_suite(kind: Kind) {
     let _l = lock();
     let mut n = Net::start_kind(kind, "");
@@ -911,6 +938,11 @@ fn spec2_spoofing_from_a_guest_is_dropped_and_counted() {
 #[test]
 fn af_packet_spec2_spoofing_from_a_guest_is_dropped_and_counted() {
     spoof_suite(Kind::AfPacket);
+}
+
+#[test]
+fn af_xdp_spec2_spoofing_from_a_guest_is_dropped_and_counted() {
+    spoof_suite(Kind::AfXdp);
 }
 
 fn spoof_suite(kind: Kind) {
@@ -1745,56 +1777,106 @@ fn logs_are_json_lines_one_per_event() {
     );
 }
 
+/// Whether interface `ifn` has an XDP program attached, and which.
+fn xdp_prog(ifn: &str) -> String {
+    let out = sh(&format!("ip -d link show dev {ifn}")).unwrap_or_default();
+    out.lines()
+        .filter(|l| l.contains("prog/xdp") || l.contains(" xdp"))
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
 #[test]
-fn af_xdp_mode_auto_falls_back_to_af_packet_and_says_why() {
+fn af_xdp_modes_the_program_is_gone_after_stop_and_kill_9_and_auto_falls_back() {
     let _l = lock();
     require();
     let tag = format!("vx{}", std::process::id() % 100_000);
     let dir = std::env::temp_dir().join(format!("vpcswitch-{tag}"));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).expect("dir");
-    must(&format!("ip link add {tag}a type veth peer name {tag}b"));
+    // two queues, one per worker; and a one-queue veth that AF_XDP cannot serve
+    must(&format!(
+        "ip link add {tag}a numrxqueues 2 numtxqueues 2 type veth peer name {tag}b numrxqueues 2 numtxqueues 2"
+    ));
+    must(&format!("ip link add {tag}c type veth peer name {tag}d"));
     let sock = dir.join("ctl.sock");
-    let cfg = |mode: &str| {
+    let cfg = |ifn: &str, mode: &str| {
         format!(
-            "[switch]\ncontrol_socket = \"{}\"\n[[vpcs]]\nname = \"v\"\ncidrs = [\"10.5.0.0/16\"]\n[[subnets]]\nname = \"s\"\nvpc = \"v\"\ncidr = \"10.5.1.0/24\"\n[[ports]]\nname = \"p\"\nsubnet = \"s\"\nmac = \"02:00:00:00:05:01\"\nips = [\"10.5.1.11\"]\nbackend = {{ type = \"af_xdp\", ifname = \"{tag}a\", mode = \"{mode}\" }}\n",
+            "[switch]\nworkers = 2\ncontrol_socket = \"{}\"\n[[vpcs]]\nname = \"v\"\ncidrs = [\"10.5.0.0/16\"]\n[[subnets]]\nname = \"s\"\nvpc = \"v\"\ncidr = \"10.5.1.0/24\"\n[[ports]]\nname = \"p\"\nsubnet = \"s\"\nmac = \"02:00:00:00:05:01\"\nips = [\"10.5.1.11\"]\nbackend = {{ type = \"af_xdp\", ifname = \"{ifn}\", mode = \"{mode}\" }}\n",
             sock.display()
         )
     };
     let path = dir.join("switch.toml");
-    let run = |mode: &str| {
-        std::fs::write(&path, cfg(mode)).expect("config");
-        Command::new(env!("CARGO_BIN_EXE_vpcswitch"))
+    let run = |ifn: &str, mode: &str| {
+        let _ = std::fs::remove_file(&sock);
+        std::fs::write(&path, cfg(ifn, mode)).expect("config");
+        let c = Command::new(env!("CARGO_BIN_EXE_vpcswitch"))
             .args(["run", "-c"])
             .arg(&path)
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
             .spawn()
-            .expect("start")
+            .expect("start");
+        let end = Instant::now() + Duration::from_secs(10);
+        while !sock.exists() && Instant::now() < end {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        c
     };
-    // a mode that needs AF_XDP: refused at start, with the reason
-    let out = run("zerocopy").wait_with_output().expect("exit");
-    let err = String::from_utf8_lossy(&out.stderr).to_string();
-    // auto: falls back, logs why, and the port works on AF_PACKET
-    let sw = run("auto");
-    let end = Instant::now() + Duration::from_secs(10);
-    while !sock.exists() && Instant::now() < end {
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    let ports = Command::new(env!("CARGO_BIN_EXE_vpcswitch"))
-        .args(["ctl", "--json", "-s"])
-        .arg(&sock)
-        .arg("ports")
-        .output()
-        .expect("ctl");
+    let backend = || {
+        let out = Command::new(env!("CARGO_BIN_EXE_vpcswitch"))
+            .args(["ctl", "--json", "-s"])
+            .arg(&sock)
+            .arg("ports")
+            .output()
+            .expect("ctl");
+        let v: Value = serde_json::from_slice(&out.stdout).unwrap_or(Value::Null);
+        v[0]["backend"].as_str().unwrap_or("").to_string()
+    };
+    let a = format!("{tag}a");
+    let mut seen = vec![];
+    // a veth has no zero-copy: refused at start, with the reason
+    let out = run(&a, "zerocopy").wait_with_output().expect("exit");
+    let zc_err = String::from_utf8_lossy(&out.stderr).to_string();
+    seen.push(("zerocopy exit", format!("{:?}", out.status.code())));
+    // generic mode, stopped gracefully
+    let sw = run(&a, "skb");
+    let skb_backend = backend();
+    let skb_prog = xdp_prog(&a);
     let _ = sh(&format!("kill -TERM {}", sw.id()));
-    let log = sw.wait_with_output().expect("exit");
-    let log = String::from_utf8_lossy(&log.stderr).to_string();
+    let _ = sw.wait_with_output();
+    let after_stop = xdp_prog(&a);
+    // auto on a veth: native copy mode; then killed
+    let mut sw = run(&a, "auto");
+    let auto_backend = backend();
+    let auto_prog = xdp_prog(&a);
+    let _ = sh(&format!("kill -KILL {}", sw.id()));
+    let _ = sw.wait();
+    let after_kill = xdp_prog(&a);
+    // auto where AF_XDP cannot work (one queue, two workers): AF_PACKET, and why
+    let c = format!("{tag}c");
+    let sw = run(&c, "auto");
+    let fb_backend = backend();
+    let _ = sh(&format!("kill -TERM {}", sw.id()));
+    let fb_log = String::from_utf8_lossy(&sw.wait_with_output().expect("exit").stderr).to_string();
     let _ = sh(&format!("ip link del {tag}a"));
+    let _ = sh(&format!("ip link del {tag}c"));
     let _ = std::fs::remove_dir_all(&dir);
-    assert_eq!(out.status.code(), Some(1), "zerocopy refused: {err}");
-    assert!(err.contains("needs AF_XDP"), "{err}");
-    assert!(log.contains("falls back to AF_PACKET"), "{log}");
-    let ports = String::from_utf8_lossy(&ports.stdout).to_string();
-    assert!(ports.contains(&format!("af_packet {tag}a")), "{ports}");
+
+    assert_eq!(out.status.code(), Some(1), "zerocopy refused: {zc_err}");
+    assert!(zc_err.contains("zero-copy"), "{zc_err}");
+    assert_eq!(skb_backend, format!("af_xdp {a} skb copy q0-1"));
+    assert!(
+        skb_prog.contains("xdpgeneric") && skb_prog.contains("vpcswitch_xsk"),
+        "{skb_prog}"
+    );
+    assert_eq!(after_stop, "", "program detached after a stop");
+    assert_eq!(auto_backend, format!("af_xdp {a} native copy q0-1"));
+    assert!(auto_prog.contains("vpcswitch_xsk"), "{auto_prog}");
+    assert_eq!(after_kill, "", "program detached after kill -9");
+    assert_eq!(fb_backend, format!("af_packet {c} +offload"));
+    assert!(
+        fb_log.contains("falls back to AF_PACKET") && fb_log.contains("receive queues"),
+        "{fb_log}"
+    );
 }

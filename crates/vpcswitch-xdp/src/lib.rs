@@ -1,0 +1,598 @@
+//! The AF_XDP backend: a switch port on an existing interface (a veth whose peer is in
+//! the guest's namespace, a physical NIC), one AF_XDP socket per worker.
+//!
+//! # Contract
+//! * [`XdpBackend::queues`] needs `queue + workers` receive queues on the interface
+//!   (worker `i` binds queue `queue + i`); a veth made with `numrxqueues N numtxqueues N`
+//!   has N. Anything missing is an error naming what to change.
+//! * It loads a six-instruction XDP program ([`redirect_program`]: redirect to the
+//!   socket of the frame's receive queue, pass to the kernel when a queue has none) with
+//!   bpf(2), no libbpf, no clang, and attaches it through a **bpf link**: the program is
+//!   attached exactly as long as a descriptor of the link is open, so it is gone when the
+//!   switch stops, and when it is killed (`kill -9`), with nothing to clean up.
+//! * Modes: `auto` tries the driver's native XDP with zero-copy, then native copy mode,
+//!   then generic (SKB) mode; `zerocopy`, `copy` (native, copy mode) and `skb` ask for one
+//!   and fail if it is refused. The mode in use is in [`Backend::describe`]. A veth has
+//!   native XDP but no zero-copy.
+//! * Each socket has its own UMEM of [`FRAMES`] frames of [`FRAME_SIZE`] bytes: half
+//!   wait in the fill ring for the kernel to receive into, half carry frames to send.
+//!   `rx_burst` copies a received frame into a pool buffer and gives the frame straight
+//!   back to the fill ring; `tx_burst` copies a buffer into a free UMEM frame. (Frames
+//!   are not yet passed between two AF_XDP ports without a copy: see
+//!   docs/architecture.md.)
+//! * AF_XDP carries no offload metadata: a frame whose L4 checksum the sender left to
+//!   the NIC (a veth peer with `tx` checksum offload on) arrives with a wrong checksum,
+//!   and segmentation super-frames do not fit a frame. Guests behind AF_XDP ports must
+//!   run with `ethtool -K eth0 tx off` (docs/operations.md); AF_PACKET and TAP ports read
+//!   the metadata and need nothing.
+//! * A frame longer than a UMEM frame, or a descriptor outside the UMEM, is counted and
+//!   dropped, never trusted.
+//!
+//! `unsafe` lives only in [`sys`].
+
+pub mod sys;
+
+use std::ffi::CStr;
+use std::io;
+use std::os::fd::{AsRawFd, OwnedFd, RawFd};
+use std::sync::Arc;
+
+use sys::{Insn, Ring, RingKind, Umem, XdpDesc};
+use vpcswitch_backend::{
+    Backend, BackendError, PacketBuf, PoolCache, PortQueue, QueuePools, TxResult, BUF_SIZE,
+};
+
+/// Bytes per UMEM frame (one 1500-byte-MTU frame with room to spare).
+pub const FRAME_SIZE: u32 = 2048;
+/// UMEM frames per socket: half for receiving, half for sending.
+pub const FRAMES: u32 = 4096;
+/// Descriptors in each of a socket's four rings.
+pub const RING_SIZE: u32 = FRAMES / 2;
+/// Pool buffers a queue keeps at hand.
+const RX_CACHE: usize = 64;
+
+const XDP_FLAGS_SKB_MODE: u32 = 1 << 1;
+const XDP_FLAGS_DRV_MODE: u32 = 1 << 2;
+/// `XDP_PASS`: what the program does with a frame of a queue without a socket.
+const XDP_PASS: i32 = 2;
+/// `BPF_FUNC_redirect_map`
+const BPF_FUNC_REDIRECT_MAP: i32 = 51;
+
+/// The XDP program, as instructions: redirect every frame to the AF_XDP socket at its
+/// receive queue's slot in the XSKMAP `map_fd`, or pass it to the kernel when the slot
+/// is empty. Written by hand (the eBPF ISA, Documentation/bpf/standardization/):
+///
+/// ```text
+/// r2 = *(u32 *)(r1 + 16)      ; ctx->rx_queue_index
+/// r1 = map_fd ll              ; BPF_PSEUDO_MAP_FD: the loader turns it into the map
+/// r3 = 2                      ; XDP_PASS when the slot is empty (Linux 5.3+)
+/// call bpf_redirect_map
+/// exit                        ; its result is the verdict
+/// ```
+pub fn redirect_program(map_fd: RawFd) -> [Insn; 6] {
+    let i = |code: u8, dst: u8, src: u8, off: i16, imm: i32| Insn {
+        code,
+        regs: dst | (src << 4),
+        off,
+        imm,
+    };
+    [
+        // BPF_LDX | BPF_MEM | BPF_W
+        i(0x61, 2, 1, 16, 0),
+        // BPF_LD | BPF_IMM | BPF_DW, src = BPF_PSEUDO_MAP_FD; two slots
+        i(0x18, 1, 1, 0, map_fd),
+        i(0, 0, 0, 0, 0),
+        // BPF_ALU64 | BPF_MOV | BPF_K
+        i(0xb7, 3, 0, 0, XDP_PASS),
+        // BPF_JMP | BPF_CALL
+        i(0x85, 0, 0, 0, BPF_FUNC_REDIRECT_MAP),
+        // BPF_JMP | BPF_EXIT
+        i(0x95, 0, 0, 0, 0),
+    ]
+}
+
+/// How the program is attached and the sockets bound.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum XdpMode {
+    /// native zero-copy, else native copy, else generic
+    Auto,
+    /// native XDP, zero-copy sockets (the driver must support it)
+    ZeroCopy,
+    /// native XDP, copy-mode sockets
+    Copy,
+    /// generic (SKB) XDP, copy-mode sockets: any interface
+    Skb,
+}
+
+impl XdpMode {
+    /// The configuration's name for a mode (`None`: auto).
+    pub fn parse(s: Option<&str>) -> Result<XdpMode, String> {
+        match s.unwrap_or("auto") {
+            "auto" => Ok(XdpMode::Auto),
+            "zerocopy" => Ok(XdpMode::ZeroCopy),
+            "copy" => Ok(XdpMode::Copy),
+            "skb" => Ok(XdpMode::Skb),
+            m => Err(format!(
+                "af_xdp mode \"{m}\" is not one of \"auto\", \"zerocopy\", \"copy\", \"skb\""
+            )),
+        }
+    }
+}
+
+/// An existing interface as a switch port, through AF_XDP sockets.
+#[derive(Debug)]
+pub struct XdpBackend {
+    ifname: String,
+    queue: u32,
+    mode: XdpMode,
+    /// what was attached, once opened
+    attached: Option<String>,
+}
+
+impl XdpBackend {
+    /// The port's interface, its first queue and the mode; nothing is opened until the
+    /// runtime asks for queues.
+    pub fn new(ifname: &str, queue: u32, mode: XdpMode) -> XdpBackend {
+        XdpBackend {
+            ifname: ifname.to_string(),
+            queue,
+            mode,
+            attached: None,
+        }
+    }
+}
+
+/// The program, its map and the link that keeps it attached; shared by the interface's
+/// queues, so it detaches when the last of them is dropped (or the process dies).
+#[derive(Debug)]
+struct Attachment {
+    _link: OwnedFd,
+    _prog: OwnedFd,
+    _map: OwnedFd,
+}
+
+fn io_err(what: String) -> impl FnOnce(io::Error) -> BackendError {
+    move |source| BackendError::Io { what, source }
+}
+
+/// Receive queues of interface `ifname` (from sysfs).
+pub fn rx_queues(ifname: &str) -> io::Result<u32> {
+    let dir = std::fs::read_dir(format!("/sys/class/net/{ifname}/queues"))?;
+    Ok(dir
+        .filter_map(Result::ok)
+        .filter(|e| e.file_name().to_string_lossy().starts_with("rx-"))
+        .count() as u32)
+}
+
+fn load_program(map: RawFd) -> Result<OwnedFd, BackendError> {
+    let insns = redirect_program(map);
+    let license: &CStr = c"GPL";
+    match sys::prog_load_xdp(&insns, license, "vpcswitch_xsk", &mut []) {
+        Ok(p) => Ok(p),
+        Err(e) => {
+            // again with the verifier's log, for the message
+            let mut log = vec![0u8; 4096];
+            let _ = sys::prog_load_xdp(&insns, license, "vpcswitch_xsk", &mut log);
+            let end = log.iter().position(|b| *b == 0).unwrap_or(log.len());
+            let text = String::from_utf8_lossy(&log[..end])
+                .trim()
+                .replace('\n', "; ");
+            let hint = if e.raw_os_error() == Some(libc::EPERM) {
+                " (needs CAP_BPF and CAP_NET_ADMIN)"
+            } else {
+                ""
+            };
+            Err(BackendError::Io {
+                what: format!("load the XDP program{hint}; verifier: {text}"),
+                source: e,
+            })
+        }
+    }
+}
+
+impl Backend for XdpBackend {
+    fn describe(&self) -> String {
+        match &self.attached {
+            Some(how) => format!("af_xdp {} {how}", self.ifname),
+            None => format!("af_xdp {}", self.ifname),
+        }
+    }
+
+    fn queues(&mut self, pools: &[QueuePools]) -> Result<Vec<Box<dyn PortQueue>>, BackendError> {
+        let n = pools.len() as u32;
+        if self.attached.is_some() {
+            return Err(BackendError::Queues {
+                name: self.ifname.clone(),
+                have: 0,
+                want: n as usize,
+            });
+        }
+        let ifname = self.ifname.clone();
+        let ifindex = vpcswitch_tap::sys::if_index(&ifname).map_err(io_err(format!(
+            "find interface {ifname} (AF_XDP attaches to an existing interface)"
+        )))?;
+        let have = rx_queues(&ifname).map_err(io_err(format!("count the queues of {ifname}")))?;
+        let last = self.queue.checked_add(n).unwrap_or(u32::MAX);
+        if last > have {
+            return Err(BackendError::Io {
+                what: format!(
+                    "af_xdp on {ifname}: {n} worker(s) need receive queues {}..{} but it has {have} (a veth: ip link add ... numrxqueues {n} numtxqueues {n} type veth ...; a NIC: ethtool -L {ifname} combined {n})",
+                    self.queue,
+                    last - 1
+                ),
+                source: io::Error::from(io::ErrorKind::InvalidInput),
+            });
+        }
+        let map = sys::xskmap_create(last, "vpcswitch_xsks")
+            .map_err(io_err(format!("create the XSKMAP for {ifname}")))?;
+        let prog = load_program(map.as_raw_fd())?;
+        let (link, native) = attach(prog.as_raw_fd(), ifindex, &ifname, self.mode)?;
+        let shared = Arc::new(Attachment {
+            _link: link,
+            _prog: prog,
+            _map: map,
+        });
+        let mut queues: Vec<Box<dyn PortQueue>> = Vec::with_capacity(n as usize);
+        let mut zerocopy = true;
+        for (i, pool) in pools.iter().enumerate() {
+            let q = self.queue + i as u32;
+            let (xq, zc) = XskQueue::open(
+                ifindex,
+                q,
+                native,
+                self.mode,
+                pool.small.cache(RX_CACHE),
+                shared.clone(),
+            )
+            .map_err(io_err(format!(
+                "open the AF_XDP socket for {ifname} queue {q}"
+            )))?;
+            zerocopy &= zc;
+            sys::xskmap_set(shared._map.as_raw_fd(), q, xq.fd.as_raw_fd()).map_err(io_err(
+                format!("add the {ifname} queue {q} socket to the XSKMAP"),
+            ))?;
+            queues.push(Box::new(xq));
+        }
+        self.attached = Some(format!(
+            "{} {} q{}{}",
+            if native { "native" } else { "skb" },
+            if zerocopy { "zerocopy" } else { "copy" },
+            self.queue,
+            if n > 1 {
+                format!("-{}", last - 1)
+            } else {
+                String::new()
+            }
+        ));
+        Ok(queues)
+    }
+}
+
+/// Attaches the program in the mode asked for; returns the link and whether it is native.
+fn attach(
+    prog: RawFd,
+    ifindex: u32,
+    ifname: &str,
+    mode: XdpMode,
+) -> Result<(OwnedFd, bool), BackendError> {
+    let busy = |e: &io::Error| {
+        if e.raw_os_error() == Some(libc::EBUSY) || e.raw_os_error() == Some(libc::EEXIST) {
+            format!(" (another XDP program is attached: `ip link set dev {ifname} xdp off` if it is stale)")
+        } else {
+            String::new()
+        }
+    };
+    let native = sys::xdp_link_create(prog, ifindex, XDP_FLAGS_DRV_MODE);
+    match (mode, native) {
+        (XdpMode::Skb, _) => {}
+        (_, Ok(l)) => return Ok((l, true)),
+        (XdpMode::Auto, Err(_)) => {}
+        (_, Err(e)) => {
+            let b = busy(&e);
+            return Err(BackendError::Io {
+                what: format!("attach XDP in native (driver) mode to {ifname}{b}; mode \"skb\" works on any interface"),
+                source: e,
+            });
+        }
+    }
+    sys::xdp_link_create(prog, ifindex, XDP_FLAGS_SKB_MODE)
+        .map(|l| (l, false))
+        .map_err(|e| {
+            let b = busy(&e);
+            BackendError::Io {
+                what: format!("attach XDP in generic (skb) mode to {ifname}{b}"),
+                source: e,
+            }
+        })
+}
+
+/// One worker's AF_XDP socket: its UMEM and four rings, with our side's indices.
+struct XskQueue {
+    fd: OwnedFd,
+    umem: Umem,
+    fill: Ring<u64>,
+    comp: Ring<u64>,
+    rx: Ring<XdpDesc>,
+    tx: Ring<XdpDesc>,
+    /// our producer index on the fill ring
+    fill_prod: u32,
+    /// our consumer index on the rx ring
+    rx_cons: u32,
+    /// our producer index on the tx ring
+    tx_prod: u32,
+    /// our consumer index on the completion ring
+    comp_cons: u32,
+    /// UMEM frames free for sending
+    tx_free: Vec<u64>,
+    cache: PoolCache,
+    /// frames dropped: too long for a UMEM frame on tx, bad descriptors on rx
+    invalid: u64,
+    down: bool,
+    _attachment: Arc<Attachment>,
+}
+
+impl std::fmt::Debug for XskQueue {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("XskQueue")
+            .field("fd", &self.fd)
+            .field("tx_free", &self.tx_free.len())
+            .field("invalid", &self.invalid)
+            .field("down", &self.down)
+            .finish()
+    }
+}
+
+impl XskQueue {
+    /// Opens and binds the socket; returns it and whether it is zero-copy.
+    fn open(
+        ifindex: u32,
+        queue: u32,
+        native: bool,
+        mode: XdpMode,
+        cache: PoolCache,
+        attachment: Arc<Attachment>,
+    ) -> io::Result<(XskQueue, bool)> {
+        let fd = sys::xsk_socket()?;
+        let raw = fd.as_raw_fd();
+        let umem = Umem::new(FRAMES as usize, FRAME_SIZE as usize)?;
+        sys::register_umem(raw, &umem, FRAME_SIZE)?;
+        sys::set_ring_size(raw, libc::XDP_UMEM_FILL_RING, RING_SIZE)?;
+        sys::set_ring_size(raw, libc::XDP_UMEM_COMPLETION_RING, RING_SIZE)?;
+        sys::set_ring_size(raw, libc::XDP_RX_RING, RING_SIZE)?;
+        sys::set_ring_size(raw, libc::XDP_TX_RING, RING_SIZE)?;
+        let fill = sys::map_ring::<u64>(raw, RingKind::Fill, RING_SIZE)?;
+        let comp = sys::map_ring::<u64>(raw, RingKind::Completion, RING_SIZE)?;
+        let rx = sys::map_ring::<XdpDesc>(raw, RingKind::Rx, RING_SIZE)?;
+        let tx = sys::map_ring::<XdpDesc>(raw, RingKind::Tx, RING_SIZE)?;
+        // the first half of the frames receive, the second half send
+        let half = FRAMES / 2;
+        for i in 0..half {
+            fill.write(i, u64::from(i * FRAME_SIZE));
+        }
+        fill.set_producer(half);
+        let tx_free = (half..FRAMES).map(|i| u64::from(i * FRAME_SIZE)).collect();
+        let wake = libc::XDP_USE_NEED_WAKEUP;
+        let zc = match (native, mode) {
+            (false, _) => {
+                sys::bind(raw, ifindex, queue, wake | libc::XDP_COPY)?;
+                false
+            }
+            (true, XdpMode::Copy) => {
+                sys::bind(raw, ifindex, queue, wake | libc::XDP_COPY)?;
+                false
+            }
+            (true, XdpMode::ZeroCopy) => {
+                sys::bind(raw, ifindex, queue, wake | libc::XDP_ZEROCOPY).map_err(|e| {
+                    io::Error::new(
+                        e.kind(),
+                        format!("bind in zero-copy mode: {e} (the driver has no AF_XDP zero-copy, a veth never has; use mode \"copy\" or \"auto\")"),
+                    )
+                })?;
+                true
+            }
+            (true, _) => match sys::bind(raw, ifindex, queue, wake | libc::XDP_ZEROCOPY) {
+                Ok(()) => true,
+                Err(_) => {
+                    sys::bind(raw, ifindex, queue, wake | libc::XDP_COPY)?;
+                    false
+                }
+            },
+        };
+        Ok((
+            XskQueue {
+                fd,
+                umem,
+                fill,
+                comp,
+                rx,
+                tx,
+                fill_prod: half,
+                rx_cons: 0,
+                tx_prod: 0,
+                comp_cons: 0,
+                tx_free,
+                cache,
+                invalid: 0,
+                down: false,
+                _attachment: attachment,
+            },
+            zc,
+        ))
+    }
+
+    /// Takes back the frames the kernel has sent.
+    fn reclaim(&mut self) {
+        let prod = self.comp.producer();
+        let n = prod.wrapping_sub(self.comp_cons);
+        if n == 0 {
+            return;
+        }
+        for k in 0..n {
+            let addr = self.comp.read(self.comp_cons.wrapping_add(k));
+            // only frames of the send half come back; anything else is not ours to keep
+            if self.tx_free.len() < self.tx_free.capacity() {
+                self.tx_free.push(addr & !u64::from(FRAME_SIZE - 1));
+            }
+        }
+        self.comp_cons = prod;
+        self.comp.set_consumer(prod);
+    }
+
+    /// Frames handed to the tx ring that the kernel has not taken yet.
+    fn tx_pending(&self) -> bool {
+        self.tx.consumer() != self.tx_prod
+    }
+
+    fn kick(&mut self) {
+        if let Err(e) = sys::kick_tx(self.fd.as_raw_fd()) {
+            // EAGAIN/EBUSY/ENOBUFS: the kernel sends later; the interface gone: down
+            self.down |= matches!(
+                e.raw_os_error(),
+                Some(libc::ENETDOWN | libc::ENXIO | libc::ENODEV)
+            );
+        }
+    }
+}
+
+impl PortQueue for XskQueue {
+    fn rx_burst(&mut self, out: &mut Vec<PacketBuf>, max: usize) -> usize {
+        if self.down {
+            return 0;
+        }
+        self.reclaim();
+        // copy mode sends only when asked: finish what an earlier kick left
+        if self.tx_pending() && self.tx.needs_wakeup() {
+            self.kick();
+        }
+        let avail = self.rx.producer().wrapping_sub(self.rx_cons);
+        let mut n = 0;
+        let mut taken = 0;
+        while taken < avail && n < max {
+            let Some(mut b) = self.cache.alloc() else {
+                break;
+            };
+            let d = self.rx.read(self.rx_cons.wrapping_add(taken));
+            taken += 1;
+            match self.umem.frame(d.addr, d.len as usize) {
+                Some(f) if f.len() <= BUF_SIZE => {
+                    b.fill(f);
+                    out.push(b);
+                    n += 1;
+                }
+                _ => {
+                    self.invalid += 1;
+                    self.cache.free(b);
+                }
+            }
+            // the frame goes straight back to the kernel (an address outside the UMEM,
+            // which a sane kernel never gives, is not handed back)
+            let base = d.addr & !u64::from(FRAME_SIZE - 1);
+            if base < self.umem.len() as u64 {
+                self.fill.write(self.fill_prod, base);
+                self.fill_prod = self.fill_prod.wrapping_add(1);
+            }
+        }
+        if taken > 0 {
+            self.rx_cons = self.rx_cons.wrapping_add(taken);
+            self.rx.set_consumer(self.rx_cons);
+            self.fill.set_producer(self.fill_prod);
+            if self.fill.needs_wakeup() {
+                let _ = sys::kick_rx(self.fd.as_raw_fd());
+            }
+        }
+        n
+    }
+
+    fn tx_burst(&mut self, bufs: &mut Vec<PacketBuf>) -> TxResult {
+        let mut r = TxResult::default();
+        if self.down {
+            r.errors = bufs.len();
+            for b in bufs.drain(..) {
+                self.cache.free(b);
+            }
+            return r;
+        }
+        self.reclaim();
+        let room = self.tx.size() - self.tx_prod.wrapping_sub(self.tx.consumer());
+        let mut queued = 0u32;
+        for b in bufs.drain(..) {
+            let len = b.len();
+            if len > FRAME_SIZE as usize || b.offload.is_gso() {
+                self.invalid += 1;
+                r.errors += 1;
+            } else if queued == room || self.tx_free.is_empty() {
+                r.full += 1;
+            } else if let Some(addr) = self.tx_free.pop() {
+                match self.umem.frame_mut(addr, len) {
+                    Some(f) => {
+                        f.copy_from_slice(b.frame());
+                        self.tx.write(
+                            self.tx_prod.wrapping_add(queued),
+                            XdpDesc {
+                                addr,
+                                len: len as u32,
+                                options: 0,
+                            },
+                        );
+                        queued += 1;
+                        r.sent += 1;
+                    }
+                    None => {
+                        self.tx_free.push(addr);
+                        r.errors += 1;
+                    }
+                }
+            }
+            self.cache.free(b);
+        }
+        if queued > 0 {
+            self.tx_prod = self.tx_prod.wrapping_add(queued);
+            self.tx.set_producer(self.tx_prod);
+            if self.tx.needs_wakeup() {
+                self.kick();
+            }
+        }
+        r
+    }
+
+    fn poll_fd(&self) -> Option<RawFd> {
+        (!self.down).then(|| self.fd.as_raw_fd())
+    }
+
+    fn is_down(&self) -> bool {
+        self.down
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_program_is_six_instructions_ending_in_exit() {
+        let p = redirect_program(7);
+        assert_eq!(p.len(), 6);
+        assert_eq!(p[1].imm, 7, "the map descriptor is the ld_imm64 immediate");
+        assert_eq!(p[1].regs, 0x11, "dst r1, src BPF_PSEUDO_MAP_FD");
+        assert_eq!(p[5].code, 0x95);
+        assert_eq!(std::mem::size_of::<Insn>(), 8);
+    }
+
+    #[test]
+    fn modes_parse_and_unknown_ones_are_named() {
+        assert_eq!(XdpMode::parse(None), Ok(XdpMode::Auto));
+        assert_eq!(XdpMode::parse(Some("skb")), Ok(XdpMode::Skb));
+        let e = XdpMode::parse(Some("fast")).unwrap_err();
+        assert!(e.contains("\"fast\""), "{e}");
+    }
+
+    #[test]
+    fn umem_frames_are_bounds_checked() {
+        let u = Umem::new(4, 2048).expect("umem");
+        assert_eq!(u.frame(0, 2048).map(<[u8]>::len), Some(2048));
+        assert!(u.frame(3 * 2048, 2048).is_some());
+        assert!(u.frame(3 * 2048 + 1, 2048).is_none(), "past the end");
+        assert!(u.frame(100, 2000).is_none(), "crosses a frame");
+        assert!(u.frame(u64::MAX, 1).is_none());
+    }
+}
