@@ -625,10 +625,15 @@ fn basic_suite(kind: Kind) {
         .unwrap_or(Value::Null);
     let avg = client["rx_bytes"].as_f64().unwrap_or(0.0)
         / client["rx_packets"].as_f64().unwrap_or(1.0).max(1.0);
-    assert!(
-        avg > 1514.0,
-        "average frame from the client {avg:.0} bytes: no TSO super-frames\n{client}"
-    );
+    if kind == Kind::AfXdp {
+        // AF_XDP has no offload metadata: plain frames only (the guest has tx off)
+        assert!(avg <= 1514.0, "AF_XDP frames fit a UMEM frame: {client}");
+    } else {
+        assert!(
+            avg > 1514.0,
+            "average frame from the client {avg:.0} bytes: no TSO super-frames\n{client}"
+        );
+    }
     // SPEC 5.5: TTL expiry answered with time exceeded from the gateway
     let (_, out) = n.exec("client", "ping -n -c 1 -t 1 -W 1 10.0.2.11");
     assert!(
@@ -1779,7 +1784,7 @@ fn logs_are_json_lines_one_per_event() {
 
 /// Whether interface `ifn` has an XDP program attached, and which.
 fn xdp_prog(ifn: &str) -> String {
-    let out = sh(&format!("ip -d link show dev {ifn}")).unwrap_or_default();
+    let (_, out) = sh(&format!("ip -d link show dev {ifn}"));
     out.lines()
         .filter(|l| l.contains("prog/xdp") || l.contains(" xdp"))
         .collect::<Vec<_>>()
@@ -1863,7 +1868,7 @@ fn af_xdp_modes_the_program_is_gone_after_stop_and_kill_9_and_auto_falls_back() 
     let _ = sh(&format!("ip link del {tag}c"));
     let _ = std::fs::remove_dir_all(&dir);
 
-    assert_eq!(out.status.code(), Some(1), "zerocopy refused: {zc_err}");
+    assert_eq!(out.status.code(), Some(2), "zerocopy refused: {zc_err}");
     assert!(zc_err.contains("zero-copy"), "{zc_err}");
     assert_eq!(skb_backend, format!("af_xdp {a} skb copy q0-1"));
     assert!(
