@@ -103,6 +103,9 @@ impl PortQueue for FaultyQueue {
     fn poll_fd(&self) -> Option<std::os::fd::RawFd> {
         self.inner.poll_fd()
     }
+    fn poll_fds(&self, out: &mut Vec<std::os::fd::RawFd>) {
+        self.inner.poll_fds(out)
+    }
     fn accepts_offload(&self) -> bool {
         self.inner.accepts_offload()
     }

@@ -86,6 +86,12 @@ pub trait PortQueue: Send {
     fn poll_fd(&self) -> Option<std::os::fd::RawFd> {
         None
     }
+    /// Appends every descriptor the worker should wait on: a queue that serves several
+    /// device queues (AF_XDP, one socket per NIC queue) has several. By default
+    /// [`PortQueue::poll_fd`].
+    fn poll_fds(&self, out: &mut Vec<std::os::fd::RawFd>) {
+        out.extend(self.poll_fd());
+    }
     /// True when the device takes frames with an [`Offload`] still to do (segmentation
     /// super-frames, partial checksums); otherwise the runtime completes checksums in
     /// software and drops super-frames (counted) before `tx_burst`.

@@ -124,8 +124,8 @@ impl Worker {
     fn sleep(&mut self) {
         self.fds.clear();
         for &pid in &self.rx_ports {
-            if let Some(fd) = self.queues[pid as usize].as_ref().and_then(|q| q.poll_fd()) {
-                self.fds.push(fd);
+            if let Some(q) = self.queues[pid as usize].as_ref() {
+                q.poll_fds(&mut self.fds);
             }
         }
         if self.fds.is_empty() {

@@ -20,8 +20,8 @@
 //! an existing interface (a veth whose peer is in the guest's namespace, a physical
 //! NIC), one socket per worker in a hash fanout group, frames with a virtio-net header
 //! (`PACKET_VNET_HDR`) so offloads work as on a TAP, sends bypassing the qdisc.
-//! It reads and writes one frame per system call; the mmap rings (`TPACKET_V3`) are
-//! not built yet (docs/architecture.md).
+//! It sends a burst with one `sendmmsg(2)` and reads one frame per system call; the
+//! mmap receive ring (`TPACKET_V3`) is not built yet (docs/architecture.md).
 //!
 //! `unsafe` lives only in [`sys`].
 
@@ -32,6 +32,7 @@ use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 
 use vpcswitch_backend::{
     Backend, BackendError, Offload, PacketBuf, PoolCache, PortQueue, QueuePools, TxResult,
+    MAX_BURST,
 };
 
 /// Buffers a queue keeps at hand from its worker's pool (small buffers).
@@ -282,6 +283,45 @@ impl PortQueue for TapQueue {
     fn tx_burst(&mut self, bufs: &mut Vec<PacketBuf>) -> TxResult {
         let fd = self.fd.as_raw_fd();
         let mut r = TxResult::default();
+        if self.packet {
+            // a packet socket takes the burst in one sendmmsg per MAX_BURST frames
+            let mut i = 0;
+            while i < bufs.len() {
+                let end = (i + MAX_BURST).min(bufs.len());
+                let mut hdr = [[0u8; Offload::WIRE_LEN]; MAX_BURST];
+                for (h, b) in hdr.iter_mut().zip(&bufs[i..end]) {
+                    *h = b.offload.to_wire();
+                }
+                let msgs = hdr
+                    .iter()
+                    .zip(&bufs[i..end])
+                    .map(|(h, b)| (&h[..], b.frame()));
+                match sys::send_batch(fd, msgs) {
+                    Ok(k) if k > 0 => {
+                        r.sent += k;
+                        i += k;
+                    }
+                    Ok(_) => {
+                        r.full += bufs.len() - i;
+                        i = bufs.len();
+                    }
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                        r.full += bufs.len() - i;
+                        i = bufs.len();
+                    }
+                    Err(e) => {
+                        // the first frame was refused: count it, go on with the rest
+                        self.down |= gone(&e);
+                        r.errors += 1;
+                        i += 1;
+                    }
+                }
+            }
+            for b in bufs.drain(..) {
+                self.cache.free(b);
+            }
+            return r;
+        }
         for b in bufs.drain(..) {
             let w = if self.offload {
                 sys::writev2(fd, &b.offload.to_wire(), b.frame())

@@ -164,6 +164,55 @@ pub fn writev2(fd: RawFd, hdr: &[u8], body: &[u8]) -> io::Result<usize> {
     }
 }
 
+/// Most messages one [`send_batch`] sends.
+pub const BATCH_MAX: usize = 64;
+
+/// Sends up to [`BATCH_MAX`] datagrams or frames with one `sendmmsg(2)`: message `i` is
+/// the `(header, body)` pair `i` of `msgs` (an empty header is left out). Returns how
+/// many the kernel took; an error means the first one was refused (`WouldBlock`: the
+/// queue is full).
+pub fn send_batch<'a>(
+    fd: RawFd,
+    msgs: impl Iterator<Item = (&'a [u8], &'a [u8])>,
+) -> io::Result<usize> {
+    let empty = libc::iovec {
+        iov_base: std::ptr::null_mut(),
+        iov_len: 0,
+    };
+    let mut iov = [[empty; 2]; BATCH_MAX];
+    // SAFETY: `mmsghdr` is plain old data; all-zero is a valid empty message.
+    let mut hdrs: [libc::mmsghdr; BATCH_MAX] = unsafe { std::mem::zeroed() };
+    let mut n = 0;
+    for (h, b) in msgs.take(BATCH_MAX) {
+        let v = &mut iov[n];
+        let mut k = 0;
+        for part in [h, b] {
+            if !part.is_empty() {
+                v[k] = libc::iovec {
+                    iov_base: part.as_ptr() as *mut libc::c_void,
+                    iov_len: part.len(),
+                };
+                k += 1;
+            }
+        }
+        hdrs[n].msg_hdr.msg_iov = v.as_mut_ptr();
+        hdrs[n].msg_hdr.msg_iovlen = k as _;
+        n += 1;
+    }
+    if n == 0 {
+        return Ok(0);
+    }
+    // SAFETY: the first `n` entries of `hdrs` point at iovecs in `iov`, which point into
+    // the caller's live buffers (`'a`) of the stated lengths; sendmmsg only reads them,
+    // and both arrays outlive the call.
+    let r = unsafe { libc::sendmmsg(fd, hdrs.as_mut_ptr(), n as libc::c_uint, libc::MSG_DONTWAIT) };
+    if r < 0 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(r as usize)
+    }
+}
+
 // AF_PACKET (linux/if_packet.h)
 const SOL_PACKET: libc::c_int = 263;
 const PACKET_ADD_MEMBERSHIP: libc::c_int = 1;

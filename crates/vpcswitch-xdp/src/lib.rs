@@ -2,9 +2,12 @@
 //! the guest's namespace, a physical NIC), one AF_XDP socket per worker.
 //!
 //! # Contract
-//! * [`XdpBackend::queues`] needs `queue + workers` receive queues on the interface
-//!   (worker `i` binds queue `queue + i`); a veth made with `numrxqueues N numtxqueues N`
-//!   has N. Anything missing is an error naming what to change.
+//! * [`XdpBackend::queues`] opens one socket per receive queue of the interface from
+//!   `queue` up, and gives worker `i` the queues `queue + i`, `queue + i + workers`, ...
+//!   (it receives from all of its sockets and sends through its first), so every such
+//!   queue is served and none of the guest's frames reaches the host's stack instead.
+//!   There must be at least as many queues as workers (a veth made with `numrxqueues N
+//!   numtxqueues N` has N); anything missing is an error naming what to change.
 //! * It loads a six-instruction XDP program ([`redirect_program`]: redirect to the
 //!   socket of the frame's receive queue, pass to the kernel when a queue has none) with
 //!   bpf(2), no libbpf, no clang, and attaches it through a **bpf link**: the program is
@@ -45,7 +48,7 @@ use vpcswitch_backend::{
 /// Bytes per UMEM frame (one 1500-byte-MTU frame with room to spare).
 pub const FRAME_SIZE: u32 = 2048;
 /// UMEM frames per socket: half for receiving, half for sending.
-pub const FRAMES: u32 = 4096;
+pub const FRAMES: u32 = 2048;
 /// Descriptors in each of a socket's four rings.
 pub const RING_SIZE: u32 = FRAMES / 2;
 /// Pool buffers a queue keeps at hand.
@@ -212,18 +215,16 @@ impl Backend for XdpBackend {
             "find interface {ifname} (AF_XDP attaches to an existing interface)"
         )))?;
         let have = rx_queues(&ifname).map_err(io_err(format!("count the queues of {ifname}")))?;
-        let last = self.queue.checked_add(n).unwrap_or(u32::MAX);
-        if last > have {
+        if self.queue.checked_add(n).is_none_or(|last| last > have) {
             return Err(BackendError::Io {
                 what: format!(
-                    "af_xdp on {ifname}: {n} worker(s) need receive queues {}..{} but it has {have} (a veth: ip link add ... numrxqueues {n} numtxqueues {n} type veth ...; a NIC: ethtool -L {ifname} combined {n})",
-                    self.queue,
-                    last - 1
+                    "af_xdp on {ifname}: {n} worker(s) need at least {n} receive queues from queue {} but it has {have} in all (a veth: ip link add ... numrxqueues {n} numtxqueues {n} type veth ...; a NIC: ethtool -L {ifname} combined {n})",
+                    self.queue
                 ),
                 source: io::Error::from(io::ErrorKind::InvalidInput),
             });
         }
-        let map = sys::xskmap_create(last, "vpcswitch_xsks")
+        let map = sys::xskmap_create(have, "vpcswitch_xsks")
             .map_err(io_err(format!("create the XSKMAP for {ifname}")))?;
         let prog = load_program(map.as_raw_fd())?;
         let (link, native) = attach(prog.as_raw_fd(), ifindex, &ifname, self.mode)?;
@@ -232,34 +233,39 @@ impl Backend for XdpBackend {
             _prog: prog,
             _map: map,
         });
+        // worker i serves queues first + i, first + i + n, ...: every queue from `first`
+        // up has a socket, so no frame is passed to the kernel behind the switch's back
         let mut queues: Vec<Box<dyn PortQueue>> = Vec::with_capacity(n as usize);
         let mut zerocopy = true;
         for (i, pool) in pools.iter().enumerate() {
-            let q = self.queue + i as u32;
-            let (xq, zc) = XskQueue::open(
-                ifindex,
-                q,
-                native,
-                self.mode,
-                pool.small.cache(RX_CACHE),
-                shared.clone(),
-            )
-            .map_err(io_err(format!(
-                "open the AF_XDP socket for {ifname} queue {q}"
-            )))?;
-            zerocopy &= zc;
-            sys::xskmap_set(shared._map.as_raw_fd(), q, xq.fd.as_raw_fd()).map_err(io_err(
-                format!("add the {ifname} queue {q} socket to the XSKMAP"),
-            ))?;
-            queues.push(Box::new(xq));
+            let mut socks = Vec::new();
+            for q in (self.queue + i as u32..have).step_by(n as usize) {
+                let (x, zc) = Xsk::open(ifindex, q, native, self.mode).map_err(io_err(format!(
+                    "open the AF_XDP socket for {ifname} queue {q}"
+                )))?;
+                zerocopy &= zc;
+                sys::xskmap_set(shared._map.as_raw_fd(), q, x.fd.as_raw_fd()).map_err(io_err(
+                    format!("add the {ifname} queue {q} socket to the XSKMAP"),
+                ))?;
+                socks.push(x);
+            }
+            queues.push(Box::new(XskQueue {
+                fds: socks.iter().map(|x| x.fd.as_raw_fd()).collect(),
+                socks,
+                next: 0,
+                cache: pool.small.cache(RX_CACHE),
+                invalid: 0,
+                down: false,
+                _attachment: shared.clone(),
+            }));
         }
         self.attached = Some(format!(
             "{} {} q{}{}",
             if native { "native" } else { "skb" },
             if zerocopy { "zerocopy" } else { "copy" },
             self.queue,
-            if n > 1 {
-                format!("-{}", last - 1)
+            if have - self.queue > 1 {
+                format!("-{}", have - 1)
             } else {
                 String::new()
             }
@@ -306,8 +312,9 @@ fn attach(
         })
 }
 
-/// One worker's AF_XDP socket: its UMEM and four rings, with our side's indices.
-struct XskQueue {
+/// One AF_XDP socket, bound to one receive queue of the interface: its UMEM and four
+/// rings, with our side's indices.
+struct Xsk {
     fd: OwnedFd,
     umem: Umem,
     fill: Ring<u64>,
@@ -324,6 +331,16 @@ struct XskQueue {
     comp_cons: u32,
     /// UMEM frames free for sending
     tx_free: Vec<u64>,
+}
+
+/// One worker's share of the interface: the sockets of the receive queues it serves
+/// (queue `first + i`, `first + i + workers`, ...). It receives from all of them and
+/// sends through the first.
+struct XskQueue {
+    socks: Vec<Xsk>,
+    fds: Vec<RawFd>,
+    /// the socket `rx_burst` starts with, rotating so none starves
+    next: usize,
     cache: PoolCache,
     /// frames dropped: too long for a UMEM frame on tx, bad descriptors on rx
     invalid: u64,
@@ -334,24 +351,16 @@ struct XskQueue {
 impl std::fmt::Debug for XskQueue {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("XskQueue")
-            .field("fd", &self.fd)
-            .field("tx_free", &self.tx_free.len())
+            .field("fds", &self.fds)
             .field("invalid", &self.invalid)
             .field("down", &self.down)
             .finish()
     }
 }
 
-impl XskQueue {
+impl Xsk {
     /// Opens and binds the socket; returns it and whether it is zero-copy.
-    fn open(
-        ifindex: u32,
-        queue: u32,
-        native: bool,
-        mode: XdpMode,
-        cache: PoolCache,
-        attachment: Arc<Attachment>,
-    ) -> io::Result<(XskQueue, bool)> {
+    fn open(ifindex: u32, queue: u32, native: bool, mode: XdpMode) -> io::Result<(Xsk, bool)> {
         let fd = sys::xsk_socket()?;
         let raw = fd.as_raw_fd();
         let umem = Umem::new(FRAMES as usize, FRAME_SIZE as usize)?;
@@ -373,11 +382,7 @@ impl XskQueue {
         let tx_free = (half..FRAMES).map(|i| u64::from(i * FRAME_SIZE)).collect();
         let wake = libc::XDP_USE_NEED_WAKEUP;
         let zc = match (native, mode) {
-            (false, _) => {
-                sys::bind(raw, ifindex, queue, wake | libc::XDP_COPY)?;
-                false
-            }
-            (true, XdpMode::Copy) => {
+            (false, _) | (true, XdpMode::Copy) => {
                 sys::bind(raw, ifindex, queue, wake | libc::XDP_COPY)?;
                 false
             }
@@ -399,7 +404,7 @@ impl XskQueue {
             },
         };
         Ok((
-            XskQueue {
+            Xsk {
                 fd,
                 umem,
                 fill,
@@ -411,10 +416,6 @@ impl XskQueue {
                 tx_prod: 0,
                 comp_cons: 0,
                 tx_free,
-                cache,
-                invalid: 0,
-                down: false,
-                _attachment: attachment,
             },
             zc,
         ))
@@ -429,7 +430,7 @@ impl XskQueue {
         }
         for k in 0..n {
             let addr = self.comp.read(self.comp_cons.wrapping_add(k));
-            // only frames of the send half come back; anything else is not ours to keep
+            // only frames of the send half come back; never more than it holds
             if self.tx_free.len() < self.tx_free.capacity() {
                 self.tx_free.push(addr & !u64::from(FRAME_SIZE - 1));
             }
@@ -438,37 +439,40 @@ impl XskQueue {
         self.comp.set_consumer(prod);
     }
 
-    /// Frames handed to the tx ring that the kernel has not taken yet.
-    fn tx_pending(&self) -> bool {
-        self.tx.consumer() != self.tx_prod
-    }
-
-    fn kick(&mut self) {
-        if let Err(e) = sys::kick_tx(self.fd.as_raw_fd()) {
-            // EAGAIN/EBUSY/ENOBUFS: the kernel sends later; the interface gone: down
-            self.down |= matches!(
+    /// Asks the kernel to send; false when the interface is gone.
+    fn kick(&self) -> bool {
+        match sys::kick_tx(self.fd.as_raw_fd()) {
+            // EAGAIN/EBUSY/ENOBUFS: the kernel sends later
+            Ok(()) => true,
+            Err(e) => !matches!(
                 e.raw_os_error(),
                 Some(libc::ENETDOWN | libc::ENXIO | libc::ENODEV)
-            );
+            ),
         }
     }
-}
 
-impl PortQueue for XskQueue {
-    fn rx_burst(&mut self, out: &mut Vec<PacketBuf>, max: usize) -> usize {
-        if self.down {
-            return 0;
-        }
+    /// Sends what earlier kicks left in the tx ring (copy mode sends a bounded number
+    /// per kick). False when the interface is gone.
+    fn flush(&mut self) -> bool {
         self.reclaim();
-        // copy mode sends only when asked: finish what an earlier kick left
-        if self.tx_pending() && self.tx.needs_wakeup() {
-            self.kick();
+        if self.tx.consumer() != self.tx_prod && self.tx.needs_wakeup() {
+            return self.kick();
         }
+        true
+    }
+
+    /// Moves up to `max` received frames into pool buffers; returns how many, and the
+    /// number of bad descriptors skipped.
+    fn receive(
+        &mut self,
+        cache: &mut PoolCache,
+        out: &mut Vec<PacketBuf>,
+        max: usize,
+    ) -> (usize, u64) {
         let avail = self.rx.producer().wrapping_sub(self.rx_cons);
-        let mut n = 0;
-        let mut taken = 0;
+        let (mut n, mut taken, mut bad) = (0, 0, 0);
         while taken < avail && n < max {
-            let Some(mut b) = self.cache.alloc() else {
+            let Some(mut b) = cache.alloc() else {
                 break;
             };
             let d = self.rx.read(self.rx_cons.wrapping_add(taken));
@@ -480,8 +484,8 @@ impl PortQueue for XskQueue {
                     n += 1;
                 }
                 _ => {
-                    self.invalid += 1;
-                    self.cache.free(b);
+                    bad += 1;
+                    cache.free(b);
                 }
             }
             // the frame goes straight back to the kernel (an address outside the UMEM,
@@ -500,6 +504,31 @@ impl PortQueue for XskQueue {
                 let _ = sys::kick_rx(self.fd.as_raw_fd());
             }
         }
+        (n, bad)
+    }
+}
+
+impl PortQueue for XskQueue {
+    fn rx_burst(&mut self, out: &mut Vec<PacketBuf>, max: usize) -> usize {
+        if self.down {
+            return 0;
+        }
+        let k = self.socks.len();
+        let mut n = 0;
+        for j in 0..k {
+            let s = &mut self.socks[(self.next + j) % k];
+            if !s.flush() {
+                self.down = true;
+                return n;
+            }
+            let (got, bad) = s.receive(&mut self.cache, out, max - n);
+            self.invalid += bad;
+            n += got;
+            if n == max {
+                break;
+            }
+        }
+        self.next = (self.next + 1) % k;
         n
     }
 
@@ -512,22 +541,23 @@ impl PortQueue for XskQueue {
             }
             return r;
         }
-        self.reclaim();
-        let room = self.tx.size() - self.tx_prod.wrapping_sub(self.tx.consumer());
+        let s = &mut self.socks[0];
+        s.reclaim();
+        let room = s.tx.size() - s.tx_prod.wrapping_sub(s.tx.consumer());
         let mut queued = 0u32;
         for b in bufs.drain(..) {
             let len = b.len();
             if len > FRAME_SIZE as usize || b.offload.is_gso() {
                 self.invalid += 1;
                 r.errors += 1;
-            } else if queued == room || self.tx_free.is_empty() {
+            } else if queued == room || s.tx_free.is_empty() {
                 r.full += 1;
-            } else if let Some(addr) = self.tx_free.pop() {
-                match self.umem.frame_mut(addr, len) {
+            } else if let Some(addr) = s.tx_free.pop() {
+                match s.umem.frame_mut(addr, len) {
                     Some(f) => {
                         f.copy_from_slice(b.frame());
-                        self.tx.write(
-                            self.tx_prod.wrapping_add(queued),
+                        s.tx.write(
+                            s.tx_prod.wrapping_add(queued),
                             XdpDesc {
                                 addr,
                                 len: len as u32,
@@ -538,7 +568,7 @@ impl PortQueue for XskQueue {
                         r.sent += 1;
                     }
                     None => {
-                        self.tx_free.push(addr);
+                        s.tx_free.push(addr);
                         r.errors += 1;
                     }
                 }
@@ -546,17 +576,23 @@ impl PortQueue for XskQueue {
             self.cache.free(b);
         }
         if queued > 0 {
-            self.tx_prod = self.tx_prod.wrapping_add(queued);
-            self.tx.set_producer(self.tx_prod);
-            if self.tx.needs_wakeup() {
-                self.kick();
+            s.tx_prod = s.tx_prod.wrapping_add(queued);
+            s.tx.set_producer(s.tx_prod);
+            if s.tx.needs_wakeup() && !s.kick() {
+                self.down = true;
             }
         }
         r
     }
 
     fn poll_fd(&self) -> Option<RawFd> {
-        (!self.down).then(|| self.fd.as_raw_fd())
+        (!self.down).then(|| self.fds[0])
+    }
+
+    fn poll_fds(&self, out: &mut Vec<RawFd>) {
+        if !self.down {
+            out.extend_from_slice(&self.fds);
+        }
     }
 
     fn is_down(&self) -> bool {
