@@ -100,7 +100,7 @@ fn main() {
     let mut errors: u64 = 0;
     while Instant::now() < end {
         for _ in 0..16 {
-            let msgs = std::iter::repeat((hdr, &msg[..])).take(vpcswitch_tap::sys::BATCH_MAX);
+            let msgs = std::iter::repeat_n((hdr, &msg[..]), vpcswitch_tap::sys::BATCH_MAX);
             match vpcswitch_tap::sys::send_batch(fd, msgs) {
                 Ok(k) => sent += k as u64,
                 Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => std::thread::yield_now(),

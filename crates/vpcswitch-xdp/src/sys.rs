@@ -285,11 +285,11 @@ pub fn map_ring<T: Copy>(fd: RawFd, kind: RingKind, entries: u32) -> io::Result<
     let bytes = o.desc as usize + entries as usize * std::mem::size_of::<T>();
     let map = Mmap::new(bytes, Some(fd), pgoff)?;
     for w in [o.producer, o.consumer, o.flags] {
-        if w as usize + 4 > o.desc as usize || w % 4 != 0 {
+        if w as usize + 4 > o.desc as usize || !w.is_multiple_of(4) {
             return Err(io::Error::other("unexpected AF_XDP ring layout"));
         }
     }
-    if o.desc as usize % std::mem::align_of::<T>() != 0 {
+    if !(o.desc as usize).is_multiple_of(std::mem::align_of::<T>()) {
         return Err(io::Error::other("unexpected AF_XDP descriptor alignment"));
     }
     Ok(Ring {
