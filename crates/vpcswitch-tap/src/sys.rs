@@ -323,6 +323,28 @@ fn setsockopt<T>(fd: &OwnedFd, level: libc::c_int, name: libc::c_int, v: &T) -> 
 /// With `fanout`, the socket joins hash fanout group `fanout`: the kernel spreads the
 /// interface's frames over the group's sockets by flow, one socket per worker.
 pub fn open_packet(ifindex: u32, fanout: Option<u16>) -> io::Result<OwnedFd> {
+    open_packet_with(ifindex, fanout, None).map(|(fd, _)| fd)
+}
+
+/// Block size and count, and retire timeout (ms), of a `TPACKET_V3` receive ring.
+#[derive(Debug, Clone, Copy)]
+pub struct RingSpec {
+    /// bytes per block (a power of two, a multiple of the page size, room for a 64 KiB
+    /// super-frame)
+    pub block_size: u32,
+    /// blocks
+    pub block_nr: u32,
+    /// how long a partly filled block waits before it is handed over
+    pub retire_ms: u32,
+}
+
+/// [`open_packet`], with a `TPACKET_V3` receive ring mapped when `ring` is given (set up
+/// before the socket is bound, so no frame is left in the socket's own queue).
+pub fn open_packet_with(
+    ifindex: u32,
+    fanout: Option<u16>,
+    ring: Option<RingSpec>,
+) -> io::Result<(OwnedFd, Option<RxRing>)> {
     let proto = ETH_P_ALL.to_be();
     // SAFETY: plain constants; the result is checked.
     let raw = cvt(unsafe {
@@ -339,6 +361,13 @@ pub fn open_packet(ifindex: u32, fanout: Option<u16>) -> io::Result<OwnedFd> {
     setsockopt(&fd, SOL_PACKET, PACKET_QDISC_BYPASS, &one)?;
     setsockopt(&fd, SOL_PACKET, PACKET_IGNORE_OUTGOING, &one)?;
     setsockopt(&fd, SOL_PACKET, PACKET_AUXDATA, &one)?;
+    let rx_ring = match ring {
+        Some(r) => {
+            setsockopt(&fd, SOL_PACKET, PACKET_VERSION, &TPACKET_V3)?;
+            Some(map_rx_ring(&fd, r.block_size, r.block_nr, r.retire_ms)?)
+        }
+        None => None,
+    };
     // SAFETY: sockaddr_ll is plain old data; all-zero is a valid value.
     let mut sll: libc::sockaddr_ll = unsafe { std::mem::zeroed() };
     sll.sll_family = libc::AF_PACKET as libc::c_ushort;
@@ -366,5 +395,166 @@ pub fn open_packet(ifindex: u32, fanout: Option<u16>) -> io::Result<OwnedFd> {
         let v: libc::c_int = libc::c_int::from(group) | (flags << 16);
         setsockopt(&fd, SOL_PACKET, PACKET_FANOUT, &v)?;
     }
-    Ok(fd)
+    Ok((fd, rx_ring))
+}
+
+// TPACKET_V3 receive ring (linux/if_packet.h)
+const PACKET_VERSION: libc::c_int = 10;
+const PACKET_RX_RING: libc::c_int = 5;
+const TPACKET_V3: libc::c_int = 2;
+const TP_STATUS_USER: u32 = 1;
+const TP_STATUS_KERNEL: u32 = 0;
+
+/// `struct tpacket_req3`
+#[repr(C)]
+struct TpacketReq3 {
+    block_size: u32,
+    block_nr: u32,
+    frame_size: u32,
+    frame_nr: u32,
+    retire_blk_tov: u32,
+    sizeof_priv: u32,
+    feature_req_word: u32,
+}
+
+/// A `TPACKET_V3` receive ring mapped from a packet socket: `block_nr` blocks of
+/// `block_size` bytes that the kernel fills with frames and hands over whole (when full,
+/// or after the retire timeout). Every offset read from the kernel's headers is checked
+/// against the block before use.
+#[derive(Debug)]
+pub struct RxRing {
+    ptr: std::ptr::NonNull<u8>,
+    block_size: usize,
+    block_nr: usize,
+}
+
+// SAFETY: the mapping belongs to this value alone (shared with the kernel only through
+// the block status words, accessed atomically); moving it to another thread is sound.
+unsafe impl Send for RxRing {}
+
+impl Drop for RxRing {
+    fn drop(&mut self) {
+        // SAFETY: exactly the mapping made in `map_rx_ring`, unmapped once.
+        unsafe {
+            libc::munmap(self.ptr.as_ptr().cast(), self.block_size * self.block_nr);
+        }
+    }
+}
+
+/// One frame in a block of an [`RxRing`].
+#[derive(Debug)]
+pub struct RingFrame<'a> {
+    /// the frame's bytes (`tp_snaplen` of them)
+    pub data: &'a [u8],
+    /// the virtio-net header in front of it
+    pub vnet: [u8; 10],
+    /// the VLAN tag the kernel took out, as `(tpid, tci)`
+    pub vlan: Option<(u16, u16)>,
+}
+
+impl RxRing {
+    /// Number of blocks.
+    pub fn blocks(&self) -> usize {
+        self.block_nr
+    }
+    fn block(&self, b: usize) -> &[u8] {
+        let b = b % self.block_nr;
+        // SAFETY: block `b` lies inside the mapping (b < block_nr). The kernel does not
+        // write a block while its status says it is the user's, and this view is only
+        // read while it does (`ready` first, `release` after).
+        unsafe {
+            std::slice::from_raw_parts(self.ptr.as_ptr().add(b * self.block_size), self.block_size)
+        }
+    }
+    fn status(&self, b: usize) -> &std::sync::atomic::AtomicU32 {
+        let b = b % self.block_nr;
+        // SAFETY: `block_status` is the 4-aligned u32 at offset 8 of the block descriptor
+        // at the start of block `b`, inside the mapping; the kernel accesses it atomically.
+        unsafe {
+            &*self
+                .ptr
+                .as_ptr()
+                .add(b * self.block_size + 8)
+                .cast::<std::sync::atomic::AtomicU32>()
+        }
+    }
+    /// True when block `b` is ours to read (acquire: its frames are visible).
+    pub fn ready(&self, b: usize) -> bool {
+        self.status(b).load(std::sync::atomic::Ordering::Acquire) & TP_STATUS_USER != 0
+    }
+    /// Gives block `b` back to the kernel.
+    pub fn release(&self, b: usize) {
+        self.status(b)
+            .store(TP_STATUS_KERNEL, std::sync::atomic::Ordering::Release)
+    }
+    /// The number of frames in ready block `b` and the offset of the first.
+    pub fn first(&self, b: usize) -> (u32, usize) {
+        let blk = self.block(b);
+        let u = |o: usize| u32::from_ne_bytes([blk[o], blk[o + 1], blk[o + 2], blk[o + 3]]);
+        (u(12), u(16) as usize)
+    }
+    /// The frame at `off` in ready block `b`, and the offset of the next one (0: last);
+    /// `None` when the kernel's header does not fit the block.
+    pub fn frame(&self, b: usize, off: usize) -> Option<(RingFrame<'_>, usize)> {
+        let blk = self.block(b);
+        let h = blk.get(off..off.checked_add(40)?)?;
+        let u32_at = |o: usize| u32::from_ne_bytes([h[o], h[o + 1], h[o + 2], h[o + 3]]);
+        let u16_at = |o: usize| u16::from_ne_bytes([h[o], h[o + 1]]);
+        let next = u32_at(0) as usize;
+        let snaplen = u32_at(12) as usize;
+        let status = u32_at(20);
+        let mac = off + usize::from(u16_at(24));
+        let data = blk.get(mac..mac.checked_add(snaplen)?)?;
+        let vnet: [u8; 10] = blk.get(mac.checked_sub(10)?..mac)?.try_into().ok()?;
+        let vlan = (status & TP_STATUS_VLAN_VALID != 0).then(|| {
+            let tpid = if status & TP_STATUS_VLAN_TPID_VALID != 0 {
+                u16_at(36)
+            } else {
+                0x8100
+            };
+            (tpid, u32_at(32) as u16)
+        });
+        let next = if next == 0 { 0 } else { off.checked_add(next)? };
+        Some((RingFrame { data, vnet, vlan }, next))
+    }
+}
+
+/// Sets up a `TPACKET_V3` receive ring of `block_nr` blocks of `block_size` bytes on a
+/// packet socket (version set, not yet bound) and maps it.
+/// `retire_ms`: how long a partly filled block waits before it is handed over.
+fn map_rx_ring(fd: &OwnedFd, block_size: u32, block_nr: u32, retire_ms: u32) -> io::Result<RxRing> {
+    let frame_size = 2048;
+    let req = TpacketReq3 {
+        block_size,
+        block_nr,
+        frame_size,
+        frame_nr: block_size / frame_size * block_nr,
+        retire_blk_tov: retire_ms,
+        sizeof_priv: 0,
+        feature_req_word: 0,
+    };
+    setsockopt(fd, SOL_PACKET, PACKET_RX_RING, &req)?;
+    let len = block_size as usize * block_nr as usize;
+    // SAFETY: a fresh shared mapping of the socket's ring, of exactly the size set up
+    // above; the result is checked.
+    let p = unsafe {
+        libc::mmap(
+            std::ptr::null_mut(),
+            len,
+            libc::PROT_READ | libc::PROT_WRITE,
+            libc::MAP_SHARED | libc::MAP_POPULATE,
+            fd.as_raw_fd(),
+            0,
+        )
+    };
+    if p == libc::MAP_FAILED {
+        return Err(io::Error::last_os_error());
+    }
+    let ptr =
+        std::ptr::NonNull::new(p.cast::<u8>()).ok_or_else(|| io::Error::other("mmap gave null"))?;
+    Ok(RxRing {
+        ptr,
+        block_size: block_size as usize,
+        block_nr: block_nr as usize,
+    })
 }

@@ -94,6 +94,14 @@ pub fn redirect_program(map_fd: RawFd) -> [Insn; 6] {
     ]
 }
 
+/// The interface went away (or down) under the socket.
+fn gone(e: &io::Error) -> bool {
+    matches!(
+        e.raw_os_error(),
+        Some(libc::ENETDOWN | libc::ENXIO | libc::ENODEV)
+    )
+}
+
 /// How the program is attached and the sockets bound.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum XdpMode {
@@ -253,6 +261,7 @@ impl Backend for XdpBackend {
                 fds: socks.iter().map(|x| x.fd.as_raw_fd()).collect(),
                 socks,
                 next: 0,
+                idle: 0,
                 cache: pool.small.cache(RX_CACHE),
                 invalid: 0,
                 down: false,
@@ -341,6 +350,8 @@ struct XskQueue {
     fds: Vec<RawFd>,
     /// the socket `rx_burst` starts with, rotating so none starves
     next: usize,
+    /// polls that found nothing since the socket's state was last asked
+    idle: u32,
     cache: PoolCache,
     /// frames dropped: too long for a UMEM frame on tx, bad descriptors on rx
     invalid: u64,
@@ -441,14 +452,8 @@ impl Xsk {
 
     /// Asks the kernel to send; false when the interface is gone.
     fn kick(&self) -> bool {
-        match sys::kick_tx(self.fd.as_raw_fd()) {
-            // EAGAIN/EBUSY/ENOBUFS: the kernel sends later
-            Ok(()) => true,
-            Err(e) => !matches!(
-                e.raw_os_error(),
-                Some(libc::ENETDOWN | libc::ENXIO | libc::ENODEV)
-            ),
-        }
+        // EAGAIN/EBUSY/ENOBUFS: the kernel sends later
+        sys::kick_tx(self.fd.as_raw_fd()).map_or_else(|e| !gone(&e), |()| true)
     }
 
     /// Sends what earlier kicks left in the tx ring (copy mode sends a bounded number
@@ -529,6 +534,19 @@ impl PortQueue for XskQueue {
             }
         }
         self.next = (self.next + 1) % k;
+        if n == 0 {
+            // nothing in the rings tells that the interface went away: ask the socket
+            // now and then (a receive call returns ENXIO/ENETDOWN once it is unbound)
+            self.idle += 1;
+            if self.idle >= 4096 {
+                self.idle = 0;
+                if let Err(e) = sys::kick_rx(self.socks[0].fd.as_raw_fd()) {
+                    self.down |= gone(&e);
+                }
+            }
+        } else {
+            self.idle = 0;
+        }
         n
     }
 
