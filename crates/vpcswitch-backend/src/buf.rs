@@ -9,6 +9,8 @@
 use crossbeam_queue::ArrayQueue;
 use std::sync::Arc;
 
+use crate::sys::{Region, RegionBuf};
+
 /// Size of every buffer: a 1500-byte MTU frame plus room for the switch's answers.
 pub const BUF_SIZE: usize = 2048;
 
@@ -17,10 +19,49 @@ struct Shared {
     free: ArrayQueue<PacketBuf>,
 }
 
+/// Where a buffer's bytes live: in its pool's [`Region`] (pooled buffers), or on the
+/// heap (unpooled ones, and pools whose region could not be mapped).
+#[derive(Debug)]
+enum Mem {
+    Heap(Box<[u8]>),
+    Region(RegionBuf),
+}
+
+impl Default for Mem {
+    fn default() -> Mem {
+        Mem::Heap(Box::default())
+    }
+}
+
+impl Mem {
+    #[inline]
+    fn bytes(&self) -> &[u8] {
+        match self {
+            Mem::Heap(b) => b,
+            Mem::Region(r) => r.as_slice(),
+        }
+    }
+    #[inline]
+    fn bytes_mut(&mut self) -> &mut [u8] {
+        match self {
+            Mem::Heap(b) => b,
+            Mem::Region(r) => r.as_mut_slice(),
+        }
+    }
+}
+
+/// Layout of a pool of ordinary buffers in its region: one 4 KiB chunk each (an AF_XDP
+/// UMEM frame), the buffer starting 256 bytes in (`XDP_PACKET_HEADROOM`, where the
+/// kernel puts a received frame), so the pool can be registered as a UMEM and a frame
+/// received into a buffer, or sent from one, without a copy.
+pub const UMEM_CHUNK: usize = 4096;
+/// Offset of a buffer in its chunk (see [`UMEM_CHUNK`]).
+pub const UMEM_HEADROOM: usize = 256;
+
 /// A packet buffer: `BUF_SIZE` bytes, of which the first `len` are the frame.
 #[derive(Debug)]
 pub struct PacketBuf {
-    data: Box<[u8]>,
+    data: Mem,
     len: usize,
     home: Option<Arc<Shared>>,
     /// segmentation and checksum offload state of the frame (virtio-net header)
@@ -118,7 +159,7 @@ impl PacketBuf {
         let mut data = vec![0u8; BUF_SIZE.max(frame.len())].into_boxed_slice();
         data[..frame.len()].copy_from_slice(frame);
         PacketBuf {
-            data,
+            data: Mem::Heap(data),
             len: frame.len(),
             home: None,
             offload: Offload::default(),
@@ -127,18 +168,18 @@ impl PacketBuf {
     /// The frame.
     #[inline]
     pub fn frame(&self) -> &[u8] {
-        &self.data[..self.len]
+        &self.data.bytes()[..self.len]
     }
     /// The frame, mutable.
     #[inline]
     pub fn frame_mut(&mut self) -> &mut [u8] {
-        &mut self.data[..self.len]
+        &mut self.data.bytes_mut()[..self.len]
     }
     /// The whole buffer and the frame length, for in-place rewrites that change the
     /// length (the pipeline's answers).
     #[inline]
     pub fn parts_mut(&mut self) -> (&mut [u8], &mut usize) {
-        (&mut self.data, &mut self.len)
+        (self.data.bytes_mut(), &mut self.len)
     }
     /// Frame length.
     #[inline]
@@ -152,13 +193,23 @@ impl PacketBuf {
     }
     /// Capacity in bytes.
     pub fn capacity(&self) -> usize {
-        self.data.len()
+        self.data.bytes().len()
+    }
+    /// The region the buffer is in and its offset there (its AF_XDP descriptor
+    /// address when the region is a UMEM); `None` for a heap buffer.
+    #[inline]
+    pub fn region_offset(&self) -> Option<(&Arc<Region>, usize)> {
+        match &self.data {
+            Mem::Region(r) => Some((r.region(), r.offset())),
+            Mem::Heap(_) => None,
+        }
     }
     /// Replaces the frame with `frame` (truncated to the capacity); returns the length.
     #[inline]
     pub fn fill(&mut self, frame: &[u8]) -> usize {
-        let n = frame.len().min(self.data.len());
-        self.data[..n].copy_from_slice(&frame[..n]);
+        let data = self.data.bytes_mut();
+        let n = frame.len().min(data.len());
+        data[..n].copy_from_slice(&frame[..n]);
         self.len = n;
         self.offload = Offload::default();
         n
@@ -166,7 +217,7 @@ impl PacketBuf {
     /// Sets the frame length (clamped to the capacity), after writing into the buffer.
     #[inline]
     pub fn set_len(&mut self, n: usize) {
-        self.len = n.min(self.data.len());
+        self.len = n.min(self.capacity());
     }
 }
 
@@ -193,6 +244,8 @@ pub struct Pool {
     size: usize,
     /// bytes per buffer
     buf_len: usize,
+    /// the region, and its chunk size, when it can be a UMEM
+    umem: Option<(Arc<Region>, usize)>,
 }
 
 impl Pool {
@@ -201,14 +254,34 @@ impl Pool {
         Pool::with_size(n, BUF_SIZE)
     }
 
-    /// Makes `n` buffers of `size` bytes now.
+    /// Makes `n` buffers of `size` bytes now, carved from one memory region (for
+    /// buffers of at most [`BUF_SIZE`], in the UMEM layout of [`UMEM_CHUNK`]); on the heap
+    /// if the region cannot be mapped.
     pub fn with_size(n: usize, size: usize) -> Pool {
         let shared = Arc::new(Shared {
             free: ArrayQueue::new(n.max(1)),
         });
+        let (stride, offset) = if size <= BUF_SIZE {
+            (UMEM_CHUNK, UMEM_HEADROOM)
+        } else {
+            (size.div_ceil(64) * 64, 0)
+        };
+        let region = n
+            .checked_mul(stride)
+            .and_then(|len| Region::new(len).ok())
+            .map(Arc::new);
+        let mut carved = region
+            .as_ref()
+            .and_then(|r| r.split(n, stride, offset, size))
+            .unwrap_or_default()
+            .into_iter();
         for _ in 0..n {
+            let data = match carved.next() {
+                Some(r) => Mem::Region(r),
+                None => Mem::Heap(vec![0u8; size].into_boxed_slice()),
+            };
             let b = PacketBuf {
-                data: vec![0u8; size].into_boxed_slice(),
+                data,
                 len: 0,
                 home: Some(shared.clone()),
                 offload: Offload::default(),
@@ -219,7 +292,16 @@ impl Pool {
             shared,
             size: n,
             buf_len: size,
+            umem: region
+                .filter(|_| offset == UMEM_HEADROOM)
+                .map(|r| (r, stride)),
         }
+    }
+    /// The pool's memory as an AF_XDP UMEM: the region and its chunk size (a buffer
+    /// starts [`UMEM_HEADROOM`] into its chunk). `None` for large-buffer pools and
+    /// pools on the heap.
+    pub fn umem(&self) -> Option<(&Arc<Region>, usize)> {
+        self.umem.as_ref().map(|(r, s)| (r, *s))
     }
     /// A free buffer, or `None` when all are in use.
     #[inline]
@@ -282,7 +364,7 @@ impl PoolCache {
     /// would stall (found by the TAP storm test).
     #[inline]
     pub fn free(&mut self, b: PacketBuf) {
-        if b.home.is_some() && b.data.len() == self.buf_len && self.stack.len() < self.cap {
+        if b.home.is_some() && b.capacity() == self.buf_len && self.stack.len() < self.cap {
             self.stack.push(b);
         }
         // else: dropped, which returns it to its own pool

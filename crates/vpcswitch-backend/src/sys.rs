@@ -31,3 +31,134 @@ pub fn wait_readable(fds: &[RawFd], timeout_ms: i32) -> io::Result<usize> {
     }
     Ok(r as usize)
 }
+
+/// One anonymous memory mapping that a pool's buffers are carved from, so that the
+/// whole pool can be registered with the kernel as an AF_XDP UMEM and a buffer named
+/// by its offset in it. Unmapped when the last buffer and the pool are gone.
+#[derive(Debug)]
+pub struct Region {
+    ptr: std::ptr::NonNull<u8>,
+    len: usize,
+    split: std::sync::atomic::AtomicBool,
+}
+
+// SAFETY: the mapping is plain memory; `Region` itself only hands out its address and
+// length, and the disjoint slices of `split` (once), each owned by one `RegionBuf`.
+unsafe impl Send for Region {}
+// SAFETY: as above: no method gives shared access to the bytes.
+unsafe impl Sync for Region {}
+
+impl Region {
+    /// Maps `len` bytes (rounded up to whole pages), zeroed and populated now (a pool's
+    /// memory is all there from the start; nothing grows under load).
+    pub fn new(len: usize) -> io::Result<Region> {
+        let len = len.max(1).div_ceil(4096) * 4096;
+        // SAFETY: a fresh private anonymous mapping chosen by the kernel; checked below.
+        let p = unsafe {
+            libc::mmap(
+                std::ptr::null_mut(),
+                len,
+                libc::PROT_READ | libc::PROT_WRITE,
+                libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_POPULATE,
+                -1,
+                0,
+            )
+        };
+        if p == libc::MAP_FAILED {
+            return Err(io::Error::last_os_error());
+        }
+        let ptr = std::ptr::NonNull::new(p.cast::<u8>())
+            .ok_or_else(|| io::Error::other("mmap gave null"))?;
+        Ok(Region {
+            ptr,
+            len,
+            split: std::sync::atomic::AtomicBool::new(false),
+        })
+    }
+    /// Start address (for `XDP_UMEM_REG`).
+    pub fn addr(&self) -> u64 {
+        self.ptr.as_ptr() as u64
+    }
+    /// Length in bytes.
+    pub fn len(&self) -> usize {
+        self.len
+    }
+    /// True for an empty region (never: at least a page).
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+    /// Cuts the region into `n` buffers of `cap` bytes, buffer `i` at `i * stride +
+    /// offset`. Only the first call cuts (later ones return nothing), so no two buffers
+    /// ever share a byte; `None` when the layout does not fit.
+    pub fn split(
+        self: &std::sync::Arc<Self>,
+        n: usize,
+        stride: usize,
+        offset: usize,
+        cap: usize,
+    ) -> Option<Vec<RegionBuf>> {
+        let fits = offset + cap <= stride && n.checked_mul(stride)? <= self.len;
+        if !fits {
+            return None;
+        }
+        if self.split.swap(true, std::sync::atomic::Ordering::AcqRel) {
+            return Some(Vec::new());
+        }
+        Some(
+            (0..n)
+                .map(|i| RegionBuf {
+                    region: self.clone(),
+                    off: i * stride + offset,
+                    cap,
+                })
+                .collect(),
+        )
+    }
+}
+
+impl Drop for Region {
+    fn drop(&mut self) {
+        // SAFETY: exactly the mapping made in `new`, unmapped once; no `RegionBuf` is
+        // left (each holds an `Arc` of the region).
+        unsafe {
+            libc::munmap(self.ptr.as_ptr().cast(), self.len);
+        }
+    }
+}
+
+/// A buffer's bytes inside a [`Region`]: `cap` bytes at offset `off`, owned by this
+/// value alone.
+#[derive(Debug)]
+pub struct RegionBuf {
+    region: std::sync::Arc<Region>,
+    off: usize,
+    cap: usize,
+}
+
+impl RegionBuf {
+    /// The bytes.
+    #[inline]
+    pub fn as_slice(&self) -> &[u8] {
+        // SAFETY: `split` proved off..off+cap lies in the mapping and gave these bytes to
+        // this value only; the `Arc` keeps the mapping alive.
+        unsafe { std::slice::from_raw_parts(self.region.ptr.as_ptr().add(self.off), self.cap) }
+    }
+    /// The bytes, writable.
+    #[inline]
+    pub fn as_mut_slice(&mut self) -> &mut [u8] {
+        // SAFETY: as in `as_slice`; `&mut self` makes this the only view.
+        unsafe {
+            std::slice::from_raw_parts_mut(self.region.ptr.as_ptr().add(self.off), self.cap)
+        }
+    }
+    /// Offset in the region (an AF_XDP descriptor's address).
+    #[inline]
+    pub fn offset(&self) -> usize {
+        self.off
+    }
+    /// The region it is in.
+    #[inline]
+    pub fn region(&self) -> &std::sync::Arc<Region> {
+        &self.region
+    }
+}
