@@ -147,9 +147,7 @@ impl RegionBuf {
     #[inline]
     pub fn as_mut_slice(&mut self) -> &mut [u8] {
         // SAFETY: as in `as_slice`; `&mut self` makes this the only view.
-        unsafe {
-            std::slice::from_raw_parts_mut(self.region.ptr.as_ptr().add(self.off), self.cap)
-        }
+        unsafe { std::slice::from_raw_parts_mut(self.region.ptr.as_ptr().add(self.off), self.cap) }
     }
     /// Offset in the region (an AF_XDP descriptor's address).
     #[inline]

@@ -68,52 +68,6 @@ impl Drop for Mmap {
     }
 }
 
-/// The UMEM: `frames` frames of `frame_size` bytes that the kernel and the switch share.
-#[derive(Debug)]
-pub struct Umem {
-    map: Mmap,
-    frame_size: usize,
-}
-
-impl Umem {
-    /// Maps `frames * frame_size` bytes of anonymous memory, populated now.
-    pub fn new(frames: usize, frame_size: usize) -> io::Result<Umem> {
-        Ok(Umem {
-            map: Mmap::new(frames * frame_size, None, 0)?,
-            frame_size,
-        })
-    }
-    /// Bytes in all.
-    pub fn len(&self) -> usize {
-        self.map.len
-    }
-    /// True for an empty UMEM (never: frames > 0).
-    pub fn is_empty(&self) -> bool {
-        self.map.len == 0
-    }
-    /// `len` bytes at `addr`, or `None` when they leave the UMEM or cross a frame
-    /// (the kernel hands out addresses; they are checked, not trusted).
-    pub fn frame(&self, addr: u64, len: usize) -> Option<&[u8]> {
-        let (a, _) = self.check(addr, len)?;
-        // SAFETY: `check` proved a..a+len lies inside the mapping. The frame is the
-        // caller's (taken off the rx ring, or free) so the kernel does not write it
-        // while the slice lives.
-        Some(unsafe { std::slice::from_raw_parts(self.map.ptr.as_ptr().add(a), len) })
-    }
-    /// As [`Umem::frame`], writable.
-    pub fn frame_mut(&mut self, addr: u64, len: usize) -> Option<&mut [u8]> {
-        let (a, _) = self.check(addr, len)?;
-        // SAFETY: as in `frame`; `&mut self` makes this the only slice of the UMEM.
-        Some(unsafe { std::slice::from_raw_parts_mut(self.map.ptr.as_ptr().add(a), len) })
-    }
-    fn check(&self, addr: u64, len: usize) -> Option<(usize, usize)> {
-        let a = usize::try_from(addr).ok()?;
-        let end = a.checked_add(len)?;
-        let frame_end = (a / self.frame_size + 1) * self.frame_size;
-        (end <= self.map.len && end <= frame_end).then_some((a, end))
-    }
-}
-
 /// One descriptor of an rx or tx ring (`struct xdp_desc`).
 #[repr(C)]
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -215,12 +169,14 @@ fn setsockopt<T>(fd: RawFd, opt: libc::c_int, v: &T) -> io::Result<()> {
     .map(drop)
 }
 
-/// Registers `umem` with the socket (`XDP_UMEM_REG`), frames of `frame_size` bytes.
-pub fn register_umem(fd: RawFd, umem: &Umem, frame_size: u32) -> io::Result<()> {
+/// Registers `len` bytes at `addr` as the socket's UMEM (`XDP_UMEM_REG`), in chunks of
+/// `chunk` bytes. The memory is a worker's buffer pool (`vpcswitch_backend::Pool::umem`),
+/// which outlives the socket; the kernel pins its pages while the socket lives.
+pub fn register_umem(fd: RawFd, addr: u64, len: usize, chunk: u32) -> io::Result<()> {
     let reg = libc::xdp_umem_reg {
-        addr: umem.map.ptr.as_ptr() as u64,
-        len: umem.map.len as u64,
-        chunk_size: frame_size,
+        addr,
+        len: len as u64,
+        chunk_size: chunk,
         headroom: 0,
         flags: 0,
         tx_metadata_len: 0,
