@@ -2,7 +2,7 @@
 //! backend needs (map create/update, program load, link create). The only `unsafe` in
 //! this crate: everything here hands out bounds-checked slices and plain values.
 //!
-//! Every call goes through [`cvt`], which turns `-1` into the `errno` as an `io::Error`.
+//! Every call goes through `cvt`, which turns `-1` into the `errno` as an `io::Error`.
 #![allow(unsafe_code)]
 
 use std::ffi::CStr;
