@@ -54,9 +54,9 @@ use vpcswitch_backend::{
 };
 
 /// Descriptors in each of a socket's four rings.
-pub const RING_SIZE: u32 = 1024;
+pub const RING_SIZE: u32 = 2048;
 /// Buffers each socket lends the kernel to receive into.
-pub const FILL_DEPTH: u32 = 512;
+pub const FILL_DEPTH: u32 = 1024;
 /// Pool buffers a queue keeps at hand.
 const RX_CACHE: usize = 64;
 
@@ -520,7 +520,7 @@ impl Xsk {
     /// Lends pool buffers to the kernel until [`FILL_DEPTH`] wait to be received into.
     fn refill(&mut self, umem: &UmemOf, cache: &mut PoolCache) {
         let want = FILL_DEPTH.saturating_sub(self.rx_lent);
-        if want < FILL_DEPTH / 4 {
+        if want < 32 {
             return;
         }
         let mut k = 0;
