@@ -16,7 +16,9 @@ pub mod fault;
 pub mod memory;
 pub mod sys;
 
-pub use buf::{Offload, PacketBuf, Pool, PoolCache, BUF_SIZE};
+pub use buf::{
+    Offload, PacketBuf, Pool, PoolCache, BUF_SIZE, UMEM_FRAME, UMEM_HEADROOM, UMEM_STRIDE,
+};
 
 /// Size of a buffer that holds a whole segmentation super-frame (64 KiB of IP plus the
 /// Ethernet header).

@@ -18,7 +18,7 @@
 //!   and fail if it is refused. The mode in use is in [`Backend::describe`]. A veth has
 //!   native XDP but no zero-copy.
 //! * **The UMEM is the worker's buffer pool.** A worker's ordinary buffers are carved
-//!   from one memory region in the UMEM layout (`vpcswitch_backend::UMEM_CHUNK`), and
+//!   from one memory region in the UMEM layout (`vpcswitch_backend::UMEM_STRIDE`), and
 //!   every AF_XDP socket of that worker registers that region as its UMEM. Buffers are
 //!   lent to the kernel ([`FILL_DEPTH`] per socket in the fill ring; frames to send in
 //!   the tx ring) and come back through the rx and completion rings. So a received frame
@@ -51,6 +51,7 @@ use sys::{Insn, Ring, RingKind, XdpDesc};
 use vpcswitch_backend::sys::Region;
 use vpcswitch_backend::{
     Backend, BackendError, PacketBuf, PoolCache, PortQueue, QueuePools, TxResult, BUF_SIZE,
+    UMEM_FRAME, UMEM_HEADROOM,
 };
 
 /// Descriptors in each of a socket's four rings.
@@ -262,7 +263,7 @@ impl Backend for XdpBackend {
         let mut queues: Vec<Box<dyn PortQueue>> = Vec::with_capacity(n as usize);
         let mut zerocopy = true;
         for (i, pool) in pools.iter().enumerate() {
-            let Some((region, chunk)) = pool.small.umem() else {
+            let Some((region, stride)) = pool.small.umem() else {
                 return Err(BackendError::Io {
                     what: format!("af_xdp on {ifname}: worker {i}'s buffer pool is not in one memory region, so it cannot be a UMEM"),
                     source: io::Error::from(io::ErrorKind::Unsupported),
@@ -270,7 +271,7 @@ impl Backend for XdpBackend {
             };
             let umem = UmemOf {
                 region: region.clone(),
-                chunk,
+                stride,
             };
             let mut socks = Vec::new();
             for q in (self.queue + i as u32..have).step_by(n as usize) {
@@ -370,23 +371,36 @@ struct Xsk {
     comp_cons: u32,
     /// buffers lent to the kernel to receive into
     rx_lent: u32,
-    /// the lent buffers, by chunk index
+    /// the lent buffers, by index in the pool
     lent: Vec<Option<PacketBuf>>,
+    /// zero-copy: a chunk must not cross a page (the NIC maps pages one by one)
+    zc: bool,
 }
 
-/// The worker's pool as a UMEM: its region and chunk size.
+/// The worker's pool as a UMEM: its region and the stride of its buffers (the layout
+/// of `vpcswitch_backend::UMEM_STRIDE`: buffer `i`'s data at `i * stride + UMEM_HEADROOM`,
+/// its chunk `UMEM_HEADROOM` before).
 #[derive(Debug, Clone)]
 struct UmemOf {
     region: Arc<Region>,
-    chunk: usize,
+    stride: usize,
 }
 
 impl UmemOf {
-    /// The chunk of a buffer of this UMEM, and its descriptor address.
+    /// The index of a buffer of this UMEM, and the address of its data.
     #[inline]
     fn chunk_of(&self, b: &PacketBuf) -> Option<(usize, u64)> {
         let (r, off) = b.region_offset()?;
-        Arc::ptr_eq(r, &self.region).then_some((off / self.chunk, off as u64))
+        Arc::ptr_eq(r, &self.region).then_some(((off - UMEM_HEADROOM) / self.stride, off as u64))
+    }
+    /// The buffer index of a data address the kernel gave back (an unaligned-mode
+    /// descriptor: base in the low 48 bits, offset above), if it is exactly a buffer's
+    /// first byte.
+    #[inline]
+    fn index_of(&self, addr: u64) -> Option<usize> {
+        let data = (addr & ((1 << 48) - 1)) + (addr >> 48);
+        let rel = usize::try_from(data).ok()?.checked_sub(UMEM_HEADROOM)?;
+        rel.is_multiple_of(self.stride).then_some(rel / self.stride)
     }
 }
 
@@ -437,7 +451,7 @@ impl Xsk {
             raw,
             umem.region.addr(),
             umem.region.len(),
-            umem.chunk as u32,
+            UMEM_FRAME as u32,
         )
         .map_err(|e| {
             let hint = if e.raw_os_error() == Some(libc::ENOMEM)
@@ -480,7 +494,7 @@ impl Xsk {
                 }
             },
         };
-        let chunks = umem.region.len() / umem.chunk;
+        let chunks = umem.region.len() / umem.stride;
         Ok((
             Xsk {
                 fd,
@@ -494,6 +508,7 @@ impl Xsk {
                 comp_cons: 0,
                 rx_lent: 0,
                 lent: (0..chunks).map(|_| None).collect(),
+                zc,
             },
             zc,
         ))
@@ -508,8 +523,8 @@ impl Xsk {
         }
         for k in 0..n {
             let addr = self.comp.read(self.comp_cons.wrapping_add(k));
-            let chunk = addr as usize / umem.chunk;
-            if let Some(b) = self.lent.get_mut(chunk).and_then(Option::take) {
+            let slot = umem.index_of(addr).and_then(|i| self.lent.get_mut(i));
+            if let Some(b) = slot.and_then(Option::take) {
                 cache.free(b);
             }
         }
@@ -532,14 +547,20 @@ impl Xsk {
             let Some(b) = cache.alloc() else {
                 break;
             };
-            let Some((chunk, addr)) = umem.chunk_of(&b) else {
+            let Some((i, data)) = umem.chunk_of(&b) else {
                 drop(b);
                 continue;
             };
-            match self.lent.get_mut(chunk) {
+            // the chunk starts the kernel's headroom before the buffer
+            let chunk = data - UMEM_HEADROOM as u64;
+            if self.zc && chunk % 4096 + UMEM_FRAME as u64 > 4096 {
+                cache.free(b);
+                continue;
+            }
+            match self.lent.get_mut(i) {
                 Some(slot @ None) => {
                     *slot = Some(b);
-                    self.fill.write(self.fill_prod.wrapping_add(k), addr);
+                    self.fill.write(self.fill_prod.wrapping_add(k), chunk);
                     k += 1;
                 }
                 _ => cache.free(b),
@@ -578,15 +599,14 @@ impl Xsk {
         let (mut n, mut bad) = (0, 0);
         for k in 0..take {
             let d = self.rx.read(self.rx_cons.wrapping_add(k));
-            let chunk = d.addr as usize / umem.chunk;
-            let Some(mut b) = self.lent.get_mut(chunk).and_then(Option::take) else {
-                // not a buffer we lent: never trusted
+            let slot = umem.index_of(d.addr).and_then(|i| self.lent.get_mut(i));
+            let Some(mut b) = slot.and_then(Option::take) else {
+                // not the first byte of a buffer we lent: never trusted
                 bad += 1;
                 continue;
             };
             self.rx_lent = self.rx_lent.saturating_sub(1);
-            let at_start = b.region_offset().map(|(_, off)| off as u64) == Some(d.addr);
-            if at_start && (d.len as usize) <= b.capacity() {
+            if (d.len as usize) <= b.capacity() {
                 b.set_len(d.len as usize);
                 b.offload = Default::default();
                 out.push(b);

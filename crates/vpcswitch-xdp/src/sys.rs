@@ -169,16 +169,17 @@ fn setsockopt<T>(fd: RawFd, opt: libc::c_int, v: &T) -> io::Result<()> {
     .map(drop)
 }
 
-/// Registers `len` bytes at `addr` as the socket's UMEM (`XDP_UMEM_REG`), in chunks of
-/// `chunk` bytes. The memory is a worker's buffer pool (`vpcswitch_backend::Pool::umem`),
-/// which outlives the socket; the kernel pins its pages while the socket lives.
+/// Registers `len` bytes at `addr` as the socket's UMEM (`XDP_UMEM_REG`), with chunks
+/// of `chunk` bytes at any address (`XDP_UMEM_UNALIGNED_CHUNK_FLAG`). The memory is a
+/// worker's buffer pool (`vpcswitch_backend::Pool::umem`); the kernel pins its pages
+/// while the socket lives.
 pub fn register_umem(fd: RawFd, addr: u64, len: usize, chunk: u32) -> io::Result<()> {
     let reg = libc::xdp_umem_reg {
         addr,
         len: len as u64,
         chunk_size: chunk,
         headroom: 0,
-        flags: 0,
+        flags: libc::XDP_UMEM_UNALIGNED_CHUNK_FLAG,
         tx_metadata_len: 0,
     };
     setsockopt(fd, libc::XDP_UMEM_REG, &reg)
