@@ -56,7 +56,8 @@ fn run(s: Scenario, workers: usize, secs: f64) -> Row {
     }
     let sw = Switch::start(&cfg, backends).unwrap_or_else(|e| panic!("{e}"));
     sw.snapshot().set_vip_owner("vip", "v2", 1);
-    std::thread::sleep(Duration::from_millis(200)); // warm-up
+    // warm-up
+    std::thread::sleep(Duration::from_millis(200));
     // frames sent before the VIP's owner was set may be dropped: only the measured
     // window must be drop-free
     let drops0 = sw.stats().drops;

@@ -293,3 +293,43 @@ fn switch_metrics_address_is_checked() {
     let e = c.validate().unwrap_err();
     assert!(e.mentions("switch", "metrics"), "{e}");
 }
+
+#[test]
+fn backends_name_real_interfaces_once_and_known_af_xdp_modes() {
+    use vpcswitch_model::BackendSpec;
+    let tap = |n: &str| BackendSpec::Tap {
+        ifname: n.into(),
+        offload: None,
+    };
+    let e = errs(
+        base()
+            .backend(tap("this-name-is-far-too-long"))
+            .port("x", "a1", "02:00:00:00:01:09", &["10.0.1.19"])
+            .backend(BackendSpec::AfXdp {
+                ifname: "veth1".into(),
+                queue: 0,
+                mode: Some("fast".into()),
+            })
+            .port("y", "a1", "02:00:00:00:01:0a", &["10.0.1.20"])
+            .backend(BackendSpec::AfPacket {
+                ifname: "veth1".into(),
+            }),
+    );
+    assert!(e.mentions("port \"r1\"", "backend"), "too long: {e}");
+    assert!(e.to_string().contains("af_xdp mode \"fast\""), "{e}");
+    assert!(
+        e.to_string()
+            .contains("interface veth1 is already the backend of port \"x\""),
+        "{e}"
+    );
+    // the same, well formed, is accepted
+    base()
+        .port("x", "a1", "02:00:00:00:01:09", &["10.0.1.19"])
+        .backend(BackendSpec::AfXdp {
+            ifname: "veth1".into(),
+            queue: 0,
+            mode: Some("skb".into()),
+        })
+        .build()
+        .expect("valid");
+}

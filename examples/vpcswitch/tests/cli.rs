@@ -85,12 +85,18 @@ fn run_refuses_backends_it_cannot_open_with_a_clear_error() {
         err.contains("port \"p1\": backend type \"memory\" is for embedders"),
         "{err}"
     );
-    // af_xdp: a mode that needs AF_XDP is refused (not built yet); "auto" falls back to
-    // AF_PACKET, which needs the interface to exist
+    // af_xdp: a mode that is not one is a configuration error naming it
+    let bad = GOOD.replace("type = \"tap\"", "type = \"af_xdp\", mode = \"fast\"");
+    let (code, _, err) = vs(&["run", "-c", &write("xdp-bad.toml", &bad)]);
+    assert_eq!(code, 1);
+    assert!(err.contains("af_xdp mode \"fast\" is not one of"), "{err}");
+    // a fixed mode on a missing interface: refused at start, saying which
     let xdp = GOOD.replace("type = \"tap\"", "type = \"af_xdp\", mode = \"copy\"");
     let (code, _, err) = vs(&["run", "-c", &write("xdp.toml", &xdp)]);
-    assert_eq!(code, 1);
-    assert!(err.contains("af_xdp mode \"copy\" needs AF_XDP"), "{err}");
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("find interface vsx-p1 (AF_XDP attaches"), "{err}");
+    assert!(!err.contains("falls back"), "{err}");
+    // auto falls back to AF_PACKET, which needs the interface too
     let auto = GOOD.replace("type = \"tap\"", "type = \"af_xdp\"");
     let (code, _, err) = vs(&["run", "-c", &write("xdp-auto.toml", &auto)]);
     assert_eq!(code, 2, "{err}");
