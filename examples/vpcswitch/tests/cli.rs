@@ -94,7 +94,10 @@ fn run_refuses_backends_it_cannot_open_with_a_clear_error() {
     let xdp = GOOD.replace("type = \"tap\"", "type = \"af_xdp\", mode = \"copy\"");
     let (code, _, err) = vs(&["run", "-c", &write("xdp.toml", &xdp)]);
     assert_eq!(code, 2, "{err}");
-    assert!(err.contains("find interface vsx-p1 (AF_XDP attaches"), "{err}");
+    assert!(
+        err.contains("find interface vsx-p1 (AF_XDP attaches"),
+        "{err}"
+    );
     assert!(!err.contains("falls back"), "{err}");
     // auto falls back to AF_PACKET, which needs the interface too
     let auto = GOOD.replace("type = \"tap\"", "type = \"af_xdp\"");
