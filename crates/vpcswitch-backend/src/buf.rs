@@ -273,7 +273,9 @@ impl Pool {
         };
         let region = n
             .checked_mul(stride)
-            .and_then(|len| Region::new(len).ok())
+            // ordinary buffers are all touched from the start (they cycle through the
+            // whole pool); 64 KiB ones only as far as super-frames fill them
+            .and_then(|len| Region::new(len, offset == UMEM_HEADROOM).ok())
             .map(Arc::new);
         let mut carved = region
             .as_ref()

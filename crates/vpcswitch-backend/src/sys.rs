@@ -49,9 +49,9 @@ unsafe impl Send for Region {}
 unsafe impl Sync for Region {}
 
 impl Region {
-    /// Maps `len` bytes (rounded up to whole pages), zeroed and populated now (a pool's
-    /// memory is all there from the start; nothing grows under load).
-    pub fn new(len: usize) -> io::Result<Region> {
+    /// Maps `len` bytes (rounded up to whole pages), zeroed; with `populate`, every page
+    /// is there from the start (nothing grows under load).
+    pub fn new(len: usize, populate: bool) -> io::Result<Region> {
         let len = len.max(1).div_ceil(4096) * 4096;
         // SAFETY: a fresh private anonymous mapping chosen by the kernel; checked below.
         let p = unsafe {
@@ -59,7 +59,9 @@ impl Region {
                 std::ptr::null_mut(),
                 len,
                 libc::PROT_READ | libc::PROT_WRITE,
-                libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_POPULATE,
+                libc::MAP_PRIVATE
+                    | libc::MAP_ANONYMOUS
+                    | if populate { libc::MAP_POPULATE } else { 0 },
                 -1,
                 0,
             )

@@ -58,13 +58,20 @@ fn builder(workers: usize) -> ConfigBuilder {
 struct Env {
     sw: Switch,
     world: World,
+    /// one simulated world at a time: a world's clock steps every 200 µs of real time
+    /// and expects the switch's workers to keep up, which parallel tests (each with
+    /// its busy-polling workers, on 2 CPUs) do not let them do (seen failing in CI)
+    _serial: std::sync::MutexGuard<'static, ()>,
 }
+
+static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
 
 fn env(workers: usize) -> Env {
     env_with(config(workers))
 }
 
 fn env_with(cfg: Config) -> Env {
+    let serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     let (backends, mut ports) = memory_backends(&cfg, 4096);
     let sw = Switch::start(&cfg, backends).unwrap();
     let mut world = World::new();
@@ -89,7 +96,11 @@ fn env_with(cfg: Config) -> Env {
             ip("203.0.113.254"),
         ));
     }
-    Env { sw, world }
+    Env {
+        sw,
+        world,
+        _serial: serial,
+    }
 }
 
 fn id(name: &str) -> GuestId {
