@@ -205,6 +205,11 @@ pub enum BackendSpec {
     AfPacket {
         /// interface name
         ifname: String,
+        /// receive through a `TPACKET_V3` mmapped ring (default false): more packets per
+        /// second, but a block is handed over only when full or after the kernel's
+        /// retire timer (1 ms, jiffy-bound), so at low rates frames wait milliseconds
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        ring: Option<bool>,
     },
 }
 
@@ -215,7 +220,7 @@ impl BackendSpec {
             BackendSpec::Memory => None,
             BackendSpec::Tap { ifname, .. }
             | BackendSpec::AfXdp { ifname, .. }
-            | BackendSpec::AfPacket { ifname } => Some(ifname.as_str()),
+            | BackendSpec::AfPacket { ifname, .. } => Some(ifname.as_str()),
         }
     }
 }

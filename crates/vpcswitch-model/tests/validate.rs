@@ -313,6 +313,7 @@ fn backends_name_real_interfaces_once_and_known_af_xdp_modes() {
             .port("y", "a1", "02:00:00:00:01:0a", &["10.0.1.20"])
             .backend(BackendSpec::AfPacket {
                 ifname: "veth1".into(),
+                ring: None,
             }),
     );
     assert!(e.mentions("port \"r1\"", "backend"), "too long: {e}");

@@ -172,9 +172,10 @@ pub fn backends_for(cfg: &Config, names: &[String]) -> Result<Backends, String> 
                     "port \"{name}\": backend type \"memory\" is for embedders and tests; the binary needs backend = {{ type = \"tap\", ifname = \"...\" }}"
                 ))
             }
-            BackendSpec::AfPacket { ifname } => {
-                out.push((name.to_string(), Box::new(PacketBackend::new(ifname))))
-            }
+            BackendSpec::AfPacket { ifname, ring } => out.push((
+                name.to_string(),
+                Box::new(PacketBackend::with_ring(ifname, ring.unwrap_or(false))),
+            )),
             BackendSpec::AfXdp {
                 ifname,
                 queue,

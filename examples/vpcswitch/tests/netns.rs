@@ -106,6 +106,8 @@ pub struct Net {
 pub enum Kind {
     Tap,
     AfPacket,
+    /// AF_PACKET receiving through the `TPACKET_V3` ring
+    AfPacketRing,
     /// veth pairs with two queues (one per worker); the guest's end has checksum
     /// offload off, as AF_XDP carries no offload metadata (docs/operations.md)
     AfXdp,
@@ -284,10 +286,11 @@ impl Net {
         );
         for (i, g) in self.guests.iter().enumerate() {
             c += &format!(
-                "[[ports]]\nname = \"{}\"\nsubnet = \"{}\"\nmac = \"{}\"\nips = [\"{}\"]\nsrc_dst_check = {}\nbackend = {{ type = \"{}\", ifname = \"{}\" }}\n\n",
+                "[[ports]]\nname = \"{}\"\nsubnet = \"{}\"\nmac = \"{}\"\nips = [\"{}\"]\nsrc_dst_check = {}\nbackend = {{ type = \"{}\", ifname = \"{}\"{} }}\n\n",
                 g.name, g.subnet, g.mac, g.ip, g.check,
-                match self.kind { Kind::Tap => "tap", Kind::AfPacket => "af_packet", Kind::AfXdp => "af_xdp" },
-                self.ifname(i)
+                match self.kind { Kind::Tap => "tap", Kind::AfPacket | Kind::AfPacketRing => "af_packet", Kind::AfXdp => "af_xdp" },
+                self.ifname(i),
+                if self.kind == Kind::AfPacketRing { ", ring = true" } else { "" }
             );
         }
         c + extra
@@ -569,6 +572,11 @@ fn af_packet_spec4_5_ping_and_tcp_within_subnet_across_subnets_and_peering() {
 }
 
 #[test]
+fn af_packet_ring_spec4_5_ping_and_tcp_within_subnet_across_subnets_and_peering() {
+    basic_suite(Kind::AfPacketRing);
+}
+
+#[test]
 fn af_xdp_spec4_5_ping_and_tcp_within_subnet_across_subnets_and_peering() {
     basic_suite(Kind::AfXdp);
 }
@@ -578,6 +586,18 @@ fn af_xdp_spec4_5_ping_and_tcp_within_subnet_across_subnets_and_peering() {
 fn basic_suite(kind: Kind) {
     let _l = lock();
     let mut n = Net::start_kind(kind, "");
+    // AF_PACKET receives through mmapped rings exactly when asked to (a ring costs
+    // latency: it must not be on by default)
+    if matches!(kind, Kind::AfPacket | Kind::AfPacketRing) {
+        let pid = n.switch.as_ref().map(Child::id).unwrap_or(0);
+        let maps = std::fs::read_to_string(format!("/proc/{pid}/maps")).unwrap_or_default();
+        let rings = maps.lines().filter(|l| l.contains("socket:[")).count();
+        assert_eq!(
+            rings > 0,
+            kind == Kind::AfPacketRing,
+            "{kind:?}: {rings} socket mappings"
+        );
+    }
     assert_eq!(
         n.ping("client", "10.0.1.1", 3),
         3,
@@ -943,6 +963,11 @@ fn spec2_spoofing_from_a_guest_is_dropped_and_counted() {
 #[test]
 fn af_packet_spec2_spoofing_from_a_guest_is_dropped_and_counted() {
     spoof_suite(Kind::AfPacket);
+}
+
+#[test]
+fn af_packet_ring_spec2_spoofing_from_a_guest_is_dropped_and_counted() {
+    spoof_suite(Kind::AfPacketRing);
 }
 
 #[test]

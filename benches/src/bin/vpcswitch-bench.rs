@@ -1,0 +1,646 @@
+//! `vpcswitch-bench`: one command that measures vpcswitch side by side with the Linux
+//! bridge and Open vSwitch's userspace datapath on the same two-guest topology.
+//!
+//! ```text
+//! vpcswitch-bench [--runs 5] [--secs 5] [--only a,b] [--write-docs] [--smoke]
+//! ```
+//!
+//! For each run, and in each run for each contender in turn (so slow drifts of the
+//! machine hit every contender alike), it builds two guests in network namespaces
+//! (10.9.0.11 and 10.9.0.12, on veth pairs, or TAPs for the TAP contender), joins them
+//! with the contender, measures, and tears everything down:
+//!
+//! * TCP throughput: iperf3, 1 flow and 4 flows;
+//! * 64-byte UDP packets per second: `vpcswitch-udpgen` (prebuilt frames, `sendmmsg`
+//!   on an AF_PACKET socket, pinned to CPU 1) for the run's seconds, counted at the
+//!   receiving guest's interface;
+//! * round-trip latency: ping every 10 ms, median and p99.
+//!
+//! Contenders: `bridge` (Linux bridge in a namespace of its own), `vpcswitch-tap`,
+//! `vpcswitch-af_packet`, `vpcswitch-af_xdp` (one worker pinned to CPU 0), and
+//! `ovs-netdev` (Open vSwitch with `datapath_type=netdev`, from Debian's
+//! openvswitch-switch, its own database and run directory under a temporary directory,
+//! no kernel module; skipped with a note when `ovs-vswitchd` is not installed). Guests
+//! keep their offloads on, except behind AF_XDP (no offload metadata) and OVS netdev
+//! (needs them off on veth), as the table says.
+//!
+//! Output: a table of medians and min–max per contender and metric, ratios against the
+//! bridge, and the machine; with `--write-docs`, written into docs/benchmarks.md
+//! (between the `vpcswitch-bench` markers) with a plot, docs/bench.svg. `--smoke`: one
+//! run of 1 s per contender, to show that it works (CI). Needs root. Every load is
+//! bounded in time; everything it creates is removed, processes are killed by PID.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+const A: &str = "10.9.0.11";
+const B: &str = "10.9.0.12";
+const MAC_A: &str = "02:00:00:09:00:01";
+const MAC_B: &str = "02:00:00:09:00:02";
+
+fn die(msg: &str) -> ! {
+    eprintln!("vpcswitch-bench: {msg}");
+    std::process::exit(2)
+}
+
+/// Runs a shell command; its stdout, or an error with its stderr.
+fn sh(cmd: &str) -> Result<String, String> {
+    let out = Command::new("sh")
+        .args(["-c", cmd])
+        .output()
+        .map_err(|e| format!("{cmd}: {e}"))?;
+    if out.status.success() {
+        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+    } else {
+        Err(format!(
+            "`{cmd}` failed: {}",
+            String::from_utf8_lossy(&out.stderr).trim()
+        ))
+    }
+}
+
+fn quiet(cmd: &str) {
+    let _ = sh(&format!("{cmd} >/dev/null 2>&1"));
+}
+
+fn have(tool: &str) -> bool {
+    sh(&format!("command -v {tool}")).is_ok()
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+enum Contender {
+    Bridge,
+    Tap,
+    AfPacket,
+    AfXdp,
+    Ovs,
+}
+
+impl Contender {
+    const ALL: [Contender; 5] = [
+        Contender::Bridge,
+        Contender::Tap,
+        Contender::AfPacket,
+        Contender::AfXdp,
+        Contender::Ovs,
+    ];
+    fn name(self) -> &'static str {
+        match self {
+            Contender::Bridge => "bridge",
+            Contender::Tap => "vpcswitch-tap",
+            Contender::AfPacket => "vpcswitch-af_packet",
+            Contender::AfXdp => "vpcswitch-af_xdp",
+            Contender::Ovs => "ovs-netdev",
+        }
+    }
+    /// Guest checksum/TSO offload: off behind AF_XDP (no offload metadata) and OVS's
+    /// netdev datapath on veth (its packet sockets do not complete partial checksums:
+    /// TCP fails with them on), on elsewhere.
+    fn offloads(self) -> &'static str {
+        if matches!(self, Contender::AfXdp | Contender::Ovs) {
+            "off"
+        } else {
+            "on"
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+enum Metric {
+    Tcp1,
+    Tcp4,
+    UdpKpps,
+    RttMedian,
+    RttP99,
+}
+
+impl Metric {
+    const ALL: [Metric; 5] = [
+        Metric::Tcp1,
+        Metric::Tcp4,
+        Metric::UdpKpps,
+        Metric::RttMedian,
+        Metric::RttP99,
+    ];
+    fn label(self) -> &'static str {
+        match self {
+            Metric::Tcp1 => "TCP 1 flow, Gbit/s",
+            Metric::Tcp4 => "TCP 4 flows, Gbit/s",
+            Metric::UdpKpps => "64-byte UDP, kpps",
+            Metric::RttMedian => "RTT median, µs",
+            Metric::RttP99 => "RTT p99, µs",
+        }
+    }
+}
+
+/// Everything one contender's topology made, removed on drop.
+struct Topo {
+    tag: String,
+    dir: PathBuf,
+    procs: Vec<Child>,
+    links: Vec<String>,
+    netns: Vec<String>,
+}
+
+impl Drop for Topo {
+    fn drop(&mut self) {
+        for p in &mut self.procs {
+            quiet(&format!("kill {}", p.id()));
+            let end = Instant::now() + Duration::from_secs(3);
+            while Instant::now() < end {
+                if let Ok(Some(_)) = p.try_wait() {
+                    break;
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            let _ = p.kill();
+            let _ = p.wait();
+        }
+        for n in &self.netns {
+            quiet(&format!("ip netns del {n}"));
+        }
+        for l in &self.links {
+            quiet(&format!("ip link del {l}"));
+        }
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+impl Topo {
+    fn ns(&self, g: &str) -> String {
+        format!("{}-{g}", self.tag)
+    }
+    fn exec(&self, g: &str, cmd: &str) -> Result<String, String> {
+        sh(&format!("ip netns exec {} {cmd}", self.ns(g)))
+    }
+    fn guest_addr(&self, g: &str, ifn: &str, offloads: &str) -> Result<(), String> {
+        let (mac, ip) = if g == "a" { (MAC_A, A) } else { (MAC_B, B) };
+        self.exec(g, &format!("sh -c 'sysctl -qw net.ipv6.conf.all.disable_ipv6=1; ip link set lo up; ip link set {ifn} address {mac}; ip link set {ifn} name eth0; ip addr add {ip}/24 dev eth0; ip link set eth0 up'"))?;
+        let _ = self.exec(
+            g,
+            &format!("ethtool -K eth0 tx {offloads} tso {offloads} gso {offloads}"),
+        );
+        Ok(())
+    }
+}
+
+fn switch_config(dir: &Path, backend_a: &str, backend_b: &str) -> String {
+    format!(
+        "[switch]\nworkers = 1\npin_workers = true\ncontrol_socket = \"{}/ctl.sock\"\n[[vpcs]]\nname = \"v\"\ncidrs = [\"10.9.0.0/16\"]\n[[subnets]]\nname = \"s\"\nvpc = \"v\"\ncidr = \"10.9.0.0/24\"\n[[ports]]\nname = \"a\"\nsubnet = \"s\"\nmac = \"{MAC_A}\"\nips = [\"{A}\"]\nbackend = {backend_a}\n[[ports]]\nname = \"b\"\nsubnet = \"s\"\nmac = \"{MAC_B}\"\nips = [\"{B}\"]\nbackend = {backend_b}\n",
+        dir.display()
+    )
+}
+
+fn start_switch(t: &mut Topo, bin: &Path, cfg: &str) -> Result<(), String> {
+    let path = t.dir.join("switch.toml");
+    std::fs::write(&path, cfg).map_err(|e| e.to_string())?;
+    let log = std::fs::File::create(t.dir.join("switch.log")).map_err(|e| e.to_string())?;
+    let child = Command::new(bin)
+        .args(["run", "-c"])
+        .arg(&path)
+        .stdout(Stdio::null())
+        .stderr(log)
+        .spawn()
+        .map_err(|e| format!("start {}: {e}", bin.display()))?;
+    t.procs.push(child);
+    let sock = t.dir.join("ctl.sock");
+    let end = Instant::now() + Duration::from_secs(10);
+    while !sock.exists() {
+        if Instant::now() > end {
+            let log = std::fs::read_to_string(t.dir.join("switch.log")).unwrap_or_default();
+            return Err(format!("vpcswitch did not start: {log}"));
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    Ok(())
+}
+
+/// Builds the two guests joined by contender `c`.
+fn build(c: Contender, run: usize, bin: &Path) -> Result<Topo, String> {
+    let tag = format!("vb{}{run}{}", std::process::id() % 10_000, c as u8);
+    let dir = std::env::temp_dir().join(format!("vpcswitch-bench-{tag}"));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).map_err(|e| e.to_string())?;
+    let mut t = Topo {
+        tag: tag.clone(),
+        dir,
+        procs: vec![],
+        links: vec![],
+        netns: vec![],
+    };
+    for g in ["a", "b"] {
+        sh(&format!("ip netns add {}", t.ns(g)))?;
+        t.netns.push(t.ns(g));
+    }
+    let off = c.offloads();
+    let veths = |t: &mut Topo, queues: u32| -> Result<(), String> {
+        for g in ["a", "b"] {
+            let host = format!("{tag}{g}");
+            sh(&format!("ip link add {host} numtxqueues {queues} numrxqueues {queues} type veth peer name {tag}p{g} numtxqueues {queues} numrxqueues {queues}"))?;
+            t.links.push(host.clone());
+            sh(&format!("ip link set {tag}p{g} netns {}", t.ns(g)))?;
+            t.guest_addr(g, &format!("{tag}p{g}"), off)?;
+        }
+        Ok(())
+    };
+    match c {
+        Contender::Bridge => {
+            veths(&mut t, 1)?;
+            let br = t.ns("br");
+            sh(&format!("ip netns add {br}"))?;
+            t.netns.push(br.clone());
+            sh(&format!(
+                "ip -n {br} link add br0 type bridge && ip -n {br} link set br0 up"
+            ))?;
+            for g in ["a", "b"] {
+                sh(&format!(
+                    "ip link set {tag}{g} netns {br} && ip -n {br} link set {tag}{g} master br0 up"
+                ))?;
+            }
+        }
+        Contender::AfPacket | Contender::AfXdp => {
+            veths(&mut t, 1)?;
+            for g in ["a", "b"] {
+                sh(&format!("ip link set {tag}{g} up"))?;
+            }
+            let ty = if c == Contender::AfXdp {
+                "af_xdp"
+            } else {
+                "af_packet"
+            };
+            let cfg = switch_config(
+                &t.dir,
+                &format!("{{ type = \"{ty}\", ifname = \"{tag}a\" }}"),
+                &format!("{{ type = \"{ty}\", ifname = \"{tag}b\" }}"),
+            );
+            start_switch(&mut t, bin, &cfg)?;
+        }
+        Contender::Tap => {
+            let cfg = switch_config(
+                &t.dir,
+                &format!("{{ type = \"tap\", ifname = \"{tag}a\" }}"),
+                &format!("{{ type = \"tap\", ifname = \"{tag}b\" }}"),
+            );
+            start_switch(&mut t, bin, &cfg)?;
+            for g in ["a", "b"] {
+                sh(&format!("ip link set {tag}{g} netns {}", t.ns(g)))?;
+                t.guest_addr(g, &format!("{tag}{g}"), off)?;
+            }
+        }
+        Contender::Ovs => {
+            veths(&mut t, 1)?;
+            let d = t.dir.display().to_string();
+            let env = format!("OVS_RUNDIR={d} OVS_LOGDIR={d} OVS_DBDIR={d}");
+            sh(&format!(
+                "ovsdb-tool create {d}/conf.db /usr/share/openvswitch/vswitch.ovsschema"
+            ))?;
+            let db = Command::new("sh")
+                .args(["-c", &format!("exec env {env} ovsdb-server {d}/conf.db --remote=punix:{d}/db.sock --unixctl={d}/ovsdb.ctl --log-file={d}/ovsdb.log")])
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .map_err(|e| format!("ovsdb-server: {e}"))?;
+            t.procs.push(db);
+            wait_for(&format!("{d}/db.sock"))?;
+            let vsctl = format!("ovs-vsctl --db=unix:{d}/db.sock --no-wait");
+            sh(&format!("{vsctl} init"))?;
+            let vs = Command::new("sh")
+                .args(["-c", &format!("exec env {env} ovs-vswitchd unix:{d}/db.sock --unixctl={d}/vswitchd.ctl --log-file={d}/vswitchd.log")])
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .map_err(|e| format!("ovs-vswitchd: {e}"))?;
+            t.procs.push(vs);
+            wait_for(&format!("{d}/vswitchd.ctl"))?;
+            let vsctl = format!("ovs-vsctl --db=unix:{d}/db.sock --timeout=10");
+            // the bridge's own port is a TAP in this namespace: a name of this run's,
+            // deleted with the rest
+            t.links.push(format!("{tag}br"));
+            sh(&format!(
+                "{vsctl} add-br {tag}br -- set bridge {tag}br datapath_type=netdev"
+            ))?;
+            for g in ["a", "b"] {
+                sh(&format!(
+                    "ip link set {tag}{g} up && {vsctl} add-port {tag}br {tag}{g}"
+                ))?;
+            }
+        }
+    }
+    // both directions answer before anything is measured
+    let end = Instant::now() + Duration::from_secs(10);
+    while t.exec("a", &format!("ping -c 1 -W 1 {B}")).is_err() {
+        if Instant::now() > end {
+            return Err(format!("{}: guests cannot ping each other", c.name()));
+        }
+    }
+    Ok(t)
+}
+
+fn wait_for(path: &str) -> Result<(), String> {
+    let end = Instant::now() + Duration::from_secs(10);
+    while !Path::new(path).exists() {
+        if Instant::now() > end {
+            return Err(format!("{path} did not appear"));
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    Ok(())
+}
+
+fn json_f64(text: &str, path: &[&str]) -> Option<f64> {
+    let mut v: serde_json::Value = serde_json::from_str(text).ok()?;
+    for p in path {
+        v = v.get(*p)?.clone();
+    }
+    v.as_f64()
+}
+
+fn tcp(t: &Topo, flows: u32, secs: u64) -> Result<f64, String> {
+    let pid = t.dir.join("iperf.pid");
+    t.exec(
+        "b",
+        &format!("iperf3 -s -D -1 -p 5301 --pidfile {}", pid.display()),
+    )?;
+    std::thread::sleep(Duration::from_millis(300));
+    let out = t.exec(
+        "a",
+        &format!(
+            "timeout {} iperf3 -J -c {B} -p 5301 -P {flows} -t {secs}",
+            secs + 10
+        ),
+    );
+    if let Ok(p) = std::fs::read_to_string(&pid) {
+        quiet(&format!("kill {}", p.trim()));
+    }
+    let out = out?;
+    json_f64(&out, &["end", "sum_received", "bits_per_second"])
+        .map(|b| b / 1e9)
+        .ok_or_else(|| "iperf3 gave no result".to_string())
+}
+
+fn udp(t: &Topo, secs: u64, gen: &Path) -> Result<f64, String> {
+    let rx = || -> Result<u64, String> {
+        t.exec("b", "cat /sys/class/net/eth0/statistics/rx_packets")?
+            .trim()
+            .parse()
+            .map_err(|e| format!("rx_packets: {e}"))
+    };
+    let before = rx()?;
+    let start = Instant::now();
+    t.exec(
+        "a",
+        &format!(
+            "taskset -c 1 {} {B}:9 --secs {secs} --raw eth0 --src-ip {A} --dst-mac {MAC_B}",
+            gen.display()
+        ),
+    )?;
+    let el = start.elapsed().as_secs_f64();
+    let after = rx()?;
+    Ok((after - before) as f64 / el / 1e3)
+}
+
+fn rtt(t: &Topo, secs: u64) -> Result<(f64, f64), String> {
+    let n = secs * 100;
+    let out = t.exec("a", &format!("ping -n -i 0.01 -c {n} -W 1 {B}"))?;
+    let mut v: Vec<f64> = out
+        .lines()
+        .filter_map(|l| l.split("time=").nth(1)?.split(' ').next()?.parse().ok())
+        .map(|ms: f64| ms * 1000.0)
+        .collect();
+    if v.is_empty() {
+        return Err("no ping replies".into());
+    }
+    v.sort_by(f64::total_cmp);
+    let q = |p: f64| v[((v.len() - 1) as f64 * p).round() as usize];
+    Ok((q(0.5), q(0.99)))
+}
+
+type Results = BTreeMap<(Contender, Metric), Vec<f64>>;
+
+fn measure(
+    c: Contender,
+    run: usize,
+    secs: u64,
+    bin: &Path,
+    gen: &Path,
+    r: &mut Results,
+) -> Result<(), String> {
+    let t = build(c, run, bin)?;
+    let mut put = |m: Metric, v: f64| r.entry((c, m)).or_default().push(v);
+    put(Metric::Tcp1, tcp(&t, 1, secs)?);
+    put(Metric::Tcp4, tcp(&t, 4, secs)?);
+    put(Metric::UdpKpps, udp(&t, secs, gen)?);
+    let (p50, p99) = rtt(&t, secs)?;
+    put(Metric::RttMedian, p50);
+    put(Metric::RttP99, p99);
+    Ok(())
+}
+
+fn median(v: &[f64]) -> f64 {
+    let mut s = v.to_vec();
+    s.sort_by(f64::total_cmp);
+    s[s.len() / 2]
+}
+
+fn machine() -> String {
+    let cpu = sh("grep -m1 'model name' /proc/cpuinfo | cut -d: -f2")
+        .unwrap_or_default()
+        .trim()
+        .to_string();
+    let kernel = sh("uname -r").unwrap_or_default().trim().to_string();
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    format!("{cores} CPUs ({cpu}), Linux {kernel}")
+}
+
+fn table(r: &Results, contenders: &[Contender], runs: usize, secs: u64) -> String {
+    let mut s = format!(
+        "{runs} run(s) of {secs} s per measurement, contenders alternating within each run; {}.\nMedian (min–max); ratio: median against the bridge's (for RTT, lower is better).\n\n| contender | guest offloads |",
+        machine()
+    );
+    for m in Metric::ALL {
+        s += &format!(" {} |", m.label());
+    }
+    s += "\n| --- | --- |";
+    for _ in Metric::ALL {
+        s += " --- |";
+    }
+    s += "\n";
+    for c in contenders {
+        s += &format!("| {} | {} |", c.name(), c.offloads());
+        for m in Metric::ALL {
+            match r.get(&(*c, m)) {
+                Some(v) if !v.is_empty() => {
+                    let (lo, hi) = v
+                        .iter()
+                        .fold((f64::MAX, f64::MIN), |(a, b), x| (a.min(*x), b.max(*x)));
+                    let med = median(v);
+                    let ratio = r
+                        .get(&(Contender::Bridge, m))
+                        .filter(|b| !b.is_empty())
+                        .map(|b| format!(", {:.2}×", med / median(b)))
+                        .unwrap_or_default();
+                    let p = if m == Metric::Tcp1 || m == Metric::Tcp4 {
+                        2
+                    } else {
+                        0
+                    };
+                    s += &format!(" {med:.p$} ({lo:.p$}–{hi:.p$}){ratio} |");
+                }
+                _ => s += " failed |",
+            }
+        }
+        s += "\n";
+    }
+    s
+}
+
+fn plot(r: &Results, contenders: &[Contender], path: &Path) -> Result<(), String> {
+    use plotters::prelude::*;
+    let root = SVGBackend::new(path, (900, 360)).into_drawing_area();
+    root.fill(&WHITE).map_err(|e| e.to_string())?;
+    let panels = root.split_evenly((1, 2));
+    for (panel, (m, title)) in panels.iter().zip([
+        (Metric::UdpKpps, "64-byte UDP, kpps (median)"),
+        (Metric::Tcp1, "TCP 1 flow, Gbit/s (median)"),
+    ]) {
+        let vals: Vec<f64> = contenders
+            .iter()
+            .map(|c| r.get(&(*c, m)).map(|v| median(v)).unwrap_or(0.0))
+            .collect();
+        let top = vals.iter().cloned().fold(0.0, f64::max).max(1.0) * 1.15;
+        let mut chart = ChartBuilder::on(panel)
+            .caption(title, ("sans-serif", 16))
+            .margin(10)
+            .x_label_area_size(70)
+            .y_label_area_size(50)
+            .build_cartesian_2d(0..contenders.len(), 0.0..top)
+            .map_err(|e| e.to_string())?;
+        chart
+            .configure_mesh()
+            .disable_x_mesh()
+            .x_labels(contenders.len())
+            .x_label_formatter(&|i| {
+                contenders
+                    .get(*i)
+                    .map_or(String::new(), |c| c.name().into())
+            })
+            .x_label_style(("sans-serif", 11))
+            .draw()
+            .map_err(|e| e.to_string())?;
+        chart
+            .draw_series(vals.iter().enumerate().map(|(i, v)| {
+                let color = if contenders[i] == Contender::Bridge {
+                    BLUE.mix(0.5)
+                } else {
+                    RED.mix(0.6)
+                };
+                Rectangle::new([(i, 0.0), (i + 1, *v)], color.filled())
+            }))
+            .map_err(|e| e.to_string())?;
+    }
+    root.present().map_err(|e| e.to_string())
+}
+
+fn write_docs(root: &Path, body: &str) -> Result<(), String> {
+    let path = root.join("docs/benchmarks.md");
+    let text = std::fs::read_to_string(&path).map_err(|e| e.to_string())?;
+    let (b, e) = (
+        "<!-- vpcswitch-bench:begin -->",
+        "<!-- vpcswitch-bench:end -->",
+    );
+    let section = format!("{b}\n{body}\n![vpcswitch-bench](bench.svg)\n{e}");
+    let new = match (text.find(b), text.find(e)) {
+        (Some(i), Some(j)) if i < j => format!("{}{section}{}", &text[..i], &text[j + e.len()..]),
+        _ => format!(
+            "{text}\n## Side by side: `vpcswitch-bench`\n\nMade by `cargo run --release -p vpcswitch-benches --bin vpcswitch-bench -- --write-docs` (as root).\n\n{section}\n"
+        ),
+    };
+    std::fs::write(&path, new).map_err(|e| e.to_string())
+}
+
+fn main() {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let flag = |f: &str| args.iter().any(|a| a == f);
+    let value = |f: &str| {
+        args.iter().position(|a| a == f).map(|i| {
+            args.get(i + 1)
+                .cloned()
+                .unwrap_or_else(|| die(&format!("{f} needs a value")))
+        })
+    };
+    let smoke = flag("--smoke");
+    let runs: usize = value("--runs")
+        .map(|v| v.parse().unwrap_or_else(|_| die("--runs: a number")))
+        .unwrap_or(if smoke { 1 } else { 5 });
+    let secs: u64 = value("--secs")
+        .map(|v| v.parse().unwrap_or_else(|_| die("--secs: a number")))
+        .unwrap_or(if smoke { 1 } else { 5 });
+    if runs == 0 || !(1..=60).contains(&secs) {
+        die("--runs must be at least 1 and --secs 1..60");
+    }
+    let mut contenders: Vec<Contender> = match value("--only") {
+        Some(list) => list
+            .split(',')
+            .map(|n| {
+                Contender::ALL
+                    .into_iter()
+                    .find(|c| c.name() == n)
+                    .unwrap_or_else(|| die(&format!("no contender {n}")))
+            })
+            .collect(),
+        None => Contender::ALL.to_vec(),
+    };
+    if sh("id -u").map(|u| u.trim() == "0") != Ok(true) {
+        die("needs root (network namespaces, veth, TAP, AF_XDP)");
+    }
+    for tool in ["ip", "iperf3", "ping", "ethtool", "taskset"] {
+        if !have(tool) {
+            die(&format!(
+                "missing {tool}: apt-get install iproute2 iperf3 iputils-ping ethtool util-linux"
+            ));
+        }
+    }
+    if contenders.contains(&Contender::Ovs) && !have("ovs-vswitchd") {
+        eprintln!("note: ovs-vswitchd not installed (apt-get install openvswitch-switch): the ovs-netdev contender is left out");
+        contenders.retain(|c| *c != Contender::Ovs);
+    }
+    let exe = std::env::current_exe().unwrap_or_else(|e| die(&e.to_string()));
+    let dir = exe.parent().unwrap_or(Path::new("."));
+    let (bin, gen) = (dir.join("vpcswitch"), dir.join("vpcswitch-udpgen"));
+    for p in [&bin, &gen] {
+        if !p.exists() {
+            die(&format!(
+                "{} not built: cargo build --release -p vpcswitch-cli -p vpcswitch-benches",
+                p.display()
+            ));
+        }
+    }
+    let mut results = Results::new();
+    let mut failures = Vec::new();
+    for run in 1..=runs {
+        for c in &contenders {
+            eprintln!("run {run}/{runs}: {}", c.name());
+            if let Err(e) = measure(*c, run, secs, &bin, &gen, &mut results) {
+                eprintln!("  {}: {e}", c.name());
+                failures.push(format!("{} (run {run}): {e}", c.name()));
+            }
+        }
+    }
+    let body = table(&results, &contenders, runs, secs);
+    println!("{body}");
+    if flag("--write-docs") {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+        if let Err(e) = plot(&results, &contenders, &root.join("docs/bench.svg"))
+            .and_then(|()| write_docs(&root, &body))
+        {
+            die(&format!("writing docs: {e}"));
+        }
+        println!("written: docs/benchmarks.md, docs/bench.svg");
+    }
+    if !failures.is_empty() {
+        eprintln!("failed measurements:\n  {}", failures.join("\n  "));
+        std::process::exit(1);
+    }
+}
