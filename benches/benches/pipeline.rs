@@ -8,7 +8,7 @@ use std::hint::black_box;
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use smoltcp::wire::{EthernetFrame, Ipv4Packet};
-use vpcswitch_benches::{frame_array, frames, snapshot, Scenario, FRAME_LEN};
+use vpcswitch_benches::{frame_array, frames, snapshot_sized, Scenario, FRAME_LEN};
 use vpcswitch_core::{Ctx, NoTrace};
 
 const BURST: usize = 32;
@@ -38,18 +38,23 @@ fn parse(c: &mut Criterion) {
 fn paths(c: &mut Criterion) {
     let mut g = c.benchmark_group("pipeline");
     g.throughput(Throughput::Elements(BURST as u64));
-    for (label, routes) in [
-        ("", 0usize),
-        ("_1k_routes", 1_000),
-        ("_100k_routes", 100_000),
+    for (label, routes, ports) in [
+        ("", 0usize, 0usize),
+        ("_1k_routes", 1_000, 0),
+        ("_100k_routes", 100_000, 0),
+        ("_1k_ports", 0, 1_000),
+        ("_100k_ports", 0, 100_000),
     ] {
-        let snap = snapshot(routes);
+        let snap = snapshot_sized(routes, ports);
         for (s, dir) in Scenario::ALL
             .into_iter()
             .map(|s| (s, 0))
             .chain([(Scenario::Eip, 1)])
         {
-            if routes > 0 && s != Scenario::L3 {
+            // routes matter to L3; ports (MAC and host tables) to L2 and L3
+            if (routes > 0 && s != Scenario::L3)
+                || (ports > 0 && !matches!(s, Scenario::L2 | Scenario::L3))
+            {
                 continue;
             }
             let (port, frame) = frame_array(s, dir);

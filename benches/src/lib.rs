@@ -67,6 +67,13 @@ fn mac(s: &str) -> MacAddr {
 /// uplink `up` (next hop 198.51.100.1 at a static MAC, VPC a routes 0.0.0.0/0 to it).
 /// `workers` workers; `extra_routes` additional /24 routes in VPC a (table-size scaling).
 pub fn config(workers: usize, extra_routes: usize) -> Config {
+    config_sized(workers, extra_routes, 0)
+}
+
+/// [`config`] with `extra_ports` more ports (table-size scaling: the MAC and host
+/// tables grow), in a VPC of their own (10.64.0.0/14), MACs 02:10:..; no traffic
+/// touches them.
+pub fn config_sized(workers: usize, extra_routes: usize, extra_ports: usize) -> Config {
     let mut b = ConfigBuilder::new()
         .workers(workers)
         .vpc("a", &["10.0.0.0/16"])
@@ -91,6 +98,22 @@ pub fn config(workers: usize, extra_routes: usize) -> Config {
         let n = 0x4000_0000u32 + ((i as u32) << 8);
         b = b.route_via_port("a", &format!("{}/24", Ipv4Addr::from(n)), "c");
     }
+    if extra_ports > 0 {
+        b = b
+            .vpc("big", &["10.64.0.0/14"])
+            .subnet("big1", "big", "10.64.0.0/14");
+        for i in 0..extra_ports as u32 {
+            let ip = Ipv4Addr::from(0x0a40_0000u32 + 10 + i);
+            let m = format!(
+                "02:10:{:02x}:{:02x}:{:02x}:{:02x}",
+                i >> 24,
+                (i >> 16) & 0xff,
+                (i >> 8) & 0xff,
+                i & 0xff
+            );
+            b = b.port(&format!("x{i}"), "big1", &m, &[&ip.to_string()]);
+        }
+    }
     let mut c = b.build().unwrap_or_default();
     if let Some(u) = c.uplink.as_mut() {
         u.next_hop_mac = Some(ROUTER);
@@ -104,7 +127,13 @@ pub fn config(workers: usize, extra_routes: usize) -> Config {
 
 /// A compiled topology with the VIP owned by v2.
 pub fn snapshot(extra_routes: usize) -> Snapshot {
-    let s = Snapshot::compile(&config(1, extra_routes), None).unwrap_or_else(|e| panic!("{e}"));
+    snapshot_sized(extra_routes, 0)
+}
+
+/// [`snapshot`] of [`config_sized`].
+pub fn snapshot_sized(extra_routes: usize, extra_ports: usize) -> Snapshot {
+    let s = Snapshot::compile(&config_sized(1, extra_routes, extra_ports), None)
+        .unwrap_or_else(|e| panic!("{e}"));
     s.set_vip_owner("vip", "v2", 1);
     s
 }
