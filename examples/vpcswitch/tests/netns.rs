@@ -1391,6 +1391,63 @@ fn a_deleted_tap_comes_back_by_itself_when_its_interface_returns() {
     );
 }
 
+#[test]
+fn af_xdp_a_deleted_veth_goes_down_and_comes_back_with_its_program() {
+    let _l = lock();
+    let n = Net::start_kind(Kind::AfXdp, "");
+    assert_eq!(n.ping("client", "10.0.1.12", 2), 2);
+    let i = guests().iter().position(|g| g.name == "web2").unwrap();
+    let host = format!("{}t{i}", n.tag);
+    assert!(
+        xdp_prog(&host).contains("vpcswitch_xsk"),
+        "attached at start"
+    );
+    // deleting the guest's end deletes the pair, and with it the program's link
+    must(&format!("ip -n {} link del eth0", n.ns("web2")));
+    let end = Instant::now() + Duration::from_secs(10);
+    while !n.port_down("web2") && Instant::now() < end {
+        let _ = n.exec("client", "ping -n -c 1 -W 0.2 10.0.1.12");
+    }
+    assert!(
+        n.port_down("web2"),
+        "web2 reported down: {}",
+        n.ctl("ports")
+    );
+    assert_eq!(n.ping("client", "10.0.1.11", 2), 2, "web1 unaffected");
+    let g0 = n.generation();
+    // the veth comes back (two queues, one per worker); no reload is asked for
+    let peer = format!("{}p{i}", n.tag);
+    must(&format!(
+        "ip link add {host} numrxqueues 2 numtxqueues 2 type veth peer name {peer} numrxqueues 2 numtxqueues 2 && ip link set {host} up && ip link set {peer} netns {}",
+        n.ns("web2")
+    ));
+    must(&format!(
+        "ip netns exec {} sh -c 'ip link set {peer} address 02:00:00:00:01:02 && ip link set {peer} name eth0 && ip addr add 10.0.1.12/24 dev eth0 && ip link set eth0 up && ip route add default via 10.0.1.1 && ethtool -K eth0 tx off >/dev/null'",
+        n.ns("web2")
+    ));
+    let end = Instant::now() + Duration::from_secs(10);
+    while n.port_down("web2") && Instant::now() < end {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert!(
+        !n.port_down("web2"),
+        "web2 up again: {}\n{}",
+        n.ctl("ports"),
+        n.log()
+    );
+    assert!(n.generation() > g0, "reopened through a configuration swap");
+    assert!(
+        xdp_prog(&host).contains("vpcswitch_xsk"),
+        "the program is attached to the new interface"
+    );
+    assert_eq!(
+        n.ping("client", "10.0.1.12", 3),
+        3,
+        "web2 reachable again over AF_XDP\n{}",
+        n.log()
+    );
+}
+
 /// A raw-socket flood from inside a guest: `kind` "arp" (requests for every address of
 /// 10.0.1.0/24) or "bcast" (UDP to ff:ff:ff:ff:ff:ff), for `secs` seconds; prints the
 /// number sent.
