@@ -258,8 +258,9 @@ fn reinsert_vlan(body: &mut [u8], len: usize, (tpid, tci): (u16, u16)) -> usize 
 
 /// The device was deleted under us: `EBADFD` from a detached TAP descriptor; `ENETDOWN`,
 /// `ENXIO` or `ENODEV` from a packet socket whose interface went away (or down: the port
-/// is then reopened when the interface is back).
-fn gone(e: &io::Error) -> bool {
+/// is then reopened when the interface is back). Also used by the AF_XDP backend, whose
+/// sockets report a vanished interface the same way.
+pub fn gone(e: &io::Error) -> bool {
     matches!(
         e.raw_os_error(),
         Some(libc::EBADFD | libc::ENETDOWN | libc::ENXIO | libc::ENODEV)

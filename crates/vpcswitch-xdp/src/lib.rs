@@ -53,6 +53,7 @@ use vpcswitch_backend::{
     Backend, BackendError, PacketBuf, PoolCache, PortQueue, QueuePools, TxResult, BUF_SIZE,
     UMEM_FRAME, UMEM_HEADROOM,
 };
+use vpcswitch_tap::gone;
 
 /// Descriptors in each of a socket's four rings.
 pub const RING_SIZE: u32 = 2048;
@@ -99,14 +100,6 @@ pub fn redirect_program(map_fd: RawFd) -> [Insn; 6] {
         // BPF_JMP | BPF_EXIT
         i(0x95, 0, 0, 0, 0),
     ]
-}
-
-/// The interface went away (or down) under the socket.
-fn gone(e: &io::Error) -> bool {
-    matches!(
-        e.raw_os_error(),
-        Some(libc::ENETDOWN | libc::ENXIO | libc::ENODEV)
-    )
 }
 
 /// How the program is attached and the sockets bound.
@@ -285,7 +278,6 @@ impl Backend for XdpBackend {
                 socks.push(x);
             }
             queues.push(Box::new(XskQueue {
-                fds: socks.iter().map(|x| x.fd.as_raw_fd()).collect(),
                 socks,
                 next: 0,
                 idle: 0,
@@ -409,7 +401,6 @@ impl UmemOf {
 /// sends through the first.
 struct XskQueue {
     socks: Vec<Xsk>,
-    fds: Vec<RawFd>,
     /// the socket `rx_burst` starts with, rotating so none starves
     next: usize,
     /// polls that found nothing since the socket's state was last asked
@@ -428,7 +419,7 @@ struct XskQueue {
 impl std::fmt::Debug for XskQueue {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("XskQueue")
-            .field("fds", &self.fds)
+            .field("sockets", &self.socks.len())
             .field("invalid", &self.invalid)
             .field("copied", &self.copied)
             .field("down", &self.down)
@@ -471,14 +462,11 @@ impl Xsk {
         let comp = sys::map_ring::<u64>(raw, RingKind::Completion, RING_SIZE)?;
         let rx = sys::map_ring::<XdpDesc>(raw, RingKind::Rx, RING_SIZE)?;
         let tx = sys::map_ring::<XdpDesc>(raw, RingKind::Tx, RING_SIZE)?;
-        let wake = libc::XDP_USE_NEED_WAKEUP;
+        // zero-copy needs native XDP and the driver's support; auto tries it first
+        let bind = |flags| sys::bind(raw, ifindex, queue, libc::XDP_USE_NEED_WAKEUP | flags);
         let zc = match (native, mode) {
-            (false, _) | (true, XdpMode::Copy) => {
-                sys::bind(raw, ifindex, queue, wake | libc::XDP_COPY)?;
-                false
-            }
             (true, XdpMode::ZeroCopy) => {
-                sys::bind(raw, ifindex, queue, wake | libc::XDP_ZEROCOPY).map_err(|e| {
+                bind(libc::XDP_ZEROCOPY).map_err(|e| {
                     io::Error::new(
                         e.kind(),
                         format!("bind in zero-copy mode: {e} (the driver has no AF_XDP zero-copy, a veth never has; use mode \"copy\" or \"auto\")"),
@@ -486,13 +474,11 @@ impl Xsk {
                 })?;
                 true
             }
-            (true, _) => match sys::bind(raw, ifindex, queue, wake | libc::XDP_ZEROCOPY) {
-                Ok(()) => true,
-                Err(_) => {
-                    sys::bind(raw, ifindex, queue, wake | libc::XDP_COPY)?;
-                    false
-                }
-            },
+            (true, XdpMode::Auto) if bind(libc::XDP_ZEROCOPY).is_ok() => true,
+            _ => {
+                bind(libc::XDP_COPY)?;
+                false
+            }
         };
         let chunks = umem.region.len() / umem.stride;
         Ok((
@@ -742,12 +728,12 @@ impl PortQueue for XskQueue {
     }
 
     fn poll_fd(&self) -> Option<RawFd> {
-        (!self.down).then(|| self.fds[0])
+        (!self.down).then(|| self.socks[0].fd.as_raw_fd())
     }
 
     fn poll_fds(&self, out: &mut Vec<RawFd>) {
         if !self.down {
-            out.extend_from_slice(&self.fds);
+            out.extend(self.socks.iter().map(|x| x.fd.as_raw_fd()));
         }
     }
 

@@ -19,7 +19,7 @@ fn cvt(r: libc::c_int) -> io::Result<libc::c_int> {
     }
 }
 
-/// A memory mapping, unmapped on drop.
+/// A ring's memory mapping, unmapped on drop.
 #[derive(Debug)]
 pub struct Mmap {
     ptr: NonNull<u8>,
@@ -31,14 +31,8 @@ pub struct Mmap {
 unsafe impl Send for Mmap {}
 
 impl Mmap {
-    fn new(len: usize, fd: Option<RawFd>, offset: u64) -> io::Result<Mmap> {
-        let (flags, fd) = match fd {
-            Some(fd) => (libc::MAP_SHARED | libc::MAP_POPULATE, fd),
-            None => (
-                libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_POPULATE,
-                -1,
-            ),
-        };
+    /// Maps `len` bytes of socket `fd`'s ring at `offset`, populated.
+    fn ring(len: usize, fd: RawFd, offset: u64) -> io::Result<Mmap> {
         // SAFETY: a fresh mapping chosen by the kernel (null hint); no existing memory
         // is affected. The result is checked before use.
         let p = unsafe {
@@ -46,7 +40,7 @@ impl Mmap {
                 std::ptr::null_mut(),
                 len,
                 libc::PROT_READ | libc::PROT_WRITE,
-                flags,
+                libc::MAP_SHARED | libc::MAP_POPULATE,
                 fd,
                 offset as libc::off_t,
             )
@@ -240,7 +234,7 @@ pub fn map_ring<T: Copy>(fd: RawFd, kind: RingKind, entries: u32) -> io::Result<
         ));
     }
     let bytes = o.desc as usize + entries as usize * std::mem::size_of::<T>();
-    let map = Mmap::new(bytes, Some(fd), pgoff)?;
+    let map = Mmap::ring(bytes, fd, pgoff)?;
     for w in [o.producer, o.consumer, o.flags] {
         if w as usize + 4 > o.desc as usize || !w.is_multiple_of(4) {
             return Err(io::Error::other("unexpected AF_XDP ring layout"));
