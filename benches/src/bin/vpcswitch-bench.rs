@@ -14,7 +14,16 @@
 //! * 64-byte UDP packets per second: `vpcswitch-udpgen` (prebuilt frames, `sendmmsg`
 //!   on an AF_PACKET socket, pinned to CPU 1) for the run's seconds, counted at the
 //!   receiving guest's interface;
-//! * round-trip latency: ping every 10 ms, median and p99.
+//! * round-trip latency: ping every 10 ms, median and p99;
+//! * VIP failover: a third guest, the client (10.9.0.10), and keepalived on the two
+//!   others holding VIP 10.9.0.100 (a at priority 150, b at 100, advert_int 1 s). Once a
+//!   holds it, the client pings the VIP every 10 ms and sends it a steady UDP stream
+//!   (`vpcswitch-udpgen --pps 20000`, one datagram every 50 µs); a's keepalived is
+//!   stopped (SIGTERM) and b takes over. Measured: the **outage** the client sees (the
+//!   longest gap between ping replies, ms) and, for vpcswitch, the **switch's own
+//!   failover time**: from learning b as owner (its GARP) to sending b the first frame
+//!   for the VIP, read from `ctl vips` (µs; it includes up to one 50 µs stream interval,
+//!   the wait for the next frame).
 //!
 //! Contenders: `bridge` (Linux bridge in a namespace of its own), `vpcswitch-tap`,
 //! `vpcswitch-af_packet`, `vpcswitch-af_xdp` (one worker pinned to CPU 0), and
@@ -39,6 +48,14 @@ const A: &str = "10.9.0.11";
 const B: &str = "10.9.0.12";
 const MAC_A: &str = "02:00:00:09:00:01";
 const MAC_B: &str = "02:00:00:09:00:02";
+/// The failover client and the VIP the other two hold with keepalived.
+const C: &str = "10.9.0.10";
+const MAC_C: &str = "02:00:00:09:00:03";
+const VIP: &str = "10.9.0.100";
+/// The failover client's UDP stream to the VIP, datagrams per second.
+const STREAM_PPS: u32 = 20_000;
+/// Guests: the two measured ones and the failover client.
+const GUESTS: [&str; 3] = ["a", "b", "c"];
 
 fn die(msg: &str) -> ! {
     eprintln!("vpcswitch-bench: {msg}");
@@ -114,15 +131,19 @@ enum Metric {
     UdpKpps,
     RttMedian,
     RttP99,
+    FailoverSwitchUs,
+    FailoverOutageMs,
 }
 
 impl Metric {
-    const ALL: [Metric; 5] = [
+    const ALL: [Metric; 7] = [
         Metric::Tcp1,
         Metric::Tcp4,
         Metric::UdpKpps,
         Metric::RttMedian,
         Metric::RttP99,
+        Metric::FailoverSwitchUs,
+        Metric::FailoverOutageMs,
     ];
     fn label(self) -> &'static str {
         match self {
@@ -131,6 +152,8 @@ impl Metric {
             Metric::UdpKpps => "64-byte UDP, kpps",
             Metric::RttMedian => "RTT median, µs",
             Metric::RttP99 => "RTT p99, µs",
+            Metric::FailoverSwitchUs => "VIP failover at the switch, µs",
+            Metric::FailoverOutageMs => "keepalived failover outage, ms",
         }
     }
 }
@@ -176,7 +199,11 @@ impl Topo {
         sh(&format!("ip netns exec {} {cmd}", self.ns(g)))
     }
     fn guest_addr(&self, g: &str, ifn: &str, offloads: &str) -> Result<(), String> {
-        let (mac, ip) = if g == "a" { (MAC_A, A) } else { (MAC_B, B) };
+        let (mac, ip) = match g {
+            "a" => (MAC_A, A),
+            "b" => (MAC_B, B),
+            _ => (MAC_C, C),
+        };
         self.exec(g, &format!("sh -c 'sysctl -qw net.ipv6.conf.all.disable_ipv6=1; ip link set lo up; ip link set {ifn} address {mac}; ip link set {ifn} name eth0; ip addr add {ip}/24 dev eth0; ip link set eth0 up'"))?;
         let _ = self.exec(
             g,
@@ -186,10 +213,20 @@ impl Topo {
     }
 }
 
-fn switch_config(dir: &Path, backend_a: &str, backend_b: &str) -> String {
-    format!(
-        "[switch]\nworkers = 1\npin_workers = true\ncontrol_socket = \"{}/ctl.sock\"\n[[vpcs]]\nname = \"v\"\ncidrs = [\"10.9.0.0/16\"]\n[[subnets]]\nname = \"s\"\nvpc = \"v\"\ncidr = \"10.9.0.0/24\"\n[[ports]]\nname = \"a\"\nsubnet = \"s\"\nmac = \"{MAC_A}\"\nips = [\"{A}\"]\nbackend = {backend_a}\n[[ports]]\nname = \"b\"\nsubnet = \"s\"\nmac = \"{MAC_B}\"\nips = [\"{B}\"]\nbackend = {backend_b}\n",
+/// One worker; ports a, b, c with the backend `backend(guest)`; VIP `vip` on a and b.
+fn switch_config(dir: &Path, backend: impl Fn(&str) -> String) -> String {
+    let mut cfg = format!(
+        "[switch]\nworkers = 1\npin_workers = true\ncontrol_socket = \"{}/ctl.sock\"\n[[vpcs]]\nname = \"v\"\ncidrs = [\"10.9.0.0/16\"]\n[[subnets]]\nname = \"s\"\nvpc = \"v\"\ncidr = \"10.9.0.0/24\"\n",
         dir.display()
+    );
+    for (g, mac, ip) in [("a", MAC_A, A), ("b", MAC_B, B), ("c", MAC_C, C)] {
+        cfg += &format!(
+            "[[ports]]\nname = \"{g}\"\nsubnet = \"s\"\nmac = \"{mac}\"\nips = [\"{ip}\"]\nbackend = {}\n",
+            backend(g)
+        );
+    }
+    cfg + &format!(
+        "[[vips]]\nname = \"vip\"\nsubnet = \"s\"\nip = \"{VIP}\"\nports = [\"a\", \"b\"]\n"
     )
 }
 
@@ -230,13 +267,13 @@ fn build(c: Contender, run: usize, bin: &Path) -> Result<Topo, String> {
         links: vec![],
         netns: vec![],
     };
-    for g in ["a", "b"] {
+    for g in GUESTS {
         sh(&format!("ip netns add {}", t.ns(g)))?;
         t.netns.push(t.ns(g));
     }
     let off = c.offloads();
     let veths = |t: &mut Topo, queues: u32| -> Result<(), String> {
-        for g in ["a", "b"] {
+        for g in GUESTS {
             let host = format!("{tag}{g}");
             sh(&format!("ip link add {host} numtxqueues {queues} numrxqueues {queues} type veth peer name {tag}p{g} numtxqueues {queues} numrxqueues {queues}"))?;
             t.links.push(host.clone());
@@ -254,7 +291,7 @@ fn build(c: Contender, run: usize, bin: &Path) -> Result<Topo, String> {
             sh(&format!(
                 "ip -n {br} link add br0 type bridge && ip -n {br} link set br0 up"
             ))?;
-            for g in ["a", "b"] {
+            for g in GUESTS {
                 sh(&format!(
                     "ip link set {tag}{g} netns {br} && ip -n {br} link set {tag}{g} master br0 up"
                 ))?;
@@ -262,7 +299,7 @@ fn build(c: Contender, run: usize, bin: &Path) -> Result<Topo, String> {
         }
         Contender::AfPacket | Contender::AfXdp => {
             veths(&mut t, 1)?;
-            for g in ["a", "b"] {
+            for g in GUESTS {
                 sh(&format!("ip link set {tag}{g} up"))?;
             }
             let ty = if c == Contender::AfXdp {
@@ -270,21 +307,17 @@ fn build(c: Contender, run: usize, bin: &Path) -> Result<Topo, String> {
             } else {
                 "af_packet"
             };
-            let cfg = switch_config(
-                &t.dir,
-                &format!("{{ type = \"{ty}\", ifname = \"{tag}a\" }}"),
-                &format!("{{ type = \"{ty}\", ifname = \"{tag}b\" }}"),
-            );
+            let cfg = switch_config(&t.dir, |g| {
+                format!("{{ type = \"{ty}\", ifname = \"{tag}{g}\" }}")
+            });
             start_switch(&mut t, bin, &cfg)?;
         }
         Contender::Tap => {
-            let cfg = switch_config(
-                &t.dir,
-                &format!("{{ type = \"tap\", ifname = \"{tag}a\" }}"),
-                &format!("{{ type = \"tap\", ifname = \"{tag}b\" }}"),
-            );
+            let cfg = switch_config(&t.dir, |g| {
+                format!("{{ type = \"tap\", ifname = \"{tag}{g}\" }}")
+            });
             start_switch(&mut t, bin, &cfg)?;
-            for g in ["a", "b"] {
+            for g in GUESTS {
                 sh(&format!("ip link set {tag}{g} netns {}", t.ns(g)))?;
                 t.guest_addr(g, &format!("{tag}{g}"), off)?;
             }
@@ -321,7 +354,7 @@ fn build(c: Contender, run: usize, bin: &Path) -> Result<Topo, String> {
             sh(&format!(
                 "{vsctl} add-br {tag}br -- set bridge {tag}br datapath_type=netdev"
             ))?;
-            for g in ["a", "b"] {
+            for g in GUESTS {
                 sh(&format!(
                     "ip link set {tag}{g} up && {vsctl} add-port {tag}br {tag}{g}"
                 ))?;
@@ -417,6 +450,168 @@ fn rtt(t: &Topo, secs: u64) -> Result<(f64, f64), String> {
     Ok((q(0.5), q(0.99)))
 }
 
+impl Topo {
+    /// Starts `cmd` (split on spaces, no shell) in guest `g`, its stdout and stderr into
+    /// `out` in the run's directory; killed by PID when the topology goes.
+    fn spawn(&mut self, g: &str, cmd: &str, out: &str) -> Result<u32, String> {
+        let f = std::fs::File::create(self.dir.join(out)).map_err(|e| e.to_string())?;
+        let err = f.try_clone().map_err(|e| e.to_string())?;
+        let child = Command::new("ip")
+            .args(["netns", "exec", &self.ns(g)])
+            .args(cmd.split_whitespace())
+            .stdout(f)
+            .stderr(err)
+            .spawn()
+            .map_err(|e| format!("{cmd}: {e}"))?;
+        let pid = child.id();
+        self.procs.push(child);
+        Ok(pid)
+    }
+    fn read(&self, f: &str) -> String {
+        std::fs::read_to_string(self.dir.join(f)).unwrap_or_default()
+    }
+    /// keepalived (VRRP only, foreground) holding VIP at `prio` in guest `g`.
+    fn keepalived(&mut self, g: &str, prio: u32) -> Result<u32, String> {
+        let conf = self.dir.join(format!("keepalived-{g}.conf"));
+        std::fs::write(
+            &conf,
+            format!(
+                "global_defs {{\n  router_id bench-{g}\n  vrrp_garp_master_delay 1\n  vrrp_garp_master_repeat 3\n  script_user root\n}}\n\
+                 vrrp_instance VI_1 {{\n  state BACKUP\n  interface eth0\n  virtual_router_id 51\n  priority {prio}\n  advert_int 1\n  \
+                 virtual_ipaddress {{\n    {VIP}/24 dev eth0\n  }}\n}}\n"
+            ),
+        )
+        .map_err(|e| e.to_string())?;
+        let d = self.dir.display().to_string();
+        self.spawn(
+            g,
+            &format!("taskset -c 1 keepalived --dont-fork --log-console --vrrp --use-file {} --pid {d}/{g}-main.pid --vrrp_pid {d}/{g}-vrrp.pid --checkers_pid {d}/{g}-checkers.pid", conf.display()),
+            &format!("keepalived-{g}.log"),
+        )
+    }
+    /// Waits up to `secs` for guest `g` to hold the VIP.
+    fn wait_vip(&self, g: &str, secs: u64) -> Result<(), String> {
+        let end = Instant::now() + Duration::from_secs(secs);
+        while !self
+            .exec(g, "ip -4 -o addr show dev eth0")
+            .is_ok_and(|a| a.contains(&format!("inet {VIP}/")))
+        {
+            if Instant::now() > end {
+                return Err(format!(
+                    "{g} did not take the VIP in {secs} s: {}",
+                    self.read(&format!("keepalived-{g}.log"))
+                ));
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        Ok(())
+    }
+    /// The switch's `ctl vips` row of the VIP (vpcswitch contenders only).
+    fn vip_row(&self, bin: &Path) -> Result<serde_json::Value, String> {
+        let out = sh(&format!(
+            "{} ctl --json -s {}/ctl.sock vips",
+            bin.display(),
+            self.dir.display()
+        ))?;
+        let v: serde_json::Value = serde_json::from_str(&out).map_err(|e| e.to_string())?;
+        v.as_array()
+            .and_then(|a| a.iter().find(|r| r["name"] == "vip"))
+            .cloned()
+            .ok_or_else(|| format!("ctl vips has no vip: {out}"))
+    }
+}
+
+/// The longest gap between ping replies (`ping -D` timestamps), ms, and the replies.
+fn ping_gap_ms(out: &str) -> (f64, usize) {
+    let times: Vec<f64> = out
+        .lines()
+        .filter(|l| l.contains("bytes from"))
+        .filter_map(|l| l.strip_prefix('[')?.split(']').next()?.parse().ok())
+        .collect();
+    let gap = times
+        .windows(2)
+        .map(|w| (w[1] - w[0]) * 1000.0)
+        .fold(0.0, f64::max);
+    (gap, times.len())
+}
+
+/// keepalived failover from a to b (see the module docs): (the switch's own failover
+/// time in µs for vpcswitch contenders, the client's outage in ms).
+fn failover(
+    t: &mut Topo,
+    c: Contender,
+    bin: &Path,
+    gen: &Path,
+) -> Result<(Option<f64>, f64), String> {
+    let ka = t.keepalived("a", 150)?;
+    t.keepalived("b", 100)?;
+    t.wait_vip("a", 20)?;
+    let switch = c != Contender::Bridge && c != Contender::Ovs;
+    let moves0 = if switch {
+        // the switch learned a (its GARP) before the client's traffic starts
+        let end = Instant::now() + Duration::from_secs(5);
+        loop {
+            let r = t.vip_row(bin)?;
+            if r["owner"] == "a" {
+                break r["moves"].as_u64().unwrap_or(0);
+            }
+            if Instant::now() > end {
+                return Err(format!(
+                    "the switch did not learn a as the VIP's owner: {r}"
+                ));
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    } else {
+        0
+    };
+    t.exec("c", &format!("ping -n -c 1 -W 2 {VIP}"))
+        .map_err(|e| format!("client cannot reach the VIP on a: {e}"))?;
+    // Every process of the failover runs on CPU 1, so the switch's worker (pinned to
+    // CPU 0) is not preempted by them; nothing is started while it happens.
+    t.spawn(
+        "c",
+        &format!("taskset -c 1 ping -n -D -i 0.01 -w 5 {VIP}"),
+        "failover-ping.txt",
+    )?;
+    t.spawn(
+        "c",
+        // on CPU 1, away from the switch's worker (pinned to CPU 0)
+        &format!(
+            "taskset -c 1 {} {VIP}:9 --pps {STREAM_PPS} --secs 5",
+            gen.display()
+        ),
+        "failover-stream.txt",
+    )?;
+    std::thread::sleep(Duration::from_millis(1500));
+    sh(&format!("kill -TERM {ka}"))?;
+    // the ping and the stream end by themselves 5 s after their start
+    std::thread::sleep(Duration::from_millis(3800));
+    t.wait_vip("b", 1)?;
+    let (gap, replies) = ping_gap_ms(&t.read("failover-ping.txt"));
+    if replies < 200 {
+        return Err(format!(
+            "only {replies} ping replies from the VIP: {}",
+            t.read("failover-ping.txt")
+        ));
+    }
+    let at_switch = if switch {
+        let r = t.vip_row(bin)?;
+        let moves = r["moves"].as_u64().unwrap_or(0);
+        if r["owner"] != "b" || moves <= moves0 {
+            return Err(format!("the switch did not move the VIP to b: {r}"));
+        }
+        Some(
+            r["first_packet_us"]
+                .as_f64()
+                .ok_or_else(|| format!("no frame reached b after the move: {r}"))?,
+        )
+    } else {
+        None
+    };
+    Ok((at_switch, gap))
+}
+
 type Results = BTreeMap<(Contender, Metric), Vec<f64>>;
 
 fn measure(
@@ -427,7 +622,7 @@ fn measure(
     gen: &Path,
     r: &mut Results,
 ) -> Result<(), String> {
-    let t = build(c, run, bin)?;
+    let mut t = build(c, run, bin)?;
     let mut put = |m: Metric, v: f64| r.entry((c, m)).or_default().push(v);
     put(Metric::Tcp1, tcp(&t, 1, secs)?);
     put(Metric::Tcp4, tcp(&t, 4, secs)?);
@@ -435,6 +630,11 @@ fn measure(
     let (p50, p99) = rtt(&t, secs)?;
     put(Metric::RttMedian, p50);
     put(Metric::RttP99, p99);
+    let (at_switch, outage) = failover(&mut t, c, bin, gen)?;
+    if let Some(us) = at_switch {
+        put(Metric::FailoverSwitchUs, us);
+    }
+    put(Metric::FailoverOutageMs, outage);
     Ok(())
 }
 
@@ -481,12 +681,17 @@ fn table(r: &Results, contenders: &[Contender], runs: usize, secs: u64) -> Strin
                         .filter(|b| !b.is_empty())
                         .map(|b| format!(", {:.2}×", med / median(b)))
                         .unwrap_or_default();
-                    let p = if m == Metric::Tcp1 || m == Metric::Tcp4 {
-                        2
-                    } else {
-                        0
+                    let p = match m {
+                        Metric::Tcp1 | Metric::Tcp4 => 2,
+                        Metric::FailoverSwitchUs => 1,
+                        _ => 0,
                     };
                     s += &format!(" {med:.p$} ({lo:.p$}–{hi:.p$}){ratio} |");
+                }
+                _ if m == Metric::FailoverSwitchUs
+                    && matches!(c, Contender::Bridge | Contender::Ovs) =>
+                {
+                    s += " n/a |"
                 }
                 _ => s += " failed |",
             }
@@ -498,33 +703,39 @@ fn table(r: &Results, contenders: &[Contender], runs: usize, secs: u64) -> Strin
 
 fn plot(r: &Results, contenders: &[Contender], path: &Path) -> Result<(), String> {
     use plotters::prelude::*;
-    let root = SVGBackend::new(path, (900, 360)).into_drawing_area();
+    let root = SVGBackend::new(path, (1200, 380)).into_drawing_area();
     root.fill(&WHITE).map_err(|e| e.to_string())?;
-    let panels = root.split_evenly((1, 2));
+    let panels = root.split_evenly((1, 3));
     for (panel, (m, title)) in panels.iter().zip([
-        (Metric::UdpKpps, "64-byte UDP, kpps (median)"),
-        (Metric::Tcp1, "TCP 1 flow, Gbit/s (median)"),
+        (Metric::UdpKpps, "64-byte UDP, kpps (higher is better)"),
+        (Metric::Tcp1, "TCP 1 flow, Gbit/s (higher is better)"),
+        (
+            Metric::FailoverOutageMs,
+            "keepalived failover outage, ms (lower is better)",
+        ),
     ]) {
         let vals: Vec<f64> = contenders
             .iter()
             .map(|c| r.get(&(*c, m)).map(|v| median(v)).unwrap_or(0.0))
             .collect();
         let top = vals.iter().cloned().fold(0.0, f64::max).max(1.0) * 1.15;
+        // one segment per contender, so each name sits under the middle of its bar
         let mut chart = ChartBuilder::on(panel)
-            .caption(title, ("sans-serif", 16))
+            .caption(title, ("sans-serif", 14))
             .margin(10)
             .x_label_area_size(70)
             .y_label_area_size(50)
-            .build_cartesian_2d(0..contenders.len(), 0.0..top)
+            .build_cartesian_2d((0..contenders.len()).into_segmented(), 0.0..top)
             .map_err(|e| e.to_string())?;
         chart
             .configure_mesh()
             .disable_x_mesh()
-            .x_labels(contenders.len())
-            .x_label_formatter(&|i| {
-                contenders
-                    .get(*i)
-                    .map_or(String::new(), |c| c.name().into())
+            .x_labels(contenders.len() + 1)
+            .x_label_formatter(&|v| match v {
+                SegmentValue::CenterOf(i) => contenders.get(*i).map_or(String::new(), |c| {
+                    c.name().trim_start_matches("vpcswitch-").into()
+                }),
+                _ => String::new(),
             })
             .x_label_style(("sans-serif", 11))
             .draw()
@@ -536,7 +747,15 @@ fn plot(r: &Results, contenders: &[Contender], path: &Path) -> Result<(), String
                 } else {
                     RED.mix(0.6)
                 };
-                Rectangle::new([(i, 0.0), (i + 1, *v)], color.filled())
+                let mut bar = Rectangle::new(
+                    [
+                        (SegmentValue::Exact(i), 0.0),
+                        (SegmentValue::Exact(i + 1), *v),
+                    ],
+                    color.filled(),
+                );
+                bar.set_margin(0, 0, 6, 6);
+                bar
             }))
             .map_err(|e| e.to_string())?;
     }
@@ -595,10 +814,10 @@ fn main() {
     if sh("id -u").map(|u| u.trim() == "0") != Ok(true) {
         die("needs root (network namespaces, veth, TAP, AF_XDP)");
     }
-    for tool in ["ip", "iperf3", "ping", "ethtool", "taskset"] {
+    for tool in ["ip", "iperf3", "ping", "ethtool", "taskset", "keepalived"] {
         if !have(tool) {
             die(&format!(
-                "missing {tool}: apt-get install iproute2 iperf3 iputils-ping ethtool util-linux"
+                "missing {tool}: apt-get install iproute2 iperf3 iputils-ping ethtool util-linux keepalived"
             ));
         }
     }

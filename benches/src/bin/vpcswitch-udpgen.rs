@@ -8,7 +8,12 @@
 //! sender's own UDP/IP stack is not what limits the rate (the source MAC is the
 //! interface's).
 //!
-//!   vpcswitch-udpgen 10.9.0.12:9 [--secs 5] [--len 18] [--raw eth0 --src-ip 10.9.0.11 --dst-mac 02:..]
+//! With `--pps N` it paces datagrams evenly at N per second instead of sending as fast
+//! as it can (one per `sendmmsg`, waiting by spinning for the last 200 µs): a steady
+//! stream whose interval bounds how late a switch can see "the next packet" (the VIP
+//! failover timing of `vpcswitch-bench`).
+//!
+//!   vpcswitch-udpgen 10.9.0.12:9 [--secs 5] [--len 18] [--pps N] [--raw eth0 --src-ip 10.9.0.11 --dst-mac 02:..]
 
 use std::net::{SocketAddr, UdpSocket};
 use std::os::fd::{AsRawFd, OwnedFd};
@@ -21,6 +26,7 @@ fn main() {
     let mut dst: Option<SocketAddr> = None;
     let mut secs = 5.0f64;
     let mut len = 18usize;
+    let mut pps: Option<f64> = None;
     let (mut raw, mut src_ip, mut dst_mac) =
         (None::<String>, None::<std::net::Ipv4Addr>, None::<MacAddr>);
     while let Some(a) = args.next() {
@@ -38,6 +44,15 @@ fn main() {
                 len = val("--len")
                     .parse()
                     .unwrap_or_else(|_| die("--len: a number"))
+            }
+            "--pps" => {
+                pps = Some(
+                    val("--pps")
+                        .parse()
+                        .ok()
+                        .filter(|p: &f64| (1.0..=1e6).contains(p))
+                        .unwrap_or_else(|| die("--pps: a rate of 1..1000000 per second")),
+                )
             }
             "--raw" => raw = Some(val("--raw")),
             "--src-ip" => {
@@ -98,7 +113,29 @@ fn main() {
     let end = start + Duration::from_secs_f64(secs);
     let mut sent: u64 = 0;
     let mut errors: u64 = 0;
-    while Instant::now() < end {
+    if let Some(pps) = pps {
+        let gap = Duration::from_secs_f64(1.0 / pps);
+        let mut next = start;
+        while next < end {
+            loop {
+                let now = Instant::now();
+                if now >= next {
+                    break;
+                }
+                if next - now > Duration::from_micros(200) {
+                    std::thread::sleep(next - now - Duration::from_micros(200));
+                } else {
+                    std::hint::spin_loop();
+                }
+            }
+            match vpcswitch_tap::sys::send_batch(fd, std::iter::once((hdr, &msg[..]))) {
+                Ok(k) => sent += k as u64,
+                Err(_) => errors += 1,
+            }
+            next += gap;
+        }
+    }
+    while pps.is_none() && Instant::now() < end {
         for _ in 0..16 {
             let msgs = std::iter::repeat_n((hdr, &msg[..]), vpcswitch_tap::sys::BATCH_MAX);
             match vpcswitch_tap::sys::send_batch(fd, msgs) {

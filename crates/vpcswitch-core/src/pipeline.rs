@@ -534,7 +534,11 @@ impl Snapshot {
         // SPEC 4.3: VIP steering, only for ports bound to the VIP.
         for &v in q.vips.iter() {
             if self.vips[v as usize].ip == v4.dst {
-                if let Some(o) = self.vip_cell(v).owner().and_then(|o| self.port(o)) {
+                let cell = self.vip_cell(v);
+                if let Some(o) = cell.owner().and_then(|o| self.port(o)) {
+                    if !T::ON && o.id != p.id {
+                        cell.sent_to_owner();
+                    }
                     if o.id != q.id && o.id != p.id {
                         buf[0..6].copy_from_slice(&o.mac.0);
                         step!(
@@ -581,11 +585,19 @@ impl Snapshot {
         Verdict::Forward(Out::Port(q.id))
     }
 
-    fn resolve(&self, vpc: VpcId, dst: u32) -> Resolved {
+    /// Where `dst` of `vpc` leads. A VIP resolved to its owner counts as a packet sent
+    /// to the owner for the failover timing (a later TTL or destination-check drop
+    /// does not undo that; traces never count).
+    fn resolve<T: Tracer>(&self, vpc: VpcId, dst: u32) -> Resolved {
         match self.host(vpc, dst) {
             Some(Host::Port(q)) => Resolved::Port(q),
             Some(Host::Vip(v)) => match self.vip_cell(v).owner() {
-                Some(o) => Resolved::Port(o),
+                Some(o) => {
+                    if !T::ON {
+                        self.vip_cell(v).sent_to_owner();
+                    }
+                    Resolved::Port(o)
+                }
                 None => Resolved::VipNoOwner(v),
             },
             Some(Host::Gateway(_)) => Resolved::Gateway,
@@ -617,7 +629,7 @@ impl Snapshot {
         // A local address of the VPC always wins the longest-prefix match (validation
         // refuses routes equal to or inside a subnet), so the host table answers first
         // and the route table is consulted only for other destinations.
-        let resolved = match self.resolve(p.vpc, v4.dst) {
+        let resolved = match self.resolve::<T>(p.vpc, v4.dst) {
             Resolved::Nothing => self.route_lookup(ctx, p, vpc, v4, buf, len, t),
             local => {
                 step!(
@@ -736,7 +748,7 @@ impl Snapshot {
             )),
             // inside a local subnet, but no port, VIP or gateway holds it
             Some(RouteTarget::Local(_)) => Ok(Resolved::Nothing),
-            Some(RouteTarget::Peering(peer)) => Ok(match self.resolve(peer, v4.dst) {
+            Some(RouteTarget::Peering(peer)) => Ok(match self.resolve::<T>(peer, v4.dst) {
                 // a peer's gateway is not reachable through a peering
                 Resolved::Gateway => Resolved::Nothing,
                 r => r,
@@ -1013,7 +1025,7 @@ impl Snapshot {
                     ip(private),
                     self.vpcs.get(vpc as usize).map_or("?", |v| v.name.as_str())
                 );
-                let q = match self.resolve(vpc, private) {
+                let q = match self.resolve::<T>(vpc, private) {
                     Resolved::Port(q) => q,
                     Resolved::VipNoOwner(v) => return self.arp_for_vip(ctx, p, v, buf, len, t),
                     _ => drop_with!(

@@ -129,16 +129,39 @@ pub struct VipCell {
     owner: AtomicU32,
     moves: AtomicU64,
     last_move_ns: AtomicU64,
+    /// the last move, on [`precise_ns`]'s clock, while no packet has been sent to the
+    /// new owner since it; 0 otherwise
+    pending_ns: AtomicU64,
+    /// ns from the last move to the first packet sent to the new owner after it;
+    /// [`NOT_MEASURED`] until one was
+    first_packet_ns: AtomicU64,
     /// owner as compiled (for the post-swap reconciliation)
     compiled_owner: u32,
 }
 
+/// [`VipCell::first_packet_ns`] before any packet followed a move.
+const NOT_MEASURED: u64 = u64::MAX;
+
+/// Nanoseconds (never 0) on a process-wide monotonic clock. Read only on cold paths, a
+/// VIP move and the first packet after it, where a poll loop's once-per-burst time is
+/// too coarse to time the switch's own reaction (issue: failover measured at the switch).
+fn precise_ns() -> u64 {
+    static BASE: std::sync::OnceLock<std::time::Instant> = std::sync::OnceLock::new();
+    (BASE
+        .get_or_init(std::time::Instant::now)
+        .elapsed()
+        .as_nanos() as u64)
+        .saturating_add(1)
+}
+
 impl VipCell {
-    fn new(owner: u32, moves: u64, last: u64) -> VipCell {
+    fn new(owner: u32, moves: u64, last: u64, first_packet: Option<u64>) -> VipCell {
         VipCell {
             owner: AtomicU32::new(owner),
             moves: AtomicU64::new(moves),
             last_move_ns: AtomicU64::new(last),
+            pending_ns: AtomicU64::new(0),
+            first_packet_ns: AtomicU64::new(first_packet.unwrap_or(NOT_MEASURED)),
             compiled_owner: owner,
         }
     }
@@ -156,15 +179,47 @@ impl VipCell {
     pub fn last_move_ns(&self) -> u64 {
         self.last_move_ns.load(Ordering::Relaxed)
     }
+    /// How long after the last move the first packet was sent to the new owner, in ns
+    /// (the switch's own failover time: from processing the claim, usually a GARP, to
+    /// forwarding the next frame for the VIP, on any worker). `None` until a packet
+    /// followed a move. Survives reloads; a reload between a move and its first packet
+    /// loses that one measurement.
+    pub fn first_packet_ns(&self) -> Option<u64> {
+        let v = self.first_packet_ns.load(Ordering::Relaxed);
+        (v != NOT_MEASURED).then_some(v)
+    }
     /// Makes `port` the owner; true when that is a move.
     pub fn claim(&self, port: PortId, now_ns: u64) -> bool {
         let prev = self.owner.swap(port, Ordering::AcqRel);
         if prev != port {
             self.moves.fetch_add(1, Ordering::Relaxed);
             self.last_move_ns.store(now_ns, Ordering::Relaxed);
+            self.pending_ns.store(precise_ns(), Ordering::Release);
             true
         } else {
             false
+        }
+    }
+    /// The pipeline sends a frame for the VIP to its current owner: the first such
+    /// frame after a move is timed. One relaxed load of a line the owner lookup has
+    /// just read, on the hot path; the rest only once per move.
+    #[inline]
+    pub(crate) fn sent_to_owner(&self) {
+        let t = self.pending_ns.load(Ordering::Relaxed);
+        if t != 0 {
+            self.first_after_move(t);
+        }
+    }
+    #[cold]
+    fn first_after_move(&self, t: u64) {
+        // Only one worker wins the move's measurement.
+        if self
+            .pending_ns
+            .compare_exchange(t, 0, Ordering::AcqRel, Ordering::Relaxed)
+            .is_ok()
+        {
+            let d = precise_ns().saturating_sub(t);
+            self.first_packet_ns.store(d, Ordering::Relaxed);
         }
     }
 }
@@ -464,8 +519,13 @@ impl Snapshot {
             .map(|v| {
                 let carried = prev.and_then(|p| p.carry_vip(&v.name, &v.ports));
                 match carried {
-                    Some((owner, moves, last)) => VipCell::new(owner, moves, last),
-                    None => VipCell::new(NO_OWNER, 0, 0),
+                    Some((owner, moves, last)) => {
+                        let first = prev
+                            .and_then(|p| p.vip_id(&v.name))
+                            .and_then(|i| prev?.vip_cell(i).first_packet_ns());
+                        VipCell::new(owner, moves, last, first)
+                    }
+                    None => VipCell::new(NO_OWNER, 0, 0, None),
                 }
             })
             .collect();

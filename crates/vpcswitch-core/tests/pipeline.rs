@@ -382,6 +382,55 @@ fn spec4_3_vip_steering_for_stale_caches() {
 }
 
 #[test]
+fn spec3_1_first_packet_to_a_new_owner_is_timed_once_per_move_and_never_by_trace() {
+    let s = topo();
+    let cell = s.vip_cell(s.vip_id("v").unwrap());
+    assert_eq!(cell.first_packet_ns(), None, "no move yet");
+    run(&s, "p1", &build::garp(mac(P1), ip("10.0.1.100")));
+    // nothing has been sent to p1 yet: no figure
+    assert_eq!(cell.first_packet_ns(), None);
+    // a trace of a packet to the VIP does not count (it changes no state)
+    let f = udp(P3, mac(P1), "10.0.1.13", "10.0.1.100");
+    s.trace(1_000, s.port_id("p3").unwrap(), &f);
+    assert_eq!(cell.first_packet_ns(), None, "trace must not time the move");
+    // the VIP's owner sending to itself is not a packet to the new owner
+    run(&s, "p1", &udp(P1, mac(P2), "10.0.1.11", "10.0.1.100"));
+    assert_eq!(cell.first_packet_ns(), None);
+    std::thread::sleep(std::time::Duration::from_millis(2));
+    assert_eq!(run(&s, "p3", &f).v, to(&s, "p1"));
+    let first = cell.first_packet_ns().expect("timed by the first packet");
+    assert!(
+        first >= 2_000_000,
+        "the 2 ms before it are counted: {first} ns"
+    );
+    // later packets do not change it
+    run(&s, "p3", &f);
+    assert_eq!(cell.first_packet_ns(), Some(first));
+    // a move to p2, then a stale-cache packet (steered, SPEC 4.3) times the new move
+    run(&s, "p2", &build::garp(mac(P2), ip("10.0.1.100")));
+    assert_eq!(run(&s, "p3", &f).v, to(&s, "p2"));
+    let second = cell.first_packet_ns().unwrap();
+    assert!(
+        second < first,
+        "a new figure for the new move: {second} vs {first}"
+    );
+    // routed from another subnet (SPEC 5.2) also counts
+    run(&s, "p1", &build::garp(mac(P1), ip("10.0.1.100")));
+    std::thread::sleep(std::time::Duration::from_millis(3));
+    assert_eq!(
+        routed(&s, "q1", Q1, "10.0.2.11", "10.0.1.100", 64).v,
+        to(&s, "p1")
+    );
+    assert!(cell.first_packet_ns().unwrap() >= 3_000_000);
+    // carried over a reload
+    let again = Snapshot::compile(&s.config, Some(&s)).unwrap();
+    assert_eq!(
+        again.vip_cell(again.vip_id("v").unwrap()).first_packet_ns(),
+        cell.first_packet_ns()
+    );
+}
+
+#[test]
 fn spec6_1_destination_check() {
     let s = topo();
     // p2 has the check on: a packet for an address not its own is dropped

@@ -200,6 +200,7 @@ pub fn prometheus(sw: &Switch, reload_failures: u64) -> String {
     );
     let mut moves = String::new();
     let mut since = String::new();
+    let mut first = String::new();
     for (i, v) in snap.vips.iter().enumerate() {
         let cell = snap.vip_cell(i as u32);
         if let Some(owner) = cell.owner().and_then(|p| snap.port(p)) {
@@ -224,6 +225,14 @@ pub fn prometheus(sw: &Switch, reload_failures: u64) -> String {
                 esc(&v.name)
             );
         }
+        if let Some(ns) = cell.first_packet_ns() {
+            let _ = writeln!(
+                first,
+                "vpcswitch_vip_failover_first_packet_seconds{{vip=\"{}\"}} {:.9}",
+                esc(&v.name),
+                ns as f64 / 1e9
+            );
+        }
     }
     head(
         &mut o,
@@ -239,6 +248,13 @@ pub fn prometheus(sw: &Switch, reload_failures: u64) -> String {
         "Seconds since each VIP last moved (no series before its first move).",
     );
     o.push_str(&since);
+    head(
+        &mut o,
+        "vpcswitch_vip_failover_first_packet_seconds",
+        "gauge",
+        "For each VIP's last move: seconds from the switch learning the new owner to the first frame it sent to that owner (no series before one).",
+    );
+    o.push_str(&first);
 
     head(
         &mut o,

@@ -337,15 +337,17 @@ fn dispatch(req: &Value, r: &Running) -> Value {
         }
         ["vips"] => {
             let now = r.switch.now_ns();
-            let mut text = format!("{:<14} {:<10} {:<15} {:<24} {:<10} {:>6} {:>14}\n", "VIP", "SUBNET", "IP", "PORTS", "OWNER", "MOVES", "LAST MOVE");
+            let mut text = format!("{:<14} {:<10} {:<15} {:<24} {:<10} {:>6} {:>14} {:>12}\n", "VIP", "SUBNET", "IP", "PORTS", "OWNER", "MOVES", "LAST MOVE", "FIRST PKT");
             let mut rows = vec![];
             for (i, v) in snap.vips.iter().enumerate() {
                 let cell = snap.vip_cell(i as u32);
                 let owner = cell.owner().and_then(|o| snap.port(o)).map(|p| p.name.clone());
                 let ports: Vec<String> = v.ports.iter().filter_map(|p| snap.port(*p)).map(|p| p.name.clone()).collect();
                 let ago = (cell.moves() > 0).then(|| now.saturating_sub(cell.last_move_ns()) as f64 / 1e9);
-                text += &format!("{:<14} {:<10} {:<15} {:<24} {:<10} {:>6} {:>14}\n", v.name, snap.subnets[v.subnet as usize].name, std::net::Ipv4Addr::from(v.ip), ports.join(","), owner.clone().unwrap_or_else(|| "-".into()), cell.moves(), ago.map_or("-".into(), |a| format!("{a:.1} s ago")));
-                rows.push(json!({"name": v.name, "ip": std::net::Ipv4Addr::from(v.ip).to_string(), "ports": ports, "owner": owner, "moves": cell.moves(), "seconds_since_move": ago}));
+                // the switch's own failover time: new owner learned -> first frame sent to it
+                let first_us = cell.first_packet_ns().map(|ns| ns as f64 / 1e3);
+                text += &format!("{:<14} {:<10} {:<15} {:<24} {:<10} {:>6} {:>14} {:>12}\n", v.name, snap.subnets[v.subnet as usize].name, std::net::Ipv4Addr::from(v.ip), ports.join(","), owner.clone().unwrap_or_else(|| "-".into()), cell.moves(), ago.map_or("-".into(), |a| format!("{a:.1} s ago")), first_us.map_or("-".into(), |u| format!("{u:.1} µs")));
+                rows.push(json!({"name": v.name, "ip": std::net::Ipv4Addr::from(v.ip).to_string(), "ports": ports, "owner": owner, "moves": cell.moves(), "seconds_since_move": ago, "first_packet_us": first_us}));
             }
             ok(text, json!(rows))
         }

@@ -766,19 +766,21 @@ impl Net {
         self.spawn(guest, &cmd, &format!("keepalived-{guest}.log"))
     }
 
-    fn vip_owner(&self) -> Option<String> {
-        let v = self.ctl("vips");
-        v.as_array()?.iter().find(|x| x["name"] == "vip")?["owner"]
-            .as_str()
-            .map(String::from)
-    }
-
-    fn vip_moves(&self) -> u64 {
+    /// `ctl vips`'s row of VIP "vip" (null if it has none).
+    fn vip_row(&self) -> Value {
         let v = self.ctl("vips");
         v.as_array()
             .and_then(|a| a.iter().find(|x| x["name"] == "vip"))
-            .and_then(|x| x["moves"].as_u64())
-            .unwrap_or(0)
+            .cloned()
+            .unwrap_or(Value::Null)
+    }
+
+    fn vip_owner(&self) -> Option<String> {
+        self.vip_row()["owner"].as_str().map(String::from)
+    }
+
+    fn vip_moves(&self) -> u64 {
+        self.vip_row()["moves"].as_u64().unwrap_or(0)
     }
 
     fn wait_owner(&self, who: &str, secs: u64) -> bool {
@@ -870,6 +872,14 @@ fn failover_suite(kind: Kind) {
     let (gap, replies) = ping_gap_ms(&n.read("ping1.txt"));
     eprintln!("{kind:?} failover (SIGTERM): {replies} replies, longest gap {gap:.0} ms");
     assert!(replies > 100, "{}", n.read("ping1.txt"));
+    // the switch timed its own part: web2's GARP learned -> the next ping (every 10 ms)
+    // sent to web2
+    let first_us = n.vip_row()["first_packet_us"].as_f64();
+    eprintln!("{kind:?} failover at the switch: {first_us:?} µs");
+    assert!(
+        first_us.is_some_and(|us| us > 0.0 && us < 50_000.0),
+        "first packet to the new owner within 50 ms of its GARP (pings every 10 ms): {first_us:?}"
+    );
     assert!(
         gap <= KEEPALIVED_BOUND_MS,
         "outage {gap:.0} ms > {KEEPALIVED_BOUND_MS:.0} ms"
