@@ -26,7 +26,7 @@ echo "== cargo test (release: the property and integration suites do real work)"
 cargo test --workspace --release --locked
 echo "== benchmarks compile and run once (criterion --test mode, pps harness smoke)"
 cargo bench --workspace --locked -- --test >/dev/null
-cargo run --release --locked -p vpcswitch-benches --bin vpcswitch-pps -- --smoke
+cargo run --release --locked -p vpcswitch-benches --bin vpcswitch-pps -- --smoke --scaling
 echo "== side-by-side harness smoke (vpcswitch-bench --smoke: every contender once, 1 s each)"
 cargo build --release --locked -q -p vpcswitch-cli -p vpcswitch-benches
 target/release/vpcswitch-bench --smoke

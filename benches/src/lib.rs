@@ -3,6 +3,8 @@
 
 use std::net::Ipv4Addr;
 
+pub mod pps;
+
 use vpcswitch_core::Snapshot;
 use vpcswitch_model::{Config, ConfigBuilder, MacAddr};
 use vpcswitch_wire::build;

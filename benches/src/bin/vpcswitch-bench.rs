@@ -763,20 +763,12 @@ fn plot(r: &Results, contenders: &[Contender], path: &Path) -> Result<(), String
 }
 
 fn write_docs(root: &Path, body: &str) -> Result<(), String> {
-    let path = root.join("docs/benchmarks.md");
-    let text = std::fs::read_to_string(&path).map_err(|e| e.to_string())?;
-    let (b, e) = (
-        "<!-- vpcswitch-bench:begin -->",
-        "<!-- vpcswitch-bench:end -->",
-    );
-    let section = format!("{b}\n{body}\n![vpcswitch-bench](bench.svg)\n{e}");
-    let new = match (text.find(b), text.find(e)) {
-        (Some(i), Some(j)) if i < j => format!("{}{section}{}", &text[..i], &text[j + e.len()..]),
-        _ => format!(
-            "{text}\n## Side by side: `vpcswitch-bench`\n\nMade by `cargo run --release -p vpcswitch-benches --bin vpcswitch-bench -- --write-docs` (as root).\n\n{section}\n"
-        ),
-    };
-    std::fs::write(&path, new).map_err(|e| e.to_string())
+    vpcswitch_benches::pps::write_docs_section(
+        root,
+        "vpcswitch-bench",
+        "## Side by side: `vpcswitch-bench`\n\nMade by `cargo run --release -p vpcswitch-benches --bin vpcswitch-bench -- --write-docs` (as root).",
+        &format!("{body}\n![vpcswitch-bench](bench.svg)"),
+    )
 }
 
 fn main() {

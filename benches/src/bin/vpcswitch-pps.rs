@@ -1,22 +1,28 @@
 //! The pps harness: the whole runtime (workers, queues, pipeline, buffer recycling) on
-//! generator ports, per scenario, with 1 and 2 workers. A counting allocator shows the
-//! allocations made while traffic flows.
+//! generator ports, per scenario, with 1 and 2 workers, and with growing tables. A
+//! counting allocator shows the allocations made while traffic flows.
 //!
-//! `cargo run --release -p vpcswitch-benches --bin vpcswitch-pps -- [--secs N] [--smoke]`
+//! ```text
+//! cargo run --release -p vpcswitch-benches --bin vpcswitch-pps -- [--secs N] [--smoke] [--scaling] [--write-docs]
+//! ```
 //!
-//! Each scenario has two generator ports sending 64-byte frames at each other as fast
-//! as the workers take them (a generator queue produces a burst when polled, like a
-//! NIC's rx ring that is always full), so the figure is the switch's own cost per
-//! packet: rx (a 64-byte copy into a pooled buffer), pipeline, tx, recycle.
+//! * default: every scenario at 1 and 2 workers on the base topology (7 ports);
+//! * `--scaling`: also every scenario at 1 and 2 workers with 10, 1 000 and 100 000
+//!   extra routes, and with as many extra ports (idle sinks in the tables, whose
+//!   queues every worker polls);
+//! * `--write-docs`: writes the tables into docs/benchmarks.md (between the
+//!   `vpcswitch-pps` markers) with the machine and the command;
+//! * `--smoke`: 0.2 s per run, and the scaling only up to 1 000.
+//!
+//! See [`vpcswitch_benches::pps`] for what a run measures. Exits non-zero when a run
+//! fails (frames dropped while measured) or the hot path allocates.
 
 use std::alloc::System;
-use std::time::{Duration, Instant};
+use std::fmt::Write as _;
 
 use stats_alloc::{StatsAlloc, INSTRUMENTED_SYSTEM};
-use vpcswitch_backend::memory::GenPort;
-use vpcswitch_backend::Backend;
-use vpcswitch_benches::{config, frames, Scenario};
-use vpcswitch_runtime::{Backends, Switch};
+use vpcswitch_benches::pps::{run, write_docs_section, Row};
+use vpcswitch_benches::Scenario;
 
 /// Counts every allocation in the process (the `stats_alloc` crate, so no `unsafe`
 /// lives here).
@@ -28,111 +34,157 @@ fn allocs() -> u64 {
     (s.allocations + s.reallocations) as u64
 }
 
-struct Row {
-    scenario: &'static str,
-    workers: usize,
-    mpps: f64,
-    ns_per_packet: f64,
-    allocs_per_packet: f64,
-}
-
-fn run(s: Scenario, workers: usize, secs: f64) -> Row {
-    let mut cfg = config(workers, 0);
-    cfg.switch.pin_workers = true;
-    let fr = frames(s);
-    let mut backends: Backends = Vec::new();
-    let mut counters = Vec::new();
-    let mut names: Vec<&str> = cfg.ports.iter().map(|p| p.name.as_str()).collect();
-    names.extend(cfg.uplink.as_ref().map(|u| u.name.as_str()));
-    for n in names {
-        let mine: Vec<Vec<u8>> = fr
-            .iter()
-            .filter(|(p, _)| *p == n)
-            .map(|(_, f)| f.clone())
-            .collect();
-        let (g, c) = GenPort::new(mine, 1024);
-        backends.push((n.to_string(), Box::new(g) as Box<dyn Backend>));
-        counters.push(c);
-    }
-    let sw = Switch::start(&cfg, backends).unwrap_or_else(|e| panic!("{e}"));
-    sw.snapshot().set_vip_owner("vip", "v2", 1);
-    // warm-up
-    std::thread::sleep(Duration::from_millis(200));
-    // frames sent before the VIP's owner was set may be dropped: only the measured
-    // window must be drop-free
-    let drops0 = sw.stats().drops;
-    let d0: u64 = counters.iter().map(|c| c.delivered()).sum();
-    let a0 = allocs();
-    let t0 = Instant::now();
-    std::thread::sleep(Duration::from_secs_f64(secs));
-    let d1: u64 = counters.iter().map(|c| c.delivered()).sum();
-    let a1 = allocs();
-    let el = t0.elapsed().as_secs_f64();
-    let stats = sw.stats();
-    sw.stop();
-    let pk = (d1 - d0).max(1) as f64;
-    assert!(
-        stats.drops == drops0,
-        "{} dropped frames while measured: {:?} (before: {:?})",
-        s.name(),
-        stats.drops,
-        drops0
-    );
-    Row {
-        scenario: s.name(),
-        workers,
-        mpps: pk / el / 1e6,
-        ns_per_packet: el * 1e9 * workers as f64 / pk,
-        allocs_per_packet: (a1 - a0) as f64 / pk,
-    }
+fn die(msg: &str) -> ! {
+    eprintln!("vpcswitch-pps: {msg}");
+    std::process::exit(2)
 }
 
 fn main() {
-    let args: Vec<String> = std::env::args().collect();
-    let smoke = args.iter().any(|a| a == "--smoke");
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let flag = |f: &str| args.iter().any(|a| a == f);
+    for a in &args {
+        if a.starts_with("--")
+            && !["--secs", "--smoke", "--scaling", "--write-docs"].contains(&a.as_str())
+        {
+            die(&format!(
+                "unknown option {a} (--secs N, --smoke, --scaling, --write-docs)"
+            ));
+        }
+    }
+    let smoke = flag("--smoke");
+    let scaling = flag("--scaling");
     let mut secs = if smoke { 0.2 } else { 3.0 };
     if let Some(i) = args.iter().position(|a| a == "--secs") {
-        match args.get(i + 1).and_then(|v| v.parse().ok()) {
-            Some(v) => secs = v,
-            None => {
-                eprintln!("error: --secs needs a number of seconds");
-                std::process::exit(2);
-            }
+        match args.get(i + 1).and_then(|v| v.parse::<f64>().ok()) {
+            Some(v) if (0.05..=60.0).contains(&v) => secs = v,
+            _ => die("--secs needs a number of seconds, 0.05..60"),
         }
     }
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
-    println!("vpcswitch pps harness: 64-byte frames, bursts of 32, {secs} s per run, {cores} CPUs");
-    println!(
-        "{:<10} {:>7} {:>9} {:>12} {:>13}",
+    let head = format!(
+        "vpcswitch pps harness: 64-byte frames, bursts of 32, {secs} s per run, {cores} CPUs"
+    );
+    println!("{head}");
+    let mut failed = Vec::new();
+    let mut measure = |s: Scenario, w: usize, extra: (usize, usize)| -> Option<Row> {
+        match run(s, w, extra, secs, &allocs) {
+            Ok(r) => Some(r),
+            Err(e) => {
+                eprintln!("error: {e}");
+                failed.push(e);
+                None
+            }
+        }
+    };
+    let mut base = Vec::new();
+    let mut text = format!(
+        "{:<10} {:>7} {:>9} {:>12} {:>13}\n",
         "scenario", "workers", "Mpps", "ns/packet", "allocs/pkt"
     );
-    let mut rows = Vec::new();
+    print!("{text}");
     for s in Scenario::ALL {
         for w in [1usize, 2] {
-            let r = run(s, w, secs);
-            println!(
-                "{:<10} {:>7} {:>9.2} {:>12.1} {:>13.6}",
-                r.scenario, r.workers, r.mpps, r.ns_per_packet, r.allocs_per_packet
-            );
-            rows.push(r);
+            if let Some(r) = measure(s, w, (0, 0)) {
+                let line = format!(
+                    "{:<10} {:>7} {:>9.2} {:>12.1} {:>13.6}\n",
+                    r.scenario, r.workers, r.mpps, r.ns_per_packet, r.allocs_per_packet
+                );
+                print!("{line}");
+                text += &line;
+                base.push(r);
+            }
         }
     }
-    println!("\nscaling, 2 workers / 1 worker:");
+    let _ = writeln!(text, "\nscaling, 2 workers / 1 worker:");
     for s in Scenario::ALL {
-        let one = rows
+        let one = base
             .iter()
             .find(|r| r.scenario == s.name() && r.workers == 1);
-        let two = rows
+        let two = base
             .iter()
             .find(|r| r.scenario == s.name() && r.workers == 2);
         if let (Some(a), Some(b)) = (one, two) {
-            println!("  {:<10} {:.2}x", s.name(), b.mpps / a.mpps);
+            let _ = writeln!(text, "  {:<10} {:.2}x", s.name(), b.mpps / a.mpps);
+        }
+    }
+    println!("{}", &text[text.find("\nscaling").unwrap_or(0)..]);
+    let mut rows = base.clone();
+    let mut table_text = String::new();
+    if scaling {
+        let sizes: &[usize] = if smoke {
+            &[10, 1_000]
+        } else {
+            &[10, 1_000, 100_000]
+        };
+        let _ = write!(table_text, "| scenario | workers |");
+        let kinds = [("routes", false), ("ports", true)];
+        for (k, _) in kinds {
+            for n in sizes {
+                let _ = write!(table_text, " +{n} {k} |");
+            }
+        }
+        let _ = write!(table_text, "\n| --- | --- |");
+        for _ in 0..sizes.len() * kinds.len() {
+            table_text += " --- |";
+        }
+        table_text += "\n";
+        println!("table-size scaling (extra routes; extra idle ports):");
+        for s in Scenario::ALL {
+            for w in [1usize, 2] {
+                let _ = write!(table_text, "| {} | {w} |", s.name());
+                for (k, ports) in kinds {
+                    for &n in sizes {
+                        let extra = if ports { (n, 0) } else { (0, n) };
+                        match measure(s, w, extra) {
+                            Some(r) => {
+                                println!(
+                                "  {:<10} {w} workers, +{n:>6} {k:<6}: {:>6.2} Mpps {:>8.1} ns/packet",
+                                s.name(),
+                                r.mpps,
+                                r.ns_per_packet
+                            );
+                                let _ =
+                                    write!(table_text, " {:.2}, {:.1} |", r.mpps, r.ns_per_packet);
+                                rows.push(r);
+                            }
+                            None => table_text += " failed |",
+                        }
+                    }
+                }
+                table_text += "\n";
+            }
         }
     }
     let worst = rows.iter().map(|r| r.allocs_per_packet).fold(0.0, f64::max);
     println!("\nallocations per packet (worst run): {worst:.6}");
+    if flag("--write-docs") {
+        let cmd = format!(
+            "cargo run --release -p vpcswitch-benches --bin vpcswitch-pps -- --secs {secs}{}{} --write-docs",
+            if smoke { " --smoke" } else { "" },
+            if scaling { " --scaling" } else { "" }
+        );
+        let mut body = format!("Made by `{cmd}`. {head}.\n\n```text\n{text}```\n");
+        if scaling {
+            let _ = write!(
+                body,
+                "\nTable-size scaling, Mpps and ns/packet per run: the same runs with N extra /24 routes in the VPC of the traffic, and with N extra ports (idle sinks in a VPC of their own: the MAC and host tables grow, and every worker polls their queues). Worst allocations per packet over all runs: {worst:.6}.\n\n{table_text}"
+            );
+        }
+        let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+        if let Err(e) = write_docs_section(
+            &root,
+            "vpcswitch-pps",
+            "## The pps harness (`vpcswitch-pps`)",
+            &body,
+        ) {
+            die(&format!("writing docs: {e}"));
+        }
+        println!("written: docs/benchmarks.md");
+    }
+    if !failed.is_empty() {
+        die(&format!("{} run(s) failed", failed.len()));
+    }
     if worst > 0.001 {
-        eprintln!("error: the hot path allocates");
-        std::process::exit(1);
+        die("the hot path allocates");
     }
 }

@@ -267,12 +267,19 @@ impl Backend for GenPort {
         &mut self,
         pools: &[crate::QueuePools],
     ) -> Result<Vec<Box<dyn PortQueue>>, BackendError> {
-        // a generator stands for a NIC with its own DMA buffers: its own pool per queue
-        Ok((0..pools.len())
-            .map(|_| {
-                let pool = Pool::new(self.pool_per_queue);
+        // a generator stands for a NIC with its own DMA buffers: its own pool per queue;
+        // a sink allocates nothing (it only frees what it is sent), so it takes no pool
+        // of its own and many sinks stay cheap (the harness's table-size scaling)
+        Ok(pools
+            .iter()
+            .map(|qp| {
+                let (pool, cap) = if self.frames.is_empty() {
+                    (qp.small.clone(), 0)
+                } else {
+                    (Pool::new(self.pool_per_queue), self.pool_per_queue)
+                };
                 Box::new(GenQueue {
-                    cache: pool.cache(self.pool_per_queue),
+                    cache: pool.cache(cap),
                     frames: self.frames.clone(),
                     next: 0,
                     delivered: self.delivered.clone(),
