@@ -10,6 +10,7 @@
 //! * `--scaling`: also every scenario at 1 and 2 workers with 10, 1 000 and 100 000
 //!   extra routes, and with as many extra ports (idle sinks in the tables, whose
 //!   queues every worker polls);
+//! * `--runs N`: the scaling cells N times each (median and min–max), runs alternating;
 //! * `--write-docs`: writes the tables into docs/benchmarks.md (between the
 //!   `vpcswitch-pps` markers) with the machine and the command;
 //! * `--smoke`: 0.2 s per run, and the scaling only up to 1 000.
@@ -44,10 +45,10 @@ fn main() {
     let flag = |f: &str| args.iter().any(|a| a == f);
     for a in &args {
         if a.starts_with("--")
-            && !["--secs", "--smoke", "--scaling", "--write-docs"].contains(&a.as_str())
+            && !["--secs", "--runs", "--smoke", "--scaling", "--write-docs"].contains(&a.as_str())
         {
             die(&format!(
-                "unknown option {a} (--secs N, --smoke, --scaling, --write-docs)"
+                "unknown option {a} (--secs N, --runs N, --smoke, --scaling, --write-docs)"
             ));
         }
     }
@@ -60,6 +61,13 @@ fn main() {
             _ => die("--secs needs a number of seconds, 0.05..60"),
         }
     }
+    let runs: usize = match args.iter().position(|a| a == "--runs") {
+        None => 1,
+        Some(i) => match args.get(i + 1).and_then(|v| v.parse().ok()) {
+            Some(n) if (1..=20).contains(&n) => n,
+            _ => die("--runs needs a number of runs, 1..20"),
+        },
+    };
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
     let head = format!(
         "vpcswitch pps harness: 64-byte frames, bursts of 32, {secs} s per run, {cores} CPUs"
@@ -128,26 +136,54 @@ fn main() {
             table_text += " --- |";
         }
         table_text += "\n";
-        println!("table-size scaling (extra routes; extra idle ports):");
-        for s in Scenario::ALL {
+        println!("table-size scaling (extra routes; extra idle ports), {runs} run(s):");
+        // runs outermost, so a slow spell of the machine hits every cell alike
+        let mut cells: std::collections::BTreeMap<(usize, usize, bool, usize), Vec<Row>> =
+            std::collections::BTreeMap::new();
+        for run_no in 1..=runs {
+            for (si, s) in Scenario::ALL.into_iter().enumerate() {
+                for w in [1usize, 2] {
+                    for (k, ports) in kinds {
+                        for &n in sizes {
+                            let extra = if ports { (n, 0) } else { (0, n) };
+                            if let Some(r) = measure(s, w, extra) {
+                                println!(
+                                    "  run {run_no}: {:<10} {w} workers, +{n:>6} {k:<6}: {:>6.2} Mpps {:>8.1} ns/packet",
+                                    s.name(),
+                                    r.mpps,
+                                    r.ns_per_packet
+                                );
+                                cells.entry((si, w, ports, n)).or_default().push(r);
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        for (si, s) in Scenario::ALL.into_iter().enumerate() {
             for w in [1usize, 2] {
                 let _ = write!(table_text, "| {} | {w} |", s.name());
-                for (k, ports) in kinds {
+                for (_, ports) in kinds {
                     for &n in sizes {
-                        let extra = if ports { (n, 0) } else { (0, n) };
-                        match measure(s, w, extra) {
-                            Some(r) => {
-                                println!(
-                                "  {:<10} {w} workers, +{n:>6} {k:<6}: {:>6.2} Mpps {:>8.1} ns/packet",
-                                s.name(),
-                                r.mpps,
-                                r.ns_per_packet
-                            );
-                                let _ =
-                                    write!(table_text, " {:.2}, {:.1} |", r.mpps, r.ns_per_packet);
-                                rows.push(r);
+                        match cells.get(&(si, w, ports, n)) {
+                            Some(v) if v.len() == runs => {
+                                let mut m: Vec<f64> = v.iter().map(|r| r.mpps).collect();
+                                m.sort_by(f64::total_cmp);
+                                let mut ns: Vec<f64> = v.iter().map(|r| r.ns_per_packet).collect();
+                                ns.sort_by(f64::total_cmp);
+                                let (med, lo, hi) = (m[m.len() / 2], m[0], m[m.len() - 1]);
+                                if runs > 1 {
+                                    let _ = write!(
+                                        table_text,
+                                        " {med:.2} ({lo:.2}–{hi:.2}), {:.1} |",
+                                        ns[ns.len() / 2]
+                                    );
+                                } else {
+                                    let _ = write!(table_text, " {med:.2}, {:.1} |", ns[0]);
+                                }
+                                rows.extend(v.iter().cloned());
                             }
-                            None => table_text += " failed |",
+                            _ => table_text += " failed |",
                         }
                     }
                 }
@@ -159,15 +195,16 @@ fn main() {
     println!("\nallocations per packet (worst run): {worst:.6}");
     if flag("--write-docs") {
         let cmd = format!(
-            "cargo run --release -p vpcswitch-benches --bin vpcswitch-pps -- --secs {secs}{}{} --write-docs",
+            "cargo run --release -p vpcswitch-benches --bin vpcswitch-pps -- --secs {secs}{}{}{} --write-docs",
             if smoke { " --smoke" } else { "" },
-            if scaling { " --scaling" } else { "" }
+            if scaling { " --scaling" } else { "" },
+            if runs > 1 { format!(" --runs {runs}") } else { String::new() }
         );
         let mut body = format!("Made by `{cmd}`. {head}.\n\n```text\n{text}```\n");
         if scaling {
             let _ = write!(
                 body,
-                "\nTable-size scaling, Mpps and ns/packet per run: the same runs with N extra /24 routes in the VPC of the traffic, and with N extra ports (idle sinks in a VPC of their own: the MAC and host tables grow, and every worker polls their queues). Worst allocations per packet over all runs: {worst:.6}.\n\n{table_text}"
+                "\nTable-size scaling, {runs} run(s) per cell (runs alternating over all cells): Mpps as the median (min–max), then the median ns/packet. The same runs with N extra /24 routes in the VPC of the traffic, and with N extra ports (idle sinks in a VPC of their own: the MAC and host tables grow, and every worker polls their queues). Worst allocations per packet over all runs: {worst:.6}.\n\n{table_text}"
             );
         }
         let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
