@@ -250,6 +250,10 @@ impl Switch {
                 shared: shared.clone(),
                 queues: (0..max_ports).map(|_| None).collect(),
                 rx_ports: Vec::new(),
+                empty_polls: vec![0; max_ports],
+                active: Vec::new(),
+                quiet: Vec::new(),
+                quiet_next: 0,
                 pending: (0..max_ports).map(|_| Vec::new()).collect(),
                 dirty: Vec::with_capacity(max_ports),
                 rxbuf: Vec::with_capacity(MAX_BURST),
@@ -264,6 +268,7 @@ impl Switch {
                 worker.pending[pid as usize].reserve(4 * MAX_BURST);
                 worker.queues[pid as usize] = Some(q);
                 worker.rx_ports.push(pid);
+                worker.active.push(pid);
             }
             let core = cores.get(w % cores.len().max(1)).copied();
             let h = std::thread::Builder::new()

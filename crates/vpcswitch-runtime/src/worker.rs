@@ -7,6 +7,14 @@
 //!
 //! Idle: busy-poll while work arrives; after [`QUIET`] without work, declare itself
 //! sleeping (so backends wake it on arrival) and park for at most [`MAX_SLEEP`].
+//!
+//! Quiet queues: a queue that came back empty [`QUIET_POLLS`] times in a row moves to
+//! the quiet list; each pass polls every active queue and the next [`QUIET_SLICE`] quiet
+//! ones (round robin), and a quiet queue that delivers is active again. With up to
+//! [`QUIET_SLICE`] quiet queues nothing changes (each is still polled on every pass);
+//! beyond that a pass costs the same however many ports are idle, and the first frame
+//! on a long-idle port waits up to (quiet queues / [`QUIET_SLICE`]) passes. The pass
+//! before sleeping polls every queue.
 
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -26,12 +34,23 @@ pub const QUIET: Duration = Duration::from_millis(2);
 pub const MAX_SLEEP: Duration = Duration::from_millis(10);
 /// Longest sleep in `poll(2)` when queues have descriptors.
 pub const FD_SLEEP: Duration = Duration::from_millis(2);
+/// Empty polls in a row after which a queue counts as quiet.
+pub const QUIET_POLLS: u32 = 64;
+/// Quiet queues polled per pass.
+pub const QUIET_SLICE: usize = 64;
 
 pub(crate) struct Worker {
     pub idx: usize,
     pub shared: Arc<Shared>,
     pub queues: Vec<Option<Box<dyn PortQueue>>>,
     pub rx_ports: Vec<PortId>,
+    /// per port id: empty polls in a row (quiet from [`QUIET_POLLS`] on)
+    pub empty_polls: Vec<u32>,
+    /// ports polled on every pass
+    pub active: Vec<PortId>,
+    /// ports polled [`QUIET_SLICE`] at a time, from `quiet_next`
+    pub quiet: Vec<PortId>,
+    pub quiet_next: usize,
     pub pending: Vec<Vec<PacketBuf>>,
     pub dirty: Vec<PortId>,
     pub rxbuf: Vec<PacketBuf>,
@@ -66,7 +85,7 @@ impl Worker {
         while !self.shared.stop.load(Ordering::Relaxed) {
             self.commands();
             let snap = self.shared.snap.load();
-            let n = self.poll_once(&snap);
+            let n = self.poll_once(&snap, false);
             drop(snap);
             let c = self.counters();
             bump(&c.loops, 1);
@@ -96,7 +115,7 @@ impl Worker {
             // Sleep: say so first, then look once more, so an arrival is never missed.
             waker.set_sleeping(true);
             let snap = self.shared.snap.load();
-            let n = self.poll_once(&snap);
+            let n = self.poll_once(&snap, true);
             drop(snap);
             if n == 0
                 && !self.shared.stop.load(Ordering::Relaxed)
@@ -150,6 +169,7 @@ impl Worker {
                     if i < self.queues.len() {
                         if self.queues[i].is_none() {
                             self.rx_ports.push(pid);
+                            self.active.push(pid);
                         }
                         self.queues[i] = Some(q);
                         if let Some(pc) = me.counters.ports.get(i) {
@@ -162,6 +182,9 @@ impl Worker {
                     if i < self.queues.len() {
                         self.queues[i] = None;
                         self.rx_ports.retain(|&p| p != pid);
+                        self.active.retain(|&p| p != pid);
+                        self.quiet.retain(|&p| p != pid);
+                        self.empty_polls[i] = 0;
                         let n = self.pending[i].len() as u64;
                         if n > 0 {
                             self.pending[i].clear();
@@ -176,9 +199,10 @@ impl Worker {
         }
     }
 
-    /// One pass over every rx queue; returns the frames received.
+    /// One pass over the rx queues (every one when `all`, else the active ones and a
+    /// slice of the quiet ones, see the module docs); returns the frames received.
     #[inline]
-    pub(crate) fn poll_once(&mut self, snap: &Snapshot) -> usize {
+    pub(crate) fn poll_once(&mut self, snap: &Snapshot, all: bool) -> usize {
         let mut ctx = Ctx::at(self.shared.start.elapsed().as_nanos() as u64);
         self.now_ns = ctx.now_ns;
         // one reference-count bump per pass, so the counters can be borrowed while
@@ -187,54 +211,50 @@ impl Worker {
         let c = &shared.workers[self.idx].counters;
         let mut total = 0;
         let mut rx = std::mem::take(&mut self.rxbuf);
-        for i in 0..self.rx_ports.len() {
-            let pid = self.rx_ports[i];
-            let Some(q) = self.queues[pid as usize].as_mut() else {
-                continue;
-            };
-            let n = q.rx_burst(&mut rx, MAX_BURST);
-            if n == 0 {
-                if q.is_down() {
-                    if let Some(pc) = c.ports.get(pid as usize) {
-                        pc.down.store(true, Ordering::Relaxed);
-                    }
-                }
-                continue;
-            }
+        let mut i = 0;
+        while i < self.active.len() {
+            let pid = self.active[i];
+            let n = self.poll_queue(snap, &mut ctx, &shared, &mut rx, pid);
             total += n;
-            bump(&c.burst_hist[n.min(MAX_BURST)], 1);
-            let pc = c.ports.get(pid as usize);
-            for mut buf in rx.drain(..) {
-                if let Some(pc) = pc {
-                    bump(&pc.rx_packets, 1);
-                    bump(&pc.rx_bytes, buf.len() as u64);
+            if n == 0 && self.empty_polls[pid as usize] >= QUIET_POLLS {
+                self.active.swap_remove(i);
+                self.quiet.push(pid);
+            } else {
+                i += 1;
+            }
+        }
+        if all {
+            // every quiet queue exactly once (the look before sleeping must miss none)
+            let mut j = 0;
+            while j < self.quiet.len() {
+                let pid = self.quiet[j];
+                let n = self.poll_queue(snap, &mut ctx, &shared, &mut rx, pid);
+                total += n;
+                if n > 0 {
+                    self.quiet.swap_remove(j);
+                    self.active.push(pid);
+                } else {
+                    j += 1;
                 }
-                let obs = &shared.observe;
-                if obs.capturing(pid, Direction::Rx) {
-                    obs.record(pid, Direction::Rx, ctx.now_ns, buf.frame());
-                }
-                ctx.csum_partial = buf.offload.flags & Offload::NEEDS_CSUM != 0;
-                let (data, len) = buf.parts_mut();
-                match snap.process(&ctx, pid, data, len, &mut NoTrace) {
-                    Verdict::Forward(out) => {
-                        bump(&c.forwarded, 1);
-                        self.emit(snap, c, pid, out, buf);
-                    }
-                    Verdict::Drop(r) => {
-                        bump(&c.dropped, 1);
-                        c.drop_on(pid, r, 1);
-                        if obs.sampling_drops(ctx.now_ns) {
-                            self.sample_drop(pid, r, &buf);
-                        }
-                        self.cache.free(buf);
-                    }
-                    Verdict::DropAndSend(r, out) => {
-                        bump(&c.dropped, 1);
-                        bump(&c.generated, 1);
-                        c.drop_on(pid, r, 1);
-                        self.emit(snap, c, pid, out, buf);
-                    }
-                }
+            }
+        }
+        let k = if all {
+            0
+        } else {
+            self.quiet.len().min(QUIET_SLICE)
+        };
+        for _ in 0..k {
+            if self.quiet_next >= self.quiet.len() {
+                self.quiet_next = 0;
+            }
+            let pid = self.quiet[self.quiet_next];
+            let n = self.poll_queue(snap, &mut ctx, &shared, &mut rx, pid);
+            total += n;
+            if n > 0 {
+                self.quiet.swap_remove(self.quiet_next);
+                self.active.push(pid);
+            } else {
+                self.quiet_next += 1;
             }
         }
         self.rxbuf = rx;
@@ -242,6 +262,69 @@ impl Worker {
             self.flush(c);
         }
         total
+    }
+
+    /// One rx burst of port `pid`'s queue through the pipeline; the frames received.
+    #[inline]
+    fn poll_queue(
+        &mut self,
+        snap: &Snapshot,
+        ctx: &mut Ctx,
+        shared: &Shared,
+        rx: &mut Vec<PacketBuf>,
+        pid: PortId,
+    ) -> usize {
+        let c = &shared.workers[self.idx].counters;
+        let Some(q) = self.queues[pid as usize].as_mut() else {
+            return 0;
+        };
+        let n = q.rx_burst(rx, MAX_BURST);
+        if n == 0 {
+            let e = &mut self.empty_polls[pid as usize];
+            *e = e.saturating_add(1);
+            if q.is_down() {
+                if let Some(pc) = c.ports.get(pid as usize) {
+                    pc.down.store(true, Ordering::Relaxed);
+                }
+            }
+            return 0;
+        }
+        self.empty_polls[pid as usize] = 0;
+        bump(&c.burst_hist[n.min(MAX_BURST)], 1);
+        let pc = c.ports.get(pid as usize);
+        let obs = &shared.observe;
+        for mut buf in rx.drain(..) {
+            if let Some(pc) = pc {
+                bump(&pc.rx_packets, 1);
+                bump(&pc.rx_bytes, buf.len() as u64);
+            }
+            if obs.capturing(pid, Direction::Rx) {
+                obs.record(pid, Direction::Rx, ctx.now_ns, buf.frame());
+            }
+            ctx.csum_partial = buf.offload.flags & Offload::NEEDS_CSUM != 0;
+            let (data, len) = buf.parts_mut();
+            match snap.process(ctx, pid, data, len, &mut NoTrace) {
+                Verdict::Forward(out) => {
+                    bump(&c.forwarded, 1);
+                    self.emit(snap, c, pid, out, buf);
+                }
+                Verdict::Drop(r) => {
+                    bump(&c.dropped, 1);
+                    c.drop_on(pid, r, 1);
+                    if obs.sampling_drops(ctx.now_ns) {
+                        self.sample_drop(pid, r, &buf);
+                    }
+                    self.cache.free(buf);
+                }
+                Verdict::DropAndSend(r, out) => {
+                    bump(&c.dropped, 1);
+                    bump(&c.generated, 1);
+                    c.drop_on(pid, r, 1);
+                    self.emit(snap, c, pid, out, buf);
+                }
+            }
+        }
+        n
     }
 
     #[inline]
