@@ -475,10 +475,13 @@ fn demo(stop: &AtomicBool) -> Result<(), String> {
     say("== 6. what the switch saw (vpcswitch ctl vips / stats)");
     let snap = running.switch.snapshot();
     if let Some(v) = snap.vip_id("web-vip") {
+        let cell = snap.vip_cell(v);
         println!(
-            "   web-vip: owner {:?}, moves {}",
+            "   web-vip: owner {:?}, moves {}; the switch sent the new owner its first frame {} after its GARP\n            (the switch's own part; with pings every 10 ms it is mostly the wait for the next one)",
             snap.vip_owner_name("web-vip"),
-            snap.vip_cell(v).moves()
+            cell.moves(),
+            cell.first_packet_ns()
+                .map_or("-".into(), |ns| format!("{:.1} µs", ns as f64 / 1e3))
         );
     }
     for p in running.switch.stats().ports {
