@@ -5,6 +5,14 @@ use std::net::Ipv4Addr;
 
 pub mod pps;
 
+/// (median, min, max) of repeated measurements; `None` for none. The median of an even
+/// count is the upper middle value.
+pub fn median_min_max(v: &[f64]) -> Option<(f64, f64, f64)> {
+    let mut s = v.to_vec();
+    s.sort_by(f64::total_cmp);
+    Some((*s.get(s.len() / 2)?, *s.first()?, *s.last()?))
+}
+
 use vpcswitch_core::Snapshot;
 use vpcswitch_model::{Config, ConfigBuilder, MacAddr};
 use vpcswitch_wire::build;

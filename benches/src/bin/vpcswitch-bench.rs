@@ -44,6 +44,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use vpcswitch_benches::median_min_max;
+
 const A: &str = "10.9.0.11";
 const B: &str = "10.9.0.12";
 const MAC_A: &str = "02:00:00:09:00:01";
@@ -115,6 +117,10 @@ impl Contender {
     /// Guest checksum/TSO offload: off behind AF_XDP (no offload metadata) and OVS's
     /// netdev datapath on veth (its packet sockets do not complete partial checksums:
     /// TCP fails with them on), on elsewhere.
+    /// One of vpcswitch's backends (the switch times its own VIP failover).
+    fn is_vpcswitch(self) -> bool {
+        !matches!(self, Contender::Bridge | Contender::Ovs)
+    }
     fn offloads(self) -> &'static str {
         if matches!(self, Contender::AfXdp | Contender::Ovs) {
             "off"
@@ -211,6 +217,87 @@ impl Topo {
         );
         Ok(())
     }
+    /// Starts `cmd` (split on spaces, no shell) in guest `g`, its stdout and stderr into
+    /// `out` in the run's directory; killed by PID when the topology goes.
+    fn spawn(&mut self, g: &str, cmd: &str, out: &str) -> Result<u32, String> {
+        let f = std::fs::File::create(self.dir.join(out)).map_err(|e| e.to_string())?;
+        let err = f.try_clone().map_err(|e| e.to_string())?;
+        let child = Command::new("ip")
+            .args(["netns", "exec", &self.ns(g)])
+            .args(cmd.split_whitespace())
+            .stdout(f)
+            .stderr(err)
+            .spawn()
+            .map_err(|e| format!("{cmd}: {e}"))?;
+        let pid = child.id();
+        self.procs.push(child);
+        Ok(pid)
+    }
+    /// Starts `cmd` (split on spaces, no shell) in the host's namespace, output
+    /// discarded; killed by PID when the topology goes.
+    fn daemon(&mut self, cmd: &str) -> Result<(), String> {
+        let mut words = cmd.split_whitespace();
+        let child = Command::new(words.next().unwrap_or("true"))
+            .args(words)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .map_err(|e| format!("{cmd}: {e}"))?;
+        self.procs.push(child);
+        Ok(())
+    }
+    fn read(&self, f: &str) -> String {
+        std::fs::read_to_string(self.dir.join(f)).unwrap_or_default()
+    }
+    /// keepalived (VRRP only, foreground) holding VIP at `prio` in guest `g`.
+    fn keepalived(&mut self, g: &str, prio: u32) -> Result<u32, String> {
+        let conf = self.dir.join(format!("keepalived-{g}.conf"));
+        std::fs::write(
+            &conf,
+            format!(
+                "global_defs {{\n  router_id bench-{g}\n  vrrp_garp_master_delay 1\n  vrrp_garp_master_repeat 3\n  script_user root\n}}\n\
+                 vrrp_instance VI_1 {{\n  state BACKUP\n  interface eth0\n  virtual_router_id 51\n  priority {prio}\n  advert_int 1\n  \
+                 virtual_ipaddress {{\n    {VIP}/24 dev eth0\n  }}\n}}\n"
+            ),
+        )
+        .map_err(|e| e.to_string())?;
+        let d = self.dir.display().to_string();
+        self.spawn(
+            g,
+            &format!("taskset -c 1 keepalived --dont-fork --log-console --vrrp --use-file {} --pid {d}/{g}-main.pid --vrrp_pid {d}/{g}-vrrp.pid --checkers_pid {d}/{g}-checkers.pid", conf.display()),
+            &format!("keepalived-{g}.log"),
+        )
+    }
+    /// Waits up to `secs` for guest `g` to hold the VIP.
+    fn wait_vip(&self, g: &str, secs: u64) -> Result<(), String> {
+        let end = Instant::now() + Duration::from_secs(secs);
+        while !self
+            .exec(g, "ip -4 -o addr show dev eth0")
+            .is_ok_and(|a| a.contains(&format!("inet {VIP}/")))
+        {
+            if Instant::now() > end {
+                return Err(format!(
+                    "{g} did not take the VIP in {secs} s: {}",
+                    self.read(&format!("keepalived-{g}.log"))
+                ));
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        Ok(())
+    }
+    /// The switch's `ctl vips` row of the VIP (vpcswitch contenders only).
+    fn vip_row(&self, bin: &Path) -> Result<serde_json::Value, String> {
+        let out = sh(&format!(
+            "{} ctl --json -s {}/ctl.sock vips",
+            bin.display(),
+            self.dir.display()
+        ))?;
+        let v: serde_json::Value = serde_json::from_str(&out).map_err(|e| e.to_string())?;
+        v.as_array()
+            .and_then(|a| a.iter().find(|r| r["name"] == "vip"))
+            .cloned()
+            .ok_or_else(|| format!("ctl vips has no vip: {out}"))
+    }
 }
 
 /// One worker; ports a, b, c with the backend `backend(guest)`; VIP `vip` on a and b.
@@ -242,16 +329,8 @@ fn start_switch(t: &mut Topo, bin: &Path, cfg: &str) -> Result<(), String> {
         .spawn()
         .map_err(|e| format!("start {}: {e}", bin.display()))?;
     t.procs.push(child);
-    let sock = t.dir.join("ctl.sock");
-    let end = Instant::now() + Duration::from_secs(10);
-    while !sock.exists() {
-        if Instant::now() > end {
-            let log = std::fs::read_to_string(t.dir.join("switch.log")).unwrap_or_default();
-            return Err(format!("vpcswitch did not start: {log}"));
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    Ok(())
+    wait_for(&t.dir.join("ctl.sock").display().to_string())
+        .map_err(|e| format!("vpcswitch did not start ({e}): {}", t.read("switch.log")))
 }
 
 /// Builds the two guests joined by contender `c`.
@@ -329,23 +408,11 @@ fn build(c: Contender, run: usize, bin: &Path) -> Result<Topo, String> {
             sh(&format!(
                 "ovsdb-tool create {d}/conf.db /usr/share/openvswitch/vswitch.ovsschema"
             ))?;
-            let db = Command::new("sh")
-                .args(["-c", &format!("exec env {env} ovsdb-server {d}/conf.db --remote=punix:{d}/db.sock --unixctl={d}/ovsdb.ctl --log-file={d}/ovsdb.log")])
-                .stdout(Stdio::null())
-                .stderr(Stdio::null())
-                .spawn()
-                .map_err(|e| format!("ovsdb-server: {e}"))?;
-            t.procs.push(db);
+            t.daemon(&format!("env {env} ovsdb-server {d}/conf.db --remote=punix:{d}/db.sock --unixctl={d}/ovsdb.ctl --log-file={d}/ovsdb.log"))?;
             wait_for(&format!("{d}/db.sock"))?;
             let vsctl = format!("ovs-vsctl --db=unix:{d}/db.sock --no-wait");
             sh(&format!("{vsctl} init"))?;
-            let vs = Command::new("sh")
-                .args(["-c", &format!("exec env {env} ovs-vswitchd unix:{d}/db.sock --unixctl={d}/vswitchd.ctl --log-file={d}/vswitchd.log")])
-                .stdout(Stdio::null())
-                .stderr(Stdio::null())
-                .spawn()
-                .map_err(|e| format!("ovs-vswitchd: {e}"))?;
-            t.procs.push(vs);
+            t.daemon(&format!("env {env} ovs-vswitchd unix:{d}/db.sock --unixctl={d}/vswitchd.ctl --log-file={d}/vswitchd.log"))?;
             wait_for(&format!("{d}/vswitchd.ctl"))?;
             let vsctl = format!("ovs-vsctl --db=unix:{d}/db.sock --timeout=10");
             // the bridge's own port is a TAP in this namespace: a name of this run's,
@@ -450,90 +517,9 @@ fn rtt(t: &Topo, secs: u64) -> Result<(f64, f64), String> {
     Ok((q(0.5), q(0.99)))
 }
 
-impl Topo {
-    /// Starts `cmd` (split on spaces, no shell) in guest `g`, its stdout and stderr into
-    /// `out` in the run's directory; killed by PID when the topology goes.
-    fn spawn(&mut self, g: &str, cmd: &str, out: &str) -> Result<u32, String> {
-        let f = std::fs::File::create(self.dir.join(out)).map_err(|e| e.to_string())?;
-        let err = f.try_clone().map_err(|e| e.to_string())?;
-        let child = Command::new("ip")
-            .args(["netns", "exec", &self.ns(g)])
-            .args(cmd.split_whitespace())
-            .stdout(f)
-            .stderr(err)
-            .spawn()
-            .map_err(|e| format!("{cmd}: {e}"))?;
-        let pid = child.id();
-        self.procs.push(child);
-        Ok(pid)
-    }
-    fn read(&self, f: &str) -> String {
-        std::fs::read_to_string(self.dir.join(f)).unwrap_or_default()
-    }
-    /// keepalived (VRRP only, foreground) holding VIP at `prio` in guest `g`.
-    fn keepalived(&mut self, g: &str, prio: u32) -> Result<u32, String> {
-        let conf = self.dir.join(format!("keepalived-{g}.conf"));
-        std::fs::write(
-            &conf,
-            format!(
-                "global_defs {{\n  router_id bench-{g}\n  vrrp_garp_master_delay 1\n  vrrp_garp_master_repeat 3\n  script_user root\n}}\n\
-                 vrrp_instance VI_1 {{\n  state BACKUP\n  interface eth0\n  virtual_router_id 51\n  priority {prio}\n  advert_int 1\n  \
-                 virtual_ipaddress {{\n    {VIP}/24 dev eth0\n  }}\n}}\n"
-            ),
-        )
-        .map_err(|e| e.to_string())?;
-        let d = self.dir.display().to_string();
-        self.spawn(
-            g,
-            &format!("taskset -c 1 keepalived --dont-fork --log-console --vrrp --use-file {} --pid {d}/{g}-main.pid --vrrp_pid {d}/{g}-vrrp.pid --checkers_pid {d}/{g}-checkers.pid", conf.display()),
-            &format!("keepalived-{g}.log"),
-        )
-    }
-    /// Waits up to `secs` for guest `g` to hold the VIP.
-    fn wait_vip(&self, g: &str, secs: u64) -> Result<(), String> {
-        let end = Instant::now() + Duration::from_secs(secs);
-        while !self
-            .exec(g, "ip -4 -o addr show dev eth0")
-            .is_ok_and(|a| a.contains(&format!("inet {VIP}/")))
-        {
-            if Instant::now() > end {
-                return Err(format!(
-                    "{g} did not take the VIP in {secs} s: {}",
-                    self.read(&format!("keepalived-{g}.log"))
-                ));
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        Ok(())
-    }
-    /// The switch's `ctl vips` row of the VIP (vpcswitch contenders only).
-    fn vip_row(&self, bin: &Path) -> Result<serde_json::Value, String> {
-        let out = sh(&format!(
-            "{} ctl --json -s {}/ctl.sock vips",
-            bin.display(),
-            self.dir.display()
-        ))?;
-        let v: serde_json::Value = serde_json::from_str(&out).map_err(|e| e.to_string())?;
-        v.as_array()
-            .and_then(|a| a.iter().find(|r| r["name"] == "vip"))
-            .cloned()
-            .ok_or_else(|| format!("ctl vips has no vip: {out}"))
-    }
-}
-
-/// The longest gap between ping replies (`ping -D` timestamps), ms, and the replies.
-fn ping_gap_ms(out: &str) -> (f64, usize) {
-    let times: Vec<f64> = out
-        .lines()
-        .filter(|l| l.contains("bytes from"))
-        .filter_map(|l| l.strip_prefix('[')?.split(']').next()?.parse().ok())
-        .collect();
-    let gap = times
-        .windows(2)
-        .map(|w| (w[1] - w[0]) * 1000.0)
-        .fold(0.0, f64::max);
-    (gap, times.len())
-}
+#[path = "../../../examples/vpcswitch/src/ping_gap.rs"]
+mod ping_gap;
+use ping_gap::ping_gap_ms;
 
 /// keepalived failover from a to b (see the module docs): (the switch's own failover
 /// time in µs for vpcswitch contenders, the client's outage in ms).
@@ -546,7 +532,7 @@ fn failover(
     let ka = t.keepalived("a", 150)?;
     t.keepalived("b", 100)?;
     t.wait_vip("a", 20)?;
-    let switch = c != Contender::Bridge && c != Contender::Ovs;
+    let switch = c.is_vpcswitch();
     let moves0 = if switch {
         // the switch learned a (its GARP) before the client's traffic starts
         let end = Instant::now() + Duration::from_secs(5);
@@ -576,7 +562,6 @@ fn failover(
     )?;
     t.spawn(
         "c",
-        // on CPU 1, away from the switch's worker (pinned to CPU 0)
         &format!(
             "taskset -c 1 {} {VIP}:9 --pps {STREAM_PPS} --secs 5",
             gen.display()
@@ -639,9 +624,7 @@ fn measure(
 }
 
 fn median(v: &[f64]) -> f64 {
-    let mut s = v.to_vec();
-    s.sort_by(f64::total_cmp);
-    s[s.len() / 2]
+    median_min_max(v).map_or(0.0, |m| m.0)
 }
 
 fn machine() -> String {
@@ -672,10 +655,7 @@ fn table(r: &Results, contenders: &[Contender], runs: usize, secs: u64) -> Strin
         for m in Metric::ALL {
             match r.get(&(*c, m)) {
                 Some(v) if !v.is_empty() => {
-                    let (lo, hi) = v
-                        .iter()
-                        .fold((f64::MAX, f64::MIN), |(a, b), x| (a.min(*x), b.max(*x)));
-                    let med = median(v);
+                    let (med, lo, hi) = median_min_max(v).unwrap_or_default();
                     let ratio = r
                         .get(&(Contender::Bridge, m))
                         .filter(|b| !b.is_empty())
@@ -688,11 +668,7 @@ fn table(r: &Results, contenders: &[Contender], runs: usize, secs: u64) -> Strin
                     };
                     s += &format!(" {med:.p$} ({lo:.p$}–{hi:.p$}){ratio} |");
                 }
-                _ if m == Metric::FailoverSwitchUs
-                    && matches!(c, Contender::Bridge | Contender::Ovs) =>
-                {
-                    s += " n/a |"
-                }
+                _ if m == Metric::FailoverSwitchUs && !c.is_vpcswitch() => s += " n/a |",
                 _ => s += " failed |",
             }
         }

@@ -23,7 +23,7 @@ use std::fmt::Write as _;
 
 use stats_alloc::{StatsAlloc, INSTRUMENTED_SYSTEM};
 use vpcswitch_benches::pps::{run, write_docs_section, Row};
-use vpcswitch_benches::Scenario;
+use vpcswitch_benches::{median_min_max as stat, Scenario};
 
 /// Counts every allocation in the process (the `stats_alloc` crate, so no `unsafe`
 /// lives here).
@@ -54,20 +54,30 @@ fn main() {
     }
     let smoke = flag("--smoke");
     let scaling = flag("--scaling");
-    let mut secs = if smoke { 0.2 } else { 3.0 };
-    if let Some(i) = args.iter().position(|a| a == "--secs") {
-        match args.get(i + 1).and_then(|v| v.parse::<f64>().ok()) {
-            Some(v) if (0.05..=60.0).contains(&v) => secs = v,
-            _ => die("--secs needs a number of seconds, 0.05..60"),
+    // `flag N`: its value, `default` when absent, the error `what` when not in `range`
+    fn num<T: std::str::FromStr + PartialOrd>(
+        args: &[String],
+        flag: &str,
+        default: T,
+        range: std::ops::RangeInclusive<T>,
+        what: &str,
+    ) -> T {
+        match args.iter().position(|a| a == flag) {
+            None => default,
+            Some(i) => match args.get(i + 1).and_then(|v| v.parse::<T>().ok()) {
+                Some(v) if range.contains(&v) => v,
+                _ => die(&format!("{flag} needs {what}")),
+            },
         }
     }
-    let runs: usize = match args.iter().position(|a| a == "--runs") {
-        None => 1,
-        Some(i) => match args.get(i + 1).and_then(|v| v.parse().ok()) {
-            Some(n) if (1..=20).contains(&n) => n,
-            _ => die("--runs needs a number of runs, 1..20"),
-        },
-    };
+    let secs: f64 = num(
+        &args,
+        "--secs",
+        if smoke { 0.2 } else { 3.0 },
+        0.05..=60.0,
+        "a number of seconds, 0.05..60",
+    );
+    let runs: usize = num(&args, "--runs", 1, 1..=20, "a number of runs, 1..20");
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
     let head = format!(
         "vpcswitch pps harness: 64-byte frames, bursts of 32, {secs} s per run, {cores} CPUs"
@@ -167,19 +177,17 @@ fn main() {
                     for &n in sizes {
                         match cells.get(&(si, w, ports, n)) {
                             Some(v) if v.len() == runs => {
-                                let mut m: Vec<f64> = v.iter().map(|r| r.mpps).collect();
-                                m.sort_by(f64::total_cmp);
-                                let mut ns: Vec<f64> = v.iter().map(|r| r.ns_per_packet).collect();
-                                ns.sort_by(f64::total_cmp);
-                                let (med, lo, hi) = (m[m.len() / 2], m[0], m[m.len() - 1]);
+                                let m: Vec<f64> = v.iter().map(|r| r.mpps).collect();
+                                let ns: Vec<f64> = v.iter().map(|r| r.ns_per_packet).collect();
+                                let ((med, lo, hi), (ns, _, _)) =
+                                    (stat(&m).unwrap_or_default(), stat(&ns).unwrap_or_default());
                                 if runs > 1 {
                                     let _ = write!(
                                         table_text,
-                                        " {med:.2} ({lo:.2}–{hi:.2}), {:.1} |",
-                                        ns[ns.len() / 2]
+                                        " {med:.2} ({lo:.2}–{hi:.2}), {ns:.1} |"
                                     );
                                 } else {
-                                    let _ = write!(table_text, " {med:.2}, {:.1} |", ns[0]);
+                                    let _ = write!(table_text, " {med:.2}, {ns:.1} |");
                                 }
                                 rows.extend(v.iter().cloned());
                             }

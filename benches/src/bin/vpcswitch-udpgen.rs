@@ -134,15 +134,18 @@ fn main() {
             }
             next += gap;
         }
-    }
-    while pps.is_none() && Instant::now() < end {
-        for _ in 0..16 {
-            let msgs = std::iter::repeat_n((hdr, &msg[..]), vpcswitch_tap::sys::BATCH_MAX);
-            match vpcswitch_tap::sys::send_batch(fd, msgs) {
-                Ok(k) => sent += k as u64,
-                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => std::thread::yield_now(),
-                // ECONNREFUSED from an ICMP port unreachable, ENOBUFS: keep going
-                Err(_) => errors += 1,
+    } else {
+        while Instant::now() < end {
+            for _ in 0..16 {
+                let msgs = std::iter::repeat_n((hdr, &msg[..]), vpcswitch_tap::sys::BATCH_MAX);
+                match vpcswitch_tap::sys::send_batch(fd, msgs) {
+                    Ok(k) => sent += k as u64,
+                    Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                        std::thread::yield_now()
+                    }
+                    // ECONNREFUSED from an ICMP port unreachable, ENOBUFS: keep going
+                    Err(_) => errors += 1,
+                }
             }
         }
     }

@@ -591,15 +591,18 @@ impl Snapshot {
     fn resolve<T: Tracer>(&self, vpc: VpcId, dst: u32) -> Resolved {
         match self.host(vpc, dst) {
             Some(Host::Port(q)) => Resolved::Port(q),
-            Some(Host::Vip(v)) => match self.vip_cell(v).owner() {
-                Some(o) => {
-                    if !T::ON {
-                        self.vip_cell(v).sent_to_owner();
+            Some(Host::Vip(v)) => {
+                let cell = self.vip_cell(v);
+                match cell.owner() {
+                    Some(o) => {
+                        if !T::ON {
+                            cell.sent_to_owner();
+                        }
+                        Resolved::Port(o)
                     }
-                    Resolved::Port(o)
+                    None => Resolved::VipNoOwner(v),
                 }
-                None => Resolved::VipNoOwner(v),
-            },
+            }
             Some(Host::Gateway(_)) => Resolved::Gateway,
             None => Resolved::Nothing,
         }

@@ -519,12 +519,7 @@ impl Snapshot {
             .map(|v| {
                 let carried = prev.and_then(|p| p.carry_vip(&v.name, &v.ports));
                 match carried {
-                    Some((owner, moves, last)) => {
-                        let first = prev
-                            .and_then(|p| p.vip_id(&v.name))
-                            .and_then(|i| prev?.vip_cell(i).first_packet_ns());
-                        VipCell::new(owner, moves, last, first)
-                    }
+                    Some((owner, moves, last, first)) => VipCell::new(owner, moves, last, first),
                     None => VipCell::new(NO_OWNER, 0, 0, None),
                 }
             })
@@ -555,9 +550,9 @@ impl Snapshot {
         })
     }
 
-    /// (owner id in the new numbering, moves, last move) of this snapshot's VIP `name`,
-    /// if its owner is bound in the new configuration.
-    fn carry_vip(&self, name: &str, new_bound: &[PortId]) -> Option<(u32, u64, u64)> {
+    /// (owner id in the new numbering, moves, last move, failover time) of this
+    /// snapshot's VIP `name`, if its owner is bound in the new configuration.
+    fn carry_vip(&self, name: &str, new_bound: &[PortId]) -> Option<(u32, u64, u64, Option<u64>)> {
         let vi = self.vips.iter().position(|v| v.name == name)?;
         let cell = &self.vip_cells[vi];
         // Port ids are stable by name, so the same id names the same port.
@@ -565,7 +560,12 @@ impl Snapshot {
             .owner()
             .filter(|o| new_bound.contains(o))
             .unwrap_or(NO_OWNER);
-        Some((owner, cell.moves(), cell.last_move_ns()))
+        Some((
+            owner,
+            cell.moves(),
+            cell.last_move_ns(),
+            cell.first_packet_ns(),
+        ))
     }
 
     /// Call once the new snapshot is published: re-applies owners that `prev` learned
@@ -585,7 +585,7 @@ impl Snapshot {
         }
         for (vi, v) in self.vips.iter().enumerate() {
             let cell = &self.vip_cells[vi];
-            let Some((owner, moves, last)) = prev.carry_vip(&v.name, &v.ports) else {
+            let Some((owner, moves, last, _)) = prev.carry_vip(&v.name, &v.ports) else {
                 continue;
             };
             if owner != cell.compiled_owner

@@ -249,7 +249,6 @@ impl Switch {
                 idx: w,
                 shared: shared.clone(),
                 queues: (0..max_ports).map(|_| None).collect(),
-                rx_ports: Vec::new(),
                 empty_polls: vec![0; max_ports],
                 active: Vec::new(),
                 quiet: Vec::new(),
@@ -267,7 +266,6 @@ impl Switch {
                 // pre-size the tx batch so pushing never allocates
                 worker.pending[pid as usize].reserve(4 * MAX_BURST);
                 worker.queues[pid as usize] = Some(q);
-                worker.rx_ports.push(pid);
                 worker.active.push(pid);
             }
             let core = cores.get(w % cores.len().max(1)).copied();

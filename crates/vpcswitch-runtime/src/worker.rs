@@ -43,12 +43,11 @@ pub(crate) struct Worker {
     pub idx: usize,
     pub shared: Arc<Shared>,
     pub queues: Vec<Option<Box<dyn PortQueue>>>,
-    pub rx_ports: Vec<PortId>,
     /// per port id: empty polls in a row (quiet from [`QUIET_POLLS`] on)
     pub empty_polls: Vec<u32>,
-    /// ports polled on every pass
+    /// ports with a queue here, polled on every pass (with `quiet`: every rx port)
     pub active: Vec<PortId>,
-    /// ports polled [`QUIET_SLICE`] at a time, from `quiet_next`
+    /// ports with a queue here, polled [`QUIET_SLICE`] at a time, from `quiet_next`
     pub quiet: Vec<PortId>,
     pub quiet_next: usize,
     pub pending: Vec<Vec<PacketBuf>>,
@@ -142,7 +141,7 @@ impl Worker {
     /// commands), else parked until a backend or the control path unparks it.
     fn sleep(&mut self) {
         self.fds.clear();
-        for &pid in &self.rx_ports {
+        for &pid in self.active.iter().chain(&self.quiet) {
             if let Some(q) = self.queues[pid as usize].as_ref() {
                 q.poll_fds(&mut self.fds);
             }
@@ -168,7 +167,6 @@ impl Worker {
                     let i = pid as usize;
                     if i < self.queues.len() {
                         if self.queues[i].is_none() {
-                            self.rx_ports.push(pid);
                             self.active.push(pid);
                         }
                         self.queues[i] = Some(q);
@@ -181,7 +179,6 @@ impl Worker {
                     let i = pid as usize;
                     if i < self.queues.len() {
                         self.queues[i] = None;
-                        self.rx_ports.retain(|&p| p != pid);
                         self.active.retain(|&p| p != pid);
                         self.quiet.retain(|&p| p != pid);
                         self.empty_polls[i] = 0;
@@ -223,39 +220,31 @@ impl Worker {
                 i += 1;
             }
         }
-        if all {
-            // every quiet queue exactly once (the look before sleeping must miss none)
-            let mut j = 0;
-            while j < self.quiet.len() {
-                let pid = self.quiet[j];
-                let n = self.poll_queue(snap, &mut ctx, &shared, &mut rx, pid);
-                total += n;
-                if n > 0 {
-                    self.quiet.swap_remove(j);
-                    self.active.push(pid);
-                } else {
-                    j += 1;
-                }
-            }
-        }
-        let k = if all {
-            0
+        // Quiet queues: all of them from the first (the look before sleeping must miss
+        // none), else the next QUIET_SLICE from the cursor. A queue that delivers is
+        // swapped out for the list's last, which the same position then polls.
+        let (mut j, mut left) = if all {
+            (0, self.quiet.len())
         } else {
-            self.quiet.len().min(QUIET_SLICE)
+            (self.quiet_next, self.quiet.len().min(QUIET_SLICE))
         };
-        for _ in 0..k {
-            if self.quiet_next >= self.quiet.len() {
-                self.quiet_next = 0;
+        while left > 0 {
+            if j >= self.quiet.len() {
+                j = 0;
             }
-            let pid = self.quiet[self.quiet_next];
+            let pid = self.quiet[j];
             let n = self.poll_queue(snap, &mut ctx, &shared, &mut rx, pid);
             total += n;
+            left -= 1;
             if n > 0 {
-                self.quiet.swap_remove(self.quiet_next);
+                self.quiet.swap_remove(j);
                 self.active.push(pid);
             } else {
-                self.quiet_next += 1;
+                j += 1;
             }
+        }
+        if !all {
+            self.quiet_next = j;
         }
         self.rxbuf = rx;
         if !self.dirty.is_empty() {

@@ -455,20 +455,9 @@ fn demo(stop: &AtomicBool) -> Result<(), String> {
     );
     for (who, child) in [("client (VIP)", ping), ("internet (EIP)", eip_ping)] {
         let out = child.wait_with_output().map_err(|e| e.to_string())?;
-        let text = String::from_utf8_lossy(&out.stdout);
-        let times: Vec<f64> = text
-            .lines()
-            .filter(|l| l.contains("bytes from"))
-            .filter_map(|l| l.strip_prefix('[')?.split(']').next()?.parse().ok())
-            .collect();
-        let gap = times
-            .windows(2)
-            .map(|w| (w[1] - w[0]) * 1000.0)
-            .fold(0.0, f64::max);
+        let (gap, replies) = crate::ping_gap::ping_gap_ms(&String::from_utf8_lossy(&out.stdout));
         println!(
-            "   {who:<15} saw {} replies; longest gap {:.0} ms (keepalived's own switch-over time)",
-            times.len(),
-            gap
+            "   {who:<15} saw {replies} replies; longest gap {gap:.0} ms (keepalived's own switch-over time)"
         );
     }
 

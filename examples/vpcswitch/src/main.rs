@@ -18,6 +18,7 @@
 mod control;
 mod demo;
 mod metrics_http;
+mod ping_gap;
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;

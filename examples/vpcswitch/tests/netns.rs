@@ -807,20 +807,9 @@ impl Net {
     }
 }
 
-/// The longest gap between consecutive echo replies in `ping -D` output, in ms, and the
-/// number of replies.
-fn ping_gap_ms(out: &str) -> (f64, usize) {
-    let times: Vec<f64> = out
-        .lines()
-        .filter(|l| l.contains("bytes from"))
-        .filter_map(|l| l.strip_prefix('[')?.split(']').next()?.parse().ok())
-        .collect();
-    let gap = times
-        .windows(2)
-        .map(|w| (w[1] - w[0]) * 1000.0)
-        .fold(0.0, f64::max);
-    (gap, times.len())
-}
+#[path = "../src/ping_gap.rs"]
+mod ping_gap;
+use ping_gap::ping_gap_ms;
 
 /// keepalived's detection time with advert_int 1 s: 3 adverts plus the skew
 /// ((256 - priority) / 256 s for the backup at priority 100), plus the 100 ms allowance
