@@ -17,7 +17,7 @@ fuzz_target!(|data: &[u8]| {
             let _ = icmp::error_in_place(
                 &mut buf,
                 data.len(),
-                c.src,
+                c.src.mac(),
                 std::net::Ipv4Addr::LOCALHOST,
                 11,
                 0,

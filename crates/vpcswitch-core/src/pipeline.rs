@@ -9,7 +9,9 @@ use std::net::Ipv4Addr;
 
 use vpcswitch_wire::arp::{self, ArpInfo, OP_REPLY, OP_REQUEST};
 use vpcswitch_wire::nat::{self, Side};
-use vpcswitch_wire::{classify, icmp, Classified, IpProtocol, Ipv4Packet, MacAddr, WireError, L3};
+use vpcswitch_wire::{
+    classify, icmp, Classified, IpProtocol, Ipv4Packet, MacAddr, MacKey, WireError, L3,
+};
 
 use crate::snapshot::{Budget, Host, PortEntry, RouteTarget, UplinkEntry, VpcEntry};
 use crate::{Ctx, DropReason, Out, PortId, Snapshot, Trace, Tracer, Verdict, VipId, VpcId};
@@ -292,7 +294,7 @@ impl Snapshot {
         if let Err(v) = self.arp_admit(ctx, p, &a, t) {
             return v;
         }
-        if p.src_dst_check && a.sha != c.src {
+        if p.src_dst_check && c.src != a.sha {
             drop_with!(
                 t,
                 "arp",
@@ -492,7 +494,7 @@ impl Snapshot {
 
     /// SPEC 4.2: the port of subnet `p.subnet` that owns `mac`.
     #[inline(always)]
-    fn l2_dest(&self, p: &PortEntry, mac: MacAddr) -> Result<&PortEntry, DropReason> {
+    fn l2_dest(&self, p: &PortEntry, mac: MacKey) -> Result<&PortEntry, DropReason> {
         let q = self
             .port_by_mac(mac)
             .and_then(|q| self.port(q))
@@ -509,7 +511,7 @@ impl Snapshot {
     fn l2_ipv4<T: Tracer>(
         &self,
         p: &PortEntry,
-        dst_mac: MacAddr,
+        dst_mac: MacKey,
         v4: V4,
         buf: &mut [u8],
         t: &mut T,

@@ -10,6 +10,7 @@ use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 
 use hashbrown::HashMap;
 use vpcswitch_model::{Config, ConfigErrors, Ipv4Cidr, MacAddr, RouteTarget as CfgTarget};
+use vpcswitch_wire::MacKey;
 
 use crate::{FlatMap, Lpm, PortId, SubnetId, VipId, VpcId};
 
@@ -46,8 +47,8 @@ pub struct PortEntry {
 impl PortEntry {
     /// SPEC 2.2: may the port send from `mac`?
     #[inline]
-    pub fn owns_mac(&self, mac: MacAddr) -> bool {
-        self.mac == mac || self.allowed_macs.contains(&mac)
+    pub fn owns_mac(&self, mac: MacKey) -> bool {
+        mac == self.mac || self.allowed_macs.iter().any(|m| mac == *m)
     }
     /// SPEC 2.3: is `ip` in the allowed set?
     #[inline]
@@ -656,8 +657,8 @@ impl Snapshot {
     }
     /// The port owning `mac` (primary or allowed extra MAC).
     #[inline]
-    pub fn port_by_mac(&self, mac: MacAddr) -> Option<PortId> {
-        self.mac_table.get(mac.key())
+    pub fn port_by_mac(&self, mac: MacKey) -> Option<PortId> {
+        self.mac_table.get(mac.0)
     }
     /// The local address `ip` of VPC `vpc`.
     #[inline]

@@ -122,7 +122,7 @@ fn spec7_1_arp_for_an_eip_is_answered_with_the_uplink_mac() {
         let L3::Arp(ans) = c.l3 else {
             panic!("not ARP")
         };
-        assert_eq!((c.dst, c.src), (ROUTER, UPLINK));
+        assert_eq!((c.dst.mac(), c.src.mac()), (ROUTER, UPLINK));
         assert_eq!(ans.op, 2);
         assert_eq!((ans.sha, Ipv4Addr::from(ans.spa)), (UPLINK, ip(eip)));
         assert_eq!(Ipv4Addr::from(ans.tpa), ip("203.0.113.1"));
@@ -158,7 +158,7 @@ fn spec7_2_the_next_hop_is_arped_for_then_learned() {
     let L3::Arp(req) = c.l3 else {
         panic!("not ARP")
     };
-    assert_eq!((c.dst, c.src), (MacAddr::BROADCAST, UPLINK));
+    assert_eq!((c.dst.mac(), c.src.mac()), (MacAddr::BROADCAST, UPLINK));
     assert_eq!(req.op, 1);
     assert_eq!(Ipv4Addr::from(req.tpa), ip("203.0.113.1"));
     // the sender IP is an EIP (the lowest), so the router can answer

@@ -24,7 +24,7 @@ pub mod l4;
 pub mod nat;
 pub mod tso;
 
-pub use addr::{Ipv4Cidr, MacAddr, ParseAddrError};
+pub use addr::{Ipv4Cidr, MacAddr, MacKey, ParseAddrError};
 pub use classify::{classify, Classified, L3};
 pub use ethernet::{EtherType, EthernetFrame, ETHERNET_HEADER_LEN};
 pub use ipv4::{IpProtocol, Ipv4Packet, IPV4_MIN_HEADER_LEN};
