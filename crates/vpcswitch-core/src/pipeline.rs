@@ -1098,7 +1098,7 @@ impl Snapshot {
         if let Err(v) = self.arp_admit(ctx, p, &a, t) {
             return v;
         }
-        if a.spa == u.next_hop && a.spa != 0 && a.sha.is_unicast() {
+        if a.spa == u.next_hop && a.spa != 0 && a.sha.mac().is_unicast() {
             if T::ON {
                 step!(
                     t,
@@ -1108,7 +1108,7 @@ impl Snapshot {
                     a.sha
                 );
             } else {
-                self.learn_next_hop(a.sha);
+                self.learn_next_hop(a.sha.mac());
             }
         }
         if a.op == OP_REQUEST && self.eip_target(a.tpa).is_some() {

@@ -124,7 +124,7 @@ fn spec7_1_arp_for_an_eip_is_answered_with_the_uplink_mac() {
         };
         assert_eq!((c.dst.mac(), c.src.mac()), (ROUTER, UPLINK));
         assert_eq!(ans.op, 2);
-        assert_eq!((ans.sha, Ipv4Addr::from(ans.spa)), (UPLINK, ip(eip)));
+        assert_eq!((ans.sha.mac(), Ipv4Addr::from(ans.spa)), (UPLINK, ip(eip)));
         assert_eq!(Ipv4Addr::from(ans.tpa), ip("203.0.113.1"));
     }
     // not an EIP: consumed, counted

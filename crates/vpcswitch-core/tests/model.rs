@@ -118,7 +118,7 @@ impl Model<'_> {
         match &f.kind {
             Kind::Arp(a) => {
                 let spa = Ipv4Addr::from(a.spa);
-                if spa == NEXT_HOP && a.sha.is_unicast() {
+                if spa == NEXT_HOP && a.sha.mac().is_unicast() {
                     self.next_hop_known = true;
                 }
                 if a.op == 1 && self.eip_target(Ipv4Addr::from(a.tpa)).is_some() {
@@ -573,9 +573,9 @@ fn make_frame(c: &Config, r: &Raw) -> (String, Frame) {
             dst: MacAddr::BROADCAST,
             kind: Kind::Arp(ArpInfo {
                 op: 1,
-                sha: src,
+                sha: src.into(),
                 spa: sip.into(),
-                tha: MacAddr::ZERO,
+                tha: MacAddr::ZERO.into(),
                 tpa: dip.into(),
             }),
         },
@@ -584,9 +584,9 @@ fn make_frame(c: &Config, r: &Raw) -> (String, Frame) {
             dst: MacAddr::BROADCAST,
             kind: Kind::Arp(ArpInfo {
                 op: 1,
-                sha: src,
+                sha: src.into(),
                 spa: sip.into(),
-                tha: MacAddr::ZERO,
+                tha: MacAddr::ZERO.into(),
                 tpa: sip.into(),
             }),
         },
@@ -597,9 +597,9 @@ fn make_frame(c: &Config, r: &Raw) -> (String, Frame) {
                 dst,
                 kind: Kind::Arp(ArpInfo {
                     op: 2,
-                    sha: if a % 7 == 0 { pick_mac(c, e) } else { src },
+                    sha: (if a % 7 == 0 { pick_mac(c, e) } else { src }).into(),
                     spa: sip.into(),
-                    tha: dst,
+                    tha: dst.into(),
                     tpa: dip.into(),
                 }),
             }

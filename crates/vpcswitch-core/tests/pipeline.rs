@@ -180,9 +180,9 @@ fn spec2_3_arp_sender_checks() {
     let s = topo();
     let mut a = ArpInfo {
         op: 1,
-        sha: mac(P2),
+        sha: mac(P2).into(),
         spa: ip("10.0.1.11").into(),
-        tha: MacAddr::ZERO,
+        tha: MacAddr::ZERO.into(),
         tpa: ip("10.0.1.12").into(),
     };
     let f = build::arp_frame(MacAddr::BROADCAST, mac(P1), &a);
@@ -190,7 +190,7 @@ fn spec2_3_arp_sender_checks() {
         run(&s, "p1", &f).v,
         dropped(DropReason::ArpSenderMacMismatch)
     );
-    a.sha = mac(P1);
+    a.sha = mac(P1).into();
     a.spa = ip("10.0.1.77").into();
     let f = build::arp_frame(MacAddr::BROADCAST, mac(P1), &a);
     assert_eq!(run(&s, "p1", &f).v, dropped(DropReason::SpoofedArpSenderIp));
@@ -270,7 +270,7 @@ fn spec3_4_arp_responder() {
     assert_eq!(r.v, to(&s, "p1"));
     let a = arp_answer(&r);
     assert_eq!(
-        (a.op, a.sha, a.spa, a.tpa),
+        (a.op, a.sha.mac(), a.spa, a.tpa),
         (2, GW, ip("10.0.1.1").into(), ip("10.0.1.11").into())
     );
     // a port's fixed IP (secondary too)

@@ -4,7 +4,7 @@ use smoltcp::wire::{ArpOperation, ArpPacket, ArpRepr, EthernetAddress};
 use std::net::Ipv4Addr;
 
 use crate::ethernet::{EtherType, ETHERNET_HEADER_LEN};
-use crate::{MacAddr, WireError};
+use crate::{MacAddr, MacKey, WireError};
 
 /// ARP request opcode.
 pub const OP_REQUEST: u16 = 1;
@@ -20,12 +20,12 @@ pub const ARP_FRAME_LEN: usize = ETHERNET_HEADER_LEN + ARP_LEN;
 pub struct ArpInfo {
     /// opcode (1 request, 2 reply, others kept as seen)
     pub op: u16,
-    /// sender hardware address
-    pub sha: MacAddr,
+    /// sender hardware address (a [`MacKey`], as in `Classified`: kept in a register)
+    pub sha: MacKey,
     /// sender protocol address
     pub spa: u32,
     /// target hardware address
-    pub tha: MacAddr,
+    pub tha: MacKey,
     /// target protocol address
     pub tpa: u32,
 }
@@ -42,8 +42,8 @@ impl ArpInfo {
     }
 }
 
-fn mac(e: EthernetAddress) -> MacAddr {
-    MacAddr(e.0)
+fn mac(e: EthernetAddress) -> MacKey {
+    MacKey::from_bytes(&e.0)
 }
 
 /// Parses the Ethernet payload of an ARP frame.
@@ -79,9 +79,9 @@ pub fn emit_frame(buf: &mut [u8], eth_dst: MacAddr, eth_src: MacAddr, info: &Arp
     buf[12..14].copy_from_slice(&EtherType::ARP.to_be_bytes());
     let repr = ArpRepr::EthernetIpv4 {
         operation: ArpOperation::from(info.op),
-        source_hardware_addr: EthernetAddress(info.sha.0),
+        source_hardware_addr: EthernetAddress(info.sha.mac().0),
         source_protocol_addr: Ipv4Addr::from(info.spa),
-        target_hardware_addr: EthernetAddress(info.tha.0),
+        target_hardware_addr: EthernetAddress(info.tha.mac().0),
         target_protocol_addr: Ipv4Addr::from(info.tpa),
     };
     let mut pkt = ArpPacket::new_unchecked(&mut buf[ETHERNET_HEADER_LEN..ARP_FRAME_LEN]);
@@ -93,21 +93,21 @@ pub fn emit_frame(buf: &mut [u8], eth_dst: MacAddr, eth_src: MacAddr, info: &Arp
 pub fn emit_reply(buf: &mut [u8], req: &ArpInfo, mac: MacAddr) -> usize {
     let info = ArpInfo {
         op: OP_REPLY,
-        sha: mac,
+        sha: mac.into(),
         spa: req.tpa,
         tha: req.sha,
         tpa: req.spa,
     };
-    emit_frame(buf, req.sha, mac, &info)
+    emit_frame(buf, req.sha.mac(), mac, &info)
 }
 
 /// Writes a broadcast request from `(sha, spa)` asking for `tpa`.
 pub fn emit_request(buf: &mut [u8], sha: MacAddr, spa: u32, tpa: u32) -> usize {
     let info = ArpInfo {
         op: OP_REQUEST,
-        sha,
+        sha: sha.into(),
         spa,
-        tha: MacAddr::ZERO,
+        tha: MacKey::default(),
         tpa,
     };
     emit_frame(buf, MacAddr::BROADCAST, sha, &info)
@@ -151,12 +151,12 @@ mod tests {
         let gw = MacAddr([2, 0xfe, 0, 0, 0, 1]);
         let n = emit_reply(&mut buf, &req, gw);
         assert_eq!(n, ARP_FRAME_LEN);
-        assert_eq!(&buf[0..6], &req.sha.0);
+        assert_eq!(&buf[0..6], &req.sha.mac().0);
         assert_eq!(&buf[6..12], &gw.0);
         let r = parse(&buf[14..n]).unwrap();
         assert_eq!(
             (r.op, r.sha, r.spa, r.tha, r.tpa),
-            (OP_REPLY, gw, req.tpa, req.sha, req.spa)
+            (OP_REPLY, gw.into(), req.tpa, req.sha, req.spa)
         );
         assert_eq!(emit_reply(&mut buf[..41], &req, gw), 0);
     }

@@ -139,9 +139,9 @@ pub fn arp_request(mac: MacAddr, sip: Ipv4Addr, tip: Ipv4Addr) -> Vec<u8> {
         mac,
         &ArpInfo {
             op: OP_REQUEST,
-            sha: mac,
+            sha: mac.into(),
             spa: sip.into(),
-            tha: MacAddr::ZERO,
+            tha: MacAddr::ZERO.into(),
             tpa: tip.into(),
         },
     )
@@ -159,9 +159,9 @@ pub fn arp_reply(dst: MacAddr, dip: Ipv4Addr, mac: MacAddr, sip: Ipv4Addr) -> Ve
         mac,
         &ArpInfo {
             op: OP_REPLY,
-            sha: mac,
+            sha: mac.into(),
             spa: sip.into(),
-            tha: dst,
+            tha: dst.into(),
             tpa: dip.into(),
         },
     )
