@@ -1108,7 +1108,7 @@ impl Snapshot {
                     a.sha
                 );
             } else {
-                self.learn_next_hop(a.sha.mac());
+                self.learn_next_hop(a.sha);
             }
         }
         if a.op == OP_REQUEST && self.eip_target(a.tpa).is_some() {

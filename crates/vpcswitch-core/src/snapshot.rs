@@ -241,7 +241,7 @@ pub struct UplinkEntry {
     pub static_next_hop: bool,
 }
 
-/// "Not learned yet" in the next-hop cell.
+/// "Not learned yet" in the next-hop cell (no [`MacKey`] has its top bits set).
 const NO_MAC: u64 = u64::MAX;
 
 /// What a per-port budget limits.
@@ -282,7 +282,7 @@ pub struct Snapshot {
     pub vips: Vec<VipEntry>,
     /// The uplink, if configured.
     pub uplink: Option<UplinkEntry>,
-    /// the next hop's MAC as [`MacAddr::to_u64`], learned by ARP on the uplink (or
+    /// the next hop's MAC as a [`MacKey`], learned by ARP on the uplink (or
     /// static); `NO_MAC` until then. Shared by every worker.
     next_hop_mac: AtomicU64,
     /// EIP (public, host order) → (VPC, private address)
@@ -507,9 +507,7 @@ impl Snapshot {
             });
         // the next hop's MAC: configured, or carried over while the next hop is the same
         let next_hop_mac = match (&cfg.uplink, prev) {
-            (Some(u), _) if u.next_hop_mac.is_some() => {
-                u.next_hop_mac.map_or(NO_MAC, |m| m.to_u64())
-            }
+            (Some(u), _) if u.next_hop_mac.is_some() => u.next_hop_mac.map_or(NO_MAC, |m| m.key()),
             (Some(u), Some(p)) => p.carried_next_hop(u32::from(u.next_hop)),
             _ => NO_MAC,
         };
@@ -606,7 +604,7 @@ impl Snapshot {
         }
     }
 
-    /// The learned next-hop MAC (as `to_u64`) if this snapshot's next hop is `next_hop`.
+    /// The learned next-hop MAC (as a `MacKey`) if this snapshot's next hop is `next_hop`.
     fn carried_next_hop(&self, next_hop: u32) -> u64 {
         match &self.uplink {
             Some(u) if u.next_hop == next_hop => self.next_hop_mac.load(Ordering::Acquire),
@@ -618,16 +616,16 @@ impl Snapshot {
     #[inline]
     pub fn next_hop_mac(&self) -> Option<MacAddr> {
         let m = self.next_hop_mac.load(Ordering::Acquire);
-        (m != NO_MAC).then(|| MacAddr::from_u64(m))
+        (m != NO_MAC).then(|| MacAddr::from_key(m))
     }
 
     /// Records the next hop's MAC, learned from its ARP on the uplink; true when it
     /// changed. A configured (static) MAC is never replaced.
-    pub(crate) fn learn_next_hop(&self, mac: MacAddr) -> bool {
+    pub(crate) fn learn_next_hop(&self, mac: MacKey) -> bool {
         if self.uplink.as_ref().is_none_or(|u| u.static_next_hop) {
             return false;
         }
-        self.next_hop_mac.swap(mac.to_u64(), Ordering::AcqRel) != mac.to_u64()
+        self.next_hop_mac.swap(mac.0, Ordering::AcqRel) != mac.0
     }
 
     /// SPEC 7.1: the (VPC, private address) behind EIP `public`.

@@ -50,18 +50,6 @@ impl MacAddr {
         let b = ((k >> 32) as u16).to_ne_bytes();
         MacAddr([a[0], a[1], a[2], a[3], b[0], b[1]])
     }
-    /// The MAC as a 64-bit big-endian number (for hashing and comparisons).
-    #[inline]
-    pub fn to_u64(&self) -> u64 {
-        let b = self.0;
-        u64::from_be_bytes([0, 0, b[0], b[1], b[2], b[3], b[4], b[5]])
-    }
-    /// The inverse of [`MacAddr::to_u64`] (the top 16 bits are ignored).
-    #[inline]
-    pub fn from_u64(v: u64) -> MacAddr {
-        let b = v.to_be_bytes();
-        MacAddr([b[2], b[3], b[4], b[5], b[6], b[7]])
-    }
 }
 
 /// A MAC address held as its [`MacAddr::key`]: one 64-bit scalar. The classifier hands

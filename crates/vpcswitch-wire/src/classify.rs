@@ -55,11 +55,11 @@ pub fn classify(frame: &[u8]) -> Result<Classified, WireError> {
     let (e, p) = frame
         .split_first_chunk::<ETHERNET_HEADER_LEN>()
         .ok_or(WireError::Truncated)?;
-    let (d, rest) = e.split_first_chunk::<6>().ok_or(WireError::Truncated)?;
-    let (s, t) = rest.split_first_chunk::<6>().ok_or(WireError::Truncated)?;
+    let [d @ .., _, _, _, _, _, _, _, _] = e;
+    let [_, _, _, _, _, _, s @ .., t0, t1] = e;
     let dst = MacKey::from_bytes(d);
     let src = MacKey::from_bytes(s);
-    let et = u16::from_be_bytes([t[0], t[1]]);
+    let et = u16::from_be_bytes([*t0, *t1]);
     let l3 = match et {
         EtherType::IPV4 => {
             ipv4::check(p)?;
