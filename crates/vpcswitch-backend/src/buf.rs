@@ -10,6 +10,7 @@ use crossbeam_queue::ArrayQueue;
 use std::sync::Arc;
 
 use crate::sys::{Region, RegionBuf};
+pub use vpcswitch_wire::offload::{Offload, VnetHdr};
 
 /// Size of every buffer: a 1500-byte MTU frame plus room for the switch's answers.
 pub const BUF_SIZE: usize = 2048;
@@ -69,93 +70,14 @@ pub struct PacketBuf {
     data: Mem,
     len: usize,
     home: Option<Arc<Shared>>,
-    /// segmentation and checksum offload state of the frame (virtio-net header)
+    /// Offload work left on the frame, in trusted form: set only by the runtime's
+    /// ingress check of [`PacketBuf::vnet`] (SPEC 2.5), or by code that built the
+    /// frame; a device that takes offload gets a header derived from it and the frame.
     pub offload: Offload,
-}
-
-/// What a device left for the next hop to do (the virtio-net header's meaning): a
-/// checksum to complete and/or TCP segmentation. All zero for an ordinary frame.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct Offload {
-    /// `VIRTIO_NET_HDR_F_*` flags (1: the checksum needs completing)
-    pub flags: u8,
-    /// `VIRTIO_NET_HDR_GSO_*`: 0 none, 1 TCPv4, 3 UDP, 4 TCPv6, 0x80 ECN bit
-    pub gso_type: u8,
-    /// length of the headers before the payload
-    pub hdr_len: u16,
-    /// payload bytes per segment
-    pub gso_size: u16,
-    /// where checksumming starts
-    pub csum_start: u16,
-    /// where, from `csum_start`, the checksum is stored
-    pub csum_offset: u16,
-}
-
-impl Offload {
-    /// `VIRTIO_NET_HDR_F_NEEDS_CSUM`
-    pub const NEEDS_CSUM: u8 = 1;
-    /// Length of the header on the wire of a vnet-header TAP.
-    pub const WIRE_LEN: usize = 10;
-
-    /// True when the frame is a segmentation super-frame.
-    #[inline]
-    pub fn is_gso(&self) -> bool {
-        self.gso_type & 0x7f != 0
-    }
-    /// True when the L4 checksum still has to be completed.
-    #[inline]
-    pub fn needs_csum(&self) -> bool {
-        self.flags & Self::NEEDS_CSUM != 0
-    }
-    /// Parses the 10-byte header (little-endian, as a TAP without `TUNSETVNETLE` on
-    /// x86 writes it).
-    pub fn from_wire(b: &[u8; Self::WIRE_LEN]) -> Offload {
-        let u = |i: usize| u16::from_le_bytes([b[i], b[i + 1]]);
-        Offload {
-            flags: b[0],
-            gso_type: b[1],
-            hdr_len: u(2),
-            gso_size: u(4),
-            csum_start: u(6),
-            csum_offset: u(8),
-        }
-    }
-    /// The 10-byte header.
-    pub fn to_wire(&self) -> [u8; Self::WIRE_LEN] {
-        let mut b = [0u8; Self::WIRE_LEN];
-        b[0] = self.flags;
-        b[1] = self.gso_type;
-        b[2..4].copy_from_slice(&self.hdr_len.to_le_bytes());
-        b[4..6].copy_from_slice(&self.gso_size.to_le_bytes());
-        b[6..8].copy_from_slice(&self.csum_start.to_le_bytes());
-        b[8..10].copy_from_slice(&self.csum_offset.to_le_bytes());
-        b
-    }
-    /// Completes the partial checksum in `frame` in software (for a destination that
-    /// cannot) and clears the flag. False when the offsets do not fit the frame.
-    pub fn finish_checksum(&mut self, frame: &mut [u8]) -> bool {
-        let start = usize::from(self.csum_start);
-        let at = start + usize::from(self.csum_offset);
-        if at + 2 > frame.len() || start > frame.len() {
-            return false;
-        }
-        // the field holds the pseudo-header sum already (CHECKSUM_PARTIAL)
-        let mut acc: u32 = 0;
-        let mut chunks = frame[start..].chunks_exact(2);
-        for c in &mut chunks {
-            acc += u32::from(u16::from_be_bytes([c[0], c[1]]));
-        }
-        if let [x] = chunks.remainder() {
-            acc += u32::from(*x) << 8;
-        }
-        while acc > 0xffff {
-            acc = (acc & 0xffff) + (acc >> 16);
-        }
-        let c = !(acc as u16);
-        frame[at..at + 2].copy_from_slice(&c.to_be_bytes());
-        self.flags &= !Self::NEEDS_CSUM;
-        true
-    }
+    /// The virtio-net header the device handed over with the frame, as it came:
+    /// untrusted guest input. Backends set it on receive and nothing else reads it but
+    /// the runtime's ingress check, which turns it into [`PacketBuf::offload`].
+    pub vnet: VnetHdr,
 }
 
 impl PacketBuf {
@@ -167,7 +89,8 @@ impl PacketBuf {
             data: Mem::Heap(data),
             len: frame.len(),
             home: None,
-            offload: Offload::default(),
+            offload: Offload::None,
+            vnet: VnetHdr::default(),
         }
     }
     /// The frame.
@@ -216,7 +139,8 @@ impl PacketBuf {
         let n = frame.len().min(data.len());
         data[..n].copy_from_slice(&frame[..n]);
         self.len = n;
-        self.offload = Offload::default();
+        self.offload = Offload::None;
+        self.vnet = VnetHdr::default();
         n
     }
     /// Sets the frame length (clamped to the capacity), after writing into the buffer.
@@ -233,7 +157,8 @@ impl Drop for PacketBuf {
                 data: std::mem::take(&mut self.data),
                 len: 0,
                 home: Some(home.clone()),
-                offload: Offload::default(),
+                offload: Offload::None,
+            vnet: VnetHdr::default(),
             };
             // The ring has room for every buffer of the pool, so this never fails for a
             // buffer of this pool; if it did, the buffer is freed.
@@ -291,7 +216,8 @@ impl Pool {
                 data,
                 len: 0,
                 home: Some(shared.clone()),
-                offload: Offload::default(),
+                offload: Offload::None,
+            vnet: VnetHdr::default(),
             };
             let _ = shared.free.push(b);
         }
@@ -413,40 +339,6 @@ mod tests {
             3,
             "the second went home"
         );
-    }
-
-    #[test]
-    fn offload_header_round_trips_and_checksum_completes() {
-        let o = Offload {
-            flags: 1,
-            gso_type: 1,
-            hdr_len: 66,
-            gso_size: 1448,
-            csum_start: 34,
-            csum_offset: 16,
-        };
-        assert_eq!(Offload::from_wire(&o.to_wire()), o);
-        assert!(o.is_gso() && o.needs_csum());
-        // a frame whose "L4" at 34.. sums to a known value; the field at 50 holds 0
-        let mut f = vec![0u8; 60];
-        f[34] = 0x12;
-        f[35] = 0x34;
-        let mut p = Offload {
-            flags: 1,
-            csum_start: 34,
-            csum_offset: 16,
-            ..Offload::default()
-        };
-        assert!(p.finish_checksum(&mut f));
-        assert_eq!(u16::from_be_bytes([f[50], f[51]]), !0x1234);
-        assert!(!p.needs_csum());
-        let mut bad = Offload {
-            flags: 1,
-            csum_start: 59,
-            csum_offset: 16,
-            ..Offload::default()
-        };
-        assert!(!bad.finish_checksum(&mut f));
     }
 
     #[test]

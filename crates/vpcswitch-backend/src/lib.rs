@@ -17,7 +17,7 @@ pub mod memory;
 pub mod sys;
 
 pub use buf::{
-    Offload, PacketBuf, Pool, PoolCache, BUF_SIZE, UMEM_FRAME, UMEM_HEADROOM, UMEM_STRIDE,
+    Offload, PacketBuf, Pool, PoolCache, VnetHdr, BUF_SIZE, UMEM_FRAME, UMEM_HEADROOM, UMEM_STRIDE,
 };
 
 /// Size of a buffer that holds a whole segmentation super-frame (64 KiB of IP plus the

@@ -78,16 +78,17 @@ impl MemGuest {
         let q = rss(frame, self.rings.to_switch.len());
         self.send_on(q, frame)
     }
-    /// Sends a frame with offload work left to do, as a device with checksum/TSO
-    /// offload would hand it over (tests of the runtime's offload handling).
-    pub fn send_offload(&self, frame: &[u8], offload: crate::Offload) -> bool {
+    /// Sends a frame with a virtio-net header, as a TAP or AF_PACKET device hands a
+    /// guest's frame over (tests of the runtime's offload checks, SPEC 2.5): the header
+    /// is untrusted, as it is from a device.
+    pub fn send_offload(&self, frame: &[u8], vnet: crate::VnetHdr) -> bool {
         // a super-frame is larger than a pool buffer
         let mut b = match self.pool.alloc() {
             Some(b) if b.capacity() >= frame.len() => b,
             _ => PacketBuf::unpooled(frame),
         };
         b.fill(frame);
-        b.offload = offload;
+        b.vnet = vnet;
         self.push(rss(frame, self.rings.to_switch.len()), b)
     }
 

@@ -99,11 +99,36 @@ reasons! {
     NoBuffer = "no_buffer",
     /// Runtime: the backend reported an error on transmit.
     TxError = "tx_error",
-    /// Runtime: a segmentation super-frame for a port that cannot take one, that the
-    /// switch cannot segment in software (only TCPv4 is).
+    /// SPEC 2.5: a device's offload header asks for segmentation other than TCPv4
+    /// (UDP, IPv6), which the switch does not take.
     GsoUnsupported = "gso_unsupported",
-    /// Runtime: a device's checksum offload offsets do not fit the frame.
+    /// Runtime: offload work left on a frame that the switch could not complete for a
+    /// port without offload (the frame no longer fits its checked form; not expected).
     BadOffload = "bad_offload",
+    /// SPEC 2.5: a device's offload header with unknown flags or a header length past
+    /// the frame.
+    BadOffloadHeader = "bad_offload_header",
+    /// SPEC 2.5: "checksum needed" not at the L4 checksum field of an unfragmented
+    /// IPv4 TCP or UDP packet (a guest choosing where the switch would write).
+    BadOffloadCsum = "bad_offload_csum",
+    /// SPEC 2.5: a TCPv4 super-frame whose segment size or layout does not match it.
+    BadOffloadGso = "bad_offload_gso",
+    /// SPEC 2.5: a super-frame that would make more segments than the switch cuts one
+    /// frame into (`vpcswitch_wire::offload::MAX_GSO_SEGMENTS`).
+    GsoTooManySegments = "gso_too_many_segments",
+}
+
+impl From<vpcswitch_wire::offload::OffloadError> for DropReason {
+    fn from(e: vpcswitch_wire::offload::OffloadError) -> DropReason {
+        use vpcswitch_wire::offload::OffloadError as E;
+        match e {
+            E::BadHeader => DropReason::BadOffloadHeader,
+            E::BadChecksumRequest => DropReason::BadOffloadCsum,
+            E::GsoUnsupported => DropReason::GsoUnsupported,
+            E::BadSegmentation => DropReason::BadOffloadGso,
+            E::TooManySegments => DropReason::GsoTooManySegments,
+        }
+    }
 }
 
 impl std::fmt::Display for DropReason {

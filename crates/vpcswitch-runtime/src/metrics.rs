@@ -157,6 +157,11 @@ pub fn prometheus(sw: &Switch, reload_failures: u64) -> String {
             "Answers each worker made (ICMP errors, ARP requests).",
             |w| w.generated,
         ),
+        (
+            "vpcswitch_worker_gso_segments_total",
+            "Segments each worker cut from TCP super-frames in software (ports without offload).",
+            |w| w.segments,
+        ),
     ] {
         head(&mut o, name, "counter", help);
         for (i, w) in s.workers.iter().enumerate() {

@@ -52,6 +52,8 @@ pub(crate) struct WorkerCounters {
     pub forwarded: AtomicU64,
     pub dropped: AtomicU64,
     pub generated: AtomicU64,
+    /// segments cut from super-frames in software
+    pub segments: AtomicU64,
     pub loops: AtomicU64,
     pub busy_loops: AtomicU64,
     /// time (ns) spent in passes that found frames, and in the others (sleep included)
@@ -69,6 +71,7 @@ impl WorkerCounters {
             forwarded: AtomicU64::new(0),
             dropped: AtomicU64::new(0),
             generated: AtomicU64::new(0),
+            segments: AtomicU64::new(0),
             loops: AtomicU64::new(0),
             busy_loops: AtomicU64::new(0),
             busy_ns: AtomicU64::new(0),
@@ -122,6 +125,9 @@ pub struct WorkerStats {
     pub dropped: u64,
     /// answers the switch made in place of a dropped frame (ICMP errors, ARP requests)
     pub generated: u64,
+    /// segments cut from TCP super-frames in software, for ports without offload (at
+    /// most `vpcswitch_wire::offload::MAX_GSO_SEGMENTS` per super-frame, SPEC 2.5)
+    pub segments: u64,
     /// poll loops
     pub loops: u64,
     /// loops that found work
@@ -203,6 +209,7 @@ pub(crate) fn report(workers: &[&WorkerCounters], names: &[(u32, String)]) -> St
             forwarded: get(&w.forwarded),
             dropped: get(&w.dropped),
             generated: get(&w.generated),
+            segments: get(&w.segments),
             loops: get(&w.loops),
             busy_loops: get(&w.busy_loops),
             busy_ns: get(&w.busy_ns),

@@ -22,7 +22,6 @@ use std::time::{Duration, Instant};
 
 use vpcswitch_backend::{Offload, PacketBuf, PoolCache, PortQueue, Waker, MAX_BURST};
 use vpcswitch_core::{Ctx, DropReason, NoTrace, Out, PortId, Snapshot, Verdict};
-use vpcswitch_wire::tso::Tcp4Layout;
 
 use crate::observe::{Direction, DROP_SAMPLES_PER_SEC};
 use crate::stats::{bump, WorkerCounters};
@@ -290,30 +289,45 @@ impl Worker {
             if obs.capturing(pid, Direction::Rx) {
                 obs.record(pid, Direction::Rx, ctx.now_ns, buf.frame());
             }
-            ctx.csum_partial = buf.offload.flags & Offload::NEEDS_CSUM != 0;
+            // SPEC 2.5: the device's offload header is guest input, checked before the
+            // frame is, into the trusted form that is all the rest of the path sees
+            buf.offload = match Offload::check(&buf.vnet, buf.frame()) {
+                Ok(o) => o,
+                Err(e) => {
+                    self.drop_rx(c, pid, DropReason::from(e), buf);
+                    continue;
+                }
+            };
+            ctx.csum_partial = buf.offload.needs_csum();
             let (data, len) = buf.parts_mut();
             match snap.process(ctx, pid, data, len, &mut NoTrace) {
                 Verdict::Forward(out) => {
                     bump(&c.forwarded, 1);
                     self.emit(snap, c, pid, out, buf);
                 }
-                Verdict::Drop(r) => {
-                    bump(&c.dropped, 1);
-                    c.drop_on(pid, r, 1);
-                    if obs.sampling_drops(ctx.now_ns) {
-                        self.sample_drop(pid, r, &buf);
-                    }
-                    self.cache.free(buf);
-                }
+                Verdict::Drop(r) => self.drop_rx(c, pid, r, buf),
                 Verdict::DropAndSend(r, out) => {
                     bump(&c.dropped, 1);
                     bump(&c.generated, 1);
                     c.drop_on(pid, r, 1);
+                    // the switch built this frame: it carries no offload work (SPEC 2.5)
+                    buf.offload = Offload::None;
                     self.emit(snap, c, pid, out, buf);
                 }
             }
         }
         n
+    }
+
+    /// Drops a received frame for `r`: counted on its port, sampled within the rate.
+    #[inline]
+    fn drop_rx(&mut self, c: &WorkerCounters, pid: PortId, r: DropReason, buf: PacketBuf) {
+        bump(&c.dropped, 1);
+        c.drop_on(pid, r, 1);
+        if self.shared.observe.sampling_drops(self.now_ns) {
+            self.sample_drop(pid, r, &buf);
+        }
+        self.cache.free(buf);
     }
 
     #[inline]
@@ -370,14 +384,15 @@ impl Worker {
             self.cache.free(buf);
             return;
         };
-        // Offload work a destination cannot take is done (checksum) or refused (TSO).
-        if buf.offload != Offload::default() && !queue.accepts_offload() {
+        // Offload work a destination cannot take is done here: segmentation, or the
+        // checksum, at the place the frame's own headers give (SPEC 2.5).
+        if buf.offload != Offload::None && !queue.accepts_offload() {
             if buf.offload.is_gso() {
                 self.segment(c, q, buf);
                 return;
             }
             let mut o = buf.offload;
-            if o.needs_csum() && !o.finish_checksum(buf.frame_mut()) {
+            if !o.finish_checksum(buf.frame_mut()) {
                 c.drop_on(q, DropReason::BadOffload, 1);
                 self.cache.free(buf);
                 return;
@@ -398,20 +413,17 @@ impl Worker {
         }
     }
 
-    /// Software TSO: cuts a TCPv4 super-frame into `gso_size` segments (small buffers,
-    /// full checksums) for a port without offload. Other super-frames (UDP, IPv6) are
-    /// dropped as `gso_unsupported`.
+    /// Software TSO: cuts a TCPv4 super-frame into segments of its checked size (small
+    /// buffers, full checksums) for a port without offload; at most
+    /// `MAX_GSO_SEGMENTS`, as checked at ingress (SPEC 2.5), and counted.
     #[cold]
     fn segment(&mut self, c: &WorkerCounters, q: PortId, buf: PacketBuf) {
-        let tcp4 = buf.offload.gso_type & 0x7f == 1;
-        let layout = tcp4
-            .then(|| Tcp4Layout::parse(buf.frame(), usize::from(buf.offload.gso_size)))
-            .flatten();
-        let Some(l) = layout else {
-            c.drop_on(q, DropReason::GsoUnsupported, 1);
+        let Some(l) = buf.offload.segments(buf.frame()) else {
+            c.drop_on(q, DropReason::BadOffload, 1);
             self.cache.free(buf);
             return;
         };
+        bump(&c.segments, l.count() as u64);
         for i in 0..l.count() {
             let Some(mut seg) = self.cache.alloc() else {
                 c.drop_on(q, DropReason::NoBuffer, 1);
@@ -421,11 +433,11 @@ impl Worker {
             match l.write_segment(buf.frame(), i, data) {
                 Some(n) => {
                     *len = n;
-                    seg.offload = Offload::default();
+                    seg.offload = Offload::None;
                     self.enqueue(c, q, seg);
                 }
                 None => {
-                    c.drop_on(q, DropReason::GsoUnsupported, 1);
+                    c.drop_on(q, DropReason::BadOffload, 1);
                     self.cache.free(seg);
                 }
             }

@@ -332,7 +332,7 @@ fn trace_through_the_runtime() {
 
 #[test]
 fn offload_work_is_done_or_refused_for_ports_without_offload() {
-    use vpcswitch_backend::Offload;
+    use vpcswitch_backend::VnetHdr;
     let c = cfg(1);
     let (b, g) = memory_backends(&c, 64);
     let sw = Switch::start(&c, b).unwrap();
@@ -354,28 +354,35 @@ fn offload_work_is_done_or_refused_for_ports_without_offload() {
         pseudo = (pseudo & 0xffff) + (pseudo >> 16);
     }
     partial[40..42].copy_from_slice(&(pseudo as u16).to_be_bytes());
-    let o = Offload {
-        flags: Offload::NEEDS_CSUM,
-        csum_start: 34,
-        csum_offset: 6,
-        ..Offload::default()
+    let csum = |start: u16, offset: u16| VnetHdr {
+        flags: VnetHdr::NEEDS_CSUM,
+        csum_start: start,
+        csum_offset: offset,
+        ..VnetHdr::default()
     };
-    assert!(g["p1"].send_offload(&partial, o));
+    // with Ethernet padding after the IP packet: summed only up to the IP length
+    let mut padded = partial.clone();
+    padded.extend_from_slice(&[0xee; 9]);
+    assert!(g["p1"].send_offload(&padded, csum(34, 6)));
     let got = g["p2"]
         .recv_timeout(Duration::from_secs(5))
         .expect("delivered");
-    assert_eq!(got.frame(), &good[..], "checksum completed in software");
-    // a UDP super-frame cannot be segmented in software: dropped and counted
-    let gso = Offload {
+    assert_eq!(
+        &got.frame()[..good.len()],
+        &good[..],
+        "checksum completed in software"
+    );
+    // SPEC 2.5: a UDP super-frame is refused at ingress, counted on the sender
+    let gso = VnetHdr {
         gso_type: 3,
         gso_size: 1448,
         hdr_len: 42,
-        ..Offload::default()
+        ..csum(34, 6)
     };
     assert!(g["p1"].send_offload(&good, gso));
     eventually("gso drop", || {
         sw.stats()
-            .port("p2")
+            .port("p1")
             .is_some_and(|p| p.dropped(DropReason::GsoUnsupported) == 1)
     });
     // a TCP super-frame is segmented in software (TSO) for the in-memory port
@@ -393,12 +400,11 @@ fn offload_work_is_done_or_refused_for_ports_without_offload() {
         6,
         &tcp,
     );
-    let tso = Offload {
+    let tso = VnetHdr {
         gso_type: 1,
         gso_size: 1448,
         hdr_len: 54,
-        flags: 0,
-        ..Offload::default()
+        ..csum(34, 16)
     };
     assert!(g["p1"].send_offload(&sup, tso));
     let mut payload = Vec::new();
@@ -414,20 +420,183 @@ fn offload_work_is_done_or_refused_for_ports_without_offload() {
         (0..5000).map(|i| (i % 251) as u8).collect::<Vec<u8>>(),
         "4 segments carry the payload in order"
     );
-    // offsets that do not fit the frame
-    let bad = Offload {
-        flags: Offload::NEEDS_CSUM,
-        csum_start: 58,
-        csum_offset: 16,
-        ..Offload::default()
-    };
-    assert!(g["p1"].send_offload(&good, bad));
-    eventually("bad offload drop", || {
+    assert_eq!(
+        sw.stats().workers.iter().map(|w| w.segments).sum::<u64>(),
+        4,
+        "segments counted"
+    );
+    // SPEC 2.5: offsets that are not the L4 checksum field, or past the frame
+    assert!(g["p1"].send_offload(&good, csum(58, 16)));
+    assert!(g["p1"].send_offload(&good, csum(34, 16)));
+    assert!(g["p1"].send_offload(&good, csum(4000, 0)));
+    eventually("bad offload drops", || {
         sw.stats()
-            .port("p2")
-            .is_some_and(|p| p.dropped(DropReason::BadOffload) == 1)
+            .port("p1")
+            .is_some_and(|p| p.dropped(DropReason::BadOffloadCsum) == 3)
     });
     assert!(g["p2"].recv().is_none());
+}
+
+/// SPEC 2.5: a guest cannot make the switch rewrite its frame after the checks by
+/// choosing where a checksum offload writes. An ARP reply for the sender's own address
+/// whose "checksum" would land on its sender IP (turning it into the gateway's), and a
+/// UDP packet whose "checksum" would land on its source address: both refused before
+/// the pipeline, counted, and nothing reaches the victim (a port without offload, for
+/// which the switch completes checksums itself).
+#[test]
+fn spec2_5_a_guest_chosen_checksum_offset_cannot_rewrite_a_checked_frame() {
+    use vpcswitch_backend::VnetHdr;
+    let c = cfg(1);
+    let (b, g) = memory_backends(&c, 64);
+    let sw = Switch::start(&c, b).unwrap();
+    // the ones-complement word that makes the sum over `f[start..]` complement to
+    // `want` when put at `pad` (an even distance from `start`)
+    fn forge(f: &mut [u8], start: usize, pad: usize, want: u16) {
+        let fold = |mut x: u32| {
+            while x > 0xffff {
+                x = (x & 0xffff) + (x >> 16);
+            }
+            x as u16
+        };
+        f[pad..pad + 2].copy_from_slice(&[0, 0]);
+        let s = fold(f[start..].chunks(2).fold(0u32, |a, w| {
+            a + u32::from(u16::from_be_bytes([w[0], *w.get(1).unwrap_or(&0)]))
+        }));
+        // s + p must fold to !want: p = !want - s, in ones-complement arithmetic
+        let p = fold(u32::from(!want) + u32::from(!s));
+        f[pad..pad + 2].copy_from_slice(&p.to_be_bytes());
+    }
+    let hdr = |start: u16, offset: u16| VnetHdr {
+        flags: VnetHdr::NEEDS_CSUM,
+        csum_start: start,
+        csum_offset: offset,
+        ..VnetHdr::default()
+    };
+    // ARP reply p1 -> p2 for p1's own 10.0.1.11; the sender IP's low half is at 30..32
+    let mut arp = vec![0u8; 60];
+    arp[..6].copy_from_slice(&[2, 0, 0, 0, 1, 2]);
+    arp[6..12].copy_from_slice(&[2, 0, 0, 0, 1, 1]);
+    arp[12..14].copy_from_slice(&[0x08, 0x06]);
+    arp[14..22].copy_from_slice(&[0, 1, 8, 0, 6, 4, 0, 2]);
+    arp[22..28].copy_from_slice(&[2, 0, 0, 0, 1, 1]);
+    arp[28..32].copy_from_slice(&[10, 0, 1, 11]);
+    arp[32..38].copy_from_slice(&[2, 0, 0, 0, 1, 2]);
+    arp[38..42].copy_from_slice(&[10, 0, 1, 12]);
+    // padding chosen so the "checksum" written at 30 is the gateway's low half
+    forge(&mut arp, 26, 44, 0x0101);
+    // the attack is real: completing "the checksum" as the header asks writes
+    // 10.0.1.1 over the sender IP (what the switch did before SPEC 2.5)
+    let complement = !vpcswitch_wire::checksum::fold(vpcswitch_wire::checksum::sum(0, &arp[26..]));
+    assert_eq!(complement, 0x0101);
+    // a UDP packet from p1's own address whose source's low half is at 28..30
+    let mut udp = build::udp(
+        mac("02:00:00:00:01:02"),
+        mac("02:00:00:00:01:01"),
+        ip("10.0.1.11"),
+        ip("10.0.1.12"),
+        64,
+        7,
+        9,
+        b"payload!",
+    );
+    udp.extend_from_slice(&[0; 10]);
+    let n = udp.len();
+    forge(&mut udp, 26, n - 2, 0x0163); // 10.0.1.99
+    assert!(g["p1"].send_offload(&arp, hdr(26, 4)));
+    assert!(g["p1"].send_offload(&udp, hdr(26, 2)));
+    eventually("both refused", || {
+        sw.stats()
+            .port("p1")
+            .is_some_and(|p| p.dropped(DropReason::BadOffloadCsum) == 2)
+    });
+    std::thread::sleep(Duration::from_millis(50));
+    assert!(g["p2"].recv().is_none(), "nothing reaches the victim");
+    assert_eq!(sw.stats().port("p2").unwrap().tx_packets, 0);
+}
+
+/// SPEC 2.5: frames the switch builds itself (here an ICMP time exceeded made from a
+/// TCP packet with a checksum offload) carry no offload state: the answer arrives
+/// intact, with a valid ICMP checksum, on a port without offload.
+#[test]
+fn spec2_5_frames_the_switch_builds_carry_no_offload() {
+    use vpcswitch_backend::VnetHdr;
+    let c = cfg(1);
+    let (b, g) = memory_backends(&c, 64);
+    let sw = Switch::start(&c, b).unwrap();
+    let gw = sw.snapshot().gateway_mac;
+    let mut tcp = vec![0u8; 20];
+    tcp[12] = 5 << 4;
+    tcp.extend_from_slice(&[7; 40]);
+    // TTL 1, routed (to the gateway MAC): the switch answers time exceeded
+    let f = build::ipv4(
+        gw,
+        mac("02:00:00:00:01:01"),
+        ip("10.0.1.11"),
+        ip("10.0.2.11"),
+        1,
+        6,
+        &tcp,
+    );
+    let h = VnetHdr {
+        flags: VnetHdr::NEEDS_CSUM,
+        csum_start: 34,
+        csum_offset: 16,
+        ..VnetHdr::default()
+    };
+    assert!(g["p1"].send_offload(&f, h));
+    let got = g["p1"]
+        .recv_timeout(Duration::from_secs(5))
+        .expect("time exceeded");
+    let icmp = &got.frame()[34..];
+    assert_eq!(icmp[0], 11, "time exceeded");
+    assert_eq!(
+        vpcswitch_wire::checksum::checksum(icmp),
+        0,
+        "ICMP checksum valid: nothing was written into the answer"
+    );
+    assert_eq!(&icmp[8..28], &f[14..34], "the quoted header is intact");
+}
+
+/// SPEC 2.5: the work one super-frame can cause is bounded: an absurdly small
+/// segment size is refused at ingress instead of becoming hundreds of segments on the
+/// worker every port shares.
+#[test]
+fn spec2_5_segmentation_work_is_bounded() {
+    use vpcswitch_backend::VnetHdr;
+    let c = cfg(1);
+    let (b, g) = memory_backends(&c, 64);
+    let sw = Switch::start(&c, b).unwrap();
+    let mut tcp = vec![0u8; 20];
+    tcp[12] = 5 << 4;
+    tcp.extend((0..60_000).map(|i| i as u8));
+    let sup = build::ipv4(
+        mac("02:00:00:00:01:02"),
+        mac("02:00:00:00:01:01"),
+        ip("10.0.1.11"),
+        ip("10.0.1.12"),
+        64,
+        6,
+        &tcp,
+    );
+    let h = |mss: u16| VnetHdr {
+        flags: VnetHdr::NEEDS_CSUM,
+        gso_type: 1,
+        gso_size: mss,
+        hdr_len: 54,
+        csum_start: 34,
+        csum_offset: 16,
+    };
+    assert!(g["p1"].send_offload(&sup, h(88)));
+    assert!(g["p1"].send_offload(&sup, h(9000)));
+    eventually("refused", || {
+        sw.stats().port("p1").is_some_and(|p| {
+            p.dropped(DropReason::GsoTooManySegments) == 1
+                && p.dropped(DropReason::BadOffloadGso) == 1
+        })
+    });
+    std::thread::sleep(Duration::from_millis(50));
+    assert!(g["p2"].recv().is_none());
+    assert_eq!(sw.stats().workers[0].segments, 0);
 }
 
 /// A device whose queue panics on its `n`th poll (fault injection).

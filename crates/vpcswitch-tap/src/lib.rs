@@ -34,8 +34,8 @@ use std::io;
 use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 
 use vpcswitch_backend::{
-    Backend, BackendError, Offload, PacketBuf, PoolCache, PortQueue, QueuePools, TxResult,
-    MAX_BURST,
+    Backend, BackendError, PacketBuf, PoolCache, PortQueue, QueuePools, TxResult,
+    VnetHdr, MAX_BURST,
 };
 
 /// Buffers a queue keeps at hand from its worker's pool (small buffers).
@@ -201,7 +201,7 @@ impl TapQueue {
                             Some(t) => reinsert_vlan(data, f.data.len(), t),
                             None => f.data.len(),
                         };
-                        b.offload = Offload::from_wire(&f.vnet);
+                        b.vnet = VnetHdr::from_wire(&f.vnet);
                         out.push(b);
                         n += 1;
                     } else {
@@ -230,7 +230,7 @@ impl TapQueue {
             p.idle += 1;
             if p.idle >= 4096 {
                 p.idle = 0;
-                let mut h = [0u8; Offload::WIRE_LEN];
+                let mut h = [0u8; VnetHdr::WIRE_LEN];
                 let mut one = [0u8; 1];
                 if let Err(e) = sys::recv_packet(self.fd.as_raw_fd(), &mut h, &mut one) {
                     self.down |= gone(&e);
@@ -374,25 +374,25 @@ impl PortQueue for TapQueue {
             let Some(mut b) = self.cache.alloc() else {
                 break;
             };
-            let mut hdr = [0u8; Offload::WIRE_LEN];
+            let mut hdr = [0u8; VnetHdr::WIRE_LEN];
             let (data, len) = b.parts_mut();
             let r = if self.packet {
                 sys::recv_packet(fd, &mut hdr, data).map(|(k, tag)| {
-                    let k = k.saturating_sub(Offload::WIRE_LEN);
+                    let k = k.saturating_sub(VnetHdr::WIRE_LEN);
                     match tag {
                         Some(t) => reinsert_vlan(data, k, t),
                         None => k,
                     }
                 })
             } else if self.offload {
-                sys::readv2(fd, &mut hdr, data).map(|k| k.saturating_sub(Offload::WIRE_LEN))
+                sys::readv2(fd, &mut hdr, data).map(|k| k.saturating_sub(VnetHdr::WIRE_LEN))
             } else {
                 sys::read(fd, data)
             };
             match r {
                 Ok(k) => {
                     *len = k;
-                    b.offload = Offload::from_wire(&hdr);
+                    b.vnet = VnetHdr::from_wire(&hdr);
                     out.push(b);
                     n += 1;
                 }
@@ -419,9 +419,9 @@ impl PortQueue for TapQueue {
             let mut i = 0;
             while i < bufs.len() {
                 let end = (i + MAX_BURST).min(bufs.len());
-                let mut hdr = [[0u8; Offload::WIRE_LEN]; MAX_BURST];
+                let mut hdr = [[0u8; VnetHdr::WIRE_LEN]; MAX_BURST];
                 for (h, b) in hdr.iter_mut().zip(&bufs[i..end]) {
-                    *h = b.offload.to_wire();
+                    *h = b.offload.vnet_hdr(b.frame()).to_wire();
                 }
                 let msgs = hdr
                     .iter()
@@ -455,7 +455,7 @@ impl PortQueue for TapQueue {
         }
         for b in bufs.drain(..) {
             let w = if self.offload {
-                sys::writev2(fd, &b.offload.to_wire(), b.frame())
+                sys::writev2(fd, &b.offload.vnet_hdr(b.frame()).to_wire(), b.frame())
             } else {
                 sys::write(fd, b.frame())
             };

@@ -22,6 +22,7 @@ pub mod icmp;
 mod ipv4;
 pub mod l4;
 pub mod nat;
+pub mod offload;
 pub mod tso;
 
 pub use addr::{Ipv4Cidr, MacAddr, MacKey, ParseAddrError};
