@@ -158,7 +158,7 @@ impl Drop for PacketBuf {
                 len: 0,
                 home: Some(home.clone()),
                 offload: Offload::None,
-            vnet: VnetHdr::default(),
+                vnet: VnetHdr::default(),
             };
             // The ring has room for every buffer of the pool, so this never fails for a
             // buffer of this pool; if it did, the buffer is freed.
@@ -217,7 +217,7 @@ impl Pool {
                 len: 0,
                 home: Some(shared.clone()),
                 offload: Offload::None,
-            vnet: VnetHdr::default(),
+                vnet: VnetHdr::default(),
             };
             let _ = shared.free.push(b);
         }

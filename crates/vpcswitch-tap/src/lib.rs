@@ -32,10 +32,11 @@ pub mod sys;
 
 use std::io;
 use std::os::fd::{AsRawFd, OwnedFd, RawFd};
+use std::sync::atomic::{AtomicU32, Ordering};
 
 use vpcswitch_backend::{
-    Backend, BackendError, PacketBuf, PoolCache, PortQueue, QueuePools, TxResult,
-    VnetHdr, MAX_BURST,
+    Backend, BackendError, PacketBuf, PoolCache, PortQueue, QueuePools, TxResult, VnetHdr,
+    MAX_BURST,
 };
 
 /// Buffers a queue keeps at hand from its worker's pool (small buffers).
@@ -245,15 +246,33 @@ impl TapQueue {
 
 /// Puts a VLAN tag the kernel took out of a received frame back in (after the MACs), so
 /// the pipeline sees the frame as it was sent and refuses it (SPEC 2.1). `body` holds
-/// `len` bytes; returns the new length, or `len` when there is no room.
+/// `len` bytes; returns the new length. When the buffer has no room for the four bytes
+/// (a frame that fills it), the frame's last four bytes give way: the tag must be seen,
+/// or a tagged frame would pass as untagged; the frame is dropped for its tag anyway.
 fn reinsert_vlan(body: &mut [u8], len: usize, (tpid, tci): (u16, u16)) -> usize {
-    if len < 12 || len + 4 > body.len() {
+    let len = len.min(body.len());
+    if len < 12 {
         return len;
     }
-    body.copy_within(12..len, 16);
+    let end = (len + 4).min(body.len());
+    body.copy_within(12..end - 4, 16);
     body[12..14].copy_from_slice(&tpid.to_be_bytes());
     body[14..16].copy_from_slice(&tci.to_be_bytes());
-    len + 4
+    end
+}
+
+/// Group ids tried before an AF_PACKET port gives up joining a fanout group.
+const FANOUT_TRIES: usize = 16;
+
+/// A fanout group id for one AF_PACKET port: every call in a process returns a
+/// different id (until 65 536 have been handed out), from a start derived from the
+/// process id so two switches on one host rarely meet. (Ids derived from the interface
+/// index collided for interfaces whose indexes differ by 512: the second port then
+/// joined the first one's group or failed to open.)
+fn next_fanout_group() -> u16 {
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    let base = std::process::id().wrapping_mul(0x9e37_79b1) >> 16;
+    (base.wrapping_add(NEXT.fetch_add(1, Ordering::Relaxed)) & 0xffff) as u16
 }
 
 /// The device was deleted under us: `EBADFD` from a detached TAP descriptor; `ENETDOWN`,
@@ -322,23 +341,33 @@ impl Backend for PacketBackend {
                 e,
             )
         })?;
-        // a fanout group id of our own: process and interface
-        let group = ((std::process::id() ^ ifindex.rotate_left(7)) & 0xffff) as u16;
+        // a fanout group id of our own; one another process holds on another interface
+        // makes the first join fail with EINVAL: try the next
+        let mut group = next_fanout_group();
         let mut queues: Vec<Box<dyn PortQueue>> = Vec::with_capacity(n);
         for (i, pool) in pools.iter().enumerate() {
-            let (fd, ring) =
-                sys::open_packet_with(ifindex, (n > 1).then_some(group), self.ring.then_some(RING))
-                    .map_err(|e| {
-                        let hint = if e.raw_os_error() == Some(libc::EPERM) {
-                            " (needs CAP_NET_RAW)"
-                        } else {
-                            ""
-                        };
-                        io(
-                            format!("open AF_PACKET socket {i} on {}{hint}", self.ifname),
-                            e,
-                        )
-                    })?;
+            let mut r =
+                sys::open_packet_with(ifindex, (n > 1).then_some(group), self.ring.then_some(RING));
+            for _ in 0..FANOUT_TRIES {
+                match &r {
+                    Err(e) if i == 0 && n > 1 && e.raw_os_error() == Some(libc::EINVAL) => {
+                        group = next_fanout_group();
+                        r = sys::open_packet_with(ifindex, Some(group), self.ring.then_some(RING));
+                    }
+                    _ => break,
+                }
+            }
+            let (fd, ring) = r.map_err(|e| {
+                let hint = if e.raw_os_error() == Some(libc::EPERM) {
+                    " (needs CAP_NET_RAW)"
+                } else {
+                    ""
+                };
+                io(
+                    format!("open AF_PACKET socket {i} on {}{hint}", self.ifname),
+                    e,
+                )
+            })?;
             queues.push(Box::new(TapQueue {
                 fd,
                 cache: pool.large.cache(RX_CACHE_LARGE),
@@ -490,6 +519,14 @@ impl PortQueue for TapQueue {
 mod tests {
     use super::*;
 
+    /// Every AF_PACKET port of a process gets its own fanout group, whatever its
+    /// interface index (ids once collided for indexes 512 apart).
+    #[test]
+    fn fanout_groups_are_unique_per_process() {
+        let ids: std::collections::HashSet<u16> = (0..4096).map(|_| next_fanout_group()).collect();
+        assert_eq!(ids.len(), 4096);
+    }
+
     #[test]
     fn a_vlan_tag_taken_out_by_the_kernel_is_put_back() {
         let mut b = [0u8; 64];
@@ -500,8 +537,11 @@ mod tests {
         assert_eq!(&b[..12], &frame[..12]);
         assert_eq!(&b[12..16], &[0x81, 0x00, 0, 7]);
         assert_eq!(&b[16..24], &frame[12..20]);
-        // no room: unchanged
+        // no room: the tag still shows (SPEC 2.1), the tail gives way
         let mut c = [0u8; 20];
+        c.copy_from_slice(&frame);
         assert_eq!(reinsert_vlan(&mut c, 20, (0x8100, 7)), 20);
+        assert_eq!(&c[12..16], &[0x81, 0x00, 0, 7]);
+        assert_eq!(&c[16..20], &frame[12..16]);
     }
 }

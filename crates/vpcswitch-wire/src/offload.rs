@@ -111,8 +111,12 @@ pub enum OffloadError {
 impl std::fmt::Display for OffloadError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(match self {
-            OffloadError::BadHeader => "offload header with unknown flags or a header length past the frame",
-            OffloadError::BadChecksumRequest => "checksum offload not at the L4 checksum of an IPv4 TCP/UDP packet",
+            OffloadError::BadHeader => {
+                "offload header with unknown flags or a header length past the frame"
+            }
+            OffloadError::BadChecksumRequest => {
+                "checksum offload not at the L4 checksum of an IPv4 TCP/UDP packet"
+            }
             OffloadError::GsoUnsupported => "segmentation offload other than TCPv4",
             OffloadError::BadSegmentation => "segmentation size or layout does not match the frame",
             OffloadError::TooManySegments => "segmentation into more segments than allowed",
@@ -192,8 +196,7 @@ impl Offload {
     pub fn check(h: &VnetHdr, frame: &[u8]) -> Result<Offload, OffloadError> {
         if h.flags & VnetHdr::NEEDS_CSUM == 0 && h.gso_type == 0 {
             // nothing asked; DATA_VALID only says the device verified the checksum
-            return if h.flags & !VnetHdr::DATA_VALID != 0 || usize::from(h.hdr_len) > frame.len()
-            {
+            return if h.flags & !VnetHdr::DATA_VALID != 0 || usize::from(h.hdr_len) > frame.len() {
                 Err(OffloadError::BadHeader)
             } else {
                 Ok(Offload::None)
@@ -365,7 +368,14 @@ mod tests {
             ..VnetHdr::default()
         };
         assert_eq!(Offload::check(&data_valid, &f), Ok(Offload::None));
-        for (s, o) in [(30, 0), (34, 6), (26, 8), (14, 10), (34, 18), (65535, 65535)] {
+        for (s, o) in [
+            (30, 0),
+            (34, 6),
+            (26, 8),
+            (14, 10),
+            (34, 18),
+            (65535, 65535),
+        ] {
             assert_eq!(
                 Offload::check(&csum(s, o), &f),
                 Err(OffloadError::BadChecksumRequest),
@@ -387,10 +397,7 @@ mod tests {
             flags: 4,
             ..VnetHdr::default()
         };
-        assert_eq!(
-            Offload::check(&bad_flag, &f),
-            Err(OffloadError::BadHeader)
-        );
+        assert_eq!(Offload::check(&bad_flag, &f), Err(OffloadError::BadHeader));
         let long = VnetHdr {
             hdr_len: 60_000,
             ..VnetHdr::default()
@@ -464,7 +471,7 @@ mod tests {
         let mut f = frame(IpProtocol::UDP, &[0x12, 0x34, 0, 0, 0, 8, 0, 0]);
         let plen = f.len();
         f.extend_from_slice(&[0xff; 10]); // Ethernet padding
-        // the field holds 0 here: the result is the complement of the IP payload's sum
+                                          // the field holds 0 here: the result is the complement of the IP payload's sum
         let want = !checksum::fold(checksum::sum(0, &f[34..plen]));
         let mut o = Offload::Csum;
         assert!(o.finish_checksum(&mut f));
@@ -507,7 +514,14 @@ mod tests {
     fn never_panics_on_any_prefix() {
         let f = tcp(3000);
         for n in 0..f.len() {
-            for h in [csum(34, 16), VnetHdr { gso_type: 1, gso_size: 100, ..csum(34, 16) }] {
+            for h in [
+                csum(34, 16),
+                VnetHdr {
+                    gso_type: 1,
+                    gso_size: 100,
+                    ..csum(34, 16)
+                },
+            ] {
                 if let Ok(mut o) = Offload::check(&h, &f[..n]) {
                     let mut g = f[..n].to_vec();
                     let _ = o.vnet_hdr(&g);
