@@ -447,7 +447,7 @@ fn dispatch(req: &Value, r: &Running) -> Value {
                 "last_reload_error": last,
                 "ports": s.ports.iter().map(|p| json!({"name": p.name, "rx_packets": p.rx_packets, "rx_bytes": p.rx_bytes, "tx_packets": p.tx_packets, "tx_bytes": p.tx_bytes, "drops": p.drops.iter().map(|(r, n)| (r.name().to_string(), json!(n))).collect::<serde_json::Map<_, _>>()})).collect::<Vec<_>>(),
                 "drops": s.drops.iter().map(|(r, n)| (r.name().to_string(), json!(n))).collect::<serde_json::Map<_, _>>(),
-                "workers": s.workers.iter().map(|w| json!({"forwarded": w.forwarded, "dropped": w.dropped, "generated": w.generated, "loops": w.loops, "busy_loops": w.busy_loops, "busy_ns": w.busy_ns, "idle_ns": w.idle_ns, "sleeps": w.sleeps, "burst_hist": w.burst_hist})).collect::<Vec<_>>(),
+                "workers": s.workers.iter().map(|w| json!({"forwarded": w.forwarded, "dropped": w.dropped, "generated": w.generated, "segments": w.segments, "loops": w.loops, "busy_loops": w.busy_loops, "busy_ns": w.busy_ns, "idle_ns": w.idle_ns, "sleeps": w.sleeps, "burst_hist": w.burst_hist})).collect::<Vec<_>>(),
             });
             ok(text, data)
         }
