@@ -930,7 +930,9 @@ impl Snapshot {
         // RFC 1812 4.3.2.7, RFC 1122 3.2.2: no error about a non-first fragment, a
         // packet to a broadcast or multicast address, or from an address that is not
         // a unique host (0/8, 127/8, 224/4, 240/4)
-        let frag_off = u16::from_be_bytes([buf[14 + 6], buf[14 + 7]]) & 0x1fff;
+        let frag_off = buf
+            .get(14 + 6..14 + 8)
+            .map_or(0, |f| u16::from_be_bytes([f[0], f[1]]) & 0x1fff);
         if frag_off != 0 {
             drop_with!(
                 t,
@@ -1175,7 +1177,12 @@ impl Snapshot {
                         ip(src)
                     )
                 }
-                step!(t, "uplink", "source {} is global unicast (SPEC 7.3)", ip(src));
+                step!(
+                    t,
+                    "uplink",
+                    "source {} is global unicast (SPEC 7.3)",
+                    ip(src)
+                );
                 let Some((vpc, private)) = self.eip_target(dst) else {
                     drop_with!(
                         t,

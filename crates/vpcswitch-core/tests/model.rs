@@ -121,7 +121,12 @@ impl Model<'_> {
             || o[0] == 127
             || (o[0] == 169 && o[1] == 254)
             || o[0] >= 224
-            || self.c.vpcs.iter().flat_map(|v| &v.cidrs).any(|c| c.contains(a))
+            || self
+                .c
+                .vpcs
+                .iter()
+                .flat_map(|v| &v.cidrs)
+                .any(|c| c.contains(a))
     }
 
     /// RFC 1812 4.3.2.7: an ICMP error (`r`, sent back to `to`) only about a packet

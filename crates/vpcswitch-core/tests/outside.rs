@@ -231,7 +231,11 @@ fn spec7_3_an_outside_arp_flood_does_not_starve_the_next_hop_or_eips() {
     // in the same second: the next hop's reply is still learned...
     let r = run_at(&s, "uplink", &router_reply(), now);
     assert_eq!(r.v, Verdict::Drop(DropReason::UplinkArp));
-    assert_eq!(s.next_hop_mac(), Some(ROUTER), "the next hop's ARP was starved");
+    assert_eq!(
+        s.next_hop_mac(),
+        Some(ROUTER),
+        "the next hop's ARP was starved"
+    );
     // ...and the next hop's and another outside host's requests for an EIP answered
     assert!(answered_for_eip(&s, ROUTER, "203.0.113.1", now));
     assert!(answered_for_eip(&s, OTHER, "198.51.100.9", now));
@@ -359,9 +363,7 @@ fn floods_cost_one_token_per_copy_ip_and_arp() {
     };
     let bc = udp(MacAddr::BROADCAST, P1, "10.0.1.11", "10.0.1.255", 64);
     let now = 3_000_000_000;
-    let flooded = (0..100)
-        .filter(|_| go(&bc, now) == flood(&s, "a1"))
-        .count();
+    let flooded = (0..100).filter(|_| go(&bc, now) == flood(&s, "a1")).count();
     assert_eq!(flooded, 10, "30 copies a second, three per frame");
     // flooded ARP (a request for an unknown address) spends the same budget
     let arp = build::arp_request(P1, ip("10.0.1.11"), ip("10.0.1.77"));
@@ -415,7 +417,11 @@ fn no_icmp_error_about_non_first_fragments() {
     );
     assert_eq!(run(&s, "s1", &g).v, Verdict::Drop(DropReason::NoRoute));
     // and from the outside: a non-first fragment with TTL 1 to an EIP
-    let h = fragment(udp(UPLINK, ROUTER, "198.51.100.7", "203.0.113.11", 1), 3, false);
+    let h = fragment(
+        udp(UPLINK, ROUTER, "198.51.100.7", "203.0.113.11", 1),
+        3,
+        false,
+    );
     assert_eq!(
         run(&s, "uplink", &h).v,
         Verdict::Drop(DropReason::TtlExceeded)
@@ -434,10 +440,7 @@ fn no_icmp_error_about_broadcast_or_multicast_destinations_or_to_non_host_source
     }
     // a unicast one is answered
     let r = run(&s, "s1", &udp(GW, s1, "10.2.1.11", "8.8.8.8", 64));
-    assert!(matches!(
-        r.v,
-        Verdict::DropAndSend(DropReason::NoRoute, _)
-    ));
+    assert!(matches!(r.v, Verdict::DropAndSend(DropReason::NoRoute, _)));
     // nat has its source check off: TTL 1 from 0.0.0.0 or 127.0.0.1 gets no answer
     for src in ["0.0.0.0", "127.0.0.1", "224.0.0.1", "240.0.0.1"] {
         let r = run(&s, "nat", &udp(GW, NAT, src, "10.0.2.11", 1));
@@ -453,9 +456,25 @@ fn no_icmp_error_about_broadcast_or_multicast_destinations_or_to_non_host_source
     // still never about an ICMP error (unchanged)
     let mut m = vec![3u8, 1, 0, 0, 0, 0, 0, 0];
     m.extend_from_slice(&[0u8; 28]);
-    let e = build::ipv4(GW, R1, ip("10.1.1.11"), ip("10.0.2.11"), 1, IpProtocol::ICMP, &m);
+    let e = build::ipv4(
+        GW,
+        R1,
+        ip("10.1.1.11"),
+        ip("10.0.2.11"),
+        1,
+        IpProtocol::ICMP,
+        &m,
+    );
     assert_eq!(run(&s, "r1", &e).v, Verdict::Drop(DropReason::TtlExceeded));
-    let e = build::ipv4(GW, P1, ip("10.0.1.11"), ip("10.0.2.11"), 1, IpProtocol::ICMP, &m);
+    let e = build::ipv4(
+        GW,
+        P1,
+        ip("10.0.1.11"),
+        ip("10.0.2.11"),
+        1,
+        IpProtocol::ICMP,
+        &m,
+    );
     assert_eq!(run(&s, "p1", &e).v, Verdict::Drop(DropReason::TtlExceeded));
 }
 
