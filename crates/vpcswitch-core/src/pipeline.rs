@@ -57,6 +57,33 @@ fn ip(v: u32) -> Ipv4Addr {
     Ipv4Addr::from(v)
 }
 
+/// The limited broadcast, 255.255.255.255.
+const LIMITED_BROADCAST: u32 = u32::MAX;
+
+/// SPEC 7.3, 7.4: not a global unicast address: 0/8 (this network), 127/8 (loopback),
+/// 169.254/16 (link-local), 224/4 (multicast), 240/4 (reserved, with the limited
+/// broadcast). Private ranges (RFC 1918) are not on the list: an outside network may
+/// well use them; the VPC CIDRs are checked apart.
+#[inline]
+fn is_martian(a: u32) -> bool {
+    let first = a >> 24;
+    first == 0 || first == 127 || first >= 224 || a >> 16 == 0xa9fe
+}
+
+/// RFC 1812 4.3.2.7: a source an ICMP error may be sent to (a unique host): not 0/8,
+/// 127/8, 224/4 or 240/4.
+#[inline]
+fn is_host_source(a: u32) -> bool {
+    let first = a >> 24;
+    first != 0 && first != 127 && first < 224
+}
+
+/// A multicast group (224/4).
+#[inline]
+fn is_multicast_ip(a: u32) -> bool {
+    a >> 28 == 0xe
+}
+
 /// Where a local address of a VPC leads (SPEC 5.2).
 enum Resolved {
     Port(PortId),
@@ -146,8 +173,20 @@ impl Snapshot {
                 dhcp_client,
                 ..
             } => {
-                let dhcp = dhcp_client;
+                // SPEC 2.3: 0.0.0.0 only for a DHCP client that stays in the subnet
+                let dhcp = dhcp_client && self.dhcp_stays_local(p, c.dst, dst);
                 if p.src_dst_check && !dhcp && !p.allows_ip(src) {
+                    if src == 0 && dhcp_client {
+                        drop_with!(
+                            t,
+                            "src-ip",
+                            DropReason::SpoofedSrcIp,
+                            "DHCP client from 0.0.0.0 to {} at {}: allowed only to \
+                             255.255.255.255 (flooded) or to the gateway (SPEC 2.3)",
+                            ip(dst),
+                            c.dst
+                        )
+                    }
                     drop_with!(
                         t,
                         "src-ip",
@@ -171,8 +210,17 @@ impl Snapshot {
                     ttl,
                 };
                 if c.dst.is_multicast() {
-                    if !T::ON && !self.take(p.id, Budget::Flood, ctx.now_ns) {
-                        return Verdict::Drop(DropReason::FloodRateLimited);
+                    if !self.subnet_listens(p, dst) {
+                        drop_with!(
+                            t,
+                            "l2",
+                            DropReason::FloodToUnicastIp,
+                            "{} to unicast {}: a broadcast/multicast frame must go to \
+                             255.255.255.255, a multicast group or the subnet's broadcast \
+                             address (SPEC 2.6)",
+                            c.dst,
+                            ip(dst)
+                        )
                     }
                     step!(
                         t,
@@ -180,7 +228,7 @@ impl Snapshot {
                         "broadcast/multicast: every other port of subnet {} (SPEC 4.1)",
                         self.subnet_name(p)
                     );
-                    return Verdict::Forward(Out::Flood(p.subnet));
+                    return self.flood::<T>(ctx, p);
                 }
                 if c.dst == self.gateway_mac {
                     self.l3_stage(ctx, p, v4, buf, len, t)
@@ -256,16 +304,63 @@ impl Snapshot {
             .map_or("-", |s| s.name.as_str())
     }
 
-    /// Every ARP from a port or the uplink: within the port's ARP budget, and a request
+    /// SPEC 2.3: a DHCP client packet from 0.0.0.0 passes the source check only where
+    /// it never leaves the subnet and is never routed: to 255.255.255.255 at a
+    /// broadcast/multicast MAC (flooded in the subnet), or to the subnet's gateway at
+    /// the gateway MAC (which consumes it).
+    #[inline]
+    fn dhcp_stays_local(&self, p: &PortEntry, dst_mac: MacKey, dst: u32) -> bool {
+        if dst == LIMITED_BROADCAST {
+            return dst_mac.is_multicast();
+        }
+        dst_mac == self.gateway_mac
+            && self
+                .subnets
+                .get(p.subnet as usize)
+                .is_some_and(|s| s.gateway == dst)
+    }
+
+    /// SPEC 2.6: may a broadcast/multicast frame from `p` go to `dst`? Only to an
+    /// address every port of the subnet listens to: the limited broadcast, a multicast
+    /// group (224/4), or the subnet's broadcast address. Any other (unicast) address
+    /// would reach every port past the destination check (6.1).
+    #[inline]
+    fn subnet_listens(&self, p: &PortEntry, dst: u32) -> bool {
+        dst == LIMITED_BROADCAST
+            || is_multicast_ip(dst)
+            || self
+                .subnets
+                .get(p.subnet as usize)
+                .is_some_and(|s| u32::from(s.cidr.broadcast()) == dst)
+    }
+
+    /// A flood of `p`'s frame to its subnet, within `p`'s flood budget, which counts
+    /// copies: one token per other port of the subnet (item: a 256-port subnet's
+    /// broadcasts must not cost the same as a 2-port one's). Trace mode spends nothing.
+    #[inline]
+    fn flood<T: Tracer>(&self, ctx: &Ctx, p: &PortEntry) -> Verdict {
+        let copies = self
+            .subnets
+            .get(p.subnet as usize)
+            .map_or(0, |s| s.ports.len().saturating_sub(1));
+        let copies = u32::try_from(copies).unwrap_or(u32::MAX);
+        if !T::ON && !self.take_n(p.id, Budget::Flood, ctx.now_ns, copies) {
+            return Verdict::Drop(DropReason::FloodRateLimited);
+        }
+        Verdict::Forward(Out::Flood(p.subnet))
+    }
+
+    /// Every ARP from a port or the uplink: within the port's `budget`, and a request
     /// or a reply. `Err` is the drop verdict.
     fn arp_admit<T: Tracer>(
         &self,
         ctx: &Ctx,
         p: &PortEntry,
         a: &ArpInfo,
+        budget: Budget,
         t: &mut T,
     ) -> Result<(), Verdict> {
-        if !T::ON && !self.take(p.id, Budget::Arp, ctx.now_ns) {
+        if !T::ON && !self.take(p.id, budget, ctx.now_ns) {
             return Err(Verdict::Drop(DropReason::ArpRateLimited));
         }
         if a.op != OP_REQUEST && a.op != OP_REPLY {
@@ -291,7 +386,7 @@ impl Snapshot {
         len: &mut usize,
         t: &mut T,
     ) -> Verdict {
-        if let Err(v) = self.arp_admit(ctx, p, &a, t) {
+        if let Err(v) = self.arp_admit(ctx, p, &a, Budget::Arp, t) {
             return v;
         }
         if p.src_dst_check && c.src != a.sha {
@@ -394,7 +489,7 @@ impl Snapshot {
                     "arp",
                     "gratuitous reply: every other port of the subnet (SPEC 3.3)"
                 );
-                return Verdict::Forward(Out::Flood(p.subnet));
+                return self.flood::<T>(ctx, p);
             }
             return match self.l2_dest(p, c.dst) {
                 Ok(q) => {
@@ -410,7 +505,7 @@ impl Snapshot {
                 "arp",
                 "announcement: not answered (SPEC 3.5), delivered to the subnet (SPEC 3.3)"
             );
-            return Verdict::Forward(Out::Flood(p.subnet));
+            return self.flood::<T>(ctx, p);
         }
         let Some(s) = self.subnets.get(p.subnet as usize) else {
             drop_with!(
@@ -438,7 +533,7 @@ impl Snapshot {
                 "probe for the sender's own {}: not answered (SPEC 3.5), delivered to the subnet",
                 ip(a.tpa)
             );
-            return Verdict::Forward(Out::Flood(p.subnet));
+            return self.flood::<T>(ctx, p);
         }
         let answer = match self.host(p.vpc, a.tpa) {
             Some(Host::Gateway(_)) => Some((self.gateway_mac, "the gateway")),
@@ -487,7 +582,7 @@ impl Snapshot {
                     ip(a.tpa),
                     s.name
                 );
-                Verdict::Forward(Out::Flood(p.subnet))
+                self.flood::<T>(ctx, p)
             }
         }
     }
@@ -832,6 +927,39 @@ impl Snapshot {
         if is_error {
             drop_with!(t, "icmp", reason, "no ICMP error about an ICMP error")
         }
+        // RFC 1812 4.3.2.7, RFC 1122 3.2.2: no error about a non-first fragment, a
+        // packet to a broadcast or multicast address, or from an address that is not
+        // a unique host (0/8, 127/8, 224/4, 240/4)
+        let frag_off = buf
+            .get(14 + 6..14 + 8)
+            .map_or(0, |f| u16::from_be_bytes([f[0], f[1]]) & 0x1fff);
+        if frag_off != 0 {
+            drop_with!(
+                t,
+                "icmp",
+                reason,
+                "no ICMP error about a non-first fragment (offset {})",
+                u32::from(frag_off) * 8
+            )
+        }
+        if v4.dst == LIMITED_BROADCAST || is_multicast_ip(v4.dst) {
+            drop_with!(
+                t,
+                "icmp",
+                reason,
+                "no ICMP error about a packet to broadcast/multicast {}",
+                ip(v4.dst)
+            )
+        }
+        if !is_host_source(v4.src) {
+            drop_with!(
+                t,
+                "icmp",
+                reason,
+                "no ICMP error to {}: not a host address",
+                ip(v4.src)
+            )
+        }
         let out = Out::Port(p.id);
         let v = self.drop_and_answer(ctx, p, buf, len, t, reason, out, |b, n| {
             icmp::error_in_place(b, n, from_mac, from_ip, ty, code)
@@ -919,6 +1047,26 @@ impl Snapshot {
         let Some(u) = &self.uplink else {
             drop_with!(t, "uplink", DropReason::NoRoute, "no uplink is configured")
         };
+        // SPEC 7.4: only global unicast destinations outside every VPC go out
+        if is_martian(v4.dst) {
+            drop_with!(
+                t,
+                "uplink",
+                DropReason::UplinkBogusDst,
+                "{} is not a global unicast address: never sent to the outside (SPEC 7.4)",
+                ip(v4.dst)
+            )
+        }
+        if let Some(vpc) = self.vpc_of_addr(v4.dst) {
+            drop_with!(
+                t,
+                "uplink",
+                DropReason::UplinkBogusDst,
+                "{} is inside a CIDR of vpc {}: never sent to the outside (SPEC 7.4)",
+                ip(v4.dst),
+                self.vpcs.get(vpc as usize).map_or("?", |v| v.name.as_str())
+            )
+        }
         let Some(eip) = self.eip_of(p.vpc, v4.src) else {
             drop_with!(
                 t,
@@ -981,7 +1129,7 @@ impl Snapshot {
         };
         step!(t, "ingress", "uplink {} (SPEC 7.1)", p.name);
         match c.l3 {
-            L3::Arp(a) => self.uplink_arp(ctx, p, u, a, buf, len, t),
+            L3::Arp(a) => self.uplink_arp(ctx, p, u, c.src, a, buf, len, t),
             L3::Ipv4 {
                 src,
                 dst,
@@ -999,6 +1147,42 @@ impl Snapshot {
                         u.mac
                     )
                 }
+                // SPEC 7.3: the outside cannot pose as a private address, an EIP, or an
+                // address no host on the outside may have
+                if is_martian(src) {
+                    drop_with!(
+                        t,
+                        "uplink",
+                        DropReason::UplinkBogusSrc,
+                        "source {} is not a global unicast address (SPEC 7.3)",
+                        ip(src)
+                    )
+                }
+                if let Some(vpc) = self.vpc_of_addr(src) {
+                    drop_with!(
+                        t,
+                        "uplink",
+                        DropReason::UplinkBogusSrc,
+                        "source {} is inside a CIDR of vpc {} (SPEC 7.3)",
+                        ip(src),
+                        self.vpcs.get(vpc as usize).map_or("?", |v| v.name.as_str())
+                    )
+                }
+                if self.eip_target(src).is_some() {
+                    drop_with!(
+                        t,
+                        "uplink",
+                        DropReason::UplinkBogusSrc,
+                        "source {} is an EIP of this switch (SPEC 7.3)",
+                        ip(src)
+                    )
+                }
+                step!(
+                    t,
+                    "uplink",
+                    "source {} is global unicast (SPEC 7.3)",
+                    ip(src)
+                );
                 let Some((vpc, private)) = self.eip_target(dst) else {
                     drop_with!(
                         t,
@@ -1083,19 +1267,34 @@ impl Snapshot {
 
     /// SPEC 7.1: ARP on the uplink. Requests for an EIP are answered with the uplink's
     /// MAC; the next hop's requests and replies teach the switch its MAC; the rest is
-    /// consumed. Rate-limited like a port's ARP.
+    /// consumed. SPEC 7.3: rate-limited per purpose, so that outside traffic cannot
+    /// spend the budget of the next hop's ARP or of requests for EIPs (see
+    /// [`Self::uplink_arp_budget`]).
     #[allow(clippy::too_many_arguments)]
     fn uplink_arp<T: Tracer>(
         &self,
         ctx: &Ctx,
         p: &PortEntry,
         u: &UplinkEntry,
+        eth_src: MacKey,
         a: ArpInfo,
         buf: &mut [u8],
         len: &mut usize,
         t: &mut T,
     ) -> Verdict {
-        if let Err(v) = self.arp_admit(ctx, p, &a, t) {
+        let budget = self.uplink_arp_budget(u, eth_src, &a);
+        step!(
+            t,
+            "arp",
+            "uplink ARP budget: {} (SPEC 7.3)",
+            match budget {
+                Budget::NextHopArp => "the next hop's, at its known MAC",
+                Budget::NextHopArpOther => "the next hop's IP from another MAC",
+                Budget::EipArp => "requests for an EIP",
+                _ => "other outside ARP",
+            }
+        );
+        if let Err(v) = self.arp_admit(ctx, p, &a, budget, t) {
             return v;
         }
         if a.spa == u.next_hop && a.spa != 0 && a.sha.mac().is_unicast() {
@@ -1143,6 +1342,29 @@ impl Snapshot {
             },
             ip(a.tpa)
         )
+    }
+}
+
+impl Snapshot {
+    /// SPEC 7.3: which budget an ARP packet on the uplink spends. The next hop's ARP
+    /// (sender IP the next hop's) at its known MAC (Ethernet source and sender MAC
+    /// both the learned or configured one) has a budget of its own, so does the next
+    /// hop's IP from any other MAC (first learning, a replaced router, or a forger:
+    /// they cannot starve the known router), and requests for an EIP from anyone
+    /// else; the rest of the outside shares the uplink's general ARP budget.
+    #[inline]
+    fn uplink_arp_budget(&self, u: &UplinkEntry, eth_src: MacKey, a: &ArpInfo) -> Budget {
+        if a.spa == u.next_hop && a.spa != 0 {
+            if self.is_next_hop_mac(eth_src) && eth_src == a.sha {
+                Budget::NextHopArp
+            } else {
+                Budget::NextHopArpOther
+            }
+        } else if a.op == OP_REQUEST && self.eip_target(a.tpa).is_some() {
+            Budget::EipArp
+        } else {
+            Budget::Arp
+        }
     }
 }
 

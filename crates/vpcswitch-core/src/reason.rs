@@ -62,8 +62,14 @@ reasons! {
     VipClaimNotBound = "vip_claim_not_bound",
     /// The port sent more ARP than `switch.arp_per_sec`.
     ArpRateLimited = "arp_rate_limited",
-    /// The port sent more broadcast/multicast than `switch.flood_per_sec`.
+    /// The port's floods (broadcast/multicast IPv4, flooded ARP) would make more copies
+    /// than `switch.flood_per_sec` allows (the budget counts copies, one per receiving
+    /// port).
     FloodRateLimited = "flood_rate_limited",
+    /// SPEC 2.6: a broadcast or multicast Ethernet frame whose IPv4 destination is not
+    /// one the whole subnet listens to (the limited broadcast, a multicast group, the
+    /// subnet's broadcast address): it would bypass the destination check (6.1).
+    FloodToUnicastIp = "flood_to_unicast_ip",
     /// SPEC 3.4: ARP request for an address outside the port's subnet.
     ArpTargetOutsideSubnet = "arp_target_outside_subnet",
     /// SPEC 4.2: unicast to a MAC that is not a port of the subnet.
@@ -88,6 +94,12 @@ reasons! {
     NextHopUnresolved = "next_hop_unresolved",
     /// SPEC 7.1: on the uplink, IPv4 not sent to the uplink's MAC or not to an EIP.
     UplinkNotForEip = "uplink_not_for_eip",
+    /// SPEC 7.3: on the uplink, an IPv4 source inside a VPC CIDR, an EIP, or not a
+    /// global unicast address (0/8, 127/8, 169.254/16, 224/4, 240/4).
+    UplinkBogusSrc = "uplink_bogus_src",
+    /// SPEC 7.4: routed to the uplink toward a destination that is not a global
+    /// unicast address (0/8, 127/8, 169.254/16, 224/4, 240/4) or is inside a VPC CIDR.
+    UplinkBogusDst = "uplink_bogus_dst",
     /// SPEC 7.1: ARP on the uplink the switch consumed (next-hop learning) or that is
     /// not a request for an EIP.
     UplinkArp = "uplink_arp",

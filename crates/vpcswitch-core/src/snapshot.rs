@@ -251,16 +251,28 @@ pub enum Budget {
     Answers = 0,
     /// ARP packets from the port (the responder's work and GARP floods)
     Arp = 1,
-    /// broadcast and multicast IPv4 frames from the port (subnet floods)
+    /// copies the port's floods make (broadcast/multicast IPv4 and flooded ARP: one
+    /// token per receiving port, so a flood in a subnet of N ports costs N − 1)
     Flood = 2,
+    /// Uplink (SPEC 7.3): ARP whose sender IP is the next hop's, from its known MAC
+    /// (Ethernet source and sender MAC both the learned or configured next-hop MAC)
+    NextHopArp = 3,
+    /// Uplink (SPEC 7.3): ARP whose sender IP is the next hop's, from any other MAC
+    /// (before the MAC is known, after the router changed, or a forger)
+    NextHopArpOther = 4,
+    /// Uplink (SPEC 7.3): requests for an EIP from anyone but the next hop
+    EipArp = 5,
 }
+
+/// Number of [`Budget`]s.
+const BUDGETS: usize = 6;
 
 /// Per-port budgets: at most N per second each. One window per budget:
 /// `second << 32 | count`, written with plain stores (several workers may race on a
 /// port; the bound then holds within a small factor, which is the intent).
 #[derive(Debug, Default)]
 struct PortBudgets {
-    windows: [AtomicU64; 3],
+    windows: [AtomicU64; BUDGETS],
 }
 
 /// A compiled configuration. See the module docs.
@@ -292,7 +304,9 @@ pub struct Snapshot {
     vip_cells: Box<[VipCell]>,
     budgets: Box<[PortBudgets]>,
     /// per-second limits, indexed by [`Budget`]
-    limits: [u32; 3],
+    limits: [u32; BUDGETS],
+    /// every VPC CIDR → its VPC (SPEC 7.3, 7.4: private addresses on the uplink)
+    vpc_cidrs: Lpm<VpcId>,
     port_by_name: HashMap<String, PortId>,
     /// keyed by [`MacAddr::key`]
     mac_table: FlatMap<PortId>,
@@ -529,11 +543,22 @@ impl Snapshot {
             config: cfg.clone(),
             gateway_mac: cfg.switch.gateway_mac,
             budgets: (0..nports).map(|_| PortBudgets::default()).collect(),
+            // the uplink's three per-purpose ARP budgets (SPEC 7.3) are each
+            // `arp_per_sec`, beside the uplink's general ARP budget
             limits: [
                 cfg.switch.icmp_errors_per_sec,
                 cfg.switch.arp_per_sec,
                 cfg.switch.flood_per_sec,
+                cfg.switch.arp_per_sec,
+                cfg.switch.arp_per_sec,
+                cfg.switch.arp_per_sec,
             ],
+            vpc_cidrs: Lpm::new(
+                cfg.vpcs
+                    .iter()
+                    .enumerate()
+                    .flat_map(|(i, v)| v.cidrs.iter().map(move |c| (*c, i as VpcId))),
+            ),
             ports,
             subnets,
             vpcs,
@@ -610,6 +635,21 @@ impl Snapshot {
             Some(u) if u.next_hop == next_hop => self.next_hop_mac.load(Ordering::Acquire),
             _ => NO_MAC,
         }
+    }
+
+    /// The VPC whose CIDRs hold `ip` (SPEC 7.3, 7.4: such an address is private and
+    /// never seen on, or sent to, the outside network).
+    #[inline]
+    pub fn vpc_of_addr(&self, ip: u32) -> Option<VpcId> {
+        self.vpc_cidrs.lookup(ip)
+    }
+
+    /// Is `mac` the next hop's known (learned or configured) MAC? False while none is
+    /// known.
+    #[inline]
+    pub(crate) fn is_next_hop_mac(&self, mac: MacKey) -> bool {
+        let m = self.next_hop_mac.load(Ordering::Acquire);
+        m != NO_MAC && m == mac.0
     }
 
     /// The outside next hop's MAC, once learned (SPEC 7.2).
@@ -699,7 +739,19 @@ impl Snapshot {
 
     /// Takes one token of `budget` for `port` (a guest cannot make the switch work or
     /// flood without bound). Never blocks.
+    #[inline]
     pub(crate) fn take(&self, port: PortId, budget: Budget, now_ns: u64) -> bool {
+        self.take_n(port, budget, now_ns, 1)
+    }
+
+    /// Takes `n` tokens of `budget` for `port`: granted while the window is not yet
+    /// spent (so one grant may overshoot the limit by up to `n − 1`, and a frame
+    /// whose `n` alone exceeds the limit still passes once per second); `n = 0`
+    /// always passes and spends nothing. Never blocks.
+    pub(crate) fn take_n(&self, port: PortId, budget: Budget, now_ns: u64, n: u32) -> bool {
+        if n == 0 {
+            return true;
+        }
         let Some(b) = self.budgets.get(port as usize) else {
             return false;
         };
@@ -709,10 +761,11 @@ impl Snapshot {
         let w = window.load(Ordering::Relaxed);
         let (wsec, count) = (w >> 32, (w & 0xffff_ffff) as u32);
         if wsec != sec {
-            window.store((sec << 32) | 1, Ordering::Relaxed);
+            window.store((sec << 32) | u64::from(n), Ordering::Relaxed);
             limit > 0
         } else if count < limit {
-            window.store(w + 1, Ordering::Relaxed);
+            let c = count.saturating_add(n);
+            window.store((sec << 32) | u64::from(c), Ordering::Relaxed);
             true
         } else {
             false

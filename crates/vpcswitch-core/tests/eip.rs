@@ -390,21 +390,30 @@ fn spec8_1_the_learned_next_hop_survives_a_reload() {
 }
 
 #[test]
-fn uplink_arp_is_rate_limited() {
+fn uplink_arp_is_rate_limited_per_purpose() {
+    // SPEC 7.3: each purpose (the next hop's ARP at its known MAC, its IP from another
+    // MAC, requests for an EIP from others, the rest) has `arp_per_sec` a second
     let s = snap();
-    let req = build::arp_request(ROUTER, ip("203.0.113.1"), ip("203.0.113.10"));
     let limit = config().switch.arp_per_sec as usize;
-    let answered = (0..limit + 100)
-        .filter(|_| {
-            let mut buf = vec![0u8; 2048];
-            buf[..req.len()].copy_from_slice(&req);
-            let mut len = req.len();
-            let id = s.port_id("uplink").unwrap();
-            matches!(
-                s.process(&Ctx::at(5), id, &mut buf, &mut len, &mut NoTrace),
-                Verdict::Forward(_)
-            )
-        })
-        .count();
-    assert_eq!(answered, limit);
+    let id = s.port_id("uplink").unwrap();
+    let answered = |req: &[u8]| {
+        (0..limit + 100)
+            .filter(|_| {
+                let mut buf = vec![0u8; 2048];
+                buf[..req.len()].copy_from_slice(req);
+                let mut len = req.len();
+                matches!(
+                    s.process(&Ctx::at(5), id, &mut buf, &mut len, &mut NoTrace),
+                    Verdict::Forward(_)
+                )
+            })
+            .count()
+    };
+    // before the next hop's MAC is known, its requests spend the "other MAC" budget
+    // (and the first teaches the MAC); then its own
+    let req = build::arp_request(ROUTER, ip("203.0.113.1"), ip("203.0.113.10"));
+    assert_eq!(answered(&req), limit + 1);
+    assert_eq!(s.next_hop_mac(), Some(ROUTER));
+    let req = build::arp_request(P1, ip("198.51.100.7"), ip("203.0.113.11"));
+    assert_eq!(answered(&req), limit);
 }

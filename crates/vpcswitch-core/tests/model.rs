@@ -113,6 +113,34 @@ impl Model<'_> {
         ))
     }
 
+    /// SPEC 7.3, 7.4: an address of no host of the outside: 0/8, 127/8, 169.254/16,
+    /// 224/4, 240/4 (the limited broadcast among them), or inside any VPC CIDR.
+    fn not_global_unicast(&self, a: Ipv4Addr) -> bool {
+        let o = a.octets();
+        o[0] == 0
+            || o[0] == 127
+            || (o[0] == 169 && o[1] == 254)
+            || o[0] >= 224
+            || self
+                .c
+                .vpcs
+                .iter()
+                .flat_map(|v| &v.cidrs)
+                .any(|c| c.contains(a))
+    }
+
+    /// RFC 1812 4.3.2.7: an ICMP error (`r`, sent back to `to`) only about a packet
+    /// from a unique host to a unicast address; else a plain drop.
+    fn icmp_error(r: R, to: String, sip: Ipv4Addr, dip: Ipv4Addr) -> Exp {
+        let s = sip.octets()[0];
+        let host_src = s != 0 && s != 127 && s < 224;
+        if !host_src || dip.is_broadcast() || dip.is_multicast() {
+            Exp::Drop(r)
+        } else {
+            Exp::DropSend(r, to)
+        }
+    }
+
     /// SPEC 7.1: a frame on the uplink.
     fn run_uplink(&mut self, f: &Frame) -> Exp {
         match &f.kind {
@@ -127,9 +155,14 @@ impl Model<'_> {
                     Exp::Drop(R::UplinkArp)
                 }
             }
-            Kind::Udp { dip, ttl, .. } => {
+            Kind::Udp { sip, dip, ttl } => {
                 if f.dst != UPLINK_MAC {
                     return Exp::Drop(R::UplinkNotForEip);
+                }
+                // SPEC 7.3
+                let is_eip = self.c.all_eips().iter().any(|x| x.ip == *sip);
+                if self.not_global_unicast(*sip) || is_eip {
+                    return Exp::Drop(R::UplinkBogusSrc);
                 }
                 let Some((vpc, private)) = self.eip_target(*dip) else {
                     return Exp::Drop(R::UplinkNotForEip);
@@ -151,7 +184,11 @@ impl Model<'_> {
     }
 
     /// SPEC 7.2: a packet routed to the uplink.
-    fn to_uplink(&self, p: &Port, vpc: &str, sip: Ipv4Addr, ttl: u8) -> Exp {
+    fn to_uplink(&self, p: &Port, vpc: &str, sip: Ipv4Addr, dip: Ipv4Addr, ttl: u8) -> Exp {
+        // SPEC 7.4
+        if self.not_global_unicast(dip) {
+            return Exp::Drop(R::UplinkBogusDst);
+        }
         let has_eip = self
             .c
             .all_eips()
@@ -161,7 +198,7 @@ impl Model<'_> {
             return Exp::Drop(R::NoEip);
         }
         if ttl <= 1 {
-            return Exp::DropSend(R::TtlExceeded, p.name.clone());
+            return Self::icmp_error(R::TtlExceeded, p.name.clone(), sip, dip);
         }
         if !self.next_hop_known {
             return Exp::DropSend(R::NextHopUnresolved, "uplink".into());
@@ -240,6 +277,11 @@ impl Model<'_> {
                     return Exp::Drop(R::SpoofedSrcIp);
                 }
                 if f.dst.is_multicast() {
+                    // SPEC 2.6: only to what the whole subnet listens to
+                    let bcast = self.subnet(&p.subnet).cidr.broadcast();
+                    if !(dip.is_broadcast() || dip.is_multicast() || *dip == bcast) {
+                        return Exp::Drop(R::FloodToUnicastIp);
+                    }
                     return Exp::Flood(p.subnet.clone());
                 }
                 if f.dst == self.c.switch.gateway_mac {
@@ -283,7 +325,7 @@ impl Model<'_> {
             }
         }
         let Some((_, t)) = best else {
-            return Exp::DropSend(R::NoRoute, p.name.clone());
+            return Self::icmp_error(R::NoRoute, p.name.clone(), sip, dip);
         };
         let target = if t == "local" {
             self.host(vpc, dip)
@@ -297,13 +339,13 @@ impl Model<'_> {
         } else if let Some(q) = t.strip_prefix("port:") {
             Some(("port", q.to_string()))
         } else {
-            return self.to_uplink(p, vpc, sip, ttl);
+            return self.to_uplink(p, vpc, sip, dip, ttl);
         };
         if let Some(("gw", _)) = target {
             return Exp::Drop(R::ToGateway); // UDP to a gateway
         }
         if ttl <= 1 {
-            return Exp::DropSend(R::TtlExceeded, p.name.clone());
+            return Self::icmp_error(R::TtlExceeded, p.name.clone(), sip, dip);
         }
         let q = match target {
             Some(("port", q)) => q,
@@ -520,7 +562,15 @@ fn pick_ip(c: &Config, n: u16) -> Ipv4Addr {
         Ipv4Addr::new(8, 8, 8, 8),
         Ipv4Addr::UNSPECIFIED,
         NEXT_HOP,
+        // SPEC 2.6, 7.3, 7.4: what a subnet listens to, martians
+        Ipv4Addr::BROADCAST,
+        Ipv4Addr::new(224, 0, 0, 18),
+        Ipv4Addr::new(127, 0, 0, 1),
+        Ipv4Addr::new(169, 254, 169, 254),
+        Ipv4Addr::new(240, 0, 0, 1),
+        Ipv4Addr::new(198, 51, 100, 7),
     ]);
+    all.extend(c.subnets.iter().map(|s| s.cidr.broadcast()));
     all.extend(c.all_eips().iter().map(|x| x.ip));
     all[n as usize % all.len()]
 }

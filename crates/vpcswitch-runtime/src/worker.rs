@@ -358,6 +358,19 @@ impl Worker {
             }
         }
         self.cache.free(buf);
+        // A flood queues one copy per port, and a port's queue is flushed on its own
+        // only at 4 × MAX_BURST: a few broadcasts in a large subnet would hold the
+        // worker's whole pool until the end of the pass (`no_buffer` for everyone).
+        // Bound what floods may hold: past FLOOD_HELD queued frames, send them now.
+        const FLOOD_HELD: usize = 16 * MAX_BURST;
+        let held: usize = self
+            .dirty
+            .iter()
+            .map(|&q| self.pending.get(q as usize).map_or(0, Vec::len))
+            .sum();
+        if held >= FLOOD_HELD {
+            self.flush(c);
+        }
     }
 
     /// Hands a dropped frame to drop sampling, within the per-worker rate.
