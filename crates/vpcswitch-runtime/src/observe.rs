@@ -173,7 +173,10 @@ impl Observe {
     /// read again: the record is tagged with the epoch of the capture it is for, and
     /// nothing is recorded if that capture stopped or its port was retired meanwhile.
     pub(crate) fn record(&self, port: PortId, dir: Direction, ts_ns: u64, frame: &[u8]) {
-        let Some(word) = self.slots.get(port as usize).map(|w| w.load(Ordering::Acquire))
+        let Some(word) = self
+            .slots
+            .get(port as usize)
+            .map(|w| w.load(Ordering::Acquire))
         else {
             return;
         };

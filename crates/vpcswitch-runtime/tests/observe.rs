@@ -248,7 +248,13 @@ fn spec8_1_a_capture_ends_with_its_port_and_never_sees_the_next_tenant() {
     let obs = sw.observe();
     let old = sw.port_identity("p2").unwrap();
     assert!(obs.start_capture(old, true, true));
-    g["p1"].send(&udp("02:00:00:00:01:01", "02:00:00:00:01:02", "10.0.1.11", "10.0.1.12", b"to p2"));
+    g["p1"].send(&udp(
+        "02:00:00:00:01:01",
+        "02:00:00:00:01:02",
+        "10.0.1.11",
+        "10.0.1.12",
+        b"to p2",
+    ));
     eventually("p2 received", || g["p2"].recv().is_some());
 
     let next = tenants("p3", "02:00:00:00:01:03");
@@ -264,8 +270,20 @@ fn spec8_1_a_capture_ends_with_its_port_and_never_sees_the_next_tenant() {
     assert!(!obs.start_capture(old, true, true));
 
     for _ in 0..10 {
-        g3.send(&udp("02:00:00:00:01:03", "02:00:00:00:01:01", "10.0.1.12", "10.0.1.11", b"from p3"));
-        g["p1"].send(&udp("02:00:00:00:01:01", "02:00:00:00:01:03", "10.0.1.11", "10.0.1.12", b"to p3"));
+        g3.send(&udp(
+            "02:00:00:00:01:03",
+            "02:00:00:00:01:01",
+            "10.0.1.12",
+            "10.0.1.11",
+            b"from p3",
+        ));
+        g["p1"].send(&udp(
+            "02:00:00:00:01:01",
+            "02:00:00:00:01:03",
+            "10.0.1.11",
+            "10.0.1.12",
+            b"to p3",
+        ));
     }
     let mut delivered = 0;
     eventually("p3's traffic forwarded", || {
@@ -276,14 +294,24 @@ fn spec8_1_a_capture_ends_with_its_port_and_never_sees_the_next_tenant() {
     obs.take_frames(old, usize::MAX, &mut got);
     let tx_before = got.iter().filter(|f| f.direction == Direction::Tx).count();
     assert!(
-        got.iter().all(|f| !has(&f.data, b"from p3") && !has(&f.data, b"to p3")),
+        got.iter()
+            .all(|f| !has(&f.data, b"from p3") && !has(&f.data, b"to p3")),
         "the deleted port's capture got the next tenant's frames: {} records",
         got.len()
     );
-    assert_eq!(tx_before, 1, "what p2 received before the reload stays its own");
+    assert_eq!(
+        tx_before, 1,
+        "what p2 received before the reload stays its own"
+    );
     // and a capture of p3 sees p3's frames only
     assert!(obs.start_capture(new, true, false));
-    g3.send(&udp("02:00:00:00:01:03", "02:00:00:00:01:01", "10.0.1.12", "10.0.1.11", b"from p3"));
+    g3.send(&udp(
+        "02:00:00:00:01:03",
+        "02:00:00:00:01:01",
+        "10.0.1.12",
+        "10.0.1.11",
+        b"from p3",
+    ));
     let mut mine = Vec::new();
     eventually("p3 captured", || {
         obs.take_frames(new, 10, &mut mine);
@@ -309,9 +337,17 @@ fn spec8_1_drop_samples_of_the_next_tenant_are_not_the_deleted_ports() {
     obs.sample_drops_until(sw.now_ns() + 5_000_000_000);
     for _ in 0..5 {
         // spoofed source: dropped on p3
-        g3.send(&udp("02:00:00:00:01:03", "02:00:00:00:01:01", "10.0.1.99", "10.0.1.11", b"spoof"));
+        g3.send(&udp(
+            "02:00:00:00:01:03",
+            "02:00:00:00:01:01",
+            "10.0.1.99",
+            "10.0.1.11",
+            b"spoof",
+        ));
     }
-    eventually("dropped", || sw.stats().dropped(DropReason::SpoofedSrcIp) == 5);
+    eventually("dropped", || {
+        sw.stats().dropped(DropReason::SpoofedSrcIp) == 5
+    });
     let mut d = Vec::new();
     eventually("sampled", || {
         obs.take_drops(&mut d);
@@ -321,5 +357,7 @@ fn spec8_1_drop_samples_of_the_next_tenant_are_not_the_deleted_ports() {
         d.iter().all(|s| s.identity() == new && s.identity() != old),
         "p3's drops are p3's, never the deleted p2's"
     );
-    assert!(d.iter().all(|s| sw.port_name(s.identity()).as_deref() == Some("p3")));
+    assert!(d
+        .iter()
+        .all(|s| sw.port_name(s.identity()).as_deref() == Some("p3")));
 }

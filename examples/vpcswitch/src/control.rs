@@ -276,7 +276,12 @@ fn stream_capture(s: &UnixStream, running: &Running, port: &str, dir: &str, coun
         obs.recycle(f);
     }
     release();
-    tracing::info!(port, frames = sent, ended = ended.as_deref(), "capture ended");
+    tracing::info!(
+        port,
+        frames = sent,
+        ended = ended.as_deref(),
+        "capture ended"
+    );
     if alive {
         send_line(
             s,
@@ -601,7 +606,9 @@ fn stream_request(cmd: &[String]) -> Result<Option<StreamRequest>, String> {
                 match a.as_str() {
                     "--follow" | "-f" => secs = "0".into(),
                     "--secs" => secs = it.next().ok_or("--secs needs a number")?.clone(),
-                    "--port" | "-p" => port = Some(it.next().ok_or("--port needs a port name")?.clone()),
+                    "--port" | "-p" => {
+                        port = Some(it.next().ok_or("--port needs a port name")?.clone())
+                    }
                     other => return Err(format!("drops: unexpected {other:?}")),
                 }
             }
@@ -794,7 +801,10 @@ pub(crate) mod tests {
         let c = cfg("p2", "02:00:00:00:01:02");
         let (b, _g) = vpcswitch::runtime::memory_backends(&c, 64);
         let sw = vpcswitch::runtime::Switch::start(&c, b).unwrap();
-        Arc::new(Running::new(sw, PathBuf::from("/nonexistent/vpcswitch.toml")))
+        Arc::new(Running::new(
+            sw,
+            PathBuf::from("/nonexistent/vpcswitch.toml"),
+        ))
     }
 
     pub(crate) fn tmpdir(tag: &str) -> PathBuf {
@@ -848,7 +858,8 @@ pub(crate) mod tests {
         let stop = Arc::new(AtomicBool::new(false));
         let h = serve(&path, running(), stop.clone()).unwrap();
         let slow = UnixStream::connect(&path).unwrap();
-        slow.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+        slow.set_read_timeout(Some(Duration::from_secs(30)))
+            .unwrap();
         let t = std::thread::spawn(move || dribble(slow, b"{\"cmd\": [\"stats\"]}  \n"));
         std::thread::sleep(Duration::from_millis(1500));
         // another client, while the slow one is still sending
@@ -940,10 +951,12 @@ pub(crate) mod tests {
         let old = r.switch.snapshot();
         assert_eq!(old.port_id("p3"), Some(1), "p3 takes p2's id");
         let t0 = Instant::now();
+        // heartbeats come every second: without the fix the stream never ends
         let last = lines
             .map_while(Result::ok)
+            .take_while(|_| t0.elapsed() < Duration::from_secs(5))
             .find(|l| l.contains("\"done\""))
-            .unwrap();
+            .expect("the capture stream did not end");
         assert!(last.contains("p2") && last.contains("deleted"), "{last}");
         assert!(t0.elapsed() < Duration::from_secs(2));
         assert!(r.captures.lock().unwrap().is_empty());

@@ -131,7 +131,10 @@ mod tests {
         let took = start.elapsed();
         assert!(got >= 3, "{got} bytes before the deadline");
         assert!(
-            matches!(e.kind(), io::ErrorKind::TimedOut | io::ErrorKind::WouldBlock),
+            matches!(
+                e.kind(),
+                io::ErrorKind::TimedOut | io::ErrorKind::WouldBlock
+            ),
             "{e}"
         );
         assert!(took < Duration::from_millis(800), "{took:?}");

@@ -34,7 +34,9 @@ pub fn serve(addr: &str, running: Arc<Running>) -> std::io::Result<std::net::Soc
                 let Ok(s) = conn else { continue };
                 if active.fetch_add(1, Ordering::SeqCst) >= MAX_CLIENTS {
                     active.fetch_sub(1, Ordering::SeqCst);
-                    tracing::debug!("metrics: {MAX_CLIENTS} requests in progress, connection closed");
+                    tracing::debug!(
+                        "metrics: {MAX_CLIENTS} requests in progress, connection closed"
+                    );
                     continue;
                 }
                 let (running, done) = (running.clone(), active.clone());
@@ -132,7 +134,8 @@ mod tests {
         let mut c = TcpStream::connect(addr).unwrap();
         c.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
         let t0 = Instant::now();
-        c.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
+        c.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n")
+            .unwrap();
         let mut out = String::new();
         c.read_to_string(&mut out).unwrap();
         assert!(out.starts_with("HTTP/1.1 200 OK"), "{out}");
