@@ -32,6 +32,17 @@ pub fn wait_readable(fds: &[RawFd], timeout_ms: i32) -> io::Result<usize> {
     Ok(r as usize)
 }
 
+/// Sets the process's file mode creation mask to `mask` and returns the previous one
+/// (`umask(2)`). The mask is process-wide: while it is set, a file any thread creates
+/// gets at most the mask's permissions. Set a mask that only removes more bits (e.g.
+/// 0o177 around creating a private socket) and restore it right after: other threads
+/// can then only create files more private than they asked for, never less.
+pub fn set_umask(mask: u32) -> u32 {
+    // SAFETY: umask(2) takes an integer by value, cannot fail and touches no memory.
+    let old = unsafe { libc::umask(mask as libc::mode_t) };
+    old as u32
+}
+
 /// One anonymous memory mapping that a pool's buffers are carved from, so that the
 /// whole pool can be registered with the kernel as an AF_XDP UMEM and a buffer named
 /// by its offset in it. Unmapped when the last buffer and the pool are gone.

@@ -413,7 +413,22 @@ impl Switch {
                 .map(|&id| (id, None))
                 .collect(),
         )?;
-        let cmds: Vec<PortCmd> = attach.into_iter().map(|(id, qs)| (id, Some(qs))).collect();
+        // Ids this reload takes from a deleted port and gives to a new one (the next
+        // tenant): the deleted port's queues are gone (just above), so its identity ends
+        // here: its capture stops and records made from now on carry the next epoch.
+        // The new port's queues are attached only after the grace period below, so no
+        // frame of the new port is ever handled under the old snapshot as the deleted
+        // port's (its checks, its captures), and no frame meant for the deleted port
+        // reaches the new one.
+        let reused = |id: PortId| {
+            old.port(id)
+                .is_some_and(|p| new.port(id).is_some_and(|q| q.name != p.name))
+        };
+        for &(id, _) in attach.iter().filter(|(id, _)| reused(*id)) {
+            self.shared.observe.retire(id);
+        }
+        let (later, now): (Vec<_>, Vec<_>) = attach.into_iter().partition(|(id, _)| reused(*id));
+        let cmds: Vec<PortCmd> = now.into_iter().map(|(id, qs)| (id, Some(qs))).collect();
         self.send(&mut ctl, cmds)?;
         let gen = new.generation;
         let new = Arc::new(new);
@@ -441,11 +456,16 @@ impl Switch {
         )?;
         for id in &detach {
             if new.port(*id).is_none() {
+                // its queues are detached: its identity ends (see `reused` above)
+                self.shared.observe.retire(*id);
                 if let Some(p) = old.port(*id) {
                     descs.remove(&p.name);
                 }
             }
         }
+        // New ports on reused ids: every worker is on the new snapshot now.
+        let cmds: Vec<PortCmd> = later.into_iter().map(|(id, qs)| (id, Some(qs))).collect();
+        self.send(&mut ctl, cmds)?;
         ctl.backends = descs;
         Ok(gen)
     }
@@ -542,6 +562,29 @@ impl Switch {
     /// the switch runs. Timestamps are on [`Switch::now_ns`]'s clock.
     pub fn observe(&self) -> &observe::Observe {
         &self.shared.observe
+    }
+
+    /// The identity of the port named `name` now ([`observe::PortIdentity`]): bind a
+    /// capture or a drop-sample filter to it, and it follows that port only, ending when
+    /// a reload deletes it. Resolved under the reload lock, so the id and its epoch
+    /// belong to the same port.
+    pub fn port_identity(&self, name: &str) -> Option<observe::PortIdentity> {
+        let _ctl = self.control.lock().unwrap_or_else(|e| e.into_inner());
+        let id = self.snapshot().port_id(name)?;
+        self.shared.observe.identity(id)
+    }
+
+    /// The name of the port `who` if it still exists (`None` once a reload deleted it).
+    pub fn port_name(&self, who: observe::PortIdentity) -> Option<String> {
+        // the snapshot first: an id is retired before its next holder enters a
+        // snapshot, so a current epoch never names a later port
+        let snap = self.snapshot();
+        let name = snap.port(who.port).map(|p| p.name.clone());
+        if self.shared.observe.is_current(who) {
+            name
+        } else {
+            None
+        }
     }
 
     /// Backend description per port name.

@@ -9,8 +9,18 @@
 //! sampling cannot slow forwarding whatever the drop rate.
 //!
 //! Consumers (the control socket) drain the queues and give the buffers back.
+//!
+//! Identity: a port id is reused when a reload deletes a port and adds another (the next
+//! tenant). Captures and drop samples are therefore bound to a [`PortIdentity`], the id
+//! and the id's *epoch*, which [`crate::Switch::reload`] bumps whenever it takes an id
+//! from a port (after the port's queues are detached, before the next port's are
+//! attached). Every record carries the epoch read when it was made, a capture only ever
+//! records frames of the identity it was started for, and a capture whose port is
+//! deleted sees [`Observe::is_current`] turn false: it has ended. Each id's capture bits
+//! and epoch share one atomic word, so the bits a worker sees and the epoch it tags a
+//! record with always belong together.
 
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, Ordering};
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 
 use crossbeam_queue::ArrayQueue;
 use vpcswitch_core::{DropReason, PortId};
@@ -36,11 +46,28 @@ pub enum Direction {
     Tx = 2,
 }
 
+/// A port for the whole of its life: its id, and the id's epoch (bumped whenever the id
+/// is given to another port). Two ports that ever had the same id have different
+/// identities. Resolve a name with [`crate::Switch::port_identity`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct PortIdentity {
+    /// the port id
+    pub port: PortId,
+    /// the id's epoch while this port holds it
+    pub epoch: u64,
+}
+
+/// Low bits of a slot word: the [`Direction`] bits being captured; the rest: the epoch.
+const EPOCH_SHIFT: u32 = 8;
+const DIR_BITS: u64 = (1 << EPOCH_SHIFT) - 1;
+
 /// One captured frame.
 #[derive(Debug)]
 pub struct CapturedFrame {
     /// the port
     pub port: PortId,
+    /// the port id's epoch when the frame was recorded (see [`PortIdentity`])
+    pub epoch: u64,
     /// rx or tx
     pub direction: Direction,
     /// time since the switch started (ns)
@@ -56,6 +83,8 @@ pub struct CapturedFrame {
 pub struct DropSample {
     /// the ingress port
     pub port: PortId,
+    /// the port id's epoch when the drop was sampled (see [`PortIdentity`])
+    pub epoch: u64,
     /// why it was dropped
     pub reason: DropReason,
     /// time since the switch started (ns)
@@ -68,12 +97,33 @@ pub struct DropSample {
     pub head_len: usize,
 }
 
+impl DropSample {
+    /// The port the drop was charged to, for the whole of its life.
+    pub fn identity(&self) -> PortIdentity {
+        PortIdentity {
+            port: self.port,
+            epoch: self.epoch,
+        }
+    }
+}
+
+impl CapturedFrame {
+    /// The port the frame was captured on, for the whole of its life.
+    pub fn identity(&self) -> PortIdentity {
+        PortIdentity {
+            port: self.port,
+            epoch: self.epoch,
+        }
+    }
+}
+
 /// See the module docs.
 pub struct Observe {
-    /// per port id: `Direction` bits being captured
-    capture: Box<[AtomicU8]>,
-    /// any capture on (the one flag the hot path reads)
-    capture_on: AtomicBool,
+    /// per port id: epoch << [`EPOCH_SHIFT`] | `Direction` bits being captured
+    slots: Box<[AtomicU64]>,
+    /// ids with a capture on (the one word the hot path reads; exact, kept by the
+    /// compare-and-swap that changes a slot's bits from or to zero)
+    capturing: AtomicU32,
     free: ArrayQueue<Vec<u8>>,
     frames: ArrayQueue<CapturedFrame>,
     /// drop sampling is on while the switch's clock is below this (ns), 0: off
@@ -86,7 +136,7 @@ pub struct Observe {
 impl std::fmt::Debug for Observe {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Observe")
-            .field("capture_on", &self.capture_on.load(Ordering::Relaxed))
+            .field("capturing", &self.capturing.load(Ordering::Relaxed))
             .field("lost", &self.lost.load(Ordering::Relaxed))
             .finish()
     }
@@ -99,8 +149,8 @@ impl Observe {
             let _ = free.push(Vec::with_capacity(SNAPLEN));
         }
         Observe {
-            capture: (0..max_ports).map(|_| AtomicU8::new(0)).collect(),
-            capture_on: AtomicBool::new(false),
+            slots: (0..max_ports).map(|_| AtomicU64::new(0)).collect(),
+            capturing: AtomicU32::new(0),
             free,
             frames: ArrayQueue::new(CAPTURE_BUFFERS),
             drops_until: AtomicU64::new(0),
@@ -112,15 +162,27 @@ impl Observe {
     /// Hot path: is `port` being captured in `dir`?
     #[inline]
     pub(crate) fn capturing(&self, port: PortId, dir: Direction) -> bool {
-        self.capture_on.load(Ordering::Relaxed)
+        self.capturing.load(Ordering::Relaxed) != 0
             && self
-                .capture
+                .slots
                 .get(port as usize)
-                .is_some_and(|c| c.load(Ordering::Relaxed) & dir as u8 != 0)
+                .is_some_and(|c| c.load(Ordering::Relaxed) & dir as u64 != 0)
     }
 
-    /// Records a frame being captured (after [`Self::capturing`] said yes).
+    /// Records a frame being captured (after [`Self::capturing`] said yes). The slot is
+    /// read again: the record is tagged with the epoch of the capture it is for, and
+    /// nothing is recorded if that capture stopped or its port was retired meanwhile.
     pub(crate) fn record(&self, port: PortId, dir: Direction, ts_ns: u64, frame: &[u8]) {
+        let Some(word) = self
+            .slots
+            .get(port as usize)
+            .map(|w| w.load(Ordering::Acquire))
+        else {
+            return;
+        };
+        if word & dir as u64 == 0 {
+            return;
+        }
         let Some(mut data) = self.free.pop() else {
             self.lost.fetch_add(1, Ordering::Relaxed);
             return;
@@ -129,6 +191,7 @@ impl Observe {
         data.extend_from_slice(&frame[..frame.len().min(SNAPLEN)]);
         let rec = CapturedFrame {
             port,
+            epoch: word >> EPOCH_SHIFT,
             direction: dir,
             ts_ns,
             orig_len: frame.len(),
@@ -154,6 +217,7 @@ impl Observe {
         head[..n].copy_from_slice(&f[..n]);
         let s = DropSample {
             port,
+            epoch: self.epoch(port),
             reason,
             ts_ns,
             len: f.len(),
@@ -169,32 +233,102 @@ impl Observe {
         self.lost.fetch_add(1, Ordering::Relaxed);
     }
 
-    /// Starts capturing `port` in the given directions (bits of [`Direction`]); other
-    /// captures keep running.
-    pub fn start_capture(&self, port: PortId, rx: bool, tx: bool) {
-        let bits = ((rx as u8) * Direction::Rx as u8) | ((tx as u8) * Direction::Tx as u8);
-        if let Some(c) = self.capture.get(port as usize) {
-            c.fetch_or(bits, Ordering::Relaxed);
-            self.capture_on.store(true, Ordering::Release);
+    fn epoch(&self, port: PortId) -> u64 {
+        self.slots
+            .get(port as usize)
+            .map_or(0, |w| w.load(Ordering::Acquire) >> EPOCH_SHIFT)
+    }
+
+    /// The identity of whichever port holds id `port` now (`None` past the ids the
+    /// switch was sized for). To bind a port *name*, use [`crate::Switch::port_identity`],
+    /// which cannot race with a reload.
+    pub fn identity(&self, port: PortId) -> Option<PortIdentity> {
+        self.slots.get(port as usize).map(|w| PortIdentity {
+            port,
+            epoch: w.load(Ordering::Acquire) >> EPOCH_SHIFT,
+        })
+    }
+
+    /// Does `who` still hold its id? False once a reload deleted the port: its capture
+    /// has ended, and nothing more is recorded for it.
+    pub fn is_current(&self, who: PortIdentity) -> bool {
+        self.identity(who.port) == Some(who)
+    }
+
+    /// Changes the bits of `who`'s slot with `f`, if `who` still holds it; keeps the
+    /// count of capturing slots exact. False if `who` no longer holds the id.
+    fn update_bits(&self, who: PortIdentity, f: impl Fn(u64) -> u64) -> bool {
+        let Some(slot) = self.slots.get(who.port as usize) else {
+            return false;
+        };
+        let mut cur = slot.load(Ordering::Acquire);
+        loop {
+            if cur >> EPOCH_SHIFT != who.epoch {
+                return false;
+            }
+            let new = (cur & !DIR_BITS) | (f(cur & DIR_BITS) & DIR_BITS);
+            match slot.compare_exchange_weak(cur, new, Ordering::AcqRel, Ordering::Acquire) {
+                Ok(_) => {
+                    self.count_change(cur & DIR_BITS, new & DIR_BITS);
+                    return true;
+                }
+                Err(now) => cur = now,
+            }
         }
     }
 
-    /// Stops capturing `port`.
-    pub fn stop_capture(&self, port: PortId) {
-        if let Some(c) = self.capture.get(port as usize) {
-            c.store(0, Ordering::Relaxed);
+    fn count_change(&self, old_bits: u64, new_bits: u64) {
+        match (old_bits != 0, new_bits != 0) {
+            (false, true) => {
+                self.capturing.fetch_add(1, Ordering::AcqRel);
+            }
+            (true, false) => {
+                self.capturing.fetch_sub(1, Ordering::AcqRel);
+            }
+            _ => {}
         }
-        let any = self.capture.iter().any(|c| c.load(Ordering::Relaxed) != 0);
-        self.capture_on.store(any, Ordering::Release);
     }
 
-    /// Takes the captured frames of `port` waiting now (at most `max`); frames of other
-    /// ports stay queued. Give each frame's buffer back with [`Self::recycle`].
-    pub fn take_frames(&self, port: PortId, max: usize, out: &mut Vec<CapturedFrame>) {
+    /// Starts capturing `who` in the given directions; other captures keep running.
+    /// False (nothing started) if `who` no longer holds its id.
+    pub fn start_capture(&self, who: PortIdentity, rx: bool, tx: bool) -> bool {
+        let bits = ((rx as u64) * Direction::Rx as u64) | ((tx as u64) * Direction::Tx as u64);
+        self.update_bits(who, |b| b | bits)
+    }
+
+    /// Stops capturing `who` (nothing happens if the id went to another port since).
+    pub fn stop_capture(&self, who: PortIdentity) {
+        self.update_bits(who, |_| 0);
+    }
+
+    /// The port holding `port` is gone (a reload deleted it, and its queues are
+    /// detached): its capture stops, and the id's next holder gets a new epoch. Called
+    /// by the reload, under its lock, before the id is given to another port.
+    pub(crate) fn retire(&self, port: PortId) {
+        let Some(slot) = self.slots.get(port as usize) else {
+            return;
+        };
+        let mut cur = slot.load(Ordering::Acquire);
+        loop {
+            let new = ((cur >> EPOCH_SHIFT) + 1) << EPOCH_SHIFT;
+            match slot.compare_exchange_weak(cur, new, Ordering::AcqRel, Ordering::Acquire) {
+                Ok(_) => {
+                    self.count_change(cur & DIR_BITS, 0);
+                    return;
+                }
+                Err(now) => cur = now,
+            }
+        }
+    }
+
+    /// Takes the captured frames of `who` waiting now (at most `max`); frames of other
+    /// ports, and of other ports that held the same id, stay queued. Give each frame's
+    /// buffer back with [`Self::recycle`].
+    pub fn take_frames(&self, who: PortIdentity, max: usize, out: &mut Vec<CapturedFrame>) {
         let mut others = Vec::new();
         while out.len() < max {
             let Some(f) = self.frames.pop() else { break };
-            if f.port == port {
+            if f.identity() == who {
                 out.push(f);
             } else {
                 others.push(f);
@@ -235,11 +369,15 @@ impl Observe {
 mod tests {
     use super::*;
 
+    fn who(o: &Observe, port: PortId) -> PortIdentity {
+        o.identity(port).unwrap()
+    }
+
     #[test]
     fn capture_records_only_what_is_asked_and_recycles() {
         let o = Observe::new(4);
         assert!(!o.capturing(1, Direction::Rx));
-        o.start_capture(1, true, false);
+        assert!(o.start_capture(who(&o, 1), true, false));
         assert!(o.capturing(1, Direction::Rx));
         assert!(!o.capturing(1, Direction::Tx));
         assert!(!o.capturing(2, Direction::Rx));
@@ -247,23 +385,63 @@ mod tests {
             !o.capturing(99, Direction::Rx),
             "unknown ports are not captured"
         );
+        assert!(o.identity(99).is_none());
         o.record(1, Direction::Rx, 5, &[7u8; 3000]);
+        // not asked for: the worker's check says no, and record itself refuses too
         o.record(2, Direction::Rx, 6, &[8u8; 60]);
         let mut v = Vec::new();
-        o.take_frames(1, 10, &mut v);
+        o.take_frames(who(&o, 1), 10, &mut v);
         assert_eq!(v.len(), 1);
         assert_eq!((v[0].orig_len, v[0].data.len()), (3000, SNAPLEN));
         o.recycle(v.pop().unwrap());
-        o.take_frames(2, 10, &mut v);
-        assert_eq!(v.len(), 1, "another port's frame stayed queued");
-        o.stop_capture(1);
+        o.take_frames(who(&o, 2), 10, &mut v);
+        assert!(v.is_empty(), "port 2 was not being captured");
+        o.stop_capture(who(&o, 1));
         assert!(!o.capturing(1, Direction::Rx));
+        assert_eq!(o.capturing.load(Ordering::Relaxed), 0);
+    }
+
+    /// SPEC 8.1 / issue 15 item 10: a capture follows a port's identity, not its id.
+    #[test]
+    fn a_retired_id_ends_its_capture_and_the_next_holder_is_not_captured() {
+        let o = Observe::new(4);
+        let a = who(&o, 1);
+        assert!(o.start_capture(a, true, true));
+        o.record(1, Direction::Rx, 1, &[1u8; 60]);
+        o.retire(1);
+        assert!(!o.is_current(a), "the capture has ended");
+        assert!(!o.capturing(1, Direction::Rx), "and stopped");
+        assert_eq!(o.capturing.load(Ordering::Relaxed), 0);
+        let b = who(&o, 1);
+        assert_ne!(a, b);
+        // a worker that checked before the retire records nothing after it
+        o.record(1, Direction::Rx, 2, &[2u8; 60]);
+        // the old capture cannot be restarted on the new holder
+        assert!(!o.start_capture(a, true, true));
+        assert!(o.start_capture(b, true, false));
+        o.record(1, Direction::Rx, 3, &[3u8; 60]);
+        // the old consumer's stop does not stop the new capture
+        o.stop_capture(a);
+        assert!(o.capturing(1, Direction::Rx));
+        let mut v = Vec::new();
+        o.take_frames(a, 10, &mut v);
+        assert_eq!(v.len(), 1, "only the frame recorded before the retire");
+        assert_eq!(v[0].data[0], 1);
+        v.clear();
+        o.take_frames(b, 10, &mut v);
+        assert_eq!(v.len(), 1);
+        assert_eq!(v[0].data[0], 3);
+        // drop samples carry the identity of the holder at the time
+        o.sample_drop(1, DropReason::Hairpin, 4, &[4u8; 60]);
+        let mut d = Vec::new();
+        o.take_drops(&mut d);
+        assert_eq!(d[0].identity(), b);
     }
 
     #[test]
     fn a_full_pool_loses_and_counts_never_blocks() {
         let o = Observe::new(1);
-        o.start_capture(0, true, true);
+        assert!(o.start_capture(who(&o, 0), true, true));
         for _ in 0..CAPTURE_BUFFERS + 10 {
             o.record(0, Direction::Tx, 1, &[0u8; 64]);
         }

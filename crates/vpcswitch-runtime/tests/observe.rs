@@ -6,8 +6,9 @@ use common::*;
 
 use std::time::Duration;
 
+use vpcswitch_backend::memory::mem_port;
 use vpcswitch_core::DropReason;
-use vpcswitch_model::Config;
+use vpcswitch_model::{Config, ConfigBuilder};
 use vpcswitch_runtime::metrics::prometheus;
 use vpcswitch_runtime::observe::Direction;
 use vpcswitch_runtime::{memory_backends, Switch};
@@ -150,9 +151,9 @@ fn capture_sees_each_direction_and_stops() {
     let c = cfg();
     let (b, g) = memory_backends(&c, 1024);
     let sw = Switch::start(&c, b).unwrap();
-    let p2 = sw.snapshot().port_id("p2").unwrap();
+    let p2 = sw.port_identity("p2").unwrap();
     let obs = sw.observe();
-    obs.start_capture(p2, false, true);
+    assert!(obs.start_capture(p2, false, true));
     for _ in 0..5 {
         g["p1"].send(&good());
     }
@@ -212,4 +213,151 @@ fn drop_sampling_only_while_asked_and_rate_limited() {
         .all(|s| s.reason == DropReason::SpoofedSrcIp
             && s.head[..s.head_len] == spoofed()[..s.head_len]));
     assert!(obs.lost() > 0, "the rest counted as lost");
+}
+
+/// p1 and `second` (p2 at first, then p3: the next tenant, which takes p2's id).
+fn tenants(second: &str, mac2: &str) -> Config {
+    ConfigBuilder::new()
+        .workers(2)
+        .vpc("a", &["10.0.0.0/16"])
+        .subnet("a1", "a", "10.0.1.0/24")
+        .port("p1", "a1", "02:00:00:00:01:01", &["10.0.1.11"])
+        .port(second, "a1", mac2, &["10.0.1.12"])
+        .build()
+        .unwrap()
+}
+
+fn udp(src_mac: &str, dst_mac: &str, src: &str, dst: &str, tag: &[u8]) -> Vec<u8> {
+    build::udp(mac(dst_mac), mac(src_mac), ip(src), ip(dst), 64, 1, 2, tag)
+}
+
+fn has(frame: &[u8], tag: &[u8]) -> bool {
+    frame.windows(tag.len()).any(|w| w == tag)
+}
+
+/// Issue 15 item 10 (SPEC 8.1: a reload is one configuration, then the next): a capture
+/// is bound to the port it was started on. A reload that deletes p2 and adds p3, which
+/// takes p2's id, ends p2's capture, and none of p3's frames (rx or tx) reach it.
+/// Without the identity (epoch) checks, the capture kept running on the id and got
+/// every one of p3's frames.
+#[test]
+fn spec8_1_a_capture_ends_with_its_port_and_never_sees_the_next_tenant() {
+    let c = tenants("p2", "02:00:00:00:01:02");
+    let (b, g) = memory_backends(&c, 1024);
+    let sw = Switch::start(&c, b).unwrap();
+    let obs = sw.observe();
+    let old = sw.port_identity("p2").unwrap();
+    assert!(obs.start_capture(old, true, true));
+    g["p1"].send(&udp(
+        "02:00:00:00:01:01",
+        "02:00:00:00:01:02",
+        "10.0.1.11",
+        "10.0.1.12",
+        b"to p2",
+    ));
+    eventually("p2 received", || g["p2"].recv().is_some());
+
+    let next = tenants("p3", "02:00:00:00:01:03");
+    let (p3, g3) = mem_port("p3", 2, 1024);
+    sw.reload(&next, vec![("p3".into(), Box::new(p3))]).unwrap();
+    let new = sw.port_identity("p3").unwrap();
+    assert_eq!(new.port, old.port, "the test needs p3 to take p2's id");
+    assert_ne!(new, old);
+    assert!(!obs.is_current(old), "p2's capture has ended");
+    assert!(sw.port_name(old).is_none());
+    assert_eq!(sw.port_name(new).as_deref(), Some("p3"));
+    // the old capture cannot come back on the new port
+    assert!(!obs.start_capture(old, true, true));
+
+    for _ in 0..10 {
+        g3.send(&udp(
+            "02:00:00:00:01:03",
+            "02:00:00:00:01:01",
+            "10.0.1.12",
+            "10.0.1.11",
+            b"from p3",
+        ));
+        g["p1"].send(&udp(
+            "02:00:00:00:01:01",
+            "02:00:00:00:01:03",
+            "10.0.1.11",
+            "10.0.1.12",
+            b"to p3",
+        ));
+    }
+    let mut delivered = 0;
+    eventually("p3's traffic forwarded", || {
+        delivered += g3.drain().len();
+        delivered == 10 && sw.stats().port("p3").is_some_and(|p| p.rx_packets == 10)
+    });
+    let mut got = Vec::new();
+    obs.take_frames(old, usize::MAX, &mut got);
+    let tx_before = got.iter().filter(|f| f.direction == Direction::Tx).count();
+    assert!(
+        got.iter()
+            .all(|f| !has(&f.data, b"from p3") && !has(&f.data, b"to p3")),
+        "the deleted port's capture got the next tenant's frames: {} records",
+        got.len()
+    );
+    assert_eq!(
+        tx_before, 1,
+        "what p2 received before the reload stays its own"
+    );
+    // and a capture of p3 sees p3's frames only
+    assert!(obs.start_capture(new, true, false));
+    g3.send(&udp(
+        "02:00:00:00:01:03",
+        "02:00:00:00:01:01",
+        "10.0.1.12",
+        "10.0.1.11",
+        b"from p3",
+    ));
+    let mut mine = Vec::new();
+    eventually("p3 captured", || {
+        obs.take_frames(new, 10, &mut mine);
+        !mine.is_empty()
+    });
+    assert!(mine.iter().all(|f| has(&f.data, b"from p3")));
+}
+
+/// Issue 15 item 10: drop samples carry the identity of the port they were charged to,
+/// so a follower filtering by p2 never sees the drops of p3, the next tenant on p2's id.
+#[test]
+fn spec8_1_drop_samples_of_the_next_tenant_are_not_the_deleted_ports() {
+    let c = tenants("p2", "02:00:00:00:01:02");
+    let (b, _g) = memory_backends(&c, 1024);
+    let sw = Switch::start(&c, b).unwrap();
+    let obs = sw.observe();
+    let old = sw.port_identity("p2").unwrap();
+    let next = tenants("p3", "02:00:00:00:01:03");
+    let (p3, g3) = mem_port("p3", 2, 1024);
+    sw.reload(&next, vec![("p3".into(), Box::new(p3))]).unwrap();
+    let new = sw.port_identity("p3").unwrap();
+    assert_eq!(new.port, old.port, "the test needs p3 to take p2's id");
+    obs.sample_drops_until(sw.now_ns() + 5_000_000_000);
+    for _ in 0..5 {
+        // spoofed source: dropped on p3
+        g3.send(&udp(
+            "02:00:00:00:01:03",
+            "02:00:00:00:01:01",
+            "10.0.1.99",
+            "10.0.1.11",
+            b"spoof",
+        ));
+    }
+    eventually("dropped", || {
+        sw.stats().dropped(DropReason::SpoofedSrcIp) == 5
+    });
+    let mut d = Vec::new();
+    eventually("sampled", || {
+        obs.take_drops(&mut d);
+        d.len() == 5
+    });
+    assert!(
+        d.iter().all(|s| s.identity() == new && s.identity() != old),
+        "p3's drops are p3's, never the deleted p2's"
+    );
+    assert!(d
+        .iter()
+        .all(|s| sw.port_name(s.identity()).as_deref() == Some("p3")));
 }

@@ -1,10 +1,13 @@
 //! The control socket: one JSON request line in, one JSON response out.
 //!
 //! Request: `{"cmd": ["stats"], "json": false}`. Response:
-//! `{"ok": true, "text": "...", "data": {...}}`. The socket is created mode 0600:
-//! only root (or the switch's user) may command the switch. Requests are capped at
-//! 64 KiB and 2 s; anything malformed gets `ok: false` and a message, never a crash.
-//! Up to 16 requests are served at once, each on its own thread.
+//! `{"ok": true, "text": "...", "data": {...}}`. The socket is created mode 0600 (under
+//! a 0o177 umask, so it is never reachable with wider permissions, see [`bind_private`]):
+//! only root (or the switch's user) may command the switch. A request is capped at
+//! 64 KiB and must arrive whole within [`deadline::REQUEST`] (however it is paced), a
+//! reply is written within [`deadline::RESPONSE`], each line of a stream within
+//! [`deadline::STREAM_LINE`]; anything malformed gets `ok: false` and a message, never a
+//! crash. Up to 16 requests are served at once, each on its own thread.
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::os::unix::fs::PermissionsExt;
@@ -20,7 +23,9 @@ use serde_json::{json, Value};
 use vpcswitch::core::Verdict;
 use vpcswitch::model::RouteTarget as CfgTarget;
 
+use crate::deadline::{self, Deadline};
 use crate::Running;
+use vpcswitch::runtime::observe::PortIdentity;
 
 const MAX_REQUEST: u64 = 64 * 1024;
 /// Control requests served at once.
@@ -47,8 +52,7 @@ pub fn serve(
             std::fs::create_dir_all(dir)?;
         }
     }
-    let listener = UnixListener::bind(path)?;
-    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))?;
+    let listener = bind_private(path)?;
     let active = Arc::new(std::sync::atomic::AtomicUsize::new(0));
     std::thread::Builder::new()
         .name("vpcswitch-ctl".into())
@@ -67,6 +71,9 @@ pub fn serve(
                     ))
                     .to_string();
                     out.push('\n');
+                    // never blocks the accept loop: a client that does not read just
+                    // loses the message
+                    let _ = s.set_nonblocking(true);
                     let _ = (&s).write_all(out.as_bytes());
                     continue;
                 }
@@ -85,17 +92,43 @@ pub fn serve(
         })
 }
 
+/// Binds the control socket so that it is mode 0600 from the moment it exists: the
+/// socket file is created under a 0o177 umask (restored right after), instead of being
+/// chmodded after `bind`, which left a window in which anyone could connect. The umask is
+/// process-wide, but it only removes permissions: a file another thread creates during
+/// the bind can only come out more private than asked, never less. The chmod after is
+/// for a directory whose default ACL overrides the umask.
+fn bind_private(path: &Path) -> std::io::Result<UnixListener> {
+    let old = vpcswitch::backend::sys::set_umask(0o177);
+    let bound = UnixListener::bind(path);
+    vpcswitch::backend::sys::set_umask(old);
+    let listener = bound?;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))?;
+    Ok(listener)
+}
+
 /// Unblocks the accept loop so the server sees the stop flag.
 pub fn wake(path: &Path) {
     let _ = UnixStream::connect(path);
 }
 
 fn handle(s: UnixStream, running: &Running) {
-    let _ = s.set_read_timeout(Some(Duration::from_secs(2)));
-    let _ = s.set_write_timeout(Some(Duration::from_secs(2)));
     let mut line = String::new();
-    let reply = match BufReader::new((&s).take(MAX_REQUEST)).read_line(&mut line) {
+    // the whole request within the deadline, however the client paces its bytes
+    let mut req = Deadline::new(&s, deadline::REQUEST);
+    let read = BufReader::new((&mut req).take(MAX_REQUEST)).read_line(&mut line);
+    let reply = match read {
         Ok(0) => return,
+        Err(_) if req.passed() => {
+            tracing::debug!(
+                "control request not complete within {:?}: connection closed",
+                deadline::REQUEST
+            );
+            err(&format!(
+                "request not complete within {} s",
+                deadline::REQUEST.as_secs()
+            ))
+        }
         Ok(_) if !line.ends_with('\n') => err(&format!(
             "request too long or not terminated (limit {MAX_REQUEST} bytes, one line)"
         )),
@@ -110,7 +143,8 @@ fn handle(s: UnixStream, running: &Running) {
                     ["capture", port, dir, count] => {
                         return stream_capture(&s, running, port, dir, count)
                     }
-                    ["drops", secs] => return stream_drops(&s, running, secs),
+                    ["drops", secs] => return stream_drops(&s, running, secs, None),
+                    ["drops", secs, port] => return stream_drops(&s, running, secs, Some(port)),
                     _ => dispatch(&req, running),
                 }
             }
@@ -120,14 +154,17 @@ fn handle(s: UnixStream, running: &Running) {
     };
     let mut out = reply.to_string();
     out.push('\n');
-    let _ = (&s).write_all(out.as_bytes());
+    let _ = Deadline::new(&s, deadline::RESPONSE).write_all(out.as_bytes());
 }
 
-/// Writes one JSON line; false when the client is gone.
-fn send_line(mut s: &UnixStream, v: &Value) -> bool {
+/// Writes one JSON line within [`deadline::STREAM_LINE`]; false when the client is gone
+/// or does not read.
+fn send_line(s: &UnixStream, v: &Value) -> bool {
     let mut out = v.to_string();
     out.push('\n');
-    s.write_all(out.as_bytes()).is_ok()
+    Deadline::new(s, deadline::STREAM_LINE)
+        .write_all(out.as_bytes())
+        .is_ok()
 }
 
 /// The Unix time (µs) at which the switch's clock read 0: add a record's `ts_ns / 1000`.
@@ -140,9 +177,10 @@ fn clock_base_us(running: &Running) -> u64 {
 }
 
 /// `capture PORT DIR COUNT`: streams the port's frames, one JSON line each, until COUNT
-/// (0: until the client goes away). One capture per port at a time.
+/// (0: until the client goes away). One capture per port at a time. The capture is bound
+/// to the port, not its id: a reload that deletes the port ends it (the last line says
+/// so in `ended`), and a port that later gets the same id is never captured by it.
 fn stream_capture(s: &UnixStream, running: &Running, port: &str, dir: &str, count: &str) {
-    let _ = s.set_write_timeout(Some(Duration::from_secs(5)));
     let (rx, tx) = match dir {
         "rx" => (true, false),
         "tx" => (false, true),
@@ -156,8 +194,7 @@ fn stream_capture(s: &UnixStream, running: &Running, port: &str, dir: &str, coun
         send_line(s, &err("count must be a number (0: until interrupted)"));
         return;
     };
-    let snap = running.switch.snapshot();
-    let Some(pid) = snap.port_id(port) else {
+    let Some(pid) = running.switch.port_identity(port) else {
         send_line(s, &err(&format!("no port named \"{port}\"")));
         return;
     };
@@ -173,7 +210,18 @@ fn stream_capture(s: &UnixStream, running: &Running, port: &str, dir: &str, coun
         c.push(pid);
     }
     let obs = running.switch.observe();
-    obs.start_capture(pid, rx, tx);
+    let release = || {
+        running
+            .captures
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .retain(|p| *p != pid);
+    };
+    if !obs.start_capture(pid, rx, tx) {
+        release();
+        send_line(s, &err(&format!("port \"{port}\" was just deleted")));
+        return;
+    }
     tracing::info!(port, direction = dir, count, "capture started");
     let lost0 = obs.lost();
     let base_us = clock_base_us(running);
@@ -187,13 +235,20 @@ fn stream_capture(s: &UnixStream, running: &Running, port: &str, dir: &str, coun
     );
     let mut frames = Vec::new();
     let mut last_beat = std::time::Instant::now();
+    let mut ended = None;
     while alive && (count == 0 || sent < count) {
         let want = if count == 0 {
             64
         } else {
             (count - sent).min(64) as usize
         };
+        // checked before taking: frames recorded before the port went are still sent
+        let gone = !obs.is_current(pid);
         obs.take_frames(pid, want, &mut frames);
+        if frames.is_empty() && gone {
+            ended = Some(format!("port \"{port}\" was deleted by a reload"));
+            break;
+        }
         if frames.is_empty() {
             std::thread::sleep(Duration::from_millis(5));
             if last_beat.elapsed() > Duration::from_secs(1) {
@@ -220,14 +275,18 @@ fn stream_capture(s: &UnixStream, running: &Running, port: &str, dir: &str, coun
     for f in frames.drain(..) {
         obs.recycle(f);
     }
-    running
-        .captures
-        .lock()
-        .unwrap_or_else(|e| e.into_inner())
-        .retain(|p| *p != pid);
-    tracing::info!(port, frames = sent, "capture ended");
+    release();
+    tracing::info!(
+        port,
+        frames = sent,
+        ended = ended.as_deref(),
+        "capture ended"
+    );
     if alive {
-        send_line(s, &json!({"done": sent, "lost": obs.lost() - lost0}));
+        send_line(
+            s,
+            &json!({"done": sent, "lost": obs.lost() - lost0, "ended": ended}),
+        );
     }
 }
 
@@ -264,29 +323,47 @@ fn decode(b: &[u8]) -> String {
     format!("{} > {} {l3}", m(6), m(0))
 }
 
-/// `drops SECS`: samples dropped frames for SECS seconds (0: until the client goes
-/// away), one JSON line each. Sampling is on only while someone reads it, and at most
-/// `DROP_SAMPLES_PER_SEC` per worker.
-fn stream_drops(s: &UnixStream, running: &Running, secs: &str) {
-    let _ = s.set_write_timeout(Some(Duration::from_secs(5)));
+/// `drops SECS [PORT]`: samples dropped frames for SECS seconds (0: until the client
+/// goes away), one JSON line each, of every port or of PORT only. Sampling is on only
+/// while someone reads it, and at most `DROP_SAMPLES_PER_SEC` per worker. Samples carry
+/// the port's identity: each is named after the port it was charged to (`?` once that
+/// port is deleted), and a PORT filter follows that port only, ending when a reload
+/// deletes it (never showing the drops of a port that later gets its id).
+fn stream_drops(s: &UnixStream, running: &Running, secs: &str, port: Option<&str>) {
     let Ok(secs) = secs.parse::<u64>() else {
         send_line(s, &err("seconds must be a number (0: follow)"));
         return;
     };
+    let only: Option<PortIdentity> = match port {
+        None => None,
+        Some(p) => match running.switch.port_identity(p) {
+            Some(who) => Some(who),
+            None => {
+                send_line(s, &err(&format!("no port named \"{p}\"")));
+                return;
+            }
+        },
+    };
     let obs = running.switch.observe();
-    let snap = running.switch.snapshot();
     let end = (secs > 0).then(|| std::time::Instant::now() + Duration::from_secs(secs));
     let mut alive = send_line(s, &ok("sampling drops\n".into(), json!({})));
     let base_us = clock_base_us(running);
     let mut got = Vec::new();
     let mut last_beat = std::time::Instant::now();
+    let mut ended = None;
     while alive && end.is_none_or(|e| std::time::Instant::now() < e) {
         obs.sample_drops_until(running.switch.now_ns() + 2_000_000_000);
+        // checked before taking: drops sampled before the port went are still sent
+        let gone = only.filter(|w| !obs.is_current(*w));
         obs.take_drops(&mut got);
         for d in got.drain(..) {
-            let port = snap
-                .port(d.port)
-                .map_or("?".to_string(), |p| p.name.clone());
+            if only.is_some_and(|w| w != d.identity()) {
+                continue;
+            }
+            let port = running
+                .switch
+                .port_name(d.identity())
+                .unwrap_or_else(|| "?".into());
             let head = &d.head[..d.head_len];
             alive = alive
                 && send_line(
@@ -298,10 +375,14 @@ fn stream_drops(s: &UnixStream, running: &Running, secs: &str) {
             alive = alive && send_line(s, &json!({"heartbeat": true}));
             last_beat = std::time::Instant::now();
         }
+        if gone.is_some() {
+            ended = port.map(|p| format!("port \"{p}\" was deleted by a reload"));
+            break;
+        }
         std::thread::sleep(Duration::from_millis(100));
     }
     if alive {
-        send_line(s, &json!({"done": true}));
+        send_line(s, &json!({"done": true, "ended": ended}));
     }
 }
 
@@ -473,7 +554,7 @@ fn dispatch(req: &Value, r: &Running) -> Value {
             Err(e) => err(&format!("reload refused, the running configuration stays:\n{e}")),
         },
         [] => err("empty command"),
-        other => err(&format!("unknown command {:?}; one of: ports, vips, eips, neighbors, routes, stats, trace PORT HEXFRAME, reload, capture PORT DIR COUNT, drops SECS", other.join(" "))),
+        other => err(&format!("unknown command {:?}; one of: ports, vips, eips, neighbors, routes, stats, trace PORT HEXFRAME, reload, capture PORT DIR COUNT, drops SECS [PORT]", other.join(" "))),
     }
 }
 
@@ -520,14 +601,20 @@ fn stream_request(cmd: &[String]) -> Result<Option<StreamRequest>, String> {
         }
         Some("drops") => {
             let mut secs = "1".to_string();
+            let mut port = None;
             while let Some(a) = it.next() {
                 match a.as_str() {
                     "--follow" | "-f" => secs = "0".into(),
                     "--secs" => secs = it.next().ok_or("--secs needs a number")?.clone(),
+                    "--port" | "-p" => {
+                        port = Some(it.next().ok_or("--port needs a port name")?.clone())
+                    }
                     other => return Err(format!("drops: unexpected {other:?}")),
                 }
             }
-            Ok(Some((vec!["drops".into(), secs], None)))
+            let mut words = vec!["drops".into(), secs];
+            words.extend(port);
+            Ok(Some((words, None)))
         }
         _ => Ok(None),
     }
@@ -588,6 +675,9 @@ fn stream_client(s: UnixStream, json_out: bool, out: Option<String>) -> ExitCode
                     "{done} frames captured, {} lost",
                     v["lost"].as_u64().unwrap_or(0)
                 );
+            }
+            if let Some(why) = v["ended"].as_str() {
+                eprintln!("ended: {why}");
             }
             break;
         }
@@ -686,5 +776,193 @@ pub fn client(socket: &Path, json_out: bool, cmd: &[String]) -> ExitCode {
         ExitCode::SUCCESS
     } else {
         ExitCode::from(1)
+    }
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+    use std::path::PathBuf;
+    use std::time::Instant;
+
+    fn cfg(second: &str, mac2: &str) -> vpcswitch::model::Config {
+        vpcswitch::model::ConfigBuilder::new()
+            .workers(1)
+            .vpc("a", &["10.0.0.0/16"])
+            .subnet("a1", "a", "10.0.1.0/24")
+            .port("p1", "a1", "02:00:00:00:01:01", &["10.0.1.11"])
+            .port(second, "a1", mac2, &["10.0.1.12"])
+            .build()
+            .unwrap()
+    }
+
+    /// A switch on memory backends, wrapped as the binary wraps it.
+    pub(crate) fn running() -> Arc<Running> {
+        let c = cfg("p2", "02:00:00:00:01:02");
+        let (b, _g) = vpcswitch::runtime::memory_backends(&c, 64);
+        let sw = vpcswitch::runtime::Switch::start(&c, b).unwrap();
+        Arc::new(Running::new(
+            sw,
+            PathBuf::from("/nonexistent/vpcswitch.toml"),
+        ))
+    }
+
+    pub(crate) fn tmpdir(tag: &str) -> PathBuf {
+        let d = std::env::temp_dir().join(format!("vpcswitch-{tag}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&d);
+        std::fs::create_dir_all(&d).unwrap();
+        d
+    }
+
+    /// Sends `req` one byte per second on `s` (until the server closes), and reads what
+    /// the server answers; returns when it closes the connection: (after how long, the
+    /// answer).
+    pub(crate) fn dribble<S>(s: S, req: &'static [u8]) -> (Duration, String)
+    where
+        S: Send + Sync + 'static,
+        for<'a> &'a S: Read + Write,
+    {
+        let start = Instant::now();
+        let s = Arc::new(s);
+        let w = s.clone();
+        let writer = std::thread::spawn(move || {
+            for b in req {
+                if (&*w).write_all(&[*b]).is_err() {
+                    return;
+                }
+                std::thread::sleep(Duration::from_secs(1));
+            }
+        });
+        let mut answer = Vec::new();
+        let mut buf = [0u8; 256];
+        loop {
+            let mut r = &*s;
+            match r.read(&mut buf) {
+                Ok(0) | Err(_) => break,
+                Ok(n) => answer.extend_from_slice(&buf[..n]),
+            }
+        }
+        let took = start.elapsed();
+        let _ = writer.join();
+        (took, String::from_utf8_lossy(&answer).into_owned())
+    }
+
+    /// Issue 15 item 11: a client pacing its request one byte a second (each read well
+    /// within any per-read timeout) is closed at the whole-request deadline, and other
+    /// clients are served meanwhile. Before the fix the 2 s timeout was per read: the
+    /// connection stayed open for the whole dribble (12 s here) and then some.
+    #[test]
+    fn a_dribbling_control_client_is_cut_at_the_deadline_and_others_are_served() {
+        let dir = tmpdir("ctl-dribble");
+        let path = dir.join("ctl.sock");
+        let stop = Arc::new(AtomicBool::new(false));
+        let h = serve(&path, running(), stop.clone()).unwrap();
+        let slow = UnixStream::connect(&path).unwrap();
+        slow.set_read_timeout(Some(Duration::from_secs(30)))
+            .unwrap();
+        let t = std::thread::spawn(move || dribble(slow, b"{\"cmd\": [\"stats\"]}  \n"));
+        std::thread::sleep(Duration::from_millis(1500));
+        // another client, while the slow one is still sending
+        let mut c = UnixStream::connect(&path).unwrap();
+        c.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        let t0 = Instant::now();
+        c.write_all(b"{\"cmd\": [\"stats\"]}\n").unwrap();
+        let mut out = String::new();
+        c.read_to_string(&mut out).unwrap();
+        assert!(out.contains("\"ok\":true"), "{out}");
+        assert!(t0.elapsed() < Duration::from_secs(1));
+        let (took, answer) = t.join().unwrap();
+        assert!(
+            took >= deadline::REQUEST - Duration::from_millis(100)
+                && took < deadline::REQUEST + Duration::from_millis(1500),
+            "closed after {took:?}"
+        );
+        assert!(answer.contains("not complete within"), "{answer}");
+        stop.store(true, Ordering::SeqCst);
+        wake(&path);
+        let _ = h.join();
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    /// Issue 15 item 11: the control socket is never reachable by group or others, not
+    /// even for an instant. A thread stats the path as fast as it can while the socket is
+    /// bound, 600 times over; before the fix (bind, then chmod) it saw the default mode
+    /// (0755 under the usual umask) in the window between the two. The window is closed
+    /// by construction: the file is created under a 0o177 umask, so the first mode it
+    /// ever has is 0600, which is all this test can check from outside.
+    #[test]
+    fn the_control_socket_is_never_group_or_world_accessible() {
+        use std::os::unix::fs::FileTypeExt;
+        let dir = tmpdir("ctl-mode");
+        for i in 0..600 {
+            let path = dir.join(format!("ctl{i}.sock"));
+            let seen = Arc::new(std::sync::Mutex::new(Vec::new()));
+            let go = Arc::new(AtomicBool::new(true));
+            let (p, s, g) = (path.clone(), seen.clone(), go.clone());
+            let watcher = std::thread::spawn(move || {
+                while g.load(Ordering::Relaxed) {
+                    if let Ok(m) = std::fs::symlink_metadata(&p) {
+                        if m.file_type().is_socket() {
+                            s.lock().unwrap().push(m.permissions().mode() & 0o777);
+                        }
+                    }
+                }
+            });
+            std::thread::sleep(Duration::from_millis(2));
+            let l = bind_private(&path).unwrap();
+            let t0 = Instant::now();
+            while seen.lock().unwrap().is_empty() && t0.elapsed() < Duration::from_secs(2) {
+                std::thread::yield_now();
+            }
+            go.store(false, Ordering::Relaxed);
+            watcher.join().unwrap();
+            drop(l);
+            let modes = seen.lock().unwrap().clone();
+            assert!(!modes.is_empty());
+            assert!(
+                modes.iter().all(|m| m & 0o077 == 0),
+                "round {i}: modes seen {:?}",
+                modes.iter().map(|m| format!("{m:o}")).collect::<Vec<_>>()
+            );
+        }
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    /// Issue 15 item 10 over the control protocol: a capture streaming from p2 ends when
+    /// a reload deletes p2 and gives its id to p3; the last line says why.
+    #[test]
+    fn a_capture_stream_ends_when_its_port_is_deleted() {
+        let dir = tmpdir("ctl-capture");
+        let path = dir.join("ctl.sock");
+        let r = running();
+        let stop = Arc::new(AtomicBool::new(false));
+        let h = serve(&path, r.clone(), stop.clone()).unwrap();
+        let mut c = UnixStream::connect(&path).unwrap();
+        c.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        c.write_all(b"{\"cmd\": [\"capture\", \"p2\", \"both\", \"0\"]}\n")
+            .unwrap();
+        let mut lines = BufReader::new(c.try_clone().unwrap()).lines();
+        let first = lines.next().unwrap().unwrap();
+        assert!(first.contains("\"ok\":true"), "{first}");
+        let next = cfg("p3", "02:00:00:00:01:03");
+        let (b, _g) = vpcswitch::runtime::memory_backends(&next, 64);
+        let b = b.into_iter().filter(|(n, _)| n == "p3").collect();
+        r.switch.reload(&next, b).unwrap();
+        let old = r.switch.snapshot();
+        assert_eq!(old.port_id("p3"), Some(1), "p3 takes p2's id");
+        let t0 = Instant::now();
+        // heartbeats come every second: without the fix the stream never ends
+        let last = lines
+            .map_while(Result::ok)
+            .take_while(|_| t0.elapsed() < Duration::from_secs(5))
+            .find(|l| l.contains("\"done\""))
+            .expect("the capture stream did not end");
+        assert!(last.contains("p2") && last.contains("deleted"), "{last}");
+        assert!(t0.elapsed() < Duration::from_secs(2));
+        assert!(r.captures.lock().unwrap().is_empty());
+        stop.store(true, Ordering::SeqCst);
+        wake(&path);
+        let _ = h.join();
+        let _ = std::fs::remove_dir_all(&dir);
     }
 }

@@ -16,6 +16,7 @@
 //! (systemd `Restart=on-failure`) restarts it with the configuration file.
 
 mod control;
+mod deadline;
 mod demo;
 mod metrics_http;
 mod ping_gap;
@@ -222,7 +223,7 @@ pub struct Running {
     /// what [`Running::log_changes`] saw last
     pub seen: Mutex<Seen>,
     /// ports being captured (one capture per port at a time)
-    pub captures: Mutex<Vec<u32>>,
+    pub captures: Mutex<Vec<vpcswitch::runtime::observe::PortIdentity>>,
 }
 
 /// Learned state last logged: VIP owners and moves, ports down.

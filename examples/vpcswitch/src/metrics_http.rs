@@ -1,76 +1,152 @@
 //! `[switch] metrics = "127.0.0.1:9477"`: Prometheus metrics over HTTP (`GET /metrics`).
 //!
-//! One thread answers one request at a time (a scrape is small and rare), with 2 s
-//! read and write timeouts and an 8 KiB cap on the request head, so a slow or hostile
-//! client delays other scrapes by at most that much and never touches the workers: the
-//! page is rendered from the same relaxed counters as `ctl stats`. Bind it to a
-//! loopback or management address; it has no authentication.
+//! Up to [`MAX_CLIENTS`] requests are served at once, each on its own thread (more are
+//! closed at once). A request head (at most 8 KiB) must arrive whole within
+//! [`deadline::REQUEST`], however the client paces its bytes, and the reply is written
+//! within [`deadline::RESPONSE`]; past either the connection is closed. So a slow or
+//! hostile client holds one slot for a few seconds at most, never the server, and never
+//! touches the workers: the page is rendered from the same relaxed counters as
+//! `ctl stats`. Bind it to a loopback or management address; it has no authentication.
 
 use std::io::{Read, Write};
-use std::net::TcpListener;
-use std::sync::atomic::Ordering;
+use std::net::{TcpListener, TcpStream};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
 
 use vpcswitch::runtime::metrics::prometheus;
 
+use crate::deadline::{self, Deadline};
 use crate::Running;
 
 const MAX_HEAD: usize = 8192;
+/// Requests served at once.
+pub const MAX_CLIENTS: usize = 4;
 
 /// Binds `addr` and serves on a thread for the life of the process.
 pub fn serve(addr: &str, running: Arc<Running>) -> std::io::Result<std::net::SocketAddr> {
     let listener = TcpListener::bind(addr)?;
     let local = listener.local_addr()?;
+    let active = Arc::new(AtomicUsize::new(0));
     std::thread::Builder::new()
         .name("vpcswitch-metrics".into())
         .spawn(move || {
             for conn in listener.incoming() {
-                let Ok(mut s) = conn else { continue };
-                let _ = s.set_read_timeout(Some(Duration::from_secs(2)));
-                let _ = s.set_write_timeout(Some(Duration::from_secs(2)));
-                let mut head = [0u8; MAX_HEAD];
-                let mut n = 0;
-                while n < head.len() {
-                    match s.read(&mut head[n..]) {
-                        Ok(0) | Err(_) => break,
-                        Ok(k) => {
-                            n += k;
-                            if head[..n].windows(4).any(|w| w == b"\r\n\r\n") {
-                                break;
-                            }
-                        }
-                    }
+                let Ok(s) = conn else { continue };
+                if active.fetch_add(1, Ordering::SeqCst) >= MAX_CLIENTS {
+                    active.fetch_sub(1, Ordering::SeqCst);
+                    tracing::debug!(
+                        "metrics: {MAX_CLIENTS} requests in progress, connection closed"
+                    );
+                    continue;
                 }
-                let req = String::from_utf8_lossy(&head[..n]);
-                let mut first = req.lines().next().unwrap_or("").split(' ');
-                let (method, path) = (first.next().unwrap_or(""), first.next().unwrap_or(""));
-                let (status, ctype, body) = match (method, path) {
-                    ("GET", "/metrics") => (
-                        "200 OK",
-                        "text/plain; version=0.0.4; charset=utf-8",
-                        prometheus(
-                            &running.switch,
-                            running.reload_failures.load(Ordering::Relaxed),
-                        ),
-                    ),
-                    ("GET", "/") => (
-                        "200 OK",
-                        "text/plain; charset=utf-8",
-                        "vpcswitch: metrics at /metrics\n".to_string(),
-                    ),
-                    _ => (
-                        "404 Not Found",
-                        "text/plain; charset=utf-8",
-                        "only GET /metrics is served\n".to_string(),
-                    ),
-                };
-                let _ = write!(
-                    s,
-                    "HTTP/1.1 {status}\r\nContent-Type: {ctype}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-                    body.len()
-                );
+                let (running, done) = (running.clone(), active.clone());
+                let spawned = std::thread::Builder::new()
+                    .name("vpcswitch-metrics-conn".into())
+                    .spawn(move || {
+                        answer(s, &running);
+                        done.fetch_sub(1, Ordering::SeqCst);
+                    });
+                if spawned.is_err() {
+                    // the thread never ran, so neither did its decrement
+                    active.fetch_sub(1, Ordering::SeqCst);
+                }
             }
         })?;
     Ok(local)
+}
+
+/// Reads one request head within the deadline and answers it.
+fn answer(s: TcpStream, running: &Running) {
+    let mut head = [0u8; MAX_HEAD];
+    let mut n = 0;
+    let mut r = Deadline::new(&s, deadline::REQUEST);
+    let complete = loop {
+        if n == head.len() {
+            break true;
+        }
+        match r.read(&mut head[n..]) {
+            Ok(0) => break true,
+            Err(_) if r.passed() => break false,
+            Err(_) => break true,
+            Ok(k) => {
+                n += k;
+                if head[..n].windows(4).any(|w| w == b"\r\n\r\n") {
+                    break true;
+                }
+            }
+        }
+    };
+    if !complete {
+        tracing::debug!(
+            "metrics request not complete within {:?}: connection closed",
+            deadline::REQUEST
+        );
+        return;
+    }
+    let req = String::from_utf8_lossy(&head[..n]);
+    let mut first = req.lines().next().unwrap_or("").split(' ');
+    let (method, path) = (first.next().unwrap_or(""), first.next().unwrap_or(""));
+    let (status, ctype, body) = match (method, path) {
+        ("GET", "/metrics") => (
+            "200 OK",
+            "text/plain; version=0.0.4; charset=utf-8",
+            prometheus(
+                &running.switch,
+                running.reload_failures.load(Ordering::Relaxed),
+            ),
+        ),
+        ("GET", "/") => (
+            "200 OK",
+            "text/plain; charset=utf-8",
+            "vpcswitch: metrics at /metrics\n".to_string(),
+        ),
+        _ => (
+            "404 Not Found",
+            "text/plain; charset=utf-8",
+            "only GET /metrics is served\n".to_string(),
+        ),
+    };
+    let _ = write!(
+        Deadline::new(&s, deadline::RESPONSE),
+        "HTTP/1.1 {status}\r\nContent-Type: {ctype}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    );
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::control::tests::{dribble, running};
+    use std::time::{Duration, Instant};
+
+    /// Issue 15 item 11: a scraper pacing its request head one byte a second is closed
+    /// at the whole-request deadline, and other scrapes are answered meanwhile. Before
+    /// the fix the 2 s timeout was per read and one request was served at a time: the
+    /// dribbler held the server for the whole dribble, and the second scrape waited.
+    #[test]
+    fn a_dribbling_scraper_is_cut_at_the_deadline_and_others_are_served() {
+        let addr = serve("127.0.0.1:0", running()).unwrap();
+        let slow = TcpStream::connect(addr).unwrap();
+        slow.set_read_timeout(Some(Duration::from_secs(30)))
+            .unwrap();
+        let t = std::thread::spawn(move || dribble(slow, b"GET /metrics HTTP/1.1\r\n\r\n"));
+        std::thread::sleep(Duration::from_millis(1500));
+        let mut c = TcpStream::connect(addr).unwrap();
+        c.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        let t0 = Instant::now();
+        c.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n")
+            .unwrap();
+        let mut out = String::new();
+        c.read_to_string(&mut out).unwrap();
+        assert!(out.starts_with("HTTP/1.1 200 OK"), "{out}");
+        assert!(out.contains("vpcswitch_config_generation"));
+        assert!(t0.elapsed() < Duration::from_secs(1), "{:?}", t0.elapsed());
+        let (took, answer) = t.join().unwrap();
+        assert!(
+            took >= deadline::REQUEST - Duration::from_millis(100)
+                && took < deadline::REQUEST + Duration::from_millis(1500),
+            "closed after {took:?}"
+        );
+        assert!(answer.is_empty(), "{answer}");
+    }
 }
