@@ -34,7 +34,8 @@ use crossbeam_queue::ArrayQueue;
 use crossbeam_utils::CachePadded;
 use vpcswitch_backend::memory::{mem_port, MemGuest};
 use vpcswitch_backend::{
-    Backend, BackendError, Pool, PortQueue, QueuePools, Waker, LARGE_BUF_SIZE, MAX_BURST,
+    Backend, BackendError, Pool, PortQueue, QueuePools, Waker, WorkerMem, LARGE_BUF_SIZE,
+    MAX_BURST,
 };
 use vpcswitch_core::{PortId, Snapshot, TraceResult};
 use vpcswitch_model::{BackendSpec, Config, ConfigErrors};
@@ -144,7 +145,8 @@ pub struct Switch {
     handles: Vec<JoinHandle<()>>,
     control: Mutex<Control>,
     max_ports: usize,
-    pools: Vec<QueuePools>,
+    /// what backends opened on reload learn of each worker's memory
+    mem: Vec<WorkerMem>,
 }
 
 struct Control {
@@ -213,7 +215,8 @@ impl Switch {
                 large: Pool::with_size(opts.large_per_worker, LARGE_BUF_SIZE),
             })
             .collect();
-        let attach = open_backends(&snap, backends, &pools, &mut descs)?;
+        let mem: Vec<WorkerMem> = pools.iter().map(QueuePools::mem).collect();
+        let attach = open_backends(&snap, backends, &mem, &mut descs)?;
         for (pid, qs) in attach {
             for (w, q) in qs.into_iter().enumerate() {
                 per_worker[w].push((pid, q));
@@ -256,9 +259,11 @@ impl Switch {
                 pending: (0..max_ports).map(|_| Vec::new()).collect(),
                 dirty: Vec::with_capacity(max_ports),
                 rxbuf: Vec::with_capacity(MAX_BURST),
-                cache: pools[w].small.cache(256),
+                cache: pools[w].bufs(),
                 waker: None,
-                fds: Vec::with_capacity(vpcswitch_backend::sys::MAX_FDS),
+                epoll: None,
+                watch: (0..max_ports).map(|_| worker::Watch::Off).collect(),
+                no_fd: 0,
                 now_ns: 0,
                 drop_samples: (0, 0),
             };
@@ -317,7 +322,7 @@ impl Switch {
                 backends: descs,
             }),
             max_ports,
-            pools,
+            mem,
         })
     }
 
@@ -386,7 +391,7 @@ impl Switch {
             descs.remove(*n);
         }
         let given: Vec<String> = backends.iter().map(|b| b.0.clone()).collect();
-        let attach = open_backends(&new, backends, &self.pools, &mut descs)?;
+        let attach = open_backends(&new, backends, &self.mem, &mut descs)?;
         if let Some(missing) = missing_backend(&new, &descs) {
             return Err(RuntimeError::MissingBackend(missing));
         }
@@ -596,7 +601,7 @@ type PortCmd = (PortId, Option<Vec<Box<dyn PortQueue>>>);
 fn open_backends(
     snap: &Snapshot,
     backends: Backends,
-    pools: &[QueuePools],
+    mem: &[WorkerMem],
     descs: &mut HashMap<String, String>,
 ) -> Result<Opened, RuntimeError> {
     let mut out = Vec::new();
@@ -604,7 +609,7 @@ fn open_backends(
         let Some(id) = snap.port_id(&name) else {
             return Err(RuntimeError::NoSuchPort(name));
         };
-        let qs = b.queues(pools).map_err(|source| RuntimeError::Backend {
+        let qs = b.queues(mem).map_err(|source| RuntimeError::Backend {
             port: name.clone(),
             source,
         })?;

@@ -434,13 +434,19 @@ fn offload_work_is_done_or_refused_for_ports_without_offload() {
 struct PanicAfter(usize);
 struct PanicQueue(usize);
 impl vpcswitch_backend::PortQueue for PanicQueue {
-    fn rx_burst(&mut self, _: &mut Vec<vpcswitch_backend::PacketBuf>, _: usize) -> usize {
+    fn rx_burst(
+        &mut self,
+        _: &mut vpcswitch_backend::WorkerBufs,
+        _: &mut Vec<vpcswitch_backend::PacketBuf>,
+        _: usize,
+    ) -> usize {
         self.0 = self.0.saturating_sub(1);
         assert!(self.0 > 0, "injected fault in rx_burst");
         0
     }
     fn tx_burst(
         &mut self,
+        _: &mut vpcswitch_backend::WorkerBufs,
         b: &mut Vec<vpcswitch_backend::PacketBuf>,
     ) -> vpcswitch_backend::TxResult {
         let n = b.len();
@@ -457,10 +463,10 @@ impl vpcswitch_backend::Backend for PanicAfter {
     }
     fn queues(
         &mut self,
-        pools: &[vpcswitch_backend::QueuePools],
+        workers: &[vpcswitch_backend::WorkerMem],
     ) -> Result<Vec<Box<dyn vpcswitch_backend::PortQueue>>, vpcswitch_backend::BackendError> {
         // only worker 0's queue fails
-        Ok((0..pools.len())
+        Ok((0..workers.len())
             .map(|i| {
                 Box::new(PanicQueue(if i == 0 { self.0 } else { usize::MAX }))
                     as Box<dyn vpcswitch_backend::PortQueue>
