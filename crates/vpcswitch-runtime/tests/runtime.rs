@@ -480,7 +480,9 @@ fn a_worker_panic_stops_the_switch_and_says_why() {
     let c = cfg(2);
     let (mut b, g) = memory_backends(&c, 64);
     b.retain(|(n, _)| n != "q1");
-    b.push(("q1".into(), Box::new(PanicAfter(50_000))));
+    // (within the worker's first busy spell: an idle worker polls a queue without
+    // descriptors only every MAX_SLEEP)
+    b.push(("q1".into(), Box::new(PanicAfter(1_000))));
     let sw = Switch::start(&c, b).unwrap();
     eventually("failure reported", || sw.health().is_err());
     let why = sw.health().unwrap_err();
