@@ -47,7 +47,7 @@ fn mac(i: usize) -> [u8; 6] {
     [0x02, 0, 0, 0x5a, (i >> 8) as u8, i as u8]
 }
 fn ip(i: usize) -> [u8; 4] {
-    [10, 50, (i / PER_SUBNET) as u8, (10 + i % PER_SUBNET) as u8]
+    [10, 50, (i / PER_SUBNET) as u8, (2 + i % PER_SUBNET) as u8]
 }
 fn gw(i: usize) -> [u8; 4] {
     [10, 50, (i / PER_SUBNET) as u8, 1]
@@ -147,6 +147,27 @@ fn cpu_seconds(pid: u32) -> f64 {
     ticks as f64 / hz
 }
 
+/// CPU time so far of each thread of `pid` (name, ns; from `schedstat`).
+fn thread_cpu(pid: u32) -> Vec<(String, u64)> {
+    let Ok(dir) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
+        return Vec::new();
+    };
+    let mut v: Vec<(String, u64)> = dir
+        .filter_map(Result::ok)
+        .map(|e| {
+            let p = e.path();
+            let name = std::fs::read_to_string(p.join("comm")).unwrap_or_default();
+            let ns = std::fs::read_to_string(p.join("schedstat"))
+                .ok()
+                .and_then(|s| s.split_whitespace().next().and_then(|x| x.parse().ok()))
+                .unwrap_or(0);
+            (format!("{}/{}", name.trim(), e.file_name().to_string_lossy()), ns)
+        })
+        .collect();
+    v.sort();
+    v
+}
+
 /// Resident memory of `pid`, in MiB.
 fn rss_mib(pid: u32) -> f64 {
     let st = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("status");
@@ -224,7 +245,11 @@ fn thousand_tap_ports_on_two_workers_all_answer_and_the_idle_switch_costs_little
     let end = started + Duration::from_secs(60);
     while !socket.exists() {
         let log = std::fs::read_to_string(dir.join("switch.log")).unwrap_or_default();
-        assert!(Instant::now() < end, "switch did not start: {log}");
+        let exited = env.switch.as_mut().is_some_and(|c| !matches!(c.try_wait(), Ok(None)));
+        assert!(
+            Instant::now() < end && !exited,
+            "switch did not start: {log}"
+        );
         std::thread::sleep(Duration::from_millis(50));
     }
     let comm = std::fs::read_to_string(format!("/proc/{pid}/comm")).unwrap_or_default();
@@ -347,9 +372,18 @@ fn thousand_tap_ports_on_two_workers_all_answer_and_the_idle_switch_costs_little
 
     // Idle: from 1.5 s after the last packet, over 3 s.
     std::thread::sleep(Duration::from_millis(1500));
-    let (c0, w0) = (cpu_seconds(pid), Instant::now());
+    let (c0, w0, t0s) = (cpu_seconds(pid), Instant::now(), thread_cpu(pid));
     std::thread::sleep(Duration::from_secs(3));
-    let (c1, w1) = (cpu_seconds(pid), Instant::now());
+    let (c1, w1, t1s) = (cpu_seconds(pid), Instant::now(), thread_cpu(pid));
+    let per_thread: Vec<String> = t1s
+        .iter()
+        .filter_map(|(n, b)| {
+            let a = t0s.iter().find(|(m, _)| m == n)?.1;
+            let ms = (b - a) as f64 / 1e6;
+            (ms >= 0.5).then(|| format!("{n} {ms:.1} ms"))
+        })
+        .collect();
+    eprintln!("idle CPU by thread over 3 s: {}", per_thread.join(", "));
     let idle_pct = 100.0 * (c1 - c0) / w1.duration_since(w0).as_secs_f64();
     let rss = rss_mib(pid);
     let stats = Command::new(env!("CARGO_BIN_EXE_vpcswitch"))
