@@ -236,3 +236,35 @@ impl Waker {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::{Duration, Instant};
+
+    /// A worker asleep in `epoll_wait` on its set is woken by [`Waker::wake`] (through
+    /// the eventfd), not only by its devices: backends without descriptors and the
+    /// control path reach it however long it sleeps.
+    #[test]
+    fn the_waker_ends_an_epoll_sleep() {
+        let ep = sys::Epoll::new().expect("epoll");
+        let w = Waker::new(std::thread::current());
+        ep.add(w.event_fd().expect("eventfd"), u64::MAX)
+            .expect("add");
+        // not sleeping: a wake is a no-op and leaves nothing ready
+        w.wake();
+        assert_eq!(ep.wait(0).expect("wait"), 0);
+        w.set_sleeping(true);
+        let w2 = w.clone();
+        let t = std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_millis(50));
+            w2.wake();
+        });
+        let t0 = Instant::now();
+        assert_eq!(ep.wait(10_000).expect("wait"), 1, "woken");
+        assert!(t0.elapsed() < Duration::from_secs(5));
+        w.clear();
+        assert_eq!(ep.wait(0).expect("wait"), 0, "cleared");
+        t.join().expect("thread");
+    }
+}
