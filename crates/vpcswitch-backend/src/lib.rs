@@ -137,8 +137,7 @@ pub trait PortQueue: Send {
     /// Appends up to `max` received frames to `out`, in buffers taken from `bufs`;
     /// returns how many. A buffer it took and did not fill goes back to `bufs` before
     /// it returns.
-    fn rx_burst(&mut self, bufs: &mut WorkerBufs, out: &mut Vec<PacketBuf>, max: usize)
-        -> usize;
+    fn rx_burst(&mut self, bufs: &mut WorkerBufs, out: &mut Vec<PacketBuf>, max: usize) -> usize;
     /// Sends every buffer in `frames` (leaving it empty); the buffers it is done with
     /// (sent by copy, refused, dropped) go back to `bufs`.
     fn tx_burst(&mut self, bufs: &mut WorkerBufs, frames: &mut Vec<PacketBuf>) -> TxResult;
@@ -179,8 +178,7 @@ pub trait Backend: Send {
     /// Splits the device into one queue per worker (`workers.len()` workers); queue
     /// `i` takes its receive buffers from worker `i`'s caches, lent to each call, so
     /// memory grows with the number of workers, not of ports. Called once.
-    fn queues(&mut self, workers: &[WorkerMem])
-        -> Result<Vec<Box<dyn PortQueue>>, BackendError>;
+    fn queues(&mut self, workers: &[WorkerMem]) -> Result<Vec<Box<dyn PortQueue>>, BackendError>;
 }
 
 /// Wakes a sleeping worker (SPEC-free plumbing for adaptive idle): unparks its thread

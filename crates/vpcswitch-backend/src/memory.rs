@@ -15,8 +15,7 @@ use std::time::{Duration, Instant};
 use crossbeam_queue::ArrayQueue;
 
 use crate::{
-    Backend, BackendError, PacketBuf, Pool, PortQueue, TxResult, Waker, WorkerBufs,
-    WorkerMem,
+    Backend, BackendError, PacketBuf, Pool, PortQueue, TxResult, Waker, WorkerBufs, WorkerMem,
 };
 
 #[derive(Debug)]

@@ -31,9 +31,8 @@ impl Epoll {
         // SAFETY: plain flags; the result is checked.
         let raw = cvt(unsafe { libc::epoll_create1(libc::EPOLL_CLOEXEC) })?;
         // SAFETY: `raw` was just returned by epoll_create1 and is owned by nobody else.
-        Ok(Epoll {
-            fd: unsafe { OwnedFd::from_raw_fd(raw) },
-        })
+        let fd = unsafe { OwnedFd::from_raw_fd(raw) };
+        Ok(Epoll { fd })
     }
 
     fn ctl(&self, op: libc::c_int, fd: RawFd, token: u64) -> io::Result<()> {
@@ -94,9 +93,8 @@ impl EventFd {
         // SAFETY: plain flags; the result is checked.
         let raw = cvt(unsafe { libc::eventfd(0, libc::EFD_NONBLOCK | libc::EFD_CLOEXEC) })?;
         // SAFETY: `raw` was just returned by eventfd and is owned by nobody else.
-        Ok(EventFd {
-            fd: unsafe { OwnedFd::from_raw_fd(raw) },
-        })
+        let fd = unsafe { OwnedFd::from_raw_fd(raw) };
+        Ok(EventFd { fd })
     }
 
     /// Makes the descriptor readable (wakes whoever waits on it).

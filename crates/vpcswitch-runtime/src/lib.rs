@@ -11,7 +11,12 @@
 //! * VIP owners live in the snapshot's atomics, shared by all workers: a GARP seen by
 //!   one worker steers the next packet on every worker (SPEC 3.1).
 //! * Counters are per worker and readable at any time ([`Switch::stats`]).
-//! * An idle worker parks after a quiet period; backends wake it on arrival.
+//! * An idle worker sleeps in `epoll_wait` on its queues' descriptors and its waker's
+//!   eventfd after a quiet period; arrivals and backends wake it (see `worker`).
+//! * Buffers: each worker owns its pools and the caches in front of them, and lends the
+//!   caches to its queues for each burst; no queue keeps a buffer between calls, so
+//!   memory and free buffers are bounded per worker, not per port
+//!   (`vpcswitch_backend`'s ownership rule).
 //!
 //! Lock order (control path only): `Switch::control` → nothing. Workers take no lock.
 
@@ -34,8 +39,7 @@ use crossbeam_queue::ArrayQueue;
 use crossbeam_utils::CachePadded;
 use vpcswitch_backend::memory::{mem_port, MemGuest};
 use vpcswitch_backend::{
-    Backend, BackendError, Pool, PortQueue, QueuePools, Waker, WorkerMem, LARGE_BUF_SIZE,
-    MAX_BURST,
+    Backend, BackendError, Pool, PortQueue, QueuePools, Waker, WorkerMem, LARGE_BUF_SIZE, MAX_BURST,
 };
 use vpcswitch_core::{PortId, Snapshot, TraceResult};
 use vpcswitch_model::{BackendSpec, Config, ConfigErrors};

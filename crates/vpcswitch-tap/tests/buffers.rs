@@ -60,7 +60,10 @@ fn idle_tap_queues_hold_no_buffers_and_many_ports_share_one_large_pool() {
     for _ in 0..3 {
         for q in &mut queues {
             assert_eq!(q.rx_burst(&mut bufs, &mut out, 32), 0, "nothing was sent");
-            assert!(q.accepts_offload(), "offload TAPs receive into large buffers");
+            assert!(
+                q.accepts_offload(),
+                "offload TAPs receive into large buffers"
+            );
         }
     }
     let (_, held) = bufs.held();

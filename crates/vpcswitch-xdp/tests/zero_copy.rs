@@ -63,7 +63,7 @@ fn a_frame_crosses_between_two_af_xdp_ports_without_a_copy() {
             )));
         }
         // one worker: both ports share its pool
-        let pools = vec![QueuePools {
+        let pools = [QueuePools {
             small: Pool::new(4096),
             large: Pool::with_size(8, LARGE_BUF_SIZE),
         }];

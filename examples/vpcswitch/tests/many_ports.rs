@@ -161,7 +161,10 @@ fn thread_cpu(pid: u32) -> Vec<(String, u64)> {
                 .ok()
                 .and_then(|s| s.split_whitespace().next().and_then(|x| x.parse().ok()))
                 .unwrap_or(0);
-            (format!("{}/{}", name.trim(), e.file_name().to_string_lossy()), ns)
+            (
+                format!("{}/{}", name.trim(), e.file_name().to_string_lossy()),
+                ns,
+            )
         })
         .collect();
     v.sort();
@@ -233,7 +236,14 @@ fn thousand_tap_ports_on_two_workers_all_answer_and_the_idle_switch_costs_little
     let log = File::create(dir.join("switch.log")).expect("log");
     // `ip netns exec` execs the switch: the child's PID is the switch's
     let child = Command::new("ip")
-        .args(["netns", "exec", &env.ns, env!("CARGO_BIN_EXE_vpcswitch"), "run", "-c"])
+        .args([
+            "netns",
+            "exec",
+            &env.ns,
+            env!("CARGO_BIN_EXE_vpcswitch"),
+            "run",
+            "-c",
+        ])
         .arg(&cfg_path)
         .stdout(Stdio::null())
         .stderr(log)
@@ -245,7 +255,10 @@ fn thousand_tap_ports_on_two_workers_all_answer_and_the_idle_switch_costs_little
     let end = started + Duration::from_secs(60);
     while !socket.exists() {
         let log = std::fs::read_to_string(dir.join("switch.log")).unwrap_or_default();
-        let exited = env.switch.as_mut().is_some_and(|c| !matches!(c.try_wait(), Ok(None)));
+        let exited = env
+            .switch
+            .as_mut()
+            .is_some_and(|c| !matches!(c.try_wait(), Ok(None)));
         assert!(
             Instant::now() < end && !exited,
             "switch did not start: {log}"
@@ -253,7 +266,11 @@ fn thousand_tap_ports_on_two_workers_all_answer_and_the_idle_switch_costs_little
         std::thread::sleep(Duration::from_millis(50));
     }
     let comm = std::fs::read_to_string(format!("/proc/{pid}/comm")).unwrap_or_default();
-    assert_eq!(comm.trim(), "vpcswitch", "the measured process is the switch");
+    assert_eq!(
+        comm.trim(),
+        "vpcswitch",
+        "the measured process is the switch"
+    );
     eprintln!(
         "switch up with {PORTS} TAPs in {:.1} s",
         started.elapsed().as_secs_f64()
@@ -409,5 +426,8 @@ fn thousand_tap_ports_on_two_workers_all_answer_and_the_idle_switch_costs_little
         idle_pct <= 2.0,
         "the idle switch uses {idle_pct:.2}% of a core (at most 2%)"
     );
-    assert!(rss <= 128.0, "the switch's RSS is {rss:.1} MiB (at most 128)");
+    assert!(
+        rss <= 128.0,
+        "the switch's RSS is {rss:.1} MiB (at most 128)"
+    );
 }
