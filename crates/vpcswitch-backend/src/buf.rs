@@ -305,6 +305,71 @@ impl PoolCache {
     pub fn pool(&self) -> &Pool {
         &self.pool
     }
+    /// Buffers the cache holds now (at most its capacity).
+    pub fn held(&self) -> usize {
+        self.stack.len()
+    }
+    /// Bytes per buffer of this cache's pool.
+    pub fn buf_len(&self) -> usize {
+        self.buf_len
+    }
+}
+
+/// Free buffers a worker keeps at hand in front of its small pool.
+pub const SMALL_CACHE: usize = 256;
+/// Free large buffers a worker keeps at hand in front of its large pool.
+pub const LARGE_CACHE: usize = 16;
+
+/// A worker's buffer caches — ordinary and large buffers — that it **lends** to a
+/// queue for the length of one `rx_burst` or `tx_burst` (see the crate docs' ownership
+/// rule). They are the only place a queue can take one of the worker's buffers from,
+/// and where it gives back the ones it did not use; so the free buffers a worker's
+/// queues can hold between calls are bounded by the worker's two caches
+/// ([`SMALL_CACHE`] + [`LARGE_CACHE`]), whatever the number of ports.
+#[derive(Debug)]
+pub struct WorkerBufs {
+    small: PoolCache,
+    large: PoolCache,
+}
+
+impl WorkerBufs {
+    /// Caches of [`SMALL_CACHE`] and [`LARGE_CACHE`] buffers in front of `small` and
+    /// `large`.
+    pub fn new(small: &Pool, large: &Pool) -> WorkerBufs {
+        WorkerBufs {
+            small: small.cache(SMALL_CACHE),
+            large: large.cache(LARGE_CACHE),
+        }
+    }
+    /// An ordinary ([`BUF_SIZE`]) buffer.
+    #[inline]
+    pub fn alloc(&mut self) -> Option<PacketBuf> {
+        self.small.alloc()
+    }
+    /// A large buffer (a segmentation super-frame fits).
+    #[inline]
+    pub fn alloc_large(&mut self) -> Option<PacketBuf> {
+        self.large.alloc()
+    }
+    /// Gives a buffer back: to the cache of its size class while there is room, else to
+    /// its own pool (see [`PoolCache::free`]).
+    #[inline]
+    pub fn free(&mut self, b: PacketBuf) {
+        if b.capacity() == self.large.buf_len && self.large.buf_len != self.small.buf_len {
+            self.large.free(b);
+        } else {
+            self.small.free(b);
+        }
+    }
+    /// The cache of ordinary buffers.
+    #[inline]
+    pub fn small(&mut self) -> &mut PoolCache {
+        &mut self.small
+    }
+    /// Buffers held by the two caches now (ordinary, large).
+    pub fn held(&self) -> (usize, usize) {
+        (self.small.held(), self.large.held())
+    }
 }
 
 #[cfg(test)]

@@ -4,7 +4,7 @@
 //! robustness (OVS `netdev-dummy` style); deterministic, no randomness. It allocates
 //! per burst: a test tool, not for production paths.
 
-use crate::{Backend, BackendError, PacketBuf, PortQueue, QueuePools, TxResult};
+use crate::{Backend, BackendError, PacketBuf, PortQueue, TxResult, WorkerBufs, WorkerMem};
 
 /// What to inject, as "every n-th" periods (0: never).
 #[derive(Debug, Clone, Copy, Default)]
@@ -37,10 +37,10 @@ impl<B: Backend> Backend for FaultyBackend<B> {
     fn describe(&self) -> String {
         format!("faulty {}", self.inner.describe())
     }
-    fn queues(&mut self, pools: &[QueuePools]) -> Result<Vec<Box<dyn PortQueue>>, BackendError> {
+    fn queues(&mut self, workers: &[WorkerMem]) -> Result<Vec<Box<dyn PortQueue>>, BackendError> {
         Ok(self
             .inner
-            .queues(pools)?
+            .queues(workers)?
             .into_iter()
             .map(|q| {
                 Box::new(FaultyQueue {
@@ -66,7 +66,7 @@ fn every(n: u32, k: u64) -> bool {
 }
 
 impl PortQueue for FaultyQueue {
-    fn rx_burst(&mut self, out: &mut Vec<PacketBuf>, max: usize) -> usize {
+    fn rx_burst(&mut self, bufs: &mut WorkerBufs, out: &mut Vec<PacketBuf>, max: usize) -> usize {
         self.rx_calls += 1;
         if every(self.f.rx_empty_every, self.rx_calls) {
             return 0;
@@ -76,22 +76,24 @@ impl PortQueue for FaultyQueue {
         } else {
             max
         };
-        self.inner.rx_burst(out, max)
+        self.inner.rx_burst(bufs, out, max)
     }
-    fn tx_burst(&mut self, bufs: &mut Vec<PacketBuf>) -> TxResult {
+    fn tx_burst(&mut self, bufs: &mut WorkerBufs, frames: &mut Vec<PacketBuf>) -> TxResult {
         let mut r = TxResult::default();
-        let mut keep = Vec::with_capacity(bufs.len());
-        for b in bufs.drain(..) {
+        let mut keep = Vec::with_capacity(frames.len());
+        for b in frames.drain(..) {
             self.tx_frames += 1;
             if every(self.f.tx_full_every, self.tx_frames) {
                 r.full += 1;
+                bufs.free(b);
             } else if every(self.f.tx_error_every, self.tx_frames) {
                 r.errors += 1;
+                bufs.free(b);
             } else {
                 keep.push(b);
             }
         }
-        let inner = self.inner.tx_burst(&mut keep);
+        let inner = self.inner.tx_burst(bufs, &mut keep);
         r.sent += inner.sent;
         r.full += inner.full;
         r.errors += inner.errors;
@@ -108,5 +110,8 @@ impl PortQueue for FaultyQueue {
     }
     fn accepts_offload(&self) -> bool {
         self.inner.accepts_offload()
+    }
+    fn is_down(&self) -> bool {
+        self.inner.is_down()
     }
 }

@@ -9,6 +9,28 @@
 //! `rx_burst` appends buffers the caller now owns; `tx_burst` takes every buffer in the
 //! vector, whatever happens (sent, ring full, error), and reports what became of them.
 //!
+//! # Buffer ownership: the worker lends, a queue keeps nothing
+//! A worker's buffers come from its two pools (ordinary and large). **The worker owns
+//! the caches in front of them ([`WorkerBufs`]) and lends them to a queue for the
+//! length of one `rx_burst` or `tx_burst`**; a backend is never given a pool
+//! ([`Backend::queues`] gets a [`WorkerMem`], which can name the memory to a device but
+//! not hand out a buffer). So:
+//! * a queue takes a receive buffer from the lent caches only when it reads, and gives
+//!   an unused one back at once (an empty read returns it before the call ends);
+//! * transmitted and dropped buffers go back to the lent caches (bounded: the rest go
+//!   home to their own pool), never to a store of the queue's;
+//! * hence an idle queue holds none of the worker's buffers, and the free buffers a
+//!   worker keeps out of its pools are bounded per worker ([`SMALL_CACHE`] +
+//!   [`LARGE_CACHE`]), not per queue: a thousand ports cannot drain a pool. (Found
+//!   with 300 TAP ports on 2 workers: per-queue caches of 64 KiB buffers took the whole
+//!   large pool, and ports beyond ~32 per worker never received.)
+//!
+//! The one exception is a device that must hold receive buffers to receive at all, and
+//! it is bounded per device queue: an AF_XDP socket lends `FILL_DEPTH` (1024) buffers of
+//! the worker's pool to the kernel's fill ring, plus the frames in its tx ring until the
+//! kernel completes them (vpcswitch-xdp). Frames a device has taken to send (the
+//! in-memory backend's ring to the guest) are the device's until it lets them go.
+//!
 //! This crate knows neither the configuration nor the pipeline.
 
 mod buf;
@@ -17,21 +39,53 @@ pub mod memory;
 pub mod sys;
 
 pub use buf::{
-    Offload, PacketBuf, Pool, PoolCache, VnetHdr, BUF_SIZE, UMEM_FRAME, UMEM_HEADROOM, UMEM_STRIDE,
+    Offload, PacketBuf, Pool, PoolCache, VnetHdr, WorkerBufs, BUF_SIZE, LARGE_CACHE, SMALL_CACHE,
+    UMEM_FRAME, UMEM_HEADROOM, UMEM_STRIDE,
 };
 
 /// Size of a buffer that holds a whole segmentation super-frame (64 KiB of IP plus the
 /// Ethernet header).
 pub const LARGE_BUF_SIZE: usize = 65_536 + 64;
 
-/// The buffers one worker hands to its queues: ordinary frames, and large ones for
-/// devices that pass segmentation super-frames (TAP with offloads).
+/// One worker's buffer pools: ordinary frames, and large ones for devices that pass
+/// segmentation super-frames (TAP with offloads). The runtime keeps them; backends see
+/// only [`QueuePools::mem`], queues only the lent [`QueuePools::bufs`].
 #[derive(Debug, Clone)]
 pub struct QueuePools {
     /// [`BUF_SIZE`] buffers
     pub small: Pool,
     /// [`LARGE_BUF_SIZE`] buffers
     pub large: Pool,
+}
+
+impl QueuePools {
+    /// What a backend may know of this worker's memory.
+    pub fn mem(&self) -> WorkerMem {
+        WorkerMem {
+            umem: self.small.umem().map(|(r, s)| (r.clone(), s)),
+        }
+    }
+    /// The worker's caches in front of these pools, to lend to its queues.
+    pub fn bufs(&self) -> WorkerBufs {
+        WorkerBufs::new(&self.small, &self.large)
+    }
+}
+
+/// What a backend learns of one worker's buffer memory when it opens its queues: the
+/// memory region of the worker's ordinary buffers, to register with a device (an AF_XDP
+/// UMEM). It hands out no buffer: a queue gets buffers only from the [`WorkerBufs`] lent
+/// to each call (see the crate docs' ownership rule).
+#[derive(Debug, Clone)]
+pub struct WorkerMem {
+    umem: Option<(Arc<sys::Region>, usize)>,
+}
+
+impl WorkerMem {
+    /// The worker's ordinary buffers as an AF_XDP UMEM: their region and stride (see
+    /// [`UMEM_STRIDE`]); `None` when the pool is on the heap.
+    pub fn umem(&self) -> Option<(&Arc<sys::Region>, usize)> {
+        self.umem.as_ref().map(|(r, s)| (r, *s))
+    }
 }
 
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -76,15 +130,24 @@ pub enum BackendError {
 }
 
 /// One worker's queue on one port.
+///
+/// Both bursts borrow the worker's buffer caches for the call (`bufs`); a queue keeps
+/// none of the worker's buffers between calls (the crate docs' ownership rule).
 pub trait PortQueue: Send {
-    /// Appends up to `max` received frames to `out`; returns how many.
-    fn rx_burst(&mut self, out: &mut Vec<PacketBuf>, max: usize) -> usize;
-    /// Sends every buffer in `bufs` (leaving it empty).
-    fn tx_burst(&mut self, bufs: &mut Vec<PacketBuf>) -> TxResult;
+    /// Appends up to `max` received frames to `out`, in buffers taken from `bufs`;
+    /// returns how many. A buffer it took and did not fill goes back to `bufs` before
+    /// it returns.
+    fn rx_burst(&mut self, bufs: &mut WorkerBufs, out: &mut Vec<PacketBuf>, max: usize) -> usize;
+    /// Sends every buffer in `frames` (leaving it empty); the buffers it is done with
+    /// (sent by copy, refused, dropped) go back to `bufs`.
+    fn tx_burst(&mut self, bufs: &mut WorkerBufs, frames: &mut Vec<PacketBuf>) -> TxResult;
     /// Registers the waker to call when frames arrive while the worker sleeps.
     fn set_waker(&mut self, _waker: Waker) {}
     /// A descriptor that becomes readable when frames arrive, for workers that sleep
-    /// in `poll(2)` (devices); `None` for backends that use the [`Waker`].
+    /// in `epoll_wait(2)` (devices); `None` for backends that use the [`Waker`]. The
+    /// worker adds it to its epoll set when the queue is attached and removes it when
+    /// the queue is detached or reports [`PortQueue::is_down`], so it must stay the
+    /// same for the queue's life.
     fn poll_fd(&self) -> Option<std::os::fd::RawFd> {
         None
     }
@@ -112,13 +175,15 @@ pub trait PortQueue: Send {
 pub trait Backend: Send {
     /// A short description for logs (`memory`, `tap vs-web1`).
     fn describe(&self) -> String;
-    /// Splits the device into one queue per worker (`pools.len()` workers); queue `i`
-    /// takes its receive buffers from `pools[i]`, the worker's pool, so memory grows with
-    /// the number of workers, not of ports. Called once.
-    fn queues(&mut self, pools: &[QueuePools]) -> Result<Vec<Box<dyn PortQueue>>, BackendError>;
+    /// Splits the device into one queue per worker (`workers.len()` workers); queue
+    /// `i` takes its receive buffers from worker `i`'s caches, lent to each call, so
+    /// memory grows with the number of workers, not of ports. Called once.
+    fn queues(&mut self, workers: &[WorkerMem]) -> Result<Vec<Box<dyn PortQueue>>, BackendError>;
 }
 
-/// Wakes a sleeping worker (SPEC-free plumbing for adaptive idle).
+/// Wakes a sleeping worker (SPEC-free plumbing for adaptive idle): unparks its thread
+/// and signals its eventfd, which is in the worker's epoll set, so a worker asleep in
+/// `epoll_wait` on its devices' descriptors wakes as well as a parked one.
 #[derive(Debug, Clone)]
 pub struct Waker {
     inner: Arc<WakerInner>,
@@ -128,6 +193,8 @@ pub struct Waker {
 struct WakerInner {
     thread: Thread,
     sleeping: AtomicBool,
+    /// `None` when no eventfd could be made: the worker then sleeps in short steps
+    event: Option<sys::EventFd>,
 }
 
 impl Waker {
@@ -137,6 +204,7 @@ impl Waker {
             inner: Arc::new(WakerInner {
                 thread,
                 sleeping: AtomicBool::new(false),
+                event: sys::EventFd::new().ok(),
             }),
         }
     }
@@ -149,7 +217,52 @@ impl Waker {
     pub fn wake(&self) {
         if self.inner.sleeping.load(Ordering::SeqCst) {
             self.inner.sleeping.store(false, Ordering::SeqCst);
+            if let Some(e) = &self.inner.event {
+                e.signal();
+            }
             self.inner.thread.unpark();
         }
+    }
+    /// The eventfd [`Waker::wake`] signals, for the worker's epoll set.
+    pub fn event_fd(&self) -> Option<std::os::fd::RawFd> {
+        self.inner.event.as_ref().map(sys::EventFd::raw)
+    }
+    /// Resets the eventfd after a wake-up (the worker, once awake).
+    pub fn clear(&self) {
+        if let Some(e) = &self.inner.event {
+            e.drain();
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::{Duration, Instant};
+
+    /// A worker asleep in `epoll_wait` on its set is woken by [`Waker::wake`] (through
+    /// the eventfd), not only by its devices: backends without descriptors and the
+    /// control path reach it however long it sleeps.
+    #[test]
+    fn the_waker_ends_an_epoll_sleep() {
+        let ep = sys::Epoll::new().expect("epoll");
+        let w = Waker::new(std::thread::current());
+        ep.add(w.event_fd().expect("eventfd"), u64::MAX)
+            .expect("add");
+        // not sleeping: a wake is a no-op and leaves nothing ready
+        w.wake();
+        assert_eq!(ep.wait(0).expect("wait"), 0);
+        w.set_sleeping(true);
+        let w2 = w.clone();
+        let t = std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_millis(50));
+            w2.wake();
+        });
+        let t0 = Instant::now();
+        assert_eq!(ep.wait(10_000).expect("wait"), 1, "woken");
+        assert!(t0.elapsed() < Duration::from_secs(5));
+        w.clear();
+        assert_eq!(ep.wait(0).expect("wait"), 0, "cleared");
+        t.join().expect("thread");
     }
 }

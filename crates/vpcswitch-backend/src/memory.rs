@@ -14,7 +14,9 @@ use std::time::{Duration, Instant};
 
 use crossbeam_queue::ArrayQueue;
 
-use crate::{Backend, BackendError, PacketBuf, Pool, PoolCache, PortQueue, TxResult, Waker};
+use crate::{
+    Backend, BackendError, PacketBuf, Pool, PortQueue, TxResult, Waker, WorkerBufs, WorkerMem,
+};
 
 #[derive(Debug)]
 struct Rings {
@@ -149,12 +151,9 @@ impl Backend for MemPort {
     fn describe(&self) -> String {
         format!("memory {}", self.name)
     }
-    fn queues(
-        &mut self,
-        pools: &[crate::QueuePools],
-    ) -> Result<Vec<Box<dyn PortQueue>>, BackendError> {
-        // frames come from the guest's own pool; the workers' pools are not needed
-        let n = pools.len();
+    fn queues(&mut self, workers: &[WorkerMem]) -> Result<Vec<Box<dyn PortQueue>>, BackendError> {
+        // frames come from the guest's own pool; the workers' buffers are not needed
+        let n = workers.len();
         let have = self.rings.to_switch.len();
         if n != have || self.taken {
             return Err(BackendError::Queues {
@@ -182,7 +181,7 @@ struct MemQueue {
 
 impl PortQueue for MemQueue {
     #[inline]
-    fn rx_burst(&mut self, out: &mut Vec<PacketBuf>, max: usize) -> usize {
+    fn rx_burst(&mut self, _: &mut WorkerBufs, out: &mut Vec<PacketBuf>, max: usize) -> usize {
         let r = &self.rings.to_switch[self.q];
         let mut n = 0;
         while n < max {
@@ -197,13 +196,18 @@ impl PortQueue for MemQueue {
         n
     }
     #[inline]
-    fn tx_burst(&mut self, bufs: &mut Vec<PacketBuf>) -> TxResult {
+    fn tx_burst(&mut self, bufs: &mut WorkerBufs, frames: &mut Vec<PacketBuf>) -> TxResult {
+        // the ring to the guest is this device's: a frame in it is the guest's until it
+        // takes it (at most `depth` per queue), a refused one goes back at once
         let r = &self.rings.to_guest[self.q];
         let mut res = TxResult::default();
-        for b in bufs.drain(..) {
+        for b in frames.drain(..) {
             match r.push(b) {
                 Ok(()) => res.sent += 1,
-                Err(_) => res.full += 1,
+                Err(b) => {
+                    bufs.free(b);
+                    res.full += 1
+                }
             }
         }
         res
@@ -219,7 +223,6 @@ pub struct GenPort {
     frames: Arc<Vec<Vec<u8>>>,
     delivered: Arc<AtomicU64>,
     generated: Arc<AtomicU64>,
-    pool_per_queue: usize,
 }
 
 /// Counters of a [`GenPort`], readable while it runs.
@@ -242,7 +245,9 @@ impl GenCounters {
 
 impl GenPort {
     /// A port that sends `frames` round-robin, forever. An empty list makes a sink.
-    pub fn new(frames: Vec<Vec<u8>>, pool_per_queue: usize) -> (GenPort, GenCounters) {
+    /// `_pool_per_queue` is ignored (it was the size of a pool of its own per queue;
+    /// frames are now generated in the worker's buffers, as a NIC receives into them).
+    pub fn new(frames: Vec<Vec<u8>>, _pool_per_queue: usize) -> (GenPort, GenCounters) {
         let delivered = Arc::new(AtomicU64::new(0));
         let generated = Arc::new(AtomicU64::new(0));
         (
@@ -250,7 +255,6 @@ impl GenPort {
                 frames: Arc::new(frames),
                 delivered: delivered.clone(),
                 generated: generated.clone(),
-                pool_per_queue,
             },
             GenCounters {
                 delivered,
@@ -264,23 +268,16 @@ impl Backend for GenPort {
     fn describe(&self) -> String {
         "generator".into()
     }
-    fn queues(
-        &mut self,
-        pools: &[crate::QueuePools],
-    ) -> Result<Vec<Box<dyn PortQueue>>, BackendError> {
-        // a generator stands for a NIC with its own DMA buffers: its own pool per queue;
-        // a sink allocates nothing (it only frees what it is sent), so it takes no pool
-        // of its own and many sinks stay cheap (the harness's table-size scaling)
-        Ok(pools
+    fn queues(&mut self, workers: &[WorkerMem]) -> Result<Vec<Box<dyn PortQueue>>, BackendError> {
+        // a generator stands for a NIC receiving into its worker's buffers (a DPDK
+        // port's mempool): it takes them from the caches lent to each burst, and frames
+        // sent to it go back there, so a buffer circulates in the worker's cache with no
+        // trip through a pool; a sink allocates nothing, and many sinks stay cheap (the
+        // harness's table-size scaling)
+        Ok(workers
             .iter()
-            .map(|qp| {
-                let (pool, cap) = if self.frames.is_empty() {
-                    (qp.small.clone(), 0)
-                } else {
-                    (Pool::new(self.pool_per_queue), self.pool_per_queue)
-                };
+            .map(|_| {
                 Box::new(GenQueue {
-                    cache: pool.cache(cap),
                     frames: self.frames.clone(),
                     next: 0,
                     delivered: self.delivered.clone(),
@@ -292,7 +289,6 @@ impl Backend for GenPort {
 }
 
 struct GenQueue {
-    cache: PoolCache,
     frames: Arc<Vec<Vec<u8>>>,
     next: usize,
     delivered: Arc<AtomicU64>,
@@ -301,13 +297,13 @@ struct GenQueue {
 
 impl PortQueue for GenQueue {
     #[inline]
-    fn rx_burst(&mut self, out: &mut Vec<PacketBuf>, max: usize) -> usize {
+    fn rx_burst(&mut self, bufs: &mut WorkerBufs, out: &mut Vec<PacketBuf>, max: usize) -> usize {
         if self.frames.is_empty() {
             return 0;
         }
         let mut n = 0;
         while n < max {
-            let Some(mut b) = self.cache.alloc() else {
+            let Some(mut b) = bufs.alloc() else {
                 break;
             };
             b.fill(&self.frames[self.next]);
@@ -322,10 +318,10 @@ impl PortQueue for GenQueue {
         n
     }
     #[inline]
-    fn tx_burst(&mut self, bufs: &mut Vec<PacketBuf>) -> TxResult {
-        let n = bufs.len();
-        for b in bufs.drain(..) {
-            self.cache.free(b);
+    fn tx_burst(&mut self, bufs: &mut WorkerBufs, frames: &mut Vec<PacketBuf>) -> TxResult {
+        let n = frames.len();
+        for b in frames.drain(..) {
+            bufs.free(b);
         }
         self.delivered.fetch_add(n as u64, Ordering::Relaxed);
         TxResult {
@@ -338,47 +334,52 @@ impl PortQueue for GenQueue {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::QueuePools;
+
+    fn qp(n: usize) -> QueuePools {
+        QueuePools {
+            small: Pool::new(n),
+            large: Pool::new(1),
+        }
+    }
 
     #[test]
     fn frames_cross_the_rings_both_ways() {
         let (mut port, guest) = mem_port("p", 2, 8);
-        let qp = || crate::QueuePools {
-            small: Pool::new(4),
-            large: Pool::new(1),
-        };
-        let pools = [qp(), qp()];
-        let mut qs = port.queues(&pools).unwrap();
-        assert!(port.queues(&pools).is_err(), "queues are handed out once");
+        let pools = [qp(4), qp(4)];
+        let mem: Vec<WorkerMem> = pools.iter().map(QueuePools::mem).collect();
+        let mut bufs = pools[0].bufs();
+        let mut qs = port.queues(&mem).unwrap();
+        assert!(port.queues(&mem).is_err(), "queues are handed out once");
         assert!(guest.send_on(1, &[1, 2, 3]));
         let mut v = Vec::new();
-        assert_eq!(qs[0].rx_burst(&mut v, 32), 0);
-        assert_eq!(qs[1].rx_burst(&mut v, 32), 1);
+        assert_eq!(qs[0].rx_burst(&mut bufs, &mut v, 32), 0);
+        assert_eq!(qs[1].rx_burst(&mut bufs, &mut v, 32), 1);
         assert_eq!(v[0].frame(), &[1, 2, 3]);
-        let r = qs[0].tx_burst(&mut v);
+        let r = qs[0].tx_burst(&mut bufs, &mut v);
         assert_eq!(r.sent, 1);
         assert!(v.is_empty());
         assert_eq!(guest.recv().unwrap().frame(), &[1, 2, 3]);
         // a full ring drops and says so
         let mut many: Vec<PacketBuf> = (0..10).map(|_| PacketBuf::unpooled(&[9])).collect();
-        let r = qs[0].tx_burst(&mut many);
+        let r = qs[0].tx_burst(&mut bufs, &mut many);
         assert_eq!((r.sent, r.full), (8, 2));
     }
 
     #[test]
     fn generator_recycles_without_growing() {
         let (mut g, c) = GenPort::new(vec![vec![0xaa; 64]], 64);
-        let mut qs = g
-            .queues(&[crate::QueuePools {
-                small: Pool::new(1),
-                large: Pool::new(1),
-            }])
-            .unwrap();
+        let pools = qp(64);
+        let mut bufs = pools.bufs();
+        let mut qs = g.queues(&[pools.mem()]).unwrap();
         let mut v = Vec::new();
         for _ in 0..1000 {
-            qs[0].rx_burst(&mut v, 32);
-            qs[0].tx_burst(&mut v);
+            qs[0].rx_burst(&mut bufs, &mut v, 32);
+            qs[0].tx_burst(&mut bufs, &mut v);
         }
         assert_eq!(c.generated(), 32_000);
         assert_eq!(c.delivered(), 32_000);
+        drop(bufs);
+        assert_eq!(pools.small.available(), 64, "every buffer is back");
     }
 }

@@ -11,7 +11,12 @@
 //! * VIP owners live in the snapshot's atomics, shared by all workers: a GARP seen by
 //!   one worker steers the next packet on every worker (SPEC 3.1).
 //! * Counters are per worker and readable at any time ([`Switch::stats`]).
-//! * An idle worker parks after a quiet period; backends wake it on arrival.
+//! * An idle worker sleeps in `epoll_wait` on its queues' descriptors and its waker's
+//!   eventfd after a quiet period; arrivals and backends wake it (see `worker`).
+//! * Buffers: each worker owns its pools and the caches in front of them, and lends the
+//!   caches to its queues for each burst; no queue keeps a buffer between calls, so
+//!   memory and free buffers are bounded per worker, not per port
+//!   (`vpcswitch_backend`'s ownership rule).
 //!
 //! Lock order (control path only): `Switch::control` → nothing. Workers take no lock.
 
@@ -34,7 +39,7 @@ use crossbeam_queue::ArrayQueue;
 use crossbeam_utils::CachePadded;
 use vpcswitch_backend::memory::{mem_port, MemGuest};
 use vpcswitch_backend::{
-    Backend, BackendError, Pool, PortQueue, QueuePools, Waker, LARGE_BUF_SIZE, MAX_BURST,
+    Backend, BackendError, Pool, PortQueue, QueuePools, Waker, WorkerMem, LARGE_BUF_SIZE, MAX_BURST,
 };
 use vpcswitch_core::{PortId, Snapshot, TraceResult};
 use vpcswitch_model::{BackendSpec, Config, ConfigErrors};
@@ -144,7 +149,8 @@ pub struct Switch {
     handles: Vec<JoinHandle<()>>,
     control: Mutex<Control>,
     max_ports: usize,
-    pools: Vec<QueuePools>,
+    /// what backends opened on reload learn of each worker's memory
+    mem: Vec<WorkerMem>,
 }
 
 struct Control {
@@ -213,7 +219,8 @@ impl Switch {
                 large: Pool::with_size(opts.large_per_worker, LARGE_BUF_SIZE),
             })
             .collect();
-        let attach = open_backends(&snap, backends, &pools, &mut descs)?;
+        let mem: Vec<WorkerMem> = pools.iter().map(QueuePools::mem).collect();
+        let attach = open_backends(&snap, backends, &mem, &mut descs)?;
         for (pid, qs) in attach {
             for (w, q) in qs.into_iter().enumerate() {
                 per_worker[w].push((pid, q));
@@ -256,9 +263,11 @@ impl Switch {
                 pending: (0..max_ports).map(|_| Vec::new()).collect(),
                 dirty: Vec::with_capacity(max_ports),
                 rxbuf: Vec::with_capacity(MAX_BURST),
-                cache: pools[w].small.cache(256),
+                cache: pools[w].bufs(),
                 waker: None,
-                fds: Vec::with_capacity(vpcswitch_backend::sys::MAX_FDS),
+                epoll: None,
+                watch: (0..max_ports).map(|_| worker::Watch::Off).collect(),
+                no_fd: 0,
                 now_ns: 0,
                 drop_samples: (0, 0),
             };
@@ -317,7 +326,7 @@ impl Switch {
                 backends: descs,
             }),
             max_ports,
-            pools,
+            mem,
         })
     }
 
@@ -386,7 +395,7 @@ impl Switch {
             descs.remove(*n);
         }
         let given: Vec<String> = backends.iter().map(|b| b.0.clone()).collect();
-        let attach = open_backends(&new, backends, &self.pools, &mut descs)?;
+        let attach = open_backends(&new, backends, &self.mem, &mut descs)?;
         if let Some(missing) = missing_backend(&new, &descs) {
             return Err(RuntimeError::MissingBackend(missing));
         }
@@ -639,7 +648,7 @@ type PortCmd = (PortId, Option<Vec<Box<dyn PortQueue>>>);
 fn open_backends(
     snap: &Snapshot,
     backends: Backends,
-    pools: &[QueuePools],
+    mem: &[WorkerMem],
     descs: &mut HashMap<String, String>,
 ) -> Result<Opened, RuntimeError> {
     let mut out = Vec::new();
@@ -647,7 +656,7 @@ fn open_backends(
         let Some(id) = snap.port_id(&name) else {
             return Err(RuntimeError::NoSuchPort(name));
         };
-        let qs = b.queues(pools).map_err(|source| RuntimeError::Backend {
+        let qs = b.queues(mem).map_err(|source| RuntimeError::Backend {
             port: name.clone(),
             source,
         })?;

@@ -603,13 +603,19 @@ fn spec2_5_segmentation_work_is_bounded() {
 struct PanicAfter(usize);
 struct PanicQueue(usize);
 impl vpcswitch_backend::PortQueue for PanicQueue {
-    fn rx_burst(&mut self, _: &mut Vec<vpcswitch_backend::PacketBuf>, _: usize) -> usize {
+    fn rx_burst(
+        &mut self,
+        _: &mut vpcswitch_backend::WorkerBufs,
+        _: &mut Vec<vpcswitch_backend::PacketBuf>,
+        _: usize,
+    ) -> usize {
         self.0 = self.0.saturating_sub(1);
         assert!(self.0 > 0, "injected fault in rx_burst");
         0
     }
     fn tx_burst(
         &mut self,
+        _: &mut vpcswitch_backend::WorkerBufs,
         b: &mut Vec<vpcswitch_backend::PacketBuf>,
     ) -> vpcswitch_backend::TxResult {
         let n = b.len();
@@ -626,10 +632,10 @@ impl vpcswitch_backend::Backend for PanicAfter {
     }
     fn queues(
         &mut self,
-        pools: &[vpcswitch_backend::QueuePools],
+        workers: &[vpcswitch_backend::WorkerMem],
     ) -> Result<Vec<Box<dyn vpcswitch_backend::PortQueue>>, vpcswitch_backend::BackendError> {
         // only worker 0's queue fails
-        Ok((0..pools.len())
+        Ok((0..workers.len())
             .map(|i| {
                 Box::new(PanicQueue(if i == 0 { self.0 } else { usize::MAX }))
                     as Box<dyn vpcswitch_backend::PortQueue>
@@ -643,7 +649,9 @@ fn a_worker_panic_stops_the_switch_and_says_why() {
     let c = cfg(2);
     let (mut b, g) = memory_backends(&c, 64);
     b.retain(|(n, _)| n != "q1");
-    b.push(("q1".into(), Box::new(PanicAfter(50_000))));
+    // (within the worker's first busy spell: an idle worker polls a queue without
+    // descriptors only every MAX_SLEEP)
+    b.push(("q1".into(), Box::new(PanicAfter(1_000))));
     let sw = Switch::start(&c, b).unwrap();
     eventually("failure reported", || sw.health().is_err());
     let why = sw.health().unwrap_err();

@@ -120,6 +120,15 @@ pub fn if_index(name: &str) -> io::Result<u32> {
     }
 }
 
+/// Moves the calling thread into the network namespace open as `ns` (a
+/// `/run/netns/NAME` or `/proc/PID/ns/net` file): sockets it opens from then on, and
+/// interface names it looks up, are that namespace's; other threads are not affected.
+/// For tools and tests that serve many interfaces of one namespace from one process.
+pub fn enter_netns(ns: std::os::fd::BorrowedFd<'_>) -> io::Result<()> {
+    // SAFETY: setns only reads the descriptor, which `BorrowedFd` keeps open for the call.
+    cvt(unsafe { libc::setns(ns.as_raw_fd(), libc::CLONE_NEWNET) }).map(|_| ())
+}
+
 /// Reads one frame as a header and a body; returns the total bytes read.
 pub fn readv2(fd: RawFd, hdr: &mut [u8], body: &mut [u8]) -> io::Result<usize> {
     let iov = [

@@ -29,6 +29,14 @@
 //!   pool buffer first and counted ([`XdpBackend::copied`]). With a zero-copy driver
 //!   the NIC reads and writes the pool directly; in copy mode (veth) the kernel copies
 //!   between its socket buffers and the pool, as it must.
+//! * **What a socket holds between calls** (the one exception to the ownership rule of
+//!   `vpcswitch_backend`, and bounded): the buffers lent to the kernel — at most
+//!   [`FILL_DEPTH`] in the fill ring, and the frames in the tx ring until the kernel
+//!   completes them (at most [`RING_SIZE`]; taken back on every call). It takes them
+//!   from, and gives them back to, the worker's caches lent to each call; it keeps no
+//!   cache of its own. So a worker with `k` AF_XDP sockets lends the kernel about
+//!   `k × FILL_DEPTH` buffers of its pool for good: the pool (`pool_per_worker`,
+//!   default 8192) must be larger than that plus the buffers in flight.
 //! * AF_XDP carries no offload metadata: a frame whose L4 checksum the sender left to
 //!   the NIC (a veth peer with `tx` checksum offload on) arrives with a wrong checksum,
 //!   and segmentation super-frames do not fit a frame. Guests behind AF_XDP ports must
@@ -50,7 +58,7 @@ use std::sync::Arc;
 use sys::{Insn, Ring, RingKind, XdpDesc};
 use vpcswitch_backend::sys::Region;
 use vpcswitch_backend::{
-    Backend, BackendError, PacketBuf, PoolCache, PortQueue, QueuePools, TxResult, BUF_SIZE,
+    Backend, BackendError, PacketBuf, PortQueue, TxResult, WorkerBufs, WorkerMem, BUF_SIZE,
     UMEM_FRAME, UMEM_HEADROOM,
 };
 use vpcswitch_tap::gone;
@@ -59,8 +67,6 @@ use vpcswitch_tap::gone;
 pub const RING_SIZE: u32 = 2048;
 /// Buffers each socket lends the kernel to receive into.
 pub const FILL_DEPTH: u32 = 1024;
-/// Pool buffers a queue keeps at hand.
-const RX_CACHE: usize = 64;
 
 const XDP_FLAGS_SKB_MODE: u32 = 1 << 1;
 const XDP_FLAGS_DRV_MODE: u32 = 1 << 2;
@@ -219,8 +225,8 @@ impl Backend for XdpBackend {
         }
     }
 
-    fn queues(&mut self, pools: &[QueuePools]) -> Result<Vec<Box<dyn PortQueue>>, BackendError> {
-        let n = pools.len() as u32;
+    fn queues(&mut self, workers: &[WorkerMem]) -> Result<Vec<Box<dyn PortQueue>>, BackendError> {
+        let n = workers.len() as u32;
         if self.attached.is_some() {
             return Err(BackendError::Queues {
                 name: self.ifname.clone(),
@@ -255,8 +261,8 @@ impl Backend for XdpBackend {
         // up has a socket, so no frame is passed to the kernel behind the switch's back
         let mut queues: Vec<Box<dyn PortQueue>> = Vec::with_capacity(n as usize);
         let mut zerocopy = true;
-        for (i, pool) in pools.iter().enumerate() {
-            let Some((region, stride)) = pool.small.umem() else {
+        for (i, mem) in workers.iter().enumerate() {
+            let Some((region, stride)) = mem.umem() else {
                 return Err(BackendError::Io {
                     what: format!("af_xdp on {ifname}: worker {i}'s buffer pool is not in one memory region, so it cannot be a UMEM"),
                     source: io::Error::from(io::ErrorKind::Unsupported),
@@ -282,7 +288,6 @@ impl Backend for XdpBackend {
                 next: 0,
                 idle: 0,
                 umem,
-                cache: pool.small.cache(RX_CACHE),
                 invalid: 0,
                 copied: self.copies.clone(),
                 down: false,
@@ -406,7 +411,6 @@ struct XskQueue {
     /// polls that found nothing since the socket's state was last asked
     idle: u32,
     umem: UmemOf,
-    cache: PoolCache,
     /// frames dropped: too long for a UMEM frame on tx, bad descriptors on rx
     invalid: u64,
     /// frames sent that had to be copied into the pool first (from another worker's
@@ -501,7 +505,7 @@ impl Xsk {
     }
 
     /// Takes back the buffers the kernel has sent.
-    fn reclaim(&mut self, umem: &UmemOf, cache: &mut PoolCache) {
+    fn reclaim(&mut self, umem: &UmemOf, cache: &mut WorkerBufs) {
         let prod = self.comp.producer();
         let n = prod.wrapping_sub(self.comp_cons);
         if n == 0 {
@@ -519,7 +523,7 @@ impl Xsk {
     }
 
     /// Lends pool buffers to the kernel until [`FILL_DEPTH`] wait to be received into.
-    fn refill(&mut self, umem: &UmemOf, cache: &mut PoolCache) {
+    fn refill(&mut self, umem: &UmemOf, cache: &mut WorkerBufs) {
         let want = FILL_DEPTH.saturating_sub(self.rx_lent);
         if want < 32 {
             return;
@@ -612,7 +616,7 @@ impl Xsk {
 }
 
 impl PortQueue for XskQueue {
-    fn rx_burst(&mut self, out: &mut Vec<PacketBuf>, max: usize) -> usize {
+    fn rx_burst(&mut self, bufs: &mut WorkerBufs, out: &mut Vec<PacketBuf>, max: usize) -> usize {
         if self.down {
             return 0;
         }
@@ -620,7 +624,7 @@ impl PortQueue for XskQueue {
         let mut n = 0;
         for j in 0..k {
             let s = &mut self.socks[(self.next + j) % k];
-            s.reclaim(&self.umem, &mut self.cache);
+            s.reclaim(&self.umem, bufs);
             if !s.flush() {
                 self.down = true;
                 return n;
@@ -630,7 +634,7 @@ impl PortQueue for XskQueue {
                 self.invalid += bad;
                 n += got;
             }
-            s.refill(&self.umem, &mut self.cache);
+            s.refill(&self.umem, bufs);
         }
         self.next = (self.next + 1) % k;
         if n == 0 {
@@ -649,43 +653,43 @@ impl PortQueue for XskQueue {
         n
     }
 
-    fn tx_burst(&mut self, bufs: &mut Vec<PacketBuf>) -> TxResult {
+    fn tx_burst(&mut self, bufs: &mut WorkerBufs, frames: &mut Vec<PacketBuf>) -> TxResult {
         let mut r = TxResult::default();
         if self.down {
-            r.errors = bufs.len();
-            for b in bufs.drain(..) {
-                self.cache.free(b);
+            r.errors = frames.len();
+            for b in frames.drain(..) {
+                bufs.free(b);
             }
             return r;
         }
         let s = &mut self.socks[0];
-        s.reclaim(&self.umem, &mut self.cache);
+        s.reclaim(&self.umem, bufs);
         let room = s.tx.size() - s.tx_prod.wrapping_sub(s.tx.consumer());
         let mut queued = 0u32;
-        for b in bufs.drain(..) {
+        for b in frames.drain(..) {
             let len = b.len();
             if len > BUF_SIZE || b.offload.is_gso() {
                 self.invalid += 1;
                 r.errors += 1;
-                self.cache.free(b);
+                bufs.free(b);
                 continue;
             }
             if queued == room {
                 r.full += 1;
-                self.cache.free(b);
+                bufs.free(b);
                 continue;
             }
             // a buffer of this worker's pool goes as it is; any other is copied into one
             let (b, chunk, addr) = match self.umem.chunk_of(&b) {
                 Some((c, a)) => (b, c, a),
                 None => {
-                    let Some(mut nb) = self.cache.alloc() else {
+                    let Some(mut nb) = bufs.alloc() else {
                         r.full += 1;
-                        self.cache.free(b);
+                        bufs.free(b);
                         continue;
                     };
                     nb.fill(b.frame());
-                    self.cache.free(b);
+                    bufs.free(b);
                     self.copied.fetch_add(1, Ordering::Relaxed);
                     match self.umem.chunk_of(&nb) {
                         Some((c, a)) => (nb, c, a),
@@ -713,7 +717,7 @@ impl PortQueue for XskQueue {
                 }
                 _ => {
                     r.errors += 1;
-                    self.cache.free(b);
+                    bufs.free(b);
                 }
             }
         }

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use vpcswitch_backend::{Backend, PacketBuf, Pool, QueuePools, LARGE_BUF_SIZE};
 use vpcswitch_tap::sys as tap;
-use vpcswitch_xdp::{XdpBackend, XdpMode};
+use vpcswitch_xdp::{XdpBackend, XdpMode, FILL_DEPTH};
 
 fn sh(cmd: &str) -> bool {
     Command::new("sh")
@@ -63,14 +63,17 @@ fn a_frame_crosses_between_two_af_xdp_ports_without_a_copy() {
             )));
         }
         // one worker: both ports share its pool
-        let pools = vec![QueuePools {
+        let pools = [QueuePools {
             small: Pool::new(4096),
             large: Pool::with_size(8, LARGE_BUF_SIZE),
         }];
         let mut pa = XdpBackend::new(&a0, 0, mode);
         let mut pb = XdpBackend::new(&b0, 0, mode);
-        let mut qa = pa.queues(&pools).expect("AF_XDP on a0").remove(0);
-        let mut qb = pb.queues(&pools).expect("AF_XDP on b0").remove(0);
+        let mem: Vec<_> = pools.iter().map(QueuePools::mem).collect();
+        // the worker's caches, lent to every call
+        let mut bufs = pools[0].bufs();
+        let mut qa = pa.queues(&mem).expect("AF_XDP on a0").remove(0);
+        let mut qb = pb.queues(&mem).expect("AF_XDP on b0").remove(0);
         let send = tap::open_packet(tap::if_index(&a1).expect("a1"), None).expect("packet a1");
         let recv = tap::open_packet(tap::if_index(&b1).expect("b1"), None).expect("packet b1");
         let f = frame(7);
@@ -84,7 +87,7 @@ fn a_frame_crosses_between_two_af_xdp_ports_without_a_copy() {
                 std::iter::once((&hdr[..], &f[..])),
             );
             std::thread::sleep(Duration::from_millis(20));
-            qa.rx_burst(&mut got, 32);
+            qa.rx_burst(&mut bufs, &mut got, 32);
         }
         assert!(!got.is_empty(), "{mode:?}: nothing received on {a0}");
         let b = got.remove(0);
@@ -95,7 +98,7 @@ fn a_frame_crosses_between_two_af_xdp_ports_without_a_copy() {
             std::sync::Arc::ptr_eq(region, pool_region),
             "{mode:?}: received straight into the worker's pool (no copy on receive)"
         );
-        let sent = qb.tx_burst(&mut vec![b]);
+        let sent = qb.tx_burst(&mut bufs, &mut vec![b]);
         assert_eq!(sent.sent, 1, "{mode:?}: {sent:?}");
         assert_eq!(pb.copied(), 0, "{mode:?}: sent without a copy");
         // and it arrives, intact, on the far side of b
@@ -104,7 +107,7 @@ fn a_frame_crosses_between_two_af_xdp_ports_without_a_copy() {
         let mut arrived = None;
         let end = Instant::now() + Duration::from_secs(5);
         while arrived.is_none() && Instant::now() < end {
-            qb.rx_burst(&mut Vec::new(), 32); // completions, kicks
+            qb.rx_burst(&mut bufs, &mut Vec::new(), 32); // completions, kicks
             match tap::recv_packet(std::os::fd::AsRawFd::as_raw_fd(&recv), &mut h, &mut body) {
                 Ok((n, _)) if n >= 10 && body[12..14] == [0x88, 0xb5] => {
                     arrived = Some(body[..n - 10].to_vec())
@@ -123,11 +126,30 @@ fn a_frame_crosses_between_two_af_xdp_ports_without_a_copy() {
             "the UMEM layout: a buffer's first byte"
         );
         // a frame from outside the pool (a heap buffer) is copied, and counted
-        let r = qb.tx_burst(&mut vec![PacketBuf::unpooled(&frame(8))]);
+        let r = qb.tx_burst(&mut bufs, &mut vec![PacketBuf::unpooled(&frame(8))]);
         assert_eq!(
             (r.sent, pb.copied()),
             (1, 1),
             "{mode:?}: the copy path is counted"
+        );
+        // The per-socket bound (the ownership rule's one exception): once the kernel has
+        // completed what was sent, each socket holds exactly its fill ring's FILL_DEPTH
+        // buffers, and everything else is in the pool or the worker's cache.
+        got.clear();
+        let size = pools[0].small.size();
+        let outside = |bufs: &vpcswitch_backend::WorkerBufs| {
+            size - pools[0].small.available() - bufs.held().0
+        };
+        let end = Instant::now() + Duration::from_secs(5);
+        while outside(&bufs) != 2 * FILL_DEPTH as usize && Instant::now() < end {
+            qa.rx_burst(&mut bufs, &mut Vec::new(), 32);
+            qb.rx_burst(&mut bufs, &mut Vec::new(), 32);
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        assert_eq!(
+            outside(&bufs),
+            2 * FILL_DEPTH as usize,
+            "{mode:?}: two idle sockets hold their fill rings' buffers, no more"
         );
     }
 }

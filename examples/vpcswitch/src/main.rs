@@ -333,9 +333,9 @@ impl Backend for XdpOrPacket {
 
     fn queues(
         &mut self,
-        pools: &[vpcswitch::backend::QueuePools],
+        workers: &[vpcswitch::backend::WorkerMem],
     ) -> Result<Vec<Box<dyn vpcswitch::backend::PortQueue>>, vpcswitch::backend::BackendError> {
-        match self.xdp.queues(pools) {
+        match self.xdp.queues(workers) {
             Ok(q) => Ok(q),
             Err(e) => match &mut self.fallback {
                 Some(p) => {
@@ -345,7 +345,7 @@ impl Backend for XdpOrPacket {
                         reason = %e,
                         "af_xdp: AF_XDP could not be set up; mode \"auto\" falls back to AF_PACKET on the same interface"
                     );
-                    p.queues(pools)
+                    p.queues(workers)
                 }
                 None => Err(e),
             },
