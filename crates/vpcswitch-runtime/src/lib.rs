@@ -20,6 +20,7 @@
 //!
 //! Lock order (control path only): `Switch::control` → nothing. Workers take no lock.
 
+pub mod harness;
 pub mod metrics;
 pub mod observe;
 mod stats;
@@ -39,7 +40,7 @@ use crossbeam_queue::ArrayQueue;
 use crossbeam_utils::CachePadded;
 use vpcswitch_backend::memory::{mem_port, MemGuest};
 use vpcswitch_backend::{
-    Backend, BackendError, Pool, PortQueue, QueuePools, Waker, WorkerMem, LARGE_BUF_SIZE, MAX_BURST,
+    Backend, BackendError, Pool, PortQueue, QueuePools, Waker, WorkerMem, LARGE_BUF_SIZE,
 };
 use vpcswitch_core::{PortId, Snapshot, TraceResult};
 use vpcswitch_model::{BackendSpec, Config, ConfigErrors};
@@ -143,6 +144,28 @@ pub(crate) struct Shared {
     pub observe: observe::Observe,
 }
 
+impl Shared {
+    /// The state workers share, for `workers` workers and up to `max_ports` port ids.
+    fn new(snap: Snapshot, workers: usize, max_ports: usize) -> Shared {
+        Shared {
+            snap: ArcSwap::from_pointee(snap),
+            stop: AtomicBool::new(false),
+            failure: Mutex::new(None),
+            panicked: std::sync::atomic::AtomicUsize::new(0),
+            observe: observe::Observe::new(max_ports),
+            workers: (0..workers)
+                .map(|_| WorkerShared {
+                    cmds: ArrayQueue::new(max_ports * 2 + 16),
+                    cmd_done: AtomicU64::new(0),
+                    waker: OnceLock::new(),
+                    counters: WorkerCounters::new(max_ports),
+                })
+                .collect(),
+            start: Instant::now(),
+        }
+    }
+}
+
 /// A running switch. Dropping it stops the workers.
 pub struct Switch {
     shared: Arc<Shared>,
@@ -229,22 +252,7 @@ impl Switch {
         if let Some(missing) = missing_backend(&snap, &descs) {
             return Err(RuntimeError::MissingBackend(missing));
         }
-        let shared = Arc::new(Shared {
-            snap: ArcSwap::from_pointee(snap),
-            stop: AtomicBool::new(false),
-            failure: Mutex::new(None),
-            panicked: std::sync::atomic::AtomicUsize::new(0),
-            observe: observe::Observe::new(max_ports),
-            workers: (0..n)
-                .map(|_| WorkerShared {
-                    cmds: ArrayQueue::new(max_ports * 2 + 16),
-                    cmd_done: AtomicU64::new(0),
-                    waker: OnceLock::new(),
-                    counters: WorkerCounters::new(max_ports),
-                })
-                .collect(),
-            start: Instant::now(),
-        });
+        let shared = Arc::new(Shared::new(snap, n, max_ports));
         let cores = if cfg.switch.pin_workers {
             core_affinity::get_core_ids().unwrap_or_default()
         } else {
@@ -252,30 +260,9 @@ impl Switch {
         };
         let mut handles = Vec::new();
         for (w, queues) in per_worker.into_iter().enumerate() {
-            let mut worker = Worker {
-                idx: w,
-                shared: shared.clone(),
-                queues: (0..max_ports).map(|_| None).collect(),
-                empty_polls: vec![0; max_ports],
-                active: Vec::new(),
-                quiet: Vec::new(),
-                quiet_next: 0,
-                pending: (0..max_ports).map(|_| Vec::new()).collect(),
-                dirty: Vec::with_capacity(max_ports),
-                rxbuf: Vec::with_capacity(MAX_BURST),
-                cache: pools[w].bufs(),
-                waker: None,
-                epoll: None,
-                watch: (0..max_ports).map(|_| worker::Watch::Off).collect(),
-                no_fd: 0,
-                now_ns: 0,
-                drop_samples: (0, 0),
-            };
+            let mut worker = Worker::new(w, shared.clone(), max_ports, pools[w].bufs());
             for (pid, q) in queues {
-                // pre-size the tx batch so pushing never allocates
-                worker.pending[pid as usize].reserve(4 * MAX_BURST);
-                worker.queues[pid as usize] = Some(q);
-                worker.active.push(pid);
+                worker.attach_at_start(pid, q);
             }
             let core = cores.get(w % cores.len().max(1)).copied();
             let h = std::thread::Builder::new()

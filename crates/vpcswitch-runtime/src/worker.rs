@@ -102,6 +102,40 @@ pub(crate) struct Worker {
 }
 
 impl Worker {
+    /// Worker `idx` of `shared`, with no queue yet, lending `cache` to its queues.
+    pub fn new(idx: usize, shared: Arc<Shared>, max_ports: usize, cache: WorkerBufs) -> Worker {
+        Worker {
+            idx,
+            shared,
+            queues: (0..max_ports).map(|_| None).collect(),
+            empty_polls: vec![0; max_ports],
+            active: Vec::new(),
+            quiet: Vec::new(),
+            quiet_next: 0,
+            pending: (0..max_ports).map(|_| Vec::new()).collect(),
+            dirty: Vec::with_capacity(max_ports),
+            rxbuf: Vec::with_capacity(MAX_BURST),
+            cache,
+            waker: None,
+            epoll: None,
+            watch: (0..max_ports).map(|_| Watch::Off).collect(),
+            no_fd: 0,
+            now_ns: 0,
+            drop_samples: (0, 0),
+        }
+    }
+
+    /// Gives port `pid` its queue before the thread starts (later: `Command::Attach`).
+    pub fn attach_at_start(&mut self, pid: PortId, q: Box<dyn PortQueue>) {
+        let i = pid as usize;
+        if i < self.queues.len() {
+            // pre-size the tx batch so pushing never allocates
+            self.pending[i].reserve(4 * MAX_BURST);
+            self.queues[i] = Some(q);
+            self.active.push(pid);
+        }
+    }
+
     fn counters(&self) -> &WorkerCounters {
         &self.shared.workers[self.idx].counters
     }
