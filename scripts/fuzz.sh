@@ -7,7 +7,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 SECS=${FUZZ_SECS:-20}
 command -v cargo-fuzz >/dev/null 2>&1 || cargo install cargo-fuzz --locked -q
-for t in parse pipeline config; do
+for t in parse pipeline worker config; do
   corpus=$(mktemp -d)
   echo "== fuzz $t for ${SECS}s"
   log=$(mktemp)
