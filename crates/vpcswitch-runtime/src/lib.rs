@@ -120,6 +120,9 @@ impl Default for Options {
 pub(crate) enum Command {
     Attach(PortId, Box<dyn PortQueue>),
     Detach(PortId),
+    /// Zeroes the worker's counters of a port id that a reload gives to a new port, so
+    /// the next tenant's traffic figures never include the deleted port's.
+    ResetCounters(PortId),
     /// No-op: its acknowledgement proves the worker finished any pass begun before.
     Sync,
 }
@@ -424,6 +427,14 @@ impl Switch {
             self.shared.observe.retire(id);
         }
         let (later, now): (Vec<_>, Vec<_>) = attach.into_iter().partition(|(id, _)| reused(*id));
+        // A port new to its id starts with zero counters: ids are recycled, so it would
+        // otherwise inherit the figures of whichever port last held the id (one deleted
+        // by an earlier reload). Next tenants are reset just before they attach, below.
+        let fresh = now
+            .iter()
+            .map(|(id, _)| *id)
+            .filter(|id| old.port(*id).is_none());
+        self.reset_counters(&mut ctl, fresh);
         let cmds: Vec<PortCmd> = now.into_iter().map(|(id, qs)| (id, Some(qs))).collect();
         self.send(&mut ctl, cmds)?;
         let gen = new.generation;
@@ -460,6 +471,7 @@ impl Switch {
             }
         }
         // New ports on reused ids: every worker is on the new snapshot now.
+        self.reset_counters(&mut ctl, later.iter().map(|(id, _)| *id));
         let cmds: Vec<PortCmd> = later.into_iter().map(|(id, qs)| (id, Some(qs))).collect();
         self.send(&mut ctl, cmds)?;
         ctl.backends = descs;
@@ -511,6 +523,16 @@ impl Switch {
             }
         }
         Ok(())
+    }
+
+    /// Queues a counter reset of each of `ids` on every worker (applied with the next
+    /// commands sent, in order).
+    fn reset_counters(&self, ctl: &mut Control, ids: impl Iterator<Item = PortId>) {
+        for id in ids {
+            for w in 0..self.workers() {
+                self.push_cmd(ctl, w, Command::ResetCounters(id));
+            }
+        }
     }
 
     fn push_cmd(&self, ctl: &mut Control, w: usize, mut c: Command) {

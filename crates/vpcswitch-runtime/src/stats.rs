@@ -30,6 +30,24 @@ pub(crate) struct PortCounters {
     pub down: std::sync::atomic::AtomicBool,
 }
 
+impl PortCounters {
+    /// Zeroes every counter (by the worker that writes them: see `Command::ResetCounters`).
+    pub fn reset(&self) {
+        for c in [
+            &self.rx_packets,
+            &self.rx_bytes,
+            &self.tx_packets,
+            &self.tx_bytes,
+        ]
+        .into_iter()
+        .chain(self.drops.iter())
+        {
+            c.store(0, Ordering::Relaxed);
+        }
+        self.down.store(false, Ordering::Relaxed);
+    }
+}
+
 impl Default for PortCounters {
     fn default() -> Self {
         PortCounters {

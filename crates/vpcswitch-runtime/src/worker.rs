@@ -343,6 +343,11 @@ impl Worker {
                         self.dirty.retain(|&p| p != pid);
                     }
                 }
+                Command::ResetCounters(pid) => {
+                    if let Some(pc) = me.counters.ports.get(pid as usize) {
+                        pc.reset();
+                    }
+                }
                 Command::Sync => {}
             }
             me.cmd_done.fetch_add(1, Ordering::AcqRel);
