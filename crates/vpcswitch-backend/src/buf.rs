@@ -15,6 +15,9 @@ pub use vpcswitch_wire::offload::{Offload, VnetHdr};
 /// Size of every buffer: a 1500-byte MTU frame plus room for the switch's answers.
 pub const BUF_SIZE: usize = 2048;
 
+// a segment cut from a super-frame (bounded at ingress, SPEC 2.5) fits an ordinary buffer
+const _: () = assert!(vpcswitch_wire::offload::MAX_SEGMENT_FRAME <= BUF_SIZE);
+
 #[derive(Debug)]
 struct Shared {
     free: ArrayQueue<PacketBuf>,

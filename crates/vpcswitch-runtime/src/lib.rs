@@ -451,16 +451,21 @@ impl Switch {
         // unless the new one learned a newer owner meanwhile (SPEC 3.2). Found by the
         // soak test: reconciling before the grace period lost a failover.
         new.reconcile_learned(&old);
-        acked?;
+        // The new snapshot is live: every step below runs whatever happens (commands a
+        // slow worker has not acknowledged yet still reach it, in order), and the first
+        // error is reported at the end, so a late acknowledgement never leaves a deleted
+        // port attached or a next tenant without its queues.
+        let mut late = acked.err();
         // Removed ports: after the swap no packet is sent to them any more.
-        self.send(
+        let removed = self.send(
             &mut ctl,
             detach
                 .iter()
                 .filter(|id| new.port(**id).is_none())
                 .map(|&id| (id, None))
                 .collect(),
-        )?;
+        );
+        late = late.or(removed.err());
         for id in &detach {
             if new.port(*id).is_none() {
                 // its queues are detached: its identity ends (see `reused` above)
@@ -473,9 +478,10 @@ impl Switch {
         // New ports on reused ids: every worker is on the new snapshot now.
         self.reset_counters(&mut ctl, later.iter().map(|(id, _)| *id));
         let cmds: Vec<PortCmd> = later.into_iter().map(|(id, qs)| (id, Some(qs))).collect();
-        self.send(&mut ctl, cmds)?;
+        let attached = self.send(&mut ctl, cmds);
+        late = late.or(attached.err());
         ctl.backends = descs;
-        Ok(gen)
+        late.map_or(Ok(gen), Err)
     }
 
     /// Sends attach (Some) / detach (None) commands to every worker and waits until all

@@ -49,7 +49,8 @@ pub const MAX_SLEEP: Duration = Duration::from_millis(10);
 /// AF_XDP tx ring's leftovers, the idle checks of ring and AF_XDP sockets, which count
 /// polls); arrivals and the waker end it at once. Each timeout costs one look at every
 /// queue (about 1 µs a queue: 0.5 ms for 500 TAPs), so this sets the idle cost: 1 000
-/// TAPs on 2 workers measured 1.3% of a core at 100 ms (tests/many_ports.rs).
+/// TAPs on 2 workers measured 1.3% of a core at 100 ms and 0.67% at 500 ms
+/// (tests/many_ports.rs, docs/benchmarks.md).
 pub const FD_SLEEP: Duration = Duration::from_millis(500);
 /// Sleep steps when no epoll set could be made (then descriptors cannot wake it).
 const FALLBACK_SLEEP: Duration = Duration::from_millis(2);
@@ -306,6 +307,10 @@ impl Worker {
 
     /// Applies queued attach/detach commands.
     fn commands(&mut self) {
+        // the common case first: no command, and no shared reference count touched
+        if self.shared.workers[self.idx].cmds.is_empty() {
+            return;
+        }
         let shared = self.shared.clone();
         let me = &shared.workers[self.idx];
         while let Some(cmd) = me.cmds.pop() {

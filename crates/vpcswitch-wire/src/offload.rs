@@ -146,6 +146,11 @@ pub enum Offload {
     },
 }
 
+/// Offset of the checksum field in a TCP header.
+const TCP_CSUM: usize = 16;
+/// Offset of the checksum field in a UDP header.
+const UDP_CSUM: usize = 6;
+
 /// Where the L4 checksum of an unfragmented IPv4 TCP/UDP frame lives: checksum start,
 /// field offset and end of the IP packet (padding excluded).
 #[derive(Debug, Clone, Copy)]
@@ -173,8 +178,8 @@ impl L4Csum {
             return None;
         }
         let (field, min) = match *ip.get(9)? {
-            IpProtocol::TCP => (16, 20),
-            IpProtocol::UDP => (6, 8),
+            IpProtocol::TCP => (TCP_CSUM, 20),
+            IpProtocol::UDP => (UDP_CSUM, 8),
             _ => return None,
         };
         if total < ihl + min {
@@ -207,6 +212,9 @@ impl Offload {
 
     #[cold]
     fn check_work(h: &VnetHdr, frame: &[u8]) -> Result<Offload, OffloadError> {
+        // `hdr_len` is a hint (Linux writes the length of the linear part, which may
+        // hold payload too): bounded by the frame, never used; a device that takes
+        // offload gets the real header length derived from the frame.
         if h.flags & !(VnetHdr::NEEDS_CSUM | VnetHdr::DATA_VALID) != 0
             || usize::from(h.hdr_len) > frame.len()
         {
@@ -220,6 +228,10 @@ impl Offload {
             usize::from(h.csum_start) == c.start && usize::from(h.csum_offset) == c.field
         };
         if gso == 0 {
+            if h.flags & VnetHdr::NEEDS_CSUM == 0 {
+                // the ECN bit alone: no segmentation, nothing asked
+                return Err(OffloadError::BadHeader);
+            }
             return match L4Csum::of(frame) {
                 Some(c) if csum_ok(&c) => Ok(Offload::Csum),
                 _ => Err(OffloadError::BadChecksumRequest),
@@ -228,7 +240,7 @@ impl Offload {
         // TCPv4 segmentation: a TCP checksum request at the right place, and a layout
         // whose segments fit a buffer and are bounded in number
         let c = L4Csum::of(frame).ok_or(OffloadError::BadSegmentation)?;
-        if h.flags & VnetHdr::NEEDS_CSUM == 0 || c.field != 16 || !csum_ok(&c) {
+        if h.flags & VnetHdr::NEEDS_CSUM == 0 || c.field != TCP_CSUM || !csum_ok(&c) {
             return Err(OffloadError::BadSegmentation);
         }
         let mss = usize::from(h.gso_size);
@@ -296,7 +308,10 @@ impl Offload {
         };
         let at = c.start + c.field;
         // the field holds the pseudo-header sum already (CHECKSUM_PARTIAL)
-        let sum = !checksum::fold(checksum::sum(0, &frame[c.start..c.end]));
+        let mut sum = checksum::checksum(&frame[c.start..c.end]);
+        if sum == 0 && c.field == UDP_CSUM {
+            sum = 0xffff; // RFC 768: a computed 0 is sent as all ones
+        }
         frame[at..at + 2].copy_from_slice(&sum.to_be_bytes());
         *self = Offload::None;
         true
@@ -393,6 +408,11 @@ mod tests {
         let mut frag = f.clone();
         frag[20] = 0x20; // more fragments
         assert!(Offload::check(&csum(34, 16), &frag).is_err());
+        let ecn_only = VnetHdr {
+            gso_type: VnetHdr::GSO_ECN,
+            ..VnetHdr::default()
+        };
+        assert_eq!(Offload::check(&ecn_only, &f), Err(OffloadError::BadHeader));
         let bad_flag = VnetHdr {
             flags: 4,
             ..VnetHdr::default()

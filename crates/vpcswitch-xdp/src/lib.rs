@@ -598,7 +598,10 @@ impl Xsk {
             self.rx_lent = self.rx_lent.saturating_sub(1);
             if (d.len as usize) <= b.capacity() {
                 b.set_len(d.len as usize);
+                // AF_XDP carries no offload metadata: nothing a previous user of the
+                // buffer left may reach the ingress check
                 b.offload = Default::default();
+                b.vnet = Default::default();
                 out.push(b);
                 n += 1;
             } else {

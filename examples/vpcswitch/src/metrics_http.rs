@@ -4,8 +4,9 @@
 //! closed at once). A request head (at most 8 KiB) must arrive whole within
 //! [`deadline::REQUEST`], however the client paces its bytes, and the reply is written
 //! within [`deadline::RESPONSE`]; past either the connection is closed. So a slow or
-//! hostile client holds one slot for a few seconds at most, never the server, and never
-//! touches the workers: the page is rendered from the same relaxed counters as
+//! hostile client holds one slot for a few seconds at most, and never touches the
+//! workers (but clients that keep reconnecting can keep every slot busy: there is no
+//! per-peer limit, so bind it where only the scraper reaches it): the page is rendered from the same relaxed counters as
 //! `ctl stats`. Bind it to a loopback or management address; it has no authentication.
 
 use std::io::{Read, Write};
