@@ -10,11 +10,12 @@
 //! crash. Up to 16 requests are served at once, each on its own thread.
 
 use std::io::{BufRead, BufReader, Read, Write};
-use std::os::unix::fs::PermissionsExt;
+use std::os::fd::AsRawFd;
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::os::unix::net::{UnixListener, UnixStream};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::Duration;
@@ -24,6 +25,7 @@ use vpcswitch::core::Verdict;
 use vpcswitch::model::RouteTarget as CfgTarget;
 
 use crate::deadline::{self, Deadline};
+use crate::listen::{accept_until_stopped, Stopper};
 use crate::Running;
 use vpcswitch::runtime::observe::PortIdentity;
 
@@ -31,12 +33,34 @@ const MAX_REQUEST: u64 = 64 * 1024;
 /// Control requests served at once.
 const MAX_CLIENTS: usize = 16;
 
-/// Binds the socket and serves requests on a thread until `stop` is set.
-pub fn serve(
-    path: &Path,
-    running: Arc<Running>,
-    stop: Arc<AtomicBool>,
-) -> std::io::Result<JoinHandle<()>> {
+/// The control server's accept thread, and the socket file it made.
+#[derive(Debug)]
+pub struct Server {
+    thread: JoinHandle<()>,
+    path: PathBuf,
+    /// device and inode of the socket file as bound: only that file is removed at stop
+    file: Option<(u64, u64)>,
+}
+
+impl Server {
+    /// Waits for the accept thread (it ends at once once its [`Stopper`] is stopped) and
+    /// removes the socket file if it is still the one this server bound: a file put in
+    /// its place since (another switch's socket, anything else) is left alone.
+    pub fn finish(self) {
+        let _ = self.thread.join();
+        let now = std::fs::symlink_metadata(&self.path)
+            .ok()
+            .map(|m| (m.dev(), m.ino()));
+        if now.is_some() && now == self.file {
+            let _ = std::fs::remove_file(&self.path);
+        }
+    }
+}
+
+/// Binds the socket and serves requests on a thread until `stop` is stopped. The
+/// accept thread waits on the socket and on `stop` together, so stopping wakes it
+/// whatever became of the socket file.
+pub fn serve(path: &Path, running: Arc<Running>, stop: Arc<Stopper>) -> std::io::Result<Server> {
     if path.exists() {
         // a live switch answers; a stale socket file does not
         if UnixStream::connect(path).is_ok() {
@@ -53,15 +77,20 @@ pub fn serve(
         }
     }
     let listener = bind_private(path)?;
+    listener.set_nonblocking(true)?;
+    let file = std::fs::symlink_metadata(path)
+        .ok()
+        .map(|m| (m.dev(), m.ino()));
     let active = Arc::new(std::sync::atomic::AtomicUsize::new(0));
-    std::thread::Builder::new()
+    let thread = std::thread::Builder::new()
         .name("vpcswitch-ctl".into())
         .spawn(move || {
-            for conn in listener.incoming() {
-                if stop.load(Ordering::SeqCst) {
-                    break;
+            let accept = || listener.accept().map(|(s, _)| s);
+            let r = accept_until_stopped(listener.as_raw_fd(), &stop, accept, |s| {
+                // accepted sockets are blocking (the deadlines set their timeouts)
+                if s.set_nonblocking(false).is_err() {
+                    return;
                 }
-                let Ok(s) = conn else { continue };
                 // one thread per connection, at most MAX_CLIENTS at once, so a slow or
                 // silent client cannot hold the others up
                 if active.fetch_add(1, Ordering::SeqCst) >= MAX_CLIENTS {
@@ -75,7 +104,7 @@ pub fn serve(
                     // loses the message
                     let _ = s.set_nonblocking(true);
                     let _ = (&s).write_all(out.as_bytes());
-                    continue;
+                    return;
                 }
                 let (running, done) = (running.clone(), active.clone());
                 let spawned = std::thread::Builder::new()
@@ -88,8 +117,16 @@ pub fn serve(
                     // the thread never ran, so neither did its decrement
                     active.fetch_sub(1, Ordering::SeqCst);
                 }
+            });
+            if let Err(e) = r {
+                tracing::error!(error = %e, "control socket: cannot wait for connections; control stopped");
             }
-        })
+        })?;
+    Ok(Server {
+        thread,
+        path: path.to_path_buf(),
+        file,
+    })
 }
 
 /// Binds the control socket so that it is mode 0600 from the moment it exists: the
@@ -105,11 +142,6 @@ fn bind_private(path: &Path) -> std::io::Result<UnixListener> {
     let listener = bound?;
     std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))?;
     Ok(listener)
-}
-
-/// Unblocks the accept loop so the server sees the stop flag.
-pub fn wake(path: &Path) {
-    let _ = UnixStream::connect(path);
 }
 
 fn handle(s: UnixStream, running: &Running) {
@@ -237,6 +269,10 @@ fn stream_capture(s: &UnixStream, running: &Running, port: &str, dir: &str, coun
     let mut last_beat = std::time::Instant::now();
     let mut ended = None;
     while alive && (count == 0 || sent < count) {
+        if running.stopping.load(Ordering::SeqCst) {
+            ended = Some("the switch is stopping".to_string());
+            break;
+        }
         let want = if count == 0 {
             64
         } else {
@@ -352,6 +388,10 @@ fn stream_drops(s: &UnixStream, running: &Running, secs: &str, port: Option<&str
     let mut last_beat = std::time::Instant::now();
     let mut ended = None;
     while alive && end.is_none_or(|e| std::time::Instant::now() < e) {
+        if running.stopping.load(Ordering::SeqCst) {
+            ended = Some("the switch is stopping".to_string());
+            break;
+        }
         obs.sample_drops_until(running.switch.now_ns() + 2_000_000_000);
         // checked before taking: drops sampled before the port went are still sent
         let gone = only.filter(|w| !obs.is_current(*w));
@@ -626,24 +666,17 @@ fn stream_client(s: UnixStream, json_out: bool, out: Option<String>) -> ExitCode
     let mut lines = BufReader::new(s).lines();
     let first: Value = match lines.next() {
         Some(Ok(l)) => serde_json::from_str(&l).unwrap_or(Value::Null),
-        _ => {
-            eprintln!("no answer from the switch");
-            return ExitCode::from(2);
-        }
+        _ => return fail(json_out, "no answer from the switch", 2),
     };
     if first.get("ok").and_then(Value::as_bool) != Some(true) {
-        eprint!("{}", first["text"].as_str().unwrap_or("error\n"));
-        return ExitCode::from(1);
+        return fail(json_out, first["text"].as_str().unwrap_or("error"), 1);
     }
     let mut pcap: Option<Box<dyn Write>> = match out.as_deref() {
         None => None,
         Some("-") => Some(Box::new(std::io::stdout().lock())),
         Some(path) => match std::fs::File::create(path) {
             Ok(f) => Some(Box::new(std::io::BufWriter::new(f))),
-            Err(e) => {
-                eprintln!("cannot write {path}: {e}");
-                return ExitCode::from(2);
-            }
+            Err(e) => return fail(json_out, &format!("cannot write {path}: {e}"), 2),
         },
     };
     if let Some(w) = pcap.as_mut() {
@@ -717,23 +750,38 @@ fn stream_client(s: UnixStream, json_out: bool, out: Option<String>) -> ExitCode
     ExitCode::SUCCESS
 }
 
-/// `vpcswitch ctl`: sends one request and prints the answer.
+/// A failed `ctl` command: with `--json`, `{"ok": false, "error": "..."}` on stdout
+/// (so a script always gets JSON), else the message on stderr; `code` is the status.
+fn fail(json_out: bool, msg: &str, code: u8) -> ExitCode {
+    let msg = msg.trim_end();
+    let msg = msg.strip_prefix("error: ").unwrap_or(msg);
+    if json_out {
+        println!("{}", json!({"ok": false, "error": msg}));
+    } else {
+        eprintln!("{msg}");
+    }
+    ExitCode::from(code)
+}
+
+/// `vpcswitch ctl`: sends one request and prints the answer. With `--json`, every
+/// outcome prints JSON on stdout: the data on success, `{"ok": false, "error": ...}`
+/// on failure (exit 1 when the switch refused, 2 when it could not be asked).
 pub fn client(socket: &Path, json_out: bool, cmd: &[String]) -> ExitCode {
     let stream = match stream_request(cmd) {
         Ok(s) => s,
-        Err(e) => {
-            eprintln!("{e}");
-            return ExitCode::from(2);
-        }
+        Err(e) => return fail(json_out, &e, 2),
     };
     let mut s = match UnixStream::connect(socket) {
         Ok(s) => s,
         Err(e) => {
-            eprintln!(
-                "cannot connect to {}: {e} (is the switch running? pass --socket)",
-                socket.display()
-            );
-            return ExitCode::from(2);
+            return fail(
+                json_out,
+                &format!(
+                    "cannot connect to {}: {e} (is the switch running? pass --socket)",
+                    socket.display()
+                ),
+                2,
+            )
         }
     };
     let _ = s.set_read_timeout(Some(Duration::from_secs(30)));
@@ -743,23 +791,18 @@ pub fn client(socket: &Path, json_out: bool, cmd: &[String]) -> ExitCode {
     let mut req = json!({"cmd": cmd, "json": json_out}).to_string();
     req.push('\n');
     if let Err(e) = s.write_all(req.as_bytes()) {
-        eprintln!("cannot send: {e}");
-        return ExitCode::from(2);
+        return fail(json_out, &format!("cannot send: {e}"), 2);
     }
     if let Some((_, out)) = stream {
         return stream_client(s, json_out, out);
     }
     let mut resp = String::new();
     if let Err(e) = s.read_to_string(&mut resp) {
-        eprintln!("cannot read the answer: {e}");
-        return ExitCode::from(2);
+        return fail(json_out, &format!("cannot read the answer: {e}"), 2);
     }
     let v: Value = match serde_json::from_str(&resp) {
         Ok(v) => v,
-        Err(e) => {
-            eprintln!("malformed answer: {e}");
-            return ExitCode::from(2);
-        }
+        Err(e) => return fail(json_out, &format!("malformed answer: {e}"), 2),
     };
     let ok = v.get("ok").and_then(Value::as_bool).unwrap_or(false);
     if json_out && ok {
@@ -770,18 +813,15 @@ pub fn client(socket: &Path, json_out: bool, cmd: &[String]) -> ExitCode {
     } else if ok {
         print!("{}", v["text"].as_str().unwrap_or_default());
     } else {
-        eprint!("{}", v["text"].as_str().unwrap_or("error\n"));
+        return fail(json_out, v["text"].as_str().unwrap_or("error"), 1);
     }
-    if ok {
-        ExitCode::SUCCESS
-    } else {
-        ExitCode::from(1)
-    }
+    ExitCode::SUCCESS
 }
 
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
+    use std::sync::atomic::AtomicBool;
     use std::path::PathBuf;
     use std::time::Instant;
 
@@ -855,7 +895,7 @@ pub(crate) mod tests {
     fn a_dribbling_control_client_is_cut_at_the_deadline_and_others_are_served() {
         let dir = tmpdir("ctl-dribble");
         let path = dir.join("ctl.sock");
-        let stop = Arc::new(AtomicBool::new(false));
+        let stop = Arc::new(Stopper::new().unwrap());
         let h = serve(&path, running(), stop.clone()).unwrap();
         let slow = UnixStream::connect(&path).unwrap();
         slow.set_read_timeout(Some(Duration::from_secs(30)))
@@ -878,9 +918,8 @@ pub(crate) mod tests {
             "closed after {took:?}"
         );
         assert!(answer.contains("not complete within"), "{answer}");
-        stop.store(true, Ordering::SeqCst);
-        wake(&path);
-        let _ = h.join();
+        stop.stop();
+        h.finish();
         let _ = std::fs::remove_dir_all(&dir);
     }
 
@@ -935,7 +974,7 @@ pub(crate) mod tests {
         let dir = tmpdir("ctl-capture");
         let path = dir.join("ctl.sock");
         let r = running();
-        let stop = Arc::new(AtomicBool::new(false));
+        let stop = Arc::new(Stopper::new().unwrap());
         let h = serve(&path, r.clone(), stop.clone()).unwrap();
         let mut c = UnixStream::connect(&path).unwrap();
         c.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
@@ -960,9 +999,8 @@ pub(crate) mod tests {
         assert!(last.contains("p2") && last.contains("deleted"), "{last}");
         assert!(t0.elapsed() < Duration::from_secs(2));
         assert!(r.captures.lock().unwrap().is_empty());
-        stop.store(true, Ordering::SeqCst);
-        wake(&path);
-        let _ = h.join();
+        stop.stop();
+        h.finish();
         let _ = std::fs::remove_dir_all(&dir);
     }
 }

@@ -269,7 +269,7 @@ fn demo(stop: &AtomicBool) -> Result<(), String> {
     let switch = Switch::start(&cfg, backends_for(&cfg, &names)?).map_err(|e| e.to_string())?;
     let running = Arc::new(Running::new(switch, cfg_path.clone()));
     let sock = dir.join("ctl.sock");
-    let ctl_stop = Arc::new(AtomicBool::new(false));
+    let ctl_stop = Arc::new(crate::listen::Stopper::new().map_err(|e| e.to_string())?);
     let server =
         control::serve(&sock, running.clone(), ctl_stop.clone()).map_err(|e| e.to_string())?;
     println!(
@@ -489,9 +489,8 @@ fn demo(stop: &AtomicBool) -> Result<(), String> {
     }
 
     say("== 7. cleaning up");
-    ctl_stop.store(true, Ordering::SeqCst);
-    control::wake(&sock);
-    let _ = server.join();
+    ctl_stop.stop();
+    server.finish();
     drop(lab);
     if let Ok(r) = Arc::try_unwrap(running) {
         r.switch.stop();

@@ -18,6 +18,7 @@
 mod control;
 mod deadline;
 mod demo;
+mod listen;
 mod metrics_http;
 mod ping_gap;
 
@@ -25,6 +26,8 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
 
 use clap::{Parser, Subcommand, ValueEnum};
 use vpcswitch::backend::Backend;
@@ -53,6 +56,15 @@ enum LogFormat {
     Json,
 }
 
+/// When text logs carry ANSI colours.
+#[derive(Clone, Copy, ValueEnum, PartialEq, Eq)]
+enum LogColor {
+    /// only when stderr is a terminal (and `NO_COLOR` is not set)
+    Auto,
+    Always,
+    Never,
+}
+
 #[derive(Subcommand)]
 enum Cmd {
     /// Run the switch.
@@ -63,6 +75,9 @@ enum Cmd {
         /// log format
         #[arg(long, value_enum, default_value = "text")]
         log_format: LogFormat,
+        /// colour in text logs: auto (only when stderr is a terminal), always, never
+        #[arg(long, value_enum, default_value = "auto")]
+        log_color: LogColor,
     },
     /// Validate a configuration file and print every error.
     Check {
@@ -109,8 +124,12 @@ fn main() -> ExitCode {
                 ExitCode::from(1)
             }
         },
-        Cmd::Run { config, log_format } => {
-            init_logs(log_format);
+        Cmd::Run {
+            config,
+            log_format,
+            log_color,
+        } => {
+            init_logs(log_format, log_color);
             run(&config)
         }
         Cmd::Demo => {
@@ -134,17 +153,77 @@ fn main() -> ExitCode {
     }
 }
 
-fn init_logs(f: LogFormat) {
+fn init_logs(f: LogFormat, color: LogColor) {
+    use std::io::IsTerminal;
+    use tracing_subscriber::field::MakeExt;
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let ansi = match color {
+        LogColor::Always => true,
+        LogColor::Never => false,
+        LogColor::Auto => {
+            std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none()
+        }
+    };
     let b = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr);
+        .with_writer(std::io::stderr)
+        .with_ansi(ansi);
     if f == LogFormat::Json {
+        // JSON strings escape newlines and control characters already
         b.json().init();
     } else {
-        b.init();
+        // one line per event: a value with a newline (an error listing several
+        // problems) or another control character is escaped, never written raw
+        let fields = tracing_subscriber::fmt::format::debug_fn(
+            |w: &mut tracing_subscriber::fmt::format::Writer<'_>,
+             field: &tracing::field::Field,
+             value: &dyn std::fmt::Debug| {
+                let v = escape_controls(&format!("{value:?}"));
+                if field.name() == "message" {
+                    write!(w, "{v}")
+                } else {
+                    write!(w, "{}={v}", field.name())
+                }
+            },
+        )
+        .delimited(" ");
+        b.fmt_fields(fields).init();
     }
+}
+
+/// `s` on one line: newlines, carriage returns, tabs and other control characters
+/// (ESC included: no terminal escapes from a value) written as escapes.
+pub fn escape_controls(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        match c {
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            '\t' => out.push_str("\\t"),
+            c if c.is_control() => out.push_str(&format!("\\u{{{:x}}}", c as u32)),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+/// An error text listing several problems (one per line, maybe as "- " items) as one
+/// line: its lines joined with "; " (after a line ending in ':' with a space), blank
+/// lines dropped.
+pub fn one_line(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for l in text
+        .lines()
+        .map(|l| l.trim().trim_start_matches("- "))
+        .filter(|l| !l.is_empty())
+    {
+        if !out.is_empty() {
+            out.push_str(if out.ends_with(':') { " " } else { "; " });
+        }
+        out.push_str(l);
+    }
+    out
 }
 
 /// Reads and validates a configuration file; the error text lists every problem.
@@ -224,6 +303,8 @@ pub struct Running {
     pub seen: Mutex<Seen>,
     /// ports being captured (one capture per port at a time)
     pub captures: Mutex<Vec<vpcswitch::runtime::observe::PortIdentity>>,
+    /// set when the switch stops: capture and drop streams end, the monitor returns
+    pub stopping: AtomicBool,
 }
 
 /// Learned state last logged: VIP owners and moves, ports down.
@@ -244,6 +325,7 @@ impl Running {
             reload_failures: std::sync::atomic::AtomicU64::new(0),
             seen: Mutex::new(Seen::default()),
             captures: Mutex::new(Vec::new()),
+            stopping: AtomicBool::new(false),
         };
         // what the switch starts with is not news
         r.log_changes_quietly(true);
@@ -384,14 +466,13 @@ impl Running {
             }
             Err(e) => {
                 if back.iter().any(|n| !failed.contains(n)) {
-                    tracing::warn!(ports = ?back, error = %e.trim_end(), "device returned but cannot be reopened; the port stays down (retrying)");
+                    tracing::warn!(ports = ?back, error = %one_line(&e), "device returned but cannot be reopened; the port stays down (retrying)");
                     *failed = back;
                 }
             }
         }
     }
 
-    /// Re-reads the file and applies it; on error the running configuration stays.
     /// Re-reads the file and applies it; on error the running configuration stays.
     pub fn reload(&self) -> Result<u64, String> {
         let r = (|| {
@@ -418,7 +499,7 @@ impl Running {
             Err(e) => {
                 self.reload_failures
                     .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                tracing::error!(error = %e.trim_end(), "reload refused; the running configuration stays");
+                tracing::error!(error = %one_line(e), "reload refused; the running configuration stays");
                 *self.last_error.lock().unwrap_or_else(|e| e.into_inner()) = Some(e.clone());
             }
         }
@@ -455,9 +536,21 @@ fn run(path: &Path) -> ExitCode {
         "switch started"
     );
     let running = Arc::new(Running::new(switch, path.to_path_buf()));
+    // wakes the control and metrics accept threads at stop (no path on disk involved)
+    let stop = match listen::Stopper::new() {
+        Ok(s) => Arc::new(s),
+        Err(e) => {
+            eprintln!("cannot create the stop event: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let mut metrics = None;
     if let Some(addr) = &cfg.switch.metrics {
-        match metrics_http::serve(addr, running.clone()) {
-            Ok(a) => tracing::info!(address = %a, "metrics served at http://{a}/metrics"),
+        match metrics_http::serve(addr, running.clone(), stop.clone()) {
+            Ok((a, h)) => {
+                tracing::info!(address = %a, "metrics served at http://{a}/metrics");
+                metrics = Some(h);
+            }
             Err(e) => {
                 eprintln!("cannot serve metrics on {addr}: {e}");
                 return ExitCode::from(2);
@@ -469,10 +562,10 @@ fn run(path: &Path) -> ExitCode {
         .control_socket
         .clone()
         .unwrap_or_else(|| PathBuf::from(DEFAULT_SOCKET));
-    let stop = Arc::new(AtomicBool::new(false));
     let server = match control::serve(&socket, running.clone(), stop.clone()) {
         Ok(h) => h,
         Err(e) => {
+            stop.stop();
             eprintln!("cannot listen on {}: {e}", socket.display());
             return ExitCode::from(2);
         }
@@ -485,20 +578,23 @@ fn run(path: &Path) -> ExitCode {
     ]) {
         Ok(s) => s,
         Err(e) => {
+            stop.stop();
+            server.finish();
             eprintln!("cannot install signal handlers: {e}");
             return ExitCode::from(2);
         }
     };
     // fail fast: a worker panic stops the switch; exit 3 so a supervisor restarts us
-    let failed = Arc::new(AtomicBool::new(false));
     {
-        let (running, failed) = (running.clone(), failed.clone());
+        let running = running.clone();
         std::thread::spawn(move || {
             for tick in 0u64.. {
-                std::thread::sleep(std::time::Duration::from_millis(200));
+                std::thread::sleep(Duration::from_millis(200));
+                if running.stopping.load(Ordering::SeqCst) {
+                    return;
+                }
                 if let Err(why) = running.switch.health() {
-                    tracing::error!(reason = %why, "the switch stopped itself; exiting with status 3");
-                    failed.store(true, Ordering::SeqCst);
+                    tracing::error!(reason = %one_line(&why), "the switch stopped itself; exiting with status 3");
                     let _ = signal_hook::low_level::raise(signal_hook::consts::SIGTERM);
                     return;
                 }
@@ -519,23 +615,79 @@ fn run(path: &Path) -> ExitCode {
             break;
         }
     }
-    stop.store(true, Ordering::SeqCst);
-    control::wake(&socket);
-    let _ = server.join();
-    let _ = std::fs::remove_file(&socket);
-    match Arc::try_unwrap(running) {
-        Ok(r) => {
-            let panicked = r.switch.stop();
-            if panicked > 0 {
-                tracing::error!(panicked, "workers had panicked");
-                return ExitCode::from(3);
+    ExitCode::from(shutdown(running, &stop, Some(server), metrics))
+}
+
+/// How long the stop path waits for control and metrics connections still being served
+/// (a request being read or answered; capture and drop streams end at once).
+const CONNECTIONS_GRACE: Duration = Duration::from_secs(1);
+
+/// Exit status: the switch stopped normally.
+pub const EXIT_OK: u8 = 0;
+/// Exit status: a worker panicked and the switch stopped itself (fail fast).
+pub const EXIT_WORKER_PANIC: u8 = 3;
+
+/// The stop path of `run`: wakes and joins the control and metrics accept threads (by
+/// `stop`, not through any socket file), ends streams and the monitor, waits at most
+/// [`CONNECTIONS_GRACE`] for connections being served, stops the workers and returns
+/// the exit status. The worker-panic check always runs, whether or not the workers could
+/// be joined: [`EXIT_WORKER_PANIC`] when a worker panicked, else [`EXIT_OK`].
+fn shutdown(
+    running: Arc<Running>,
+    stop: &listen::Stopper,
+    server: Option<control::Server>,
+    metrics: Option<JoinHandle<()>>,
+) -> u8 {
+    running.stopping.store(true, Ordering::SeqCst);
+    stop.stop();
+    if let Some(s) = server {
+        s.finish();
+    }
+    if let Some(m) = metrics {
+        let _ = m.join();
+    }
+    let until = Instant::now() + CONNECTIONS_GRACE;
+    let mut running = running;
+    let (health, panicked) = loop {
+        match Arc::try_unwrap(running) {
+            Ok(r) => {
+                let health = r.switch.health();
+                break (health, r.switch.stop());
+            }
+            Err(r) if Instant::now() < until => {
+                running = r;
+                std::thread::sleep(Duration::from_millis(10));
+            }
+            Err(r) => {
+                // the switch's last holders (connection threads) are gone with the
+                // process; its state is checked all the same
+                tracing::warn!(
+                    connections = Arc::strong_count(&r) - 1,
+                    "control or metrics connections still open at stop; not waiting for them"
+                );
+                break (r.switch.health(), 0);
             }
         }
-        Err(_) => tracing::warn!("control connections still open at stop"),
+    };
+    let status = exit_status(&health, panicked);
+    if status == EXIT_WORKER_PANIC {
+        tracing::error!(
+            panicked,
+            reason = %health.err().map(|w| one_line(&w)).unwrap_or_default(),
+            "workers had panicked; exiting with status 3"
+        );
+    } else {
+        tracing::info!("stopped");
     }
-    if failed.load(Ordering::SeqCst) {
-        return ExitCode::from(3);
+    status
+}
+
+/// The exit status of a stopped switch, from its health and the number of workers
+/// found panicked when joined: a panic, seen either way, is [`EXIT_WORKER_PANIC`].
+pub fn exit_status(health: &Result<(), String>, panicked: usize) -> u8 {
+    if health.is_err() || panicked > 0 {
+        EXIT_WORKER_PANIC
+    } else {
+        EXIT_OK
     }
-    tracing::info!("stopped");
-    ExitCode::SUCCESS
 }

@@ -11,34 +11,46 @@
 
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
+use std::os::fd::AsRawFd;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
+use std::thread::JoinHandle;
 
 use vpcswitch::runtime::metrics::prometheus;
 
 use crate::deadline::{self, Deadline};
+use crate::listen::{accept_until_stopped, Stopper};
 use crate::Running;
 
 const MAX_HEAD: usize = 8192;
 /// Requests served at once.
 pub const MAX_CLIENTS: usize = 4;
 
-/// Binds `addr` and serves on a thread for the life of the process.
-pub fn serve(addr: &str, running: Arc<Running>) -> std::io::Result<std::net::SocketAddr> {
+/// Binds `addr` and serves on a thread until `stop` is stopped (which wakes the accept
+/// thread at once). Returns the bound address and the thread.
+pub fn serve(
+    addr: &str,
+    running: Arc<Running>,
+    stop: Arc<Stopper>,
+) -> std::io::Result<(std::net::SocketAddr, JoinHandle<()>)> {
     let listener = TcpListener::bind(addr)?;
+    listener.set_nonblocking(true)?;
     let local = listener.local_addr()?;
     let active = Arc::new(AtomicUsize::new(0));
-    std::thread::Builder::new()
+    let thread = std::thread::Builder::new()
         .name("vpcswitch-metrics".into())
         .spawn(move || {
-            for conn in listener.incoming() {
-                let Ok(s) = conn else { continue };
+            let accept = || listener.accept().map(|(s, _)| s);
+            let r = accept_until_stopped(listener.as_raw_fd(), &stop, accept, |s| {
+                if s.set_nonblocking(false).is_err() {
+                    return;
+                }
                 if active.fetch_add(1, Ordering::SeqCst) >= MAX_CLIENTS {
                     active.fetch_sub(1, Ordering::SeqCst);
                     tracing::debug!(
                         "metrics: {MAX_CLIENTS} requests in progress, connection closed"
                     );
-                    continue;
+                    return;
                 }
                 let (running, done) = (running.clone(), active.clone());
                 let spawned = std::thread::Builder::new()
@@ -51,9 +63,12 @@ pub fn serve(addr: &str, running: Arc<Running>) -> std::io::Result<std::net::Soc
                     // the thread never ran, so neither did its decrement
                     active.fetch_sub(1, Ordering::SeqCst);
                 }
+            });
+            if let Err(e) = r {
+                tracing::error!(error = %e, "metrics: cannot wait for connections; metrics stopped");
             }
         })?;
-    Ok(local)
+    Ok((local, thread))
 }
 
 /// Reads one request head within the deadline and answers it.
@@ -126,7 +141,8 @@ mod tests {
     /// dribbler held the server for the whole dribble, and the second scrape waited.
     #[test]
     fn a_dribbling_scraper_is_cut_at_the_deadline_and_others_are_served() {
-        let addr = serve("127.0.0.1:0", running()).unwrap();
+        let stop = Arc::new(Stopper::new().unwrap());
+        let (addr, h) = serve("127.0.0.1:0", running(), stop.clone()).unwrap();
         let slow = TcpStream::connect(addr).unwrap();
         slow.set_read_timeout(Some(Duration::from_secs(30)))
             .unwrap();
@@ -149,5 +165,7 @@ mod tests {
             "closed after {took:?}"
         );
         assert!(answer.is_empty(), "{answer}");
+        stop.stop();
+        h.join().unwrap();
     }
 }
