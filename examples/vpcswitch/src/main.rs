@@ -691,3 +691,120 @@ pub fn exit_status(health: &Result<(), String>, panicked: usize) -> u8 {
         EXIT_OK
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use vpcswitch::backend::{
+        BackendError, PacketBuf, PortQueue, TxResult, WorkerBufs, WorkerMem,
+    };
+
+    /// A device whose queue panics on its first poll (fault injection, as in the
+    /// runtime's a_worker_panic_stops_the_switch_and_says_why).
+    struct Panics;
+    struct PanicQueue;
+    impl PortQueue for PanicQueue {
+        fn rx_burst(&mut self, _: &mut WorkerBufs, _: &mut Vec<PacketBuf>, _: usize) -> usize {
+            panic!("injected fault in rx_burst");
+        }
+        fn tx_burst(&mut self, _: &mut WorkerBufs, b: &mut Vec<PacketBuf>) -> TxResult {
+            let sent = b.len();
+            b.clear();
+            TxResult {
+                sent,
+                ..Default::default()
+            }
+        }
+    }
+    impl Backend for Panics {
+        fn describe(&self) -> String {
+            "panics".into()
+        }
+        fn queues(&mut self, w: &[WorkerMem]) -> Result<Vec<Box<dyn PortQueue>>, BackendError> {
+            Ok(w
+                .iter()
+                .map(|_| Box::new(PanicQueue) as Box<dyn PortQueue>)
+                .collect())
+        }
+    }
+
+    /// The binary's wrapping of a switch on memory backends; p2's device panics its
+    /// worker when `panic` is set.
+    fn running(panic: bool) -> Arc<Running> {
+        let c = vpcswitch::model::ConfigBuilder::new()
+            .workers(1)
+            .vpc("a", &["10.0.0.0/16"])
+            .subnet("a1", "a", "10.0.1.0/24")
+            .port("p1", "a1", "02:00:00:00:01:01", &["10.0.1.11"])
+            .port("p2", "a1", "02:00:00:00:01:02", &["10.0.1.12"])
+            .build()
+            .unwrap();
+        let (mut b, _g) = vpcswitch::runtime::memory_backends(&c, 64);
+        if panic {
+            b.retain(|(n, _)| n != "p2");
+            b.push(("p2".into(), Box::new(Panics)));
+        }
+        let sw = Switch::start(&c, b).unwrap();
+        if panic {
+            let t0 = Instant::now();
+            while sw.health().is_ok() {
+                assert!(t0.elapsed() < Duration::from_secs(5), "no panic");
+                std::thread::sleep(Duration::from_millis(10));
+            }
+        }
+        Arc::new(Running::new(sw, PathBuf::from("/nonexistent/vpcswitch.toml")))
+    }
+
+    /// Issue 22, docs/operations.md "Stopping and exit codes": a worker that panicked
+    /// before the stop makes the exit status 3, even when the switch cannot be joined
+    /// because a connection still holds it, and the stop stays bounded. Before the fix
+    /// the panic was looked for only when the switch could be joined, which it never
+    /// could (the monitor thread held it): the status was 0 unless the monitor had
+    /// seen the panic first.
+    #[test]
+    fn a_worker_panic_exits_3_even_with_a_connection_open_at_stop() {
+        let r = running(true);
+        let connection = r.clone();
+        let stop = listen::Stopper::new().unwrap();
+        let t0 = Instant::now();
+        assert_eq!(shutdown(r, &stop, None, None), EXIT_WORKER_PANIC);
+        assert!(t0.elapsed() < Duration::from_secs(2), "{:?}", t0.elapsed());
+        assert!(stop.stopped());
+        assert!(connection.stopping.load(Ordering::SeqCst));
+        // and when the switch can be joined
+        let r = running(true);
+        let stop = listen::Stopper::new().unwrap();
+        assert_eq!(shutdown(r, &stop, None, None), EXIT_WORKER_PANIC);
+    }
+
+    /// Issue 22: a healthy switch stops with status 0, joined or not.
+    #[test]
+    fn a_healthy_switch_exits_0() {
+        let r = running(false);
+        let stop = listen::Stopper::new().unwrap();
+        assert_eq!(shutdown(r, &stop, None, None), EXIT_OK);
+        let r = running(false);
+        let connection = r.clone();
+        let stop = listen::Stopper::new().unwrap();
+        assert_eq!(shutdown(r, &stop, None, None), EXIT_OK);
+        drop(connection);
+    }
+
+    /// docs/operations.md: the exit status of a stopped switch.
+    #[test]
+    fn exit_status_maps_a_panic_seen_either_way_to_3() {
+        assert_eq!(exit_status(&Ok(()), 0), 0);
+        assert_eq!(exit_status(&Err("worker 0 panicked".into()), 0), 3);
+        assert_eq!(exit_status(&Ok(()), 1), 3);
+    }
+
+    /// docs/operations.md "Logs": one line per event, whatever a value holds.
+    #[test]
+    fn log_values_are_one_line_without_terminal_escapes() {
+        assert_eq!(escape_controls("a\nb\x1b[31mc\r"), "a\\nb\\u{1b}[31mc\\r");
+        assert_eq!(
+            one_line("f: 2 error(s):\n  - port \"a\": x\n  - vip \"b\": y\n"),
+            "f: 2 error(s): port \"a\": x; vip \"b\": y"
+        );
+    }
+}
