@@ -15,11 +15,12 @@ fn dir(tag: &str) -> PathBuf {
     d
 }
 
-fn config(sock: &Path) -> String {
+fn config(sock: &Path, extra: &str) -> String {
     format!(
         r#"
 [switch]
 control_socket = "{}"
+{extra}
 
 [[vpcs]]
 name = "a"
@@ -44,9 +45,14 @@ struct Sw {
 
 impl Sw {
     fn start(tag: &str) -> Sw {
+        Sw::start_with(tag, "")
+    }
+
+    /// With `extra` lines in `[switch]`.
+    fn start_with(tag: &str, extra: &str) -> Sw {
         let dir = dir(tag);
         let sock = dir.join("ctl.sock");
-        std::fs::write(dir.join("switch.toml"), config(&sock)).expect("config");
+        std::fs::write(dir.join("switch.toml"), config(&sock, extra)).expect("config");
         let log = std::fs::File::create(dir.join("stderr.log")).expect("log");
         let child = Command::new(BIN)
             .args(["run", "-c"])
@@ -187,6 +193,34 @@ fn a_clean_sigterm_logs_no_warning_and_exits_0() {
     assert!(!log.contains("WARN"), "{log}");
     assert!(log.contains("stopped"), "{log}");
     assert!(!sw.sock.exists(), "socket file left behind");
+}
+
+/// Issue 22: with the metrics server on and a client following `ctl drops` (a stream
+/// that never ends by itself), SIGTERM still ends the switch within the bound, with
+/// status 0 and no warning: the stream ends saying why, the metrics thread is woken.
+/// Before the fix the stream and the metrics server kept the switch: "connections still
+/// open at stop" was logged.
+#[test]
+fn sigterm_ends_streams_and_the_metrics_server() {
+    let mut sw = Sw::start_with("streams", "metrics = \"127.0.0.1:0\"");
+    let follow = Command::new(BIN)
+        .arg("ctl")
+        .arg("-s")
+        .arg(&sw.sock)
+        .args(["drops", "--follow"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("ctl runs");
+    std::thread::sleep(Duration::from_millis(500));
+    let (code, took) = sw.terminate(STOP_LIMIT);
+    let log = sw.log();
+    assert_eq!(code, Some(0), "after {took:?}; log:\n{log}");
+    assert!(log.contains("metrics served"), "{log}");
+    assert!(!log.contains("still open"), "{log}");
+    let out = follow.wait_with_output().expect("ctl ends");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("the switch is stopping"), "{err}");
 }
 
 /// Issue 22 / docs/operations.md "Logs": stderr that is not a terminal gets no ANSI
