@@ -821,8 +821,8 @@ pub fn client(socket: &Path, json_out: bool, cmd: &[String]) -> ExitCode {
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
-    use std::sync::atomic::AtomicBool;
     use std::path::PathBuf;
+    use std::sync::atomic::AtomicBool;
     use std::time::Instant;
 
     fn cfg(second: &str, mac2: &str) -> vpcswitch::model::Config {

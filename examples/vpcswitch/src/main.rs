@@ -161,9 +161,7 @@ fn init_logs(f: LogFormat, color: LogColor) {
     let ansi = match color {
         LogColor::Always => true,
         LogColor::Never => false,
-        LogColor::Auto => {
-            std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none()
-        }
+        LogColor::Auto => std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none(),
     };
     let b = tracing_subscriber::fmt()
         .with_env_filter(filter)
@@ -695,9 +693,7 @@ pub fn exit_status(health: &Result<(), String>, panicked: usize) -> u8 {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use vpcswitch::backend::{
-        BackendError, PacketBuf, PortQueue, TxResult, WorkerBufs, WorkerMem,
-    };
+    use vpcswitch::backend::{BackendError, PacketBuf, PortQueue, TxResult, WorkerBufs, WorkerMem};
 
     /// A device whose queue panics on its first poll (fault injection, as in the
     /// runtime's a_worker_panic_stops_the_switch_and_says_why).
@@ -721,8 +717,7 @@ mod tests {
             "panics".into()
         }
         fn queues(&mut self, w: &[WorkerMem]) -> Result<Vec<Box<dyn PortQueue>>, BackendError> {
-            Ok(w
-                .iter()
+            Ok(w.iter()
                 .map(|_| Box::new(PanicQueue) as Box<dyn PortQueue>)
                 .collect())
         }
@@ -752,7 +747,10 @@ mod tests {
                 std::thread::sleep(Duration::from_millis(10));
             }
         }
-        Arc::new(Running::new(sw, PathBuf::from("/nonexistent/vpcswitch.toml")))
+        Arc::new(Running::new(
+            sw,
+            PathBuf::from("/nonexistent/vpcswitch.toml"),
+        ))
     }
 
     /// Issue 22, docs/operations.md "Stopping and exit codes": a worker that panicked

@@ -244,7 +244,10 @@ fn logs_to_a_file_have_no_colour_and_one_line_per_event() {
     let (code, _) = sw.terminate(STOP_LIMIT);
     assert_eq!(code, Some(0));
     let log = sw.log();
-    assert!(!log.contains('\x1b'), "ESC in a log written to a file:\n{log:?}");
+    assert!(
+        !log.contains('\x1b'),
+        "ESC in a log written to a file:\n{log:?}"
+    );
     let refused: Vec<&str> = log.lines().filter(|l| l.contains("refused")).collect();
     assert_eq!(refused.len(), 1, "{log}");
     assert!(
