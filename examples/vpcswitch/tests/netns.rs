@@ -484,9 +484,11 @@ impl Net {
             .args(args.split_whitespace())
             .output()
             .expect("ctl runs");
+        // with --json a failure is JSON on stdout
         assert!(
             out.status.success(),
-            "ctl {args}: {}",
+            "ctl {args}: {}{}",
+            String::from_utf8_lossy(&out.stdout),
             String::from_utf8_lossy(&out.stderr)
         );
         serde_json::from_slice(&out.stdout).expect("ctl json")
