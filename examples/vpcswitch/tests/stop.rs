@@ -45,11 +45,11 @@ struct Sw {
 
 impl Sw {
     fn start(tag: &str) -> Sw {
-        Sw::start_with(tag, "")
+        Sw::start_with(tag, "", &[])
     }
 
-    /// With `extra` lines in `[switch]`.
-    fn start_with(tag: &str, extra: &str) -> Sw {
+    /// With `extra` lines in `[switch]` and `args` after `run -c FILE`.
+    fn start_with(tag: &str, extra: &str, args: &[&str]) -> Sw {
         let dir = dir(tag);
         let sock = dir.join("ctl.sock");
         std::fs::write(dir.join("switch.toml"), config(&sock, extra)).expect("config");
@@ -57,6 +57,7 @@ impl Sw {
         let child = Command::new(BIN)
             .args(["run", "-c"])
             .arg(dir.join("switch.toml"))
+            .args(args)
             .env_remove("RUST_LOG")
             .env_remove("NO_COLOR")
             .stdin(Stdio::null())
@@ -202,7 +203,7 @@ fn a_clean_sigterm_logs_no_warning_and_exits_0() {
 /// open at stop" was logged.
 #[test]
 fn sigterm_ends_streams_and_the_metrics_server() {
-    let mut sw = Sw::start_with("streams", "metrics = \"127.0.0.1:0\"");
+    let mut sw = Sw::start_with("streams", "metrics = \"127.0.0.1:0\"", &[]);
     let follow = Command::new(BIN)
         .arg("ctl")
         .arg("-s")
@@ -308,4 +309,18 @@ fn ctl_json_prints_json_on_a_refused_reload_and_other_failures() {
             .is_some_and(|e| e.contains("cannot connect")),
         "{v}"
     );
+}
+
+/// Issue 22: `--log-color always` colours a log going to a file (for `less -R`), `never`
+/// keeps a terminal's log plain; `auto` (the default) is checked above.
+#[test]
+fn log_color_option_overrides_the_terminal_check() {
+    let mut sw = Sw::start_with("color", "", &["--log-color", "always"]);
+    let (code, _) = sw.terminate(STOP_LIMIT);
+    assert_eq!(code, Some(0));
+    assert!(sw.log().contains('\x1b'), "{:?}", sw.log());
+    let mut sw = Sw::start_with("nocolor", "", &["--log-color", "never"]);
+    let (code, _) = sw.terminate(STOP_LIMIT);
+    assert_eq!(code, Some(0));
+    assert!(!sw.log().contains('\x1b'), "{:?}", sw.log());
 }
