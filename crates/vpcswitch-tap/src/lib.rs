@@ -145,7 +145,7 @@ fn netns_error(shown: &str, path: &Path, e: io::Error) -> BackendError {
             format!("network namespace {shown} not found (the process that held it may have ended): fix or remove netns")
         } else {
             format!(
-                "network namespace {shown} not found ({}): create it with `ip netns add {shown}`, or remove netns",
+                "network namespace {shown} not found ({}): create it with ip netns add {shown}, or remove netns",
                 path.display()
             )
         }

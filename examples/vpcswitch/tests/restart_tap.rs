@@ -456,7 +456,7 @@ fn tap_with_a_missing_netns_is_a_clear_error_and_a_failed_start() {
     let status = status.unwrap_or_else(|| panic!("the switch started anyway\n{err}"));
     assert!(!status.success(), "non-zero exit: {status:?}\n{err}");
     let want = format!(
-        "port \"a\": network namespace {ns} not found (/var/run/netns/{ns}): create it with `ip netns add {ns}`, or remove netns",
+        "port \"a\": network namespace {ns} not found (/var/run/netns/{ns}): create it with ip netns add {ns}, or remove netns",
         ns = lab.ns("a")
     );
     assert!(err.contains(&want), "want {want:?} in\n{err}");
