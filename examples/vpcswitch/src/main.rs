@@ -1,7 +1,8 @@
 //! `vpcswitch`: the TAP switch.
 //!
 //! * `vpcswitch run -c FILE` runs the switch; SIGHUP or `ctl reload` re-reads FILE;
-//!   SIGINT/SIGTERM stop it (TAPs it created disappear with it).
+//!   SIGINT/SIGTERM stop it (TAPs it created without `netns` disappear with it; TAPs
+//!   with `netns` stay in the guests' namespaces for the next start).
 //! * `vpcswitch check -c FILE` validates FILE and prints every error; exit 0 only when
 //!   valid.
 //! * `vpcswitch ctl [--socket S] [--json] CMD [ARGS]` talks to a running switch:
