@@ -401,11 +401,12 @@ fn tap_netns_is_a_name_or_an_absolute_path_and_keys_the_interface() {
     ))
     .expect("valid");
     assert_eq!(c.ports[0].backend.netns(), Some("web1"));
-    assert_eq!(Config::from_toml_str(&c.to_toml_string()).expect("again"), c);
-    let e = Config::from_toml_str(&text(
-        r#"{ type = "tap", ifname = "vs-web1", netns = "" }"#,
-    ))
-    .expect_err("empty netns");
+    assert_eq!(
+        Config::from_toml_str(&c.to_toml_string()).expect("again"),
+        c
+    );
+    let e = Config::from_toml_str(&text(r#"{ type = "tap", ifname = "vs-web1", netns = "" }"#))
+        .expect_err("empty netns");
     assert!(e.mentions("port \"web1\"", "backend"), "{e}");
     // netns is a TAP field only
     Config::from_toml_str(&text(

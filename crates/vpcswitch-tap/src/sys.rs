@@ -161,14 +161,8 @@ const TUNSETPERSIST: libc::c_ulong = 0x4004_54cb;
 /// closes).
 pub fn set_persist(fd: std::os::fd::BorrowedFd<'_>, on: bool) -> io::Result<()> {
     // SAFETY: TUNSETPERSIST takes its flag by value; `fd` is open for the call.
-    cvt(unsafe {
-        libc::ioctl(
-            fd.as_raw_fd(),
-            TUNSETPERSIST as _,
-            libc::c_ulong::from(on),
-        )
-    })
-    .map(|_| ())
+    cvt(unsafe { libc::ioctl(fd.as_raw_fd(), TUNSETPERSIST as _, libc::c_ulong::from(on)) })
+        .map(|_| ())
 }
 
 /// Reads one frame as a header and a body; returns the total bytes read.

@@ -49,7 +49,11 @@ fn in_netns_always_returns_and_a_netns_tap_is_persistent_there() {
         Err::<(), _>(there)
     })
     .expect("entered and left");
-    assert_ne!(inner.expect_err("inner error"), me, "it ran in the other namespace");
+    assert_ne!(
+        inner.expect_err("inner error"),
+        me,
+        "it ran in the other namespace"
+    );
     assert_eq!(own_ns(), me, "and the thread came back");
 
     // a TAP in that namespace: made there, persistent, attached again, deleted
@@ -64,10 +68,19 @@ fn in_netns_always_returns_and_a_netns_tap_is_persistent_there() {
     let q = b.queues(&mem).expect("TAP in the namespace");
     assert_eq!(q.len(), 2);
     assert_eq!(own_ns(), me, "the caller's thread never moved");
-    assert!(exists_in(&ifn, &path).expect("look"), "made in the namespace");
-    assert!(sys::if_index(&ifn).is_err(), "not in the caller's namespace");
+    assert!(
+        exists_in(&ifn, &path).expect("look"),
+        "made in the namespace"
+    );
+    assert!(
+        sys::if_index(&ifn).is_err(),
+        "not in the caller's namespace"
+    );
     drop(q);
-    assert!(exists_in(&ifn, &path).expect("look"), "persistent: stays after close");
+    assert!(
+        exists_in(&ifn, &path).expect("look"),
+        "persistent: stays after close"
+    );
     let mut again = TapBackend::new(&ifn).in_netns(&ns.0, &path);
     let q = again.queues(&mem).expect("attached again");
     // deleting while a holder has it: gone when the holder lets go
@@ -84,5 +97,8 @@ fn in_netns_always_returns_and_a_netns_tap_is_persistent_there() {
         e.contains("network namespace vs-no-such-ns not found (/var/run/netns/vs-no-such-ns): create it with ip netns add vs-no-such-ns, or remove netns"),
         "{e}"
     );
-    assert!(sys::if_index(&ifn).is_err(), "no stand-in in the caller's namespace");
+    assert!(
+        sys::if_index(&ifn).is_err(),
+        "no stand-in in the caller's namespace"
+    );
 }

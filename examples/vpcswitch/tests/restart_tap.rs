@@ -330,7 +330,11 @@ fn tap_with_netns_survives_sigterm_and_kill_9_and_restart() {
     lab.start(&cfg);
     lab.guests_up();
     assert_eq!(lab.ping(3), 3, "pings before any restart\n{}", lab.log());
-    assert_eq!(lab.host_leftovers(), "", "the TAPs are made in the guests' namespaces");
+    assert_eq!(
+        lab.host_leftovers(),
+        "",
+        "the TAPs are made in the guests' namespaces"
+    );
     let before: Vec<String> = ["a", "b"]
         .iter()
         .map(|g| lab.guest_if(g).expect("guest interface").0)
@@ -362,7 +366,12 @@ fn tap_with_netns_survives_sigterm_and_kill_9_and_restart() {
         lab.wait_last();
         let (gap, replies) = ping_gap_ms(&lab.read(&out));
         eprintln!("TAP with netns, SIG{signal} + restart: {replies} replies, longest gap {gap:.0} ms (of which {startup} ms from exit to the new switch's control socket)");
-        assert!(replies > 200, "pings resumed\n{}\n{}", lab.read(&out), lab.log());
+        assert!(
+            replies > 200,
+            "pings resumed\n{}\n{}",
+            lab.read(&out),
+            lab.log()
+        );
         // typically 30-110 ms (the aim is 250 ms); the switch runs at the test's
         // priority, and on a loaded machine (a CI run, a `nice` test) outliers of over a
         // second were seen: the bound is for "traffic resumed", the print for the gap
@@ -373,10 +382,15 @@ fn tap_with_netns_survives_sigterm_and_kill_9_and_restart() {
             assert!(!link.contains("NO-CARRIER"), "carrier back: {link}");
         }
         assert_eq!(lab.ping(3), 3, "after SIG{signal} + restart\n{}", lab.log());
-        assert_eq!(lab.host_leftovers(), "", "no stand-in in the switch's namespace");
+        assert_eq!(
+            lab.host_leftovers(),
+            "",
+            "no stand-in in the switch's namespace"
+        );
     }
     assert!(
-        !lab.log().contains("does not exist in the switch's network namespace"),
+        !lab.log()
+            .contains("does not exist in the switch's network namespace"),
         "{}",
         lab.log()
     );
@@ -409,11 +423,18 @@ fn tap_with_netns_survives_sigterm_and_kill_9_and_restart() {
 
     // a stopped switch leaves its TAPs; deleting the namespaces deletes them
     lab.stop("TERM");
-    assert!(lab.guest_if("a").is_some(), "a stopped switch leaves the TAP");
+    assert!(
+        lab.guest_if("a").is_some(),
+        "a stopped switch leaves the TAP"
+    );
     for ns in std::mem::take(&mut lab.namespaces) {
         must(&format!("ip netns del {ns}"));
     }
-    assert_eq!(lab.host_leftovers(), "", "nothing left in the host namespace");
+    assert_eq!(
+        lab.host_leftovers(),
+        "",
+        "nothing left in the host namespace"
+    );
 }
 
 /// Issue 22: a TAP port naming a namespace that does not exist: a clear error naming the
@@ -490,5 +511,9 @@ fn tap_without_netns_created_by_the_switch_is_warned_once() {
         );
     }
     // not persistent: gone with the switch
-    assert_eq!(lab.host_leftovers(), "", "TAPs made without netns go with the switch");
+    assert_eq!(
+        lab.host_leftovers(),
+        "",
+        "TAPs made without netns go with the switch"
+    );
 }
