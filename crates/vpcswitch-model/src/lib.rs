@@ -189,6 +189,13 @@ pub enum BackendSpec {
         /// negotiate checksum/TSO offloads with the device (default true)
         #[serde(default, skip_serializing_if = "Option::is_none")]
         offload: Option<bool>,
+        /// the guest's network namespace: a name under [`NETNS_RUN_DIR`] (as
+        /// `ip netns add` makes) or an absolute path (`/proc/PID/ns/net`). The switch
+        /// then creates or attaches the TAP inside that namespace and makes it
+        /// persistent: it outlives the switch (restarts, crashes) and a restarted switch
+        /// attaches to it again. Unset: the TAP is in the switch's own namespace.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        netns: Option<String>,
     },
     /// AF_XDP on an existing interface.
     AfXdp {
@@ -221,6 +228,30 @@ impl BackendSpec {
             BackendSpec::Tap { ifname, .. }
             | BackendSpec::AfXdp { ifname, .. }
             | BackendSpec::AfPacket { ifname, .. } => Some(ifname.as_str()),
+        }
+    }
+}
+
+/// Where `ip netns add NAME` puts its namespaces: a TAP's `netns` that is a name (no
+/// `/`) means `NETNS_RUN_DIR/NAME`.
+pub const NETNS_RUN_DIR: &str = "/var/run/netns";
+
+/// The file of a TAP's `netns`: a name is looked up under [`NETNS_RUN_DIR`], an absolute
+/// path is taken as it is.
+pub fn netns_path(netns: &str) -> PathBuf {
+    if netns.starts_with('/') {
+        PathBuf::from(netns)
+    } else {
+        std::path::Path::new(NETNS_RUN_DIR).join(netns)
+    }
+}
+
+impl BackendSpec {
+    /// The network namespace a TAP backend names, if any.
+    pub fn netns(&self) -> Option<&str> {
+        match self {
+            BackendSpec::Tap { netns, .. } => netns.as_deref(),
+            _ => None,
         }
     }
 }

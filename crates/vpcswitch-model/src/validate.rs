@@ -2,6 +2,7 @@
 
 use std::collections::{HashMap, HashSet};
 use std::net::Ipv4Addr;
+use std::path::PathBuf;
 
 use crate::{
     BackendSpec, Config, ConfigError, ConfigErrors, Ipv4Cidr, MacAddr, RouteTarget, MAX_WORKERS,
@@ -191,7 +192,9 @@ impl Config {
                     .map(|s| (s.vpc.as_str(), v.ip))
             })
             .collect();
-        let mut ifnames: HashMap<&str, String> = HashMap::new();
+        // a device is its name in its namespace: TAPs in different guests' namespaces
+        // may share a name
+        let mut ifnames: HashMap<(Option<PathBuf>, &str), String> = HashMap::new();
         let backends = self
             .ports
             .iter()
@@ -206,14 +209,19 @@ impl Config {
                 e.push(obj.clone(), "backend", rule);
             }
             if let Some(ifn) = b.ifname() {
-                if let Some(other) = ifnames.get(ifn) {
+                let key = (b.netns().map(crate::netns_path), ifn);
+                if let Some(other) = ifnames.get(&key) {
+                    let place = match b.netns() {
+                        Some(ns) => format!(" in network namespace {ns}"),
+                        None => String::new(),
+                    };
                     e.push(
                         obj.clone(),
                         "backend",
-                        format!("interface {ifn} is already the backend of {other}"),
+                        format!("interface {ifn}{place} is already the backend of {other}"),
                     );
                 } else {
-                    ifnames.insert(ifn, obj.clone());
+                    ifnames.insert(key, obj.clone());
                 }
             }
         }
@@ -643,6 +651,14 @@ fn backend_problems(b: &BackendSpec) -> Vec<String> {
             ));
         }
     }
+    if let BackendSpec::Tap {
+        netns: Some(ns), ..
+    } = b
+    {
+        if let Some(rule) = netns_problem(ns) {
+            out.push(rule);
+        }
+    }
     if let BackendSpec::AfXdp { mode: Some(m), .. } = b {
         if !["auto", "zerocopy", "copy", "skb"].contains(&m.as_str()) {
             out.push(format!(
@@ -651,4 +667,45 @@ fn backend_problems(b: &BackendSpec) -> Vec<String> {
         }
     }
     out
+}
+
+/// Longest network namespace name (a file name: NAME_MAX).
+const NETNS_NAME_MAX: usize = 255;
+/// Longest network namespace path (PATH_MAX less its NUL).
+const NETNS_PATH_MAX: usize = 4095;
+
+/// What is wrong with a TAP's `netns`: it must be a name `ip netns add` could make (a
+/// file under /var/run/netns) or an absolute path.
+fn netns_problem(ns: &str) -> Option<String> {
+    let what = "must be a network namespace name (as `ip netns add` makes, under /var/run/netns) or an absolute path such as /proc/PID/ns/net";
+    if ns.is_empty() {
+        return Some(format!("netns is empty: it {what}"));
+    }
+    if ns.contains('\0') {
+        return Some(format!("netns {ns:?} contains NUL: it {what}"));
+    }
+    if ns.starts_with('/') {
+        if ns.len() > NETNS_PATH_MAX {
+            return Some(format!(
+                "netns path is {} bytes, longer than {NETNS_PATH_MAX}",
+                ns.len()
+            ));
+        }
+        return None;
+    }
+    if ns.contains('/') {
+        return Some(format!(
+            "netns {ns:?} is neither a name (no '/') nor an absolute path: it {what}"
+        ));
+    }
+    if ns == "." || ns == ".." {
+        return Some(format!("netns {ns:?} is not a namespace name: it {what}"));
+    }
+    if ns.len() > NETNS_NAME_MAX {
+        return Some(format!(
+            "netns name is {} bytes, longer than {NETNS_NAME_MAX}",
+            ns.len()
+        ));
+    }
+    None
 }

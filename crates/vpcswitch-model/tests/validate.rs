@@ -300,6 +300,7 @@ fn backends_name_real_interfaces_once_and_known_af_xdp_modes() {
     let tap = |n: &str| BackendSpec::Tap {
         ifname: n.into(),
         offload: None,
+        netns: None,
     };
     let e = errs(
         base()
@@ -333,4 +334,83 @@ fn backends_name_real_interfaces_once_and_known_af_xdp_modes() {
         })
         .build()
         .expect("valid");
+}
+
+/// A TAP port's `netns` (issue 22, ports that outlive the process): a name under
+/// /var/run/netns or an absolute path; the same interface name may serve two ports in
+/// two namespaces, not twice in one (a name and its path are the same namespace).
+#[test]
+fn tap_netns_is_a_name_or_an_absolute_path_and_keys_the_interface() {
+    use vpcswitch_model::BackendSpec;
+    let tap = |n: &str, ns: Option<&str>| BackendSpec::Tap {
+        ifname: n.into(),
+        offload: None,
+        netns: ns.map(String::from),
+    };
+    let long_name = "n".repeat(256);
+    let long_path = format!("/{}", "p".repeat(4095));
+    for (ns, what) in [
+        ("", "netns is empty"),
+        ("a/b", "neither a name"),
+        ("./web1", "neither a name"),
+        ("..", "not a namespace name"),
+        ("a\0b", "contains NUL"),
+        (long_name.as_str(), "longer than 255"),
+        (long_path.as_str(), "longer than 4095"),
+    ] {
+        let e = errs(base().backend(tap("vs-r1", Some(ns))));
+        assert!(e.mentions("port \"r1\"", "backend"), "{ns:?}: {e}");
+        assert!(e.to_string().contains(what), "{ns:?}: {e}");
+    }
+    // good names and paths; one interface name in two namespaces
+    let ok = base()
+        .backend(tap("eth0", Some("web1")))
+        .port("x", "a1", "02:00:00:00:01:09", &["10.0.1.19"])
+        .backend(tap("eth0", Some("/proc/1/ns/net")))
+        .port("y", "a1", "02:00:00:00:01:0a", &["10.0.1.20"])
+        .backend(tap("eth0", None))
+        .build()
+        .expect("valid");
+    assert_eq!(ok.backend_of("r1").and_then(|b| b.netns()), Some("web1"));
+    assert_eq!(
+        vpcswitch_model::netns_path("web1"),
+        std::path::PathBuf::from("/var/run/netns/web1")
+    );
+    // the same device twice: by name and by path
+    let e = errs(
+        base()
+            .backend(tap("eth0", Some("web1")))
+            .port("x", "a1", "02:00:00:00:01:09", &["10.0.1.19"])
+            .backend(tap("eth0", Some("/var/run/netns/web1"))),
+    );
+    assert!(
+        e.to_string().contains(
+            "interface eth0 in network namespace /var/run/netns/web1 is already the backend of port \"r1\""
+        ),
+        "{e}"
+    );
+    // TOML: the field, unknown fields still refused, and the round trip
+    let text = |b: &str| {
+        format!(
+            "[[vpcs]]\nname = \"a\"\ncidrs = [\"10.0.0.0/16\"]\n[[subnets]]\nname = \"s\"\nvpc = \"a\"\ncidr = \"10.0.1.0/24\"\n\
+             [[ports]]\nname = \"web1\"\nsubnet = \"s\"\nmac = \"02:00:00:00:01:01\"\nips = [\"10.0.1.11\"]\nbackend = {b}\n"
+        )
+    };
+    let c = Config::from_toml_str(&text(
+        r#"{ type = "tap", ifname = "vs-web1", netns = "web1" }"#,
+    ))
+    .expect("valid");
+    assert_eq!(c.ports[0].backend.netns(), Some("web1"));
+    assert_eq!(
+        Config::from_toml_str(&c.to_toml_string()).expect("again"),
+        c
+    );
+    let e = Config::from_toml_str(&text(r#"{ type = "tap", ifname = "vs-web1", netns = "" }"#))
+        .expect_err("empty netns");
+    assert!(e.mentions("port \"web1\"", "backend"), "{e}");
+    // netns is a TAP field only
+    Config::from_toml_str(&text(
+        r#"{ type = "af_packet", ifname = "veth1", netns = "web1" }"#,
+    ))
+    .expect_err("af_packet has no netns");
 }

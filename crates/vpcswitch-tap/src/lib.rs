@@ -6,6 +6,13 @@
 //!   device is created (and disappears when the switch closes it); an existing one,
 //!   made by `ip tuntap add ... mode tap [multi_queue]` or by QEMU, is attached to.
 //!   With one worker a single-queue device is accepted too.
+//! * [`TapBackend::in_netns`] puts the device in a guest's network namespace: the
+//!   opening thread (a short-lived one of its own) enters the namespace, creates or
+//!   attaches the device there, and leaves; the device is made persistent
+//!   (`TUNSETPERSIST`), so it outlives the switch (its carrier goes down while no
+//!   switch holds it; the guest's interface keeps its name, MAC and addresses) and a
+//!   restarted switch attaches to the same device. [`delete_tap_in`] deletes such a
+//!   device when its port is removed.
 //! * Frames are plain Ethernet (`IFF_NO_PI`). With offloads on (the default), the
 //!   device also carries a virtio-net header (`IFF_VNET_HDR`) and accepts checksum and
 //!   TSO offload (`TUNSETOFFLOAD`): a guest's 64 KB TCP segments cross the switch
@@ -38,7 +45,8 @@
 pub mod sys;
 
 use std::io;
-use std::os::fd::{AsRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsFd, AsRawFd, OwnedFd, RawFd};
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU32, Ordering};
 
 use vpcswitch_backend::{
@@ -52,6 +60,8 @@ pub struct TapBackend {
     ifname: String,
     offload: bool,
     opened: bool,
+    /// the guest's network namespace: as configured (for messages), and its file
+    netns: Option<(String, PathBuf)>,
 }
 
 impl TapBackend {
@@ -66,28 +76,22 @@ impl TapBackend {
             ifname: ifname.to_string(),
             offload,
             opened: false,
+            netns: None,
         }
     }
-}
 
-impl Backend for TapBackend {
-    fn describe(&self) -> String {
-        format!(
-            "tap {}{}",
-            self.ifname,
-            if self.offload { " +offload" } else { "" }
-        )
+    /// The device lives in the network namespace at `path` (`shown` names it in
+    /// messages, e.g. the configured `web1` for `/var/run/netns/web1`): it is created or
+    /// attached inside that namespace, and made persistent, so it outlives the switch
+    /// and a restarted switch attaches to the same device.
+    pub fn in_netns(mut self, shown: &str, path: impl Into<PathBuf>) -> TapBackend {
+        self.netns = Some((shown.to_string(), path.into()));
+        self
     }
 
-    fn queues(&mut self, workers: &[WorkerMem]) -> Result<Vec<Box<dyn PortQueue>>, BackendError> {
-        let n = workers.len();
-        if self.opened {
-            return Err(BackendError::Queues {
-                name: self.ifname.clone(),
-                have: 0,
-                want: n,
-            });
-        }
+    /// Opens `n` queues (at least one) on the device in the calling thread's namespace,
+    /// making it persistent when it belongs to a guest's namespace.
+    fn open_queues(&self, n: usize) -> Result<Vec<OwnedFd>, BackendError> {
         let io = |what: String, source: io::Error| BackendError::Io { what, source };
         let mut fds: Vec<OwnedFd> = Vec::with_capacity(n);
         for i in 0..n.max(1) {
@@ -111,8 +115,104 @@ impl Backend for TapBackend {
                     return Err(io(format!("open TAP {} queue {i}{hint}", self.ifname), e));
                 }
             };
+            if i == 0 && self.netns.is_some() {
+                sys::set_persist(fd.as_fd(), true)
+                    .map_err(|e| io(format!("make TAP {} persistent", self.ifname), e))?;
+            }
             fds.push(fd);
         }
+        Ok(fds)
+    }
+}
+
+/// Runs `f` inside the network namespace at `path` on a short-lived thread of its own
+/// (`sys::in_netns`: in, `f`, back out): the namespace change can never leak to the
+/// caller's thread, even if moving back failed.
+fn on_netns_thread<T: Send>(path: &Path, f: impl FnOnce() -> T + Send) -> io::Result<T> {
+    std::thread::scope(|s| {
+        std::thread::Builder::new()
+            .name("vpcswitch-netns".into())
+            .spawn_scoped(s, || sys::in_netns(path, f))?
+            .join()
+            .map_err(|_| io::Error::other("the thread entering the namespace panicked"))?
+    })
+}
+
+/// Says what went wrong entering namespace `shown` (file `path`).
+fn netns_error(shown: &str, path: &Path, e: io::Error) -> BackendError {
+    let what = if e.kind() == io::ErrorKind::NotFound {
+        if shown.starts_with('/') {
+            format!("network namespace {shown} not found (the process that held it may have ended): fix or remove netns")
+        } else {
+            format!(
+                "network namespace {shown} not found ({}): create it with ip netns add {shown}, or remove netns",
+                path.display()
+            )
+        }
+    } else if e.raw_os_error() == Some(libc::EINVAL) {
+        format!("{} is not a network namespace", path.display())
+    } else {
+        format!("enter network namespace {shown} ({})", path.display())
+    };
+    BackendError::Io { what, source: e }
+}
+
+/// Deletes TAP `ifname` in the network namespace at `netns` if it is there: it is made
+/// non-persistent, and goes when the last descriptor on it closes (at once, or when a
+/// switch still holding it lets go). `Ok(false)`: no such device there. For a port with
+/// `netns` that was removed from the configuration: its persistent device must not
+/// stay behind.
+pub fn delete_tap_in(ifname: &str, netns: &Path) -> io::Result<bool> {
+    on_netns_thread(netns, || {
+        if sys::if_index(ifname).is_err() {
+            return Ok(false);
+        }
+        let fd = match sys::open_tap(ifname, true, false) {
+            Err(e) if e.raw_os_error() == Some(libc::EINVAL) => {
+                sys::open_tap(ifname, false, false)?.0
+            }
+            r => r?.0,
+        };
+        sys::set_persist(fd.as_fd(), false)?;
+        Ok(true)
+    })?
+}
+
+/// True when interface `ifname` exists in the network namespace at `netns`.
+pub fn exists_in(ifname: &str, netns: &Path) -> io::Result<bool> {
+    on_netns_thread(netns, || sys::if_index(ifname).is_ok())
+}
+
+impl Backend for TapBackend {
+    fn describe(&self) -> String {
+        format!(
+            "tap {}{}{}",
+            self.ifname,
+            match &self.netns {
+                Some((ns, _)) => format!(" netns {ns}"),
+                None => String::new(),
+            },
+            if self.offload { " +offload" } else { "" }
+        )
+    }
+
+    fn queues(&mut self, workers: &[WorkerMem]) -> Result<Vec<Box<dyn PortQueue>>, BackendError> {
+        let n = workers.len();
+        if self.opened {
+            return Err(BackendError::Queues {
+                name: self.ifname.clone(),
+                have: 0,
+                want: n,
+            });
+        }
+        let fds = match &self.netns {
+            None => self.open_queues(n)?,
+            Some((shown, path)) => {
+                let me = &*self;
+                on_netns_thread(path, || me.open_queues(n))
+                    .map_err(|e| netns_error(shown, path, e))??
+            }
+        };
         self.opened = true;
         Ok(fds
             .into_iter()

@@ -129,6 +129,42 @@ pub fn enter_netns(ns: std::os::fd::BorrowedFd<'_>) -> io::Result<()> {
     cvt(unsafe { libc::setns(ns.as_raw_fd(), libc::CLONE_NEWNET) }).map(|_| ())
 }
 
+/// Runs `f` on the calling thread inside the network namespace at `path` (a
+/// `/var/run/netns/NAME` or `/proc/PID/ns/net` file), then moves the thread back to the
+/// namespace it was in, whatever `f` returned. Devices `f` creates and names it looks
+/// up are that namespace's; other threads are not affected.
+///
+/// Errors: opening `path` (`NotFound` when there is no such namespace), a file that is
+/// not a network namespace (`EINVAL` from setns), and failing to move back (the thread
+/// is then left in the other namespace: run this on a thread of its own, which ends).
+pub fn in_netns<T>(path: &std::path::Path, f: impl FnOnce() -> T) -> io::Result<T> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let own = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_CLOEXEC)
+        .open("/proc/thread-self/ns/net")?;
+    let target = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_CLOEXEC)
+        .open(path)?;
+    use std::os::fd::AsFd;
+    enter_netns(target.as_fd())?;
+    let r = f();
+    enter_netns(own.as_fd())?;
+    Ok(r)
+}
+
+const TUNSETPERSIST: libc::c_ulong = 0x4004_54cb;
+
+/// Makes the TAP behind `fd` persistent (`on`: it stays when the last descriptor on it
+/// closes, as `ip tuntap add` makes them) or not (it is deleted when the last one
+/// closes).
+pub fn set_persist(fd: std::os::fd::BorrowedFd<'_>, on: bool) -> io::Result<()> {
+    // SAFETY: TUNSETPERSIST takes its flag by value; `fd` is open for the call.
+    cvt(unsafe { libc::ioctl(fd.as_raw_fd(), TUNSETPERSIST as _, libc::c_ulong::from(on)) })
+        .map(|_| ())
+}
+
 /// Reads one frame as a header and a body; returns the total bytes read.
 pub fn readv2(fd: RawFd, hdr: &mut [u8], body: &mut [u8]) -> io::Result<usize> {
     let iov = [

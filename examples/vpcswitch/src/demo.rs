@@ -90,28 +90,28 @@ name = "web1"
 subnet = "web"
 mac = "02:00:00:00:01:01"
 ips = ["10.0.1.11"]
-backend = {{ type = "tap", ifname = "{TAG}-web1" }}
+backend = {{ type = "tap", ifname = "eth0", netns = "{TAG}-web1" }}
 
 [[ports]]
 name = "web2"
 subnet = "web"
 mac = "02:00:00:00:01:02"
 ips = ["10.0.1.12"]
-backend = {{ type = "tap", ifname = "{TAG}-web2" }}
+backend = {{ type = "tap", ifname = "eth0", netns = "{TAG}-web2" }}
 
 [[ports]]
 name = "client"
 subnet = "app"
 mac = "02:00:00:00:02:01"
 ips = ["10.0.2.11"]
-backend = {{ type = "tap", ifname = "{TAG}-client" }}
+backend = {{ type = "tap", ifname = "eth0", netns = "{TAG}-client" }}
 
 [[ports]]
 name = "db1"
 subnet = "db"
 mac = "02:00:00:00:03:01"
 ips = ["10.1.1.11"]
-backend = {{ type = "tap", ifname = "{TAG}-db1" }}
+backend = {{ type = "tap", ifname = "eth0", netns = "{TAG}-db1" }}
 
 [[vips]]
 name = "web-vip"
@@ -124,7 +124,7 @@ eip = "203.0.113.10"
 name = "uplink"
 mac = "02:00:00:00:ff:01"
 next_hop = "203.0.113.1"
-backend = {{ type = "tap", ifname = "{TAG}-up" }}
+backend = {{ type = "tap", ifname = "eth0", netns = "{TAG}-internet" }}
 
 [[routes]]
 vpc = "prod"
@@ -265,6 +265,11 @@ fn demo(stop: &AtomicBool) -> Result<(), String> {
     say(
         "== 1. the switch: 2 workers, 4 TAP ports and an uplink, VPC prod (web, app) peered with VPC shared (db)",
     );
+    // the guests' namespaces first: the switch makes each port's TAP inside its guest's
+    // namespace (`netns`), as eth0, persistent across restarts of the switch
+    for n in GUESTS.iter().map(|g| g.name).chain(["internet"]) {
+        sh(&format!("ip netns add {}", ns(n)))?;
+    }
     let names = crate::all_port_names(&cfg);
     let switch = Switch::start(&cfg, backends_for(&cfg, &names)?).map_err(|e| e.to_string())?;
     let running = Arc::new(Running::new(switch, cfg_path.clone()));
@@ -278,24 +283,18 @@ fn demo(stop: &AtomicBool) -> Result<(), String> {
         sock.display()
     );
 
-    say("== 2. guests: one network namespace per port, each holding its TAP");
+    say("== 2. guests: one network namespace per port, each holding its TAP as eth0");
     for g in GUESTS {
-        let n = ns(g.name);
-        let tap = format!("{TAG}-{}", g.name);
-        sh(&format!("ip netns add {n}"))?;
-        sh(&format!("ip link set {tap} netns {n}"))?;
         in_ns(g.name, &format!(
-            "sh -c 'sysctl -qw net.ipv6.conf.all.disable_ipv6=1; ip link set lo up && ip link set {tap} address {mac} && ip link set {tap} name eth0 && ip addr add {ip}/24 dev eth0 && ip link set eth0 up && ip route add default via {gw}'",
+            "sh -c 'sysctl -qw net.ipv6.conf.all.disable_ipv6=1; ip link set lo up && ip link set eth0 address {mac} && ip addr add {ip}/24 dev eth0 && ip link set eth0 up && ip route add default via {gw}'",
             mac = g.mac, ip = g.ip, gw = g.gw
         ))?;
         println!("   {:<7} {} {}/24 via {}", g.name, g.mac, g.ip, g.gw);
     }
     // the outside network on the uplink: a router at 203.0.113.1 (the next hop)
-    sh(&format!("ip netns add {}", ns("internet")))?;
-    sh(&format!("ip link set {TAG}-up netns {}", ns("internet")))?;
-    in_ns("internet", &format!(
-        "sh -c 'sysctl -qw net.ipv6.conf.all.disable_ipv6=1; ip link set lo up && ip link set {TAG}-up address 02:00:00:00:ee:01 && ip link set {TAG}-up name eth0 && ip addr add 203.0.113.1/24 dev eth0 && ip link set eth0 up'"
-    ))?;
+    in_ns("internet",
+        "sh -c 'sysctl -qw net.ipv6.conf.all.disable_ipv6=1; ip link set lo up && ip link set eth0 address 02:00:00:00:ee:01 && ip addr add 203.0.113.1/24 dev eth0 && ip link set eth0 up'"
+    )?;
     println!(
         "   internet 02:00:00:00:ee:01 203.0.113.1/24 on the uplink (EIP 203.0.113.10 -> VIP)"
     );

@@ -1,7 +1,8 @@
 //! `vpcswitch`: the TAP switch.
 //!
 //! * `vpcswitch run -c FILE` runs the switch; SIGHUP or `ctl reload` re-reads FILE;
-//!   SIGINT/SIGTERM stop it (TAPs it created disappear with it).
+//!   SIGINT/SIGTERM stop it (TAPs it created without `netns` disappear with it; TAPs
+//!   with `netns` stay in the guests' namespaces for the next start).
 //! * `vpcswitch check -c FILE` validates FILE and prints every error; exit 0 only when
 //!   valid.
 //! * `vpcswitch ctl [--socket S] [--json] CMD [ARGS]` talks to a running switch:
@@ -21,6 +22,7 @@ mod demo;
 mod listen;
 mod metrics_http;
 mod ping_gap;
+mod tapns;
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -33,7 +35,7 @@ use clap::{Parser, Subcommand, ValueEnum};
 use vpcswitch::backend::Backend;
 use vpcswitch::model::{BackendSpec, Config};
 use vpcswitch::runtime::{Backends, Switch};
-use vpcswitch_tap::{PacketBackend, TapBackend};
+use vpcswitch_tap::PacketBackend;
 use vpcswitch_xdp::{XdpBackend, XdpMode};
 
 /// Default control socket when the configuration names none.
@@ -242,9 +244,18 @@ pub fn backends_for(cfg: &Config, names: &[String]) -> Result<Backends, String> 
             continue;
         };
         match spec {
-            BackendSpec::Tap { ifname, offload } => out.push((
+            BackendSpec::Tap {
+                ifname,
+                offload,
+                netns,
+            } => out.push((
                 name.to_string(),
-                Box::new(TapBackend::with_offload(ifname, offload.unwrap_or(true))),
+                Box::new(tapns::tap_backend(
+                    name,
+                    ifname,
+                    offload.unwrap_or(true),
+                    netns.as_deref(),
+                )),
             )),
             BackendSpec::Memory => {
                 return Err(format!(
@@ -376,11 +387,6 @@ impl Running {
     }
 }
 
-/// The interface name of port (or uplink) `name`, if its backend is a device.
-fn tap_ifname<'c>(cfg: &'c Config, name: &str) -> Option<&'c str> {
-    cfg.backend_of(name)?.ifname()
-}
-
 /// An `af_xdp` port: AF_XDP, and for `mode = "auto"` AF_PACKET on the same interface
 /// when AF_XDP cannot be set up (old kernel, no BPF permission, an XDP program already
 /// there), with the reason logged; other modes fail with the reason.
@@ -448,9 +454,7 @@ impl Running {
         let cfg = self.switch.snapshot().config.clone();
         let back: Vec<String> = down
             .into_iter()
-            .filter(|n| {
-                tap_ifname(&cfg, n).is_some_and(|i| Path::new("/sys/class/net").join(i).exists())
-            })
+            .filter(|n| tapns::device_present(&cfg, n))
             .collect();
         if back.is_empty() {
             return;
@@ -473,7 +477,7 @@ impl Running {
 
     /// Re-reads the file and applies it; on error the running configuration stays.
     pub fn reload(&self) -> Result<u64, String> {
-        let r = (|| {
+        let r = (|| -> Result<u64, String> {
             let new = load(&self.path)?;
             let old = self.switch.snapshot().config.clone();
             // new or changed ports, and ports whose device is gone (reopened)
@@ -485,9 +489,12 @@ impl Running {
                 }
             }
             let backends = backends_for(&new, &names)?;
-            self.switch
+            let g = self
+                .switch
                 .reload(&new, backends)
-                .map_err(|e| e.to_string())
+                .map_err(|e| e.to_string())?;
+            tapns::delete_removed(&old, &new);
+            Ok(g)
         })();
         match &r {
             Ok(g) => {
