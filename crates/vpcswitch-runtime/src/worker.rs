@@ -73,6 +73,30 @@ pub const QUIET_POLLS: u32 = 64;
 /// Quiet queues polled per pass.
 pub const QUIET_SLICE: usize = 64;
 
+/// Threads that close a stopping worker's queues.
+const CLOSERS: usize = 32;
+
+/// Closes queues on up to [`CLOSERS`] threads at once. Closing a packet socket, an XDP
+/// socket or a TAP queue waits for an RCU grace period in the kernel
+/// (`synchronize_net`, 10–30 ms here); one after another, 14 AF_PACKET sockets took
+/// 210 ms to close, which a restart adds to the guests' outage. Concurrent closes share
+/// grace periods.
+fn close_in_parallel(queues: Vec<Option<Box<dyn PortQueue>>>) {
+    let mut open: Vec<Box<dyn PortQueue>> = queues.into_iter().flatten().collect();
+    if open.len() <= 1 {
+        return;
+    }
+    let per = open.len().div_ceil(CLOSERS);
+    std::thread::scope(|s| {
+        while !open.is_empty() {
+            let batch: Vec<_> = open.drain(..per.min(open.len())).collect();
+            // a thread that cannot be made leaves its batch to be closed here
+            let spawned = std::thread::Builder::new().spawn_scoped(s, move || drop(batch));
+            drop(spawned);
+        }
+    });
+}
+
 pub(crate) struct Worker {
     pub idx: usize,
     pub shared: Arc<Shared>,
@@ -225,6 +249,7 @@ impl Worker {
             self.pending[pid as usize].clear();
             self.counters().drop_on(pid, DropReason::PortDown, n);
         }
+        close_in_parallel(std::mem::take(&mut self.queues));
     }
 
     /// Sleeps until traffic may have arrived: in `epoll_wait` on the worker's set (the

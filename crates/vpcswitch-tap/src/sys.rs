@@ -391,12 +391,17 @@ pub fn open_packet_with(
     ring: Option<RingSpec>,
 ) -> io::Result<(OwnedFd, Option<RxRing>)> {
     let proto = ETH_P_ALL.to_be();
+    // Protocol 0: the socket receives nothing until `bind` names the protocol and the
+    // interface. Created with ETH_P_ALL it would see every interface's frames until
+    // then (the first burst could hand the port another interface's frames), and bind
+    // and ring setup would each unhook and rehook it, waiting for an RCU grace period
+    // (`synchronize_net`) every time: 30 ms per socket at start here.
     // SAFETY: plain constants; the result is checked.
     let raw = cvt(unsafe {
         libc::socket(
             libc::AF_PACKET,
             libc::SOCK_RAW | libc::SOCK_NONBLOCK | libc::SOCK_CLOEXEC,
-            libc::c_int::from(proto),
+            0,
         )
     })?;
     // SAFETY: `raw` was just returned by socket(2) and is owned by nobody else.

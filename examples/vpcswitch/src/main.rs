@@ -589,12 +589,18 @@ fn run(path: &Path) -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    // fail fast: a worker panic stops the switch; exit 3 so a supervisor restarts us
+    // fail fast: a worker panic stops the switch; exit 3 so a supervisor restarts us.
+    // The monitor holds the switch: it must let go at once at stop (dropping
+    // `monitor_stop` wakes it), or the stop path would wait up to a tick for it.
+    let (monitor_stop, monitor_wake) = std::sync::mpsc::channel::<()>();
     {
         let running = running.clone();
         std::thread::spawn(move || {
             for tick in 0u64.. {
-                std::thread::sleep(Duration::from_millis(200));
+                match monitor_wake.recv_timeout(Duration::from_millis(200)) {
+                    Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {}
+                    _ => return,
+                }
                 if running.stopping.load(Ordering::SeqCst) {
                     return;
                 }
@@ -620,6 +626,7 @@ fn run(path: &Path) -> ExitCode {
             break;
         }
     }
+    drop(monitor_stop);
     ExitCode::from(shutdown(running, &stop, Some(server), metrics))
 }
 
