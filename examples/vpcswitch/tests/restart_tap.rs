@@ -340,6 +340,14 @@ fn tap_with_netns_survives_sigterm_and_kill_9_and_restart() {
         .map(|g| lab.guest_if(g).expect("guest interface").0)
         .collect();
 
+    // a TCP flow across both restarts: it must survive them
+    lab.spawn("b", "iperf3 -s -1 -p 5201", "iperf-s.txt");
+    std::thread::sleep(Duration::from_millis(300));
+    lab.spawn(
+        "a",
+        &format!("iperf3 -J -c {} -p 5201 -t 12 -b 200M", GUESTS[1].2),
+        "iperf.txt",
+    );
     for signal in ["TERM", "KILL"] {
         let out = format!("ping-{signal}.txt");
         lab.spawn(
@@ -388,6 +396,14 @@ fn tap_with_netns_survives_sigterm_and_kill_9_and_restart() {
             "no stand-in in the switch's namespace"
         );
     }
+    // the TCP flow outlived both restarts
+    std::thread::sleep(Duration::from_secs(4));
+    let iperf = lab.read("iperf.txt");
+    let v: serde_json::Value = serde_json::from_str(&iperf).unwrap_or_default();
+    assert!(
+        v["error"].is_null() && v["end"]["sum_received"]["bytes"].as_u64().unwrap_or(0) > 0,
+        "the TCP connection survives both restarts: {iperf}"
+    );
     assert!(
         !lab.log()
             .contains("does not exist in the switch's network namespace"),
