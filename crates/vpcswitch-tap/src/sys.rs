@@ -143,9 +143,11 @@ pub fn in_netns<T>(path: &std::path::Path, f: impl FnOnce() -> T) -> io::Result<
         .read(true)
         .custom_flags(libc::O_CLOEXEC)
         .open("/proc/thread-self/ns/net")?;
+    // non-blocking: a configured path that is a FIFO must not hang the caller (a
+    // reload on the main thread); setns then refuses it
     let target = std::fs::OpenOptions::new()
         .read(true)
-        .custom_flags(libc::O_CLOEXEC)
+        .custom_flags(libc::O_CLOEXEC | libc::O_NONBLOCK)
         .open(path)?;
     use std::os::fd::AsFd;
     enter_netns(target.as_fd())?;

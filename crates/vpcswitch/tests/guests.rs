@@ -283,18 +283,28 @@ fn spec2_spoofed_frames_are_dropped_and_the_victim_keeps_its_traffic() {
         2,
         b"x",
     ));
-    for _ in 0..10 {
-        e.world.step();
-    }
-    let s = e.sw.stats();
-    let p = s.port("client").unwrap();
-    for r in [
+    // the switch's worker threads run on their own: step until the five frames are
+    // through (bounded; ten steps lost the race on a loaded machine once)
+    let reasons = [
         DropReason::SpoofedSrcMac,
         DropReason::SpoofedSrcIp,
         DropReason::ArpClaimsForeignIp,
         DropReason::VipClaimNotBound,
         DropReason::UnknownUnicast,
-    ] {
+    ];
+    for _ in 0..5000 {
+        e.world.step();
+        let s = e.sw.stats();
+        let all = s
+            .port("client")
+            .is_some_and(|p| reasons.iter().all(|r| p.dropped(*r) > 0));
+        if all {
+            break;
+        }
+    }
+    let s = e.sw.stats();
+    let p = s.port("client").unwrap();
+    for r in reasons {
         assert_eq!(p.dropped(r), 1, "{r}: {:?}", p.drops);
     }
     assert_eq!(e.sw.snapshot().vip_owner_name("vip"), None);

@@ -52,14 +52,31 @@ pub fn device_present(cfg: &Config, name: &str) -> bool {
     }
 }
 
+/// A network namespace's identity: the device and inode of its nsfs file, so that
+/// `web1`, `/run/netns/web1` and `/proc/PID/ns/net` of a process in it are one
+/// namespace; the path when it cannot be looked up (gone).
+#[derive(Debug, PartialEq, Eq, Hash)]
+enum NsKey {
+    Id(u64, u64),
+    Path(std::path::PathBuf),
+}
+
+fn ns_key(path: &Path) -> NsKey {
+    use std::os::unix::fs::MetadataExt;
+    match std::fs::metadata(path) {
+        Ok(m) => NsKey::Id(m.dev(), m.ino()),
+        Err(_) => NsKey::Path(path.to_path_buf()),
+    }
+}
+
 /// After a reload from `old` to `new` took effect: deletes the persistent TAPs of ports
 /// with `netns` whose device (namespace and name) the new configuration no longer
 /// uses. A removed port leaves no device behind; a stopped switch leaves them all.
 pub fn delete_removed(old: &Config, new: &Config) {
-    let in_use: HashSet<(std::path::PathBuf, &str)> = new
+    let in_use: HashSet<(NsKey, &str)> = new
         .port_names()
         .filter_map(|n| new.backend_of(n))
-        .filter_map(|b| Some((netns_path(b.netns()?), b.ifname()?)))
+        .filter_map(|b| Some((ns_key(&netns_path(b.netns()?)), b.ifname()?)))
         .collect();
     for port in old.port_names() {
         let Some(BackendSpec::Tap {
@@ -71,7 +88,7 @@ pub fn delete_removed(old: &Config, new: &Config) {
             continue;
         };
         let path = netns_path(ns);
-        if in_use.contains(&(path.clone(), ifname.as_str())) {
+        if in_use.contains(&(ns_key(&path), ifname.as_str())) {
             continue;
         }
         match vpcswitch_tap::delete_tap_in(ifname, &path) {

@@ -1208,6 +1208,21 @@ fn restart_suite(kind: Kind) {
         );
         assert!(replies > 100, "pings resume after {how}: {}", n.read(&file));
         gaps.push(gap);
+        // the same kind of port came back (AF_XDP: the old program was replaced, the
+        // new one attached; no fallback to AF_PACKET)
+        let want = match kind {
+            Kind::AfXdp => "af_xdp",
+            Kind::Tap => "tap",
+            Kind::AfPacket | Kind::AfPacketRing => "af_packet",
+        };
+        for p in n.ctl("ports").as_array().into_iter().flatten() {
+            let be = p["backend"].as_str().unwrap_or_default();
+            assert!(
+                be.starts_with(want),
+                "after {how}: port {} is {be}",
+                p["name"]
+            );
+        }
         // the VIP: no owner in the new switch; the probe of the first routed packet
         // re-learns it from web1's ARP reply
         assert!(

@@ -30,10 +30,10 @@ fn require() {
         "0",
         "these tests need root (network namespaces, TAP devices)"
     );
-    for tool in ["ip", "ping"] {
+    for tool in ["ip", "ping", "iperf3"] {
         assert!(
             sh(&format!("command -v {tool}")).0,
-            "missing tool `{tool}`: run scripts/test.sh (it installs iproute2, iputils-ping)"
+            "missing tool `{tool}`: run scripts/test.sh (it installs iproute2, iputils-ping, iperf3)"
         );
     }
 }
