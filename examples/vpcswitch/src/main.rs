@@ -314,6 +314,10 @@ pub struct Running {
     pub captures: Mutex<Vec<vpcswitch::runtime::observe::PortIdentity>>,
     /// set when the switch stops: capture and drop streams end, the monitor returns
     pub stopping: AtomicBool,
+    /// held for the whole of a reload (SIGHUP, `ctl reload`, a returned device's
+    /// reopen): each reads the running configuration, applies a new one and deletes the
+    /// devices of removed ports, so two at once could re-add a port the other removed
+    pub reloading: Mutex<()>,
 }
 
 /// Learned state last logged: VIP owners and moves, ports down.
@@ -335,6 +339,7 @@ impl Running {
             seen: Mutex::new(Seen::default()),
             captures: Mutex::new(Vec::new()),
             stopping: AtomicBool::new(false),
+            reloading: Mutex::new(()),
         };
         // what the switch starts with is not news
         r.log_changes_quietly(true);
@@ -445,6 +450,7 @@ impl Running {
     /// configuration. A port whose device is still missing stays down until it returns
     /// or until a reload (which creates it). Called about once a second.
     pub fn reopen_returned(&self) {
+        let _one = self.reloading.lock().unwrap_or_else(|e| e.into_inner());
         let down = self.switch.down_ports();
         let mut failed = self.reopen_failed.lock().unwrap_or_else(|e| e.into_inner());
         failed.retain(|n| down.contains(n));
@@ -477,6 +483,7 @@ impl Running {
 
     /// Re-reads the file and applies it; on error the running configuration stays.
     pub fn reload(&self) -> Result<u64, String> {
+        let _one = self.reloading.lock().unwrap_or_else(|e| e.into_inner());
         let r = (|| -> Result<u64, String> {
             let new = load(&self.path)?;
             let old = self.switch.snapshot().config.clone();
