@@ -133,23 +133,26 @@ fn a_frame_crosses_between_two_af_xdp_ports_without_a_copy() {
             "{mode:?}: the copy path is counted"
         );
         // The per-socket bound (the ownership rule's one exception): once the kernel has
-        // completed what was sent, each socket holds exactly its fill ring's FILL_DEPTH
-        // buffers, and everything else is in the pool or the worker's cache.
+        // completed what was sent, each socket holds at most its fill ring's FILL_DEPTH
+        // buffers (at least FILL_DEPTH - 31: it refills in batches of 32, and a frame
+        // the host's stack sends on the veth meanwhile takes one), and everything else
+        // is in the pool or the worker's cache.
         got.clear();
         let size = pools[0].small.size();
         let outside = |bufs: &vpcswitch_backend::WorkerBufs| {
             size - pools[0].small.available() - bufs.held().0
         };
+        let (lo, hi) = (2 * (FILL_DEPTH as usize - 31), 2 * FILL_DEPTH as usize);
         let end = Instant::now() + Duration::from_secs(5);
-        while outside(&bufs) != 2 * FILL_DEPTH as usize && Instant::now() < end {
+        while !(lo..=hi).contains(&outside(&bufs)) && Instant::now() < end {
             qa.rx_burst(&mut bufs, &mut Vec::new(), 32);
             qb.rx_burst(&mut bufs, &mut Vec::new(), 32);
             std::thread::sleep(Duration::from_millis(5));
         }
-        assert_eq!(
-            outside(&bufs),
-            2 * FILL_DEPTH as usize,
-            "{mode:?}: two idle sockets hold their fill rings' buffers, no more"
+        let held = outside(&bufs);
+        assert!(
+            (lo..=hi).contains(&held),
+            "{mode:?}: two idle sockets hold their fill rings' buffers, no more: {held} not in {lo}..={hi}"
         );
     }
 }
