@@ -364,11 +364,6 @@ impl WorkerBufs {
             self.small.free(b);
         }
     }
-    /// The cache of ordinary buffers.
-    #[inline]
-    pub fn small(&mut self) -> &mut PoolCache {
-        &mut self.small
-    }
     /// Buffers held by the two caches now (ordinary, large).
     pub fn held(&self) -> (usize, usize) {
         (self.small.held(), self.large.held())

@@ -25,7 +25,7 @@ use vpcswitch::core::Verdict;
 use vpcswitch::model::RouteTarget as CfgTarget;
 
 use crate::deadline::{self, Deadline};
-use crate::listen::{accept_until_stopped, Stopper};
+use crate::listen::{accept_until_stopped, Slots, Stopper};
 use crate::Running;
 use vpcswitch::runtime::observe::PortIdentity;
 
@@ -81,7 +81,7 @@ pub fn serve(path: &Path, running: Arc<Running>, stop: Arc<Stopper>) -> std::io:
     let file = std::fs::symlink_metadata(path)
         .ok()
         .map(|m| (m.dev(), m.ino()));
-    let active = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let slots = Slots::new(MAX_CLIENTS);
     let thread = std::thread::Builder::new()
         .name("vpcswitch-ctl".into())
         .spawn(move || {
@@ -93,8 +93,7 @@ pub fn serve(path: &Path, running: Arc<Running>, stop: Arc<Stopper>) -> std::io:
                 }
                 // one thread per connection, at most MAX_CLIENTS at once, so a slow or
                 // silent client cannot hold the others up
-                if active.fetch_add(1, Ordering::SeqCst) >= MAX_CLIENTS {
-                    active.fetch_sub(1, Ordering::SeqCst);
+                let Some(slot) = slots.take() else {
                     let mut out = err(&format!(
                         "busy: {MAX_CLIENTS} requests in progress, try again"
                     ))
@@ -105,18 +104,9 @@ pub fn serve(path: &Path, running: Arc<Running>, stop: Arc<Stopper>) -> std::io:
                     let _ = s.set_nonblocking(true);
                     let _ = (&s).write_all(out.as_bytes());
                     return;
-                }
-                let (running, done) = (running.clone(), active.clone());
-                let spawned = std::thread::Builder::new()
-                    .name("vpcswitch-ctl-conn".into())
-                    .spawn(move || {
-                        handle(s, &running);
-                        done.fetch_sub(1, Ordering::SeqCst);
-                    });
-                if spawned.is_err() {
-                    // the thread never ran, so neither did its decrement
-                    active.fetch_sub(1, Ordering::SeqCst);
-                }
+                };
+                let running = running.clone();
+                Slots::serve_on_thread("vpcswitch-ctl-conn", slot, move || handle(s, &running));
             });
             if let Err(e) = r {
                 tracing::error!(error = %e, "control socket: cannot wait for connections; control stopped");

@@ -75,3 +75,52 @@ pub fn accept_until_stopped<S>(
     }
     Ok(())
 }
+
+/// Connections being served, at most `max` at once (control socket and metrics
+/// server): a slow or silent client holds one place, never the accept loop.
+#[derive(Debug, Clone)]
+pub struct Slots {
+    active: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+    max: usize,
+}
+
+/// One place taken in [`Slots`]; given back when dropped, so also when the thread
+/// meant to serve it could not be made.
+#[derive(Debug)]
+pub struct Slot(std::sync::Arc<std::sync::atomic::AtomicUsize>);
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+impl Slots {
+    /// Room for `max` connections.
+    pub fn new(max: usize) -> Slots {
+        Slots {
+            active: std::sync::Arc::default(),
+            max,
+        }
+    }
+
+    /// A place, or `None` when `max` connections are being served.
+    pub fn take(&self) -> Option<Slot> {
+        if self.active.fetch_add(1, Ordering::SeqCst) >= self.max {
+            self.active.fetch_sub(1, Ordering::SeqCst);
+            return None;
+        }
+        Some(Slot(self.active.clone()))
+    }
+
+    /// Serves one connection on a thread of its own named `name`, holding `slot` until
+    /// `serve` returns.
+    pub fn serve_on_thread(name: &str, slot: Slot, serve: impl FnOnce() + Send + 'static) {
+        let _ = std::thread::Builder::new()
+            .name(name.into())
+            .spawn(move || {
+                let _slot = slot;
+                serve();
+            });
+    }
+}

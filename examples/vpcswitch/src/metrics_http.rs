@@ -12,14 +12,14 @@
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::os::fd::AsRawFd;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::thread::JoinHandle;
 
 use vpcswitch::runtime::metrics::prometheus;
 
 use crate::deadline::{self, Deadline};
-use crate::listen::{accept_until_stopped, Stopper};
+use crate::listen::{accept_until_stopped, Slots, Stopper};
 use crate::Running;
 
 const MAX_HEAD: usize = 8192;
@@ -36,7 +36,7 @@ pub fn serve(
     let listener = TcpListener::bind(addr)?;
     listener.set_nonblocking(true)?;
     let local = listener.local_addr()?;
-    let active = Arc::new(AtomicUsize::new(0));
+    let slots = Slots::new(MAX_CLIENTS);
     let thread = std::thread::Builder::new()
         .name("vpcswitch-metrics".into())
         .spawn(move || {
@@ -45,24 +45,16 @@ pub fn serve(
                 if s.set_nonblocking(false).is_err() {
                     return;
                 }
-                if active.fetch_add(1, Ordering::SeqCst) >= MAX_CLIENTS {
-                    active.fetch_sub(1, Ordering::SeqCst);
+                let Some(slot) = slots.take() else {
                     tracing::debug!(
                         "metrics: {MAX_CLIENTS} requests in progress, connection closed"
                     );
                     return;
-                }
-                let (running, done) = (running.clone(), active.clone());
-                let spawned = std::thread::Builder::new()
-                    .name("vpcswitch-metrics-conn".into())
-                    .spawn(move || {
-                        answer(s, &running);
-                        done.fetch_sub(1, Ordering::SeqCst);
-                    });
-                if spawned.is_err() {
-                    // the thread never ran, so neither did its decrement
-                    active.fetch_sub(1, Ordering::SeqCst);
-                }
+                };
+                let running = running.clone();
+                Slots::serve_on_thread("vpcswitch-metrics-conn", slot, move || {
+                    answer(s, &running)
+                });
             });
             if let Err(e) = r {
                 tracing::error!(error = %e, "metrics: cannot wait for connections; metrics stopped");
