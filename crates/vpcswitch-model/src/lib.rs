@@ -123,6 +123,97 @@ pub struct SwitchSettings {
     /// unset), e.g. `127.0.0.1:9477`.
     #[serde(default)]
     pub metrics: Option<String>,
+    /// What a worker does when it finds no traffic: one policy for every worker, or one
+    /// per worker (`idle = ["busy_poll", "adaptive"]`). See [`IdlePolicy`].
+    #[serde(default)]
+    pub idle: IdleSetting,
+}
+
+/// What a worker does when its queues are empty.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum IdlePolicy {
+    /// Poll on for a while, then sleep until a queue has frames (≈ 0% CPU when idle). How
+    /// long it polls adapts to the traffic: while frames keep arriving closer together
+    /// than the runtime's linger bound, it stays awake between them, so a light steady
+    /// flow does not pay a wake-up per frame; once they stop it sleeps.
+    #[default]
+    Adaptive,
+    /// Never sleep: poll all the time (one core per worker at 100%), as OVS PMD threads
+    /// and DPDK do, for cores dedicated to the switch. The lowest latency.
+    BusyPoll,
+}
+
+impl IdlePolicy {
+    /// The name used in the configuration.
+    pub fn name(self) -> &'static str {
+        match self {
+            IdlePolicy::Adaptive => "adaptive",
+            IdlePolicy::BusyPoll => "busy_poll",
+        }
+    }
+}
+
+/// `[switch] idle`: one [`IdlePolicy`] for all workers, or a list with one per worker.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(untagged)]
+pub enum IdleSetting {
+    /// The same policy on every worker.
+    All(IdlePolicy),
+    /// Worker *i* uses entry *i*; the list has one entry per worker.
+    PerWorker(Vec<IdlePolicy>),
+}
+
+impl Default for IdleSetting {
+    fn default() -> Self {
+        IdleSetting::All(IdlePolicy::Adaptive)
+    }
+}
+
+impl IdleSetting {
+    /// Worker `w`'s policy (the default for a worker past the end of a short list, which
+    /// validation refuses anyway).
+    pub fn of(&self, w: usize) -> IdlePolicy {
+        match self {
+            IdleSetting::All(p) => *p,
+            IdleSetting::PerWorker(v) => v.get(w).copied().unwrap_or_default(),
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for IdleSetting {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        fn policy<E: serde::de::Error>(s: &str) -> Result<IdlePolicy, E> {
+            match s {
+                "adaptive" => Ok(IdlePolicy::Adaptive),
+                "busy_poll" => Ok(IdlePolicy::BusyPoll),
+                other => Err(E::custom(format!(
+                    "unknown idle policy `{other}`, expected `adaptive` or `busy_poll`"
+                ))),
+            }
+        }
+        impl<'de> serde::de::Visitor<'de> for V {
+            type Value = IdleSetting;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("\"adaptive\", \"busy_poll\", or a list of them, one per worker")
+            }
+            fn visit_str<E: serde::de::Error>(self, s: &str) -> Result<IdleSetting, E> {
+                policy(s).map(IdleSetting::All)
+            }
+            fn visit_seq<A: serde::de::SeqAccess<'de>>(
+                self,
+                mut seq: A,
+            ) -> Result<IdleSetting, A::Error> {
+                let mut v = Vec::new();
+                while let Some(s) = seq.next_element::<String>()? {
+                    v.push(policy(&s)?);
+                }
+                Ok(IdleSetting::PerWorker(v))
+            }
+        }
+        d.deserialize_any(V)
+    }
 }
 
 impl Default for SwitchSettings {
@@ -138,6 +229,7 @@ impl Default for SwitchSettings {
             arp_per_sec: default_arp_rate(),
             flood_per_sec: default_flood_rate(),
             metrics: None,
+            idle: IdleSetting::default(),
         }
     }
 }

@@ -5,7 +5,8 @@ use std::net::Ipv4Addr;
 use std::path::PathBuf;
 
 use crate::{
-    BackendSpec, Config, ConfigError, ConfigErrors, Ipv4Cidr, MacAddr, RouteTarget, MAX_WORKERS,
+    BackendSpec, Config, ConfigError, ConfigErrors, IdleSetting, Ipv4Cidr, MacAddr, RouteTarget,
+    MAX_WORKERS,
 };
 
 struct Errs(Vec<ConfigError>);
@@ -60,6 +61,19 @@ impl Config {
                 "workers",
                 format!("must be 1..={MAX_WORKERS}, got {}", sw.workers),
             );
+        }
+        if let IdleSetting::PerWorker(v) = &sw.idle {
+            if v.len() != sw.workers {
+                e.push(
+                    "switch".into(),
+                    "idle",
+                    format!(
+                        "a list needs one policy per worker: {} given for {} worker(s)",
+                        v.len(),
+                        sw.workers
+                    ),
+                );
+            }
         }
         if !sw.gateway_mac.is_unicast() {
             e.push(

@@ -414,3 +414,35 @@ fn tap_netns_is_a_name_or_an_absolute_path_and_keys_the_interface() {
     ))
     .expect_err("af_packet has no netns");
 }
+
+#[test]
+fn switch_idle_policy_one_for_all_or_one_per_worker() {
+    use vpcswitch_model::{IdlePolicy, IdleSetting};
+    let head = "[[vpcs]]\nname = \"v\"\ncidrs = [\"10.0.0.0/16\"]\n";
+    let c = Config::from_toml_str(head).unwrap();
+    assert_eq!(c.switch.idle.of(0), IdlePolicy::Adaptive, "the default");
+    let c = Config::from_toml_str(&format!("[switch]\nidle = \"busy_poll\"\n{head}")).unwrap();
+    assert_eq!(c.switch.idle, IdleSetting::All(IdlePolicy::BusyPoll));
+    let c = Config::from_toml_str(&format!(
+        "[switch]\nworkers = 2\nidle = [\"busy_poll\", \"adaptive\"]\n{head}"
+    ))
+    .unwrap();
+    assert_eq!(c.switch.idle.of(0), IdlePolicy::BusyPoll);
+    assert_eq!(c.switch.idle.of(1), IdlePolicy::Adaptive);
+    // round trip through TOML
+    assert_eq!(Config::from_toml_str(&c.to_toml_string()).unwrap(), c);
+    // a misspelt policy names itself and the choices, with the line
+    let e = Config::from_toml_str(&format!("[switch]\nidle = \"busy\"\n{head}")).unwrap_err();
+    let t = e.to_string();
+    assert!(
+        t.contains("`busy`") && t.contains("busy_poll") && t.contains("line 2"),
+        "{t}"
+    );
+    // a list must have one entry per worker
+    let e = Config::from_toml_str(&format!(
+        "[switch]\nworkers = 3\nidle = [\"busy_poll\", \"adaptive\"]\n{head}"
+    ))
+    .unwrap_err();
+    assert!(e.mentions("switch", "idle"), "{e}");
+    assert!(e.to_string().contains("2 given for 3 worker"), "{e}");
+}

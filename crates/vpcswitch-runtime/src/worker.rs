@@ -5,8 +5,10 @@
 //! rx queue, `rx_burst` ≤ 32 frames and run each through `Snapshot::process` → one
 //! `tx_burst` per destination port → idle decision.
 //!
-//! Idle: busy-poll while work arrives; after [`QUIET`] without work, declare itself
-//! sleeping (so backends wake it on arrival) and sleep in `epoll_wait` on its epoll set:
+//! Idle (`[switch] idle`, per worker, read from the snapshot so a reload changes it):
+//! `busy_poll` never sleeps; `adaptive` (the default) busy-polls while work arrives and,
+//! after its linger without work ([`QUIET`] up to [`LINGER_MAX`], following the
+//! traffic: see [`Idle`]), declares itself sleeping (so backends wake it on arrival) and sleep in `epoll_wait` on its epoll set:
 //! every attached queue's descriptors (added on attach, removed on detach and when the
 //! device goes down, so a sleep is one system call however many ports there are) and the
 //! [`Waker`]'s eventfd (backends without descriptors, the control path). It sleeps at
@@ -30,18 +32,24 @@
 
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use vpcswitch_backend::sys::Epoll;
 use vpcswitch_backend::{Offload, PacketBuf, PortQueue, Waker, WorkerBufs, MAX_BURST};
 use vpcswitch_core::{Ctx, DropReason, NoTrace, Out, PortId, Snapshot, Verdict};
+use vpcswitch_model::IdlePolicy;
 
 use crate::observe::{Direction, DROP_SAMPLES_PER_SEC};
 use crate::stats::{bump, WorkerCounters};
 use crate::{Command, Shared};
 
-/// Time without traffic before a worker sleeps.
+/// Time without traffic before an adaptive worker sleeps, at the least (its linger).
 pub const QUIET: Duration = Duration::from_millis(2);
+/// The longest an adaptive worker stays awake without traffic (its linger's bound): a
+/// flow whose frames come less than half this apart keeps its worker polling between
+/// them; a sparser one is served from sleep. Well under DESIGN's second ("≈ 0% CPU
+/// when no traffic has flowed for a second").
+pub const LINGER_MAX: Duration = Duration::from_millis(50);
 /// Longest sleep while a queue without descriptors is attached (a backend without
 /// wake-up support is polled at least this often).
 pub const MAX_SLEEP: Duration = Duration::from_millis(10);
@@ -56,6 +64,66 @@ pub const FD_SLEEP: Duration = Duration::from_millis(500);
 const FALLBACK_SLEEP: Duration = Duration::from_millis(2);
 /// The epoll token of the waker's eventfd (queues' descriptors carry their port id).
 const WAKER_TOKEN: u64 = u64::MAX;
+
+/// The adaptive idle policy's state: how long to keep polling after the last frame.
+///
+/// A worker that sleeps pays a wake-up on the next frame (the scheduler, and in a VM
+/// the halted vCPU's exit: ~20 µs and a long tail here, docs/architecture.md "Where
+/// the time goes"). Polling on costs a core. So the linger follows the traffic: when a
+/// sleep ends with frames that came `gap` after the previous ones, and `gap` is under
+/// half of [`LINGER_MAX`], the next linger is `2 × gap` (so a steady flow of a frame
+/// every `gap` keeps the worker awake, without a wake-up per frame); a larger gap (a
+/// sparse flow, which polling would not serve any better per core spent) brings it back
+/// to [`QUIET`]. With no traffic, a worker sleeps [`LINGER_MAX`] at the latest after
+/// its last frame.
+#[derive(Debug)]
+struct Idle {
+    /// the switch clock at the last pass that found frames
+    last_frames_ns: u64,
+    /// time without frames before sleeping
+    linger_ns: u64,
+    /// a sleep happened since the last frames
+    slept: bool,
+}
+
+impl Idle {
+    fn new() -> Idle {
+        Idle {
+            last_frames_ns: 0,
+            linger_ns: QUIET.as_nanos() as u64,
+            slept: false,
+        }
+    }
+
+    /// A pass at `now_ns` found frames.
+    #[inline]
+    fn frames(&mut self, now_ns: u64) {
+        if self.slept {
+            self.slept = false;
+            let gap = now_ns.saturating_sub(self.last_frames_ns);
+            let max = LINGER_MAX.as_nanos() as u64;
+            self.linger_ns = if gap < max / 2 {
+                (2 * gap).max(QUIET.as_nanos() as u64)
+            } else {
+                QUIET.as_nanos() as u64
+            };
+        }
+        self.last_frames_ns = now_ns;
+    }
+
+    /// The worker goes to sleep.
+    fn slept(&mut self) {
+        self.slept = true;
+    }
+
+    /// Whether a worker whose queues are empty at `now_ns` may sleep under `policy`.
+    fn may_sleep(&self, policy: IdlePolicy, now_ns: u64) -> bool {
+        match policy {
+            IdlePolicy::BusyPoll => false,
+            IdlePolicy::Adaptive => now_ns.saturating_sub(self.last_frames_ns) >= self.linger_ns,
+        }
+    }
+}
 
 /// How a port's queue is watched while the worker sleeps.
 #[derive(Debug, Default)]
@@ -185,7 +253,7 @@ impl Worker {
             }
         }
         let mut idle_loops = 0u32;
-        let mut quiet_since = Instant::now();
+        let mut idle = Idle::new();
         // the previous pass: its start (the switch clock) and whether it found frames;
         // the time to this pass's start is charged to busy or idle accordingly
         let mut prev: Option<(u64, bool)> = None;
@@ -193,7 +261,6 @@ impl Worker {
             self.commands();
             let snap = self.shared.snap.load();
             let n = self.poll_once(&snap, false);
-            drop(snap);
             let c = self.counters();
             bump(&c.loops, 1);
             if let Some((t, busy)) = prev {
@@ -202,20 +269,22 @@ impl Worker {
             }
             prev = Some((self.now_ns, n > 0));
             if n > 0 {
+                drop(snap);
                 bump(&c.busy_loops, 1);
                 idle_loops = 0;
+                idle.frames(self.now_ns);
                 continue;
             }
             idle_loops = idle_loops.saturating_add(1);
-            if idle_loops < 1024 {
+            // the decision is taken every 256 idle passes (a clock read), after 1024
+            if idle_loops < 1024 || !idle_loops.is_multiple_of(256) {
+                drop(snap);
                 std::hint::spin_loop();
                 continue;
             }
-            if idle_loops == 1024 {
-                quiet_since = Instant::now();
-                continue;
-            }
-            if !idle_loops.is_multiple_of(256) || quiet_since.elapsed() < QUIET {
+            let policy = snap.config.switch.idle.of(self.idx);
+            drop(snap);
+            if !idle.may_sleep(policy, self.now_ns) {
                 std::hint::spin_loop();
                 continue;
             }
@@ -232,11 +301,13 @@ impl Worker {
                     && self.shared.workers[self.idx].cmds.is_empty()
                 {
                     bump(&self.counters().sleeps, 1);
+                    idle.slept();
                     timed_out = !self.sleep(&waker);
                 }
                 waker.set_sleeping(false);
                 if n > 0 {
                     idle_loops = 0;
+                    idle.frames(self.now_ns);
                 }
                 if !timed_out {
                     break;
@@ -682,5 +753,46 @@ impl Worker {
             }
         }
         self.dirty.clear();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MS: u64 = 1_000_000;
+
+    #[test]
+    fn busy_poll_never_sleeps() {
+        let idle = Idle::new();
+        assert!(!idle.may_sleep(IdlePolicy::BusyPoll, 3_600_000 * MS));
+    }
+
+    #[test]
+    fn adaptive_lingers_quiet_then_follows_a_steady_flow_and_forgets_it() {
+        let q = QUIET.as_nanos() as u64;
+        let mut idle = Idle::new();
+        idle.frames(1000 * MS);
+        assert!(!idle.may_sleep(IdlePolicy::Adaptive, 1000 * MS + q - 1));
+        assert!(idle.may_sleep(IdlePolicy::Adaptive, 1000 * MS + q));
+        // it slept; a frame 10 ms after the last: stay awake 20 ms from now on
+        idle.slept();
+        idle.frames(1010 * MS);
+        assert!(!idle.may_sleep(IdlePolicy::Adaptive, 1029 * MS));
+        assert!(idle.may_sleep(IdlePolicy::Adaptive, 1030 * MS));
+        // frames while awake do not change the linger (the flow is served)
+        idle.frames(1020 * MS);
+        assert!(!idle.may_sleep(IdlePolicy::Adaptive, 1039 * MS));
+        // a sparse flow (a frame a second) brings it back to QUIET
+        idle.slept();
+        idle.frames(2020 * MS);
+        assert!(idle.may_sleep(IdlePolicy::Adaptive, 2020 * MS + q));
+        // a gap just under half the bound gives the bound, never more
+        let max = LINGER_MAX.as_nanos() as u64;
+        idle.slept();
+        idle.frames(2020 * MS + max / 2 - 1);
+        let t = 2020 * MS + max / 2 - 1;
+        assert!(!idle.may_sleep(IdlePolicy::Adaptive, t + max - 3));
+        assert!(idle.may_sleep(IdlePolicy::Adaptive, t + max));
     }
 }
