@@ -7,6 +7,7 @@
 //! the shared ring, so the common alloc/free pair touches no atomic.
 
 use crossbeam_queue::ArrayQueue;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use crate::sys::{Region, RegionBuf};
@@ -21,6 +22,52 @@ const _: () = assert!(vpcswitch_wire::offload::MAX_SEGMENT_FRAME <= BUF_SIZE);
 #[derive(Debug)]
 struct Shared {
     free: ArrayQueue<PacketBuf>,
+    /// queues that keep buffers of this pool lent to a device for good (AF_XDP fill
+    /// rings): see [`LendShare`]
+    lenders: AtomicUsize,
+}
+
+/// A pool's buffers shared among the queues that keep some lent to a device for as long
+/// as they are open (an AF_XDP socket's fill ring: the kernel receives into them). Each
+/// such queue [`LendShare::join`]s and keeps at most [`LendShare::fair_share`] lent, so
+/// however many there are, none is left without buffers to receive into and half of
+/// the pool stays for frames in flight. It hands out no buffer itself.
+#[derive(Debug, Clone)]
+pub struct LendShare {
+    shared: Arc<Shared>,
+    size: usize,
+}
+
+impl LendShare {
+    /// Counts one more lender until the returned guard is dropped.
+    pub fn join(&self) -> Lender {
+        self.shared.lenders.fetch_add(1, Ordering::Relaxed);
+        Lender(self.clone())
+    }
+    /// Buffers one lender may keep lent now: half the pool, split evenly among the
+    /// lenders.
+    #[inline]
+    pub fn fair_share(&self) -> usize {
+        self.size / 2 / self.shared.lenders.load(Ordering::Relaxed).max(1)
+    }
+}
+
+/// One lender of a [`LendShare`]; leaves it when dropped.
+#[derive(Debug)]
+pub struct Lender(LendShare);
+
+impl Lender {
+    /// See [`LendShare::fair_share`].
+    #[inline]
+    pub fn fair_share(&self) -> usize {
+        self.0.fair_share()
+    }
+}
+
+impl Drop for Lender {
+    fn drop(&mut self) {
+        self.0.shared.lenders.fetch_sub(1, Ordering::Relaxed);
+    }
 }
 
 /// Where a buffer's bytes live: in its pool's [`Region`] (pooled buffers), or on the
@@ -193,6 +240,7 @@ impl Pool {
     pub fn with_size(n: usize, size: usize) -> Pool {
         let shared = Arc::new(Shared {
             free: ArrayQueue::new(n.max(1)),
+            lenders: AtomicUsize::new(0),
         });
         let (stride, offset) = if size <= BUF_SIZE {
             (UMEM_STRIDE, UMEM_HEADROOM)
@@ -237,6 +285,13 @@ impl Pool {
     /// (see [`UMEM_STRIDE`]). `None` for large-buffer pools and pools on the heap.
     pub fn umem(&self) -> Option<(&Arc<Region>, usize)> {
         self.umem.as_ref().map(|(r, s)| (r, *s))
+    }
+    /// The pool as shared among queues that keep buffers lent to a device.
+    pub fn lend_share(&self) -> LendShare {
+        LendShare {
+            shared: self.shared.clone(),
+            size: self.size,
+        }
     }
     /// A free buffer, or `None` when all are in use.
     #[inline]
@@ -424,5 +479,23 @@ mod tests {
         assert_eq!(all[0].frame(), &[1, 2, 3]);
         all.clear();
         assert_eq!(p.available(), 4);
+    }
+}
+
+#[cfg(test)]
+mod lend_share_tests {
+    use super::*;
+
+    #[test]
+    fn lenders_split_half_the_pool_and_leave_when_dropped() {
+        let pool = Pool::new(1000);
+        let share = pool.lend_share();
+        assert_eq!(share.fair_share(), 500, "no lender yet: half the pool");
+        let a = share.join();
+        assert_eq!(a.fair_share(), 500);
+        let lenders: Vec<Lender> = (0..9).map(|_| share.join()).collect();
+        assert_eq!(a.fair_share(), 50, "ten lenders share half of 1000");
+        drop(lenders);
+        assert_eq!(a.fair_share(), 500, "the others left");
     }
 }

@@ -39,8 +39,8 @@ pub mod memory;
 pub mod sys;
 
 pub use buf::{
-    Offload, PacketBuf, Pool, PoolCache, VnetHdr, WorkerBufs, BUF_SIZE, LARGE_CACHE, SMALL_CACHE,
-    UMEM_FRAME, UMEM_HEADROOM, UMEM_STRIDE,
+    LendShare, Lender, Offload, PacketBuf, Pool, PoolCache, VnetHdr, WorkerBufs, BUF_SIZE,
+    LARGE_CACHE, SMALL_CACHE, UMEM_FRAME, UMEM_HEADROOM, UMEM_STRIDE,
 };
 
 /// Size of a buffer that holds a whole segmentation super-frame (64 KiB of IP plus the
@@ -63,6 +63,7 @@ impl QueuePools {
     pub fn mem(&self) -> WorkerMem {
         WorkerMem {
             umem: self.small.umem().map(|(r, s)| (r.clone(), s)),
+            share: self.small.lend_share(),
         }
     }
     /// The worker's caches in front of these pools, to lend to its queues.
@@ -78,6 +79,7 @@ impl QueuePools {
 #[derive(Debug, Clone)]
 pub struct WorkerMem {
     umem: Option<(Arc<sys::Region>, usize)>,
+    share: LendShare,
 }
 
 impl WorkerMem {
@@ -85,6 +87,11 @@ impl WorkerMem {
     /// [`UMEM_STRIDE`]); `None` when the pool is on the heap.
     pub fn umem(&self) -> Option<(&Arc<sys::Region>, usize)> {
         self.umem.as_ref().map(|(r, s)| (r, *s))
+    }
+    /// The ordinary buffers as shared among the queues that keep some lent to a device
+    /// (join it before lending, keep at most the fair share lent).
+    pub fn lend_share(&self) -> &LendShare {
+        &self.share
     }
 }
 

@@ -34,9 +34,10 @@
 //!   [`FILL_DEPTH`] in the fill ring, and the frames in the tx ring until the kernel
 //!   completes them (at most [`RING_SIZE`]; taken back on every call). It takes them
 //!   from, and gives them back to, the worker's caches lent to each call; it keeps no
-//!   cache of its own. So a worker with `k` AF_XDP sockets lends the kernel about
-//!   `k × FILL_DEPTH` buffers of its pool for good: the pool (`pool_per_worker`,
-//!   default 8192) must be larger than that plus the buffers in flight.
+//!   cache of its own. Each socket keeps at most [`FILL_DEPTH`] lent, or its fair share of
+//!   the pool if less (`vpcswitch_backend::LendShare`: half the pool split among the
+//!   worker's sockets, at least [`MIN_FILL`]), so however many AF_XDP ports a worker
+//!   serves, each can receive and half the pool stays for frames in flight.
 //! * AF_XDP carries no offload metadata: a frame whose L4 checksum the sender left to
 //!   the NIC (a veth peer with `tx` checksum offload on) arrives with a wrong checksum,
 //!   and segmentation super-frames do not fit a frame. Guests behind AF_XDP ports must
@@ -58,8 +59,8 @@ use std::sync::Arc;
 use sys::{Insn, Ring, RingKind, XdpDesc};
 use vpcswitch_backend::sys::Region;
 use vpcswitch_backend::{
-    Backend, BackendError, PacketBuf, PortQueue, TxResult, WorkerBufs, WorkerMem, BUF_SIZE,
-    UMEM_FRAME, UMEM_HEADROOM,
+    Backend, BackendError, LendShare, Lender, PacketBuf, PortQueue, TxResult, WorkerBufs,
+    WorkerMem, BUF_SIZE, UMEM_FRAME, UMEM_HEADROOM,
 };
 use vpcswitch_tap::gone;
 
@@ -67,6 +68,8 @@ use vpcswitch_tap::gone;
 pub const RING_SIZE: u32 = 2048;
 /// Buffers each socket lends the kernel to receive into.
 pub const FILL_DEPTH: u32 = 1024;
+/// The fewest buffers a socket keeps in its fill ring, however many share the pool.
+pub const MIN_FILL: u32 = 16;
 
 const XDP_FLAGS_SKB_MODE: u32 = 1 << 1;
 const XDP_FLAGS_DRV_MODE: u32 = 1 << 2;
@@ -274,9 +277,10 @@ impl Backend for XdpBackend {
             };
             let mut socks = Vec::new();
             for q in (self.queue + i as u32..have).step_by(n as usize) {
-                let (x, zc) = Xsk::open(ifindex, q, native, self.mode, &umem).map_err(io_err(
-                    format!("open the AF_XDP socket for {ifname} queue {q}"),
-                ))?;
+                let (x, zc) = Xsk::open(ifindex, q, native, self.mode, &umem, mem.lend_share())
+                    .map_err(io_err(format!(
+                        "open the AF_XDP socket for {ifname} queue {q}"
+                    )))?;
                 zerocopy &= zc;
                 sys::xskmap_set(shared._map.as_raw_fd(), q, x.fd.as_raw_fd()).map_err(io_err(
                     format!("add the {ifname} queue {q} socket to the XSKMAP"),
@@ -372,6 +376,9 @@ struct Xsk {
     lent: Vec<Option<PacketBuf>>,
     /// zero-copy: a chunk must not cross a page (the NIC maps pages one by one)
     zc: bool,
+    /// this socket's place among the worker's lenders: it keeps at most its fair share
+    /// of the pool (and at most [`FILL_DEPTH`]) in the fill ring
+    lender: Lender,
 }
 
 /// The worker's pool as a UMEM: its region and the stride of its buffers (the layout
@@ -388,7 +395,12 @@ impl UmemOf {
     #[inline]
     fn chunk_of(&self, b: &PacketBuf) -> Option<(usize, u64)> {
         let (r, off) = b.region_offset()?;
-        Arc::ptr_eq(r, &self.region).then_some(((off - UMEM_HEADROOM) / self.stride, off as u64))
+        // another region's buffer (a TAP's large buffer, another pool) may sit at any
+        // offset: only this region's offsets are known to start past the headroom
+        if !Arc::ptr_eq(r, &self.region) {
+            return None;
+        }
+        Some((off.checked_sub(UMEM_HEADROOM)? / self.stride, off as u64))
     }
     /// The buffer index of a data address the kernel gave back (an unaligned-mode
     /// descriptor: base in the low 48 bits, offset above), if it is exactly a buffer's
@@ -439,6 +451,7 @@ impl Xsk {
         native: bool,
         mode: XdpMode,
         umem: &UmemOf,
+        share: &LendShare,
     ) -> io::Result<(Xsk, bool)> {
         let fd = sys::xsk_socket()?;
         let raw = fd.as_raw_fd();
@@ -499,6 +512,7 @@ impl Xsk {
                 rx_lent: 0,
                 lent: (0..chunks).map(|_| None).collect(),
                 zc,
+                lender: share.join(),
             },
             zc,
         ))
@@ -522,10 +536,12 @@ impl Xsk {
         self.comp.set_consumer(prod);
     }
 
-    /// Lends pool buffers to the kernel until [`FILL_DEPTH`] wait to be received into.
+    /// Lends pool buffers to the kernel until [`FILL_DEPTH`] (or the socket's fair share
+    /// of the pool, if smaller: many sockets on one worker) wait to be received into.
     fn refill(&mut self, umem: &UmemOf, cache: &mut WorkerBufs) {
-        let want = FILL_DEPTH.saturating_sub(self.rx_lent);
-        if want < 32 {
+        let depth = FILL_DEPTH.min(self.lender.fair_share().max(MIN_FILL as usize) as u32);
+        let want = depth.saturating_sub(self.rx_lent);
+        if want < 32.min(depth / 2) || want == 0 {
             return;
         }
         let mut k = 0;
