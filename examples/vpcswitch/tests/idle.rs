@@ -54,7 +54,9 @@ enum Kind {
 fn kind(i: usize) -> Kind {
     match i % 3 {
         0 => Kind::Tap,
-        1 => Kind::AfPacket { ring: i.is_multiple_of(2) },
+        1 => Kind::AfPacket {
+            ring: i.is_multiple_of(2),
+        },
         _ => Kind::AfXdp,
     }
 }
