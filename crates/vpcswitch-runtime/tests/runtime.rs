@@ -312,6 +312,47 @@ fn an_idle_worker_goes_to_sleep_and_wakes_on_traffic() {
     );
 }
 
+/// `[switch] idle`: a `busy_poll` worker never sleeps (and still forwards); a reload to
+/// `adaptive` lets it sleep at once, and per-worker lists apply to their worker only.
+#[test]
+fn busy_poll_workers_never_sleep_and_a_reload_changes_the_policy() {
+    use vpcswitch_model::{IdlePolicy, IdleSetting};
+    let mut c = cfg(2);
+    c.switch.idle = IdleSetting::PerWorker(vec![IdlePolicy::BusyPoll, IdlePolicy::Adaptive]);
+    let (b, g) = memory_backends(&c, 64);
+    let sw = Switch::start(&c, b).unwrap();
+    eventually("the adaptive worker sleeps", || {
+        sw.stats().workers[1].sleeps > 0
+    });
+    let f = build::udp(
+        mac("02:00:00:00:01:02"),
+        mac("02:00:00:00:01:01"),
+        ip("10.0.1.11"),
+        ip("10.0.1.12"),
+        64,
+        1,
+        2,
+        b"x",
+    );
+    g["p1"].send(&f);
+    assert!(g["p2"].recv_timeout(Duration::from_secs(5)).is_some());
+    // well past the longest linger: the busy-poll worker is still awake
+    std::thread::sleep(Duration::from_millis(300));
+    let st = sw.stats();
+    assert_eq!(st.workers[0].sleeps, 0, "a busy_poll worker never sleeps");
+    let loops = st.workers[0].loops;
+    std::thread::sleep(Duration::from_millis(100));
+    assert!(
+        sw.stats().workers[0].loops > loops + 1000,
+        "and keeps polling"
+    );
+    c.switch.idle = IdleSetting::All(IdlePolicy::Adaptive);
+    sw.reload(&c, vec![]).unwrap();
+    eventually("worker 0 sleeps after the reload", || {
+        sw.stats().workers[0].sleeps > 0
+    });
+}
+
 #[test]
 fn trace_through_the_runtime() {
     let c = cfg(1);
