@@ -19,7 +19,7 @@
 //! Prints the median, p90 and p99 latency of each, in µs. No root needed; bounded by
 //! `--n` × `--gap-us` per way (5 s each by default).
 
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -52,19 +52,21 @@ fn pin(cpu: usize) {
 fn measure(way: Way, n: usize, gap: Duration) -> Vec<u64> {
     let efd = Arc::new(EventFd::new().expect("eventfd"));
     let stamp = Arc::new(AtomicU64::new(0));
+    let done = Arc::new(AtomicBool::new(false));
     let start = Instant::now();
     let worker = {
-        let (efd, stamp) = (efd.clone(), stamp.clone());
+        let (efd, stamp, done) = (efd.clone(), stamp.clone(), done.clone());
         std::thread::spawn(move || {
             pin(0);
             let ep = Epoll::new().expect("epoll");
             ep.add(efd.raw(), 1).expect("epoll add");
             let mut out = Vec::with_capacity(n);
             let mut seen = 0u64;
-            while out.len() < n {
+            // a wake-up the worker was too slow to see apart is missed, not waited for
+            while out.len() < n && !done.load(Ordering::Acquire) {
                 let s = match way {
                     Way::Epoll => {
-                        if ep.wait(1000).unwrap_or(0) == 0 {
+                        if ep.wait(100).unwrap_or(0) == 0 {
                             continue;
                         }
                         stamp.load(Ordering::Acquire)
@@ -104,6 +106,11 @@ fn measure(way: Way, n: usize, gap: Duration) -> Vec<u64> {
         if way != Way::Spin {
             efd.signal();
         }
+    }
+    std::thread::sleep(Duration::from_millis(5));
+    done.store(true, Ordering::Release);
+    if way != Way::Spin {
+        efd.signal();
     }
     worker.join().expect("worker")
 }
