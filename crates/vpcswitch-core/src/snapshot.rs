@@ -737,13 +737,6 @@ impl Snapshot {
         Ipv4Addr::from(self.subnets[s as usize].gateway)
     }
 
-    /// Takes one token of `budget` for `port` (a guest cannot make the switch work or
-    /// flood without bound). Never blocks.
-    #[inline]
-    pub(crate) fn take(&self, port: PortId, budget: Budget, now_ns: u64) -> bool {
-        self.take_n(port, budget, now_ns, 1)
-    }
-
     /// Takes `n` tokens of `budget` for `port`: granted while the window is not yet
     /// spent (so one grant may overshoot the limit by up to `n − 1`, and a frame
     /// whose `n` alone exceeds the limit still passes once per second); `n = 0`
