@@ -16,6 +16,8 @@ use crate::{DropReason, Out, Snapshot, Stage, Tracer, Verdict, VipId};
 impl Snapshot {
     /// SPEC 3.4, 7.1: the ARP request becomes the switch's reply (`mac` is-at the
     /// target), sent back on the ingress port; `detail` says who answered.
+    /// (Always inlined: `detail` then costs nothing when tracing is off.)
+    #[inline(always)]
     pub(super) fn arp_reply<T: Tracer>(
         &self,
         f: &mut Frame<'_, T>,
@@ -32,7 +34,7 @@ impl Snapshot {
                 "buffer too small for a reply"
             )
         }
-        f.len = n;
+        *f.len = n;
         if T::ON {
             f.t.step(Stage::ArpResponder, detail);
         }
@@ -44,7 +46,7 @@ impl Snapshot {
     pub(super) fn gateway_answer<T: Tracer>(&self, f: &mut Frame<'_, T>, v4: V4) -> Verdict {
         if v4.proto == IpProtocol::ICMP && icmp::is_echo_request(f.bytes()) {
             let gw = ip(v4.dst);
-            let len = f.len;
+            let len = *f.len;
             icmp::echo_reply_in_place(&mut f.buf[..len], self.gateway_mac, gw);
             step!(
                 f.t,
@@ -146,6 +148,8 @@ impl Snapshot {
     /// buffer instead (`emit` gets the buffer and the frame length and returns the new
     /// length, 0 if it cannot); `detail` says what was sent. Within the ingress port's
     /// answer budget (SPEC 5.5): over budget, a plain drop.
+    /// (Always inlined: `detail` then costs nothing when tracing is off.)
+    #[inline(always)]
     pub(super) fn drop_and_answer<T: Tracer>(
         &self,
         f: &mut Frame<'_, T>,
@@ -163,11 +167,11 @@ impl Snapshot {
                 format_args!("over the answer budget of {}: no answer", f.port.name),
             );
         }
-        let n = emit(f.buf, f.len);
+        let n = emit(f.buf, *f.len);
         if n == 0 {
             drop_with!(f.t, Answer, reason, "buffer too small for the answer")
         }
-        f.len = n;
+        *f.len = n;
         if T::ON {
             f.t.step(stage, detail);
         }

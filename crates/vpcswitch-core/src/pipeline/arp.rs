@@ -38,9 +38,9 @@ impl Snapshot {
     }
 
     /// SPEC 2.3, 2.3a, 3.1, 3.3–3.5.
-    pub(super) fn arp_stage<T: Tracer>(&self, f: &mut Frame<'_, T>, a: ArpInfo) -> Verdict {
+    pub(super) fn arp_stage<T: Tracer>(&self, mut f: Frame<'_, T>, a: ArpInfo) -> Verdict {
         let p = f.port;
-        if let Err(v) = self.arp_admit(f, &a, Budget::Arp) {
+        if let Err(v) = self.arp_admit(&mut f, &a, Budget::Arp) {
             return v;
         }
         if p.src_dst_check && f.src_mac != a.sha {
@@ -125,7 +125,7 @@ impl Snapshot {
                     .and_then(|o| self.port(o))
                     .map_or("none", |q| q.name.as_str())
             );
-            self.claim_vip(f, v);
+            self.claim_vip(&f, v);
         }
 
         if a.op == OP_REPLY {
@@ -135,7 +135,7 @@ impl Snapshot {
                     Arp,
                     "gratuitous reply: every other port of the subnet (SPEC 3.3)"
                 );
-                return self.flood(f);
+                return self.flood(&mut f);
             }
             return match self.l2_dest(p, f.dst_mac) {
                 Ok(q) => {
@@ -151,7 +151,7 @@ impl Snapshot {
                 Arp,
                 "announcement: not answered (SPEC 3.5), delivered to the subnet (SPEC 3.3)"
             );
-            return self.flood(f);
+            return self.flood(&mut f);
         }
         self.arp_request(f, a)
     }
@@ -159,7 +159,7 @@ impl Snapshot {
     /// SPEC 3.4, 3.5: a request that is not an announcement: answered by the switch
     /// for a known address of the subnet, sent to a VIP's bound ports while it has no
     /// owner, flooded otherwise.
-    fn arp_request<T: Tracer>(&self, f: &mut Frame<'_, T>, a: ArpInfo) -> Verdict {
+    fn arp_request<T: Tracer>(&self, mut f: Frame<'_, T>, a: ArpInfo) -> Verdict {
         let p = f.port;
         let Some(s) = self.subnets.get(p.subnet as usize) else {
             drop_with!(
@@ -187,7 +187,7 @@ impl Snapshot {
                 "probe for the sender's own {}: not answered (SPEC 3.5), delivered to the subnet",
                 ip(a.tpa)
             );
-            return self.flood(f);
+            return self.flood(&mut f);
         }
         let answer = match self.host(p.vpc, a.tpa) {
             Some(Host::Gateway(_)) => Some((self.gateway_mac, "the gateway")),
@@ -208,7 +208,7 @@ impl Snapshot {
         };
         match answer {
             Some((mac, who)) => self.arp_reply(
-                f,
+                &mut f,
                 &a,
                 mac,
                 format_args!(
@@ -226,7 +226,7 @@ impl Snapshot {
                     ip(a.tpa),
                     s.name
                 );
-                self.flood(f)
+                self.flood(&mut f)
             }
         }
     }

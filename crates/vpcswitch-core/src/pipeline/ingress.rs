@@ -10,7 +10,7 @@ use crate::{DropReason, Out, Snapshot, Stage, Tracer, Verdict};
 impl Snapshot {
     /// A classified frame from a port (not the uplink).
     #[inline(always)]
-    pub(super) fn ingress<T: Tracer>(&self, f: &mut Frame<'_, T>, l3: L3) -> Verdict {
+    pub(super) fn ingress<T: Tracer>(&self, mut f: Frame<'_, T>, l3: L3) -> Verdict {
         let p = f.port;
         step!(
             f.t,
@@ -21,7 +21,7 @@ impl Snapshot {
             on(p.src_dst_check)
         );
         if matches!(l3, L3::Vlan) {
-            return self.not_switched(f, l3);
+            return self.not_switched(f.hand_on(), l3);
         }
         if !p.owns_mac(f.src_mac) {
             drop_with!(
@@ -41,10 +41,10 @@ impl Snapshot {
             p.name
         );
         if let L3::Arp(a) = l3 {
-            return self.arp_stage(f, a);
+            return self.arp_stage(f.hand_on(), a);
         }
         let Some(v4) = V4::of(l3) else {
-            return self.not_switched(f, l3);
+            return self.not_switched(f.hand_on(), l3);
         };
         // SPEC 2.3: 0.0.0.0 only for a DHCP client that stays in the subnet
         let dhcp = v4.dhcp_client && self.dhcp_stays_local(p, f.dst_mac, v4.dst);
@@ -95,19 +95,19 @@ impl Snapshot {
                 "broadcast/multicast: every other port of subnet {} (SPEC 4.1)",
                 self.subnet_name(p)
             );
-            return self.flood(f);
+            return self.flood(&mut f);
         }
         if f.dst_mac == self.gateway_mac {
-            self.l3_stage(f, v4)
+            self.l3_stage(f.hand_on(), v4)
         } else {
-            self.l2_ipv4(f, v4)
+            self.l2_ipv4(&mut f, v4)
         }
     }
 
     /// SPEC 2.1, 9.1: what the switch does not carry (tagged frames, IPv6, other
     /// EtherTypes), from a port or on the uplink.
     #[cold]
-    pub(super) fn not_switched<T: Tracer>(&self, f: &mut Frame<'_, T>, l3: L3) -> Verdict {
+    pub(super) fn not_switched<T: Tracer>(&self, f: Frame<'_, T>, l3: L3) -> Verdict {
         let on = if f.port.is_uplink {
             "the uplink"
         } else {
@@ -166,7 +166,7 @@ impl Snapshot {
     /// SPEC 4.1, 3.3: a flood of the frame to the ingress port's subnet, within the
     /// port's flood budget, which counts copies: one token per other port of the subnet
     /// (a 256-port subnet's broadcasts must not cost the same as a 2-port one's).
-    #[inline]
+    #[inline(always)]
     pub(super) fn flood<T: Tracer>(&self, f: &mut Frame<'_, T>) -> Verdict {
         let p = f.port;
         let copies = self

@@ -12,9 +12,9 @@ use crate::{DropReason, Snapshot, Stage, Tracer, Verdict, VpcId};
 
 impl Snapshot {
     /// SPEC 5.x: a frame sent to the gateway MAC.
-    pub(super) fn l3_stage<T: Tracer>(&self, f: &mut Frame<'_, T>, v4: V4) -> Verdict {
+    pub(super) fn l3_stage<T: Tracer>(&self, mut f: Frame<'_, T>, v4: V4) -> Verdict {
         let p = f.port;
-        if let Err(v) = self.header_checksum_ok(f) {
+        if let Err(v) = self.header_checksum_ok(&mut f) {
             return v;
         }
         let Some(vpc) = self.vpcs.get(p.vpc as usize) else {
@@ -24,7 +24,7 @@ impl Snapshot {
         // refuses routes equal to or inside a subnet), so the host table answers first
         // and the route table is consulted only for other destinations.
         let resolved = match self.resolve::<T>(p.vpc, v4.dst) {
-            Resolved::Nothing => self.route_lookup(f, vpc, v4),
+            Resolved::Nothing => self.route_lookup(&mut f, vpc, v4),
             local => {
                 step!(
                     f.t,
@@ -41,14 +41,14 @@ impl Snapshot {
             Err(v) => return v,
         };
         if let Resolved::Gateway = resolved {
-            return self.gateway_answer(f, v4);
+            return self.gateway_answer(&mut f, v4);
         }
-        if let Err(v) = self.ttl_ok(f, self.gateway_of(p.subnet), v4) {
+        if let Err(v) = self.ttl_ok(&mut f, self.gateway_of(p.subnet), v4) {
             return v;
         }
         let q = match resolved {
             Resolved::Port(q) => q,
-            Resolved::VipNoOwner(v) => return self.arp_for_vip(f, v),
+            Resolved::VipNoOwner(v) => return self.arp_for_vip(&mut f, v),
             _ => drop_with!(
                 f.t,
                 L3,
@@ -65,7 +65,7 @@ impl Snapshot {
                 "next hop port id {q} is gone"
             )
         };
-        let v = self.egress(f, q, v4.dst);
+        let v = self.egress(&mut f, q, v4.dst);
         if let Verdict::Forward(_) = v {
             f.rewrite_routed(self.gateway_mac, q.mac);
             step!(
@@ -141,7 +141,7 @@ impl Snapshot {
 
     /// The L3 path checks the IPv4 header checksum (a bridge, L2, does not). `Err` is
     /// the drop.
-    #[inline]
+    #[inline(always)]
     pub(super) fn header_checksum_ok<T: Tracer>(
         &self,
         f: &mut Frame<'_, T>,
@@ -160,7 +160,7 @@ impl Snapshot {
     /// SPEC 5.5: a packet to be routed needs a TTL of 2 or more; with 0 or 1 it is
     /// dropped and time exceeded is answered from `from` (the gateway; on the uplink,
     /// the EIP). `Err` is that verdict.
-    #[inline]
+    #[inline(always)]
     pub(super) fn ttl_ok<T: Tracer>(
         &self,
         f: &mut Frame<'_, T>,
@@ -188,7 +188,7 @@ impl Snapshot {
 impl<T> Frame<'_, T> {
     /// SPEC 5.5: the routed frame leaves from `src` (the gateway MAC; the uplink's
     /// outbound) to `dst`, TTL − 1 (the IPv4 checksum follows).
-    #[inline]
+    #[inline(always)]
     pub(super) fn rewrite_routed(&mut self, src: MacAddr, dst: MacAddr) {
         let mut eth = self.eth_mut();
         eth.set_dst(dst);

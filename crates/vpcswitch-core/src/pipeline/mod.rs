@@ -75,6 +75,10 @@ mod l3;
 mod uplink;
 
 /// One frame on its way through the pipeline: what every stage needs, in one place.
+///
+/// The entry stages take it by value and lend it (`&mut`) only to stages inlined into
+/// them, or hand it on by value: a frame whose address never leaves the hot path (L2)
+/// stays in registers, as separate arguments did.
 pub(crate) struct Frame<'a, T> {
     /// the runtime's context: the time, checksum offload
     pub ctx: Ctx,
@@ -83,7 +87,7 @@ pub(crate) struct Frame<'a, T> {
     /// the whole packet buffer: answers the switch makes may be longer than the frame
     pub buf: &'a mut [u8],
     /// the frame's length in `buf` (classified: at least its headers)
-    pub len: usize,
+    pub len: &'a mut usize,
     /// Ethernet source
     pub src_mac: MacKey,
     /// Ethernet destination
@@ -93,30 +97,46 @@ pub(crate) struct Frame<'a, T> {
 }
 
 impl<T> Frame<'_, T> {
+    /// The frame, for a stage out of line: a fresh value made field by field, so that
+    /// the one it is made from never has its address taken and stays in registers on
+    /// the paths that do not leave (the L2 hot path).
+    #[inline(always)]
+    pub fn hand_on(self) -> Self {
+        Frame {
+            ctx: self.ctx,
+            port: self.port,
+            buf: self.buf,
+            len: self.len,
+            src_mac: self.src_mac,
+            dst_mac: self.dst_mac,
+            t: self.t,
+        }
+    }
     /// The frame's bytes.
-    #[inline]
+    #[inline(always)]
     pub fn bytes(&self) -> &[u8] {
-        &self.buf[..self.len]
+        &self.buf[..*self.len]
     }
     /// The Ethernet header.
-    #[inline]
+    #[inline(always)]
     pub fn eth(&self) -> EthernetFrame<&[u8]> {
         EthernetFrame::new_unchecked(self.bytes())
     }
-    /// The Ethernet header, to rewrite.
-    #[inline]
+    /// The Ethernet header, to rewrite (a view of the whole buffer, which saves a
+    /// bounds check: only the header's setters are used on it).
+    #[inline(always)]
     pub fn eth_mut(&mut self) -> EthernetFrame<&mut [u8]> {
-        EthernetFrame::new_unchecked(&mut self.buf[..self.len])
+        EthernetFrame::new_unchecked(&mut *self.buf)
     }
     /// The IPv4 packet (only after the classifier found one).
-    #[inline]
+    #[inline(always)]
     pub fn ipv4(&self) -> Ipv4Packet<&[u8]> {
-        Ipv4Packet::new_unchecked(&self.buf[ETHERNET_HEADER_LEN..self.len])
+        Ipv4Packet::new_unchecked(&self.buf[ETHERNET_HEADER_LEN..*self.len])
     }
     /// The IPv4 packet's bytes, to rewrite (only after the classifier found one).
-    #[inline]
+    #[inline(always)]
     pub fn ipv4_bytes_mut(&mut self) -> &mut [u8] {
-        &mut self.buf[ETHERNET_HEADER_LEN..self.len]
+        &mut self.buf[ETHERNET_HEADER_LEN..*self.len]
     }
 }
 
@@ -253,22 +273,20 @@ impl Snapshot {
                 "port id {in_port} is not configured"
             )
         };
-        let mut f = Frame {
+        let f = Frame {
             ctx: *ctx,
             port,
             buf,
-            len: flen,
+            len,
             src_mac: c.src,
             dst_mac: c.dst,
             t,
         };
-        let v = if port.is_uplink {
-            self.uplink_ingress(&mut f, c.l3)
+        if port.is_uplink {
+            self.uplink_ingress(f.hand_on(), c.l3)
         } else {
-            self.ingress(&mut f, c.l3)
-        };
-        *len = f.len;
-        v
+            self.ingress(f, c.l3)
+        }
     }
 
     /// Traces one frame: a dry run of [`Self::process`] (no learned state, budget or
@@ -339,7 +357,7 @@ impl Snapshot {
 /// ([`Tracer::DRY_RUN`]) changes nothing and is granted every budget.
 impl Snapshot {
     /// Spends `n` tokens of the ingress port's `budget` (see [`Snapshot::take_n`]).
-    #[inline]
+    #[inline(always)]
     fn spend<T: Tracer>(&self, f: &Frame<'_, T>, budget: Budget, n: u32) -> bool {
         T::DRY_RUN || self.take_n(f.port.id, budget, f.ctx.now_ns, n)
     }

@@ -84,16 +84,16 @@ impl Snapshot {
 
     /// SPEC 7.1: a frame received on the uplink. Only ARP (answered for EIPs; the next
     /// hop's is learned) and IPv4 to an EIP at the uplink's MAC get in.
-    pub(super) fn uplink_ingress<T: Tracer>(&self, f: &mut Frame<'_, T>, l3: L3) -> Verdict {
+    pub(super) fn uplink_ingress<T: Tracer>(&self, mut f: Frame<'_, T>, l3: L3) -> Verdict {
         let Some(u) = &self.uplink else {
             drop_with!(f.t, Uplink, DropReason::UnknownPort, "no uplink configured")
         };
         step!(f.t, Ingress, "uplink {} (SPEC 7.1)", f.port.name);
         if let L3::Arp(a) = l3 {
-            return self.uplink_arp(f, u, a);
+            return self.uplink_arp(&mut f, u, a);
         }
         match V4::of(l3) {
-            Some(v4) => self.uplink_ipv4(f, u, v4),
+            Some(v4) => self.uplink_ipv4(&mut f, u, v4),
             None => self.not_switched(f, l3),
         }
     }
