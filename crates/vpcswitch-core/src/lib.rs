@@ -33,7 +33,7 @@ pub use snapshot::{
     Budget, Host, PortEntry, RouteTarget, Snapshot, SubnetEntry, UplinkEntry, VipCell, VipEntry,
     VpcEntry, NO_OWNER,
 };
-pub use trace::{NoTrace, Trace, Tracer};
+pub use trace::{NoTrace, Stage, Trace, Tracer};
 
 /// A port's index, stable across reloads while the port's name stays.
 pub type PortId = u32;

@@ -782,3 +782,21 @@ fn spec2_1_hostile_shapes_zero_one_byte_double_tag_options_fragments_jumbo() {
     short[16..18].copy_from_slice(&2000u16.to_be_bytes());
     assert_eq!(run(&s, "p1", &short).v, dropped(DropReason::BadIpTotalLen));
 }
+
+#[test]
+fn spec6_1_trace_takes_the_fast_path_to_a_primary_fixed_ip() {
+    let s = topo();
+    let p1 = s.port_id("p1").unwrap();
+    // to p2's primary fixed IP: the fast path, traced with what it decides
+    let t = s.trace(0, p1, &udp(P1, mac(P2), "10.0.1.11", "10.0.1.12"));
+    assert_eq!(t.verdict, to(&s, "p2"));
+    let text = t.trace.to_string();
+    assert!(text.contains("primary fixed IP of p2"), "{text}");
+    assert!(text.contains("forward to port p2"), "{text}");
+    // to p3's second fixed IP: the long way, through the destination check
+    let t = s.trace(0, p1, &udp(P1, mac(P3), "10.0.1.11", "10.0.1.23"));
+    assert_eq!(t.verdict, to(&s, "p3"));
+    let text = t.trace.to_string();
+    assert!(text.contains("10.0.1.23 delivered to p3"), "{text}");
+    assert!(!text.contains("primary fixed IP"), "{text}");
+}

@@ -44,6 +44,13 @@ impl<T: AsRef<[u8]>> EthernetFrame<T> {
         }
         Ok(EthernetFrame { buf })
     }
+    /// Wraps bytes already known to hold a whole Ethernet header (a frame that passed
+    /// [`EthernetFrame::new_checked`] or [`crate::classify`]). Accessors may panic on a
+    /// shorter buffer.
+    #[inline]
+    pub fn new_unchecked(buf: T) -> Self {
+        EthernetFrame { buf }
+    }
     /// Destination MAC.
     #[inline]
     pub fn dst(&self) -> MacAddr {

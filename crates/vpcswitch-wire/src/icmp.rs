@@ -21,6 +21,18 @@ pub const CODE_TTL_EXCEEDED: u8 = 0;
 /// TTL of packets the switch originates.
 pub const ORIGIN_TTL: u8 = 64;
 
+/// True when the checked IPv4 packet `ip` carries an ICMP error message: any ICMP type
+/// but the queries and their replies (echo, timestamp). The switch never answers one
+/// with an error of its own (RFC 1812 4.3.2.7). A packet too short for an ICMP type is
+/// not one.
+pub fn is_error(ip: &Ipv4Packet<&[u8]>) -> bool {
+    ip.protocol() == IpProtocol::ICMP
+        && ip
+            .payload()
+            .first()
+            .is_some_and(|&ty| !matches!(ty, 0 | 8 | 13 | 14))
+}
+
 /// True when the IPv4 packet in `frame` (already checked) is an ICMP echo request with a
 /// valid ICMP checksum.
 pub fn is_echo_request(frame: &[u8]) -> bool {
@@ -167,6 +179,18 @@ mod tests {
         assert!(icmp.verify_checksum());
         assert_eq!(icmp.echo_ident(), 0x1234);
         assert!(!is_echo_request(&f));
+    }
+
+    #[test]
+    fn errors_are_told_from_queries() {
+        let f = echo_frame(64);
+        let ip = Ipv4Packet::new_checked(&f[14..]).unwrap();
+        assert!(!is_error(&ip), "an echo request is a query");
+        let mut buf = vec![0u8; 256];
+        buf[..f.len()].copy_from_slice(&f);
+        let n = error_in_place(&mut buf, f.len(), MacAddr::ZERO, Ipv4Addr::LOCALHOST, 11, 0);
+        let ip = Ipv4Packet::new_checked(&buf[14..n]).unwrap();
+        assert!(is_error(&ip), "time exceeded is an error");
     }
 
     #[test]

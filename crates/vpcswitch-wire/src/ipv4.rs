@@ -112,6 +112,13 @@ impl<T: AsRef<[u8]>> Ipv4Packet<T> {
         let b = &self.b()[field::FLG_OFF];
         u16::from_be_bytes([b[0], b[1]]) & 0x3fff != 0
     }
+    /// The fragment offset in bytes (0 for an unfragmented packet and a first
+    /// fragment).
+    #[inline]
+    pub fn frag_offset(&self) -> usize {
+        let b = &self.b()[field::FLG_OFF];
+        usize::from(u16::from_be_bytes([b[0], b[1]]) & 0x1fff) * 8
+    }
     /// The header bytes.
     pub fn header(&self) -> &[u8] {
         &self.b()[..self.header_len()]
@@ -236,7 +243,14 @@ mod tests {
         assert_eq!(p.dst(), Ipv4Addr::new(10, 0, 2, 9));
         assert!(p.verify_checksum());
         assert!(!p.is_fragment());
+        assert_eq!(p.frag_offset(), 0);
         assert_eq!(p.payload().len(), 8);
+        // MF set, offset 185 × 8 bytes: DF is not part of the offset
+        let mut f = v.clone();
+        f[6..8].copy_from_slice(&(0x6000u16 | 185).to_be_bytes());
+        let p = Ipv4Packet::new_unchecked(&f[..]);
+        assert!(p.is_fragment());
+        assert_eq!(p.frag_offset(), 1480);
     }
 
     #[test]

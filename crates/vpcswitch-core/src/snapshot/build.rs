@@ -1,0 +1,313 @@
+//! Build, validate, freeze (OPTE's `PortBuilder`): [`Snapshot::compile`] as small named
+//! steps over a validated configuration whose names are resolved once ([`Names`]).
+
+use hashbrown::HashMap;
+use vpcswitch_model::{Config, ConfigErrors, Ipv4Cidr, Peering, RouteTarget as CfgTarget};
+
+use super::learned::Learned;
+use super::{
+    host_key, Host, PortEntry, RouteTarget, Snapshot, SubnetEntry, UplinkEntry, VipEntry, VpcEntry,
+};
+use crate::{FlatMap, Lpm, PortId, SubnetId, VipId, VpcId};
+
+impl Snapshot {
+    /// Validates `cfg` and compiles it. With `prev` (the running snapshot), port ids
+    /// are kept by name and learned VIP owners are carried over where the owner is
+    /// still bound (SPEC 3.2); the generation is `prev.generation + 1`.
+    pub fn compile(cfg: &Config, prev: Option<&Snapshot>) -> Result<Snapshot, ConfigErrors> {
+        cfg.validate()?;
+        let names = Names::new(cfg, prev);
+        let nports = names.port_slots();
+        let mut subnets = names.subnets();
+        let vips = names.vips();
+        let ports = names.ports(&mut subnets, &vips, nports);
+        let vpcs = names.route_tables(&subnets);
+        let eips = names.eips(&subnets);
+        let uplink = names.uplink(ports.uplink, &eips.0);
+        let mut hosts = host_addresses(&subnets, &vips);
+        hosts.extend(ports.hosts);
+        Ok(Snapshot {
+            generation: prev.map_or(1, |p| p.generation + 1),
+            config: cfg.clone(),
+            gateway_mac: cfg.switch.gateway_mac,
+            learned: Learned::new(cfg, prev, &vips, nports),
+            vpc_cidrs: vpc_cidrs(cfg),
+            ports: ports.ports,
+            subnets,
+            vpcs,
+            vips,
+            uplink,
+            eip_in: FlatMap::new(eips.0),
+            eip_out: FlatMap::new(eips.1),
+            port_by_name: names.ports,
+            mac_table: FlatMap::new(ports.macs),
+            hosts: FlatMap::new(hosts),
+        })
+    }
+}
+
+/// The names of a validated configuration resolved to ids: what every step looks up.
+struct Names<'c> {
+    cfg: &'c Config,
+    /// stable port ids: kept by name from the previous snapshot, new names take the
+    /// lowest free id
+    ports: HashMap<String, PortId>,
+    vpcs: HashMap<&'c str, VpcId>,
+    subnets: HashMap<&'c str, SubnetId>,
+    peerings: HashMap<&'c str, &'c Peering>,
+}
+
+/// The port tables, made in one pass over the configured ports.
+struct Ports {
+    /// by id, holes where ids are free
+    ports: Vec<Option<PortEntry>>,
+    /// (MAC key, port): primary and allowed extra MACs
+    macs: Vec<(u64, PortId)>,
+    /// ((VPC, fixed IP) key, host)
+    hosts: Vec<(u64, Host)>,
+    /// the uplink's id
+    uplink: Option<PortId>,
+}
+
+/// EIPs both ways: (public, (VPC, private)) and ((VPC, private) key, public).
+type Eips = (Vec<(u64, (VpcId, u32))>, Vec<(u64, u32)>);
+
+impl<'c> Names<'c> {
+    fn new(cfg: &'c Config, prev: Option<&Snapshot>) -> Names<'c> {
+        Names {
+            cfg,
+            ports: port_ids(cfg, prev),
+            vpcs: index(cfg.vpcs.iter().map(|v| v.name.as_str())),
+            subnets: index(cfg.subnets.iter().map(|s| s.name.as_str())),
+            peerings: cfg.peerings.iter().map(|p| (p.name.as_str(), p)).collect(),
+        }
+    }
+
+    /// Number of port id slots (the largest id + 1).
+    fn port_slots(&self) -> usize {
+        self.ports
+            .values()
+            .map(|&i| i as usize + 1)
+            .max()
+            .unwrap_or(0)
+    }
+
+    /// Subnets by id, their flood lists still empty ([`Self::ports`] fills them).
+    fn subnets(&self) -> Vec<SubnetEntry> {
+        self.cfg
+            .subnets
+            .iter()
+            .map(|s| SubnetEntry {
+                name: s.name.clone(),
+                vpc: self.vpcs[s.vpc.as_str()],
+                cidr: Ipv4Cidr::new(s.cidr.network(), s.cidr.len()).unwrap_or(s.cidr),
+                gateway: u32::from(s.gateway_ip()),
+                ports: Box::new([]),
+            })
+            .collect()
+    }
+
+    fn vips(&self) -> Vec<VipEntry> {
+        self.cfg
+            .vips
+            .iter()
+            .map(|v| VipEntry {
+                name: v.name.clone(),
+                subnet: self.subnets[v.subnet.as_str()],
+                ip: u32::from(v.ip),
+                ports: v.ports.iter().map(|p| self.ports[p.as_str()]).collect(),
+            })
+            .collect()
+    }
+
+    /// Every port and the uplink; each subnet's flood list, in configuration order.
+    fn ports(&self, subnets: &mut [SubnetEntry], vips: &[VipEntry], nports: usize) -> Ports {
+        let mut ports: Vec<Option<PortEntry>> = vec![None; nports];
+        let mut flood: Vec<Vec<PortId>> = vec![Vec::new(); subnets.len()];
+        let (mut macs, mut hosts) = (Vec::new(), Vec::new());
+        for p in &self.cfg.ports {
+            let id = self.ports[p.name.as_str()];
+            let subnet = self.subnets[p.subnet.as_str()];
+            let vpc = subnets[subnet as usize].vpc;
+            let ips: Box<[u32]> = p.ips.iter().map(|&i| u32::from(i)).collect();
+            let bound: Vec<VipId> = (0..vips.len() as VipId)
+                .filter(|&v| vips[v as usize].ports.contains(&id))
+                .collect();
+            let mut allowed: Vec<u32> = ips.to_vec();
+            allowed.extend(bound.iter().map(|&v| vips[v as usize].ip));
+            hosts.extend(ips.iter().map(|ip| (host_key(vpc, *ip), Host::Port(id))));
+            macs.push((p.mac.key(), id));
+            macs.extend(p.allowed_macs.iter().map(|m| (m.key(), id)));
+            flood[subnet as usize].push(id);
+            ports[id as usize] = Some(PortEntry {
+                name: p.name.clone(),
+                id,
+                subnet,
+                vpc,
+                mac: p.mac,
+                allowed_macs: p.allowed_macs.clone().into_boxed_slice(),
+                ips,
+                allowed: allowed.into_boxed_slice(),
+                vips: bound.into_boxed_slice(),
+                src_dst_check: p.src_dst_check,
+                is_uplink: false,
+            });
+        }
+        let uplink = self.cfg.uplink.as_ref().map(|u| {
+            let id = self.ports[u.name.as_str()];
+            ports[id as usize] = Some(PortEntry {
+                name: u.name.clone(),
+                id,
+                subnet: u32::MAX,
+                vpc: u32::MAX,
+                mac: u.mac,
+                allowed_macs: Box::new([]),
+                ips: Box::new([]),
+                allowed: Box::new([]),
+                vips: Box::new([]),
+                src_dst_check: false,
+                is_uplink: true,
+            });
+            id
+        });
+        for (s, f) in subnets.iter_mut().zip(flood) {
+            s.ports = f.into_boxed_slice();
+        }
+        Ports {
+            ports,
+            macs,
+            hosts,
+            uplink,
+        }
+    }
+
+    /// Each VPC's route table: its routes, then its subnets' local routes.
+    fn route_tables(&self, subnets: &[SubnetEntry]) -> Vec<VpcEntry> {
+        self.cfg
+            .vpcs
+            .iter()
+            .enumerate()
+            .map(|(vi, v)| {
+                let mut entries: Vec<(Ipv4Cidr, RouteTarget)> = Vec::new();
+                for r in self.cfg.routes.iter().filter(|r| r.vpc == v.name) {
+                    entries.push((r.destination, self.route_target(&v.name, r.target())));
+                }
+                // local routes last so they win ties (validation refuses shadowing anyway)
+                for (si, s) in subnets.iter().enumerate() {
+                    if s.vpc == vi as VpcId {
+                        entries.push((s.cidr, RouteTarget::Local(si as SubnetId)));
+                    }
+                }
+                VpcEntry {
+                    name: v.name.clone(),
+                    routes: Lpm::new(entries),
+                }
+            })
+            .collect()
+    }
+
+    /// A route of VPC `vpc` to `t`, resolved (a peering to the other VPC).
+    fn route_target(&self, vpc: &str, t: Option<CfgTarget<'_>>) -> RouteTarget {
+        match t {
+            Some(CfgTarget::Peering(p)) => {
+                let pe = self.peerings[p];
+                let other = if pe.vpcs[0] == vpc {
+                    &pe.vpcs[1]
+                } else {
+                    &pe.vpcs[0]
+                };
+                RouteTarget::Peering(self.vpcs[other.as_str()])
+            }
+            Some(CfgTarget::Port(p)) => RouteTarget::Port(self.ports[p]),
+            Some(CfgTarget::Uplink) | None => RouteTarget::Uplink,
+        }
+    }
+
+    /// SPEC 7: EIPs both ways; both resolve through the host table.
+    fn eips(&self, subnets: &[SubnetEntry]) -> Eips {
+        let (mut eip_in, mut eip_out) = (Vec::new(), Vec::new());
+        for x in self.cfg.all_eips() {
+            if let Some((subnet, private)) = self.cfg.eip_target(&x) {
+                let vpc = self
+                    .subnets
+                    .get(subnet)
+                    .map_or(0, |&s| subnets[s as usize].vpc);
+                let (public, private) = (u32::from(x.ip), u32::from(private));
+                eip_in.push((u64::from(public), (vpc, private)));
+                eip_out.push((host_key(vpc, private), public));
+            }
+        }
+        (eip_in, eip_out)
+    }
+
+    /// SPEC 7: the uplink, with port id `port`; its ARP sender is the lowest EIP.
+    fn uplink(&self, port: Option<PortId>, eip_in: &[(u64, (VpcId, u32))]) -> Option<UplinkEntry> {
+        let (u, port) = self.cfg.uplink.as_ref().zip(port)?;
+        Some(UplinkEntry {
+            port,
+            mac: u.mac,
+            next_hop: u32::from(u.next_hop),
+            arp_src: eip_in.iter().map(|&(k, _)| k as u32).min().unwrap_or(0),
+            static_next_hop: u.next_hop_mac.is_some(),
+        })
+    }
+}
+
+/// Stable port ids: kept by name from `prev`, new names take the lowest free id.
+fn port_ids(cfg: &Config, prev: Option<&Snapshot>) -> HashMap<String, PortId> {
+    let mut names: Vec<&str> = cfg.ports.iter().map(|p| p.name.as_str()).collect();
+    if let Some(u) = &cfg.uplink {
+        names.push(u.name.as_str());
+    }
+    let mut ids: HashMap<String, PortId> = HashMap::new();
+    let mut used = vec![false; names.len() + prev.map_or(0, |p| p.ports.len())];
+    if let Some(p) = prev {
+        for n in &names {
+            if let Some(&id) = p.port_by_name.get(*n) {
+                ids.insert(n.to_string(), id);
+                used[id as usize] = true;
+            }
+        }
+    }
+    let mut next = 0usize;
+    for n in &names {
+        if !ids.contains_key(*n) {
+            while used[next] {
+                next += 1;
+            }
+            used[next] = true;
+            ids.insert(n.to_string(), next as PortId);
+        }
+    }
+    ids
+}
+
+/// Names to their position.
+fn index<'c>(names: impl Iterator<Item = &'c str>) -> HashMap<&'c str, u32> {
+    names.enumerate().map(|(i, n)| (n, i as u32)).collect()
+}
+
+/// The host table's gateways and VIPs (the ports' fixed IPs follow).
+fn host_addresses(subnets: &[SubnetEntry], vips: &[VipEntry]) -> Vec<(u64, Host)> {
+    let gateways = subnets
+        .iter()
+        .enumerate()
+        .map(|(s, sub)| (host_key(sub.vpc, sub.gateway), Host::Gateway(s as SubnetId)));
+    let vips = vips.iter().enumerate().map(|(vi, v)| {
+        (
+            host_key(subnets[v.subnet as usize].vpc, v.ip),
+            Host::Vip(vi as VipId),
+        )
+    });
+    gateways.chain(vips).collect()
+}
+
+/// Every VPC CIDR → its VPC (SPEC 7.3, 7.4: private addresses on the uplink).
+fn vpc_cidrs(cfg: &Config) -> Lpm<VpcId> {
+    Lpm::new(
+        cfg.vpcs
+            .iter()
+            .enumerate()
+            .flat_map(|(i, v)| v.cidrs.iter().map(move |c| (*c, i as VpcId))),
+    )
+}

@@ -1,0 +1,248 @@
+//! The compiled, immutable form of a configuration, and the learned state beside it.
+//!
+//! Build, validate, freeze (OPTE's `PortBuilder`): [`Snapshot::compile`] validates,
+//! resolves every name to an index and builds hash tables keyed by MAC and by
+//! (VPC, IP). The runtime publishes it RCU-style; a worker uses one snapshot for a whole
+//! burst, so every packet sees exactly one configuration (SPEC 8.1).
+//!
+//! - this file: the compiled tables and their lookups;
+//! - `build`: [`Snapshot::compile`], as small named steps;
+//! - `learned`: the learned state beside the tables (VIP owners, the next hop's MAC,
+//!   budgets), shared by every worker through atomics.
+
+use std::net::Ipv4Addr;
+
+use hashbrown::HashMap;
+use vpcswitch_model::{Config, Ipv4Cidr, MacAddr};
+use vpcswitch_wire::MacKey;
+
+use crate::{FlatMap, Lpm, PortId, SubnetId, VipId, VpcId};
+
+mod build;
+mod learned;
+
+use learned::Learned;
+pub use learned::{Budget, VipCell, NO_OWNER};
+
+/// One port (an ECS vNIC, or the uplink).
+#[derive(Debug, Clone)]
+pub struct PortEntry {
+    /// name from the configuration
+    pub name: String,
+    /// stable id
+    pub id: PortId,
+    /// its subnet (the uplink has none: `u32::MAX`)
+    pub subnet: SubnetId,
+    /// its VPC
+    pub vpc: VpcId,
+    /// primary MAC
+    pub mac: MacAddr,
+    /// extra source MACs it may use (SPEC 2.2)
+    pub allowed_macs: Box<[MacAddr]>,
+    /// fixed IPs, host order, primary first
+    pub ips: Box<[u32]>,
+    /// the allowed set of SPEC 2.3: fixed IPs then bound VIPs' IPs
+    pub allowed: Box<[u32]>,
+    /// VIPs bound to it
+    pub vips: Box<[VipId]>,
+    /// SPEC 2.3 / 6.1
+    pub src_dst_check: bool,
+    /// true for the uplink port
+    pub is_uplink: bool,
+}
+
+impl PortEntry {
+    /// SPEC 2.2: may the port send from `mac`?
+    #[inline]
+    pub fn owns_mac(&self, mac: MacKey) -> bool {
+        mac == self.mac || self.allowed_macs.iter().any(|m| mac == *m)
+    }
+    /// SPEC 2.3: is `ip` in the allowed set?
+    #[inline]
+    pub fn allows_ip(&self, ip: u32) -> bool {
+        // a handful of addresses: a plain scan, no vector prologue
+        for &a in self.allowed.iter() {
+            if a == ip {
+                return true;
+            }
+        }
+        false
+    }
+}
+
+/// One subnet.
+#[derive(Debug, Clone)]
+pub struct SubnetEntry {
+    /// name
+    pub name: String,
+    /// its VPC
+    pub vpc: VpcId,
+    /// its prefix
+    pub cidr: Ipv4Cidr,
+    /// gateway address, host order
+    pub gateway: u32,
+    /// ports in the subnet, in configuration order (flood list)
+    pub ports: Box<[PortId]>,
+}
+
+/// What a route points at, resolved.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RouteTarget {
+    /// a subnet of this VPC (the implicit local route)
+    Local(SubnetId),
+    /// continue in the peer VPC, among its local subnets only (SPEC 5.3)
+    Peering(VpcId),
+    /// a next-hop port (SPEC 5.4)
+    Port(PortId),
+    /// the uplink (SPEC 7)
+    Uplink,
+}
+
+/// One VPC.
+#[derive(Debug, Clone)]
+pub struct VpcEntry {
+    /// name
+    pub name: String,
+    /// its route table, local routes included
+    pub routes: Lpm<RouteTarget>,
+}
+
+/// One VIP.
+#[derive(Debug, Clone)]
+pub struct VipEntry {
+    /// name
+    pub name: String,
+    /// its subnet
+    pub subnet: SubnetId,
+    /// address, host order
+    pub ip: u32,
+    /// bound ports
+    pub ports: Box<[PortId]>,
+}
+
+/// A local address of a VPC.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Host {
+    /// a port's fixed IP
+    Port(PortId),
+    /// a VIP
+    Vip(VipId),
+    /// a subnet's gateway address
+    Gateway(SubnetId),
+}
+
+/// The uplink (SPEC 7), compiled.
+#[derive(Debug, Clone)]
+pub struct UplinkEntry {
+    /// its port id
+    pub port: PortId,
+    /// its MAC (the answer to ARP for an EIP, the source of outbound frames)
+    pub mac: MacAddr,
+    /// the outside next hop, host order
+    pub next_hop: u32,
+    /// sender IP of the switch's ARP requests for the next hop: the lowest EIP (an
+    /// address of the outside network the switch answers for), 0 without EIPs
+    pub arp_src: u32,
+    /// the next hop's MAC is configured, not learned
+    pub static_next_hop: bool,
+}
+
+/// A compiled configuration. See the module docs.
+#[derive(Debug)]
+pub struct Snapshot {
+    /// Increases by one per successful reload.
+    pub generation: u64,
+    /// The configuration it was compiled from.
+    pub config: Config,
+    /// The gateway MAC of every subnet.
+    pub gateway_mac: MacAddr,
+    /// Ports by id (holes where ids are free).
+    pub ports: Vec<Option<PortEntry>>,
+    /// Subnets by id.
+    pub subnets: Vec<SubnetEntry>,
+    /// VPCs by id.
+    pub vpcs: Vec<VpcEntry>,
+    /// VIPs by id.
+    pub vips: Vec<VipEntry>,
+    /// The uplink, if configured.
+    pub uplink: Option<UplinkEntry>,
+    /// EIP (public, host order) → (VPC, private address)
+    eip_in: FlatMap<(VpcId, u32)>,
+    /// (VPC, private address) → EIP
+    eip_out: FlatMap<u32>,
+    /// VIP owners, the next hop's MAC, budgets
+    learned: Learned,
+    /// every VPC CIDR → its VPC (SPEC 7.3, 7.4: private addresses on the uplink)
+    vpc_cidrs: Lpm<VpcId>,
+    port_by_name: HashMap<String, PortId>,
+    /// keyed by [`MacAddr::key`]
+    mac_table: FlatMap<PortId>,
+    hosts: FlatMap<Host>,
+}
+
+#[inline]
+fn host_key(vpc: VpcId, ip: u32) -> u64 {
+    (u64::from(vpc) << 32) | u64::from(ip)
+}
+
+impl Snapshot {
+    /// The VPC whose CIDRs hold `ip` (SPEC 7.3, 7.4: such an address is private and
+    /// never seen on, or sent to, the outside network).
+    #[inline]
+    pub fn vpc_of_addr(&self, ip: u32) -> Option<VpcId> {
+        self.vpc_cidrs.lookup(ip)
+    }
+
+    /// SPEC 7.1: the (VPC, private address) behind EIP `public`.
+    #[inline]
+    pub fn eip_target(&self, public: u32) -> Option<(VpcId, u32)> {
+        self.eip_in.get(u64::from(public))
+    }
+
+    /// SPEC 7.2: the EIP of private address `ip` in VPC `vpc`.
+    #[inline]
+    pub fn eip_of(&self, vpc: VpcId, ip: u32) -> Option<u32> {
+        self.eip_out.get(host_key(vpc, ip))
+    }
+
+    /// The port with id `id`.
+    #[inline]
+    pub fn port(&self, id: PortId) -> Option<&PortEntry> {
+        self.ports.get(id as usize).and_then(Option::as_ref)
+    }
+    /// The id of the port named `name`.
+    pub fn port_id(&self, name: &str) -> Option<PortId> {
+        self.port_by_name.get(name).copied()
+    }
+    /// Number of port id slots (the largest id + 1).
+    pub fn port_slots(&self) -> usize {
+        self.ports.len()
+    }
+    /// The port owning `mac` (primary or allowed extra MAC).
+    #[inline]
+    pub fn port_by_mac(&self, mac: MacKey) -> Option<PortId> {
+        self.mac_table.get(mac.0)
+    }
+    /// The local address `ip` of VPC `vpc`.
+    #[inline]
+    pub fn host(&self, vpc: VpcId, ip: u32) -> Option<Host> {
+        self.hosts.get(host_key(vpc, ip))
+    }
+    /// The VIP named `name`.
+    pub fn vip_id(&self, name: &str) -> Option<VipId> {
+        self.vips
+            .iter()
+            .position(|v| v.name == name)
+            .map(|i| i as VipId)
+    }
+    /// Owner of VIP `name` (by port name), for tests and `ctl`.
+    pub fn vip_owner_name(&self, name: &str) -> Option<&str> {
+        let v = self.vip_id(name)?;
+        let o = self.vip_cell(v).owner()?;
+        self.port(o).map(|p| p.name.as_str())
+    }
+    /// The gateway address of subnet `s`.
+    pub fn gateway_ip(&self, s: SubnetId) -> Ipv4Addr {
+        Ipv4Addr::from(self.subnets[s as usize].gateway)
+    }
+}
