@@ -70,7 +70,7 @@ pub struct XdpDesc {
     pub addr: u64,
     /// frame length
     pub len: u32,
-    /// `XDP_PKT_CONTD` etc. (unused: one frame per descriptor)
+    /// `XDP_PKT_CONTD`: the frame goes on in the next descriptor (multi-buffer)
     pub options: u32,
 }
 
@@ -324,6 +324,36 @@ pub fn kick_rx(fd: RawFd) -> io::Result<()> {
     }
 }
 
+/// `SO_BUSY_POLL` (the libc crate has it for some targets only)
+const SO_BUSY_POLL: libc::c_int = 46;
+/// `SO_PREFER_BUSY_POLL`
+const SO_PREFER_BUSY_POLL: libc::c_int = 69;
+/// `SO_BUSY_POLL_BUDGET`
+const SO_BUSY_POLL_BUDGET: libc::c_int = 70;
+
+/// Asks the kernel to busy-poll the device's queue when the socket is polled or
+/// kicked: `usecs` µs of busy polling per call, preferring it to interrupts
+/// (`SO_PREFER_BUSY_POLL`), `budget` frames per poll. Helps NAPI drivers of real NICs;
+/// see docs/architecture.md for what it did on veth.
+pub fn busy_poll(fd: RawFd, usecs: u32, budget: u32) -> io::Result<()> {
+    let opt = |name: libc::c_int, v: libc::c_int| {
+        // SAFETY: `v` is a live c_int for the whole call and its size is passed.
+        cvt(unsafe {
+            libc::setsockopt(
+                fd,
+                libc::SOL_SOCKET,
+                name,
+                (&v as *const libc::c_int).cast(),
+                std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+            )
+        })
+        .map(drop)
+    };
+    opt(SO_PREFER_BUSY_POLL, 1)?;
+    opt(SO_BUSY_POLL, usecs as libc::c_int)?;
+    opt(SO_BUSY_POLL_BUDGET, budget as libc::c_int)
+}
+
 /// The socket's drop counters (`XDP_STATISTICS`).
 pub fn statistics(fd: RawFd) -> io::Result<libc::xdp_statistics> {
     let mut s = libc::xdp_statistics {
@@ -459,11 +489,18 @@ struct ProgLoad {
     expected_attach_type: u32,
 }
 
-/// Loads an XDP program. On failure the verifier's log is in `log` (NUL-terminated).
+/// `BPF_F_XDP_HAS_FRAGS`: the program handles frames in several buffers (multi-buffer
+/// XDP, Linux 5.18+); needed to receive frames longer than a page, and a veth with such a
+/// program lets its peer's MTU go past a page.
+pub const BPF_F_XDP_HAS_FRAGS: u32 = 1 << 5;
+
+/// Loads an XDP program (`prog_flags`: 0 or [`BPF_F_XDP_HAS_FRAGS`]). On failure the
+/// verifier's log is in `log` (NUL-terminated).
 pub fn prog_load_xdp(
     insns: &[Insn],
     license: &CStr,
     name: &str,
+    prog_flags: u32,
     log: &mut [u8],
 ) -> io::Result<OwnedFd> {
     let mut a = ProgLoad {
@@ -479,7 +516,7 @@ pub fn prog_load_xdp(
             log.as_mut_ptr() as u64
         },
         kern_version: 0,
-        prog_flags: 0,
+        prog_flags,
         prog_name: obj_name(name),
         prog_ifindex: 0,
         expected_attach_type: BPF_XDP,
