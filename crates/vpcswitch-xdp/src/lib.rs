@@ -372,7 +372,7 @@ impl Backend for XdpBackend {
             })
             .collect();
         self.attached = Some(format!(
-            "{} {}{} max-frame {max_frame} q{}{}",
+            "{} {}{} q{}{}",
             if native { "native" } else { "skb" },
             if zerocopy { "zerocopy" } else { "copy" },
             if sg { " multi-buffer" } else { "" },
@@ -806,10 +806,14 @@ impl Xsk {
         max: usize,
     ) -> Received {
         let avail = self.rx.producer().wrapping_sub(self.rx_cons);
-        let take = avail.min(max as u32);
         let mut r = Received::default();
-        for k in 0..take {
-            let d = self.rx.read(self.rx_cons.wrapping_add(k));
+        // up to `max` frames, however many descriptors they take (a burst of 32 jumbo
+        // frames is 160 descriptors: reading only 32 let the rings fill and the kernel
+        // drop)
+        let mut take = 0;
+        while take < avail && r.frames < max {
+            let d = self.rx.read(self.rx_cons.wrapping_add(take));
+            take += 1;
             let contd = d.options & libc::XDP_PKT_CONTD != 0;
             let slot = umem.index_of(d.addr).and_then(|i| self.lent.get_mut(i));
             let Some(mut b) = slot.and_then(Option::take) else {
@@ -1088,6 +1092,97 @@ mod tests {
         assert_eq!(p[1].regs, 0x11, "dst r1, src BPF_PSEUDO_MAP_FD");
         assert_eq!(p[5].code, 0x95);
         assert_eq!(std::mem::size_of::<Insn>(), 8);
+    }
+
+    fn worker() -> vpcswitch_backend::QueuePools {
+        vpcswitch_backend::QueuePools {
+            small: vpcswitch_backend::Pool::new(64),
+            large: vpcswitch_backend::Pool::with_size(2, LARGE_BUF_SIZE),
+        }
+    }
+
+    /// A frame in several descriptors is put together whole, in order.
+    #[test]
+    fn a_chain_of_descriptors_becomes_one_frame() {
+        let pools = worker();
+        let mut bufs = pools.bufs();
+        let mut c = Chain::default();
+        let frame: Vec<u8> = (0..9014u32).map(|i| (i * 7 % 251) as u8).collect();
+        let pieces: Vec<&[u8]> = frame.chunks(BUF_SIZE).collect();
+        let last = pieces.len() - 1;
+        let mut got = None;
+        for (k, p) in pieces.iter().enumerate() {
+            match c.push(p, k < last, &mut bufs) {
+                Step::Nothing => assert!(k < last, "nothing at the last piece"),
+                Step::Frame(f) => got = Some(f),
+                Step::TooLong => panic!("9014 bytes fit"),
+            }
+        }
+        let f = got.expect("whole at the last piece");
+        assert_eq!(f.frame(), &frame[..]);
+        assert!(!c.is_open());
+    }
+
+    /// The hostile view: a chain of XDP_PKT_CONTD descriptors that never ends, or one
+    /// longer than MAX_FRAGS, is refused once (counted), holds no more than the one
+    /// large buffer while it lasts (each piece's buffer goes back at once), and the
+    /// frame after it is received normally.
+    #[test]
+    fn an_endless_or_too_long_chain_is_refused_once_and_holds_nothing() {
+        let pools = worker();
+        let mut bufs = pools.bufs();
+        let mut c = Chain::default();
+        let piece = [0xabu8; BUF_SIZE];
+        let mut refused = 0;
+        for k in 0..100_000 {
+            match c.push(&piece, true, &mut bufs) {
+                Step::Nothing => {}
+                Step::TooLong => {
+                    refused += 1;
+                    assert_eq!(k, MAX_FRAGS, "refused at the first piece too many");
+                }
+                Step::Frame(_) => panic!("a chain that has not ended is no frame"),
+            }
+            // the large buffer is back as soon as the chain is refused
+            let (_, large_held) = bufs.held();
+            let out = pools.large.size() - pools.large.available() - large_held;
+            assert!(out <= 1, "at most the one large buffer is out: {out}");
+        }
+        assert_eq!(refused, 1);
+        // its end: nothing handed over, and the chain is closed
+        assert!(matches!(c.push(&piece, false, &mut bufs), Step::Nothing));
+        assert!(!c.is_open());
+        let (_, large_held) = bufs.held();
+        assert_eq!(pools.large.available() + large_held, pools.large.size());
+        // exactly MAX_FRAGS full pieces: MAX_FRAME bytes, accepted
+        for k in 0..MAX_FRAGS {
+            let step = c.push(&piece, k + 1 < MAX_FRAGS, &mut bufs);
+            if k + 1 == MAX_FRAGS {
+                let Step::Frame(f) = step else {
+                    panic!("MAX_FRAME bytes in MAX_FRAGS pieces fit: {step:?}");
+                };
+                assert_eq!(f.len(), MAX_FRAME);
+            }
+        }
+    }
+
+    /// A descriptor the switch never lent, inside a chain: the chain is dropped (its
+    /// large buffer back) and skipped to its end; the next frame is whole.
+    #[test]
+    fn a_bad_descriptor_poisons_its_chain() {
+        let pools = worker();
+        let mut bufs = pools.bufs();
+        let mut c = Chain::default();
+        assert!(matches!(c.push(&[1; 100], true, &mut bufs), Step::Nothing));
+        c.poison(true, &mut bufs);
+        assert!(matches!(c.push(&[2; 100], false, &mut bufs), Step::Nothing));
+        assert!(!c.is_open());
+        assert!(matches!(c.push(&[3; 100], true, &mut bufs), Step::Nothing));
+        let Step::Frame(f) = c.push(&[4; 10], false, &mut bufs) else {
+            panic!("the next frame is received");
+        };
+        assert_eq!(f.len(), 110);
+        assert_eq!(&f.frame()[..100], &[3; 100][..]);
     }
 
     #[test]
