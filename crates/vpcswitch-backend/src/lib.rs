@@ -111,8 +111,10 @@ pub struct TxResult {
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
 pub struct RxDrops {
     /// frames longer than the port takes (an AF_XDP frame in more descriptors than
-    /// `vpcswitch_xdp::MAX_FRAGS`), or that found no buffer to be put together in
+    /// `vpcswitch_xdp::MAX_FRAGS`)
     pub too_long: u64,
+    /// frames that found no (large) buffer to be put together in
+    pub no_buffer: u64,
     /// descriptors the device handed back that are not a buffer it was lent, or that
     /// claim more bytes than the buffer has: never trusted
     pub malformed: u64,
@@ -122,7 +124,7 @@ impl RxDrops {
     /// True when nothing was refused.
     #[inline]
     pub fn is_empty(&self) -> bool {
-        self.too_long == 0 && self.malformed == 0
+        self.too_long == 0 && self.malformed == 0 && self.no_buffer == 0
     }
 }
 

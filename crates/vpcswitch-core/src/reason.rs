@@ -107,7 +107,8 @@ reasons! {
     PortDown = "port_down",
     /// Runtime: the destination's transmit queue was full.
     TxFull = "tx_full",
-    /// Runtime: no free buffer for a flood copy.
+    /// Runtime: no free buffer for a flood copy, or (AF_XDP) no large buffer to put a
+    /// multi-buffer frame together in.
     NoBuffer = "no_buffer",
     /// Runtime: the backend reported an error on transmit.
     TxError = "tx_error",
@@ -129,8 +130,8 @@ reasons! {
     /// frame into (`vpcswitch_wire::offload::MAX_GSO_SEGMENTS`).
     GsoTooManySegments = "gso_too_many_segments",
     /// Runtime: a device refused a received frame as longer than the port takes (an
-    /// AF_XDP frame in more than `vpcswitch_xdp::MAX_FRAGS` descriptors, 32 KiB), or
-    /// found no large buffer to put a multi-buffer frame together in. Never truncated.
+    /// AF_XDP frame in more than `vpcswitch_xdp::MAX_FRAGS` descriptors, 32 KiB).
+    /// Never truncated.
     FrameTooLong = "frame_too_long",
     /// Runtime: a device handed back a descriptor that is not a buffer the switch lent
     /// it, or that claims more bytes than the buffer has (never trusted).

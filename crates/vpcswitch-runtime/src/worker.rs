@@ -33,9 +33,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use vpcswitch_backend::sys::Epoll;
-use vpcswitch_backend::{
-    Offload, PacketBuf, PortQueue, Waker, WorkerBufs, BUF_SIZE, MAX_BURST,
-};
+use vpcswitch_backend::{Offload, PacketBuf, PortQueue, Waker, WorkerBufs, BUF_SIZE, MAX_BURST};
 use vpcswitch_core::{Ctx, DropReason, NoTrace, Out, PortId, Snapshot, Verdict};
 
 use crate::observe::{Direction, DROP_SAMPLES_PER_SEC};
@@ -528,12 +526,15 @@ impl Worker {
     /// reason).
     #[cold]
     fn count_refused(c: &WorkerCounters, pid: PortId, d: vpcswitch_backend::RxDrops) {
-        bump(&c.dropped, d.too_long + d.malformed);
+        bump(&c.dropped, d.too_long + d.malformed + d.no_buffer);
         if d.too_long > 0 {
             c.drop_on(pid, DropReason::FrameTooLong, d.too_long);
         }
         if d.malformed > 0 {
             c.drop_on(pid, DropReason::RxMalformed, d.malformed);
+        }
+        if d.no_buffer > 0 {
+            c.drop_on(pid, DropReason::NoBuffer, d.no_buffer);
         }
     }
 

@@ -461,9 +461,11 @@ enum Step {
     Nothing,
     /// the frame is whole
     Frame(PacketBuf),
-    /// the frame is refused: too long, or no large buffer to put it together in; the
-    /// rest of its descriptors are skipped
+    /// the frame is refused as too long; the rest of its descriptors are skipped
     TooLong,
+    /// no large buffer to put the frame together in; the rest of its descriptors are
+    /// skipped
+    NoBuffer,
 }
 
 /// A frame arriving in several descriptors (`XDP_PKT_CONTD` on all but its last), put
@@ -503,6 +505,7 @@ impl Chain {
                             bufs.free(b);
                         }
                         self.skip = true;
+                        step = Step::NoBuffer;
                     }
                 }
             }
@@ -517,7 +520,9 @@ impl Chain {
                 }
             }
             if self.skip {
-                step = Step::TooLong;
+                if matches!(step, Step::Nothing) {
+                    step = Step::TooLong;
+                }
                 if let Some(b) = self.buf.take() {
                     bufs.free(b);
                 }
@@ -556,8 +561,10 @@ struct Received {
     frames: usize,
     /// multi-buffer frames among them
     reassembled: u64,
-    /// frames refused for their length (or no large buffer)
+    /// frames refused for their length
     too_long: u64,
+    /// frames that found no large buffer
+    no_buffer: u64,
     /// descriptors never trusted
     malformed: u64,
 }
@@ -588,7 +595,6 @@ impl UmemOf {
         rel.is_multiple_of(self.stride).then_some(rel / self.stride)
     }
 }
-
 
 /// One worker's share of the interface: the sockets of the receive queues it serves
 /// (queue `first + i`, `first + i + workers`, ...). It receives from all of them and
@@ -851,6 +857,7 @@ impl Xsk {
                     r.reassembled += 1;
                 }
                 Step::TooLong => r.too_long += 1,
+                Step::NoBuffer => r.no_buffer += 1,
             }
         }
         if take > 0 {
@@ -946,6 +953,7 @@ impl PortQueue for XskQueue {
                 let got = s.receive(&self.umem, bufs, out, max - n);
                 self.drops.too_long += got.too_long;
                 self.drops.malformed += got.malformed;
+                self.drops.no_buffer += got.no_buffer;
                 if got.reassembled > 0 {
                     self.reassembled
                         .fetch_add(got.reassembled, Ordering::Relaxed);
@@ -1115,7 +1123,7 @@ mod tests {
             match c.push(p, k < last, &mut bufs) {
                 Step::Nothing => assert!(k < last, "nothing at the last piece"),
                 Step::Frame(f) => got = Some(f),
-                Step::TooLong => panic!("9014 bytes fit"),
+                Step::TooLong | Step::NoBuffer => panic!("9014 bytes fit"),
             }
         }
         let f = got.expect("whole at the last piece");
@@ -1141,7 +1149,7 @@ mod tests {
                     refused += 1;
                     assert_eq!(k, MAX_FRAGS, "refused at the first piece too many");
                 }
-                Step::Frame(_) => panic!("a chain that has not ended is no frame"),
+                Step::Frame(_) | Step::NoBuffer => panic!("not a frame, a large buffer is free"),
             }
             // the large buffer is back as soon as the chain is refused
             let (_, large_held) = bufs.held();
