@@ -1058,8 +1058,19 @@ impl PortQueue for XskQueue {
             let s = &mut self.socks[0];
             s.tx_prod = s.tx_prod.wrapping_add(queued);
             s.tx.set_producer(s.tx_prod);
-            if s.tx.needs_wakeup() && !s.kick() {
-                self.down = true;
+            // Only when the kernel asks (`XDP_USE_NEED_WAKEUP`; a zero-copy driver
+            // that is polling does not). Copy mode sends at most 32 descriptors a kick
+            // (the kernel's TX_BATCH_SIZE): a burst of long frames (five descriptors
+            // each at MTU 9000) needs several, or it waits for the next poll. Bounded;
+            // a single-buffer burst of up to 32 frames takes one kick, as before.
+            for _ in 0..=queued / 32 {
+                if !s.tx.needs_wakeup() || s.tx.consumer() == s.tx_prod {
+                    break;
+                }
+                if !s.kick() {
+                    self.down = true;
+                    break;
+                }
             }
         }
         r
