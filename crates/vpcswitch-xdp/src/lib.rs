@@ -152,8 +152,6 @@ pub struct XdpBackend {
     ifname: String,
     queue: u32,
     mode: XdpMode,
-    /// kernel busy polling on its sockets (`SO_BUSY_POLL` µs), 0: off
-    busy_poll_us: u32,
     /// what was attached, once opened
     attached: Option<String>,
     /// frames its queues had to copy into a UMEM buffer before sending
@@ -172,7 +170,6 @@ impl XdpBackend {
             ifname: ifname.to_string(),
             queue,
             mode,
-            busy_poll_us: 0,
             attached: None,
             copies: Arc::default(),
             reassembled: Arc::default(),
@@ -180,13 +177,6 @@ impl XdpBackend {
         }
     }
 
-    /// Sets kernel busy polling on the port's sockets (`SO_BUSY_POLL`, with
-    /// `SO_PREFER_BUSY_POLL` and a budget of 64), in µs per poll; 0 (the default) leaves
-    /// it off. Measured on veth, where it changed nothing (docs/architecture.md).
-    pub fn with_busy_poll(mut self, usecs: u32) -> XdpBackend {
-        self.busy_poll_us = usecs;
-        self
-    }
 
     /// Frames sent through this port that had to be copied into the worker's pool
     /// first (they came from a heap buffer, a large buffer or another worker's pool).
@@ -333,11 +323,6 @@ impl Backend for XdpBackend {
                     .map_err(io_err(format!(
                         "open the AF_XDP socket for {ifname} queue {q}"
                     )))?;
-                if self.busy_poll_us > 0 {
-                    sys::busy_poll(x.fd.as_raw_fd(), self.busy_poll_us, 64).map_err(io_err(
-                        format!("set SO_BUSY_POLL on the {ifname} queue {q} socket"),
-                    ))?;
-                }
                 zerocopy &= zc;
                 sg &= x_sg;
                 sys::xskmap_set(shared._map.as_raw_fd(), q, x.fd.as_raw_fd()).map_err(io_err(

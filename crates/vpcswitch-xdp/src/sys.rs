@@ -324,36 +324,6 @@ pub fn kick_rx(fd: RawFd) -> io::Result<()> {
     }
 }
 
-/// `SO_BUSY_POLL` (the libc crate has it for some targets only)
-const SO_BUSY_POLL: libc::c_int = 46;
-/// `SO_PREFER_BUSY_POLL`
-const SO_PREFER_BUSY_POLL: libc::c_int = 69;
-/// `SO_BUSY_POLL_BUDGET`
-const SO_BUSY_POLL_BUDGET: libc::c_int = 70;
-
-/// Asks the kernel to busy-poll the device's queue when the socket is polled or
-/// kicked: `usecs` µs of busy polling per call, preferring it to interrupts
-/// (`SO_PREFER_BUSY_POLL`), `budget` frames per poll. Helps NAPI drivers of real NICs;
-/// see docs/architecture.md for what it did on veth.
-pub fn busy_poll(fd: RawFd, usecs: u32, budget: u32) -> io::Result<()> {
-    let opt = |name: libc::c_int, v: libc::c_int| {
-        // SAFETY: `v` is a live c_int for the whole call and its size is passed.
-        cvt(unsafe {
-            libc::setsockopt(
-                fd,
-                libc::SOL_SOCKET,
-                name,
-                (&v as *const libc::c_int).cast(),
-                std::mem::size_of::<libc::c_int>() as libc::socklen_t,
-            )
-        })
-        .map(drop)
-    };
-    opt(SO_PREFER_BUSY_POLL, 1)?;
-    opt(SO_BUSY_POLL, usecs as libc::c_int)?;
-    opt(SO_BUSY_POLL_BUDGET, budget as libc::c_int)
-}
-
 /// The socket's drop counters (`XDP_STATISTICS`).
 pub fn statistics(fd: RawFd) -> io::Result<libc::xdp_statistics> {
     let mut s = libc::xdp_statistics {
