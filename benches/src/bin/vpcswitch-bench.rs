@@ -31,7 +31,7 @@
 //! openvswitch-switch, its own database and run directory under a temporary directory,
 //! no kernel module; skipped with a note when `ovs-vswitchd` is not installed). Guests
 //! keep their offloads on, except behind AF_XDP (no offload metadata) and OVS netdev
-//! (needs them off on veth), as the table says; guests behind AF_XDP use MTU 9000
+//! (needs them off on veth), as the table says; guests behind AF_XDP use MTU 32000
 //! (multi-buffer AF_XDP frames), as the table's "guest offloads" column says.
 //!
 //! Output: a table of medians and min–max per contender and metric, ratios against the
@@ -139,7 +139,7 @@ impl Contender {
 }
 
 /// The MTU of the guests behind vpcswitch's AF_XDP ports (see `Contender::guest_mtu`).
-const AF_XDP_GUEST_MTU: u32 = 9000;
+const AF_XDP_GUEST_MTU: u32 = 32000;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 enum Metric {
