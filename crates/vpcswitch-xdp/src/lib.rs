@@ -42,8 +42,17 @@
 //!   and segmentation super-frames do not fit a frame. Guests behind AF_XDP ports must
 //!   run with `ethtool -K eth0 tx off` (docs/operations.md); AF_PACKET and TAP ports read
 //!   the metadata and need nothing.
-//! * A frame longer than a UMEM frame, or a descriptor outside the UMEM, is counted and
-//!   dropped, never trusted.
+//! * **Multi-buffer frames**: the program is loaded with `BPF_F_XDP_HAS_FRAGS` and the
+//!   sockets bound with `XDP_USE_SG` where the kernel and driver take them, so a guest
+//!   MTU up to `MAX_FRAME - 14` works. A frame received in several descriptors
+//!   (`XDP_PKT_CONTD`) is put together in one of the worker's large buffers (a copy;
+//!   [`XdpBackend::reassembled`]), its pieces' buffers going back at once; one in more
+//!   than [`MAX_FRAGS`] descriptors is dropped whole and counted (`take_rx_drops`,
+//!   `frame_too_long` in the runtime). A frame longer than a buffer is sent as several
+//!   descriptors, cut into pool buffers (a copy, counted in [`XdpBackend::copied`]).
+//!   The port takes frames up to its interface's MTU + 14 (`PortQueue::max_frame`).
+//! * A descriptor that is not a buffer the socket lent, or longer than it, is counted
+//!   (`rx_malformed`) and dropped, never trusted.
 //!
 //! `unsafe` lives only in [`sys`].
 
