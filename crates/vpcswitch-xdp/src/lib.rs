@@ -186,7 +186,6 @@ impl XdpBackend {
         }
     }
 
-
     /// Frames sent through this port that had to be copied into the worker's pool
     /// first (they came from a heap buffer, a large buffer or another worker's pool).
     /// Frames received on another AF_XDP port of the same worker are not copied.
