@@ -108,6 +108,12 @@ impl PortQueue for FaultyQueue {
     fn poll_fds(&self, out: &mut Vec<std::os::fd::RawFd>) {
         self.inner.poll_fds(out)
     }
+    fn max_frame(&self) -> usize {
+        self.inner.max_frame()
+    }
+    fn take_rx_drops(&mut self) -> crate::RxDrops {
+        self.inner.take_rx_drops()
+    }
     fn accepts_offload(&self) -> bool {
         self.inner.accepts_offload()
     }

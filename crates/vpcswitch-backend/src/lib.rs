@@ -113,6 +113,28 @@ pub struct TxResult {
     pub errors: usize,
 }
 
+/// Frames a device refused on receive, by why: the runtime counts them as drops of the
+/// port (SPEC 2.4), so nothing a guest sends disappears without a counter.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct RxDrops {
+    /// frames longer than the port takes (an AF_XDP frame in more descriptors than
+    /// `vpcswitch_xdp::MAX_FRAGS`)
+    pub too_long: u64,
+    /// frames that found no (large) buffer to be put together in
+    pub no_buffer: u64,
+    /// descriptors the device handed back that are not a buffer it was lent, or that
+    /// claim more bytes than the buffer has: never trusted
+    pub malformed: u64,
+}
+
+impl RxDrops {
+    /// True when nothing was refused.
+    #[inline]
+    pub fn is_empty(&self) -> bool {
+        self.too_long == 0 && self.malformed == 0 && self.no_buffer == 0
+    }
+}
+
 /// Errors a backend reports when it is opened.
 #[derive(Debug, thiserror::Error)]
 pub enum BackendError {
@@ -169,6 +191,19 @@ pub trait PortQueue: Send {
     /// software and drops super-frames (counted) before `tx_burst`.
     fn accepts_offload(&self) -> bool {
         false
+    }
+    /// The longest frame (Ethernet header included, no offload work left) the device
+    /// delivers: an AF_XDP or AF_PACKET port's interface MTU + 14 (and what AF_XDP can
+    /// carry at all). The runtime drops a longer frame for this port with the reason
+    /// `mtu_exceeded` before `tx_burst`; segmentation super-frames are cut first for a
+    /// device that does not take offload, and a device that takes them is given them
+    /// whole. By default no limit: a TAP takes whatever fits its 64 KiB frames.
+    fn max_frame(&self) -> usize {
+        usize::MAX
+    }
+    /// Frames the device refused on receive since the last call (and forgets them).
+    fn take_rx_drops(&mut self) -> RxDrops {
+        RxDrops::default()
     }
     /// True once the device is gone (a deleted TAP): the queue neither receives nor
     /// sends any more, and the runtime reports the port down until it is reattached

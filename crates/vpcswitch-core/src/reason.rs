@@ -107,7 +107,8 @@ reasons! {
     PortDown = "port_down",
     /// Runtime: the destination's transmit queue was full.
     TxFull = "tx_full",
-    /// Runtime: no free buffer for a flood copy.
+    /// Runtime: no free buffer for a flood copy, or (AF_XDP) no large buffer to put a
+    /// multi-buffer frame together in.
     NoBuffer = "no_buffer",
     /// Runtime: the backend reported an error on transmit.
     TxError = "tx_error",
@@ -128,6 +129,18 @@ reasons! {
     /// SPEC 2.5: a super-frame that would make more segments than the switch cuts one
     /// frame into (`vpcswitch_wire::offload::MAX_GSO_SEGMENTS`).
     GsoTooManySegments = "gso_too_many_segments",
+    /// Runtime: a device refused a received frame as longer than the port takes (an
+    /// AF_XDP frame in more than `vpcswitch_xdp::MAX_FRAGS` descriptors, 32 KiB).
+    /// Never truncated.
+    FrameTooLong = "frame_too_long",
+    /// Runtime: a device handed back a descriptor that is not a buffer the switch lent
+    /// it, or that claims more bytes than the buffer has (never trusted).
+    RxMalformed = "rx_malformed",
+    /// Egress: the frame is longer than the destination port's device takes (an
+    /// AF_XDP or AF_PACKET port: its interface's MTU + 14). The switch neither
+    /// fragments nor answers ICMP "fragmentation needed" on one host (docs/config.md,
+    /// "MTU").
+    MtuExceeded = "mtu_exceeded",
 }
 
 impl From<vpcswitch_wire::offload::OffloadError> for DropReason {

@@ -41,6 +41,7 @@ struct HarnessQueue {
     inbox: Inbox,
     out: Outbox,
     offload: bool,
+    max_frame: usize,
 }
 
 impl PortQueue for HarnessQueue {
@@ -81,6 +82,10 @@ impl PortQueue for HarnessQueue {
     fn accepts_offload(&self) -> bool {
         self.offload
     }
+
+    fn max_frame(&self) -> usize {
+        self.max_frame
+    }
 }
 
 /// One worker and a queue on every port of a configuration, driven by [`Self::send`].
@@ -105,6 +110,16 @@ impl WorkerHarness {
     /// the configuration names; `takes_offload(port)` says which queues accept offload
     /// work (as a TAP with offload does) rather than having the worker complete it.
     pub fn new(cfg: &Config, takes_offload: impl Fn(&str) -> bool) -> Result<Self, RuntimeError> {
+        WorkerHarness::with_max_frame(cfg, takes_offload, |_| usize::MAX)
+    }
+
+    /// [`WorkerHarness::new`] with the longest frame each port's device takes
+    /// (`PortQueue::max_frame`: an AF_XDP or AF_PACKET port's MTU + 14).
+    pub fn with_max_frame(
+        cfg: &Config,
+        takes_offload: impl Fn(&str) -> bool,
+        max_frame: impl Fn(&str) -> usize,
+    ) -> Result<Self, RuntimeError> {
         let snap = Snapshot::compile(cfg, None)?;
         let max_ports = snap.port_slots().max(1);
         let names: Vec<(PortId, String)> = snap
@@ -116,7 +131,7 @@ impl WorkerHarness {
         let shared = Arc::new(Shared::new(snap, 1, max_ports));
         let pools = QueuePools {
             small: Pool::new(1024),
-            large: Pool::with_size(4, LARGE_BUF_SIZE),
+            large: Pool::with_size(8, LARGE_BUF_SIZE),
         };
         let mut worker = Worker::new(0, shared.clone(), max_ports, pools.bufs());
         let out: Outbox = Arc::default();
@@ -131,6 +146,7 @@ impl WorkerHarness {
                     inbox,
                     out: out.clone(),
                     offload: takes_offload(&name),
+                    max_frame: max_frame(&name),
                 }),
             );
         }
@@ -226,5 +242,93 @@ mod tests {
         };
         assert!(h.send(p1, bad, &f).is_empty());
         assert_eq!(h.dropped(p1, vpcswitch_core::DropReason::BadOffloadCsum), 1);
+    }
+
+    /// A frame longer than the destination's device takes (its MTU) is dropped and
+    /// counted as `mtu_exceeded` on that port, switched or routed; no fragment, no ICMP
+    /// (docs/config.md, "MTU"). A frame that fits goes, jumbo floods are copied whole.
+    #[test]
+    fn a_frame_too_long_for_its_destination_is_dropped_with_its_reason() {
+        use vpcswitch_core::DropReason;
+        let cfg = ConfigBuilder::new()
+            .vpc("a", &["10.0.0.0/16"])
+            .subnet("a1", "a", "10.0.1.0/24")
+            .subnet("a2", "a", "10.0.2.0/24")
+            .port("jumbo", "a1", "02:00:00:00:01:01", &["10.0.1.11"])
+            .port("small", "a1", "02:00:00:00:01:02", &["10.0.1.12"])
+            .port("jumbo2", "a1", "02:00:00:00:01:03", &["10.0.1.13"])
+            .port("far", "a2", "02:00:00:00:02:01", &["10.0.2.11"])
+            .build()
+            .expect("config");
+        // "small" and "far" have a 1500-byte MTU; the others 9000
+        let mut h = WorkerHarness::with_max_frame(
+            &cfg,
+            |_| false,
+            |p| if p.starts_with("jumbo") { 9014 } else { 1514 },
+        )
+        .expect("harness");
+        let id = |h: &WorkerHarness, p: &str| h.port_id(p).expect("port");
+        let (j, s, j2, far) = (
+            id(&h, "jumbo"),
+            id(&h, "small"),
+            id(&h, "jumbo2"),
+            id(&h, "far"),
+        );
+        let mac = |last: u8, sub: u8| MacAddr([2, 0, 0, 0, sub, last]);
+        let udp = |dst: MacAddr, dip: &str, len: usize| {
+            build::udp(
+                dst,
+                mac(1, 1),
+                "10.0.1.11".parse().expect("ip"),
+                dip.parse().expect("ip"),
+                64,
+                1,
+                2,
+                &vec![0x5a; len - 42],
+            )
+        };
+        // 9014 bytes to a 9000-MTU port: delivered whole
+        let f = udp(mac(3, 1), "10.0.1.13", 9014);
+        let out = h.send(j, VnetHdr::default(), &f);
+        assert_eq!(out.len(), 1);
+        assert_eq!((out[0].port, &out[0].frame), (j2, &f));
+        // 1514 to the 1500-MTU port: delivered; 1515 and 9014: dropped, counted there
+        assert_eq!(
+            h.send(j, VnetHdr::default(), &udp(mac(2, 1), "10.0.1.12", 1514))
+                .len(),
+            1
+        );
+        assert!(h
+            .send(j, VnetHdr::default(), &udp(mac(2, 1), "10.0.1.12", 1515))
+            .is_empty());
+        assert!(h
+            .send(j, VnetHdr::default(), &udp(mac(2, 1), "10.0.1.12", 9014))
+            .is_empty());
+        assert_eq!(h.dropped(s, DropReason::MtuExceeded), 2);
+        // routed to the far subnet: the same
+        let gw = h.snapshot().gateway_mac;
+        assert!(h
+            .send(j, VnetHdr::default(), &udp(gw, "10.0.2.11", 4000))
+            .is_empty());
+        assert_eq!(h.dropped(far, DropReason::MtuExceeded), 1);
+        let out = h.send(j, VnetHdr::default(), &udp(gw, "10.0.2.11", 1514));
+        assert_eq!(out.len(), 1, "a routed frame that fits goes");
+        // a jumbo broadcast: copied whole to the port that takes it, dropped for the
+        // one that does not
+        let bcast = build::udp(
+            MacAddr([0xff; 6]),
+            mac(1, 1),
+            "10.0.1.11".parse().expect("ip"),
+            "255.255.255.255".parse().expect("ip"),
+            64,
+            1,
+            2,
+            &vec![0x5a; 8000],
+        );
+        let out = h.send(j, VnetHdr::default(), &bcast);
+        assert_eq!(out.len(), 1, "{out:?}");
+        assert_eq!((out[0].port, &out[0].frame), (j2, &bcast));
+        assert_eq!(h.dropped(s, DropReason::MtuExceeded), 3);
+        assert_eq!(h.dropped(s, DropReason::NoBuffer), 0);
     }
 }

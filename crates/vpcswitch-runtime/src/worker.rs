@@ -35,7 +35,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use vpcswitch_backend::sys::Epoll;
-use vpcswitch_backend::{Offload, PacketBuf, PortQueue, Waker, WorkerBufs, MAX_BURST};
+use vpcswitch_backend::{Offload, PacketBuf, PortQueue, Waker, WorkerBufs, BUF_SIZE, MAX_BURST};
 use vpcswitch_core::{Ctx, DropReason, NoTrace, Out, PortId, Snapshot, Verdict};
 use vpcswitch_model::IdlePolicy;
 
@@ -60,6 +60,9 @@ pub const MAX_SLEEP: Duration = Duration::from_millis(10);
 /// TAPs on 2 workers measured 1.3% of a core at 100 ms and 0.67% at 500 ms
 /// (tests/many_ports.rs, docs/benchmarks.md).
 pub const FD_SLEEP: Duration = Duration::from_millis(500);
+/// The shortest frame limit a port can have: Linux's smallest MTU (68, IPv4's minimum)
+/// + the Ethernet header. No frame up to this long is checked against its port's limit.
+const MIN_MAX_FRAME: usize = 68 + 14;
 /// Sleep steps when no epoll set could be made (then descriptors cannot wake it).
 const FALLBACK_SLEEP: Duration = Duration::from_millis(2);
 /// The epoll token of the waker's eventfd (queues' descriptors carry their port id).
@@ -177,6 +180,9 @@ pub(crate) struct Worker {
     pub quiet: Vec<PortId>,
     pub quiet_next: usize,
     pub pending: Vec<Vec<PacketBuf>>,
+    /// per port id: the longest frame its queue takes (`PortQueue::max_frame`, read
+    /// when it is attached; `usize::MAX` without a queue)
+    pub max_frame: Vec<usize>,
     pub dirty: Vec<PortId>,
     pub rxbuf: Vec<PacketBuf>,
     /// the worker's buffer caches, lent to every queue call
@@ -206,6 +212,7 @@ impl Worker {
             quiet: Vec::new(),
             quiet_next: 0,
             pending: (0..max_ports).map(|_| Vec::new()).collect(),
+            max_frame: vec![usize::MAX; max_ports],
             dirty: Vec::with_capacity(max_ports),
             rxbuf: Vec::with_capacity(MAX_BURST),
             cache,
@@ -224,6 +231,7 @@ impl Worker {
         if i < self.queues.len() {
             // pre-size the tx batch so pushing never allocates
             self.pending[i].reserve(4 * MAX_BURST);
+            self.max_frame[i] = q.max_frame();
             self.queues[i] = Some(q);
             self.active.push(pid);
         }
@@ -421,6 +429,7 @@ impl Worker {
                             self.active.push(pid);
                         }
                         self.unwatch(i);
+                        self.max_frame[i] = q.max_frame();
                         self.queues[i] = Some(q);
                         self.watch(i);
                         if let Some(pc) = me.counters.ports.get(i) {
@@ -433,6 +442,7 @@ impl Worker {
                     if i < self.queues.len() {
                         self.unwatch(i);
                         self.queues[i] = None;
+                        self.max_frame[i] = usize::MAX;
                         self.active.retain(|&p| p != pid);
                         self.quiet.retain(|&p| p != pid);
                         self.empty_polls[i] = 0;
@@ -527,6 +537,15 @@ impl Worker {
             return 0;
         };
         let n = q.rx_burst(&mut self.cache, rx, MAX_BURST);
+        // frames the device refused, counted once it is drained (a partial burst): a
+        // queue that keeps delivering full bursts keeps its counts until then, and
+        // the pps path pays nothing per burst
+        if n < MAX_BURST {
+            let refused = q.take_rx_drops();
+            if !refused.is_empty() {
+                Self::count_refused(c, pid, refused);
+            }
+        }
         if n == 0 {
             let e = &mut self.empty_polls[pid as usize];
             *e = e.saturating_add(1);
@@ -582,6 +601,22 @@ impl Worker {
         n
     }
 
+    /// Counts the frames a device refused on receive (SPEC 2.4: no drop without a
+    /// reason).
+    #[cold]
+    fn count_refused(c: &WorkerCounters, pid: PortId, d: vpcswitch_backend::RxDrops) {
+        bump(&c.dropped, d.too_long + d.malformed + d.no_buffer);
+        if d.too_long > 0 {
+            c.drop_on(pid, DropReason::FrameTooLong, d.too_long);
+        }
+        if d.malformed > 0 {
+            c.drop_on(pid, DropReason::RxMalformed, d.malformed);
+        }
+        if d.no_buffer > 0 {
+            c.drop_on(pid, DropReason::NoBuffer, d.no_buffer);
+        }
+    }
+
     /// Drops a received frame for `r`: counted on its port, sampled within the rate.
     #[inline]
     fn drop_rx(&mut self, c: &WorkerCounters, pid: PortId, r: DropReason, buf: PacketBuf) {
@@ -611,7 +646,14 @@ impl Worker {
             if q == in_port {
                 continue;
             }
-            match self.cache.alloc() {
+            // a jumbo frame (multi-buffer AF_XDP, a TAP guest's large MTU) is copied
+            // into a large buffer
+            let copy = if buf.len() > BUF_SIZE {
+                self.cache.alloc_large()
+            } else {
+                self.cache.alloc()
+            };
+            match copy {
                 Some(mut copy) if copy.capacity() >= buf.len() => {
                     copy.fill(buf.frame());
                     copy.offload = buf.offload;
@@ -674,6 +716,14 @@ impl Worker {
                 return;
             }
             buf.offload = o;
+        }
+        // longer than the destination's device takes (its MTU): dropped, counted; a
+        // super-frame for a device that takes offload is its to cut
+        // (the constant first: a frame no interface can refuse costs no load)
+        if buf.len() > MIN_MAX_FRAME && buf.len() > self.max_frame[i] && !buf.offload.is_gso() {
+            c.drop_on(q, DropReason::MtuExceeded, 1);
+            self.cache.free(buf);
+            return;
         }
         let obs = &self.shared.observe;
         if obs.capturing(q, Direction::Tx) {

@@ -218,6 +218,7 @@ impl Backend for TapBackend {
             .into_iter()
             .map(|fd| {
                 Box::new(TapQueue {
+                    max_frame: usize::MAX,
                     fd,
                     offload: self.offload,
                     rx_errors: 0,
@@ -241,6 +242,10 @@ struct TapQueue {
     packet: bool,
     /// an AF_PACKET socket's `TPACKET_V3` receive ring, and where we are in it
     ring: Option<RingPos>,
+    /// the longest frame the device takes without offload work (`PortQueue::max_frame`):
+    /// an AF_PACKET interface's MTU + 14 (longer, the kernel refuses it with
+    /// `EMSGSIZE`); a TAP has no limit the switch knows of
+    max_frame: usize,
 }
 
 /// A receive ring and the reader's place in it.
@@ -438,6 +443,11 @@ impl Backend for PacketBackend {
                 e,
             )
         })?;
+        // what the interface takes (read once, at open)
+        let max_frame = std::fs::read_to_string(format!("/sys/class/net/{}/mtu", self.ifname))
+            .ok()
+            .and_then(|m| m.trim().parse::<usize>().ok())
+            .map_or(usize::MAX, |m| m + 14);
         // a fanout group id of our own; one another process holds on another interface
         // makes the first join fail with EINVAL: try the next
         let mut group = next_fanout_group();
@@ -466,6 +476,7 @@ impl Backend for PacketBackend {
                 )
             })?;
             queues.push(Box::new(TapQueue {
+                max_frame,
                 fd,
                 offload: true,
                 rx_errors: 0,
@@ -614,6 +625,10 @@ impl PortQueue for TapQueue {
 
     fn accepts_offload(&self) -> bool {
         self.offload
+    }
+
+    fn max_frame(&self) -> usize {
+        self.max_frame
     }
 }
 

@@ -43,8 +43,17 @@
 //!   and segmentation super-frames do not fit a frame. Guests behind AF_XDP ports must
 //!   run with `ethtool -K eth0 tx off` (docs/operations.md); AF_PACKET and TAP ports read
 //!   the metadata and need nothing.
-//! * A frame longer than a UMEM frame, or a descriptor outside the UMEM, is counted and
-//!   dropped, never trusted.
+//! * **Multi-buffer frames**: the program is loaded with `BPF_F_XDP_HAS_FRAGS` and the
+//!   sockets bound with `XDP_USE_SG` where the kernel and driver take them, so a guest
+//!   MTU up to `MAX_FRAME - 14` works. A frame received in several descriptors
+//!   (`XDP_PKT_CONTD`) is put together in one of the worker's large buffers (a copy;
+//!   [`XdpBackend::reassembled`]), its pieces' buffers going back at once; one in more
+//!   than [`MAX_FRAGS`] descriptors is dropped whole and counted (`take_rx_drops`,
+//!   `frame_too_long` in the runtime). A frame longer than a buffer is sent as several
+//!   descriptors, cut into pool buffers (a copy, counted in [`XdpBackend::copied`]).
+//!   The port takes frames up to its interface's MTU + 14 (`PortQueue::max_frame`).
+//! * A descriptor that is not a buffer the socket lent, or longer than it, is counted
+//!   (`rx_malformed`) and dropped, never trusted.
 //!
 //! `unsafe` lives only in [`sys`].
 
@@ -59,8 +68,8 @@ use std::sync::Arc;
 use sys::{Insn, Ring, RingKind, XdpDesc};
 use vpcswitch_backend::sys::Region;
 use vpcswitch_backend::{
-    Backend, BackendError, LendShare, Lender, PacketBuf, PortQueue, TxResult, WorkerBufs,
-    WorkerMem, BUF_SIZE, UMEM_FRAME, UMEM_HEADROOM,
+    Backend, BackendError, LendShare, Lender, PacketBuf, PortQueue, RxDrops, TxResult, WorkerBufs,
+    WorkerMem, BUF_SIZE, LARGE_BUF_SIZE, UMEM_FRAME, UMEM_HEADROOM,
 };
 use vpcswitch_tap::gone;
 
@@ -70,6 +79,16 @@ pub const RING_SIZE: u32 = 2048;
 pub const FILL_DEPTH: u32 = 1024;
 /// The fewest buffers a socket keeps in its fill ring, however many share the pool.
 pub const MIN_FILL: u32 = 16;
+/// Most descriptors one frame may take (multi-buffer AF_XDP, `XDP_USE_SG`). The
+/// kernel's copy-mode transmit builds a frame as one linear part and up to
+/// `MAX_SKB_FRAGS` (17) - 1 more pieces before it refuses the frame (`EOVERFLOW`);
+/// 16 stays inside that, and a received frame in more descriptors is dropped and
+/// counted (`frame_too_long`).
+pub const MAX_FRAGS: usize = 16;
+/// The longest frame an AF_XDP port receives or sends: [`MAX_FRAGS`] buffers of
+/// [`BUF_SIZE`] bytes (32 KiB). A guest MTU up to `MAX_FRAME - 14` works behind it.
+pub const MAX_FRAME: usize = MAX_FRAGS * BUF_SIZE;
+const _: () = assert!(MAX_FRAME <= LARGE_BUF_SIZE);
 
 const XDP_FLAGS_SKB_MODE: u32 = 1 << 1;
 const XDP_FLAGS_DRV_MODE: u32 = 1 << 2;
@@ -149,6 +168,10 @@ pub struct XdpBackend {
     attached: Option<String>,
     /// frames its queues had to copy into a UMEM buffer before sending
     copies: Arc<AtomicU64>,
+    /// frames received in several descriptors, put together in one buffer (a copy)
+    reassembled: Arc<AtomicU64>,
+    /// the longest frame the port sends, once opened
+    max_frame: usize,
 }
 
 impl XdpBackend {
@@ -161,6 +184,8 @@ impl XdpBackend {
             mode,
             attached: None,
             copies: Arc::default(),
+            reassembled: Arc::default(),
+            max_frame: 0,
         }
     }
 
@@ -169,6 +194,18 @@ impl XdpBackend {
     /// Frames received on another AF_XDP port of the same worker are not copied.
     pub fn copied(&self) -> u64 {
         self.copies.load(Ordering::Relaxed)
+    }
+
+    /// Frames received in several descriptors (multi-buffer), each copied once into a
+    /// large buffer to be handed to the pipeline whole.
+    pub fn reassembled(&self) -> u64 {
+        self.reassembled.load(Ordering::Relaxed)
+    }
+
+    /// The longest frame the port sends (its interface's MTU + 14, at most
+    /// [`MAX_FRAME`]; [`BUF_SIZE`] without multi-buffer support); 0 before it is opened.
+    pub fn max_frame(&self) -> usize {
+        self.max_frame
     }
 }
 
@@ -194,15 +231,29 @@ pub fn rx_queues(ifname: &str) -> io::Result<u32> {
         .count() as u32)
 }
 
-fn load_program(map: RawFd) -> Result<OwnedFd, BackendError> {
+/// The interface's MTU (sysfs).
+fn mtu(ifname: &str) -> io::Result<usize> {
+    std::fs::read_to_string(format!("/sys/class/net/{ifname}/mtu"))?
+        .trim()
+        .parse()
+        .map_err(io::Error::other)
+}
+
+/// Loads the program, with multi-buffer support (`BPF_F_XDP_HAS_FRAGS`) when the
+/// kernel takes it; returns it and whether it has it.
+fn load_program(map: RawFd) -> Result<(OwnedFd, bool), BackendError> {
     let insns = redirect_program(map);
     let license: &CStr = c"GPL";
-    match sys::prog_load_xdp(&insns, license, "vpcswitch_xsk", &mut []) {
-        Ok(p) => Ok(p),
+    let frags = sys::BPF_F_XDP_HAS_FRAGS;
+    if let Ok(p) = sys::prog_load_xdp(&insns, license, "vpcswitch_xsk", frags, &mut []) {
+        return Ok((p, true));
+    }
+    match sys::prog_load_xdp(&insns, license, "vpcswitch_xsk", 0, &mut []) {
+        Ok(p) => Ok((p, false)),
         Err(e) => {
             // again with the verifier's log, for the message
             let mut log = vec![0u8; 4096];
-            let _ = sys::prog_load_xdp(&insns, license, "vpcswitch_xsk", &mut log);
+            let _ = sys::prog_load_xdp(&insns, license, "vpcswitch_xsk", 0, &mut log);
             let end = log.iter().position(|b| *b == 0).unwrap_or(log.len());
             let text = String::from_utf8_lossy(&log[..end])
                 .trim()
@@ -253,7 +304,8 @@ impl Backend for XdpBackend {
         }
         let map = sys::xskmap_create(have, "vpcswitch_xsks")
             .map_err(io_err(format!("create the XSKMAP for {ifname}")))?;
-        let prog = load_program(map.as_raw_fd())?;
+        let (prog, frags) = load_program(map.as_raw_fd())?;
+        let mtu = mtu(&ifname).map_err(io_err(format!("read the MTU of {ifname}")))?;
         let (link, native) = attach(prog.as_raw_fd(), ifindex, &ifname, self.mode)?;
         let shared = Arc::new(Attachment {
             _link: link,
@@ -262,8 +314,9 @@ impl Backend for XdpBackend {
         });
         // worker i serves queues first + i, first + i + n, ...: every queue from `first`
         // up has a socket, so no frame is passed to the kernel behind the switch's back
-        let mut queues: Vec<Box<dyn PortQueue>> = Vec::with_capacity(n as usize);
+        let mut made: Vec<XskQueue> = Vec::with_capacity(n as usize);
         let mut zerocopy = true;
+        let mut sg = frags;
         for (i, mem) in workers.iter().enumerate() {
             let Some((region, stride)) = mem.umem() else {
                 return Err(BackendError::Io {
@@ -277,31 +330,56 @@ impl Backend for XdpBackend {
             };
             let mut socks = Vec::new();
             for q in (self.queue + i as u32..have).step_by(n as usize) {
-                let (x, zc) = Xsk::open(ifindex, q, native, self.mode, &umem, mem.lend_share())
-                    .map_err(io_err(format!(
-                        "open the AF_XDP socket for {ifname} queue {q}"
-                    )))?;
+                let (x, zc, x_sg) = Xsk::open(
+                    ifindex,
+                    q,
+                    native,
+                    self.mode,
+                    frags,
+                    &umem,
+                    mem.lend_share(),
+                )
+                .map_err(io_err(format!(
+                    "open the AF_XDP socket for {ifname} queue {q}"
+                )))?;
                 zerocopy &= zc;
+                sg &= x_sg;
                 sys::xskmap_set(shared._map.as_raw_fd(), q, x.fd.as_raw_fd()).map_err(io_err(
                     format!("add the {ifname} queue {q} socket to the XSKMAP"),
                 ))?;
                 socks.push(x);
             }
-            queues.push(Box::new(XskQueue {
+            made.push(XskQueue {
                 socks,
                 next: 0,
                 idle: 0,
                 umem,
-                invalid: 0,
+                drops: RxDrops::default(),
+                tx_invalid: 0,
                 copied: self.copies.clone(),
+                reassembled: self.reassembled.clone(),
+                max_frame: 0,
+                split: Vec::with_capacity(MAX_FRAGS),
                 down: false,
                 _attachment: shared.clone(),
-            }));
+            });
         }
+        // a frame the interface's MTU does not allow would be dropped by the kernel
+        // without a trace (a veth checks its peer's MTU): refuse it here, counted
+        let max_frame = if sg { MAX_FRAME } else { BUF_SIZE }.min(mtu.saturating_add(14));
+        self.max_frame = max_frame;
+        let queues = made
+            .into_iter()
+            .map(|mut q| {
+                q.max_frame = max_frame;
+                Box::new(q) as Box<dyn PortQueue>
+            })
+            .collect();
         self.attached = Some(format!(
-            "{} {} q{}{}",
+            "{} {}{} q{}{}",
             if native { "native" } else { "skb" },
             if zerocopy { "zerocopy" } else { "copy" },
+            if sg { " multi-buffer" } else { "" },
             self.queue,
             if have - self.queue > 1 {
                 format!("-{}", have - 1)
@@ -379,6 +457,123 @@ struct Xsk {
     /// this socket's place among the worker's lenders: it keeps at most its fair share
     /// of the pool (and at most [`FILL_DEPTH`]) in the fill ring
     lender: Lender,
+    /// a multi-buffer frame being received
+    chain: Chain,
+}
+
+/// What one descriptor of a multi-buffer frame did to it.
+#[derive(Debug)]
+enum Step {
+    /// nothing to hand over yet (or the rest of a frame already refused)
+    Nothing,
+    /// the frame is whole
+    Frame(PacketBuf),
+    /// the frame is refused as too long; the rest of its descriptors are skipped
+    TooLong,
+    /// no large buffer to put the frame together in; the rest of its descriptors are
+    /// skipped
+    NoBuffer,
+}
+
+/// A frame arriving in several descriptors (`XDP_PKT_CONTD` on all but its last), put
+/// together in one large buffer as its pieces come. Each piece's UMEM buffer goes back
+/// at once, so whatever the descriptors say (a chain that never ends, more pieces than
+/// [`MAX_FRAGS`]), an open chain holds one large buffer and no UMEM chunk.
+#[derive(Debug, Default)]
+struct Chain {
+    /// the frame so far (`None`: no chain open, or it is being skipped)
+    buf: Option<PacketBuf>,
+    /// descriptors of the open chain so far
+    frags: usize,
+    /// the open chain was refused: its descriptors are skipped up to its last
+    skip: bool,
+}
+
+impl Chain {
+    /// True while a frame's first descriptors have come and not its last.
+    #[inline]
+    fn is_open(&self) -> bool {
+        self.frags > 0
+    }
+
+    /// Adds one descriptor's bytes (`contd`: more follow).
+    fn push(&mut self, bytes: &[u8], contd: bool, bufs: &mut WorkerBufs) -> Step {
+        self.frags += 1;
+        let mut step = Step::Nothing;
+        if !self.skip {
+            if self.buf.is_none() {
+                match bufs.alloc_large() {
+                    Some(mut b) if b.capacity() >= MAX_FRAME => {
+                        b.set_len(0);
+                        self.buf = Some(b);
+                    }
+                    other => {
+                        if let Some(b) = other {
+                            bufs.free(b);
+                        }
+                        self.skip = true;
+                        step = Step::NoBuffer;
+                    }
+                }
+            }
+            if let Some(b) = &mut self.buf {
+                let (data, len) = b.parts_mut();
+                let end = *len + bytes.len();
+                if self.frags > MAX_FRAGS || end > MAX_FRAME.min(data.len()) {
+                    self.skip = true;
+                } else {
+                    data[*len..end].copy_from_slice(bytes);
+                    *len = end;
+                }
+            }
+            if self.skip {
+                if matches!(step, Step::Nothing) {
+                    step = Step::TooLong;
+                }
+                if let Some(b) = self.buf.take() {
+                    bufs.free(b);
+                }
+            }
+        }
+        if !contd {
+            self.frags = 0;
+            if !std::mem::take(&mut self.skip) {
+                if let Some(mut b) = self.buf.take() {
+                    // AF_XDP carries no offload metadata
+                    b.offload = Default::default();
+                    b.vnet = Default::default();
+                    return Step::Frame(b);
+                }
+            }
+        }
+        step
+    }
+
+    /// A descriptor that cannot be read (not a lent buffer, a length past it) in or at
+    /// the start of a chain: the chain is refused (counted once, as malformed, by the
+    /// caller) and skipped to its end.
+    fn poison(&mut self, contd: bool, bufs: &mut WorkerBufs) {
+        if let Some(b) = self.buf.take() {
+            bufs.free(b);
+        }
+        self.skip = contd;
+        self.frags = if contd { self.frags + 1 } else { 0 };
+    }
+}
+
+/// What one read of the rx ring gave.
+#[derive(Debug, Default, Clone, Copy)]
+struct Received {
+    /// frames handed over
+    frames: usize,
+    /// multi-buffer frames among them
+    reassembled: u64,
+    /// frames refused for their length
+    too_long: u64,
+    /// frames that found no large buffer
+    no_buffer: u64,
+    /// descriptors never trusted
+    malformed: u64,
 }
 
 /// The worker's pool as a UMEM: its region and the stride of its buffers (the layout
@@ -423,11 +618,22 @@ struct XskQueue {
     /// polls that found nothing since the socket's state was last asked
     idle: u32,
     umem: UmemOf,
-    /// frames dropped: too long for a UMEM frame on tx, bad descriptors on rx
-    invalid: u64,
+    /// frames refused on receive, until the runtime takes the counts
+    drops: RxDrops,
+    /// frames refused on transmit (longer than the port takes; the runtime drops them
+    /// first, counted as `mtu_exceeded`, so only direct callers reach this)
+    tx_invalid: u64,
     /// frames sent that had to be copied into the pool first (from another worker's
-    /// pool or a large buffer); the rest crossed without a copy
+    /// pool or a large buffer, a multi-buffer frame cut into UMEM buffers); the rest
+    /// crossed without a copy
     copied: Arc<AtomicU64>,
+    /// frames received in several descriptors and put together (one copy each)
+    reassembled: Arc<AtomicU64>,
+    /// the longest frame the port sends (the interface's MTU + 14, at most MAX_FRAME)
+    max_frame: usize,
+    /// the UMEM buffers of a multi-buffer frame being sent (at most MAX_FRAGS; made
+    /// once, so cutting a frame allocates nothing)
+    split: Vec<PacketBuf>,
     down: bool,
     _attachment: Arc<Attachment>,
 }
@@ -436,23 +642,28 @@ impl std::fmt::Debug for XskQueue {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("XskQueue")
             .field("sockets", &self.socks.len())
-            .field("invalid", &self.invalid)
+            .field("drops", &self.drops)
+            .field("tx_invalid", &self.tx_invalid)
             .field("copied", &self.copied)
+            .field("max_frame", &self.max_frame)
             .field("down", &self.down)
             .finish()
     }
 }
 
 impl Xsk {
-    /// Opens and binds the socket on `umem`; returns it and whether it is zero-copy.
+    /// Opens and binds the socket on `umem`, multi-buffer (`XDP_USE_SG`) when `sg` and
+    /// the kernel and driver take it; returns it, whether it is zero-copy and whether
+    /// it is multi-buffer.
     fn open(
         ifindex: u32,
         queue: u32,
         native: bool,
         mode: XdpMode,
+        sg: bool,
         umem: &UmemOf,
         share: &LendShare,
-    ) -> io::Result<(Xsk, bool)> {
+    ) -> io::Result<(Xsk, bool, bool)> {
         let fd = sys::xsk_socket()?;
         let raw = fd.as_raw_fd();
         sys::register_umem(
@@ -479,23 +690,31 @@ impl Xsk {
         let comp = sys::map_ring::<u64>(raw, RingKind::Completion, RING_SIZE)?;
         let rx = sys::map_ring::<XdpDesc>(raw, RingKind::Rx, RING_SIZE)?;
         let tx = sys::map_ring::<XdpDesc>(raw, RingKind::Tx, RING_SIZE)?;
-        // zero-copy needs native XDP and the driver's support; auto tries it first
         let bind = |flags| sys::bind(raw, ifindex, queue, libc::XDP_USE_NEED_WAKEUP | flags);
-        let zc = match (native, mode) {
+        // multi-buffer when it can be had (a zero-copy driver may lack it), else not
+        let bind_sg = |flags| {
+            if sg && bind(flags | libc::XDP_USE_SG).is_ok() {
+                Ok(true)
+            } else {
+                bind(flags).map(|()| false)
+            }
+        };
+        // zero-copy needs native XDP and the driver's support; auto tries it first
+        let (zc, sg) = match (native, mode) {
             (true, XdpMode::ZeroCopy) => {
-                bind(libc::XDP_ZEROCOPY).map_err(|e| {
+                let sg = bind_sg(libc::XDP_ZEROCOPY).map_err(|e| {
                     io::Error::new(
                         e.kind(),
                         format!("bind in zero-copy mode: {e} (the driver has no AF_XDP zero-copy, a veth never has; use mode \"copy\" or \"auto\")"),
                     )
                 })?;
-                true
+                (true, sg)
             }
-            (true, XdpMode::Auto) if bind(libc::XDP_ZEROCOPY).is_ok() => true,
-            _ => {
-                bind(libc::XDP_COPY)?;
-                false
-            }
+            (true, XdpMode::Auto) => match bind_sg(libc::XDP_ZEROCOPY) {
+                Ok(sg) => (true, sg),
+                Err(_) => (false, bind_sg(libc::XDP_COPY)?),
+            },
+            _ => (false, bind_sg(libc::XDP_COPY)?),
         };
         let chunks = umem.region.len() / umem.stride;
         Ok((
@@ -513,11 +732,12 @@ impl Xsk {
                 lent: (0..chunks).map(|_| None).collect(),
                 zc,
                 lender: share.join(),
+                chain: Chain::default(),
             },
             zc,
+            sg,
         ))
     }
-
     /// Takes back the buffers the kernel has sent.
     fn reclaim(&mut self, umem: &UmemOf, cache: &mut WorkerBufs) {
         let prod = self.comp.producer();
@@ -597,40 +817,137 @@ impl Xsk {
         true
     }
 
-    /// Hands up to `max` received frames over, in the buffers they were received into
-    /// (no copy); returns how many, and the number of bad descriptors skipped.
-    fn receive(&mut self, umem: &UmemOf, out: &mut Vec<PacketBuf>, max: usize) -> (usize, u64) {
+    /// Hands up to `max` received frames over: a frame in one descriptor in the buffer
+    /// it was received into (no copy), a frame in several put together in a large
+    /// buffer (one copy, [`Chain`]).
+    fn receive(
+        &mut self,
+        umem: &UmemOf,
+        cache: &mut WorkerBufs,
+        out: &mut Vec<PacketBuf>,
+        max: usize,
+    ) -> Received {
         let avail = self.rx.producer().wrapping_sub(self.rx_cons);
-        let take = avail.min(max as u32);
-        let (mut n, mut bad) = (0, 0);
-        for k in 0..take {
-            let d = self.rx.read(self.rx_cons.wrapping_add(k));
+        let mut r = Received::default();
+        // up to `max` frames, however many descriptors they take (a burst of 32 jumbo
+        // frames is 160 descriptors: reading only 32 let the rings fill and the kernel
+        // drop)
+        let mut take = 0;
+        while take < avail && r.frames < max {
+            let d = self.rx.read(self.rx_cons.wrapping_add(take));
+            take += 1;
+            let contd = d.options & libc::XDP_PKT_CONTD != 0;
             let slot = umem.index_of(d.addr).and_then(|i| self.lent.get_mut(i));
             let Some(mut b) = slot.and_then(Option::take) else {
                 // not the first byte of a buffer we lent: never trusted
-                bad += 1;
+                r.malformed += 1;
+                self.chain.poison(contd, cache);
                 continue;
             };
             self.rx_lent = self.rx_lent.saturating_sub(1);
-            if (d.len as usize) <= b.capacity() {
-                b.set_len(d.len as usize);
+            if (d.len as usize) > b.capacity() {
+                // a driver that put the frame elsewhere in the chunk: refused, counted
+                r.malformed += 1;
+                self.chain.poison(contd, cache);
+                cache.free(b);
+                continue;
+            }
+            b.set_len(d.len as usize);
+            if !contd && !self.chain.is_open() {
                 // AF_XDP carries no offload metadata: nothing a previous user of the
                 // buffer left may reach the ingress check
                 b.offload = Default::default();
                 b.vnet = Default::default();
                 out.push(b);
-                n += 1;
-            } else {
-                // a driver that put the frame elsewhere in the chunk: refused, counted
-                bad += 1;
-                drop(b);
+                r.frames += 1;
+                continue;
+            }
+            // a piece of a multi-buffer frame: copied into the frame, its buffer back
+            let step = self.chain.push(b.frame(), contd, cache);
+            cache.free(b);
+            match step {
+                Step::Nothing => {}
+                Step::Frame(f) => {
+                    out.push(f);
+                    r.frames += 1;
+                    r.reassembled += 1;
+                }
+                Step::TooLong => r.too_long += 1,
+                Step::NoBuffer => r.no_buffer += 1,
             }
         }
         if take > 0 {
             self.rx_cons = self.rx_cons.wrapping_add(take);
             self.rx.set_consumer(self.rx_cons);
         }
-        (n, bad)
+        r
+    }
+}
+
+impl XskQueue {
+    /// Queues a frame longer than one buffer on socket 0's tx ring as several
+    /// descriptors (`XDP_PKT_CONTD` on all but the last), copied into UMEM buffers:
+    /// all of them or none. `queued` and `room`: the ring's state in this burst.
+    fn queue_multi(
+        &mut self,
+        bufs: &mut WorkerBufs,
+        b: PacketBuf,
+        queued: &mut u32,
+        room: u32,
+        r: &mut TxResult,
+    ) {
+        let len = b.len();
+        let pieces = len.div_ceil(BUF_SIZE);
+        if *queued as usize + pieces > room as usize {
+            r.full += 1;
+            bufs.free(b);
+            return;
+        }
+        self.split.clear();
+        for piece in b.frame().chunks(BUF_SIZE) {
+            let Some(mut nb) = bufs.alloc() else {
+                break;
+            };
+            nb.fill(piece);
+            self.split.push(nb);
+        }
+        bufs.free(b);
+        let s = &mut self.socks[0];
+        // every piece in a UMEM buffer that is not lent already, or the frame is not sent
+        let ok = self.split.len() == pieces
+            && self.split.iter().all(|p| {
+                self.umem
+                    .chunk_of(p)
+                    .is_some_and(|(c, _)| matches!(s.lent.get(c), Some(None)))
+            });
+        if !ok {
+            r.full += 1;
+            for p in self.split.drain(..) {
+                bufs.free(p);
+            }
+            return;
+        }
+        let last = pieces - 1;
+        for (k, p) in self.split.drain(..).enumerate() {
+            let Some((c, addr)) = self.umem.chunk_of(&p) else {
+                continue; // checked above
+            };
+            let plen = p.len() as u32;
+            if let Some(slot) = s.lent.get_mut(c) {
+                *slot = Some(p);
+            }
+            s.tx.write(
+                s.tx_prod.wrapping_add(*queued),
+                XdpDesc {
+                    addr,
+                    len: plen,
+                    options: if k < last { libc::XDP_PKT_CONTD } else { 0 },
+                },
+            );
+            *queued += 1;
+        }
+        self.copied.fetch_add(1, Ordering::Relaxed);
+        r.sent += 1;
     }
 }
 
@@ -649,9 +966,15 @@ impl PortQueue for XskQueue {
                 return n;
             }
             if n < max {
-                let (got, bad) = s.receive(&self.umem, out, max - n);
-                self.invalid += bad;
-                n += got;
+                let got = s.receive(&self.umem, bufs, out, max - n);
+                self.drops.too_long += got.too_long;
+                self.drops.malformed += got.malformed;
+                self.drops.no_buffer += got.no_buffer;
+                if got.reassembled > 0 {
+                    self.reassembled
+                        .fetch_add(got.reassembled, Ordering::Relaxed);
+                }
+                n += got.frames;
             }
             s.refill(&self.umem, bufs);
         }
@@ -681,16 +1004,22 @@ impl PortQueue for XskQueue {
             }
             return r;
         }
-        let s = &mut self.socks[0];
-        s.reclaim(&self.umem, bufs);
-        let room = s.tx.size() - s.tx_prod.wrapping_sub(s.tx.consumer());
+        self.socks[0].reclaim(&self.umem, bufs);
+        let room = {
+            let s = &self.socks[0];
+            s.tx.size() - s.tx_prod.wrapping_sub(s.tx.consumer())
+        };
         let mut queued = 0u32;
         for b in frames.drain(..) {
             let len = b.len();
-            if len > BUF_SIZE || b.offload.is_gso() {
-                self.invalid += 1;
+            if len > self.max_frame || b.offload.is_gso() {
+                self.tx_invalid += 1;
                 r.errors += 1;
                 bufs.free(b);
+                continue;
+            }
+            if len > BUF_SIZE {
+                self.queue_multi(bufs, b, &mut queued, room, &mut r);
                 continue;
             }
             if queued == room {
@@ -720,6 +1049,7 @@ impl PortQueue for XskQueue {
                     }
                 }
             };
+            let s = &mut self.socks[0];
             match s.lent.get_mut(chunk) {
                 Some(slot @ None) => {
                     *slot = Some(b);
@@ -741,10 +1071,22 @@ impl PortQueue for XskQueue {
             }
         }
         if queued > 0 {
+            let s = &mut self.socks[0];
             s.tx_prod = s.tx_prod.wrapping_add(queued);
             s.tx.set_producer(s.tx_prod);
-            if s.tx.needs_wakeup() && !s.kick() {
-                self.down = true;
+            // Only when the kernel asks (`XDP_USE_NEED_WAKEUP`; a zero-copy driver
+            // that is polling does not). Copy mode sends at most 32 descriptors a kick
+            // (the kernel's TX_BATCH_SIZE): a burst of long frames (five descriptors
+            // each at MTU 9000) needs several, or it waits for the next poll. Bounded;
+            // a single-buffer burst of up to 32 frames takes one kick, as before.
+            for _ in 0..=queued / 32 {
+                if !s.tx.needs_wakeup() || s.tx.consumer() == s.tx_prod {
+                    break;
+                }
+                if !s.kick() {
+                    self.down = true;
+                    break;
+                }
             }
         }
         r
@@ -763,6 +1105,14 @@ impl PortQueue for XskQueue {
     fn is_down(&self) -> bool {
         self.down
     }
+
+    fn max_frame(&self) -> usize {
+        self.max_frame
+    }
+
+    fn take_rx_drops(&mut self) -> RxDrops {
+        std::mem::take(&mut self.drops)
+    }
 }
 
 #[cfg(test)]
@@ -777,6 +1127,97 @@ mod tests {
         assert_eq!(p[1].regs, 0x11, "dst r1, src BPF_PSEUDO_MAP_FD");
         assert_eq!(p[5].code, 0x95);
         assert_eq!(std::mem::size_of::<Insn>(), 8);
+    }
+
+    fn worker() -> vpcswitch_backend::QueuePools {
+        vpcswitch_backend::QueuePools {
+            small: vpcswitch_backend::Pool::new(64),
+            large: vpcswitch_backend::Pool::with_size(2, LARGE_BUF_SIZE),
+        }
+    }
+
+    /// A frame in several descriptors is put together whole, in order.
+    #[test]
+    fn a_chain_of_descriptors_becomes_one_frame() {
+        let pools = worker();
+        let mut bufs = pools.bufs();
+        let mut c = Chain::default();
+        let frame: Vec<u8> = (0..9014u32).map(|i| (i * 7 % 251) as u8).collect();
+        let pieces: Vec<&[u8]> = frame.chunks(BUF_SIZE).collect();
+        let last = pieces.len() - 1;
+        let mut got = None;
+        for (k, p) in pieces.iter().enumerate() {
+            match c.push(p, k < last, &mut bufs) {
+                Step::Nothing => assert!(k < last, "nothing at the last piece"),
+                Step::Frame(f) => got = Some(f),
+                Step::TooLong | Step::NoBuffer => panic!("9014 bytes fit"),
+            }
+        }
+        let f = got.expect("whole at the last piece");
+        assert_eq!(f.frame(), &frame[..]);
+        assert!(!c.is_open());
+    }
+
+    /// The hostile view: a chain of XDP_PKT_CONTD descriptors that never ends, or one
+    /// longer than MAX_FRAGS, is refused once (counted), holds no more than the one
+    /// large buffer while it lasts (each piece's buffer goes back at once), and the
+    /// frame after it is received normally.
+    #[test]
+    fn an_endless_or_too_long_chain_is_refused_once_and_holds_nothing() {
+        let pools = worker();
+        let mut bufs = pools.bufs();
+        let mut c = Chain::default();
+        let piece = [0xabu8; BUF_SIZE];
+        let mut refused = 0;
+        for k in 0..100_000 {
+            match c.push(&piece, true, &mut bufs) {
+                Step::Nothing => {}
+                Step::TooLong => {
+                    refused += 1;
+                    assert_eq!(k, MAX_FRAGS, "refused at the first piece too many");
+                }
+                Step::Frame(_) | Step::NoBuffer => panic!("not a frame, a large buffer is free"),
+            }
+            // the large buffer is back as soon as the chain is refused
+            let (_, large_held) = bufs.held();
+            let out = pools.large.size() - pools.large.available() - large_held;
+            assert!(out <= 1, "at most the one large buffer is out: {out}");
+        }
+        assert_eq!(refused, 1);
+        // its end: nothing handed over, and the chain is closed
+        assert!(matches!(c.push(&piece, false, &mut bufs), Step::Nothing));
+        assert!(!c.is_open());
+        let (_, large_held) = bufs.held();
+        assert_eq!(pools.large.available() + large_held, pools.large.size());
+        // exactly MAX_FRAGS full pieces: MAX_FRAME bytes, accepted
+        for k in 0..MAX_FRAGS {
+            let step = c.push(&piece, k + 1 < MAX_FRAGS, &mut bufs);
+            if k + 1 == MAX_FRAGS {
+                let Step::Frame(f) = step else {
+                    panic!("MAX_FRAME bytes in MAX_FRAGS pieces fit: {step:?}");
+                };
+                assert_eq!(f.len(), MAX_FRAME);
+            }
+        }
+    }
+
+    /// A descriptor the switch never lent, inside a chain: the chain is dropped (its
+    /// large buffer back) and skipped to its end; the next frame is whole.
+    #[test]
+    fn a_bad_descriptor_poisons_its_chain() {
+        let pools = worker();
+        let mut bufs = pools.bufs();
+        let mut c = Chain::default();
+        assert!(matches!(c.push(&[1; 100], true, &mut bufs), Step::Nothing));
+        c.poison(true, &mut bufs);
+        assert!(matches!(c.push(&[2; 100], false, &mut bufs), Step::Nothing));
+        assert!(!c.is_open());
+        assert!(matches!(c.push(&[3; 100], true, &mut bufs), Step::Nothing));
+        let Step::Frame(f) = c.push(&[4; 10], false, &mut bufs) else {
+            panic!("the next frame is received");
+        };
+        assert_eq!(f.len(), 110);
+        assert_eq!(&f.frame()[..100], &[3; 100][..]);
     }
 
     #[test]

@@ -70,7 +70,7 @@ pub struct XdpDesc {
     pub addr: u64,
     /// frame length
     pub len: u32,
-    /// `XDP_PKT_CONTD` etc. (unused: one frame per descriptor)
+    /// `XDP_PKT_CONTD`: the frame goes on in the next descriptor (multi-buffer)
     pub options: u32,
 }
 
@@ -459,11 +459,18 @@ struct ProgLoad {
     expected_attach_type: u32,
 }
 
-/// Loads an XDP program. On failure the verifier's log is in `log` (NUL-terminated).
+/// `BPF_F_XDP_HAS_FRAGS`: the program handles frames in several buffers (multi-buffer
+/// XDP, Linux 5.18+); needed to receive frames longer than a page, and a veth with such a
+/// program lets its peer's MTU go past a page.
+pub const BPF_F_XDP_HAS_FRAGS: u32 = 1 << 5;
+
+/// Loads an XDP program (`prog_flags`: 0 or [`BPF_F_XDP_HAS_FRAGS`]). On failure the
+/// verifier's log is in `log` (NUL-terminated).
 pub fn prog_load_xdp(
     insns: &[Insn],
     license: &CStr,
     name: &str,
+    prog_flags: u32,
     log: &mut [u8],
 ) -> io::Result<OwnedFd> {
     let mut a = ProgLoad {
@@ -479,7 +486,7 @@ pub fn prog_load_xdp(
             log.as_mut_ptr() as u64
         },
         kern_version: 0,
-        prog_flags: 0,
+        prog_flags,
         prog_name: obj_name(name),
         prog_ifindex: 0,
         expected_attach_type: BPF_XDP,

@@ -2238,13 +2238,19 @@ fn af_xdp_modes_the_program_is_gone_after_stop_and_kill_9_and_auto_falls_back() 
 
     assert_eq!(out.status.code(), Some(2), "zerocopy refused: {zc_err}");
     assert!(zc_err.contains("zero-copy"), "{zc_err}");
-    assert_eq!(skb_backend, format!("af_xdp {a} skb copy q0-1"));
+    assert_eq!(
+        skb_backend,
+        format!("af_xdp {a} skb copy multi-buffer q0-1")
+    );
     assert!(
         skb_prog.contains("xdpgeneric") && skb_prog.contains("vpcswitch_xsk"),
         "{skb_prog}"
     );
     assert_eq!(after_stop, "", "program detached after a stop");
-    assert_eq!(auto_backend, format!("af_xdp {a} native copy q0-1"));
+    assert_eq!(
+        auto_backend,
+        format!("af_xdp {a} native copy multi-buffer q0-1")
+    );
     assert!(auto_prog.contains("vpcswitch_xsk"), "{auto_prog}");
     assert_eq!(after_kill, "", "program detached after kill -9");
     assert_eq!(fb_backend, format!("af_packet {c} +offload"));
