@@ -832,7 +832,7 @@ pub(crate) mod tests {
         let (b, _g) = vpcswitch::runtime::memory_backends(&c, 64);
         let sw = vpcswitch::runtime::Switch::start(&c, b).unwrap();
         Arc::new(Running::new(
-            sw,
+            vpcswitch::linux::Host::new(sw),
             PathBuf::from("/nonexistent/vpcswitch.toml"),
         ))
     }
