@@ -6,6 +6,7 @@ use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Mutex;
 
+use vpcswitch::core::{Snapshot, VipCell};
 use vpcswitch::linux::{one_line, Host};
 use vpcswitch::runtime::observe::PortIdentity;
 
@@ -67,10 +68,7 @@ impl Running {
         let mut seen = self.seen.lock().unwrap_or_else(|e| e.into_inner());
         for (i, v) in snap.vips.iter().enumerate() {
             let cell = snap.vip_cell(i as u32);
-            let owner = cell
-                .owner()
-                .and_then(|o| snap.port(o))
-                .map(|p| p.name.clone());
+            let owner = owner_name(&snap, cell);
             let moves = cell.moves();
             let prev = seen.vips.insert(v.name.clone(), (owner.clone(), moves));
             let changed = prev
@@ -116,4 +114,11 @@ impl Running {
         }
         r
     }
+}
+
+/// The name of the port a VIP cell says owns the VIP, if any.
+pub fn owner_name(snap: &Snapshot, cell: &VipCell) -> Option<String> {
+    cell.owner()
+        .and_then(|o| snap.port(o))
+        .map(|p| p.name.clone())
 }
