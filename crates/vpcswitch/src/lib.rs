@@ -5,7 +5,9 @@
 //! * [`model`]: the configuration (SPEC 1) and its validation;
 //! * [`core`]: compiled tables and the pipeline (SPEC 2–6, 8);
 //! * [`backend`]: the backend trait, buffers, in-memory ports;
-//! * [`runtime`]: poll-mode workers.
+//! * [`runtime`]: poll-mode workers;
+//! * `linux` (feature `linux`): the switch on TAP, AF_PACKET and AF_XDP devices, with
+//!   reloads and reopening, as `vpcswitch run` does it.
 //!
 //! ```
 //! use vpcswitch::model::ConfigBuilder;
@@ -31,5 +33,7 @@ pub use vpcswitch_model as model;
 pub use vpcswitch_runtime as runtime;
 pub use vpcswitch_wire as wire;
 
+#[cfg(feature = "linux")]
+pub mod linux;
 #[cfg(feature = "sim")]
 pub mod sim;

@@ -16,9 +16,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use vpcswitch::model::Config;
-use vpcswitch::runtime::Switch;
 
-use crate::{backends_for, control, Running};
+use crate::{control, Running};
 
 const TAG: &str = "vsdemo";
 
@@ -270,8 +269,7 @@ fn demo(stop: &AtomicBool) -> Result<(), String> {
     for n in GUESTS.iter().map(|g| g.name).chain(["internet"]) {
         sh(&format!("ip netns add {}", ns(n)))?;
     }
-    let names = crate::all_port_names(&cfg);
-    let switch = Switch::start(&cfg, backends_for(&cfg, &names)?).map_err(|e| e.to_string())?;
+    let switch = vpcswitch::linux::Host::start(&cfg).map_err(|e| e.to_string())?;
     let running = Arc::new(Running::new(switch, cfg_path.clone()));
     let sock = dir.join("ctl.sock");
     let ctl_stop = Arc::new(crate::listen::Stopper::new().map_err(|e| e.to_string())?);
@@ -492,7 +490,7 @@ fn demo(stop: &AtomicBool) -> Result<(), String> {
     server.finish();
     drop(lab);
     if let Ok(r) = Arc::try_unwrap(running) {
-        r.switch.stop();
+        r.switch.into_switch().stop();
     }
     println!("   namespaces, TAPs, keepalived and iperf3 removed");
     Ok(())

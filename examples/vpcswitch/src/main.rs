@@ -22,21 +22,20 @@ mod demo;
 mod listen;
 mod metrics_http;
 mod ping_gap;
-mod tapns;
+mod running;
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use clap::{Parser, Subcommand, ValueEnum};
-use vpcswitch::backend::Backend;
-use vpcswitch::model::{BackendSpec, Config};
-use vpcswitch::runtime::{Backends, Switch};
-use vpcswitch_tap::PacketBackend;
-use vpcswitch_xdp::{XdpBackend, XdpMode};
+use vpcswitch::linux::{one_line, Host, LinuxError};
+use vpcswitch::model::Config;
+
+pub use running::Running;
 
 /// Default control socket when the configuration names none.
 pub const DEFAULT_SOCKET: &str = "/run/vpcswitch.sock";
@@ -208,315 +207,11 @@ pub fn escape_controls(s: &str) -> String {
     out
 }
 
-/// An error text listing several problems (one per line, maybe as "- " items) as one
-/// line: its lines joined with "; " (after a line ending in ':' with a space), blank
-/// lines dropped.
-pub fn one_line(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    for l in text
-        .lines()
-        .map(|l| l.trim().trim_start_matches("- "))
-        .filter(|l| !l.is_empty())
-    {
-        if !out.is_empty() {
-            out.push_str(if out.ends_with(':') { " " } else { "; " });
-        }
-        out.push_str(l);
-    }
-    out
-}
-
 /// Reads and validates a configuration file; the error text lists every problem.
 pub fn load(path: &Path) -> Result<Config, String> {
     let text = std::fs::read_to_string(path)
         .map_err(|e| format!("cannot read {}: {e}\n", path.display()))?;
     Config::from_toml_str(&text).map_err(|e| format!("{}: {e}", path.display()))
-}
-
-/// Backends for the named ports of `cfg`.
-pub fn backends_for(cfg: &Config, names: &[String]) -> Result<Backends, String> {
-    let mut out: Backends = Vec::new();
-    for name in cfg.port_names() {
-        if !names.iter().any(|n| n == name) {
-            continue;
-        }
-        let Some(spec) = cfg.backend_of(name) else {
-            continue;
-        };
-        match spec {
-            BackendSpec::Tap {
-                ifname,
-                offload,
-                netns,
-            } => out.push((
-                name.to_string(),
-                Box::new(tapns::tap_backend(
-                    name,
-                    ifname,
-                    offload.unwrap_or(true),
-                    netns.as_deref(),
-                )),
-            )),
-            BackendSpec::Memory => {
-                return Err(format!(
-                    "port \"{name}\": backend type \"memory\" is for embedders and tests; the binary needs backend = {{ type = \"tap\", ifname = \"...\" }}"
-                ))
-            }
-            BackendSpec::AfPacket { ifname, ring } => out.push((
-                name.to_string(),
-                Box::new(PacketBackend::with_ring(ifname, ring.unwrap_or(false))),
-            )),
-            BackendSpec::AfXdp {
-                ifname,
-                queue,
-                mode,
-            } => {
-                let mode = XdpMode::parse(mode.as_deref())
-                    .map_err(|e| format!("port \"{name}\": {e}"))?;
-                out.push((
-                    name.to_string(),
-                    Box::new(XdpOrPacket::new(name, ifname, *queue, mode)),
-                ))
-            }
-        }
-    }
-    Ok(out)
-}
-
-fn all_port_names(cfg: &Config) -> Vec<String> {
-    cfg.port_names().map(String::from).collect()
-}
-
-/// Names of ports that are new in `new` or whose backend changed.
-pub fn changed_ports(old: &Config, new: &Config) -> Vec<String> {
-    new.port_names()
-        .filter(|n| old.backend_of(n).is_none() || old.backend_of(n) != new.backend_of(n))
-        .map(String::from)
-        .collect()
-}
-
-/// The running switch and the file it was started from.
-#[derive(Debug)]
-pub struct Running {
-    /// the switch
-    pub switch: Switch,
-    /// its configuration file
-    pub path: PathBuf,
-    /// the last reload error, shown by `ctl`
-    pub last_error: Mutex<Option<String>>,
-    /// down ports whose device came back but could not be reopened (logged once)
-    pub reopen_failed: Mutex<Vec<String>>,
-    /// reloads refused so far (metrics)
-    pub reload_failures: std::sync::atomic::AtomicU64,
-    /// what [`Running::log_changes`] saw last
-    pub seen: Mutex<Seen>,
-    /// ports being captured (one capture per port at a time)
-    pub captures: Mutex<Vec<vpcswitch::runtime::observe::PortIdentity>>,
-    /// set when the switch stops: capture and drop streams end, the monitor returns
-    pub stopping: AtomicBool,
-    /// held for the whole of a reload (SIGHUP, `ctl reload`, a returned device's
-    /// reopen): each reads the running configuration, applies a new one and deletes the
-    /// devices of removed ports, so two at once could re-add a port the other removed
-    pub reloading: Mutex<()>,
-}
-
-/// Learned state last logged: VIP owners and moves, ports down.
-#[derive(Debug, Default)]
-pub struct Seen {
-    vips: std::collections::HashMap<String, (Option<String>, u64)>,
-    down: Vec<String>,
-}
-
-impl Running {
-    /// The switch wrapped for the binary: nothing reloaded or logged yet.
-    pub fn new(switch: Switch, path: PathBuf) -> Running {
-        let r = Running {
-            switch,
-            path,
-            last_error: Mutex::new(None),
-            reopen_failed: Mutex::new(Vec::new()),
-            reload_failures: std::sync::atomic::AtomicU64::new(0),
-            seen: Mutex::new(Seen::default()),
-            captures: Mutex::new(Vec::new()),
-            stopping: AtomicBool::new(false),
-            reloading: Mutex::new(()),
-        };
-        // what the switch starts with is not news
-        r.log_changes_quietly(true);
-        r
-    }
-
-    /// Logs what changed in the dataplane's learned state since the last call: a VIP
-    /// moving to another port (one line per move seen, with the count), a port going
-    /// down or coming back. Polled (about 5 times a second), so nothing is logged per
-    /// packet and a VIP flapping faster than that logs once per poll with its count.
-    pub fn log_changes(&self) {
-        self.log_changes_quietly(false);
-    }
-
-    fn log_changes_quietly(&self, quiet: bool) {
-        let snap = self.switch.snapshot();
-        let mut seen = self.seen.lock().unwrap_or_else(|e| e.into_inner());
-        for (i, v) in snap.vips.iter().enumerate() {
-            let cell = snap.vip_cell(i as u32);
-            let owner = cell
-                .owner()
-                .and_then(|o| snap.port(o))
-                .map(|p| p.name.clone());
-            let moves = cell.moves();
-            let prev = seen.vips.insert(v.name.clone(), (owner.clone(), moves));
-            let changed = prev
-                .as_ref()
-                .is_none_or(|(o, m)| *o != owner || *m != moves);
-            if changed && !quiet && (prev.is_some() || owner.is_some()) {
-                tracing::info!(
-                    vip = %v.name,
-                    ip = %std::net::Ipv4Addr::from(v.ip),
-                    from = prev.and_then(|p| p.0).as_deref().unwrap_or("-"),
-                    to = owner.as_deref().unwrap_or("-"),
-                    moves,
-                    "vip owner changed"
-                );
-            }
-        }
-        let down = self.switch.down_ports();
-        if !quiet {
-            for p in down.iter().filter(|p| !seen.down.contains(p)) {
-                tracing::warn!(port = %p, "port down: its device went away");
-            }
-            for p in seen.down.iter().filter(|p| !down.contains(p)) {
-                tracing::info!(port = %p, "port up");
-            }
-        }
-        seen.down = down;
-    }
-}
-
-/// An `af_xdp` port: AF_XDP, and for `mode = "auto"` AF_PACKET on the same interface
-/// when AF_XDP cannot be set up (old kernel, no BPF permission, an XDP program already
-/// there), with the reason logged; other modes fail with the reason.
-#[derive(Debug)]
-struct XdpOrPacket {
-    port: String,
-    xdp: XdpBackend,
-    fallback: Option<PacketBackend>,
-    on_fallback: bool,
-}
-
-impl XdpOrPacket {
-    fn new(port: &str, ifname: &str, queue: u32, mode: XdpMode) -> XdpOrPacket {
-        XdpOrPacket {
-            port: port.to_string(),
-            xdp: XdpBackend::new(ifname, queue, mode),
-            fallback: (mode == XdpMode::Auto).then(|| PacketBackend::new(ifname)),
-            on_fallback: false,
-        }
-    }
-}
-
-impl Backend for XdpOrPacket {
-    fn describe(&self) -> String {
-        match &self.fallback {
-            Some(p) if self.on_fallback => p.describe(),
-            _ => self.xdp.describe(),
-        }
-    }
-
-    fn queues(
-        &mut self,
-        workers: &[vpcswitch::backend::WorkerMem],
-    ) -> Result<Vec<Box<dyn vpcswitch::backend::PortQueue>>, vpcswitch::backend::BackendError> {
-        match self.xdp.queues(workers) {
-            Ok(q) => Ok(q),
-            Err(e) => match &mut self.fallback {
-                Some(p) => {
-                    self.on_fallback = true;
-                    tracing::warn!(
-                        port = %self.port,
-                        reason = %e,
-                        "af_xdp: AF_XDP could not be set up; mode \"auto\" falls back to AF_PACKET on the same interface"
-                    );
-                    p.queues(workers)
-                }
-                None => Err(e),
-            },
-        }
-    }
-}
-
-impl Running {
-    /// Reopens down TAP ports whose interface exists again in the switch's network
-    /// namespace (recreated by the operator or the hypervisor), with the running
-    /// configuration. A port whose device is still missing stays down until it returns
-    /// or until a reload (which creates it). Called about once a second.
-    pub fn reopen_returned(&self) {
-        let _one = self.reloading.lock().unwrap_or_else(|e| e.into_inner());
-        let down = self.switch.down_ports();
-        let mut failed = self.reopen_failed.lock().unwrap_or_else(|e| e.into_inner());
-        failed.retain(|n| down.contains(n));
-        if down.is_empty() {
-            return;
-        }
-        let cfg = self.switch.snapshot().config.clone();
-        let back: Vec<String> = down
-            .into_iter()
-            .filter(|n| tapns::device_present(&cfg, n))
-            .collect();
-        if back.is_empty() {
-            return;
-        }
-        let r = backends_for(&cfg, &back)
-            .and_then(|b| self.switch.reload(&cfg, b).map_err(|e| e.to_string()));
-        match r {
-            Ok(g) => {
-                failed.clear();
-                tracing::info!(ports = ?back, generation = g, "device returned: port reopened, up again");
-            }
-            Err(e) => {
-                if back.iter().any(|n| !failed.contains(n)) {
-                    tracing::warn!(ports = ?back, error = %one_line(&e), "device returned but cannot be reopened; the port stays down (retrying)");
-                    *failed = back;
-                }
-            }
-        }
-    }
-
-    /// Re-reads the file and applies it; on error the running configuration stays.
-    pub fn reload(&self) -> Result<u64, String> {
-        let _one = self.reloading.lock().unwrap_or_else(|e| e.into_inner());
-        let r = (|| -> Result<u64, String> {
-            let new = load(&self.path)?;
-            let old = self.switch.snapshot().config.clone();
-            // new or changed ports, and ports whose device is gone (reopened)
-            let mut names = changed_ports(&old, &new);
-            for d in self.switch.down_ports() {
-                if !names.contains(&d) {
-                    tracing::info!(port = %d, "reopening the port's device");
-                    names.push(d);
-                }
-            }
-            let backends = backends_for(&new, &names)?;
-            let g = self
-                .switch
-                .reload(&new, backends)
-                .map_err(|e| e.to_string())?;
-            tapns::delete_removed(&old, &new);
-            Ok(g)
-        })();
-        match &r {
-            Ok(g) => {
-                tracing::info!(generation = g, file = %self.path.display(), "configuration reloaded");
-                *self.last_error.lock().unwrap_or_else(|e| e.into_inner()) = None;
-            }
-            Err(e) => {
-                self.reload_failures
-                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                tracing::error!(error = %one_line(e), "reload refused; the running configuration stays");
-                *self.last_error.lock().unwrap_or_else(|e| e.into_inner()) = Some(e.clone());
-            }
-        }
-        r
-    }
 }
 
 fn run(path: &Path) -> ExitCode {
@@ -527,15 +222,12 @@ fn run(path: &Path) -> ExitCode {
             return ExitCode::from(1);
         }
     };
-    let backends = match backends_for(&cfg, &all_port_names(&cfg)) {
-        Ok(b) => b,
-        Err(e) => {
+    let switch = match Host::start(&cfg) {
+        Ok(s) => s,
+        Err(e @ LinuxError::Backend { .. }) => {
             eprintln!("{e}");
             return ExitCode::from(1);
         }
-    };
-    let switch = match Switch::start(&cfg, backends) {
-        Ok(s) => s,
         Err(e) => {
             eprintln!("cannot start: {e}");
             return ExitCode::from(2);
@@ -619,7 +311,7 @@ fn run(path: &Path) -> ExitCode {
                 running.log_changes();
                 // a TAP that went away and came back is picked up again
                 if tick % 5 == 4 {
-                    running.reopen_returned();
+                    running.switch.reopen_returned();
                 }
             }
         });
@@ -671,7 +363,7 @@ fn shutdown(
         match Arc::try_unwrap(running) {
             Ok(r) => {
                 let health = r.switch.health();
-                break (health, r.switch.stop());
+                break (health, r.switch.into_switch().stop());
             }
             Err(r) if Instant::now() < until => {
                 running = r;
@@ -714,7 +406,9 @@ pub fn exit_status(health: &Result<(), String>, panicked: usize) -> u8 {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use vpcswitch::backend::{BackendError, PacketBuf, PortQueue, TxResult, WorkerBufs, WorkerMem};
+    use vpcswitch::backend::{
+        Backend, BackendError, PacketBuf, PortQueue, TxResult, WorkerBufs, WorkerMem,
+    };
 
     /// A device whose queue panics on its first poll (fault injection, as in the
     /// runtime's a_worker_panic_stops_the_switch_and_says_why).
@@ -760,7 +454,7 @@ mod tests {
             b.retain(|(n, _)| n != "p2");
             b.push(("p2".into(), Box::new(Panics)));
         }
-        let sw = Switch::start(&c, b).unwrap();
+        let sw = vpcswitch::runtime::Switch::start(&c, b).unwrap();
         if panic {
             let t0 = Instant::now();
             while sw.health().is_ok() {
@@ -769,7 +463,7 @@ mod tests {
             }
         }
         Arc::new(Running::new(
-            sw,
+            Host::new(sw),
             PathBuf::from("/nonexistent/vpcswitch.toml"),
         ))
     }

@@ -9,38 +9,15 @@
 //!
 //! Needs root, `ip` and `ping` (scripts/test.sh installs them); fails saying so.
 
+mod common;
+
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use common::{cpu_seconds, must, sh};
+
 const GUESTS: usize = 100;
-
-fn sh(cmd: &str) -> (bool, String) {
-    let o = Command::new("sh")
-        .arg("-c")
-        .arg(cmd)
-        .output()
-        .expect("sh runs");
-    let mut s = String::from_utf8_lossy(&o.stdout).to_string();
-    s += &String::from_utf8_lossy(&o.stderr);
-    (o.status.success(), s)
-}
-
-fn must(cmd: &str) -> String {
-    let (ok, out) = sh(cmd);
-    assert!(ok, "command failed: {cmd}\n{out}");
-    out
-}
-
-/// CPU time (user + system, all threads) of `pid` so far, in seconds.
-fn cpu_seconds(pid: u32) -> f64 {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).expect("stat");
-    // after the command name in parentheses: fields 14 and 15 are utime and stime
-    let rest = &stat[stat.rfind(')').expect("comm") + 2..];
-    let f: Vec<&str> = rest.split_whitespace().collect();
-    let ticks: f64 = f[11].parse::<f64>().unwrap() + f[12].parse::<f64>().unwrap();
-    ticks / 100.0
-}
 
 /// The backend of guest `i`: a third TAP (in the guest's namespace), a third
 /// AF_PACKET (every other one with the ring), a third AF_XDP.

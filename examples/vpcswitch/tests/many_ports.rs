@@ -13,34 +13,21 @@
 //! Everything it makes (the namespace, the switch process, the files) is removed when
 //! it ends; the switch is killed by PID. Traffic stays inside the namespace.
 
+mod common;
+
 use std::fs::File;
 use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use common::{cpu_seconds, must, sh};
+
 use vpcswitch_tap::sys as tap;
 
 const PORTS: usize = 1000;
 const SUBNETS: usize = 4;
 const PER_SUBNET: usize = PORTS / SUBNETS;
-
-fn sh(cmd: &str) -> (bool, String) {
-    let o = Command::new("sh")
-        .arg("-c")
-        .arg(cmd)
-        .output()
-        .expect("sh runs");
-    let mut s = String::from_utf8_lossy(&o.stdout).to_string();
-    s += &String::from_utf8_lossy(&o.stderr);
-    (o.status.success(), s)
-}
-
-fn must(cmd: &str) -> String {
-    let (ok, out) = sh(cmd);
-    assert!(ok, "command failed: {cmd}\n{out}");
-    out
-}
 
 /// Guest `i`: its subnet, MAC and IP.
 fn mac(i: usize) -> [u8; 6] {
@@ -133,18 +120,6 @@ impl Drop for Env {
             let _ = std::fs::remove_dir_all(&self.dir);
         }
     }
-}
-
-/// CPU time (user + system, all threads) of `pid` so far, in seconds.
-fn cpu_seconds(pid: u32) -> f64 {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).expect("stat");
-    // fields after the command name, which ends with the last ')'
-    let rest = &stat[stat.rfind(')').expect("comm") + 2..];
-    let f: Vec<&str> = rest.split_whitespace().collect();
-    // utime and stime are fields 14 and 15 of the whole line: 12 and 13 here
-    let ticks: u64 = f[11].parse::<u64>().expect("utime") + f[12].parse::<u64>().expect("stime");
-    let hz: f64 = must("getconf CLK_TCK").trim().parse().expect("CLK_TCK");
-    ticks as f64 / hz
 }
 
 /// CPU time so far of each thread of `pid` (name, ns; from `schedstat`).

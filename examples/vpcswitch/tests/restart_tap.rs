@@ -9,19 +9,12 @@
 
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
-use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-#[path = "../src/ping_gap.rs"]
-mod ping_gap;
-use ping_gap::ping_gap_ms;
+mod common;
 
-/// One test at a time: they share two CPUs.
-static SERIAL: Mutex<()> = Mutex::new(());
-
-fn lock() -> std::sync::MutexGuard<'static, ()> {
-    SERIAL.lock().unwrap_or_else(|e| e.into_inner())
-}
+use common::ping_gap::ping_gap_ms;
+use common::{lock, must, sh, spawn_switch};
 
 fn require() {
     let (_, uid) = sh("id -u");
@@ -36,23 +29,6 @@ fn require() {
             "missing tool `{tool}`: run scripts/test.sh (it installs iproute2, iputils-ping, iperf3)"
         );
     }
-}
-
-fn sh(cmd: &str) -> (bool, String) {
-    let o = Command::new("sh")
-        .arg("-c")
-        .arg(cmd)
-        .output()
-        .expect("sh runs");
-    let mut s = String::from_utf8_lossy(&o.stdout).to_string();
-    s += &String::from_utf8_lossy(&o.stderr);
-    (o.status.success(), s)
-}
-
-fn must(cmd: &str) -> String {
-    let (ok, out) = sh(cmd);
-    assert!(ok, "command failed: {cmd}\n{out}");
-    out
 }
 
 /// Two guests `a` and `b` in namespaces of their own, and the switch binary.
@@ -147,19 +123,7 @@ impl Lab {
     fn start(&mut self, cfg: &str) {
         std::fs::write(self.cfg_path(), cfg).expect("config");
         let _ = std::fs::remove_file(self.socket());
-        let log = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(self.dir.join("switch.log"))
-            .expect("log");
-        let child = Command::new(env!("CARGO_BIN_EXE_vpcswitch"))
-            .args(["run", "-c"])
-            .arg(self.cfg_path())
-            .stdout(Stdio::null())
-            .stderr(log)
-            .spawn()
-            .expect("start vpcswitch");
-        self.switch = Some(child);
+        self.switch = Some(spawn_switch(&self.cfg_path(), &self.dir.join("switch.log")));
         let end = Instant::now() + Duration::from_secs(10);
         while !self.socket().exists() {
             assert!(Instant::now() < end, "switch did not start: {}", self.log());

@@ -7,7 +7,7 @@ use std::collections::HashSet;
 use std::path::Path;
 use std::sync::Mutex;
 
-use vpcswitch::model::{netns_path, BackendSpec, Config};
+use vpcswitch_model::{netns_path, BackendSpec, Config};
 use vpcswitch_tap::TapBackend;
 
 /// Ports already warned about (once per port in a process).
@@ -17,7 +17,12 @@ static WARNED: Mutex<Option<HashSet<String>>> = Mutex::new(None);
 /// namespace is created there, as documented; but a restarted switch whose guests'
 /// TAPs were moved into their namespaces would create a stand-in that no guest sees:
 /// say so (WARN, once per port).
-pub fn tap_backend(port: &str, ifname: &str, offload: bool, netns: Option<&str>) -> TapBackend {
+pub(crate) fn tap_backend(
+    port: &str,
+    ifname: &str,
+    offload: bool,
+    netns: Option<&str>,
+) -> TapBackend {
     let b = TapBackend::with_offload(ifname, offload);
     match netns {
         Some(ns) => b.in_netns(ns, netns_path(ns)),

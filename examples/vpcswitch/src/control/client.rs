@@ -1,0 +1,217 @@
+//! `vpcswitch ctl`: the client side of the control socket.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::os::unix::net::UnixStream;
+use std::path::Path;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use serde_json::{json, Value};
+
+use super::unhex;
+
+/// A streamed request: the words sent, and where a capture is written.
+type StreamRequest = (Vec<String>, Option<String>);
+
+/// Options of `ctl capture` / `ctl drops`, parsed from the words after the command.
+fn stream_request(cmd: &[String]) -> Result<Option<StreamRequest>, String> {
+    let mut it = cmd.iter().skip(1);
+    match cmd.first().map(String::as_str) {
+        Some("capture") => {
+            let (mut port, mut dir, mut count, mut out) =
+                (None, "both".to_string(), "0".to_string(), None);
+            while let Some(a) = it.next() {
+                match a.as_str() {
+                    "--direction" | "-d" => {
+                        dir = it.next().ok_or("--direction needs rx, tx or both")?.clone()
+                    }
+                    "--count" | "-c" => count = it.next().ok_or("--count needs a number")?.clone(),
+                    "-w" => out = Some(it.next().ok_or("-w needs a file name or -")?.clone()),
+                    p if port.is_none() && !p.starts_with('-') => port = Some(p.to_string()),
+                    other => return Err(format!("capture: unexpected {other:?}")),
+                }
+            }
+            let port = port.ok_or(
+                "usage: ctl capture PORT [--direction rx|tx|both] [--count N] -w FILE.pcap|-",
+            )?;
+            let out = out.ok_or("capture needs -w FILE.pcap (or -w - for stdout)")?;
+            Ok(Some((vec!["capture".into(), port, dir, count], Some(out))))
+        }
+        Some("drops") => {
+            let mut secs = "1".to_string();
+            let mut port = None;
+            while let Some(a) = it.next() {
+                match a.as_str() {
+                    "--follow" | "-f" => secs = "0".into(),
+                    "--secs" => secs = it.next().ok_or("--secs needs a number")?.clone(),
+                    "--port" | "-p" => {
+                        port = Some(it.next().ok_or("--port needs a port name")?.clone())
+                    }
+                    other => return Err(format!("drops: unexpected {other:?}")),
+                }
+            }
+            let mut words = vec!["drops".into(), secs];
+            words.extend(port);
+            Ok(Some((words, None)))
+        }
+        _ => Ok(None),
+    }
+}
+
+/// Reads the streamed answer of `capture` into a pcap file (or stdout) or prints the
+/// dropped frames of `drops`.
+fn stream_client(s: UnixStream, json_out: bool, out: Option<String>) -> ExitCode {
+    let mut lines = BufReader::new(s).lines();
+    let first: Value = match lines.next() {
+        Some(Ok(l)) => serde_json::from_str(&l).unwrap_or(Value::Null),
+        _ => return fail(json_out, "no answer from the switch", 2),
+    };
+    if first.get("ok").and_then(Value::as_bool) != Some(true) {
+        return fail(json_out, first["text"].as_str().unwrap_or("error"), 1);
+    }
+    let mut pcap: Option<Box<dyn Write>> = match out.as_deref() {
+        None => None,
+        Some("-") => Some(Box::new(std::io::stdout().lock())),
+        Some(path) => match std::fs::File::create(path) {
+            Ok(f) => Some(Box::new(std::io::BufWriter::new(f))),
+            Err(e) => return fail(json_out, &format!("cannot write {path}: {e}"), 2),
+        },
+    };
+    if let Some(w) = pcap.as_mut() {
+        let snaplen = first["data"]["snaplen"].as_u64().unwrap_or(65535) as u32;
+        let mut h = Vec::with_capacity(24);
+        h.extend_from_slice(&0xa1b2_c3d4u32.to_le_bytes());
+        h.extend_from_slice(&2u16.to_le_bytes());
+        h.extend_from_slice(&4u16.to_le_bytes());
+        h.extend_from_slice(&0i32.to_le_bytes());
+        h.extend_from_slice(&0u32.to_le_bytes());
+        h.extend_from_slice(&snaplen.to_le_bytes());
+        h.extend_from_slice(&1u32.to_le_bytes()); // Ethernet
+        if w.write_all(&h).is_err() {
+            return ExitCode::from(2);
+        }
+    }
+    let mut n = 0u64;
+    for l in lines {
+        let Ok(l) = l else { break };
+        let Ok(v) = serde_json::from_str::<Value>(&l) else {
+            continue;
+        };
+        if v.get("heartbeat").is_some() {
+            continue;
+        }
+        if let Some(done) = v.get("done") {
+            if pcap.is_some() {
+                eprintln!(
+                    "{done} frames captured, {} lost",
+                    v["lost"].as_u64().unwrap_or(0)
+                );
+            }
+            if let Some(why) = v["ended"].as_str() {
+                eprintln!("ended: {why}");
+            }
+            break;
+        }
+        n += 1;
+        match pcap.as_mut() {
+            Some(w) => {
+                let data = unhex(v["data"].as_str().unwrap_or("")).unwrap_or_default();
+                let ts = v["ts_us"].as_u64().unwrap_or(0);
+                let mut r = Vec::with_capacity(16 + data.len());
+                r.extend_from_slice(&((ts / 1_000_000) as u32).to_le_bytes());
+                r.extend_from_slice(&((ts % 1_000_000) as u32).to_le_bytes());
+                r.extend_from_slice(&(data.len() as u32).to_le_bytes());
+                r.extend_from_slice(&(v["len"].as_u64().unwrap_or(0) as u32).to_le_bytes());
+                r.extend_from_slice(&data);
+                if w.write_all(&r).and_then(|_| w.flush()).is_err() {
+                    break;
+                }
+            }
+            None if json_out => println!("{v}"),
+            None => println!(
+                "{} {:<12} {:<26} {:>5} B  {}",
+                v["ts_us"].as_u64().map_or("-".into(), |t| format!(
+                    "{}.{:06}",
+                    t / 1_000_000,
+                    t % 1_000_000
+                )),
+                v["port"].as_str().unwrap_or("?"),
+                v["reason"].as_str().unwrap_or("?"),
+                v["len"].as_u64().unwrap_or(0),
+                v["decode"].as_str().unwrap_or("")
+            ),
+        }
+    }
+    if pcap.is_none() && n == 0 && !json_out {
+        eprintln!("no drops sampled");
+    }
+    ExitCode::SUCCESS
+}
+
+/// A failed `ctl` command: with `--json`, `{"ok": false, "error": "..."}` on stdout
+/// (so a script always gets JSON), else the message on stderr; `code` is the status.
+fn fail(json_out: bool, msg: &str, code: u8) -> ExitCode {
+    let msg = msg.trim_end();
+    let msg = msg.strip_prefix("error: ").unwrap_or(msg);
+    if json_out {
+        println!("{}", json!({"ok": false, "error": msg}));
+    } else {
+        eprintln!("{msg}");
+    }
+    ExitCode::from(code)
+}
+
+/// `vpcswitch ctl`: sends one request and prints the answer. With `--json`, every
+/// outcome prints JSON on stdout: the data on success, `{"ok": false, "error": ...}`
+/// on failure (exit 1 when the switch refused, 2 when it could not be asked).
+pub fn client(socket: &Path, json_out: bool, cmd: &[String]) -> ExitCode {
+    let stream = match stream_request(cmd) {
+        Ok(s) => s,
+        Err(e) => return fail(json_out, &e, 2),
+    };
+    let mut s = match UnixStream::connect(socket) {
+        Ok(s) => s,
+        Err(e) => {
+            return fail(
+                json_out,
+                &format!(
+                    "cannot connect to {}: {e} (is the switch running? pass --socket)",
+                    socket.display()
+                ),
+                2,
+            )
+        }
+    };
+    let _ = s.set_read_timeout(Some(Duration::from_secs(30)));
+    let cmd: Vec<String> = stream
+        .as_ref()
+        .map_or_else(|| cmd.to_vec(), |(c, _)| c.clone());
+    let mut req = json!({"cmd": cmd, "json": json_out}).to_string();
+    req.push('\n');
+    if let Err(e) = s.write_all(req.as_bytes()) {
+        return fail(json_out, &format!("cannot send: {e}"), 2);
+    }
+    if let Some((_, out)) = stream {
+        return stream_client(s, json_out, out);
+    }
+    let mut resp = String::new();
+    if let Err(e) = s.read_to_string(&mut resp) {
+        return fail(json_out, &format!("cannot read the answer: {e}"), 2);
+    }
+    let v: Value = match serde_json::from_str(&resp) {
+        Ok(v) => v,
+        Err(e) => return fail(json_out, &format!("malformed answer: {e}"), 2),
+    };
+    let ok = v.get("ok").and_then(Value::as_bool).unwrap_or(false);
+    if json_out && ok {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&v["data"]).unwrap_or_default()
+        );
+    } else if ok {
+        print!("{}", v["text"].as_str().unwrap_or_default());
+    } else {
+        return fail(json_out, v["text"].as_str().unwrap_or("error"), 1);
+    }
+    ExitCode::SUCCESS
+}

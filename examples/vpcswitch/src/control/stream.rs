@@ -1,0 +1,296 @@
+//! The streamed commands: `capture` (a port's frames) and `drops` (sampled dropped
+//! frames), one JSON line each until done, with heartbeats while quiet.
+
+use std::net::Ipv4Addr;
+use std::os::unix::net::UnixStream;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use serde_json::json;
+use vpcswitch::runtime::observe::{Direction, PortIdentity};
+use vpcswitch::wire::{arp, EtherType, EthernetFrame, IpProtocol, Ipv4Packet};
+
+use super::{err, ok, send_line};
+use crate::Running;
+
+/// The Unix time (µs) at which the switch's clock read 0: add a record's `ts_ns / 1000`.
+/// Read once per stream, not per frame.
+fn clock_base_us(running: &Running) -> u64 {
+    let now_unix = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_micros() as u64);
+    now_unix.saturating_sub(running.switch.now_ns() / 1000)
+}
+
+/// `capture PORT DIR COUNT`: streams the port's frames, one JSON line each, until COUNT
+/// (0: until the client goes away). One capture per port at a time. The capture is bound
+/// to the port, not its id: a reload that deletes the port ends it (the last line says
+/// so in `ended`), and a port that later gets the same id is never captured by it.
+pub fn capture(s: &UnixStream, running: &Running, port: &str, dir: &str, count: &str) {
+    let (rx, tx) = match dir {
+        "rx" => (true, false),
+        "tx" => (false, true),
+        "both" => (true, true),
+        _ => {
+            send_line(s, &err("direction must be rx, tx or both"));
+            return;
+        }
+    };
+    let Ok(count) = count.parse::<u64>() else {
+        send_line(s, &err("count must be a number (0: until interrupted)"));
+        return;
+    };
+    let Some(pid) = running.switch.port_identity(port) else {
+        send_line(s, &err(&format!("no port named \"{port}\"")));
+        return;
+    };
+    {
+        let mut c = running.captures.lock().unwrap_or_else(|e| e.into_inner());
+        if c.contains(&pid) {
+            send_line(
+                s,
+                &err(&format!("port \"{port}\" is already being captured")),
+            );
+            return;
+        }
+        c.push(pid);
+    }
+    let obs = running.switch.observe();
+    let release = || {
+        running
+            .captures
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .retain(|p| *p != pid);
+    };
+    if !obs.start_capture(pid, rx, tx) {
+        release();
+        send_line(s, &err(&format!("port \"{port}\" was just deleted")));
+        return;
+    }
+    tracing::info!(port, direction = dir, count, "capture started");
+    let lost0 = obs.lost();
+    let base_us = clock_base_us(running);
+    let mut sent = 0u64;
+    let mut alive = send_line(
+        s,
+        &ok(
+            format!("capturing {port} ({dir})\n"),
+            json!({"snaplen": vpcswitch::runtime::observe::SNAPLEN}),
+        ),
+    );
+    let mut frames = Vec::new();
+    let mut last_beat = std::time::Instant::now();
+    let mut ended = None;
+    while alive && (count == 0 || sent < count) {
+        if running.stopping.load(Ordering::SeqCst) {
+            ended = Some("the switch is stopping".to_string());
+            break;
+        }
+        let want = if count == 0 {
+            64
+        } else {
+            (count - sent).min(64) as usize
+        };
+        // checked before taking: frames recorded before the port went are still sent
+        let gone = !obs.is_current(pid);
+        obs.take_frames(pid, want, &mut frames);
+        if frames.is_empty() && gone {
+            ended = Some(format!("port \"{port}\" was deleted by a reload"));
+            break;
+        }
+        if frames.is_empty() {
+            std::thread::sleep(Duration::from_millis(5));
+            if last_beat.elapsed() > Duration::from_secs(1) {
+                alive = send_line(s, &json!({"heartbeat": true}));
+                last_beat = std::time::Instant::now();
+            }
+            continue;
+        }
+        for f in frames.drain(..) {
+            if alive {
+                let hex: String = f.data.iter().map(|b| format!("{b:02x}")).collect();
+                alive = send_line(
+                    s,
+                    &json!({
+                        "ts_us": base_us + f.ts_ns / 1000, "len": f.orig_len,
+                        "dir": if f.direction == Direction::Rx { "rx" } else { "tx" },
+                        "data": hex,
+                    }),
+                );
+                sent += 1;
+            }
+            obs.recycle(f);
+        }
+    }
+    obs.stop_capture(pid);
+    // frames still queued for this port are given back
+    obs.take_frames(pid, usize::MAX, &mut frames);
+    for f in frames.drain(..) {
+        obs.recycle(f);
+    }
+    release();
+    tracing::info!(
+        port,
+        frames = sent,
+        ended = ended.as_deref(),
+        "capture ended"
+    );
+    if alive {
+        send_line(
+            s,
+            &json!({"done": sent, "lost": obs.lost() - lost0, "ended": ended}),
+        );
+    }
+}
+
+/// A one-line decode of the start of a frame (it may be cut short: an IPv4 header is
+/// read when its first 20 bytes are there, whatever its total length says), through the
+/// wire views.
+fn decode(b: &[u8]) -> String {
+    let Ok(eth) = EthernetFrame::new_checked(b) else {
+        return format!("{} bytes", b.len());
+    };
+    let payload = eth.payload();
+    let l3 = match eth.ethertype() {
+        EtherType::IPV4 if payload.len() >= vpcswitch::wire::IPV4_MIN_HEADER_LEN => {
+            // the fixed fields only: present in any 20 bytes
+            let ip = Ipv4Packet::new_unchecked(payload);
+            let proto = match ip.protocol() {
+                IpProtocol::ICMP => "icmp".to_string(),
+                IpProtocol::TCP => "tcp".to_string(),
+                IpProtocol::UDP => "udp".to_string(),
+                p => format!("proto {p}"),
+            };
+            format!("IPv4 {} > {} {proto} ttl {}", ip.src(), ip.dst(), ip.ttl())
+        }
+        EtherType::ARP if payload.len() >= arp::ARP_LEN => match arp::parse(payload) {
+            Ok(a) => {
+                let op = match a.op {
+                    arp::OP_REQUEST => "request",
+                    arp::OP_REPLY => "reply",
+                    _ => "op?",
+                };
+                format!(
+                    "ARP {op} {} > {}",
+                    Ipv4Addr::from(a.spa),
+                    Ipv4Addr::from(a.tpa)
+                )
+            }
+            Err(e) => format!("ARP ({e})"),
+        },
+        EtherType::VLAN | EtherType::QINQ => "802.1Q/802.1ad tagged".into(),
+        EtherType::IPV6 => "IPv6".into(),
+        other => format!("ethertype {other:#06x}"),
+    };
+    format!("{} > {} {l3}", eth.src(), eth.dst())
+}
+
+/// `drops SECS [PORT]`: samples dropped frames for SECS seconds (0: until the client
+/// goes away), one JSON line each, of every port or of PORT only. Sampling is on only
+/// while someone reads it, and at most `DROP_SAMPLES_PER_SEC` per worker. Samples carry
+/// the port's identity: each is named after the port it was charged to (`?` once that
+/// port is deleted), and a PORT filter follows that port only, ending when a reload
+/// deletes it (never showing the drops of a port that later gets its id).
+pub fn drops(s: &UnixStream, running: &Running, secs: &str, port: Option<&str>) {
+    let Ok(secs) = secs.parse::<u64>() else {
+        send_line(s, &err("seconds must be a number (0: follow)"));
+        return;
+    };
+    let only: Option<PortIdentity> = match port {
+        None => None,
+        Some(p) => match running.switch.port_identity(p) {
+            Some(who) => Some(who),
+            None => {
+                send_line(s, &err(&format!("no port named \"{p}\"")));
+                return;
+            }
+        },
+    };
+    let obs = running.switch.observe();
+    let end = (secs > 0).then(|| std::time::Instant::now() + Duration::from_secs(secs));
+    let mut alive = send_line(s, &ok("sampling drops\n".into(), json!({})));
+    let base_us = clock_base_us(running);
+    let mut got = Vec::new();
+    let mut last_beat = std::time::Instant::now();
+    let mut ended = None;
+    while alive && end.is_none_or(|e| std::time::Instant::now() < e) {
+        if running.stopping.load(Ordering::SeqCst) {
+            ended = Some("the switch is stopping".to_string());
+            break;
+        }
+        obs.sample_drops_until(running.switch.now_ns() + 2_000_000_000);
+        // checked before taking: drops sampled before the port went are still sent
+        let gone = only.filter(|w| !obs.is_current(*w));
+        obs.take_drops(&mut got);
+        for d in got.drain(..) {
+            if only.is_some_and(|w| w != d.identity()) {
+                continue;
+            }
+            let port = running
+                .switch
+                .port_name(d.identity())
+                .unwrap_or_else(|| "?".into());
+            let head = &d.head[..d.head_len];
+            alive = alive
+                && send_line(
+                    s,
+                    &json!({
+                        "ts_us": base_us + d.ts_ns / 1000, "port": port,
+                        "reason": d.reason.name(), "len": d.len, "decode": decode(head),
+                        "head": head.iter().map(|b| format!("{b:02x}")).collect::<String>(),
+                    }),
+                );
+        }
+        if last_beat.elapsed() > Duration::from_secs(1) {
+            alive = alive && send_line(s, &json!({"heartbeat": true}));
+            last_beat = std::time::Instant::now();
+        }
+        if gone.is_some() {
+            ended = port.map(|p| format!("port \"{p}\" was deleted by a reload"));
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    if alive {
+        send_line(s, &json!({"done": true, "ended": ended}));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::decode;
+
+    fn hex(s: &str) -> Vec<u8> {
+        super::super::unhex(s).unwrap()
+    }
+
+    /// `ctl drops` decodes the head of a frame, cut short or not, without panicking.
+    #[test]
+    fn decode_names_what_the_head_of_a_frame_holds() {
+        let eth = "ffffffffffff 020000000103";
+        let arp = hex(&format!(
+            "{eth} 0806 0001 0800 06 04 0001 020000000103 0a00010d 000000000000 0a00010b"
+        ));
+        assert_eq!(
+            decode(&arp),
+            "02:00:00:00:01:03 > ff:ff:ff:ff:ff:ff ARP request 10.0.1.13 > 10.0.1.11"
+        );
+        let ip = hex(&format!(
+            "{eth} 0800 4500 0054 0000 4000 4001 0000 0a00010d 0a00014d 0800"
+        ));
+        assert_eq!(
+            decode(&ip),
+            "02:00:00:00:01:03 > ff:ff:ff:ff:ff:ff IPv4 10.0.1.13 > 10.0.1.77 icmp ttl 64"
+        );
+        // the IPv4 header cut short: the EtherType alone
+        assert!(decode(&ip[..30]).ends_with("ethertype 0x0800"));
+        assert_eq!(decode(&ip[..10]), "10 bytes");
+        assert!(decode(&hex(&format!("{eth} 8100 0001"))).ends_with("802.1Q/802.1ad tagged"));
+        // an ARP that is not Ethernet/IPv4
+        let bad = hex(&format!(
+            "{eth} 0806 0006 0800 06 04 0001 020000000103 0a00010d 000000000000 0a00010b"
+        ));
+        assert!(decode(&bad).contains("ARP ("), "{}", decode(&bad));
+    }
+}

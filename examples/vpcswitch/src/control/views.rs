@@ -1,0 +1,334 @@
+//! The answers of the table commands (`ports`, `vips`, `eips`, `neighbors`, `routes`,
+//! `stats`) and of `trace`: a text table for people and the same rows as JSON data.
+//! They read the running snapshot and counters and change nothing.
+
+use std::net::Ipv4Addr;
+
+use serde_json::{json, Map, Value};
+use vpcswitch::model::RouteTarget;
+
+use super::{err, ok, unhex};
+use crate::running::owner_name;
+use crate::Running;
+
+/// `ports`: name (DOWN when its device is gone), subnet, MAC, IPs, src/dst check,
+/// backend, packet counters.
+pub fn ports(r: &Running) -> Value {
+    let snap = r.switch.snapshot();
+    let stats = r.switch.stats();
+    let backends = r.switch.backends();
+    let row = |c: [&str; 8]| {
+        format!(
+            "{:<12} {:<10} {:<17} {:<18} {:<6} {:<16} {:>10} {:>10}\n",
+            c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7]
+        )
+    };
+    let mut text = row([
+        "PORT", "SUBNET", "MAC", "IPS", "CHECK", "BACKEND", "RX", "TX",
+    ]);
+    let mut rows = vec![];
+    for p in snap.ports.iter().flatten() {
+        let st = stats.port(&p.name).cloned().unwrap_or_default();
+        let subnet = snap
+            .subnets
+            .get(p.subnet as usize)
+            .map_or("-", |s| s.name.as_str());
+        let ips: Vec<String> = p
+            .ips
+            .iter()
+            .map(|i| Ipv4Addr::from(*i).to_string())
+            .collect();
+        let be = backends.get(&p.name).cloned().unwrap_or_default();
+        let name = if st.down {
+            format!("{} (DOWN)", p.name)
+        } else {
+            p.name.clone()
+        };
+        text += &row([
+            &name,
+            subnet,
+            &p.mac.to_string(),
+            &ips.join(","),
+            if p.src_dst_check { "on" } else { "off" },
+            &be,
+            &st.rx_packets.to_string(),
+            &st.tx_packets.to_string(),
+        ]);
+        rows.push(json!({
+            "name": p.name, "down": st.down, "subnet": subnet, "mac": p.mac.to_string(),
+            "ips": ips, "src_dst_check": p.src_dst_check, "backend": be,
+            "rx_packets": st.rx_packets, "tx_packets": st.tx_packets,
+            "rx_bytes": st.rx_bytes, "tx_bytes": st.tx_bytes,
+        }));
+    }
+    ok(text, json!(rows))
+}
+
+/// `vips`: each VIP's ports, learned owner, moves, time since the last move and the
+/// switch's own failover time (new owner learned -> first frame sent to it).
+pub fn vips(r: &Running) -> Value {
+    let snap = r.switch.snapshot();
+    let now = r.switch.now_ns();
+    let row = |c: [&str; 8]| {
+        format!(
+            "{:<14} {:<10} {:<15} {:<24} {:<10} {:>6} {:>14} {:>12}\n",
+            c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7]
+        )
+    };
+    let mut text = row([
+        "VIP",
+        "SUBNET",
+        "IP",
+        "PORTS",
+        "OWNER",
+        "MOVES",
+        "LAST MOVE",
+        "FIRST PKT",
+    ]);
+    let mut rows = vec![];
+    for (i, v) in snap.vips.iter().enumerate() {
+        let cell = snap.vip_cell(i as u32);
+        let owner = owner_name(&snap, cell);
+        let ports: Vec<String> = v
+            .ports
+            .iter()
+            .filter_map(|p| snap.port(*p))
+            .map(|p| p.name.clone())
+            .collect();
+        let ago = (cell.moves() > 0).then(|| now.saturating_sub(cell.last_move_ns()) as f64 / 1e9);
+        let first_us = cell.first_packet_ns().map(|ns| ns as f64 / 1e3);
+        text += &row([
+            &v.name,
+            &snap.subnets[v.subnet as usize].name,
+            &Ipv4Addr::from(v.ip).to_string(),
+            &ports.join(","),
+            owner.as_deref().unwrap_or("-"),
+            &cell.moves().to_string(),
+            &ago.map_or("-".into(), |a| format!("{a:.1} s ago")),
+            &first_us.map_or("-".into(), |u| format!("{u:.1} µs")),
+        ]);
+        rows.push(json!({
+            "name": v.name, "ip": Ipv4Addr::from(v.ip).to_string(), "ports": ports,
+            "owner": owner, "moves": cell.moves(), "seconds_since_move": ago,
+            "first_packet_us": first_us,
+        }));
+    }
+    ok(text, json!(rows))
+}
+
+/// `eips`: the uplink and its next hop, then each EIP, its target and where it is now.
+pub fn eips(r: &Running) -> Value {
+    let snap = r.switch.snapshot();
+    let mut text = String::new();
+    let uplink = snap.uplink.as_ref().map(|u| {
+        let nh = snap.next_hop_mac();
+        let name = snap.port(u.port).map(|p| p.name.clone());
+        text += &format!(
+            "uplink {} ({}), next hop {} at {}\n\n",
+            name.as_deref().unwrap_or("?"),
+            u.mac,
+            Ipv4Addr::from(u.next_hop),
+            nh.map_or("(not resolved yet)".to_string(), |m| m.to_string())
+        );
+        json!({
+            "name": name, "mac": u.mac.to_string(),
+            "next_hop": Ipv4Addr::from(u.next_hop).to_string(),
+            "next_hop_mac": nh.map(|m| m.to_string()), "static_next_hop": u.static_next_hop,
+        })
+    });
+    let row = |c: [&str; 4]| format!("{:<16} {:<22} {:<15} {}\n", c[0], c[1], c[2], c[3]);
+    text += &row(["EIP", "TARGET", "PRIVATE IP", "NOW AT"]);
+    let mut rows = vec![];
+    for x in snap.config.all_eips() {
+        let (target, at) = match (&x.vip, &x.port) {
+            (Some(v), _) => (format!("vip {v}"), snap.vip_owner_name(v).map(String::from)),
+            (_, Some(p)) => (format!("port {p}"), Some(p.clone())),
+            _ => ("-".into(), None),
+        };
+        let private = snap.config.eip_target(&x).map(|(_, ip)| ip.to_string());
+        text += &row([
+            &x.ip.to_string(),
+            &target,
+            private.as_deref().unwrap_or("-"),
+            at.as_deref().unwrap_or("(no owner)"),
+        ]);
+        rows.push(
+            json!({"eip": x.ip.to_string(), "target": target, "private_ip": private, "port": at}),
+        );
+    }
+    ok(text, json!({"uplink": uplink, "eips": rows}))
+}
+
+/// `neighbors`: what the switch answers ARP with, per VPC: gateways, ports' fixed IPs,
+/// VIPs (their owner's MAC).
+pub fn neighbors(r: &Running) -> Value {
+    let snap = r.switch.snapshot();
+    let row = |c: [&str; 4]| format!("{:<10} {:<15} {:<17} {}\n", c[0], c[1], c[2], c[3]);
+    let mut text = row(["VPC", "IP", "MAC", "WHAT"]);
+    let mut rows = vec![];
+    for s in &snap.subnets {
+        let vpc = &snap.vpcs[s.vpc as usize].name;
+        let mut add = |ip: u32, mac: String, what: String| {
+            let ip = Ipv4Addr::from(ip).to_string();
+            text += &row([vpc, &ip, &mac, &what]);
+            rows.push(json!({"vpc": vpc, "ip": ip, "mac": mac, "what": what}));
+        };
+        add(
+            s.gateway,
+            snap.gateway_mac.to_string(),
+            format!("gateway of {}", s.name),
+        );
+        for p in s.ports.iter().filter_map(|p| snap.port(*p)) {
+            for ip in p.ips.iter() {
+                add(*ip, p.mac.to_string(), format!("port {}", p.name));
+            }
+        }
+        let in_subnet = snap
+            .vips
+            .iter()
+            .enumerate()
+            .filter(|(_, v)| snap.subnets[v.subnet as usize].name == s.name);
+        for (i, v) in in_subnet {
+            let o = snap.vip_cell(i as u32).owner().and_then(|o| snap.port(o));
+            add(
+                v.ip,
+                o.map_or("(no owner)".into(), |p| p.mac.to_string()),
+                format!("vip {} ({})", v.name, o.map_or("-", |p| p.name.as_str())),
+            );
+        }
+    }
+    ok(text, json!(rows))
+}
+
+/// `routes`: local subnets, then the configured routes.
+pub fn routes(r: &Running) -> Value {
+    let snap = r.switch.snapshot();
+    let row = |c: [&str; 3]| format!("{:<10} {:<18} {}\n", c[0], c[1], c[2]);
+    let mut text = row(["VPC", "DESTINATION", "TARGET"]);
+    let mut rows = vec![];
+    for s in &snap.subnets {
+        let vpc = &snap.vpcs[s.vpc as usize].name;
+        text += &row([
+            vpc,
+            &s.cidr.to_string(),
+            &format!("local subnet {}", s.name),
+        ]);
+        rows.push(json!({
+            "vpc": vpc, "destination": s.cidr.to_string(), "target": format!("local:{}", s.name),
+        }));
+    }
+    for rt in &snap.config.routes {
+        let t = match rt.target() {
+            Some(RouteTarget::Peering(p)) => format!("peering {p}"),
+            Some(RouteTarget::Port(p)) => format!("port {p}"),
+            _ => "uplink".into(),
+        };
+        text += &row([&rt.vpc, &rt.destination.to_string(), &t]);
+        rows.push(json!({"vpc": rt.vpc, "destination": rt.destination.to_string(), "target": t}));
+    }
+    ok(text, json!(rows))
+}
+
+/// Drop counts by reason name (JSON).
+fn drops_by_name<'a>(
+    d: impl IntoIterator<Item = &'a (vpcswitch::core::DropReason, u64)>,
+) -> Map<String, Value> {
+    d.into_iter()
+        .map(|(r, n)| (r.name().to_string(), json!(n)))
+        .collect()
+}
+
+/// `stats`: per port, per drop reason, per worker; the generation and the last reload
+/// error.
+pub fn stats(r: &Running) -> Value {
+    let snap = r.switch.snapshot();
+    let s = r.switch.stats();
+    let mut text =
+        String::from("PORT          RX_PKTS    RX_BYTES    TX_PKTS    TX_BYTES  DROPS\n");
+    for p in &s.ports {
+        let d: Vec<String> = p.drops.iter().map(|(r, n)| format!("{r}={n}")).collect();
+        text += &format!(
+            "{:<12} {:>8} {:>11} {:>10} {:>11}  {}\n",
+            p.name,
+            p.rx_packets,
+            p.rx_bytes,
+            p.tx_packets,
+            p.tx_bytes,
+            d.join(" ")
+        );
+    }
+    text += "\nDROP REASON                 COUNT\n";
+    for (r, n) in &s.drops {
+        text += &format!("{:<26} {:>6}\n", r.name(), n);
+    }
+    text += "\nWORKER  FORWARDED    DROPPED  GENERATED      LOOPS     SLEEPS\n";
+    for (i, w) in s.workers.iter().enumerate() {
+        text += &format!(
+            "{:<6} {:>10} {:>10} {:>10} {:>10} {:>10}\n",
+            i, w.forwarded, w.dropped, w.generated, w.loops, w.sleeps
+        );
+    }
+    let last = r.last_error.lock().map(|e| e.clone()).unwrap_or(None);
+    text += &format!(
+        "\ngeneration {}; last reload error: {}\n",
+        snap.generation,
+        last.as_deref().unwrap_or("none").trim_end()
+    );
+    let ports: Vec<Value> = s
+        .ports
+        .iter()
+        .map(|p| {
+            json!({
+                "name": p.name, "rx_packets": p.rx_packets, "rx_bytes": p.rx_bytes,
+                "tx_packets": p.tx_packets, "tx_bytes": p.tx_bytes,
+                "drops": drops_by_name(&p.drops),
+            })
+        })
+        .collect();
+    let workers: Vec<Value> = s
+        .workers
+        .iter()
+        .map(|w| {
+            json!({
+                "forwarded": w.forwarded, "dropped": w.dropped, "generated": w.generated,
+                "segments": w.segments, "loops": w.loops, "busy_loops": w.busy_loops,
+                "busy_ns": w.busy_ns, "idle_ns": w.idle_ns, "sleeps": w.sleeps,
+                "burst_hist": w.burst_hist,
+            })
+        })
+        .collect();
+    let data = json!({
+        "generation": snap.generation,
+        "last_reload_error": last,
+        "ports": ports,
+        "drops": drops_by_name(&s.drops),
+        "workers": workers,
+    });
+    ok(text, data)
+}
+
+/// `trace PORT HEXFRAME`: every step the pipeline would take for the frame and the
+/// verdict in words ([`vpcswitch::core::Snapshot::describe`], as the trace's own
+/// verdict step); changes nothing.
+pub fn trace(r: &Running, port: &str, hex: &str) -> Value {
+    let Some(frame) = unhex(hex) else {
+        return err("HEXFRAME must be an even number of hex digits (spaces and colons allowed)");
+    };
+    let snap = r.switch.snapshot();
+    match r.switch.trace(port, &frame) {
+        Ok(t) => {
+            let steps: Vec<Value> = t
+                .trace
+                .steps
+                .iter()
+                .map(|(s, d)| json!({"stage": s, "detail": d}))
+                .collect();
+            let output: String = t.output.iter().map(|b| format!("{b:02x}")).collect();
+            ok(
+                t.trace.to_string(),
+                json!({"verdict": snap.describe(t.verdict), "steps": steps, "output": output}),
+            )
+        }
+        Err(e) => err(&e.to_string()),
+    }
+}

@@ -1,0 +1,177 @@
+//! What an operator sees: metrics, capture, drop sampling, JSON logs.
+
+mod common;
+
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+use common::net::metric;
+use common::net::{require, Net};
+use common::{lock, must, sh};
+
+#[test]
+fn observability_metrics_capture_and_drop_sampling() {
+    let _l = lock();
+    let mut n = Net::start();
+    // metrics move with traffic
+    let m0 = n.scrape();
+    let rx0 = metric(&m0, "vpcswitch_port_rx_packets_total{port=\"client\"}");
+    assert!(rx0 >= 0.0, "series present:\n{m0}");
+    assert_eq!(metric(&m0, "vpcswitch_config_generation"), 1.0);
+    assert_eq!(n.ping("client", "10.0.1.11", 5), 5);
+    let m1 = n.scrape();
+    let rx1 = metric(&m1, "vpcswitch_port_rx_packets_total{port=\"client\"}");
+    assert!(rx1 >= rx0 + 5.0, "rx {rx0} -> {rx1}");
+    assert!(metric(&m1, "vpcswitch_port_tx_packets_total{port=\"web1\"}") >= 5.0);
+    assert!(m1.contains("vpcswitch_worker_burst_size_bucket{worker=\"0\",le=\"1\"}"));
+    // a refused reload is counted
+    n.reload_with("this is not toml");
+    let end = Instant::now() + Duration::from_secs(5);
+    while metric(&n.scrape(), "vpcswitch_config_reload_failures_total") < 1.0 {
+        assert!(Instant::now() < end, "reload failure not counted");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let (_, notfound) = sh(&format!(
+        "curl -s -o /dev/null -w '%{{http_code}}' http://{}/nope",
+        n.metrics
+    ));
+    assert_eq!(notfound.trim(), "404");
+
+    // capture to a file, read by tcpdump
+    let pcap = n.file("web1.pcap");
+    let cap = Command::new("sh")
+        .arg("-c")
+        .arg(format!(
+            "{} capture web1 --direction both --count 4 -w {}",
+            n.ctl_cmd(),
+            pcap.display()
+        ))
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("ctl capture");
+    n.procs.push(cap);
+    std::thread::sleep(Duration::from_millis(300));
+    assert_eq!(n.ping("client", "10.0.1.11", 3), 3);
+    let end = Instant::now() + Duration::from_secs(5);
+    loop {
+        let c = n.procs.last_mut().expect("capture");
+        if let Ok(Some(st)) = c.try_wait() {
+            assert!(st.success(), "ctl capture failed");
+            break;
+        }
+        assert!(Instant::now() < end, "capture did not end after 4 frames");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let (ok, out) = sh(&format!("tcpdump -n -r {} 2>&1", pcap.display()));
+    assert!(ok, "tcpdump reads the file: {out}");
+    let echo = out.lines().filter(|l| l.contains("ICMP echo")).count();
+    assert_eq!(
+        out.lines()
+            .filter(|l| l.contains(" IP ") || l.contains("ARP"))
+            .count(),
+        4,
+        "{out}"
+    );
+    assert!(echo >= 2, "echo request and reply captured: {out}");
+    // streamed to stdout, piped into tcpdump
+    let ping = n.spawn("client", "ping -n -c 20 -i 0.1 10.0.1.12", "ping-cap.txt");
+    let (ok, out) = sh(&format!(
+        "timeout 10 sh -c '{} capture web2 --direction rx --count 4 -w - | tcpdump -n -r - 2>&1'",
+        n.ctl_cmd()
+    ));
+    let _ = ping;
+    let frames = out
+        .lines()
+        .filter(|l| l.contains(" IP ") || l.contains("ARP"))
+        .count();
+    let replies = out
+        .lines()
+        .filter(|l| l.contains("ICMP echo reply"))
+        .count();
+    assert!(ok && frames == 4 && replies >= 2, "{out}");
+
+    // drop sampling: the client sends from an address that is not its own
+    must(&format!(
+        "ip -n {} addr add 10.0.1.77/24 dev eth0",
+        n.ns("client")
+    ));
+    n.spawn(
+        "client",
+        "ping -n -c 30 -i 0.1 -I 10.0.1.77 10.0.1.11",
+        "ping-spoof.txt",
+    );
+    let (ok, out) = sh(&format!("timeout 10 {} drops --secs 2", n.ctl_cmd()));
+    assert!(ok, "{out}");
+    assert!(
+        out.lines().any(|l| l.contains("client")
+            && l.contains("spoofed_src_ip")
+            && l.contains("10.0.1.77 > 10.0.1.11")),
+        "{out}"
+    );
+}
+
+#[test]
+fn logs_are_json_lines_one_per_event() {
+    let _l = lock();
+    require();
+    let dir = std::env::temp_dir().join(format!("vpcswitch-json-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).expect("dir");
+    let sock = dir.join("ctl.sock");
+    let ifn = format!("vj{}", std::process::id() % 100_000);
+    let cfg = format!(
+        "[switch]\ncontrol_socket = \"{}\"\n[[vpcs]]\nname = \"v\"\ncidrs = [\"10.5.0.0/16\"]\n[[subnets]]\nname = \"s\"\nvpc = \"v\"\ncidr = \"10.5.1.0/24\"\n[[ports]]\nname = \"p\"\nsubnet = \"s\"\nmac = \"02:00:00:00:05:01\"\nips = [\"10.5.1.11\"]\nbackend = {{ type = \"tap\", ifname = \"{ifn}\" }}\n",
+        sock.display()
+    );
+    let path = dir.join("switch.toml");
+    std::fs::write(&path, &cfg).expect("config");
+    let log = dir.join("log.jsonl");
+    let mut sw = Command::new(env!("CARGO_BIN_EXE_vpcswitch"))
+        .args(["run", "--log-format", "json", "-c"])
+        .arg(&path)
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(&log).expect("log"))
+        .spawn()
+        .expect("start");
+    let end = Instant::now() + Duration::from_secs(10);
+    while !sock.exists() && Instant::now() < end {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    // a refused reload, then a good one, then stop
+    std::fs::write(&path, "not toml").expect("bad");
+    let _ = sh(&format!("kill -HUP {}", sw.id()));
+    std::thread::sleep(Duration::from_millis(500));
+    std::fs::write(&path, &cfg).expect("good");
+    let _ = sh(&format!("kill -HUP {}", sw.id()));
+    std::thread::sleep(Duration::from_millis(500));
+    let _ = sh(&format!("kill -TERM {}", sw.id()));
+    let st = sw.wait().expect("exit");
+    let text = std::fs::read_to_string(&log).unwrap_or_default();
+    let _ = std::fs::remove_dir_all(&dir);
+    assert!(st.success(), "clean exit\n{text}");
+    let lines: Vec<Value> = text
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}")))
+        .collect();
+    let msgs: Vec<String> = lines
+        .iter()
+        .map(|v| v["fields"]["message"].as_str().unwrap_or("").to_string())
+        .collect();
+    for want in [
+        "switch started",
+        "reload refused; the running configuration stays",
+        "configuration reloaded",
+    ] {
+        assert!(msgs.iter().any(|m| m == want), "{want:?} logged: {msgs:?}");
+    }
+    assert!(lines
+        .iter()
+        .all(|v| v["level"].is_string() && v["timestamp"].is_string()));
+    assert!(
+        lines.len() < 20,
+        "one line per event, nothing per packet: {msgs:?}"
+    );
+}
