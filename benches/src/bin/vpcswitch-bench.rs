@@ -12,9 +12,19 @@
 //!
 //! * TCP throughput: iperf3, 1 flow and 4 flows;
 //! * 64-byte UDP packets per second: `vpcswitch-udpgen` (prebuilt frames, `sendmmsg`
-//!   on an AF_PACKET socket, pinned to CPU 1) for the run's seconds, counted at the
-//!   receiving guest's interface;
-//! * round-trip latency: ping every 10 ms, median and p99;
+//!   on an AF_PACKET socket) for the run's seconds, counted at the receiving guest's
+//!   interface;
+//! * RTT **under load**: while that same 64-byte UDP stream floods the path from a to b
+//!   at full rate (one run's seconds, + 1), a pings b every **1 ms** (1 000 samples per
+//!   second, so the p99 rests on enough of them) at SCHED_FIFO priority, so the ping is
+//!   not queued behind the generator on their shared CPU: median, p99 and the share of
+//!   pings lost (a flooded switch drops some; the RTTs are those of the answered ones);
+//! * the switch's **CPU when idle**: 2 s after the last traffic (the flood), over 2 s (1 s
+//!   and 1 s with `--secs 1`), utime + stime of the switch's process from
+//!   `/proc/PID/stat` (all its threads), % of one core; vpcswitch's process, OVS's
+//!   `ovs-vswitchd`, "n/a" for the bridge (no process);
+//! * RTT at a **light rate**, from that idle switch: ping every 10 ms, median and p99,
+//!   and the switch's CPU meanwhile, measured the same way;
 //! * VIP failover: a third guest, the client (10.9.0.10), and keepalived on the two
 //!   others holding VIP 10.9.0.100 (a at priority 150, b at 100, advert_int 1 s). Once a
 //!   holds it, the client pings the VIP every 10 ms and sends it a steady UDP stream
@@ -25,18 +35,41 @@
 //!   for the VIP, read from `ctl vips` (µs; it includes up to one 50 µs stream interval,
 //!   the wait for the next frame).
 //!
-//! Contenders: `bridge` (Linux bridge in a namespace of its own), `vpcswitch-tap`,
-//! `vpcswitch-af_packet`, `vpcswitch-af_xdp` (one worker pinned to CPU 0), and
-//! `ovs-netdev` (Open vSwitch with `datapath_type=netdev`, from Debian's
-//! openvswitch-switch, its own database and run directory under a temporary directory,
-//! no kernel module; skipped with a note when `ovs-vswitchd` is not installed). Guests
-//! keep their offloads on, except behind AF_XDP (no offload metadata) and OVS netdev
-//! (needs them off on veth), as the table says.
+//! **CPUs** (the machine this was made on has 2): what forwards sits on CPU 0 —
+//! vpcswitch's one worker (`pin_workers`), OVS's PMD thread (`other_config:pmd-cpu-mask
+//! = 0x1`) for afxdp ports, and for `ovs-netdev`, whose packet-socket ports are polled by
+//! ovs-vswitchd's main thread (non-PMD ports), the whole ovs-vswitchd (`taskset -c 0`).
+//! The rest of vpcswitch's and ovs-vswitchd-with-afxdp's threads are not pinned. Every
+//! guest process — iperf3 client and server, `vpcswitch-udpgen`, ping, keepalived — runs
+//! on CPU 1 (`taskset -c 1`), so the switch's worker is not preempted by them. The
+//! bridge forwards in the kernel, in the sending guest's context, so on CPU 1 as well.
+//!
+//! Contenders:
+//! * `bridge`: a Linux bridge in a namespace of its own;
+//! * `vpcswitch-tap`, `vpcswitch-af_packet`, `vpcswitch-af_xdp`: one worker pinned to
+//!   CPU 0, the default idle policy (`[switch] idle = "adaptive"`: it sleeps when no
+//!   frames come); the `-busy` variants of each (`idle = "busy_poll"`: the worker never
+//!   sleeps, one core at 100%, as an OVS PMD);
+//! * `ovs-netdev`: Open vSwitch's userspace datapath (`datapath_type=netdev`, from
+//!   Debian's openvswitch-switch), its own database and run directory under a temporary
+//!   directory, no kernel module, the guests' veths as ordinary (packet-socket) ports;
+//! * `ovs-afxdp`: the same with `type=afxdp` ports (`options:xdp-mode=native`; Debian's
+//!   ovs-vswitchd 3.1 is built with libxdp). On veth, `native-with-zerocopy` fails (veth
+//!   has no zero-copy: "Operation not supported"); `native` loads OVS's XDP program into
+//!   the veth driver and forwarded more 64-byte packets than `generic` here; one queue
+//!   per veth is enough (one rx queue per port, OVS's default `n_rxq`).
+//!
+//! Both OVS contenders are skipped with a note when `ovs-vswitchd` is not installed.
+//! Guests keep their offloads on, except behind AF_XDP (no offload metadata) and OVS
+//! (its packet sockets on veth do not complete partial checksums; its afxdp ports carry
+//! no offload metadata), as the table says.
 //!
 //! Output: a table of medians and min–max per contender and metric, ratios against the
-//! bridge, and the machine; with `--write-docs`, written into docs/benchmarks.md
-//! (between the `vpcswitch-bench` markers) with a plot, docs/bench.svg. `--smoke`: one
-//! run of 1 s per contender, to show that it works (CI). Needs root. Every load is
+//! bridge, and the machine, in two tables (throughput and failover; latency and CPU);
+//! with `--write-docs`, written into docs/benchmarks.md (between the `vpcswitch-bench`
+//! markers) with a plot of six panels, docs/bench.svg. `--smoke`: one run of 1 s per
+//! contender, to show that it works (CI); in it the `-busy` variants leave out the
+//! failover (the same code as their adaptive twins, and ~10 s each). Needs root. Every load is
 //! bounded in time; everything it creates is removed, processes are killed by PID.
 
 use std::collections::BTreeMap;
