@@ -964,6 +964,7 @@ fn table(r: &Results, contenders: &[Contender], runs: usize, secs: u64, smoke: b
 /// of during the light-rate ping).
 fn plot(r: &Results, contenders: &[Contender], path: &Path) -> Result<(), String> {
     use plotters::prelude::*;
+    use plotters::style::text_anchor::{HPos, Pos, VPos};
     let root = SVGBackend::new(path, (1500, 820)).into_drawing_area();
     root.fill(&WHITE).map_err(|e| e.to_string())?;
     let panels = root.split_evenly((2, 3));
@@ -1013,7 +1014,7 @@ fn plot(r: &Results, contenders: &[Contender], path: &Path) -> Result<(), String
         let mut chart = ChartBuilder::on(panel)
             .caption(title, ("sans-serif", 14))
             .margin(10)
-            .x_label_area_size(95)
+            .x_label_area_size(100)
             .y_label_area_size(50)
             .build_cartesian_2d((0..contenders.len()).into_segmented(), 0.0..top)
             .map_err(|e| e.to_string())?;
@@ -1021,19 +1022,26 @@ fn plot(r: &Results, contenders: &[Contender], path: &Path) -> Result<(), String
             .configure_mesh()
             .disable_x_mesh()
             .x_labels(contenders.len() + 1)
-            .x_label_formatter(&|v| match v {
-                SegmentValue::CenterOf(i) => contenders.get(*i).map_or(String::new(), |c| {
-                    c.name().trim_start_matches("vpcswitch-").into()
-                }),
-                _ => String::new(),
-            })
-            .x_label_style(
-                ("sans-serif", 11)
-                    .into_font()
-                    .transform(FontTransform::Rotate90),
-            )
+            .x_label_formatter(&|_| String::new())
             .draw()
             .map_err(|e| e.to_string())?;
+        // the names, read downwards from under the middle of each bar (the mesh centres
+        // rotated labels on the axis, so they are drawn here)
+        let style = TextStyle::from(
+            ("sans-serif", 12)
+                .into_font()
+                .transform(FontTransform::Rotate90),
+        )
+        .pos(Pos::new(HPos::Left, VPos::Center));
+        for (i, c) in contenders.iter().enumerate() {
+            let (x, y) = chart.backend_coord(&(SegmentValue::CenterOf(i), 0.0));
+            root.draw(&Text::new(
+                c.name().trim_start_matches("vpcswitch-"),
+                (x, y + 6),
+                style.clone(),
+            ))
+            .map_err(|e| e.to_string())?;
+        }
         let color = |i: usize| {
             if contenders[i] == Contender::Bridge {
                 BLUE
@@ -1165,5 +1173,95 @@ fn main() {
     if !failures.is_empty() {
         eprintln!("failed measurements:\n  {}", failures.join("\n  "));
         std::process::exit(1);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const METRICS: [Metric; 12] = [
+        Metric::Tcp1,
+        Metric::Tcp4,
+        Metric::UdpKpps,
+        Metric::RttMedian,
+        Metric::RttP99,
+        Metric::LoadRttMedian,
+        Metric::LoadRttP99,
+        Metric::LoadPingLoss,
+        Metric::CpuPing,
+        Metric::CpuIdle,
+        Metric::FailoverSwitchUs,
+        Metric::FailoverOutageMs,
+    ];
+
+    /// Every contender's applicable metrics, distinct values.
+    fn results() -> Results {
+        let mut r = Results::new();
+        for (i, c) in Contender::ALL.into_iter().enumerate() {
+            for (j, m) in METRICS.into_iter().enumerate() {
+                if m.applies(c) {
+                    r.insert((c, m), vec![(10 * i + j + 1) as f64]);
+                }
+            }
+        }
+        r
+    }
+
+    #[test]
+    fn table_has_every_contender_and_column() {
+        let t = table(&results(), &Contender::ALL, 1, 1, false);
+        for c in Contender::ALL {
+            assert_eq!(
+                t.lines()
+                    .filter(|l| l.starts_with(&format!("| {} |", c.name())))
+                    .count(),
+                2,
+                "{} has a row in each table:\n{t}",
+                c.name()
+            );
+        }
+        for m in METRICS {
+            assert!(t.contains(m.label()), "no column {}:\n{t}", m.label());
+        }
+        assert!(!t.contains("failed"), "{t}");
+        // the bridge has no process and no failover time of its own
+        let bridge = t.lines().find(|l| l.starts_with("| bridge |")).unwrap();
+        assert!(bridge.contains("n/a"), "{bridge}");
+        assert!(t.contains(&format!("xdp-mode {OVS_XDP_MODE}")), "{t}");
+    }
+
+    #[test]
+    fn smoke_table_marks_what_smoke_leaves_out() {
+        let mut r = results();
+        r.retain(|(c, m), _| !smoke_skips(*c, *m));
+        let t = table(&r, &Contender::ALL, 1, 1, true);
+        assert_eq!(t.matches("not run (smoke)").count(), 3 * 2, "{t}");
+        assert!(!t.contains("failed"), "{t}");
+        let t = table(&r, &Contender::ALL, 1, 1, false);
+        assert_eq!(t.matches("failed").count(), 3 * 2, "{t}");
+    }
+
+    #[test]
+    fn plot_names_every_contender() {
+        let path = std::env::temp_dir().join(format!("bench-plot-{}.svg", std::process::id()));
+        plot(&results(), &Contender::ALL, &path).unwrap();
+        let svg = std::fs::read_to_string(&path).unwrap();
+        let _ = std::fs::remove_file(&path);
+        for c in Contender::ALL {
+            let label = c.name().trim_start_matches("vpcswitch-");
+            // the SVG backend writes each text on a line of its own
+            assert!(svg.contains(&format!("\n{label}\n")), "no label {label}");
+        }
+    }
+
+    #[test]
+    fn cpu_secs_reads_this_process() {
+        // this test's own process has used some CPU, and it only grows
+        let a = cpu_secs(std::process::id()).unwrap();
+        let end = Instant::now() + Duration::from_millis(50);
+        while Instant::now() < end {}
+        let b = cpu_secs(std::process::id()).unwrap();
+        assert!(b >= a && b > 0.0, "{a} {b}");
     }
 }
