@@ -1129,7 +1129,15 @@ fn main() {
     if sh("id -u").map(|u| u.trim() == "0") != Ok(true) {
         die("needs root (network namespaces, veth, TAP, AF_XDP)");
     }
-    for tool in ["ip", "iperf3", "ping", "ethtool", "taskset", "keepalived"] {
+    for tool in [
+        "ip",
+        "iperf3",
+        "ping",
+        "ethtool",
+        "taskset",
+        "chrt",
+        "keepalived",
+    ] {
         if !have(tool) {
             die(&format!(
                 "missing {tool}: apt-get install iproute2 iperf3 iputils-ping ethtool util-linux keepalived"
