@@ -18,7 +18,9 @@
 //!   at full rate (one run's seconds, + 1), a pings b every **1 ms** (1 000 samples per
 //!   second, so the p99 rests on enough of them) at SCHED_FIFO priority, so the ping is
 //!   not queued behind the generator on their shared CPU: median, p99 and the share of
-//!   pings lost (a flooded switch drops some; the RTTs are those of the answered ones);
+//!   pings lost (a flooded switch drops some; the RTTs are those of the answered ones).
+//!   The flood asks for more than any contender forwards, so the queue in front of the
+//!   switch stands full: the tail is mostly that queue draining;
 //! * the switch's **CPU when idle**: 2 s after the last traffic (the flood), over 2 s (1 s
 //!   and 1 s with `--secs 1`), utime + stime of the switch's process from
 //!   `/proc/PID/stat` (all its threads), % of one core; vpcswitch's process, OVS's
