@@ -12,9 +12,22 @@
 //!
 //! * TCP throughput: iperf3, 1 flow and 4 flows;
 //! * 64-byte UDP packets per second: `vpcswitch-udpgen` (prebuilt frames, `sendmmsg`
-//!   on an AF_PACKET socket, pinned to CPU 1) for the run's seconds, counted at the
-//!   receiving guest's interface;
-//! * round-trip latency: ping every 10 ms, median and p99;
+//!   on an AF_PACKET socket) for the run's seconds, counted at the receiving guest's
+//!   interface;
+//! * RTT **under load**: while the same 64-byte UDP stream, paced at 100 000 datagrams
+//!   a second (`LOAD_PPS`: about half what the slowest contender forwards, so none
+//!   builds a standing queue), loads the path from a to b (one run's seconds, + 1), a
+//!   pings b every **1 ms** (1 000 samples per second, so the p99 rests on enough of
+//!   them) at SCHED_FIFO priority, so the ping is not queued behind the generator on
+//!   their shared CPU: median, p99 and the share of pings lost (the RTTs are those of
+//!   the answered ones). A full-rate flood instead measured the queue in front of each
+//!   switch draining (p99 ~5 ms for every contender but the bridge);
+//! * the switch's **CPU when idle**: 2 s after the last traffic (the flood), over 2 s (1 s
+//!   and 1 s with `--secs 1`), utime + stime of the switch's process from
+//!   `/proc/PID/stat` (all its threads), % of one core; vpcswitch's process, OVS's
+//!   `ovs-vswitchd`, "n/a" for the bridge (no process);
+//! * RTT at a **light rate**, from that idle switch: ping every 10 ms, median and p99,
+//!   and the switch's CPU meanwhile, measured the same way;
 //! * VIP failover: a third guest, the client (10.9.0.10), and keepalived on the two
 //!   others holding VIP 10.9.0.100 (a at priority 150, b at 100, advert_int 1 s). Once a
 //!   holds it, the client pings the VIP every 10 ms and sends it a steady UDP stream
@@ -25,19 +38,44 @@
 //!   for the VIP, read from `ctl vips` (µs; it includes up to one 50 µs stream interval,
 //!   the wait for the next frame).
 //!
-//! Contenders: `bridge` (Linux bridge in a namespace of its own), `vpcswitch-tap`,
-//! `vpcswitch-af_packet`, `vpcswitch-af_xdp` (one worker pinned to CPU 0), and
-//! `ovs-netdev` (Open vSwitch with `datapath_type=netdev`, from Debian's
-//! openvswitch-switch, its own database and run directory under a temporary directory,
-//! no kernel module; skipped with a note when `ovs-vswitchd` is not installed). Guests
-//! keep their offloads on, except behind AF_XDP (no offload metadata) and OVS netdev
-//! (needs them off on veth), as the table says; guests behind AF_XDP use MTU 32000
-//! (multi-buffer AF_XDP frames), as the table's "guest offloads" column says.
+//! **CPUs** (the machine this was made on has 2): what forwards sits on CPU 0 —
+//! vpcswitch's one worker (`pin_workers`), OVS's PMD thread (`other_config:pmd-cpu-mask
+//! = 0x1`) for afxdp ports, and for `ovs-netdev`, whose packet-socket ports are polled by
+//! ovs-vswitchd's main thread (non-PMD ports), the whole ovs-vswitchd (`taskset -c 0`).
+//! The rest of vpcswitch's and ovs-vswitchd-with-afxdp's threads are not pinned. Every
+//! guest process — iperf3 client and server, `vpcswitch-udpgen`, ping, keepalived — runs
+//! on CPU 1 (`taskset -c 1`), so the switch's worker is not preempted by them. The
+//! bridge forwards in the kernel, in the sending guest's context, so on CPU 1 as well.
+//!
+//! Contenders:
+//! * `bridge`: a Linux bridge in a namespace of its own;
+//! * `vpcswitch-tap`, `vpcswitch-af_packet`, `vpcswitch-af_xdp`: one worker pinned to
+//!   CPU 0, the default idle policy (`[switch] idle = "adaptive"`: it sleeps when no
+//!   frames come); the `-busy` variants of each (`idle = "busy_poll"`: the worker never
+//!   sleeps, one core at 100%, as an OVS PMD);
+//! * `ovs-netdev`: Open vSwitch's userspace datapath (`datapath_type=netdev`, from
+//!   Debian's openvswitch-switch), its own database and run directory under a temporary
+//!   directory, no kernel module, the guests' veths as ordinary (packet-socket) ports;
+//! * `ovs-afxdp`: the same with `type=afxdp` ports (`options:xdp-mode=generic`; Debian's
+//!   ovs-vswitchd 3.1 is built with libxdp), one rx queue per port (OVS's default
+//!   `n_rxq`, veths with one queue). The mode, measured on this 2-CPU VM (kernel 6.18,
+//!   PMD on CPU 0, 64-byte UDP as below for 2 s, then 200 pings 10 ms apart, twice each):
+//!   `native-with-zerocopy` fails on veth ("Operation not supported": veth has no
+//!   zero-copy); `native` (OVS's XDP program in the veth driver, also what the default
+//!   `best-effort` picks) forwarded 292–298 kpps with an RTT of 0.55–0.67 ms on average
+//!   and up to 8 ms; `generic` 359–393 kpps and 20–41 µs. So `generic`.
+//!
+//! Both OVS contenders are skipped with a note when `ovs-vswitchd` is not installed.
+//! Guests keep their offloads on, except behind AF_XDP (no offload metadata) and OVS
+//! (its packet sockets on veth do not complete partial checksums; its afxdp ports carry
+//! no offload metadata), as the table says.
 //!
 //! Output: a table of medians and min–max per contender and metric, ratios against the
-//! bridge, and the machine; with `--write-docs`, written into docs/benchmarks.md
-//! (between the `vpcswitch-bench` markers) with a plot, docs/bench.svg. `--smoke`: one
-//! run of 1 s per contender, to show that it works (CI). Needs root. Every load is
+//! bridge, and the machine, in two tables (throughput and failover; latency and CPU);
+//! with `--write-docs`, written into docs/benchmarks.md (between the `vpcswitch-bench`
+//! markers) with a plot of six panels, docs/bench.svg. `--smoke`: one run of 1 s per
+//! contender, to show that it works (CI); in it the `-busy` variants leave out the
+//! failover (the same code as their adaptive twins, and ~10 s each). Needs root. Every load is
 //! bounded in time; everything it creates is removed, processes are killed by PID.
 
 use std::collections::BTreeMap;
@@ -55,6 +93,11 @@ const MAC_B: &str = "02:00:00:09:00:02";
 const C: &str = "10.9.0.10";
 const MAC_C: &str = "02:00:00:09:00:03";
 const VIP: &str = "10.9.0.100";
+/// The stream under which RTT is measured "under load", datagrams per second: about
+/// half of what the slowest contender forwards (the bridge, ~215 kpps here), so every
+/// contender keeps up and the RTT shows what the load costs a frame, not a standing
+/// queue (a full-rate flood left every switch's queue full: p99s of ~5 ms).
+const LOAD_PPS: u32 = 100_000;
 /// The failover client's UDP stream to the VIP, datagrams per second.
 const STREAM_PPS: u32 = 20_000;
 /// Guests: the two measured ones and the failover client.
@@ -96,15 +139,28 @@ enum Contender {
     AfPacket,
     AfXdp,
     Ovs,
+    TapBusy,
+    AfPacketBusy,
+    AfXdpBusy,
+    OvsAfxdp,
 }
 
+/// The `xdp-mode` of the `ovs-afxdp` contender's ports: veth has no zero-copy
+/// (`native-with-zerocopy` fails: "Operation not supported"), and `generic` beat
+/// `native` in both packet rate and RTT (see the module docs).
+const OVS_XDP_MODE: &str = "generic";
+
 impl Contender {
-    const ALL: [Contender; 5] = [
+    const ALL: [Contender; 9] = [
         Contender::Bridge,
-        Contender::Tap,
-        Contender::AfPacket,
-        Contender::AfXdp,
         Contender::Ovs,
+        Contender::OvsAfxdp,
+        Contender::Tap,
+        Contender::TapBusy,
+        Contender::AfPacket,
+        Contender::AfPacketBusy,
+        Contender::AfXdp,
+        Contender::AfXdpBusy,
     ];
     fn name(self) -> &'static str {
         match self {
@@ -112,18 +168,61 @@ impl Contender {
             Contender::Tap => "vpcswitch-tap",
             Contender::AfPacket => "vpcswitch-af_packet",
             Contender::AfXdp => "vpcswitch-af_xdp",
+            Contender::TapBusy => "vpcswitch-tap-busy",
+            Contender::AfPacketBusy => "vpcswitch-af_packet-busy",
+            Contender::AfXdpBusy => "vpcswitch-af_xdp-busy",
             Contender::Ovs => "ovs-netdev",
+            Contender::OvsAfxdp => "ovs-afxdp",
         }
     }
-    /// Guest checksum/TSO offload: off behind AF_XDP (no offload metadata) and OVS's
-    /// netdev datapath on veth (its packet sockets do not complete partial checksums:
-    /// TCP fails with them on), on elsewhere.
+    /// vpcswitch's backend (`type` of its ports), or `None` for the bridge and OVS.
+    fn backend(self) -> Option<&'static str> {
+        match self {
+            Contender::Tap | Contender::TapBusy => Some("tap"),
+            Contender::AfPacket | Contender::AfPacketBusy => Some("af_packet"),
+            Contender::AfXdp | Contender::AfXdpBusy => Some("af_xdp"),
+            Contender::Bridge | Contender::Ovs | Contender::OvsAfxdp => None,
+        }
+    }
     /// One of vpcswitch's backends (the switch times its own VIP failover).
     fn is_vpcswitch(self) -> bool {
-        !matches!(self, Contender::Bridge | Contender::Ovs)
+        self.backend().is_some()
     }
+    /// Open vSwitch (its `ovs-vswitchd` must be installed).
+    fn is_ovs(self) -> bool {
+        matches!(self, Contender::Ovs | Contender::OvsAfxdp)
+    }
+    /// `[switch] idle` of a vpcswitch contender.
+    fn idle(self) -> &'static str {
+        if matches!(
+            self,
+            Contender::TapBusy | Contender::AfPacketBusy | Contender::AfXdpBusy
+        ) {
+            "busy_poll"
+        } else {
+            "adaptive"
+        }
+    }
+    /// How the contender forwards and where, for the table.
+    fn setup(self) -> String {
+        match self {
+            Contender::Bridge => "kernel, in the sender's softirq".into(),
+            Contender::Ovs => "netdev datapath, packet sockets; ovs-vswitchd on CPU 0".into(),
+            Contender::OvsAfxdp => {
+                format!("netdev datapath, afxdp ports (xdp-mode {OVS_XDP_MODE}); PMD on CPU 0")
+            }
+            _ => format!("idle = {}; 1 worker on CPU 0", self.idle()),
+        }
+    }
+    /// Guest checksum/TSO offload: off behind AF_XDP (no offload metadata) and OVS (its
+    /// netdev datapath's packet sockets on veth do not complete partial checksums: TCP
+    /// fails with them on; its afxdp ports have no offload metadata either), on
+    /// elsewhere.
     fn offloads(self) -> &'static str {
-        if matches!(self, Contender::AfXdp | Contender::Ovs) {
+        if matches!(
+            self,
+            Contender::AfXdp | Contender::AfXdpBusy | Contender::Ovs | Contender::OvsAfxdp
+        ) {
             "off"
         } else {
             "on"
@@ -134,7 +233,7 @@ impl Contender {
     /// switch's ends of their veths) use a large MTU, carried as multi-buffer AF_XDP
     /// frames (docs/config.md, "MTU").
     fn guest_mtu(self) -> Option<u32> {
-        (self == Contender::AfXdp).then_some(AF_XDP_GUEST_MTU)
+        matches!(self, Contender::AfXdp | Contender::AfXdpBusy).then_some(AF_XDP_GUEST_MTU)
     }
 }
 
@@ -148,29 +247,39 @@ enum Metric {
     UdpKpps,
     RttMedian,
     RttP99,
+    LoadRttMedian,
+    LoadRttP99,
+    LoadPingLoss,
+    CpuPing,
+    CpuIdle,
     FailoverSwitchUs,
     FailoverOutageMs,
 }
 
 impl Metric {
-    const ALL: [Metric; 7] = [
-        Metric::Tcp1,
-        Metric::Tcp4,
-        Metric::UdpKpps,
-        Metric::RttMedian,
-        Metric::RttP99,
-        Metric::FailoverSwitchUs,
-        Metric::FailoverOutageMs,
-    ];
     fn label(self) -> &'static str {
         match self {
             Metric::Tcp1 => "TCP 1 flow, Gbit/s",
             Metric::Tcp4 => "TCP 4 flows, Gbit/s",
             Metric::UdpKpps => "64-byte UDP, kpps",
-            Metric::RttMedian => "RTT median, µs",
-            Metric::RttP99 => "RTT p99, µs",
+            Metric::RttMedian => "RTT median, µs (1 ping / 10 ms)",
+            Metric::RttP99 => "RTT p99, µs (1 ping / 10 ms)",
+            Metric::LoadRttMedian => "RTT median under load, µs",
+            Metric::LoadRttP99 => "RTT p99 under load, µs",
+            Metric::LoadPingLoss => "pings lost under load, %",
+            Metric::CpuPing => "switch CPU, light ping, % of a core",
+            Metric::CpuIdle => "switch CPU, idle, % of a core",
             Metric::FailoverSwitchUs => "VIP failover at the switch, µs",
             Metric::FailoverOutageMs => "keepalived failover outage, ms",
+        }
+    }
+    /// Whether contender `c` has this metric at all ("n/a" in the table otherwise): the
+    /// bridge has no switch process, only vpcswitch times its own failover.
+    fn applies(self, c: Contender) -> bool {
+        match self {
+            Metric::FailoverSwitchUs => c.is_vpcswitch(),
+            Metric::CpuPing | Metric::CpuIdle => c != Contender::Bridge,
+            _ => true,
         }
     }
 }
@@ -182,6 +291,8 @@ struct Topo {
     procs: Vec<Child>,
     links: Vec<String>,
     netns: Vec<String>,
+    /// The switch's process (vpcswitch, or ovs-vswitchd), whose CPU use is measured.
+    switch_pid: Option<u32>,
 }
 
 impl Drop for Topo {
@@ -246,7 +357,7 @@ impl Topo {
     }
     /// Starts `cmd` (split on spaces, no shell) in the host's namespace, output
     /// discarded; killed by PID when the topology goes.
-    fn daemon(&mut self, cmd: &str) -> Result<(), String> {
+    fn daemon(&mut self, cmd: &str) -> Result<u32, String> {
         let mut words = cmd.split_whitespace();
         let child = Command::new(words.next().unwrap_or("true"))
             .args(words)
@@ -254,7 +365,24 @@ impl Topo {
             .stderr(Stdio::null())
             .spawn()
             .map_err(|e| format!("{cmd}: {e}"))?;
+        let pid = child.id();
         self.procs.push(child);
+        Ok(pid)
+    }
+    /// Waits up to `secs` for the process `pid` started by [`Topo::spawn`] to end.
+    fn wait(&mut self, pid: u32, secs: u64) -> Result<(), String> {
+        let end = Instant::now() + Duration::from_secs(secs);
+        let p = self
+            .procs
+            .iter_mut()
+            .find(|p| p.id() == pid)
+            .ok_or_else(|| format!("no process {pid}"))?;
+        while !matches!(p.try_wait(), Ok(Some(_))) {
+            if Instant::now() > end {
+                return Err(format!("process {pid} did not end in {secs} s"));
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
         Ok(())
     }
     fn read(&self, f: &str) -> String {
@@ -311,10 +439,11 @@ impl Topo {
     }
 }
 
-/// One worker; ports a, b, c with the backend `backend(guest)`; VIP `vip` on a and b.
-fn switch_config(dir: &Path, backend: impl Fn(&str) -> String) -> String {
+/// One worker (pinned to CPU 0) with idle policy `idle`; ports a, b, c with the backend
+/// `backend(guest)`; VIP `vip` on a and b.
+fn switch_config(dir: &Path, idle: &str, backend: impl Fn(&str) -> String) -> String {
     let mut cfg = format!(
-        "[switch]\nworkers = 1\npin_workers = true\ncontrol_socket = \"{}/ctl.sock\"\n[[vpcs]]\nname = \"v\"\ncidrs = [\"10.9.0.0/16\"]\n[[subnets]]\nname = \"s\"\nvpc = \"v\"\ncidr = \"10.9.0.0/24\"\n",
+        "[switch]\nworkers = 1\npin_workers = true\nidle = \"{idle}\"\ncontrol_socket = \"{}/ctl.sock\"\n[[vpcs]]\nname = \"v\"\ncidrs = [\"10.9.0.0/16\"]\n[[subnets]]\nname = \"s\"\nvpc = \"v\"\ncidr = \"10.9.0.0/24\"\n",
         dir.display()
     );
     for (g, mac, ip) in [("a", MAC_A, A), ("b", MAC_B, B), ("c", MAC_C, C)] {
@@ -339,6 +468,7 @@ fn start_switch(t: &mut Topo, bin: &Path, cfg: &str) -> Result<(), String> {
         .stderr(log)
         .spawn()
         .map_err(|e| format!("start {}: {e}", bin.display()))?;
+    t.switch_pid = Some(child.id());
     t.procs.push(child);
     wait_for(&t.dir.join("ctl.sock").display().to_string())
         .map_err(|e| format!("vpcswitch did not start ({e}): {}", t.read("switch.log")))
@@ -356,6 +486,7 @@ fn build(c: Contender, run: usize, bin: &Path) -> Result<Topo, String> {
         procs: vec![],
         links: vec![],
         netns: vec![],
+        switch_pid: None,
     };
     for g in GUESTS {
         sh(&format!("ip netns add {}", t.ns(g)))?;
@@ -387,7 +518,7 @@ fn build(c: Contender, run: usize, bin: &Path) -> Result<Topo, String> {
                 ))?;
             }
         }
-        Contender::AfPacket | Contender::AfXdp => {
+        Contender::AfPacket | Contender::AfXdp | Contender::AfPacketBusy | Contender::AfXdpBusy => {
             veths(&mut t, 1)?;
             for g in GUESTS {
                 sh(&format!("ip link set {tag}{g} up"))?;
@@ -396,18 +527,14 @@ fn build(c: Contender, run: usize, bin: &Path) -> Result<Topo, String> {
                     t.exec(g, &format!("ip link set eth0 mtu {mtu}"))?;
                 }
             }
-            let ty = if c == Contender::AfXdp {
-                "af_xdp"
-            } else {
-                "af_packet"
-            };
-            let cfg = switch_config(&t.dir, |g| {
+            let ty = c.backend().unwrap_or_default();
+            let cfg = switch_config(&t.dir, c.idle(), |g| {
                 format!("{{ type = \"{ty}\", ifname = \"{tag}{g}\" }}")
             });
             start_switch(&mut t, bin, &cfg)?;
         }
-        Contender::Tap => {
-            let cfg = switch_config(&t.dir, |g| {
+        Contender::Tap | Contender::TapBusy => {
+            let cfg = switch_config(&t.dir, c.idle(), |g| {
                 format!("{{ type = \"tap\", ifname = \"{tag}{g}\" }}")
             });
             start_switch(&mut t, bin, &cfg)?;
@@ -416,7 +543,7 @@ fn build(c: Contender, run: usize, bin: &Path) -> Result<Topo, String> {
                 t.guest_addr(g, &format!("{tag}{g}"), off)?;
             }
         }
-        Contender::Ovs => {
+        Contender::Ovs | Contender::OvsAfxdp => {
             veths(&mut t, 1)?;
             let d = t.dir.display().to_string();
             let env = format!("OVS_RUNDIR={d} OVS_LOGDIR={d} OVS_DBDIR={d}");
@@ -427,7 +554,20 @@ fn build(c: Contender, run: usize, bin: &Path) -> Result<Topo, String> {
             wait_for(&format!("{d}/db.sock"))?;
             let vsctl = format!("ovs-vsctl --db=unix:{d}/db.sock --no-wait");
             sh(&format!("{vsctl} init"))?;
-            t.daemon(&format!("env {env} ovs-vswitchd unix:{d}/db.sock --unixctl={d}/vswitchd.ctl --log-file={d}/vswitchd.log"))?;
+            // Where it forwards: on CPU 0, as vpcswitch's worker. The netdev datapath
+            // polls packet-socket ports in ovs-vswitchd's main thread (non-PMD ports), so
+            // the whole process is pinned; afxdp ports are polled by a PMD thread, pinned
+            // by pmd-cpu-mask, and the rest of the process is left unpinned like
+            // vpcswitch's own main thread.
+            let pin = if c == Contender::OvsAfxdp {
+                sh(&format!(
+                    "{vsctl} set Open_vSwitch . other_config:pmd-cpu-mask=0x1"
+                ))?;
+                ""
+            } else {
+                "taskset -c 0 "
+            };
+            t.switch_pid = Some(t.daemon(&format!("{pin}env {env} ovs-vswitchd unix:{d}/db.sock --unixctl={d}/vswitchd.ctl --log-file={d}/vswitchd.log"))?);
             wait_for(&format!("{d}/vswitchd.ctl"))?;
             let vsctl = format!("ovs-vsctl --db=unix:{d}/db.sock --timeout=10");
             // the bridge's own port is a TAP in this namespace: a name of this run's,
@@ -437,8 +577,14 @@ fn build(c: Contender, run: usize, bin: &Path) -> Result<Topo, String> {
                 "{vsctl} add-br {tag}br -- set bridge {tag}br datapath_type=netdev"
             ))?;
             for g in GUESTS {
+                let port = format!("{tag}{g}");
+                let afxdp = if c == Contender::OvsAfxdp {
+                    format!(" -- set interface {port} type=afxdp options:xdp-mode={OVS_XDP_MODE}")
+                } else {
+                    String::new()
+                };
                 sh(&format!(
-                    "ip link set {tag}{g} up && {vsctl} add-port {tag}br {tag}{g}"
+                    "ip link set {port} up && {vsctl} add-port {tag}br {port}{afxdp}"
                 ))?;
             }
         }
@@ -476,13 +622,16 @@ fn tcp(t: &Topo, flows: u32, secs: u64) -> Result<f64, String> {
     let pid = t.dir.join("iperf.pid");
     t.exec(
         "b",
-        &format!("iperf3 -s -D -1 -p 5301 --pidfile {}", pid.display()),
+        &format!(
+            "taskset -c 1 iperf3 -s -D -1 -p 5301 --pidfile {}",
+            pid.display()
+        ),
     )?;
     std::thread::sleep(Duration::from_millis(300));
     let out = t.exec(
         "a",
         &format!(
-            "timeout {} iperf3 -J -c {B} -p 5301 -P {flows} -t {secs}",
+            "timeout {} taskset -c 1 iperf3 -J -c {B} -p 5301 -P {flows} -t {secs}",
             secs + 10
         ),
     );
@@ -516,9 +665,21 @@ fn udp(t: &Topo, secs: u64, gen: &Path) -> Result<f64, String> {
     Ok((after - before) as f64 / el / 1e3)
 }
 
-fn rtt(t: &Topo, secs: u64) -> Result<(f64, f64), String> {
-    let n = secs * 100;
-    let out = t.exec("a", &format!("ping -n -i 0.01 -c {n} -W 1 {B}"))?;
+/// RTT from a to b: `count` pings `interval_ms` apart, on CPU 1 (with `realtime`, at
+/// SCHED_FIFO priority, so a generator on the same CPU does not delay it): (median µs,
+/// p99 µs, % lost).
+fn pings(
+    t: &Topo,
+    interval_ms: u32,
+    count: u64,
+    realtime: bool,
+) -> Result<(f64, f64, f64), String> {
+    let rt = if realtime { "chrt -f 50 " } else { "" };
+    let interval = f64::from(interval_ms) / 1000.0;
+    let out = t.exec(
+        "a",
+        &format!("taskset -c 1 {rt}ping -n -i {interval} -c {count} -W 1 {B}"),
+    )?;
     let mut v: Vec<f64> = out
         .lines()
         .filter_map(|l| l.split("time=").nth(1)?.split(' ').next()?.parse().ok())
@@ -527,9 +688,69 @@ fn rtt(t: &Topo, secs: u64) -> Result<(f64, f64), String> {
     if v.is_empty() {
         return Err("no ping replies".into());
     }
+    let lost = 100.0 * (1.0 - v.len() as f64 / count as f64);
     v.sort_by(f64::total_cmp);
     let q = |p: f64| v[((v.len() - 1) as f64 * p).round() as usize];
-    Ok((q(0.5), q(0.99)))
+    Ok((q(0.5), q(0.99), lost.max(0.0)))
+}
+
+/// Pings every millisecond for `secs` while a 64-byte UDP stream like [`udp`]'s, paced
+/// at [`LOAD_PPS`] (from a to b, on CPU 1), loads the same path: (median µs, p99 µs, %
+/// lost).
+fn loaded_rtt(t: &mut Topo, secs: u64, gen: &Path) -> Result<(f64, f64, f64), String> {
+    let stream = t.spawn(
+        "a",
+        &format!(
+            "taskset -c 1 {} {B}:9 --secs {} --pps {LOAD_PPS} --raw eth0 --src-ip {A} --dst-mac {MAC_B}",
+            gen.display(),
+            secs + 1
+        ),
+        "load-stream.txt",
+    )?;
+    // the stream runs before the first ping and after the last
+    std::thread::sleep(Duration::from_millis(300));
+    let r = pings(t, 1, secs * 1000, true);
+    t.wait(stream, 5)?;
+    r
+}
+
+/// CPU time used so far by process `pid` (all its threads, user and system), seconds.
+fn cpu_secs(pid: u32) -> Result<f64, String> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .map_err(|e| format!("/proc/{pid}/stat: {e}"))?;
+    // the fields after the command name (which may hold spaces) in parentheses:
+    // state is field 3, utime 14 and stime 15
+    let f: Vec<&str> = stat
+        .rsplit_once(')')
+        .map(|(_, rest)| rest.split_whitespace().collect())
+        .unwrap_or_default();
+    let tick = |i: usize| f.get(i).and_then(|v| v.parse::<u64>().ok());
+    let (Some(user), Some(system)) = (tick(11), tick(12)) else {
+        return Err(format!("/proc/{pid}/stat: no utime/stime: {stat}"));
+    };
+    let hz: f64 = sh("getconf CLK_TCK")
+        .ok()
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or(100.0);
+    Ok((user + system) as f64 / hz)
+}
+
+/// What `f` returns and the CPU process `pid` used meanwhile, % of one core.
+fn with_cpu<T>(
+    pid: Option<u32>,
+    f: impl FnOnce() -> Result<T, String>,
+) -> Result<(T, Option<f64>), String> {
+    let before = pid.map(cpu_secs).transpose()?;
+    let start = Instant::now();
+    let r = f()?;
+    let el = start.elapsed().as_secs_f64();
+    let after = pid.map(cpu_secs).transpose()?;
+    Ok((
+        r,
+        before
+            .zip(after)
+            .map(|(b, a)| 100.0 * (a - b) / el.max(1e-3)),
+    ))
 }
 
 #[path = "../../../examples/vpcswitch/src/ping_gap.rs"]
@@ -612,12 +833,16 @@ fn failover(
     Ok((at_switch, gap))
 }
 
+/// The idle CPU is measured this long after the last traffic, over this long (s).
+const IDLE_SECS: u64 = 2;
+
 type Results = BTreeMap<(Contender, Metric), Vec<f64>>;
 
 fn measure(
     c: Contender,
     run: usize,
     secs: u64,
+    smoke: bool,
     bin: &Path,
     gen: &Path,
     r: &mut Results,
@@ -627,9 +852,31 @@ fn measure(
     put(Metric::Tcp1, tcp(&t, 1, secs)?);
     put(Metric::Tcp4, tcp(&t, 4, secs)?);
     put(Metric::UdpKpps, udp(&t, secs, gen)?);
-    let (p50, p99) = rtt(&t, secs)?;
+    let (p50, p99, lost) = loaded_rtt(&mut t, secs, gen)?;
+    put(Metric::LoadRttMedian, p50);
+    put(Metric::LoadRttP99, p99);
+    put(Metric::LoadPingLoss, lost);
+    // idle: IDLE_SETTLE after the last traffic, over IDLE_WINDOW (both at most --secs)
+    let quiet = Duration::from_secs(secs.min(IDLE_SECS));
+    std::thread::sleep(quiet);
+    let ((), idle) = with_cpu(t.switch_pid, || {
+        std::thread::sleep(quiet);
+        Ok(())
+    })?;
+    if let Some(cpu) = idle {
+        put(Metric::CpuIdle, cpu);
+    }
+    // a light rate from an idle switch
+    let ((p50, p99, _), cpu) = with_cpu(t.switch_pid, || pings(&t, 10, secs * 100, false))?;
     put(Metric::RttMedian, p50);
     put(Metric::RttP99, p99);
+    if let Some(cpu) = cpu {
+        put(Metric::CpuPing, cpu);
+    }
+    if smoke && smoke_skips(c, Metric::FailoverOutageMs) {
+        // the failover path is the adaptive contender's code; smoke stays short
+        return Ok(());
+    }
     let (at_switch, outage) = failover(&mut t, c, bin, gen)?;
     if let Some(us) = at_switch {
         put(Metric::FailoverSwitchUs, us);
@@ -652,73 +899,152 @@ fn machine() -> String {
     format!("{cores} CPUs ({cpu}), Linux {kernel}")
 }
 
-fn table(r: &Results, contenders: &[Contender], runs: usize, secs: u64) -> String {
+/// Whether `--smoke` leaves measurement `m` of contender `c` out (see [`measure`]).
+fn smoke_skips(c: Contender, m: Metric) -> bool {
+    c.idle() == "busy_poll" && matches!(m, Metric::FailoverSwitchUs | Metric::FailoverOutageMs)
+}
+
+fn table(r: &Results, contenders: &[Contender], runs: usize, secs: u64, smoke: bool) -> String {
     let mut s = format!(
-        "{runs} run(s) of {secs} s per measurement, contenders alternating within each run; {}.\nMedian (min–max); ratio: median against the bridge's (for RTT, lower is better).\n\n| contender | guest offloads |",
+        "{runs} run(s) of {secs} s per measurement, contenders alternating within each run; {}.\nMedian (min–max); ratio: median against the bridge's (for RTT, lower is better).\n",
         machine()
     );
-    for m in Metric::ALL {
-        s += &format!(" {} |", m.label());
-    }
-    s += "\n| --- | --- |";
-    for _ in Metric::ALL {
-        s += " --- |";
-    }
-    s += "\n";
-    for c in contenders {
-        let mtu = c
-            .guest_mtu()
-            .map(|m| format!(", MTU {m}"))
-            .unwrap_or_default();
-        s += &format!("| {} | {}{mtu} |", c.name(), c.offloads());
-        for m in Metric::ALL {
-            match r.get(&(*c, m)) {
-                Some(v) if !v.is_empty() => {
-                    let (med, lo, hi) = median_min_max(v).unwrap_or_default();
-                    let ratio = r
-                        .get(&(Contender::Bridge, m))
-                        .filter(|b| !b.is_empty())
-                        .map(|b| format!(", {:.2}×", med / median(b)))
-                        .unwrap_or_default();
-                    let p = match m {
-                        Metric::Tcp1 | Metric::Tcp4 => 2,
-                        Metric::FailoverSwitchUs => 1,
-                        _ => 0,
-                    };
-                    s += &format!(" {med:.p$} ({lo:.p$}–{hi:.p$}){ratio} |");
-                }
-                _ if m == Metric::FailoverSwitchUs && !c.is_vpcswitch() => s += " n/a |",
-                _ => s += " failed |",
-            }
+    let part = |s: &mut String, metrics: &[Metric], setup: bool| {
+        *s += "\n| contender |";
+        if setup {
+            *s += " setup | guest offloads |";
         }
-        s += "\n";
-    }
+        for m in metrics {
+            *s += &format!(" {} |", m.label());
+        }
+        *s += "\n| --- |";
+        if setup {
+            *s += " --- | --- |";
+        }
+        for _ in metrics {
+            *s += " --- |";
+        }
+        *s += "\n";
+        for c in contenders {
+            *s += &format!("| {} |", c.name());
+            if setup {
+                let mtu = c
+                    .guest_mtu()
+                    .map(|m| format!(", MTU {m}"))
+                    .unwrap_or_default();
+                *s += &format!(" {} | {}{mtu} |", c.setup(), c.offloads());
+            }
+            for &m in metrics {
+                match r.get(&(*c, m)) {
+                    Some(v) if !v.is_empty() => {
+                        let (med, lo, hi) = median_min_max(v).unwrap_or_default();
+                        let ratio = r
+                            .get(&(Contender::Bridge, m))
+                            .filter(|b| !b.is_empty() && m.applies(Contender::Bridge))
+                            .filter(|_| m != Metric::LoadPingLoss)
+                            .map(|b| format!(", {:.2}×", med / median(b)))
+                            .unwrap_or_default();
+                        let p = match m {
+                            Metric::Tcp1 | Metric::Tcp4 => 2,
+                            Metric::FailoverSwitchUs
+                            | Metric::LoadPingLoss
+                            | Metric::CpuPing
+                            | Metric::CpuIdle => 1,
+                            _ => 0,
+                        };
+                        *s += &format!(" {med:.p$} ({lo:.p$}–{hi:.p$}){ratio} |");
+                    }
+                    _ if !m.applies(*c) => *s += " n/a |",
+                    _ if smoke && smoke_skips(*c, m) => *s += " not run (smoke) |",
+                    _ => *s += " failed |",
+                }
+            }
+            *s += "\n";
+        }
+    };
+    part(
+        &mut s,
+        &[
+            Metric::Tcp1,
+            Metric::Tcp4,
+            Metric::UdpKpps,
+            Metric::FailoverSwitchUs,
+            Metric::FailoverOutageMs,
+        ],
+        true,
+    );
+    part(
+        &mut s,
+        &[
+            Metric::RttMedian,
+            Metric::RttP99,
+            Metric::LoadRttMedian,
+            Metric::LoadRttP99,
+            Metric::LoadPingLoss,
+            Metric::CpuPing,
+            Metric::CpuIdle,
+        ],
+        false,
+    );
     s
 }
 
+/// Six panels of medians per contender: UDP kpps, TCP 1 flow, failover outage; RTT at a
+/// light rate and under load (median in front of p99), the switch's CPU (idle in front
+/// of during the light-rate ping).
 fn plot(r: &Results, contenders: &[Contender], path: &Path) -> Result<(), String> {
     use plotters::prelude::*;
-    let root = SVGBackend::new(path, (1200, 380)).into_drawing_area();
+    use plotters::style::text_anchor::{HPos, Pos, VPos};
+    let root = SVGBackend::new(path, (1500, 820)).into_drawing_area();
     root.fill(&WHITE).map_err(|e| e.to_string())?;
-    let panels = root.split_evenly((1, 3));
-    for (panel, (m, title)) in panels.iter().zip([
-        (Metric::UdpKpps, "64-byte UDP, kpps (higher is better)"),
-        (Metric::Tcp1, "TCP 1 flow, Gbit/s (higher is better)"),
+    let panels = root.split_evenly((2, 3));
+    for (panel, (front, back, title)) in panels.iter().zip([
+        (
+            Metric::UdpKpps,
+            None,
+            "64-byte UDP, kpps (higher is better)",
+        ),
+        (Metric::Tcp1, None, "TCP 1 flow, Gbit/s (higher is better)"),
         (
             Metric::FailoverOutageMs,
+            None,
             "keepalived failover outage, ms (lower is better)",
         ),
+        (
+            Metric::RttMedian,
+            Some(Metric::RttP99),
+            "RTT, 1 ping / 10 ms, µs: median, p99 (light)",
+        ),
+        (
+            Metric::LoadRttMedian,
+            Some(Metric::LoadRttP99),
+            "RTT under a UDP flood, µs: median, p99 (light)",
+        ),
+        (
+            Metric::CpuIdle,
+            Some(Metric::CpuPing),
+            "switch CPU, % of a core: idle, light ping (light)",
+        ),
     ]) {
-        let vals: Vec<f64> = contenders
+        let med = |m: Metric| -> Vec<f64> {
+            contenders
+                .iter()
+                .map(|c| r.get(&(*c, m)).map(|v| median(v)).unwrap_or(0.0))
+                .collect()
+        };
+        let (vals, behind) = (med(front), back.map(med));
+        let top = vals
             .iter()
-            .map(|c| r.get(&(*c, m)).map(|v| median(v)).unwrap_or(0.0))
-            .collect();
-        let top = vals.iter().cloned().fold(0.0, f64::max).max(1.0) * 1.15;
+            .chain(behind.iter().flatten())
+            .cloned()
+            .fold(0.0, f64::max)
+            .max(1.0)
+            * 1.15;
         // one segment per contender, so each name sits under the middle of its bar
         let mut chart = ChartBuilder::on(panel)
             .caption(title, ("sans-serif", 14))
             .margin(10)
-            .x_label_area_size(70)
+            .x_label_area_size(100)
             .y_label_area_size(50)
             .build_cartesian_2d((0..contenders.len()).into_segmented(), 0.0..top)
             .map_err(|e| e.to_string())?;
@@ -726,32 +1052,61 @@ fn plot(r: &Results, contenders: &[Contender], path: &Path) -> Result<(), String
             .configure_mesh()
             .disable_x_mesh()
             .x_labels(contenders.len() + 1)
-            .x_label_formatter(&|v| match v {
-                SegmentValue::CenterOf(i) => contenders.get(*i).map_or(String::new(), |c| {
-                    c.name().trim_start_matches("vpcswitch-").into()
-                }),
-                _ => String::new(),
-            })
-            .x_label_style(("sans-serif", 11))
+            .x_label_formatter(&|_| String::new())
             .draw()
             .map_err(|e| e.to_string())?;
+        // the names, read downwards from under the middle of each bar (the mesh centres
+        // rotated labels on the axis, so they are drawn here)
+        let style = TextStyle::from(
+            ("sans-serif", 12)
+                .into_font()
+                .transform(FontTransform::Rotate90),
+        )
+        .pos(Pos::new(HPos::Left, VPos::Center));
+        for (i, c) in contenders.iter().enumerate() {
+            let (x, y) = chart.backend_coord(&(SegmentValue::CenterOf(i), 0.0));
+            root.draw(&Text::new(
+                c.name().trim_start_matches("vpcswitch-"),
+                (x, y + 6),
+                style.clone(),
+            ))
+            .map_err(|e| e.to_string())?;
+        }
+        let color = |i: usize| {
+            if contenders[i] == Contender::Bridge {
+                BLUE
+            } else {
+                RED
+            }
+        };
+        let bar = |i: usize, v: f64, style: ShapeStyle, side: u32| {
+            let mut bar = Rectangle::new(
+                [
+                    (SegmentValue::Exact(i), 0.0),
+                    (SegmentValue::Exact(i + 1), v),
+                ],
+                style,
+            );
+            bar.set_margin(0, 0, side, side);
+            bar
+        };
+        if let Some(behind) = &behind {
+            chart
+                .draw_series(
+                    behind
+                        .iter()
+                        .enumerate()
+                        .map(|(i, v)| bar(i, *v, color(i).mix(0.25).filled(), 6)),
+                )
+                .map_err(|e| e.to_string())?;
+        }
+        let side = if behind.is_some() { 12 } else { 6 };
         chart
-            .draw_series(vals.iter().enumerate().map(|(i, v)| {
-                let color = if contenders[i] == Contender::Bridge {
-                    BLUE.mix(0.5)
-                } else {
-                    RED.mix(0.6)
-                };
-                let mut bar = Rectangle::new(
-                    [
-                        (SegmentValue::Exact(i), 0.0),
-                        (SegmentValue::Exact(i + 1), *v),
-                    ],
-                    color.filled(),
-                );
-                bar.set_margin(0, 0, 6, 6);
-                bar
-            }))
+            .draw_series(
+                vals.iter()
+                    .enumerate()
+                    .map(|(i, v)| bar(i, *v, color(i).mix(0.6).filled(), side)),
+            )
             .map_err(|e| e.to_string())?;
     }
     root.present().map_err(|e| e.to_string())
@@ -801,16 +1156,24 @@ fn main() {
     if sh("id -u").map(|u| u.trim() == "0") != Ok(true) {
         die("needs root (network namespaces, veth, TAP, AF_XDP)");
     }
-    for tool in ["ip", "iperf3", "ping", "ethtool", "taskset", "keepalived"] {
+    for tool in [
+        "ip",
+        "iperf3",
+        "ping",
+        "ethtool",
+        "taskset",
+        "chrt",
+        "keepalived",
+    ] {
         if !have(tool) {
             die(&format!(
                 "missing {tool}: apt-get install iproute2 iperf3 iputils-ping ethtool util-linux keepalived"
             ));
         }
     }
-    if contenders.contains(&Contender::Ovs) && !have("ovs-vswitchd") {
-        eprintln!("note: ovs-vswitchd not installed (apt-get install openvswitch-switch): the ovs-netdev contender is left out");
-        contenders.retain(|c| *c != Contender::Ovs);
+    if contenders.iter().any(|c| c.is_ovs()) && !have("ovs-vswitchd") {
+        eprintln!("note: ovs-vswitchd not installed (apt-get install openvswitch-switch): the ovs-netdev and ovs-afxdp contenders are left out");
+        contenders.retain(|c| !c.is_ovs());
     }
     let exe = std::env::current_exe().unwrap_or_else(|e| die(&e.to_string()));
     let dir = exe.parent().unwrap_or(Path::new("."));
@@ -828,13 +1191,13 @@ fn main() {
     for run in 1..=runs {
         for c in &contenders {
             eprintln!("run {run}/{runs}: {}", c.name());
-            if let Err(e) = measure(*c, run, secs, &bin, &gen, &mut results) {
+            if let Err(e) = measure(*c, run, secs, smoke, &bin, &gen, &mut results) {
                 eprintln!("  {}: {e}", c.name());
                 failures.push(format!("{} (run {run}): {e}", c.name()));
             }
         }
     }
-    let body = table(&results, &contenders, runs, secs);
+    let body = table(&results, &contenders, runs, secs, smoke);
     println!("{body}");
     if flag("--write-docs") {
         let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
@@ -848,5 +1211,95 @@ fn main() {
     if !failures.is_empty() {
         eprintln!("failed measurements:\n  {}", failures.join("\n  "));
         std::process::exit(1);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const METRICS: [Metric; 12] = [
+        Metric::Tcp1,
+        Metric::Tcp4,
+        Metric::UdpKpps,
+        Metric::RttMedian,
+        Metric::RttP99,
+        Metric::LoadRttMedian,
+        Metric::LoadRttP99,
+        Metric::LoadPingLoss,
+        Metric::CpuPing,
+        Metric::CpuIdle,
+        Metric::FailoverSwitchUs,
+        Metric::FailoverOutageMs,
+    ];
+
+    /// Every contender's applicable metrics, distinct values.
+    fn results() -> Results {
+        let mut r = Results::new();
+        for (i, c) in Contender::ALL.into_iter().enumerate() {
+            for (j, m) in METRICS.into_iter().enumerate() {
+                if m.applies(c) {
+                    r.insert((c, m), vec![(10 * i + j + 1) as f64]);
+                }
+            }
+        }
+        r
+    }
+
+    #[test]
+    fn table_has_every_contender_and_column() {
+        let t = table(&results(), &Contender::ALL, 1, 1, false);
+        for c in Contender::ALL {
+            assert_eq!(
+                t.lines()
+                    .filter(|l| l.starts_with(&format!("| {} |", c.name())))
+                    .count(),
+                2,
+                "{} has a row in each table:\n{t}",
+                c.name()
+            );
+        }
+        for m in METRICS {
+            assert!(t.contains(m.label()), "no column {}:\n{t}", m.label());
+        }
+        assert!(!t.contains("failed"), "{t}");
+        // the bridge has no process and no failover time of its own
+        let bridge = t.lines().find(|l| l.starts_with("| bridge |")).unwrap();
+        assert!(bridge.contains("n/a"), "{bridge}");
+        assert!(t.contains(&format!("xdp-mode {OVS_XDP_MODE}")), "{t}");
+    }
+
+    #[test]
+    fn smoke_table_marks_what_smoke_leaves_out() {
+        let mut r = results();
+        r.retain(|(c, m), _| !smoke_skips(*c, *m));
+        let t = table(&r, &Contender::ALL, 1, 1, true);
+        assert_eq!(t.matches("not run (smoke)").count(), 3 * 2, "{t}");
+        assert!(!t.contains("failed"), "{t}");
+        let t = table(&r, &Contender::ALL, 1, 1, false);
+        assert_eq!(t.matches("failed").count(), 3 * 2, "{t}");
+    }
+
+    #[test]
+    fn plot_names_every_contender() {
+        let path = std::env::temp_dir().join(format!("bench-plot-{}.svg", std::process::id()));
+        plot(&results(), &Contender::ALL, &path).unwrap();
+        let svg = std::fs::read_to_string(&path).unwrap();
+        let _ = std::fs::remove_file(&path);
+        for c in Contender::ALL {
+            let label = c.name().trim_start_matches("vpcswitch-");
+            // the SVG backend writes each text on a line of its own
+            assert!(svg.contains(&format!("\n{label}\n")), "no label {label}");
+        }
+    }
+
+    #[test]
+    fn cpu_secs_reads_this_process() {
+        // this test's own process has used some CPU, and it only grows
+        let a = cpu_secs(std::process::id()).unwrap();
+        let end = Instant::now() + Duration::from_millis(50);
+        while Instant::now() < end {}
+        let b = cpu_secs(std::process::id()).unwrap();
+        assert!(b >= a && b > 0.0, "{a} {b}");
     }
 }
