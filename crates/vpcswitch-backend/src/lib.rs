@@ -166,6 +166,15 @@ impl BackendError {
     pub fn device(e: impl std::error::Error + Send + Sync + 'static) -> BackendError {
         BackendError::Device(Box::new(e))
     }
+    /// [`Backend::queues`] called again on device `name`, for `want` queues: a device
+    /// is split once.
+    pub fn opened_twice(name: &str, want: usize) -> BackendError {
+        BackendError::Queues {
+            name: name.to_string(),
+            have: 0,
+            want,
+        }
+    }
 }
 
 /// One worker's queue on one port.

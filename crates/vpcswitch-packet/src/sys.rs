@@ -7,7 +7,7 @@
 use std::io;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 
-use vpcswitch_backend::sys::{cvt, cvt_size, Mmap};
+use vpcswitch_backend::sys::{cvt, cvt_size, iovecs, Mmap};
 
 /// Most messages one [`send_batch`] sends.
 pub const BATCH_MAX: usize = 64;
@@ -89,16 +89,7 @@ pub fn recv_packet(
     hdr: &mut [u8],
     body: &mut [u8],
 ) -> io::Result<(usize, Option<(u16, u16)>)> {
-    let mut iov = [
-        libc::iovec {
-            iov_base: hdr.as_mut_ptr().cast(),
-            iov_len: hdr.len(),
-        },
-        libc::iovec {
-            iov_base: body.as_mut_ptr().cast(),
-            iov_len: body.len(),
-        },
-    ];
+    let mut iov = iovecs(hdr, body);
     // room for one cmsg carrying tpacket_auxdata, 8-byte aligned
     let mut control = [0u64; 8];
     // SAFETY: msghdr is plain old data; all-zero is a valid value.

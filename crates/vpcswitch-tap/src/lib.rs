@@ -35,10 +35,10 @@
 pub mod sys;
 
 use std::io;
-use std::os::fd::{AsFd, AsRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsFd, OwnedFd, RawFd};
 use std::path::{Path, PathBuf};
 
-use vpcswitch_backend::sys::{if_index, interface_gone};
+use vpcswitch_backend::sys::{if_index, DeviceFd};
 use vpcswitch_backend::{
     read_burst, Backend, BackendError, PacketBuf, PortQueue, TxResult, VnetHdr, WorkerBufs,
     WorkerMem,
@@ -247,11 +247,7 @@ impl Backend for TapBackend {
     fn queues(&mut self, workers: &[WorkerMem]) -> Result<Vec<Box<dyn PortQueue>>, BackendError> {
         let n = workers.len();
         if self.opened {
-            return Err(BackendError::Queues {
-                name: self.ifname.clone(),
-                have: 0,
-                want: n,
-            });
+            return Err(BackendError::opened_twice(&self.ifname, n));
         }
         let fds = match &self.netns {
             None => self.open_queues(n)?,
@@ -271,9 +267,8 @@ impl Backend for TapBackend {
             .into_iter()
             .map(|fd| {
                 Box::new(TapQueue {
-                    fd,
+                    dev: DeviceFd::new(fd),
                     offload: self.offload,
-                    down: false,
                 }) as Box<dyn PortQueue>
             })
             .collect())
@@ -281,19 +276,18 @@ impl Backend for TapBackend {
 }
 
 struct TapQueue {
-    fd: OwnedFd,
+    dev: DeviceFd,
     /// a virtio-net header on every frame: receive into large buffers (a super-frame
     /// may come)
     offload: bool,
-    down: bool,
 }
 
 impl PortQueue for TapQueue {
     fn rx_burst(&mut self, bufs: &mut WorkerBufs, out: &mut Vec<PacketBuf>, max: usize) -> usize {
-        if self.down {
+        if self.dev.is_down() {
             return 0;
         }
-        let fd = self.fd.as_raw_fd();
+        let fd = self.dev.raw();
         let offload = self.offload;
         let (n, err) = read_burst(bufs, out, max, offload, |hdr, data| {
             if offload {
@@ -303,13 +297,13 @@ impl PortQueue for TapQueue {
             }
         });
         if let Some(e) = err {
-            self.down |= interface_gone(&e);
+            self.dev.note(&e);
         }
         n
     }
 
     fn tx_burst(&mut self, bufs: &mut WorkerBufs, frames: &mut Vec<PacketBuf>) -> TxResult {
-        let fd = self.fd.as_raw_fd();
+        let fd = self.dev.raw();
         let mut r = TxResult::default();
         for b in frames.drain(..) {
             let w = if self.offload {
@@ -321,7 +315,7 @@ impl PortQueue for TapQueue {
                 Ok(_) => r.sent += 1,
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => r.full += 1,
                 Err(e) => {
-                    self.down |= interface_gone(&e);
+                    self.dev.note(&e);
                     r.errors += 1
                 }
             }
@@ -331,12 +325,11 @@ impl PortQueue for TapQueue {
     }
 
     fn poll_fd(&self) -> Option<RawFd> {
-        // a deleted device's descriptor polls as always ready: do not spin on it
-        (!self.down).then(|| self.fd.as_raw_fd())
+        self.dev.poll_fd()
     }
 
     fn is_down(&self) -> bool {
-        self.down
+        self.dev.is_down()
     }
 
     fn accepts_offload(&self) -> bool {

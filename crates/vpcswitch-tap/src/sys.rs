@@ -9,7 +9,7 @@ use std::ffi::CString;
 use std::io;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 
-use vpcswitch_backend::sys::{cvt, cvt_size};
+use vpcswitch_backend::sys::{cvt, cvt_size, iovecs};
 
 const TUNSETIFF: libc::c_ulong = 0x4004_54ca;
 const IFF_TAP: libc::c_short = 0x0002;
@@ -142,16 +142,7 @@ pub fn set_persist(fd: std::os::fd::BorrowedFd<'_>, on: bool) -> io::Result<()> 
 
 /// Reads one frame as a header and a body; returns the total bytes read.
 pub fn readv2(fd: RawFd, hdr: &mut [u8], body: &mut [u8]) -> io::Result<usize> {
-    let iov = [
-        libc::iovec {
-            iov_base: hdr.as_mut_ptr().cast(),
-            iov_len: hdr.len(),
-        },
-        libc::iovec {
-            iov_base: body.as_mut_ptr().cast(),
-            iov_len: body.len(),
-        },
-    ];
+    let iov = iovecs(hdr, body);
     // SAFETY: both iovecs point into live, exclusively borrowed buffers of the stated
     // lengths for the whole call.
     cvt_size(unsafe { libc::readv(fd, iov.as_ptr(), 2) })

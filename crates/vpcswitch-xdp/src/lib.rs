@@ -207,11 +207,7 @@ impl Backend for XdpBackend {
     fn queues(&mut self, workers: &[WorkerMem]) -> Result<Vec<Box<dyn PortQueue>>, BackendError> {
         let n = workers.len() as u32;
         if self.attached.is_some() {
-            return Err(BackendError::Queues {
-                name: self.ifname.clone(),
-                have: 0,
-                want: n as usize,
-            });
+            return Err(BackendError::opened_twice(&self.ifname, n as usize));
         }
         let ifname = self.ifname.clone();
         let ifindex = if_index(&ifname).map_err(|source| XdpError::FindInterface {

@@ -63,16 +63,10 @@ impl Mmap {
         self.ptr.as_ptr()
     }
 
-    /// Length in bytes.
+    /// Its size in bytes (never 0: the kernel refuses an empty mapping).
     #[inline]
-    pub fn len(&self) -> usize {
+    pub fn size(&self) -> usize {
         self.len
-    }
-
-    /// True for an empty mapping (never: the kernel refuses one).
-    #[inline]
-    pub fn is_empty(&self) -> bool {
-        self.len == 0
     }
 }
 
@@ -113,11 +107,11 @@ impl Region {
     }
     /// Length in bytes.
     pub fn len(&self) -> usize {
-        self.map.len()
+        self.map.size()
     }
     /// True for an empty region (never: at least a page).
     pub fn is_empty(&self) -> bool {
-        self.map.is_empty()
+        self.map.size() == 0
     }
     /// Cuts the region into `n` buffers of `cap` bytes, buffer `i` at `i * stride +
     /// offset`. Only the first call cuts (later ones return nothing), so no two buffers

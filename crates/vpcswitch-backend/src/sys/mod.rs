@@ -50,6 +50,23 @@ pub fn if_index(name: &str) -> io::Result<u32> {
     }
 }
 
+/// The two-part scatter list of a frame read as a header and a body (`readv`,
+/// `recvmsg`): the `iovec`s point into `hdr` and `body`, which must stay borrowed while
+/// the kernel writes through them.
+#[inline]
+pub fn iovecs(hdr: &mut [u8], body: &mut [u8]) -> [libc::iovec; 2] {
+    [
+        libc::iovec {
+            iov_base: hdr.as_mut_ptr().cast(),
+            iov_len: hdr.len(),
+        },
+        libc::iovec {
+            iov_base: body.as_mut_ptr().cast(),
+            iov_len: body.len(),
+        },
+    ]
+}
+
 /// The MTU of interface `ifname` (sysfs).
 pub fn interface_mtu(ifname: &str) -> io::Result<usize> {
     std::fs::read_to_string(format!("/sys/class/net/{ifname}/mtu"))?
@@ -66,6 +83,43 @@ pub fn interface_gone(e: &io::Error) -> bool {
         e.raw_os_error(),
         Some(libc::EBADFD | libc::ENETDOWN | libc::ENXIO | libc::ENODEV)
     )
+}
+
+/// A device's descriptor (a TAP queue, a packet socket), and whether the device is gone:
+/// what a queue on it polls, and where it notes the errors that say so.
+#[derive(Debug)]
+pub struct DeviceFd {
+    fd: std::os::fd::OwnedFd,
+    down: bool,
+}
+
+impl DeviceFd {
+    /// A descriptor on a device that is there.
+    pub fn new(fd: std::os::fd::OwnedFd) -> DeviceFd {
+        DeviceFd { fd, down: false }
+    }
+    /// The descriptor, for system calls.
+    #[inline]
+    pub fn raw(&self) -> std::os::fd::RawFd {
+        std::os::fd::AsRawFd::as_raw_fd(&self.fd)
+    }
+    /// True once an error said the device is gone ([`interface_gone`]).
+    #[inline]
+    pub fn is_down(&self) -> bool {
+        self.down
+    }
+    /// Notes an error of a call on the descriptor: the device is down from now on if it
+    /// says the device is gone.
+    #[inline]
+    pub fn note(&mut self, e: &io::Error) {
+        self.down |= interface_gone(e);
+    }
+    /// The descriptor to wait on (`PortQueue::poll_fd`): none once the device is gone,
+    /// whose descriptor polls as always ready (a worker must not spin on it).
+    #[inline]
+    pub fn poll_fd(&self) -> Option<std::os::fd::RawFd> {
+        (!self.down).then(|| self.raw())
+    }
 }
 
 /// Sets the process's file mode creation mask to `mask` and returns the previous one
