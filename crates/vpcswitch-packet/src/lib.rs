@@ -202,15 +202,18 @@ struct PacketQueue<R> {
 
 /// How a queue receives: one job per type.
 trait Receive: Send {
-    /// Appends up to `max` frames read from socket `dev` to `out` (noting there an error
-    /// that says the interface is gone). Returns how many.
-    fn recv(
-        &mut self,
-        dev: &mut DeviceFd,
-        bufs: &mut WorkerBufs,
-        out: &mut Vec<PacketBuf>,
-        max: usize,
-    ) -> usize;
+    /// Appends up to `b.max` frames read from socket `b.dev` to `b.out` (noting there an
+    /// error that says the interface is gone). Returns how many.
+    fn recv(&mut self, b: Burst<'_>) -> usize;
+}
+
+/// One `rx_burst`: the socket, the worker's caches lent to the call, where the frames
+/// go and how many at most.
+struct Burst<'a> {
+    dev: &'a mut DeviceFd,
+    bufs: &'a mut WorkerBufs,
+    out: &'a mut Vec<PacketBuf>,
+    max: usize,
 }
 
 /// One `recvmsg` per frame.
@@ -219,15 +222,9 @@ struct Recvmsg;
 
 impl Receive for Recvmsg {
     #[inline]
-    fn recv(
-        &mut self,
-        dev: &mut DeviceFd,
-        bufs: &mut WorkerBufs,
-        out: &mut Vec<PacketBuf>,
-        max: usize,
-    ) -> usize {
-        let fd = dev.raw();
-        let (n, err) = read_burst(bufs, out, max, true, |hdr, data| {
+    fn recv(&mut self, b: Burst<'_>) -> usize {
+        let fd = b.dev.raw();
+        let (n, err) = read_burst(b.bufs, b.out, b.max, true, |hdr, data| {
             sys::recv_packet(fd, hdr, data).map(|(k, tag)| {
                 let k = k.saturating_sub(VnetHdr::WIRE_LEN);
                 match tag {
@@ -237,7 +234,7 @@ impl Receive for Recvmsg {
             })
         });
         if let Some(e) = err {
-            dev.note(&e);
+            b.dev.note(&e);
         }
         n
     }
@@ -280,14 +277,8 @@ impl Receive for Ring {
     /// Receives from the mmapped ring: no system call per frame. A frame too long for
     /// the buffer, and a block whose headers do not add up, are skipped.
     #[inline]
-    fn recv(
-        &mut self,
-        dev: &mut DeviceFd,
-        bufs: &mut WorkerBufs,
-        out: &mut Vec<PacketBuf>,
-        max: usize,
-    ) -> usize {
-        let fd = dev.raw();
+    fn recv(&mut self, burst: Burst<'_>) -> usize {
+        let (bufs, out, max) = (burst.bufs, burst.out, burst.max);
         let mut n = 0;
         while n < max {
             if self.left == 0 {
@@ -341,8 +332,8 @@ impl Receive for Ring {
                 self.idle = 0;
                 let mut h = [0u8; VnetHdr::WIRE_LEN];
                 let mut one = [0u8; 1];
-                if let Err(e) = sys::recv_packet(fd, &mut h, &mut one) {
-                    dev.note(&e);
+                if let Err(e) = sys::recv_packet(burst.dev.raw(), &mut h, &mut one) {
+                    burst.dev.note(&e);
                 }
             }
         } else {
@@ -357,7 +348,12 @@ impl<R: Receive> PortQueue for PacketQueue<R> {
         if self.dev.is_down() {
             return 0;
         }
-        self.rx.recv(&mut self.dev, bufs, out, max)
+        self.rx.recv(Burst {
+            dev: &mut self.dev,
+            bufs,
+            out,
+            max,
+        })
     }
 
     /// Sends the burst with one `sendmmsg` per [`MAX_BURST`] frames; every buffer goes
