@@ -99,9 +99,9 @@ fn main() {
                 .ok()
                 .and_then(|m| m.trim().parse().ok())
                 .unwrap_or_else(|| die(&format!("no interface {ifn}")));
-            let idx =
-                vpcswitch_tap::sys::if_index(&ifn).unwrap_or_else(|e| die(&format!("{ifn}: {e}")));
-            let fd = vpcswitch_tap::sys::open_packet(idx, None)
+            let idx = vpcswitch_backend::sys::if_index(&ifn)
+                .unwrap_or_else(|e| die(&format!("{ifn}: {e}")));
+            let fd = vpcswitch_packet::sys::open_packet(idx, None)
                 .unwrap_or_else(|e| die(&format!("AF_PACKET socket on {ifn}: {e}")));
             let frame =
                 vpcswitch_wire::build::udp(dmac, smac, sip, *d.ip(), 64, 40000, d.port(), &payload);
@@ -128,7 +128,7 @@ fn main() {
                     std::hint::spin_loop();
                 }
             }
-            match vpcswitch_tap::sys::send_batch(fd, std::iter::once((hdr, &msg[..]))) {
+            match vpcswitch_packet::sys::send_batch(fd, std::iter::once((hdr, &msg[..]))) {
                 Ok(k) => sent += k as u64,
                 Err(_) => errors += 1,
             }
@@ -137,8 +137,8 @@ fn main() {
     } else {
         while Instant::now() < end {
             for _ in 0..16 {
-                let msgs = std::iter::repeat_n((hdr, &msg[..]), vpcswitch_tap::sys::BATCH_MAX);
-                match vpcswitch_tap::sys::send_batch(fd, msgs) {
+                let msgs = std::iter::repeat_n((hdr, &msg[..]), vpcswitch_packet::sys::BATCH_MAX);
+                match vpcswitch_packet::sys::send_batch(fd, msgs) {
                     Ok(k) => sent += k as u64,
                     Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
                         std::thread::yield_now()

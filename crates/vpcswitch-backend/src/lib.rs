@@ -34,6 +34,7 @@
 //! This crate knows neither the configuration nor the pipeline.
 
 mod buf;
+mod burst;
 pub mod fault;
 pub mod memory;
 pub mod sys;
@@ -42,6 +43,7 @@ pub use buf::{
     LendShare, Lender, Offload, PacketBuf, Pool, PoolCache, VnetHdr, WorkerBufs, BUF_SIZE,
     LARGE_CACHE, SMALL_CACHE, UMEM_FRAME, UMEM_HEADROOM, UMEM_STRIDE,
 };
+pub use burst::read_burst;
 
 /// Size of a buffer that holds a whole segmentation super-frame (64 KiB of IP plus the
 /// Ethernet header).
@@ -138,14 +140,15 @@ impl RxDrops {
 /// Errors a backend reports when it is opened.
 #[derive(Debug, thiserror::Error)]
 pub enum BackendError {
-    /// The device could not be opened or configured.
-    #[error("{what}: {source}")]
-    Io {
-        /// what was being done
-        what: String,
-        /// the OS error
-        source: std::io::Error,
-    },
+    /// The device could not be opened or configured: the backend's own error, with one
+    /// variant per operation that can fail, naming what it was done to and carrying
+    /// the OS error (`vpcswitch_tap::TapError`, `vpcswitch_packet::PacketError`,
+    /// `vpcswitch_xdp::XdpError`). Shown as it is; found again with `downcast_ref`.
+    #[error(transparent)]
+    Device(Box<dyn std::error::Error + Send + Sync + 'static>),
+    /// Opening the device panicked (the runtime opens devices on threads of its own).
+    #[error("opening the device panicked")]
+    Panicked,
     /// The backend cannot give the requested number of queues.
     #[error("backend {name} has {have} queue(s), {want} requested")]
     Queues {
@@ -156,6 +159,22 @@ pub enum BackendError {
         /// queues requested
         want: usize,
     },
+}
+
+impl BackendError {
+    /// A backend's own error, as [`BackendError::Device`].
+    pub fn device(e: impl std::error::Error + Send + Sync + 'static) -> BackendError {
+        BackendError::Device(Box::new(e))
+    }
+    /// [`Backend::queues`] called again on device `name`, for `want` queues: a device
+    /// is split once.
+    pub fn opened_twice(name: &str, want: usize) -> BackendError {
+        BackendError::Queues {
+            name: name.to_string(),
+            have: 0,
+            want,
+        }
+    }
 }
 
 /// One worker's queue on one port.

@@ -731,10 +731,7 @@ fn open_backends(
             let port = names.get(k * per).cloned().unwrap_or_default();
             return Err(RuntimeError::Backend {
                 port,
-                source: BackendError::Io {
-                    what: "opening the device panicked".into(),
-                    source: std::io::Error::other("panic"),
-                },
+                source: BackendError::Panicked,
             });
         };
         for ((name, b, r), id) in d.into_iter().zip(ids.iter().skip(k * per)) {

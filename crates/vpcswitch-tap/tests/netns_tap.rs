@@ -73,7 +73,7 @@ fn in_netns_always_returns_and_a_netns_tap_is_persistent_there() {
         "made in the namespace"
     );
     assert!(
-        sys::if_index(&ifn).is_err(),
+        vpcswitch_backend::sys::if_index(&ifn).is_err(),
         "not in the caller's namespace"
     );
     drop(q);
@@ -98,7 +98,7 @@ fn in_netns_always_returns_and_a_netns_tap_is_persistent_there() {
         "{e}"
     );
     assert!(
-        sys::if_index(&ifn).is_err(),
+        vpcswitch_backend::sys::if_index(&ifn).is_err(),
         "no stand-in in the caller's namespace"
     );
 }

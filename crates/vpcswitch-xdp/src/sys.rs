@@ -2,65 +2,16 @@
 //! backend needs (map create/update, program load, link create). The only `unsafe` in
 //! this crate: everything here hands out bounds-checked slices and plain values.
 //!
-//! Every call goes through `cvt`, which turns `-1` into the `errno` as an `io::Error`.
+//! Every call goes through `vpcswitch_backend::sys::cvt`, which turns `-1` into the
+//! `errno` as an `io::Error`; the rings are `vpcswitch_backend::sys::Mmap`s.
 #![allow(unsafe_code)]
 
 use std::ffi::CStr;
 use std::io;
 use std::os::fd::{FromRawFd, OwnedFd, RawFd};
-use std::ptr::NonNull;
 use std::sync::atomic::{AtomicU32, Ordering};
 
-fn cvt(r: libc::c_int) -> io::Result<libc::c_int> {
-    if r < 0 {
-        Err(io::Error::last_os_error())
-    } else {
-        Ok(r)
-    }
-}
-
-/// A ring's memory mapping, unmapped on drop.
-#[derive(Debug)]
-pub struct Mmap {
-    ptr: NonNull<u8>,
-    len: usize,
-}
-
-// SAFETY: the mapping is memory owned by this value alone (the kernel's side of a ring is
-// reached only through atomics); moving the owner to another thread is sound.
-unsafe impl Send for Mmap {}
-
-impl Mmap {
-    /// Maps `len` bytes of socket `fd`'s ring at `offset`, populated.
-    fn ring(len: usize, fd: RawFd, offset: u64) -> io::Result<Mmap> {
-        // SAFETY: a fresh mapping chosen by the kernel (null hint); no existing memory
-        // is affected. The result is checked before use.
-        let p = unsafe {
-            libc::mmap(
-                std::ptr::null_mut(),
-                len,
-                libc::PROT_READ | libc::PROT_WRITE,
-                libc::MAP_SHARED | libc::MAP_POPULATE,
-                fd,
-                offset as libc::off_t,
-            )
-        };
-        if p == libc::MAP_FAILED {
-            return Err(io::Error::last_os_error());
-        }
-        let ptr = NonNull::new(p.cast::<u8>()).ok_or_else(|| io::Error::other("mmap gave null"))?;
-        Ok(Mmap { ptr, len })
-    }
-}
-
-impl Drop for Mmap {
-    fn drop(&mut self) {
-        // SAFETY: `ptr`/`len` are exactly what mmap returned, unmapped once, here.
-        unsafe {
-            libc::munmap(self.ptr.as_ptr().cast(), self.len);
-        }
-    }
-}
+use vpcswitch_backend::sys::{cvt, cvt_size, Mmap};
 
 /// One descriptor of an rx or tx ring (`struct xdp_desc`).
 #[repr(C)]
@@ -93,7 +44,7 @@ impl<T: Copy> Ring<T> {
         // SAFETY: `off` is one of the kernel's offsets for this ring, checked in `map_ring`
         // to lie inside the mapping and be 4-aligned; the word is shared with the kernel,
         // which only ever accesses it atomically, as we do.
-        unsafe { &*self.map.ptr.as_ptr().add(off).cast::<AtomicU32>() }
+        unsafe { &*self.map.as_ptr().add(off).cast::<AtomicU32>() }
     }
     /// The producer index (acquire: descriptors before it are visible).
     #[inline]
@@ -130,14 +81,14 @@ impl<T: Copy> Ring<T> {
         let at = self.desc + (i & self.mask) as usize * std::mem::size_of::<T>();
         // SAFETY: `map_ring` checked that `size` descriptors fit after `desc`; `i & mask`
         // is below `size`. Volatile: the kernel writes the slot (before publishing it).
-        unsafe { std::ptr::read_volatile(self.map.ptr.as_ptr().add(at).cast::<T>()) }
+        unsafe { std::ptr::read_volatile(self.map.as_ptr().add(at).cast::<T>()) }
     }
     /// Writes the descriptor at index `i` (masked).
     #[inline]
     pub fn write(&self, i: u32, v: T) {
         let at = self.desc + (i & self.mask) as usize * std::mem::size_of::<T>();
         // SAFETY: as in `read`; the slot is ours until the producer index passes it.
-        unsafe { std::ptr::write_volatile(self.map.ptr.as_ptr().add(at).cast::<T>(), v) }
+        unsafe { std::ptr::write_volatile(self.map.as_ptr().add(at).cast::<T>(), v) }
     }
 }
 
@@ -234,7 +185,7 @@ pub fn map_ring<T: Copy>(fd: RawFd, kind: RingKind, entries: u32) -> io::Result<
         ));
     }
     let bytes = o.desc as usize + entries as usize * std::mem::size_of::<T>();
-    let map = Mmap::ring(bytes, fd, pgoff)?;
+    let map = Mmap::shared(fd, bytes, pgoff)?;
     for w in [o.producer, o.consumer, o.flags] {
         if w as usize + 4 > o.desc as usize || !w.is_multiple_of(4) {
             return Err(io::Error::other("unexpected AF_XDP ring layout"));
@@ -297,11 +248,7 @@ pub fn kick_tx(fd: RawFd) -> io::Result<()> {
             0,
         )
     };
-    if r < 0 {
-        Err(io::Error::last_os_error())
-    } else {
-        Ok(())
-    }
+    cvt_size(r).map(drop)
 }
 
 /// Wakes the driver to refill from the fill ring (`XDP_RING_NEED_WAKEUP` on it).
@@ -317,11 +264,7 @@ pub fn kick_rx(fd: RawFd) -> io::Result<()> {
             std::ptr::null_mut(),
         )
     };
-    if r < 0 {
-        Err(io::Error::last_os_error())
-    } else {
-        Ok(())
-    }
+    cvt_size(r).map(drop)
 }
 
 /// The socket's drop counters (`XDP_STATISTICS`).
@@ -382,11 +325,7 @@ fn bpf<T>(cmd: libc::c_int, attr: &mut T) -> io::Result<libc::c_int> {
             std::mem::size_of::<T>() as libc::c_uint,
         )
     };
-    if r < 0 {
-        Err(io::Error::last_os_error())
-    } else {
-        Ok(r as libc::c_int)
-    }
+    cvt_size(r as isize).map(|fd| fd as libc::c_int)
 }
 
 fn owned(fd: libc::c_int) -> OwnedFd {

@@ -13,10 +13,11 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use vpcswitch_backend::sys::if_index;
 use vpcswitch_backend::{
     Backend, PacketBuf, Pool, PortQueue, QueuePools, WorkerBufs, LARGE_BUF_SIZE,
 };
-use vpcswitch_tap::sys as tap;
+use vpcswitch_packet::sys as packet;
 use vpcswitch_xdp::{XdpBackend, XdpMode, FILL_DEPTH, MAX_FRAGS, MAX_FRAME};
 
 fn sh(cmd: &str) -> bool {
@@ -118,11 +119,11 @@ fn long_frames_cross_as_several_descriptors_and_too_long_ones_are_counted() {
         MAX_FRAME,
         "MTU 40000 is past what AF_XDP carries"
     );
-    let send = tap::open_packet(tap::if_index(&a1).expect("a1"), None).expect("packet a1");
-    let recv = tap::open_packet(tap::if_index(&b1).expect("b1"), None).expect("packet b1");
+    let send = packet::open_packet(if_index(&a1).expect("a1"), None).expect("packet a1");
+    let recv = packet::open_packet(if_index(&b1).expect("b1"), None).expect("packet b1");
     let hdr = [0u8; 10];
     let push = |f: &[u8]| {
-        tap::send_batch(
+        packet::send_batch(
             std::os::fd::AsRawFd::as_raw_fd(&send),
             std::iter::once((&hdr[..], f)),
         )
@@ -205,7 +206,7 @@ fn long_frames_cross_as_several_descriptors_and_too_long_ones_are_counted() {
     let end = Instant::now() + Duration::from_secs(5);
     while arrived.len() < 3 && Instant::now() < end {
         qb.rx_burst(&mut bufs, &mut Vec::new(), 32); // completions, kicks
-        match tap::recv_packet(std::os::fd::AsRawFd::as_raw_fd(&recv), &mut h, &mut body) {
+        match packet::recv_packet(std::os::fd::AsRawFd::as_raw_fd(&recv), &mut h, &mut body) {
             Ok((n, _)) if n >= 24 && body[12..14] == [0x88, 0xb5] && body[14] != 0 => {
                 arrived.push(body[..n - 10].to_vec())
             }

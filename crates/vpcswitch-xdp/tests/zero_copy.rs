@@ -8,8 +8,9 @@
 use std::process::Command;
 use std::time::{Duration, Instant};
 
+use vpcswitch_backend::sys::if_index;
 use vpcswitch_backend::{Backend, PacketBuf, Pool, QueuePools, LARGE_BUF_SIZE};
-use vpcswitch_tap::sys as tap;
+use vpcswitch_packet::sys as packet;
 use vpcswitch_xdp::{XdpBackend, XdpMode, FILL_DEPTH};
 
 fn sh(cmd: &str) -> bool {
@@ -74,15 +75,15 @@ fn a_frame_crosses_between_two_af_xdp_ports_without_a_copy() {
         let mut bufs = pools[0].bufs();
         let mut qa = pa.queues(&mem).expect("AF_XDP on a0").remove(0);
         let mut qb = pb.queues(&mem).expect("AF_XDP on b0").remove(0);
-        let send = tap::open_packet(tap::if_index(&a1).expect("a1"), None).expect("packet a1");
-        let recv = tap::open_packet(tap::if_index(&b1).expect("b1"), None).expect("packet b1");
+        let send = packet::open_packet(if_index(&a1).expect("a1"), None).expect("packet a1");
+        let recv = packet::open_packet(if_index(&b1).expect("b1"), None).expect("packet b1");
         let f = frame(7);
         let hdr = [0u8; 10];
         // the kernel may need a moment to set the XDP path up: resend until seen
         let mut got: Vec<PacketBuf> = Vec::new();
         let end = Instant::now() + Duration::from_secs(5);
         while got.is_empty() && Instant::now() < end {
-            let _ = tap::send_batch(
+            let _ = packet::send_batch(
                 std::os::fd::AsRawFd::as_raw_fd(&send),
                 std::iter::once((&hdr[..], &f[..])),
             );
@@ -108,7 +109,7 @@ fn a_frame_crosses_between_two_af_xdp_ports_without_a_copy() {
         let end = Instant::now() + Duration::from_secs(5);
         while arrived.is_none() && Instant::now() < end {
             qb.rx_burst(&mut bufs, &mut Vec::new(), 32); // completions, kicks
-            match tap::recv_packet(std::os::fd::AsRawFd::as_raw_fd(&recv), &mut h, &mut body) {
+            match packet::recv_packet(std::os::fd::AsRawFd::as_raw_fd(&recv), &mut h, &mut body) {
                 Ok((n, _)) if n >= 10 && body[12..14] == [0x88, 0xb5] => {
                     arrived = Some(body[..n - 10].to_vec())
                 }

@@ -4,7 +4,7 @@
 //!
 //! The switch (the real binary) runs in one network namespace of this test's and makes
 //! its 1 000 TAPs there; the test is every guest at once, through one raw AF_PACKET
-//! socket bound to each TAP in that namespace (`vpcswitch_tap::sys`), not 1 000
+//! socket bound to each TAP in that namespace (`vpcswitch_packet::sys`), not 1 000
 //! namespaces. Each guest ARPs for its gateway (the switch's ARP responder, SPEC 3.4),
 //! pings the gateway (SPEC 5.6) and one peer in another subnet of its VPC (routed,
 //! SPEC 5), and answers the pings its own peer sends it. Then, traffic over, the switch
@@ -23,6 +23,8 @@ use std::time::{Duration, Instant};
 
 use common::{cpu_seconds, must, sh};
 
+use vpcswitch_backend::sys::if_index;
+use vpcswitch_packet::sys as packet;
 use vpcswitch_tap::sys as tap;
 
 const PORTS: usize = 1000;
@@ -161,7 +163,7 @@ fn rss_mib(pid: u32) -> f64 {
 /// Sends one frame (with an empty virtio-net header) on a guest's socket.
 fn send(fd: &OwnedFd, frame: &[u8]) {
     let hdr = [0u8; 10];
-    let _ = tap::send_batch(fd.as_raw_fd(), std::iter::once((&hdr[..], frame)));
+    let _ = packet::send_batch(fd.as_raw_fd(), std::iter::once((&hdr[..], frame)));
 }
 
 #[test]
@@ -268,8 +270,8 @@ fn thousand_tap_ports_on_two_workers_all_answer_and_the_idle_switch_costs_little
             tap::enter_netns(nsfile.as_fd()).expect("setns");
             (0..PORTS)
                 .map(|i| {
-                    let idx = tap::if_index(&ifname(i)).expect("TAP in the namespace");
-                    tap::open_packet(idx, None).expect("packet socket")
+                    let idx = if_index(&ifname(i)).expect("TAP in the namespace");
+                    packet::open_packet(idx, None).expect("packet socket")
                 })
                 .collect()
         })
@@ -309,7 +311,7 @@ fn thousand_tap_ports_on_two_workers_all_answer_and_the_idle_switch_costs_little
         }
         let mut got = 0;
         for j in 0..PORTS {
-            while let Ok((n, _)) = tap::recv_packet(socks[j].as_raw_fd(), &mut h, &mut body) {
+            while let Ok((n, _)) = packet::recv_packet(socks[j].as_raw_fd(), &mut h, &mut body) {
                 got += 1;
                 let f = &body[..n.saturating_sub(10)];
                 if f.len() < 42 || f[..6] != mac(j) {

@@ -1,7 +1,7 @@
 //! An `af_xdp` port with its AF_PACKET fallback.
 
 use vpcswitch_backend::{Backend, BackendError, PortQueue, WorkerMem};
-use vpcswitch_tap::PacketBackend;
+use vpcswitch_packet::PacketBackend;
 use vpcswitch_xdp::{XdpBackend, XdpMode};
 
 /// An `af_xdp` port: AF_XDP, and for `mode = "auto"` AF_PACKET on the same interface

@@ -29,8 +29,8 @@ pub use host::Host;
 pub use tapns::{delete_removed, device_present};
 
 use vpcswitch_model::{BackendSpec, Config};
+use vpcswitch_packet::PacketBackend;
 use vpcswitch_runtime::{Backends, RuntimeError};
-use vpcswitch_tap::PacketBackend;
 use vpcswitch_xdp::XdpMode;
 
 use fallback::XdpOrPacket;
