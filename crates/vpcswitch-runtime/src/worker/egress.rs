@@ -1,0 +1,217 @@
+//! The egress side of a worker: refused and dropped frames (counted, sampled), verdicts
+//! turned into pending frames per destination, segmentation of offload super-frames, and
+//! one `tx_burst` per destination port.
+
+use super::*;
+
+impl Worker {
+    /// Counts the frames a device refused on receive (SPEC 2.4: no drop without a
+    /// reason).
+    #[cold]
+    pub(super) fn count_refused(c: &WorkerCounters, pid: PortId, d: vpcswitch_backend::RxDrops) {
+        bump(&c.dropped, d.too_long + d.malformed + d.no_buffer);
+        if d.too_long > 0 {
+            c.drop_on(pid, DropReason::FrameTooLong, d.too_long);
+        }
+        if d.malformed > 0 {
+            c.drop_on(pid, DropReason::RxMalformed, d.malformed);
+        }
+        if d.no_buffer > 0 {
+            c.drop_on(pid, DropReason::NoBuffer, d.no_buffer);
+        }
+    }
+
+    /// Drops a received frame for `r`: counted on its port, sampled within the rate.
+    #[inline]
+    pub(super) fn drop_rx(
+        &mut self,
+        c: &WorkerCounters,
+        pid: PortId,
+        r: DropReason,
+        buf: PacketBuf,
+    ) {
+        bump(&c.dropped, 1);
+        c.drop_on(pid, r, 1);
+        if self.shared.observe.sampling_drops(self.now_ns) {
+            self.sample_drop(pid, r, &buf);
+        }
+        self.cache.free(buf);
+    }
+
+    #[inline]
+    pub(super) fn emit(
+        &mut self,
+        snap: &Snapshot,
+        c: &WorkerCounters,
+        in_port: PortId,
+        out: Out,
+        buf: PacketBuf,
+    ) {
+        let list: &[PortId] = match out {
+            Out::Port(q) => return self.enqueue(c, q, buf),
+            Out::Flood(s) => snap.subnets.get(s as usize).map_or(&[], |s| &s.ports),
+            Out::VipPorts(v) => snap.vips.get(v as usize).map_or(&[], |v| &v.ports),
+        };
+        for &q in list {
+            if q == in_port {
+                continue;
+            }
+            // a jumbo frame (multi-buffer AF_XDP, a TAP guest's large MTU) is copied
+            // into a large buffer
+            let copy = if buf.len() > BUF_SIZE {
+                self.cache.alloc_large()
+            } else {
+                self.cache.alloc()
+            };
+            match copy {
+                Some(mut copy) if copy.capacity() >= buf.len() => {
+                    copy.fill(buf.frame());
+                    copy.offload = buf.offload;
+                    self.enqueue(c, q, copy);
+                }
+                _ => c.drop_on(q, DropReason::NoBuffer, 1),
+            }
+        }
+        self.cache.free(buf);
+        // A flood queues one copy per port, and a port's queue is flushed on its own
+        // only at 4 × MAX_BURST: a few broadcasts in a large subnet would hold the
+        // worker's whole pool until the end of the pass (`no_buffer` for everyone).
+        // Bound what floods may hold: past FLOOD_HELD queued frames, send them now.
+        const FLOOD_HELD: usize = 16 * MAX_BURST;
+        let held: usize = self
+            .dirty
+            .iter()
+            .map(|&q| self.pending.get(q as usize).map_or(0, Vec::len))
+            .sum();
+        if held >= FLOOD_HELD {
+            self.flush(c);
+        }
+    }
+
+    /// Hands a dropped frame to drop sampling, within the per-worker rate.
+    #[cold]
+    pub(super) fn sample_drop(&mut self, port: PortId, r: DropReason, buf: &PacketBuf) {
+        let obs = &self.shared.observe;
+        let sec = self.now_ns / 1_000_000_000;
+        if self.drop_samples.0 != sec {
+            self.drop_samples = (sec, 0);
+        }
+        if self.drop_samples.1 >= DROP_SAMPLES_PER_SEC {
+            obs.count_lost();
+            return;
+        }
+        self.drop_samples.1 += 1;
+        obs.sample_drop(port, r, self.now_ns, buf.frame());
+    }
+
+    #[inline]
+    pub(super) fn enqueue(&mut self, c: &WorkerCounters, q: PortId, mut buf: PacketBuf) {
+        let i = q as usize;
+        let Some(queue) = self.queues.get(i).and_then(Option::as_ref) else {
+            c.drop_on(q, DropReason::PortDown, 1);
+            self.cache.free(buf);
+            return;
+        };
+        // Offload work a destination cannot take is done here: segmentation, or the
+        // checksum, at the place the frame's own headers give (SPEC 2.5).
+        if buf.offload != Offload::None && !queue.accepts_offload() {
+            if buf.offload.is_gso() {
+                self.segment(c, q, buf);
+                return;
+            }
+            let mut o = buf.offload;
+            if !o.finish_checksum(buf.frame_mut()) {
+                c.drop_on(q, DropReason::BadOffload, 1);
+                self.cache.free(buf);
+                return;
+            }
+            buf.offload = o;
+        }
+        // longer than the destination's device takes (its MTU): dropped, counted; a
+        // super-frame for a device that takes offload is its to cut
+        // (the constant first: a frame no interface can refuse costs no load)
+        if buf.len() > MIN_MAX_FRAME && buf.len() > self.max_frame[i] && !buf.offload.is_gso() {
+            c.drop_on(q, DropReason::MtuExceeded, 1);
+            self.cache.free(buf);
+            return;
+        }
+        let obs = &self.shared.observe;
+        if obs.capturing(q, Direction::Tx) {
+            obs.record(q, Direction::Tx, self.now_ns, buf.frame());
+        }
+        let p = &mut self.pending[i];
+        if p.is_empty() {
+            self.dirty.push(q);
+        }
+        p.push(buf);
+        if p.len() >= 4 * MAX_BURST {
+            self.flush(c);
+        }
+    }
+
+    /// Software TSO: cuts a TCPv4 super-frame into segments of its checked size (small
+    /// buffers, full checksums) for a port without offload; at most
+    /// `MAX_GSO_SEGMENTS`, as checked at ingress (SPEC 2.5), and counted.
+    #[cold]
+    pub(super) fn segment(&mut self, c: &WorkerCounters, q: PortId, buf: PacketBuf) {
+        let Some(l) = buf.offload.segments(buf.frame()) else {
+            c.drop_on(q, DropReason::BadOffload, 1);
+            self.cache.free(buf);
+            return;
+        };
+        bump(&c.segments, l.count() as u64);
+        for i in 0..l.count() {
+            let Some(mut seg) = self.cache.alloc() else {
+                c.drop_on(q, DropReason::NoBuffer, 1);
+                continue;
+            };
+            let (data, len) = seg.parts_mut();
+            match l.write_segment(buf.frame(), i, data) {
+                Some(n) => {
+                    *len = n;
+                    seg.offload = Offload::None;
+                    self.enqueue(c, q, seg);
+                }
+                None => {
+                    c.drop_on(q, DropReason::BadOffload, 1);
+                    self.cache.free(seg);
+                }
+            }
+        }
+        self.cache.free(buf);
+    }
+
+    pub(super) fn flush(&mut self, c: &WorkerCounters) {
+        for k in 0..self.dirty.len() {
+            let pid = self.dirty[k];
+            let i = pid as usize;
+            let bufs = &mut self.pending[i];
+            let bytes: u64 = bufs.iter().map(|b| b.len() as u64).sum();
+            let n = bufs.len();
+            let Some(q) = self.queues[i].as_mut() else {
+                bufs.clear();
+                c.drop_on(pid, DropReason::PortDown, n as u64);
+                continue;
+            };
+            let r = q.tx_burst(&mut self.cache, bufs);
+            bufs.clear();
+            if let Some(pc) = c.ports.get(i) {
+                bump(&pc.tx_packets, r.sent as u64);
+                if r.full == 0 && r.errors == 0 {
+                    bump(&pc.tx_bytes, bytes);
+                } else {
+                    // bytes of the frames that were sent are not tracked one by one on
+                    // this rare path: charge the average
+                    bump(&pc.tx_bytes, bytes * r.sent as u64 / n.max(1) as u64);
+                }
+            }
+            if r.full > 0 {
+                c.drop_on(pid, DropReason::TxFull, r.full as u64);
+            }
+            if r.errors > 0 {
+                c.drop_on(pid, DropReason::TxError, r.errors as u64);
+            }
+        }
+        self.dirty.clear();
+    }
+}
