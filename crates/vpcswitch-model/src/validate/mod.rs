@@ -9,6 +9,10 @@ use crate::{
     MAX_WORKERS,
 };
 
+mod backend;
+
+use backend::backend_problems;
+
 struct Errs(Vec<ConfigError>);
 
 impl Errs {
@@ -51,9 +55,8 @@ fn reserved_kind(cidr: &Ipv4Cidr, gw: Ipv4Addr, ip: Ipv4Addr) -> Option<&'static
 }
 
 impl Config {
-    /// Checks every rule of SPEC 1. `Ok` means the configuration may be compiled.
-    pub fn validate(&self) -> Result<(), ConfigErrors> {
-        let mut e = Errs(Vec::new());
+    /// `[switch]`: the switch's own settings.
+    fn validate_switch(&self, e: &mut Errs) {
         let sw = &self.switch;
         if sw.workers == 0 || sw.workers > MAX_WORKERS {
             e.push(
@@ -105,6 +108,13 @@ impl Config {
                 );
             }
         }
+    }
+
+    /// Checks every rule of SPEC 1. `Ok` means the configuration may be compiled.
+    pub fn validate(&self) -> Result<(), ConfigErrors> {
+        let mut e = Errs(Vec::new());
+        let sw = &self.switch;
+        self.validate_switch(&mut e);
 
         // VPCs
         let vpc_names = dup_names(&mut e, "vpc", self.vpcs.iter().map(|v| v.name.as_str()));
@@ -652,74 +662,4 @@ impl Config {
             Err(ConfigErrors(e.0))
         }
     }
-}
-
-/// What is wrong with a backend on its own: interface names the kernel would refuse,
-/// AF_XDP modes that do not exist.
-fn backend_problems(b: &BackendSpec) -> Vec<String> {
-    let mut out = Vec::new();
-    if let Some(ifn) = b.ifname() {
-        if ifn.is_empty() || ifn.len() > 15 || ifn.contains(['/', ' ', '\0']) {
-            out.push(format!(
-                "interface name {ifn:?} must be 1 to 15 bytes without '/', spaces or NUL"
-            ));
-        }
-    }
-    if let BackendSpec::Tap {
-        netns: Some(ns), ..
-    } = b
-    {
-        if let Some(rule) = netns_problem(ns) {
-            out.push(rule);
-        }
-    }
-    if let BackendSpec::AfXdp { mode: Some(m), .. } = b {
-        if !["auto", "zerocopy", "copy", "skb"].contains(&m.as_str()) {
-            out.push(format!(
-                "af_xdp mode \"{m}\" is not one of \"auto\", \"zerocopy\", \"copy\", \"skb\""
-            ));
-        }
-    }
-    out
-}
-
-/// Longest network namespace name (a file name: NAME_MAX).
-const NETNS_NAME_MAX: usize = 255;
-/// Longest network namespace path (PATH_MAX less its NUL).
-const NETNS_PATH_MAX: usize = 4095;
-
-/// What is wrong with a TAP's `netns`: it must be a name `ip netns add` could make (a
-/// file under /var/run/netns) or an absolute path.
-fn netns_problem(ns: &str) -> Option<String> {
-    let what = "must be a network namespace name (as `ip netns add` makes, under /var/run/netns) or an absolute path such as /proc/PID/ns/net";
-    if ns.is_empty() {
-        return Some(format!("netns is empty: it {what}"));
-    }
-    if ns.contains('\0') {
-        return Some(format!("netns {ns:?} contains NUL: it {what}"));
-    }
-    if ns.starts_with('/') {
-        if ns.len() > NETNS_PATH_MAX {
-            return Some(format!(
-                "netns path is {} bytes, longer than {NETNS_PATH_MAX}",
-                ns.len()
-            ));
-        }
-        return None;
-    }
-    if ns.contains('/') {
-        return Some(format!(
-            "netns {ns:?} is neither a name (no '/') nor an absolute path: it {what}"
-        ));
-    }
-    if ns == "." || ns == ".." {
-        return Some(format!("netns {ns:?} is not a namespace name: it {what}"));
-    }
-    if ns.len() > NETNS_NAME_MAX {
-        return Some(format!(
-            "netns name is {} bytes, longer than {NETNS_NAME_MAX}",
-            ns.len()
-        ));
-    }
-    None
 }
