@@ -65,6 +65,11 @@
 //!   `best-effort` picks) forwarded 292–298 kpps with an RTT of 0.55–0.67 ms on average
 //!   and up to 8 ms; `generic` 359–393 kpps and 20–41 µs. So `generic`.
 //!
+//! `VPCSWITCH_BENCH_XDP_MODE=skb` (or `copy`, `zerocopy`) sets vpcswitch's AF_XDP ports'
+//! `mode` (default `auto`: native on veth), to compare with OVS's choice of `generic`:
+//! on 2026-12-01, 1 run of 3 s each, alternating, skb 286 and 275 kpps, auto 272 and 336
+//! (no clear difference, so auto stays).
+//!
 //! Both OVS contenders are skipped with a note when `ovs-vswitchd` is not installed.
 //! Guests keep their offloads on, except behind AF_XDP (no offload metadata) and OVS
 //! (its packet sockets on veth do not complete partial checksums; its afxdp ports carry
@@ -528,8 +533,14 @@ fn build(c: Contender, run: usize, bin: &Path) -> Result<Topo, String> {
                 }
             }
             let ty = c.backend().unwrap_or_default();
+            // VPCSWITCH_BENCH_XDP_MODE: the AF_XDP ports' `mode` (default: auto)
+            let mode = std::env::var("VPCSWITCH_BENCH_XDP_MODE")
+                .ok()
+                .filter(|_| ty == "af_xdp")
+                .map(|m| format!(", mode = \"{m}\""))
+                .unwrap_or_default();
             let cfg = switch_config(&t.dir, c.idle(), |g| {
-                format!("{{ type = \"{ty}\", ifname = \"{tag}{g}\" }}")
+                format!("{{ type = \"{ty}\", ifname = \"{tag}{g}\"{mode} }}")
             });
             start_switch(&mut t, bin, &cfg)?;
         }
