@@ -171,7 +171,18 @@ pub fn frame_array(s: Scenario, direction: usize) -> (&'static str, [u8; FRAME_L
 
 fn frames_unpadded(s: Scenario) -> [(&'static str, Vec<u8>); 2] {
     let u = |dst: MacAddr, src: &str, sip: &str, dip: &str| {
-        build::udp(dst, mac(src), ip(sip), ip(dip), 64, 1024, 4789, &[0u8; 22])
+        build::udp(
+            build::Ends {
+                dst,
+                src: mac(src),
+                sip: ip(sip),
+                dip: ip(dip),
+            },
+            64,
+            1024,
+            4789,
+            &[0u8; 22],
+        )
     };
     match s {
         Scenario::L2 => [

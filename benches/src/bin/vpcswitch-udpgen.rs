@@ -103,8 +103,18 @@ fn main() {
                 .unwrap_or_else(|e| die(&format!("{ifn}: {e}")));
             let fd = vpcswitch_packet::sys::open_packet(idx, None)
                 .unwrap_or_else(|e| die(&format!("AF_PACKET socket on {ifn}: {e}")));
-            let frame =
-                vpcswitch_wire::build::udp(dmac, smac, sip, *d.ip(), 64, 40000, d.port(), &payload);
+            let frame = vpcswitch_wire::build::udp(
+                vpcswitch_wire::build::Ends {
+                    dst: dmac,
+                    src: smac,
+                    sip,
+                    dip: *d.ip(),
+                },
+                64,
+                40000,
+                d.port(),
+                &payload,
+            );
             (fd, &vnet[..], frame)
         }
     };

@@ -85,7 +85,13 @@ fn a(x: Ipv4Addr) -> IpAddress {
 }
 
 fn tcp(dst: MacAddr, src: MacAddr, sip: Ipv4Addr, dip: Ipv4Addr, ttl: u8) -> Vec<u8> {
-    build::tcp(dst, src, sip, dip, ttl, 443, 50000, b"payload bytes")
+    build::tcp(
+        build::Ends { dst, src, sip, dip },
+        ttl,
+        443,
+        50000,
+        b"payload bytes",
+    )
 }
 
 /// The IPv4 packet of `f`, with its header checksum verified.
@@ -209,7 +215,18 @@ fn spec7_2_outbound_leaves_with_the_eip_and_valid_checksums() {
 
     // the VIP holder answering from the VIP: the VIP's EIP, UDP
     run(&s, "p1", &garp(P1));
-    let f = build::udp(GW, P1, ip("10.0.1.100"), out_ip, 64, 53, 4000, b"dns");
+    let f = build::udp(
+        build::Ends {
+            dst: GW,
+            src: P1,
+            sip: ip("10.0.1.100"),
+            dip: out_ip,
+        },
+        64,
+        53,
+        4000,
+        b"dns",
+    );
     let r = run(&s, "p1", &f);
     assert_eq!(r.v, to(&s, "uplink"));
     let p = ipv4(&r.out);
@@ -218,13 +235,26 @@ fn spec7_2_outbound_leaves_with_the_eip_and_valid_checksums() {
     assert!(u.verify_checksum(&a(ip("203.0.113.10")), &a(out_ip)));
 
     // a private address without an EIP never leaves (p1's own fixed IP, p4)
-    let f = build::udp(GW, P1, ip("10.0.1.11"), out_ip, 64, 53, 4000, b"dns");
+    let f = build::udp(
+        build::Ends {
+            dst: GW,
+            src: P1,
+            sip: ip("10.0.1.11"),
+            dip: out_ip,
+        },
+        64,
+        53,
+        4000,
+        b"dns",
+    );
     assert_eq!(run(&s, "p1", &f).v, Verdict::Drop(DropReason::NoEip));
     let f = build::udp(
-        GW,
-        MacAddr([2, 0, 0, 0, 1, 4]),
-        ip("10.0.1.14"),
-        out_ip,
+        build::Ends {
+            dst: GW,
+            src: MacAddr([2, 0, 0, 0, 1, 4]),
+            sip: ip("10.0.1.14"),
+            dip: out_ip,
+        },
         64,
         53,
         4000,
@@ -283,7 +313,18 @@ fn spec7_1_inbound_to_a_port_eip_echo_and_icmp_errors() {
 
     // the guest's ICMP port unreachable about an inbound UDP datagram: the quoted
     // packet's destination becomes the EIP again
-    let inbound = build::udp(P3, GW, client, private, 60, 5000, 9999, b"probe-payload");
+    let inbound = build::udp(
+        build::Ends {
+            dst: P3,
+            src: GW,
+            sip: client,
+            dip: private,
+        },
+        60,
+        5000,
+        9999,
+        b"probe-payload",
+    );
     let mut m = vec![3, 3, 0, 0, 0, 0, 0, 0];
     m.extend_from_slice(&inbound[14..14 + 20 + 8 + 13]);
     let c = checksum::checksum(&m);

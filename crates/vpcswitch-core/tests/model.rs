@@ -382,9 +382,18 @@ impl Frame {
     fn bytes(&self) -> Vec<u8> {
         match &self.kind {
             Kind::Arp(a) => build::arp_frame(self.dst, self.src, a),
-            Kind::Udp { sip, dip, ttl } => {
-                build::udp(self.dst, self.src, *sip, *dip, *ttl, 1000, 2000, b"model")
-            }
+            Kind::Udp { sip, dip, ttl } => build::udp(
+                build::Ends {
+                    dst: self.dst,
+                    src: self.src,
+                    sip: *sip,
+                    dip: *dip,
+                },
+                *ttl,
+                1000,
+                2000,
+                b"model",
+            ),
         }
     }
 }

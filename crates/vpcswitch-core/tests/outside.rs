@@ -104,11 +104,33 @@ fn flood(s: &Snapshot, subnet: &str) -> Verdict {
 }
 
 fn udp(dst: MacAddr, src: MacAddr, sip: &str, dip: &str, ttl: u8) -> Vec<u8> {
-    build::udp(dst, src, ip(sip), ip(dip), ttl, 1000, 2000, b"outside")
+    build::udp(
+        build::Ends {
+            dst,
+            src,
+            sip: ip(sip),
+            dip: ip(dip),
+        },
+        ttl,
+        1000,
+        2000,
+        b"outside",
+    )
 }
 
 fn dhcp(dst: MacAddr, src: MacAddr, sip: &str, dip: &str) -> Vec<u8> {
-    build::udp(dst, src, ip(sip), ip(dip), 64, 68, 67, b"dhcp discover")
+    build::udp(
+        build::Ends {
+            dst,
+            src,
+            sip: ip(sip),
+            dip: ip(dip),
+        },
+        64,
+        68,
+        67,
+        b"dhcp discover",
+    )
 }
 
 /// The next hop's reply to the switch's ARP request: teaches the next hop's MAC.

@@ -83,10 +83,12 @@ fn dropped(r: DropReason) -> Verdict {
 
 fn udp(src_mac: &str, dst_mac: MacAddr, sip: &str, dip: &str) -> Vec<u8> {
     build::udp(
-        dst_mac,
-        mac(src_mac),
-        ip(sip),
-        ip(dip),
+        build::Ends {
+            dst: dst_mac,
+            src: mac(src_mac),
+            sip: ip(sip),
+            dip: ip(dip),
+        },
         64,
         1000,
         2000,
@@ -146,10 +148,12 @@ fn spec2_3_source_ip_check() {
     assert_eq!(run(&s, "p2", &f).v, to(&s, "p1"));
     // 0.0.0.0 only for DHCP
     let d = build::udp(
-        MacAddr::BROADCAST,
-        mac(P1),
-        ip("0.0.0.0"),
-        ip("255.255.255.255"),
+        build::Ends {
+            dst: MacAddr::BROADCAST,
+            src: mac(P1),
+            sip: ip("0.0.0.0"),
+            dip: ip("255.255.255.255"),
+        },
         64,
         68,
         67,
@@ -160,10 +164,12 @@ fn spec2_3_source_ip_check() {
         Verdict::Forward(Out::Flood(_))
     ));
     let d = build::udp(
-        MacAddr::BROADCAST,
-        mac(P1),
-        ip("0.0.0.0"),
-        ip("255.255.255.255"),
+        build::Ends {
+            dst: MacAddr::BROADCAST,
+            src: mac(P1),
+            sip: ip("0.0.0.0"),
+            dip: ip("255.255.255.255"),
+        },
         64,
         69,
         67,
@@ -446,10 +452,12 @@ fn spec6_1_destination_check() {
 
 fn routed(s: &Snapshot, from: &str, src_mac: &str, sip: &str, dip: &str, ttl: u8) -> R {
     let f = build::udp(
-        GW,
-        mac(src_mac),
-        ip(sip),
-        ip(dip),
+        build::Ends {
+            dst: GW,
+            src: mac(src_mac),
+            sip: ip(sip),
+            dip: ip(dip),
+        },
         ttl,
         1000,
         2000,
@@ -575,7 +583,18 @@ fn spec5_6_gateway_answers_ping_in_its_vpc() {
         assert_eq!(ipv.payload()[0], 0, "echo reply");
     }
     // UDP to the gateway: dropped
-    let f = build::udp(GW, mac(P1), ip("10.0.1.11"), ip("10.0.1.1"), 64, 1, 2, b"");
+    let f = build::udp(
+        build::Ends {
+            dst: GW,
+            src: mac(P1),
+            sip: ip("10.0.1.11"),
+            dip: ip("10.0.1.1"),
+        },
+        64,
+        1,
+        2,
+        b"",
+    );
     assert_eq!(run(&s, "p1", &f).v, dropped(DropReason::ToGateway));
 }
 
@@ -663,7 +682,18 @@ fn trace_explains_and_does_not_learn() {
     let t = s.trace(
         0,
         s.port_id("p1").unwrap(),
-        &build::udp(GW, mac(P1), ip("10.0.1.11"), ip("10.0.2.11"), 1, 1, 2, b""),
+        &build::udp(
+            build::Ends {
+                dst: GW,
+                src: mac(P1),
+                sip: ip("10.0.1.11"),
+                dip: ip("10.0.2.11"),
+            },
+            1,
+            1,
+            2,
+            b"",
+        ),
     );
     assert!(matches!(
         t.verdict,
@@ -696,10 +726,12 @@ fn arp_and_broadcast_storms_are_bounded_per_port() {
     // a broadcast storm: 5000 copies per second per port; a1 has four ports, so each
     // broadcast makes three copies (issue 15 item 7: the budget counts copies)
     let bc = build::udp(
-        MacAddr::BROADCAST,
-        mac(P1),
-        ip("10.0.1.11"),
-        ip("10.0.1.255"),
+        build::Ends {
+            dst: MacAddr::BROADCAST,
+            src: mac(P1),
+            sip: ip("10.0.1.11"),
+            dip: ip("10.0.1.255"),
+        },
         64,
         1,
         9,
@@ -714,10 +746,12 @@ fn arp_and_broadcast_storms_are_bounded_per_port() {
         dropped(DropReason::FloodRateLimited)
     );
     let bc3 = build::udp(
-        MacAddr::BROADCAST,
-        mac(P3),
-        ip("10.0.1.13"),
-        ip("10.0.1.255"),
+        build::Ends {
+            dst: MacAddr::BROADCAST,
+            src: mac(P3),
+            sip: ip("10.0.1.13"),
+            dip: ip("10.0.1.255"),
+        },
         64,
         1,
         9,
@@ -757,10 +791,12 @@ fn spec2_1_hostile_shapes_zero_one_byte_double_tag_options_fragments_jumbo() {
     assert_eq!(run(&s, "p1", &fr).v, to(&s, "p2"));
     // a 9000-byte frame is forwarded whole (the buffer decides, not the pipeline)
     let big = build::udp(
-        mac(P2),
-        mac(P1),
-        ip("10.0.1.11"),
-        ip("10.0.1.12"),
+        build::Ends {
+            dst: mac(P2),
+            src: mac(P1),
+            sip: ip("10.0.1.11"),
+            dip: ip("10.0.1.12"),
+        },
         64,
         1,
         2,

@@ -221,10 +221,12 @@ mod tests {
         let mut h = WorkerHarness::new(&cfg, |_| false).expect("harness");
         let (p1, p2) = (h.port_id("p1").expect("p1"), h.port_id("p2").expect("p2"));
         let f = build::udp(
-            MacAddr([2, 0, 0, 0, 1, 2]),
-            MacAddr([2, 0, 0, 0, 1, 1]),
-            "10.0.1.11".parse().expect("ip"),
-            "10.0.1.12".parse().expect("ip"),
+            build::Ends {
+                dst: MacAddr([2, 0, 0, 0, 1, 2]),
+                src: MacAddr([2, 0, 0, 0, 1, 1]),
+                sip: "10.0.1.11".parse().expect("ip"),
+                dip: "10.0.1.12".parse().expect("ip"),
+            },
             64,
             1,
             2,
@@ -277,10 +279,12 @@ mod tests {
         let mac = |last: u8, sub: u8| MacAddr([2, 0, 0, 0, sub, last]);
         let udp = |dst: MacAddr, dip: &str, len: usize| {
             build::udp(
-                dst,
-                mac(1, 1),
-                "10.0.1.11".parse().expect("ip"),
-                dip.parse().expect("ip"),
+                build::Ends {
+                    dst,
+                    src: mac(1, 1),
+                    sip: "10.0.1.11".parse().expect("ip"),
+                    dip: dip.parse().expect("ip"),
+                },
                 64,
                 1,
                 2,
@@ -316,10 +320,12 @@ mod tests {
         // a jumbo broadcast: copied whole to the port that takes it, dropped for the
         // one that does not
         let bcast = build::udp(
-            MacAddr([0xff; 6]),
-            mac(1, 1),
-            "10.0.1.11".parse().expect("ip"),
-            "255.255.255.255".parse().expect("ip"),
+            build::Ends {
+                dst: MacAddr([0xff; 6]),
+                src: mac(1, 1),
+                sip: "10.0.1.11".parse().expect("ip"),
+                dip: "255.255.255.255".parse().expect("ip"),
+            },
             64,
             1,
             2,

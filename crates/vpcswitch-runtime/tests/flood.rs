@@ -67,10 +67,12 @@ fn storms_leave_tables_and_memory_flat_and_the_other_guest_keeps_its_traffic() {
     let (b, g) = memory_backends(&c, 4096);
     let sw = Switch::start(&c, b).unwrap();
     let warm = build::udp(
-        mac("02:00:00:00:01:02"),
-        mac("02:00:00:00:01:01"),
-        ip("10.0.1.11"),
-        ip("10.0.1.12"),
+        build::Ends {
+            dst: mac("02:00:00:00:01:02"),
+            src: mac("02:00:00:00:01:01"),
+            sip: ip("10.0.1.11"),
+            dip: ip("10.0.1.12"),
+        },
         64,
         1,
         2,
@@ -89,10 +91,12 @@ fn storms_leave_tables_and_memory_flat_and_the_other_guest_keeps_its_traffic() {
     for i in 0..100_000u32 {
         let m = MacAddr([0x02, 0x99, (i >> 16) as u8, (i >> 8) as u8, i as u8, 0x01]);
         let f = build::udp(
-            mac("02:00:00:00:01:02"),
-            m,
-            ip("10.0.1.11"),
-            ip("10.0.1.12"),
+            build::Ends {
+                dst: mac("02:00:00:00:01:02"),
+                src: m,
+                sip: ip("10.0.1.11"),
+                dip: ip("10.0.1.12"),
+            },
             64,
             1,
             2,
@@ -159,10 +163,12 @@ fn storms_leave_tables_and_memory_flat_and_the_other_guest_keeps_its_traffic() {
     let before = rss_kib();
     storm(&sw, &g, "p1", 100_000, |_| {
         build::udp(
-            MacAddr::BROADCAST,
-            mac("02:00:00:00:01:01"),
-            ip("10.0.1.11"),
-            ip("10.0.1.255"),
+            build::Ends {
+                dst: MacAddr::BROADCAST,
+                src: mac("02:00:00:00:01:01"),
+                sip: ip("10.0.1.11"),
+                dip: ip("10.0.1.255"),
+            },
             64,
             1,
             2,

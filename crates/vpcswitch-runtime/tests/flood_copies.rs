@@ -34,10 +34,12 @@ fn broadcasts_in_a_256_port_subnet_never_run_the_pool_dry() {
     for i in 0..256 {
         let frames = if i < 2 {
             vec![build::udp(
-                MacAddr::BROADCAST,
-                port_mac(i),
-                ip(&addr(i)),
-                ip("10.0.1.255"),
+                build::Ends {
+                    dst: MacAddr::BROADCAST,
+                    src: port_mac(i),
+                    sip: ip(&addr(i)),
+                    dip: ip("10.0.1.255"),
+                },
                 64,
                 9,
                 9,

@@ -32,10 +32,12 @@ fn value(metrics: &str, series: &str) -> Option<f64> {
 
 fn good() -> Vec<u8> {
     build::udp(
-        mac("02:00:00:00:01:02"),
-        mac("02:00:00:00:01:01"),
-        ip("10.0.1.11"),
-        ip("10.0.1.12"),
+        build::Ends {
+            dst: mac("02:00:00:00:01:02"),
+            src: mac("02:00:00:00:01:01"),
+            sip: ip("10.0.1.11"),
+            dip: ip("10.0.1.12"),
+        },
         64,
         1,
         2,
@@ -45,10 +47,12 @@ fn good() -> Vec<u8> {
 
 fn spoofed() -> Vec<u8> {
     build::udp(
-        mac("02:00:00:00:01:02"),
-        mac("02:00:00:00:01:01"),
-        ip("10.0.1.99"),
-        ip("10.0.1.12"),
+        build::Ends {
+            dst: mac("02:00:00:00:01:02"),
+            src: mac("02:00:00:00:01:01"),
+            sip: ip("10.0.1.99"),
+            dip: ip("10.0.1.12"),
+        },
         64,
         1,
         2,
@@ -228,7 +232,18 @@ fn tenants(second: &str, mac2: &str) -> Config {
 }
 
 fn udp(src_mac: &str, dst_mac: &str, src: &str, dst: &str, tag: &[u8]) -> Vec<u8> {
-    build::udp(mac(dst_mac), mac(src_mac), ip(src), ip(dst), 64, 1, 2, tag)
+    build::udp(
+        build::Ends {
+            dst: mac(dst_mac),
+            src: mac(src_mac),
+            sip: ip(src),
+            dip: ip(dst),
+        },
+        64,
+        1,
+        2,
+        tag,
+    )
 }
 
 fn has(frame: &[u8], tag: &[u8]) -> bool {

@@ -39,10 +39,12 @@ fn forwards_and_counts_with_one_and_two_workers() {
         let sw = Switch::start(&c, b).unwrap();
         for i in 0..100u16 {
             let f = build::udp(
-                mac("02:00:00:00:01:02"),
-                mac("02:00:00:00:01:01"),
-                ip("10.0.1.11"),
-                ip("10.0.1.12"),
+                build::Ends {
+                    dst: mac("02:00:00:00:01:02"),
+                    src: mac("02:00:00:00:01:01"),
+                    sip: ip("10.0.1.11"),
+                    dip: ip("10.0.1.12"),
+                },
                 64,
                 1000 + i,
                 53,
@@ -52,10 +54,12 @@ fn forwards_and_counts_with_one_and_two_workers() {
         }
         // a spoofed frame
         let f = build::udp(
-            mac("02:00:00:00:01:02"),
-            mac("02:00:00:00:01:01"),
-            ip("10.0.1.99"),
-            ip("10.0.1.12"),
+            build::Ends {
+                dst: mac("02:00:00:00:01:02"),
+                src: mac("02:00:00:00:01:01"),
+                sip: ip("10.0.1.99"),
+                dip: ip("10.0.1.12"),
+            },
             64,
             1,
             53,
@@ -98,10 +102,12 @@ fn spec3_1_garp_on_one_worker_steers_the_next_packet_on_another() {
     eventually("garp at p1", || g["p1"].recv().is_some());
     // a client with a stale cache sends to p1's MAC on queue 1 (worker 1)
     let f = build::udp(
-        mac("02:00:00:00:01:01"),
-        mac("02:00:00:00:01:03"),
-        ip("10.0.1.13"),
-        ip("10.0.1.100"),
+        build::Ends {
+            dst: mac("02:00:00:00:01:01"),
+            src: mac("02:00:00:00:01:03"),
+            sip: ip("10.0.1.13"),
+            dip: ip("10.0.1.100"),
+        },
         64,
         5,
         6,
@@ -130,10 +136,12 @@ fn spec8_1_hundreds_of_reloads_under_traffic_lose_nothing_on_unchanged_ports() {
         while sent < N {
             // vary addresses' low bits so both workers carry traffic
             let f = build::udp(
-                mac("02:00:00:00:01:02"),
-                mac("02:00:00:00:01:01"),
-                ip("10.0.1.11"),
-                ip("10.0.1.12"),
+                build::Ends {
+                    dst: mac("02:00:00:00:01:02"),
+                    src: mac("02:00:00:00:01:01"),
+                    sip: ip("10.0.1.11"),
+                    dip: ip("10.0.1.12"),
+                },
                 64,
                 (i % 4000) as u16,
                 53,
@@ -221,10 +229,12 @@ fn spec8_1_a_refused_reload_changes_nothing() {
     assert!(matches!(sw.reload(&add, vec![]), Err(RuntimeError::MissingBackend(n)) if n == "p9"));
     // still forwarding under generation 1
     let f = build::udp(
-        mac("02:00:00:00:01:02"),
-        mac("02:00:00:00:01:01"),
-        ip("10.0.1.11"),
-        ip("10.0.1.12"),
+        build::Ends {
+            dst: mac("02:00:00:00:01:02"),
+            src: mac("02:00:00:00:01:01"),
+            sip: ip("10.0.1.11"),
+            dip: ip("10.0.1.12"),
+        },
         64,
         1,
         2,
@@ -249,10 +259,12 @@ fn ports_are_added_and_removed_by_reload() {
     sw.reload(&add, vec![("p9".into(), Box::new(port))])
         .unwrap();
     let f = build::udp(
-        mac("02:00:00:00:01:09"),
-        mac("02:00:00:00:01:01"),
-        ip("10.0.1.11"),
-        ip("10.0.1.19"),
+        build::Ends {
+            dst: mac("02:00:00:00:01:09"),
+            src: mac("02:00:00:00:01:01"),
+            sip: ip("10.0.1.11"),
+            dip: ip("10.0.1.19"),
+        },
         64,
         1,
         2,
@@ -270,10 +282,12 @@ fn ports_are_added_and_removed_by_reload() {
     del.ports.retain(|p| p.name != "p2");
     sw.reload(&del, vec![]).unwrap();
     let f2 = build::udp(
-        mac("02:00:00:00:01:02"),
-        mac("02:00:00:00:01:01"),
-        ip("10.0.1.11"),
-        ip("10.0.1.12"),
+        build::Ends {
+            dst: mac("02:00:00:00:01:02"),
+            src: mac("02:00:00:00:01:01"),
+            sip: ip("10.0.1.11"),
+            dip: ip("10.0.1.12"),
+        },
         64,
         1,
         2,
@@ -296,10 +310,12 @@ fn an_idle_worker_goes_to_sleep_and_wakes_on_traffic() {
     eventually("worker sleeps", || sw.stats().workers[0].sleeps > 0);
     // once asleep, the loop count barely moves (it wakes at most every MAX_SLEEP)
     let f = build::udp(
-        mac("02:00:00:00:01:02"),
-        mac("02:00:00:00:01:01"),
-        ip("10.0.1.11"),
-        ip("10.0.1.12"),
+        build::Ends {
+            dst: mac("02:00:00:00:01:02"),
+            src: mac("02:00:00:00:01:01"),
+            sip: ip("10.0.1.11"),
+            dip: ip("10.0.1.12"),
+        },
         64,
         1,
         2,
@@ -325,10 +341,12 @@ fn busy_poll_workers_never_sleep_and_a_reload_changes_the_policy() {
         sw.stats().workers[1].sleeps > 0
     });
     let f = build::udp(
-        mac("02:00:00:00:01:02"),
-        mac("02:00:00:00:01:01"),
-        ip("10.0.1.11"),
-        ip("10.0.1.12"),
+        build::Ends {
+            dst: mac("02:00:00:00:01:02"),
+            src: mac("02:00:00:00:01:01"),
+            sip: ip("10.0.1.11"),
+            dip: ip("10.0.1.12"),
+        },
         64,
         1,
         2,
@@ -380,10 +398,12 @@ fn offload_work_is_done_or_refused_for_ports_without_offload() {
     // a UDP frame whose checksum was left partial: the field holds only the
     // pseudo-header sum, as a guest with checksum offload hands it over
     let good = build::udp(
-        mac("02:00:00:00:01:02"),
-        mac("02:00:00:00:01:01"),
-        ip("10.0.1.11"),
-        ip("10.0.1.12"),
+        build::Ends {
+            dst: mac("02:00:00:00:01:02"),
+            src: mac("02:00:00:00:01:01"),
+            sip: ip("10.0.1.11"),
+            dip: ip("10.0.1.12"),
+        },
         64,
         7,
         9,
@@ -531,10 +551,12 @@ fn spec2_5_a_guest_chosen_checksum_offset_cannot_rewrite_a_checked_frame() {
     assert_eq!(complement, 0x0101);
     // a UDP packet from p1's own address whose source's low half is at 28..30
     let mut udp = build::udp(
-        mac("02:00:00:00:01:02"),
-        mac("02:00:00:00:01:01"),
-        ip("10.0.1.11"),
-        ip("10.0.1.12"),
+        build::Ends {
+            dst: mac("02:00:00:00:01:02"),
+            src: mac("02:00:00:00:01:01"),
+            sip: ip("10.0.1.11"),
+            dip: ip("10.0.1.12"),
+        },
         64,
         7,
         9,
@@ -700,10 +722,12 @@ fn a_worker_panic_stops_the_switch_and_says_why() {
     // fail fast: no worker keeps forwarding
     std::thread::sleep(Duration::from_millis(50));
     let f = build::udp(
-        mac("02:00:00:00:01:02"),
-        mac("02:00:00:00:01:01"),
-        ip("10.0.1.11"),
-        ip("10.0.1.12"),
+        build::Ends {
+            dst: mac("02:00:00:00:01:02"),
+            src: mac("02:00:00:00:01:01"),
+            sip: ip("10.0.1.11"),
+            dip: ip("10.0.1.12"),
+        },
         64,
         1,
         2,
@@ -763,10 +787,12 @@ fn injected_device_faults_are_counted_and_nothing_else_is_lost() {
     let mut received = 0u64;
     for i in 0..N {
         let f = build::udp(
-            mac("02:00:00:00:01:02"),
-            mac("02:00:00:00:01:01"),
-            ip("10.0.1.11"),
-            ip("10.0.1.12"),
+            build::Ends {
+                dst: mac("02:00:00:00:01:02"),
+                src: mac("02:00:00:00:01:01"),
+                sip: ip("10.0.1.11"),
+                dip: ip("10.0.1.12"),
+            },
             64,
             i as u16,
             53,
@@ -829,10 +855,12 @@ fn quiet_ports_beyond_a_pass_slice_are_still_served_and_wake_a_sleeping_worker()
     let sw = Switch::start(&c, backends).unwrap();
     let to_sink = |from_mac: &str, from_ip: std::net::Ipv4Addr, id: u16| {
         build::udp(
-            mac("02:00:00:00:00:0b"),
-            mac(from_mac),
-            from_ip,
-            ip("10.0.0.12"),
+            build::Ends {
+                dst: mac("02:00:00:00:00:0b"),
+                src: mac(from_mac),
+                sip: from_ip,
+                dip: ip("10.0.0.12"),
+            },
             64,
             id,
             53,
@@ -847,10 +875,12 @@ fn quiet_ports_beyond_a_pass_slice_are_still_served_and_wake_a_sleeping_worker()
         // to a third port nobody drains (its ring overflows: counted drops), so the
         // sink sees only the idle ports' frames
         let f = build::udp(
-            mac("02:00:00:00:00:0c"),
-            mac("02:00:00:00:00:0a"),
-            ip("10.0.0.11"),
-            ip("10.0.0.13"),
+            build::Ends {
+                dst: mac("02:00:00:00:00:0c"),
+                src: mac("02:00:00:00:00:0a"),
+                sip: ip("10.0.0.11"),
+                dip: ip("10.0.0.13"),
+            },
             64,
             1,
             53,

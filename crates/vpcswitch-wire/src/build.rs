@@ -44,18 +44,23 @@ pub fn ipv4(
     v
 }
 
+/// The addresses of a built frame: Ethernet destination and source, IPv4 source and
+/// destination.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Ends {
+    /// Ethernet destination
+    pub dst: MacAddr,
+    /// Ethernet source
+    pub src: MacAddr,
+    /// IPv4 source
+    pub sip: Ipv4Addr,
+    /// IPv4 destination
+    pub dip: Ipv4Addr,
+}
+
 /// A UDP datagram with a valid checksum, padded to at least 60 bytes like a NIC does.
-#[allow(clippy::too_many_arguments)]
-pub fn udp(
-    dst: MacAddr,
-    src: MacAddr,
-    sip: Ipv4Addr,
-    dip: Ipv4Addr,
-    ttl: u8,
-    sport: u16,
-    dport: u16,
-    payload: &[u8],
-) -> Vec<u8> {
+pub fn udp(ends: Ends, ttl: u8, sport: u16, dport: u16, payload: &[u8]) -> Vec<u8> {
+    let Ends { dst, src, sip, dip } = ends;
     let mut u = Vec::with_capacity(8 + payload.len());
     u.extend_from_slice(&sport.to_be_bytes());
     u.extend_from_slice(&dport.to_be_bytes());
@@ -80,17 +85,8 @@ pub fn udp(
 
 /// A TCP segment (ports 443 → 50000, flags PSH|ACK or as given) carrying `payload`, with
 /// valid IPv4 and TCP checksums.
-#[allow(clippy::too_many_arguments)]
-pub fn tcp(
-    dst: MacAddr,
-    src: MacAddr,
-    sip: Ipv4Addr,
-    dip: Ipv4Addr,
-    ttl: u8,
-    sport: u16,
-    dport: u16,
-    payload: &[u8],
-) -> Vec<u8> {
+pub fn tcp(ends: Ends, ttl: u8, sport: u16, dport: u16, payload: &[u8]) -> Vec<u8> {
+    let Ends { dst, src, sip, dip } = ends;
     let mut t = vec![0u8; 20];
     t[0..2].copy_from_slice(&sport.to_be_bytes());
     t[2..4].copy_from_slice(&dport.to_be_bytes());

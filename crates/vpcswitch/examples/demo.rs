@@ -134,7 +134,14 @@ fn main() {
     );
     let h = w.listen(db, 5432);
     let t = Instant::now();
-    let n = w.tcp_transfer(client, db, h, ip("10.1.1.11"), 5432, 500_000, 20_000);
+    let n = w.tcp_transfer(
+        client,
+        db,
+        h,
+        std::net::SocketAddrV4::new(ip("10.1.1.11"), 5432),
+        500_000,
+        20_000,
+    );
     show(
         &format!("TCP client -> db1: {n} bytes in {:?}", t.elapsed()),
         n == 500_000,
@@ -170,10 +177,12 @@ fn main() {
     println!("\n== a hostile guest");
     w.guests[client].send_raw(&build::garp(mac("02:00:00:00:02:01"), vip));
     w.guests[client].send_raw(&build::udp(
-        mac("02:00:00:00:01:01"),
-        mac("02:00:00:00:02:01"),
-        ip("10.0.1.12"),
-        ip("10.0.1.11"),
+        build::Ends {
+            dst: mac("02:00:00:00:01:01"),
+            src: mac("02:00:00:00:02:01"),
+            sip: ip("10.0.1.12"),
+            dip: ip("10.0.1.11"),
+        },
         64,
         1,
         2,

@@ -225,20 +225,19 @@ impl World {
         self.guests[server].sockets.add(s)
     }
 
-    /// Connects from guest `client` to `dst:port`, sends `bytes` bytes and waits until
+    /// Connects from guest `client` to `to`, sends `bytes` bytes and waits until
     /// the server socket `srv` on guest `server` has received all of them (and echoed
     /// nothing). Returns the bytes the server received within `steps` steps.
-    #[allow(clippy::too_many_arguments)] // a test helper: each argument is one knob
     pub fn tcp_transfer(
         &mut self,
         client: GuestId,
         server: GuestId,
         srv: SocketHandle,
-        dst: Ipv4Addr,
-        port: u16,
+        to: std::net::SocketAddrV4,
         bytes: usize,
         steps: usize,
     ) -> usize {
+        let (dst, port) = (*to.ip(), to.port());
         let mut c = tcp::Socket::new(
             tcp::SocketBuffer::new(vec![0; 65536]),
             tcp::SocketBuffer::new(vec![0; 65536]),

@@ -129,9 +129,14 @@ fn spec4_2_spec5_tcp_within_subnet_across_subnets_and_across_a_peering() {
         ("db", "10.1.1.11"),
     ] {
         let h = e.world.listen(id(server), 8080);
-        let got = e
-            .world
-            .tcp_transfer(id("client"), id(server), h, ip(dst), 8080, 200_000, 4000);
+        let got = e.world.tcp_transfer(
+            id("client"),
+            id(server),
+            h,
+            std::net::SocketAddrV4::new(ip(dst), 8080),
+            200_000,
+            4000,
+        );
         assert_eq!(got, 200_000, "TCP client -> {server} ({dst})");
         // and back the other way
         let h2 = e.world.listen(id("client"), 9090);
@@ -139,8 +144,7 @@ fn spec4_2_spec5_tcp_within_subnet_across_subnets_and_across_a_peering() {
             id(server),
             id("client"),
             h2,
-            ip("10.0.1.13"),
-            9090,
+            std::net::SocketAddrV4::new(ip("10.0.1.13"), 9090),
             50_000,
             4000,
         );
@@ -164,8 +168,14 @@ fn spec5_3_nothing_across_a_chain_of_two_peerings() {
     assert_eq!(e.world.ping(id("far"), ip("10.0.1.13"), 2, 100), 0);
     let h = e.world.listen(id("far"), 8080);
     assert_eq!(
-        e.world
-            .tcp_transfer(id("client"), id("far"), h, ip("10.2.1.11"), 8080, 1000, 200),
+        e.world.tcp_transfer(
+            id("client"),
+            id("far"),
+            h,
+            std::net::SocketAddrV4::new(ip("10.2.1.11"), 8080),
+            1000,
+            200
+        ),
         0
     );
     assert!(e.sw.stats().dropped(DropReason::NoSuchHost) >= 4);
@@ -187,8 +197,14 @@ fn spec3_1_spec4_3_vip_failover_by_garp_with_traffic_continuing() {
     assert_eq!(e.sw.snapshot().vip_owner_name("vip"), Some("web1"));
     let h = e.world.listen(id("web1"), 80);
     assert_eq!(
-        e.world
-            .tcp_transfer(id("client"), id("web1"), h, vip, 80, 10_000, 2000),
+        e.world.tcp_transfer(
+            id("client"),
+            id("web1"),
+            h,
+            std::net::SocketAddrV4::new(vip, 80),
+            10_000,
+            2000
+        ),
         10_000
     );
 
@@ -202,8 +218,14 @@ fn spec3_1_spec4_3_vip_failover_by_garp_with_traffic_continuing() {
     assert_eq!(e.sw.snapshot().vip_owner_name("vip"), Some("web2"));
     let h2 = e.world.listen(id("web2"), 80);
     assert_eq!(
-        e.world
-            .tcp_transfer(id("client"), id("web2"), h2, vip, 80, 10_000, 2000),
+        e.world.tcp_transfer(
+            id("client"),
+            id("web2"),
+            h2,
+            std::net::SocketAddrV4::new(vip, 80),
+            10_000,
+            2000
+        ),
         10_000
     );
     let snap = e.sw.snapshot();
@@ -248,10 +270,12 @@ fn spec2_spoofed_frames_are_dropped_and_the_victim_keeps_its_traffic() {
     let w2 = mac("02:00:00:00:01:02");
     // another port's MAC
     e.world.guests[c].send_raw(&build::udp(
-        w2,
-        w1,
-        ip("10.0.1.11"),
-        ip("10.0.1.12"),
+        build::Ends {
+            dst: w2,
+            src: w1,
+            sip: ip("10.0.1.11"),
+            dip: ip("10.0.1.12"),
+        },
         64,
         1,
         2,
@@ -259,10 +283,12 @@ fn spec2_spoofed_frames_are_dropped_and_the_victim_keeps_its_traffic() {
     ));
     // another port's IP
     e.world.guests[c].send_raw(&build::udp(
-        w2,
-        cm,
-        ip("10.0.1.11"),
-        ip("10.0.1.12"),
+        build::Ends {
+            dst: w2,
+            src: cm,
+            sip: ip("10.0.1.11"),
+            dip: ip("10.0.1.12"),
+        },
         64,
         1,
         2,
@@ -274,10 +300,12 @@ fn spec2_spoofed_frames_are_dropped_and_the_victim_keeps_its_traffic() {
     e.world.guests[c].send_raw(&build::garp(cm, ip("10.0.1.100")));
     // a frame to an unknown MAC
     e.world.guests[c].send_raw(&build::udp(
-        mac("02:42:00:00:00:01"),
-        cm,
-        ip("10.0.1.13"),
-        ip("10.0.1.12"),
+        build::Ends {
+            dst: mac("02:42:00:00:00:01"),
+            src: cm,
+            sip: ip("10.0.1.13"),
+            dip: ip("10.0.1.12"),
+        },
         64,
         1,
         2,
@@ -312,8 +340,14 @@ fn spec2_spoofed_frames_are_dropped_and_the_victim_keeps_its_traffic() {
     assert_eq!(e.world.ping(id("web2"), ip("10.0.1.11"), 3, 200), 3);
     let h = e.world.listen(id("web1"), 80);
     assert_eq!(
-        e.world
-            .tcp_transfer(id("web2"), id("web1"), h, ip("10.0.1.11"), 80, 20_000, 2000),
+        e.world.tcp_transfer(
+            id("web2"),
+            id("web1"),
+            h,
+            std::net::SocketAddrV4::new(ip("10.0.1.11"), 80),
+            20_000,
+            2000
+        ),
         20_000
     );
 }
@@ -346,8 +380,14 @@ fn spec7_the_internet_reaches_a_vip_through_its_eip_across_failover() {
     assert_eq!(e.world.ping(INTERNET, eip, 3, 400), 3);
     let h = e.world.listen(id("web1"), 80);
     assert_eq!(
-        e.world
-            .tcp_transfer(INTERNET, id("web1"), h, eip, 80, 100_000, 4000),
+        e.world.tcp_transfer(
+            INTERNET,
+            id("web1"),
+            h,
+            std::net::SocketAddrV4::new(eip, 80),
+            100_000,
+            4000
+        ),
         100_000,
         "TCP to the VIP's EIP, served by web1"
     );
@@ -358,8 +398,14 @@ fn spec7_the_internet_reaches_a_vip_through_its_eip_across_failover() {
     e.world.guests[id("web2")].send_raw(&build::garp(mac("02:00:00:00:01:02"), vip));
     let h2 = e.world.listen(id("web2"), 80);
     assert_eq!(
-        e.world
-            .tcp_transfer(INTERNET, id("web2"), h2, eip, 80, 100_000, 4000),
+        e.world.tcp_transfer(
+            INTERNET,
+            id("web2"),
+            h2,
+            std::net::SocketAddrV4::new(eip, 80),
+            100_000,
+            4000
+        ),
         100_000,
         "TCP to the same EIP, now served by web2"
     );
