@@ -27,6 +27,16 @@ fn cfg(workers: usize) -> Config {
         .unwrap()
 }
 
+/// The addresses of a frame from port p1 to port p2 (the same subnet).
+fn p1_to_p2() -> build::Ends {
+    build::Ends {
+        dst: mac("02:00:00:00:01:02"),
+        src: mac("02:00:00:00:01:01"),
+        sip: ip("10.0.1.11"),
+        dip: ip("10.0.1.12"),
+    }
+}
+
 fn eventually(what: &str, f: impl FnMut() -> bool) {
     eventually_within(Duration::from_secs(5), Duration::from_millis(1), what, f)
 }
@@ -38,18 +48,7 @@ fn forwards_and_counts_with_one_and_two_workers() {
         let (b, g) = memory_backends(&c, 1024);
         let sw = Switch::start(&c, b).unwrap();
         for i in 0..100u16 {
-            let f = build::udp(
-                build::Ends {
-                    dst: mac("02:00:00:00:01:02"),
-                    src: mac("02:00:00:00:01:01"),
-                    sip: ip("10.0.1.11"),
-                    dip: ip("10.0.1.12"),
-                },
-                64,
-                1000 + i,
-                53,
-                b"x",
-            );
+            let f = build::udp(p1_to_p2(), 64, 1000 + i, 53, b"x");
             assert!(g["p1"].send(&f));
         }
         // a spoofed frame
@@ -135,18 +134,7 @@ fn spec8_1_hundreds_of_reloads_under_traffic_lose_nothing_on_unchanged_ports() {
         let mut i = 0u32;
         while sent < N {
             // vary addresses' low bits so both workers carry traffic
-            let f = build::udp(
-                build::Ends {
-                    dst: mac("02:00:00:00:01:02"),
-                    src: mac("02:00:00:00:01:01"),
-                    sip: ip("10.0.1.11"),
-                    dip: ip("10.0.1.12"),
-                },
-                64,
-                (i % 4000) as u16,
-                53,
-                &i.to_be_bytes(),
-            );
+            let f = build::udp(p1_to_p2(), 64, (i % 4000) as u16, 53, &i.to_be_bytes());
             // flow control: never more in flight than the receiver's rings hold, so a
             // slow (descheduled) receiving guest cannot overflow them
             if sent - got_s.load(Ordering::Relaxed) > 1024 {
@@ -228,18 +216,7 @@ fn spec8_1_a_refused_reload_changes_nothing() {
     add.ports[4].ips = vec![ip("10.0.1.19")];
     assert!(matches!(sw.reload(&add, vec![]), Err(RuntimeError::MissingBackend(n)) if n == "p9"));
     // still forwarding under generation 1
-    let f = build::udp(
-        build::Ends {
-            dst: mac("02:00:00:00:01:02"),
-            src: mac("02:00:00:00:01:01"),
-            sip: ip("10.0.1.11"),
-            dip: ip("10.0.1.12"),
-        },
-        64,
-        1,
-        2,
-        b"x",
-    );
+    let f = build::udp(p1_to_p2(), 64, 1, 2, b"x");
     g["p1"].send(&f);
     assert!(g["p2"].recv_timeout(Duration::from_secs(5)).is_some());
 }
@@ -281,18 +258,7 @@ fn ports_are_added_and_removed_by_reload() {
     del.vips[0].ports = vec!["p1".into()];
     del.ports.retain(|p| p.name != "p2");
     sw.reload(&del, vec![]).unwrap();
-    let f2 = build::udp(
-        build::Ends {
-            dst: mac("02:00:00:00:01:02"),
-            src: mac("02:00:00:00:01:01"),
-            sip: ip("10.0.1.11"),
-            dip: ip("10.0.1.12"),
-        },
-        64,
-        1,
-        2,
-        b"x",
-    );
+    let f2 = build::udp(p1_to_p2(), 64, 1, 2, b"x");
     g["p1"].send(&f2);
     g["p1"].send(&f);
     assert!(guest9.recv_timeout(Duration::from_secs(5)).is_some());
@@ -309,18 +275,7 @@ fn an_idle_worker_goes_to_sleep_and_wakes_on_traffic() {
     let sw = Switch::start(&c, b).unwrap();
     eventually("worker sleeps", || sw.stats().workers[0].sleeps > 0);
     // once asleep, the loop count barely moves (it wakes at most every MAX_SLEEP)
-    let f = build::udp(
-        build::Ends {
-            dst: mac("02:00:00:00:01:02"),
-            src: mac("02:00:00:00:01:01"),
-            sip: ip("10.0.1.11"),
-            dip: ip("10.0.1.12"),
-        },
-        64,
-        1,
-        2,
-        b"x",
-    );
+    let f = build::udp(p1_to_p2(), 64, 1, 2, b"x");
     g["p1"].send(&f);
     assert!(
         g["p2"].recv_timeout(Duration::from_secs(5)).is_some(),
@@ -340,18 +295,7 @@ fn busy_poll_workers_never_sleep_and_a_reload_changes_the_policy() {
     eventually("the adaptive worker sleeps", || {
         sw.stats().workers[1].sleeps > 0
     });
-    let f = build::udp(
-        build::Ends {
-            dst: mac("02:00:00:00:01:02"),
-            src: mac("02:00:00:00:01:01"),
-            sip: ip("10.0.1.11"),
-            dip: ip("10.0.1.12"),
-        },
-        64,
-        1,
-        2,
-        b"x",
-    );
+    let f = build::udp(p1_to_p2(), 64, 1, 2, b"x");
     g["p1"].send(&f);
     assert!(g["p2"].recv_timeout(Duration::from_secs(5)).is_some());
     // well past the longest linger: the busy-poll worker is still awake
@@ -397,18 +341,7 @@ fn offload_work_is_done_or_refused_for_ports_without_offload() {
     let sw = Switch::start(&c, b).unwrap();
     // a UDP frame whose checksum was left partial: the field holds only the
     // pseudo-header sum, as a guest with checksum offload hands it over
-    let good = build::udp(
-        build::Ends {
-            dst: mac("02:00:00:00:01:02"),
-            src: mac("02:00:00:00:01:01"),
-            sip: ip("10.0.1.11"),
-            dip: ip("10.0.1.12"),
-        },
-        64,
-        7,
-        9,
-        b"partial",
-    );
+    let good = build::udp(p1_to_p2(), 64, 7, 9, b"partial");
     let mut partial = good.clone();
     let mut pseudo: u32 = 0x0a00 + 0x010b + 0x0a00 + 0x010c + 17 + 15; // addresses, proto, UDP length
     while pseudo > 0xffff {
@@ -550,18 +483,7 @@ fn spec2_5_a_guest_chosen_checksum_offset_cannot_rewrite_a_checked_frame() {
     let complement = !vpcswitch_wire::checksum::fold(vpcswitch_wire::checksum::sum(0, &arp[26..]));
     assert_eq!(complement, 0x0101);
     // a UDP packet from p1's own address whose source's low half is at 28..30
-    let mut udp = build::udp(
-        build::Ends {
-            dst: mac("02:00:00:00:01:02"),
-            src: mac("02:00:00:00:01:01"),
-            sip: ip("10.0.1.11"),
-            dip: ip("10.0.1.12"),
-        },
-        64,
-        7,
-        9,
-        b"payload!",
-    );
+    let mut udp = build::udp(p1_to_p2(), 64, 7, 9, b"payload!");
     udp.extend_from_slice(&[0; 10]);
     let n = udp.len();
     forge(&mut udp, 26, n - 2, 0x0163); // 10.0.1.99
@@ -721,18 +643,7 @@ fn a_worker_panic_stops_the_switch_and_says_why() {
     assert!(why.contains("worker 0 panicked: injected fault"), "{why}");
     // fail fast: no worker keeps forwarding
     std::thread::sleep(Duration::from_millis(50));
-    let f = build::udp(
-        build::Ends {
-            dst: mac("02:00:00:00:01:02"),
-            src: mac("02:00:00:00:01:01"),
-            sip: ip("10.0.1.11"),
-            dip: ip("10.0.1.12"),
-        },
-        64,
-        1,
-        2,
-        b"x",
-    );
+    let f = build::udp(p1_to_p2(), 64, 1, 2, b"x");
     for q in 0..2 {
         g["p1"].send_on(q, &f);
     }
@@ -786,18 +697,7 @@ fn injected_device_faults_are_counted_and_nothing_else_is_lost() {
     const N: u64 = 3000;
     let mut received = 0u64;
     for i in 0..N {
-        let f = build::udp(
-            build::Ends {
-                dst: mac("02:00:00:00:01:02"),
-                src: mac("02:00:00:00:01:01"),
-                sip: ip("10.0.1.11"),
-                dip: ip("10.0.1.12"),
-            },
-            64,
-            i as u16,
-            53,
-            b"x",
-        );
+        let f = build::udp(p1_to_p2(), 64, i as u16, 53, b"x");
         while !g["p1"].send(&f) {
             received += g["p2"].drain().len() as u64;
         }

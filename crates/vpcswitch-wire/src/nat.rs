@@ -160,19 +160,18 @@ mod tests {
     const EIP: Ipv4Addr = Ipv4Addr::new(203, 0, 113, 10);
     const OUT: Ipv4Addr = Ipv4Addr::new(198, 51, 100, 7);
 
+    /// A frame from A to B, from `sip` to `dip`.
+    fn ends(sip: Ipv4Addr, dip: Ipv4Addr) -> build::Ends {
+        build::Ends {
+            dst: B,
+            src: A,
+            sip,
+            dip,
+        }
+    }
+
     fn tcp(sip: Ipv4Addr, dip: Ipv4Addr, payload: &[u8]) -> Vec<u8> {
-        build::tcp(
-            build::Ends {
-                dst: B,
-                src: A,
-                sip,
-                dip,
-            },
-            64,
-            40000,
-            80,
-            payload,
-        )
+        build::tcp(ends(sip, dip), 64, 40000, 80, payload)
     }
 
     fn a(ip: Ipv4Addr) -> IpAddress {
@@ -213,35 +212,13 @@ mod tests {
 
     #[test]
     fn udp_with_and_without_checksum() {
-        let mut f = build::udp(
-            build::Ends {
-                dst: B,
-                src: A,
-                sip: OUT,
-                dip: EIP,
-            },
-            64,
-            53,
-            40000,
-            b"answer",
-        );
+        let mut f = build::udp(ends(OUT, EIP), 64, 53, 40000, b"answer");
         translate(&mut f[14..], Side::Dst, PRIV.into(), false);
         let p = ip_ok(&f);
         let u = UdpPacket::new_checked(p.payload()).unwrap();
         assert!(u.verify_checksum(&a(OUT), &a(PRIV)));
         // checksum 0 = none: stays 0
-        let mut g = build::udp(
-            build::Ends {
-                dst: B,
-                src: A,
-                sip: OUT,
-                dip: EIP,
-            },
-            64,
-            53,
-            40000,
-            b"answer",
-        );
+        let mut g = build::udp(ends(OUT, EIP), 64, 53, 40000, b"answer");
         g[14 + 20 + 6..14 + 20 + 8].copy_from_slice(&[0, 0]);
         translate(&mut g[14..], Side::Dst, PRIV.into(), false);
         assert_eq!(&g[14 + 20 + 6..14 + 20 + 8], &[0, 0]);
@@ -259,18 +236,7 @@ mod tests {
 
     #[test]
     fn non_first_fragment_changes_only_the_ip_header() {
-        let mut f = build::udp(
-            build::Ends {
-                dst: B,
-                src: A,
-                sip: OUT,
-                dip: EIP,
-            },
-            64,
-            53,
-            40000,
-            b"fragment",
-        );
+        let mut f = build::udp(ends(OUT, EIP), 64, 53, 40000, b"fragment");
         f[14 + 6..14 + 8].copy_from_slice(&0x0010u16.to_be_bytes()); // offset 128
         let c = checksum::checksum(&{
             let mut h = f[14..34].to_vec();
@@ -391,19 +357,7 @@ mod tests {
     #[test]
     fn short_or_odd_input_never_panics() {
         for n in 0..60 {
-            let mut f = build::udp(
-                build::Ends {
-                    dst: B,
-                    src: A,
-                    sip: OUT,
-                    dip: EIP,
-                },
-                64,
-                1,
-                2,
-                b"abcdefgh",
-            )[14..]
-                .to_vec();
+            let mut f = build::udp(ends(OUT, EIP), 64, 1, 2, b"abcdefgh")[14..].to_vec();
             f.truncate(n);
             let _ = translate(&mut f, Side::Dst, 1, false);
             let mut m = vec![3u8; n];
