@@ -8,6 +8,9 @@
 //! test's own with no addresses; the guests are network namespaces of this test's own
 //! with addresses in 10.77.0.0/24: nothing leaves them.
 
+mod common;
+use common::*;
+
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -19,23 +22,6 @@ use vpcswitch_backend::{
 };
 use vpcswitch_packet::sys as packet;
 use vpcswitch_xdp::{XdpBackend, XdpMode, FILL_DEPTH, MAX_FRAGS, MAX_FRAME};
-
-fn sh(cmd: &str) -> bool {
-    Command::new("sh")
-        .args(["-c", cmd])
-        .status()
-        .map(|s| s.success())
-        .unwrap_or(false)
-}
-
-fn require_root() {
-    let uid = Command::new("id").arg("-u").output().expect("id");
-    assert_eq!(
-        String::from_utf8_lossy(&uid.stdout).trim(),
-        "0",
-        "this test needs root (veth pairs, network namespaces, AF_XDP, bpf)"
-    );
-}
 
 /// Devices, namespaces and processes of one test, removed when it ends.
 #[derive(Default)]

@@ -5,6 +5,9 @@
 //! The frames are raw Ethernet with a local experimental EtherType (0x88b5) on two veth
 //! pairs of this test's own, with no addresses: nothing leaves them.
 
+mod common;
+use common::*;
+
 use std::process::Command;
 use std::time::{Duration, Instant};
 
@@ -12,14 +15,6 @@ use vpcswitch_backend::sys::if_index;
 use vpcswitch_backend::{Backend, PacketBuf, Pool, QueuePools, LARGE_BUF_SIZE};
 use vpcswitch_packet::sys as packet;
 use vpcswitch_xdp::{XdpBackend, XdpMode, FILL_DEPTH};
-
-fn sh(cmd: &str) -> bool {
-    Command::new("sh")
-        .args(["-c", cmd])
-        .status()
-        .map(|s| s.success())
-        .unwrap_or(false)
-}
 
 struct Veths(Vec<String>);
 impl Drop for Veths {
