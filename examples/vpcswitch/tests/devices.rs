@@ -112,11 +112,11 @@ fn tap_attach_to_an_existing_device_and_leave_it_on_stop() {
 }
 
 /// web2 answers; then its interface disappears under the switch, and traffic toward it
-/// makes the switch notice: the port is down within 5 s.
-fn web2_deleted_and_down(n: &Net) {
+/// makes the switch notice: the port is down within `within`.
+fn web2_deleted_and_down(n: &Net, within: Duration) {
     assert_eq!(n.ping("client", "10.0.1.12", 2), 2);
     must(&format!("ip -n {} link del eth0", n.ns("web2")));
-    let end = Instant::now() + Duration::from_secs(5);
+    let end = Instant::now() + within;
     while !n.port_down("web2") && Instant::now() < end {
         let _ = n.exec("client", "ping -n -c 1 -W 0.2 10.0.1.12");
     }
@@ -127,12 +127,35 @@ fn web2_deleted_and_down(n: &Net) {
     );
 }
 
+/// The host-side name of web2's device (`{tag}t{index}`), and the same with `p` (a
+/// veth's guest end before it is renamed).
+fn web2_if(n: &Net, kind: char) -> String {
+    let i = guests().iter().position(|g| g.name == "web2").unwrap();
+    format!("{}{kind}{i}", n.tag)
+}
+
+/// Gives the device `ifn`, now in web2's namespace, web2's name, MAC, address and
+/// route back (and runs `extra` there after).
+fn readdress_web2(n: &Net, ifn: &str, extra: &str) {
+    must(&format!(
+        "ip netns exec {} sh -c 'ip link set {ifn} address 02:00:00:00:01:02 && ip link set {ifn} name eth0 && ip addr add 10.0.1.12/24 dev eth0 && ip link set eth0 up && ip route add default via 10.0.1.1{extra}'",
+        n.ns("web2")
+    ));
+}
+
+/// Waits up to `within` for web2 to be up again.
+fn wait_web2_up(n: &Net, within: Duration) {
+    let end = Instant::now() + within;
+    while n.port_down("web2") && Instant::now() < end {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
 #[test]
 fn a_deleted_tap_goes_down_the_rest_keeps_forwarding_and_a_reload_brings_it_back() {
     let _l = lock();
     let n = Net::start();
-    web2_deleted_and_down(&n);
-    let port_down = |n: &Net| n.port_down("web2");
+    web2_deleted_and_down(&n, Duration::from_secs(5));
     assert_eq!(
         n.ping("client", "10.0.1.11", 3),
         3,
@@ -147,14 +170,10 @@ fn a_deleted_tap_goes_down_the_rest_keeps_forwarding_and_a_reload_brings_it_back
         String::from_utf8_lossy(&out.stderr)
     );
     assert_eq!(n.generation(), g0 + 1);
-    let i = guests().iter().position(|g| g.name == "web2").unwrap();
-    let ifn = format!("{}t{i}", n.tag);
+    let ifn = web2_if(&n, 't');
     must(&format!("ip link set {ifn} netns {}", n.ns("web2")));
-    must(&format!(
-        "ip netns exec {} sh -c 'ip link set {ifn} address 02:00:00:00:01:02 && ip link set {ifn} name eth0 && ip addr add 10.0.1.12/24 dev eth0 && ip link set eth0 up && ip route add default via 10.0.1.1'",
-        n.ns("web2")
-    ));
-    assert!(!port_down(&n), "up again: {}", n.ctl("ports"));
+    readdress_web2(&n, &ifn, "");
+    assert!(!n.port_down("web2"), "up again: {}", n.ctl("ports"));
     assert_eq!(
         n.ping("client", "10.0.1.12", 3),
         3,
@@ -167,24 +186,19 @@ fn a_deleted_tap_goes_down_the_rest_keeps_forwarding_and_a_reload_brings_it_back
 fn a_deleted_tap_comes_back_by_itself_when_its_interface_returns() {
     let _l = lock();
     let n = Net::start();
-    web2_deleted_and_down(&n);
-    let port_down = |n: &Net| n.port_down("web2");
+    web2_deleted_and_down(&n, Duration::from_secs(5));
     // it stays down while the interface is missing
     std::thread::sleep(Duration::from_millis(1500));
-    assert!(port_down(&n), "still down without a device");
+    assert!(n.port_down("web2"), "still down without a device");
     let g0 = n.generation();
     // the hypervisor recreates the interface (multi-queue, vnet header: 2 workers,
     // offloads on); no reload is asked for
-    let i = guests().iter().position(|g| g.name == "web2").unwrap();
-    let ifn = format!("{}t{i}", n.tag);
+    let ifn = web2_if(&n, 't');
     must(&format!(
         "ip tuntap add dev {ifn} mode tap multi_queue vnet_hdr"
     ));
-    let end = Instant::now() + Duration::from_secs(5);
-    while port_down(&n) && Instant::now() < end {
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    let up = !port_down(&n);
+    wait_web2_up(&n, Duration::from_secs(5));
+    let up = !n.port_down("web2");
     let moved = sh(&format!("ip link set {ifn} netns {}", n.ns("web2"))).0;
     if !moved {
         let _ = sh(&format!("ip link del {ifn}"));
@@ -198,10 +212,7 @@ fn a_deleted_tap_comes_back_by_itself_when_its_interface_returns() {
     assert!(moved, "TAP moved into the guest");
     assert!(n.generation() > g0, "reopened through a configuration swap");
     assert!(n.log().contains("device returned"), "logged: {}", n.log());
-    must(&format!(
-        "ip netns exec {} sh -c 'ip link set {ifn} address 02:00:00:00:01:02 && ip link set {ifn} name eth0 && ip addr add 10.0.1.12/24 dev eth0 && ip link set eth0 up && ip route add default via 10.0.1.1'",
-        n.ns("web2")
-    ));
+    readdress_web2(&n, &ifn, "");
     assert_eq!(
         n.ping("client", "10.0.1.12", 3),
         3,
@@ -214,40 +225,23 @@ fn a_deleted_tap_comes_back_by_itself_when_its_interface_returns() {
 fn af_xdp_a_deleted_veth_goes_down_and_comes_back_with_its_program() {
     let _l = lock();
     let n = Net::start_kind(Kind::AfXdp, "");
-    assert_eq!(n.ping("client", "10.0.1.12", 2), 2);
-    let i = guests().iter().position(|g| g.name == "web2").unwrap();
-    let host = format!("{}t{i}", n.tag);
+    let host = web2_if(&n, 't');
     assert!(
         xdp_prog(&host).contains("vpcswitch_xsk"),
         "attached at start"
     );
     // deleting the guest's end deletes the pair, and with it the program's link
-    must(&format!("ip -n {} link del eth0", n.ns("web2")));
-    let end = Instant::now() + Duration::from_secs(10);
-    while !n.port_down("web2") && Instant::now() < end {
-        let _ = n.exec("client", "ping -n -c 1 -W 0.2 10.0.1.12");
-    }
-    assert!(
-        n.port_down("web2"),
-        "web2 reported down: {}",
-        n.ctl("ports")
-    );
+    web2_deleted_and_down(&n, Duration::from_secs(10));
     assert_eq!(n.ping("client", "10.0.1.11", 2), 2, "web1 unaffected");
     let g0 = n.generation();
     // the veth comes back (two queues, one per worker); no reload is asked for
-    let peer = format!("{}p{i}", n.tag);
+    let peer = web2_if(&n, 'p');
     must(&format!(
         "ip link add {host} numrxqueues 2 numtxqueues 2 type veth peer name {peer} numrxqueues 2 numtxqueues 2 && ip link set {host} up && ip link set {peer} netns {}",
         n.ns("web2")
     ));
-    must(&format!(
-        "ip netns exec {} sh -c 'ip link set {peer} address 02:00:00:00:01:02 && ip link set {peer} name eth0 && ip addr add 10.0.1.12/24 dev eth0 && ip link set eth0 up && ip route add default via 10.0.1.1 && ethtool -K eth0 tx off >/dev/null'",
-        n.ns("web2")
-    ));
-    let end = Instant::now() + Duration::from_secs(10);
-    while n.port_down("web2") && Instant::now() < end {
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    readdress_web2(&n, &peer, " && ethtool -K eth0 tx off >/dev/null");
+    wait_web2_up(&n, Duration::from_secs(10));
     assert!(
         !n.port_down("web2"),
         "web2 up again: {}\n{}",
