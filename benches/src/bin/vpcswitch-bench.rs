@@ -89,6 +89,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use vpcswitch_benches::median_min_max;
+use vpcswitch_model::IdlePolicy;
 
 const A: &str = "10.9.0.11";
 const B: &str = "10.9.0.12";
@@ -198,14 +199,14 @@ impl Contender {
         matches!(self, Contender::Ovs | Contender::OvsAfxdp)
     }
     /// `[switch] idle` of a vpcswitch contender.
-    fn idle(self) -> &'static str {
+    fn idle(self) -> IdlePolicy {
         if matches!(
             self,
             Contender::TapBusy | Contender::AfPacketBusy | Contender::AfXdpBusy
         ) {
-            "busy_poll"
+            IdlePolicy::BusyPoll
         } else {
-            "adaptive"
+            IdlePolicy::Adaptive
         }
     }
     /// How the contender forwards and where, for the table.
@@ -216,7 +217,7 @@ impl Contender {
             Contender::OvsAfxdp => {
                 format!("netdev datapath, afxdp ports (xdp-mode {OVS_XDP_MODE}); PMD on CPU 0")
             }
-            _ => format!("idle = {}; 1 worker on CPU 0", self.idle()),
+            _ => format!("idle = {}; 1 worker on CPU 0", self.idle().name()),
         }
     }
     /// Guest checksum/TSO offload: off behind AF_XDP (no offload metadata) and OVS (its
@@ -539,13 +540,13 @@ fn build(c: Contender, run: usize, bin: &Path) -> Result<Topo, String> {
                 .filter(|_| ty == "af_xdp")
                 .map(|m| format!(", mode = \"{m}\""))
                 .unwrap_or_default();
-            let cfg = switch_config(&t.dir, c.idle(), |g| {
+            let cfg = switch_config(&t.dir, c.idle().name(), |g| {
                 format!("{{ type = \"{ty}\", ifname = \"{tag}{g}\"{mode} }}")
             });
             start_switch(&mut t, bin, &cfg)?;
         }
         Contender::Tap | Contender::TapBusy => {
-            let cfg = switch_config(&t.dir, c.idle(), |g| {
+            let cfg = switch_config(&t.dir, c.idle().name(), |g| {
                 format!("{{ type = \"tap\", ifname = \"{tag}{g}\" }}")
             });
             start_switch(&mut t, bin, &cfg)?;
@@ -912,7 +913,8 @@ fn machine() -> String {
 
 /// Whether `--smoke` leaves measurement `m` of contender `c` out (see [`measure`]).
 fn smoke_skips(c: Contender, m: Metric) -> bool {
-    c.idle() == "busy_poll" && matches!(m, Metric::FailoverSwitchUs | Metric::FailoverOutageMs)
+    c.idle() == IdlePolicy::BusyPoll
+        && matches!(m, Metric::FailoverSwitchUs | Metric::FailoverOutageMs)
 }
 
 fn table(r: &Results, contenders: &[Contender], runs: usize, secs: u64, smoke: bool) -> String {

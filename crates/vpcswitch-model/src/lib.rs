@@ -183,31 +183,25 @@ impl IdleSetting {
 
 impl<'de> Deserialize<'de> for IdleSetting {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        use serde::de::IntoDeserializer;
         struct V;
-        fn policy<E: serde::de::Error>(s: &str) -> Result<IdlePolicy, E> {
-            match s {
-                "adaptive" => Ok(IdlePolicy::Adaptive),
-                "busy_poll" => Ok(IdlePolicy::BusyPoll),
-                other => Err(E::custom(format!(
-                    "unknown idle policy `{other}`, expected `adaptive` or `busy_poll`"
-                ))),
-            }
-        }
         impl<'de> serde::de::Visitor<'de> for V {
             type Value = IdleSetting;
             fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
                 f.write_str("\"adaptive\", \"busy_poll\", or a list of them, one per worker")
             }
+            // each policy is read by IdlePolicy's own Deserialize, whose error names the
+            // unknown value and the choices
             fn visit_str<E: serde::de::Error>(self, s: &str) -> Result<IdleSetting, E> {
-                policy(s).map(IdleSetting::All)
+                IdlePolicy::deserialize(s.into_deserializer()).map(IdleSetting::All)
             }
             fn visit_seq<A: serde::de::SeqAccess<'de>>(
                 self,
                 mut seq: A,
             ) -> Result<IdleSetting, A::Error> {
                 let mut v = Vec::new();
-                while let Some(s) = seq.next_element::<String>()? {
-                    v.push(policy(&s)?);
+                while let Some(p) = seq.next_element::<IdlePolicy>()? {
+                    v.push(p);
                 }
                 Ok(IdleSetting::PerWorker(v))
             }
