@@ -13,6 +13,12 @@ pub fn median_min_max(v: &[f64]) -> Option<(f64, f64, f64)> {
     Some((*s.get(s.len() / 2)?, *s.first()?, *s.last()?))
 }
 
+/// The `p` quantile (0..=1) of sorted values, nearest rank; `None` for none.
+pub fn quantile(sorted: &[f64], p: f64) -> Option<f64> {
+    let last = sorted.len().checked_sub(1)?;
+    sorted.get((last as f64 * p).round() as usize).copied()
+}
+
 use vpcswitch_core::Snapshot;
 use vpcswitch_model::{Config, ConfigBuilder, MacAddr};
 use vpcswitch_wire::build;

@@ -88,7 +88,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use vpcswitch_benches::median_min_max;
+use vpcswitch_benches::{median_min_max, quantile};
 use vpcswitch_model::IdlePolicy;
 
 const A: &str = "10.9.0.11";
@@ -702,7 +702,7 @@ fn pings(
     }
     let lost = 100.0 * (1.0 - v.len() as f64 / count as f64);
     v.sort_by(f64::total_cmp);
-    let q = |p: f64| v[((v.len() - 1) as f64 * p).round() as usize];
+    let q = |p: f64| quantile(&v, p).unwrap_or_default();
     Ok((q(0.5), q(0.99), lost.max(0.0)))
 }
 

@@ -24,6 +24,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use vpcswitch_backend::sys::{Epoll, EventFd};
+use vpcswitch_benches::quantile;
 
 #[derive(Clone, Copy, PartialEq)]
 enum Way {
@@ -115,9 +116,9 @@ fn measure(way: Way, n: usize, gap: Duration) -> Vec<u64> {
     worker.join().expect("worker")
 }
 
-fn pct(v: &[u64], p: f64) -> f64 {
-    let i = ((v.len() as f64 - 1.0) * p).round() as usize;
-    v[i] as f64 / 1000.0
+/// The `p` quantile of sorted latencies (µs).
+fn pct(v: &[f64], p: f64) -> f64 {
+    quantile(v, p).unwrap_or_default()
 }
 
 fn main() {
@@ -142,8 +143,11 @@ fn main() {
     );
     println!("| worker waits | median | p90 | p99 |\n| --- | --- | --- | --- |");
     for way in [Way::Epoll, Way::SpinSyscall, Way::Spin] {
-        let mut v = measure(way, n, gap);
-        v.sort_unstable();
+        let mut v: Vec<f64> = measure(way, n, gap)
+            .into_iter()
+            .map(|ns| ns as f64 / 1000.0)
+            .collect();
+        v.sort_by(f64::total_cmp);
         println!(
             "| {} | {:.1} | {:.1} | {:.1} |",
             way.name(),
