@@ -438,6 +438,7 @@ fn build_config(t: &Topo) -> Config {
         c.vpcs.push(Vpc {
             name: vn.clone(),
             cidrs: vec![format!("10.{v}.0.0/16").parse().unwrap()],
+            vni: None,
         });
         for s in 0..t.subnets[v] {
             let sn = format!("v{v}s{s}");
@@ -469,6 +470,7 @@ fn build_config(t: &Topo) -> Config {
                     },
                     eip: None,
                     backend: Default::default(),
+                    host: None,
                 });
             }
             let mask = t.vip_bind[k % t.vip_bind.len()];
@@ -524,6 +526,7 @@ fn build_config(t: &Topo) -> Config {
         next_hop: NEXT_HOP,
         next_hop_mac: None,
         backend: Default::default(),
+        host: None,
     });
     c.routes.push(Route {
         vpc: "v0".into(),
