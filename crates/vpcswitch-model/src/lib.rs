@@ -378,12 +378,12 @@ pub struct Port {
     /// optional EIP for the primary IP (SPEC 7)
     #[serde(default)]
     pub eip: Option<Ipv4Addr>,
-    /// backend binding
-    #[serde(default)]
-    pub backend: BackendSpec,
     /// the host it lives on, one of `[[hosts]]` (required with hosts, absent without)
     #[serde(default)]
     pub host: Option<String>,
+    /// backend binding
+    #[serde(default)]
+    pub backend: BackendSpec,
 }
 
 /// `[[vips]]`
@@ -487,12 +487,12 @@ pub struct Uplink {
     /// the next hop's MAC, if it must not be learned (a static neighbour)
     #[serde(default)]
     pub next_hop_mac: Option<MacAddr>,
-    /// backend binding
-    #[serde(default)]
-    pub backend: BackendSpec,
     /// the host it lives on, one of `[[hosts]]` (required with hosts, absent without)
     #[serde(default)]
     pub host: Option<String>,
+    /// backend binding
+    #[serde(default)]
+    pub backend: BackendSpec,
 }
 
 fn default_uplink_name() -> String {
