@@ -232,8 +232,10 @@ struct Slot {
     end: usize,
 }
 
+const UNSPECIFIED: SocketAddrV4 = SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, 0);
+
 const NO_SLOT: Slot = Slot {
-    from: SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, 0),
+    from: UNSPECIFIED,
     vni: 0,
     start: 0,
     end: 0,
@@ -259,7 +261,7 @@ pub struct Tunnel {
     /// destination and length while pending
     tx: Box<[u8]>,
     tx_slot: usize,
-    tx_pending: Box<[(Ipv4Addr, usize); BATCH_MAX]>,
+    tx_pending: Box<[(SocketAddrV4, usize); BATCH_MAX]>,
     npending: usize,
     /// outer headers of [`Tunnel::send_burst`]
     tx_hdrs: Box<[[u8; OUTER_HEADER_LEN]; BATCH_MAX]>,
@@ -302,7 +304,7 @@ impl Tunnel {
             rx_hdrs: Box::new([[0; VXLAN_HEADER_LEN]; BATCH_MAX]),
             tx: vec![0u8; tx_slot * cfg.burst].into_boxed_slice(),
             tx_slot,
-            tx_pending: Box::new([(Ipv4Addr::UNSPECIFIED, 0); BATCH_MAX]),
+            tx_pending: Box::new([(UNSPECIFIED, 0); BATCH_MAX]),
             npending: 0,
             tx_hdrs: Box::new([[0; OUTER_HEADER_LEN]; BATCH_MAX]),
             ip_id: 1,
@@ -570,7 +572,8 @@ impl Tunnel {
         let total = OUTER_HEADER_LEN + frame.len();
         slot[..OUTER_HEADER_LEN].copy_from_slice(&hdr);
         slot[OUTER_HEADER_LEN..total].copy_from_slice(frame);
-        self.tx_pending[i] = (*dst.ip(), total);
+        // the raw socket routes by the address alone; the port is in the UDP header
+        self.tx_pending[i] = (SocketAddrV4::new(*dst.ip(), 0), total);
         self.npending += 1;
         if self.npending == self.cfg.burst {
             self.flush();
@@ -591,7 +594,7 @@ impl Tunnel {
             return 0;
         }
         let slot = self.tx_slot;
-        let mut msgs = [(Ipv4Addr::UNSPECIFIED, &[][..], &[][..]); BATCH_MAX];
+        let mut msgs = [(UNSPECIFIED, &[][..], &[][..]); BATCH_MAX];
         for (i, (m, &(dst, len))) in msgs.iter_mut().zip(self.tx_pending.iter()).take(n).enumerate()
         {
             *m = (dst, &self.tx[i * slot..i * slot + len], &[][..]);
@@ -607,7 +610,7 @@ impl Tunnel {
         let mut sent = self.flush();
         let mut it = frames.into_iter();
         loop {
-            let mut bodies = [(Ipv4Addr::UNSPECIFIED, &[][..]); BATCH_MAX];
+            let mut bodies = [(UNSPECIFIED, &[][..]); BATCH_MAX];
             let mut n = 0;
             while n < self.cfg.burst {
                 let Some(f) = it.next() else {
@@ -616,14 +619,14 @@ impl Tunnel {
                 let mut hdr = [0u8; OUTER_HEADER_LEN];
                 if self.encap(f.dst, f.vni, f.src_port, f.frame.len(), &mut hdr) {
                     self.tx_hdrs[n] = hdr;
-                    bodies[n] = (*f.dst.ip(), f.frame);
+                    bodies[n] = (SocketAddrV4::new(*f.dst.ip(), 0), f.frame);
                     n += 1;
                 }
             }
             if n == 0 {
                 return sent;
             }
-            let mut msgs = [(Ipv4Addr::UNSPECIFIED, &[][..], &[][..]); BATCH_MAX];
+            let mut msgs = [(UNSPECIFIED, &[][..], &[][..]); BATCH_MAX];
             for (m, (h, &(dst, body))) in msgs
                 .iter_mut()
                 .zip(self.tx_hdrs.iter().zip(bodies.iter()))
@@ -642,7 +645,7 @@ impl Tunnel {
 /// Sends `msgs` (`(destination, header, body)`) on raw socket `fd`, one `sendmmsg`
 /// per [`BATCH_MAX`], going on after a packet the kernel refuses (counted by errno);
 /// a full send buffer drops the rest (counted). Returns how many the kernel took.
-fn send_all(fd: RawFd, msgs: &[(Ipv4Addr, &[u8], &[u8])], st: &mut TunnelStats) -> usize {
+fn send_all(fd: RawFd, msgs: &[(SocketAddrV4, &[u8], &[u8])], st: &mut TunnelStats) -> usize {
     let mut i = 0;
     let mut sent = 0;
     let mut failed = false;

@@ -177,13 +177,15 @@ pub fn recv_batch<'a>(
     Ok(r)
 }
 
-/// Sends up to [`BATCH_MAX`] IPv4 packets on a raw `IP_HDRINCL` socket with one
-/// `sendmmsg(2)`: packet `i` is the `(destination, header, body)` triple `i` of `msgs`
-/// (the kernel routes by the destination; the bytes are sent as they are). Returns how
-/// many the kernel took; an error means the first one was refused.
+/// Sends up to [`BATCH_MAX`] datagrams with one `sendmmsg(2)`: datagram `i` is the
+/// `(destination, header, body)` triple `i` of `msgs` (an empty part is left out). On
+/// a raw `IP_HDRINCL` socket the parts are a whole IPv4 packet, sent as it is, and the
+/// kernel routes it by the destination's address (the port is ignored: raw(7)); on a
+/// UDP socket they are the payload. Returns how many the kernel took; an error means
+/// the first one was refused.
 pub fn send_batch<'a>(
     fd: RawFd,
-    msgs: impl Iterator<Item = (Ipv4Addr, &'a [u8], &'a [u8])>,
+    msgs: impl Iterator<Item = (SocketAddrV4, &'a [u8], &'a [u8])>,
 ) -> io::Result<usize> {
     let empty = libc::iovec {
         iov_base: std::ptr::null_mut(),
@@ -209,8 +211,7 @@ pub fn send_batch<'a>(
                 k += 1;
             }
         }
-        // raw sockets take no port (raw(7): it must be 0)
-        *name = sockaddr(SocketAddrV4::new(dst, 0));
+        *name = sockaddr(dst);
         let m = &mut hdrs[n].msg_hdr;
         m.msg_iov = v.as_mut_ptr();
         m.msg_iovlen = k as _;

@@ -37,23 +37,13 @@ fn frame(flow: u16, len: usize, fill: u8) -> Vec<u8> {
     f
 }
 
-fn open_pair(u: &Underlay) -> (Tunnel, Tunnel) {
-    let ta = u
-        .in_ns(&u.a, || Tunnel::open(TunnelConfig::new(u.ip_a, VXLAN_PORT)))
-        .expect("our tunnel in namespace a");
-    let tb = u
-        .in_ns(&u.b, || Tunnel::open(TunnelConfig::new(u.ip_b, VXLAN_PORT)))
-        .expect("our tunnel in namespace b");
-    (ta, tb)
-}
-
 /// Frames of several sizes and VNIs cross whole, each from the UDP source port of its
 /// flow, through both send paths (copied `push` + `flush`, zero-copy `send_burst`) and
 /// both receive paths (the tunnel's buffers, the worker's packet buffers).
 #[test]
 fn frames_of_several_sizes_and_vnis_round_trip() {
     let u = Underlay::new("rt");
-    let (mut ta, mut tb) = open_pair(&u);
+    let (mut ta, mut tb) = u.open_pair();
     let (_, eb) = u.endpoints();
     assert_eq!(tb.local(), eb);
 
@@ -194,7 +184,7 @@ fn frames_of_several_sizes_and_vnis_round_trip() {
 #[test]
 fn malformed_datagrams_and_refused_sends_are_counted() {
     let u = Underlay::new("bad");
-    let (mut ta, mut tb) = open_pair(&u);
+    let (mut ta, mut tb) = u.open_pair();
     let (_, eb) = u.endpoints();
 
     // from an ordinary UDP socket in a: I flag clear, too short, a header and no frame

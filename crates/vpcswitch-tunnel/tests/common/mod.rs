@@ -11,7 +11,7 @@ use std::process::{Child, Command};
 use std::time::{Duration, Instant};
 
 use vpcswitch_backend::sys::Epoll;
-use vpcswitch_tunnel::Tunnel;
+use vpcswitch_tunnel::{Tunnel, TunnelConfig, VXLAN_PORT};
 
 /// Runs a shell command; whether it succeeded.
 pub fn sh(cmd: &str) -> bool {
@@ -116,11 +116,22 @@ impl Underlay {
         })
     }
 
+    /// Our tunnel in `a` and in `b`, each on its endpoint and the VXLAN port.
+    pub fn open_pair(&self) -> (Tunnel, Tunnel) {
+        let ta = self
+            .in_ns(&self.a, || Tunnel::open(TunnelConfig::new(self.ip_a, VXLAN_PORT)))
+            .expect("our tunnel in namespace a");
+        let tb = self
+            .in_ns(&self.b, || Tunnel::open(TunnelConfig::new(self.ip_b, VXLAN_PORT)))
+            .expect("our tunnel in namespace b");
+        (ta, tb)
+    }
+
     /// `a`'s and `b`'s endpoints on the VXLAN port.
     pub fn endpoints(&self) -> (SocketAddrV4, SocketAddrV4) {
         (
-            SocketAddrV4::new(self.ip_a, vpcswitch_tunnel::VXLAN_PORT),
-            SocketAddrV4::new(self.ip_b, vpcswitch_tunnel::VXLAN_PORT),
+            SocketAddrV4::new(self.ip_a, VXLAN_PORT),
+            SocketAddrV4::new(self.ip_b, VXLAN_PORT),
         )
     }
 }
