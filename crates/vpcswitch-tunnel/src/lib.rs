@@ -233,6 +233,7 @@ struct Slot {
 }
 
 const UNSPECIFIED: SocketAddrV4 = SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, 0);
+const EMPTY: &[u8] = &[];
 
 const NO_SLOT: Slot = Slot {
     from: UNSPECIFIED,
@@ -243,7 +244,6 @@ const NO_SLOT: Slot = Slot {
 
 /// One worker's VXLAN tunnel: a receive socket on the endpoint and a raw send socket,
 /// with the buffers both use made at open (see the crate's contract).
-#[derive(Debug)]
 pub struct Tunnel {
     cfg: TunnelConfig,
     udp: OwnedFd,
@@ -267,6 +267,18 @@ pub struct Tunnel {
     tx_hdrs: Box<[[u8; OUTER_HEADER_LEN]; BATCH_MAX]>,
     ip_id: u16,
     stats: TunnelStats,
+}
+
+impl std::fmt::Debug for Tunnel {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Tunnel")
+            .field("cfg", &self.cfg)
+            .field("udp", &self.udp)
+            .field("raw", &self.raw)
+            .field("pending", &self.npending)
+            .field("stats", &self.stats)
+            .finish_non_exhaustive()
+    }
 }
 
 impl Tunnel {
@@ -594,10 +606,10 @@ impl Tunnel {
             return 0;
         }
         let slot = self.tx_slot;
-        let mut msgs = [(UNSPECIFIED, &[][..], &[][..]); BATCH_MAX];
+        let mut msgs = [(UNSPECIFIED, EMPTY, EMPTY); BATCH_MAX];
         for (i, (m, &(dst, len))) in msgs.iter_mut().zip(self.tx_pending.iter()).take(n).enumerate()
         {
-            *m = (dst, &self.tx[i * slot..i * slot + len], &[][..]);
+            *m = (dst, &self.tx[i * slot..i * slot + len], EMPTY);
         }
         send_all(self.raw.as_raw_fd(), &msgs[..n], &mut self.stats)
     }
@@ -610,7 +622,7 @@ impl Tunnel {
         let mut sent = self.flush();
         let mut it = frames.into_iter();
         loop {
-            let mut bodies = [(UNSPECIFIED, &[][..]); BATCH_MAX];
+            let mut bodies = [(UNSPECIFIED, EMPTY); BATCH_MAX];
             let mut n = 0;
             while n < self.cfg.burst {
                 let Some(f) = it.next() else {
@@ -626,7 +638,7 @@ impl Tunnel {
             if n == 0 {
                 return sent;
             }
-            let mut msgs = [(UNSPECIFIED, &[][..], &[][..]); BATCH_MAX];
+            let mut msgs = [(UNSPECIFIED, EMPTY, EMPTY); BATCH_MAX];
             for (m, (h, &(dst, body))) in msgs
                 .iter_mut()
                 .zip(self.tx_hdrs.iter().zip(bodies.iter()))

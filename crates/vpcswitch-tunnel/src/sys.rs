@@ -289,7 +289,13 @@ pub fn interface_mtu(name: &str) -> io::Result<usize> {
     let fd = socket(libc::SOCK_DGRAM, 0)?;
     // SAFETY: SIOCGIFMTU reads the NUL-terminated name from `req` and writes the MTU
     // into it; `req` is a live ifreq-sized struct for the call.
-    cvt(unsafe { libc::ioctl(fd.as_raw_fd(), libc::SIOCGIFMTU as _, &mut req) })?;
+    cvt(unsafe {
+        libc::ioctl(
+            fd.as_raw_fd(),
+            libc::SIOCGIFMTU as _,
+            &mut req as *mut IfreqMtu,
+        )
+    })?;
     Ok(req.mtu.max(0) as usize)
 }
 

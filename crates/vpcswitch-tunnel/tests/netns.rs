@@ -300,7 +300,7 @@ fn a_linux_vxlan_device_speaks_with_our_tunnel() {
     let got = recv_until(&mut ta, is_reply);
     let reply = got
         .iter()
-        .find(|g| is_reply(g))
+        .find(|&g| is_reply(g))
         .expect("the echo reply from vx0 arrives in recv_burst");
     assert_eq!((reply.vni, *reply.from.ip()), (42, u.ip_b));
 
@@ -311,7 +311,7 @@ fn a_linux_vxlan_device_speaks_with_our_tunnel() {
     });
     let is_ours = |g: &Got| g.frame.ends_with(b"from linux");
     let got = recv_until(&mut ta, is_ours);
-    let g = got.iter().find(|g| is_ours(g)).expect("the datagram from vx0");
+    let g = got.iter().find(|&g| is_ours(g)).expect("the datagram from vx0");
     assert_eq!(g.vni, 42);
     assert_eq!(&g.frame[..12], &[MAC_A.0, MAC_B.0].concat()[..]);
     assert_eq!(&g.frame[26..34], &[10, 214, 0, 2, 10, 214, 0, 1]);
@@ -331,8 +331,8 @@ fn tcpdump_decodes_our_packets() {
     let file = std::env::temp_dir().join(format!("vtun-td-{}.pcap", std::process::id()));
     u.files.push(file.clone());
     let mut child = Command::new("ip")
-        .args(["netns", "exec", &u.b, "tcpdump", "-Z", "root", "-U", "-nn", "-c", "2"])
-        .args(["-i", &u.veth_b, "-w"])
+        .args(["netns", "exec", u.b.as_str(), "tcpdump", "-Z", "root", "-U", "-nn", "-c", "2"])
+        .args(["-i", u.veth_b.as_str(), "-w"])
         .arg(&file)
         .args(["udp", "dst", "port", "4789"])
         .stdout(Stdio::null())
@@ -415,7 +415,7 @@ fn tcpdump_decodes_our_packets() {
     let mut seen = Vec::new();
     while let Some(h) = pcap.get(off..off + 16) {
         let n = u32::from_le_bytes([h[8], h[9], h[10], h[11]]) as usize;
-        let pkt = &pcap[off + 16..off + 16 + n];
+        let pkt = pcap.get(off + 16..off + 16 + n).expect("whole packet in the file");
         let (outer, info, inner) = Outer::parse(&pkt[14..]).expect("our packet parses");
         assert!(info.dont_fragment && info.ip_checksum_ok && info.ttl == 64, "{info:?}");
         assert_eq!(info.udp_checksum, 0);
