@@ -54,7 +54,8 @@ pub use vpcswitch_wire::vxlan::VXLAN_PORT;
 pub struct TunnelConfig {
     /// the local tunnel endpoint: the address received on and sent from
     pub endpoint: Ipv4Addr,
-    /// the UDP port received on ([`VXLAN_PORT`] unless configured)
+    /// the UDP port received on ([`VXLAN_PORT`] unless configured; 0: one the kernel
+    /// chooses, which [`Tunnel::local`] then says)
     pub port: u16,
     /// the longest inner frame (its Ethernet header included) sent or received;
     /// a longer received one is counted as `rx_truncated`, a longer one to send as
@@ -70,12 +71,20 @@ pub struct TunnelConfig {
 
 impl TunnelConfig {
     /// Defaults for `endpoint:port`: frames of a 9000-byte (jumbo) underlay, bursts of
-    /// 32, 4 MiB socket buffers each way.
+    /// 32, 4 MiB socket buffers each way. Frames that long do not fit an ordinary
+    /// packet buffer, so [`Tunnel::recv_bufs`] then receives into large ones: give the
+    /// underlay's real MTU with [`TunnelConfig::with_mtu`].
     pub fn new(endpoint: Ipv4Addr, port: u16) -> TunnelConfig {
+        TunnelConfig::with_mtu(endpoint, port, 9000)
+    }
+
+    /// [`TunnelConfig::new`] for an underlay of `underlay_mtu` bytes ([`route_mtu`]):
+    /// `max_frame` is what fits it ([`vxlan::max_inner_frame`], 1464 for 1500).
+    pub fn with_mtu(endpoint: Ipv4Addr, port: u16, underlay_mtu: usize) -> TunnelConfig {
         TunnelConfig {
             endpoint,
             port,
-            max_frame: vxlan::max_inner_frame(9000),
+            max_frame: vxlan::max_inner_frame(underlay_mtu),
             burst: 32,
             rcvbuf: 4 << 20,
             sndbuf: 4 << 20,
@@ -301,6 +310,11 @@ impl Tunnel {
         }
         let at = SocketAddrV4::new(cfg.endpoint, cfg.port);
         let udp = sys::udp_socket(at, cfg.rcvbuf).map_err(|source| TunnelError::Bind { at, source })?;
+        // port 0 asks the kernel for one: keep the one it chose
+        let mut cfg = cfg;
+        cfg.port = sys::bound_addr(&udp)
+            .map_err(|source| TunnelError::Bind { at, source })?
+            .port();
         let raw = sys::raw_socket(cfg.sndbuf).map_err(|source| TunnelError::Raw { source })?;
         let rx_slot = VXLAN_HEADER_LEN + cfg.max_frame;
         let tx_slot = OUTER_HEADER_LEN + cfg.max_frame;

@@ -96,6 +96,27 @@ pub fn udp_socket(at: SocketAddrV4, rcvbuf: usize) -> io::Result<OwnedFd> {
     Ok(fd)
 }
 
+/// The address a socket is bound to (`getsockname(2)`): the port the kernel chose
+/// when it was bound to port 0.
+pub fn bound_addr(fd: impl AsFd) -> io::Result<SocketAddrV4> {
+    // SAFETY: sockaddr_in is plain old data; all-zero is a valid value.
+    let mut sa: libc::sockaddr_in = unsafe { std::mem::zeroed() };
+    let mut len = std::mem::size_of::<libc::sockaddr_in>() as libc::socklen_t;
+    // SAFETY: `sa` and `len` are live for the call and `len` is `sa`'s size; the
+    // kernel writes at most that many bytes and updates `len`.
+    cvt(unsafe {
+        libc::getsockname(
+            fd.as_fd().as_raw_fd(),
+            (&mut sa as *mut libc::sockaddr_in).cast(),
+            &mut len,
+        )
+    })?;
+    Ok(SocketAddrV4::new(
+        Ipv4Addr::from(u32::from_be(sa.sin_addr.s_addr)),
+        u16::from_be(sa.sin_port),
+    ))
+}
+
 /// A non-blocking raw IPv4 socket that sends whole IPv4 packets the caller wrote
 /// (`IPPROTO_RAW`, `IP_HDRINCL`), receives nothing, and reports send failures the
 /// kernel would otherwise hide (`IP_RECVERR`: `ENOBUFS` when the qdisc drops), its

@@ -139,8 +139,8 @@ fn frames_of_several_sizes_and_vnis_round_trip() {
         .collect();
     // b reopened with frames that fit an ordinary buffer (closed first: two sockets on
     // the port would share its datagrams)
-    let mut cfg_b = *tb.config();
-    cfg_b.max_frame = 1500;
+    let cfg_b = TunnelConfig::with_mtu(u.ip_b, VXLAN_PORT, 1500);
+    assert_eq!(cfg_b.max_frame, 1464);
     drop(tb);
     let mut tb = u
         .in_ns(&u.b, || Tunnel::open(cfg_b))
