@@ -7,7 +7,7 @@
 use std::io;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 
-use vpcswitch_backend::sys::{cvt, cvt_size, iovecs, Mmap};
+use vpcswitch_backend::sys::{cvt, cvt_size, iovecs, setsockopt, Mmap};
 
 /// Most messages one [`send_batch`] sends.
 pub const BATCH_MAX: usize = 64;
@@ -131,19 +131,6 @@ pub fn recv_packet(
 const PACKET_IGNORE_OUTGOING: libc::c_int = 23;
 const ETH_P_ALL: u16 = 0x0003;
 
-fn setsockopt<T>(fd: &OwnedFd, level: libc::c_int, name: libc::c_int, v: &T) -> io::Result<()> {
-    // SAFETY: `v` points to a live `T` of the size passed; the kernel only reads it.
-    cvt(unsafe {
-        libc::setsockopt(
-            fd.as_raw_fd(),
-            level,
-            name,
-            (v as *const T).cast(),
-            std::mem::size_of::<T>() as libc::socklen_t,
-        )
-    })
-    .map(|_| ())
-}
 
 /// Opens a non-blocking AF_PACKET socket on interface `ifindex`: raw Ethernet frames,
 /// each preceded by a 10-byte virtio-net header (`PACKET_VNET_HDR`: checksum-partial and
