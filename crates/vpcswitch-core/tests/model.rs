@@ -31,7 +31,6 @@ struct Model<'a> {
     next_hop_known: bool,
 }
 
-
 fn vpc_of<'a>(c: &'a Config, subnet: &str) -> &'a str {
     &c.subnets.iter().find(|s| s.name == subnet).unwrap().vpc
 }

@@ -171,10 +171,7 @@ fn spec10_1_every_host_compiles_the_same_network_seen_from_itself() {
         Some(Location::Remote(n.hid("h2")))
     );
     assert_eq!(h2.location(n.pid("p2")), Some(Location::Local));
-    assert_eq!(
-        h1.uplink_location(),
-        Some(Location::Remote(n.hid("h3")))
-    );
+    assert_eq!(h1.uplink_location(), Some(Location::Remote(n.hid("h3"))));
     // port ids and VNIs are the same everywhere
     for p in ["p1", "q1", "uplink"] {
         assert_eq!(h1.port_id(p), h2.port_id(p));
@@ -185,7 +182,10 @@ fn spec10_1_every_host_compiles_the_same_network_seen_from_itself() {
     assert_eq!(h1.vni_for(Out::Port(n.pid("q1")), n.pid("p1")), Some(100));
     assert_eq!(h1.vni_for(Out::Port(n.pid("r1")), n.pid("p1")), Some(200));
     // the uplink: the ingress port's VPC
-    assert_eq!(h1.vni_for(Out::Port(n.pid("uplink")), n.pid("q1")), Some(100));
+    assert_eq!(
+        h1.vni_for(Out::Port(n.pid("uplink")), n.pid("q1")),
+        Some(100)
+    );
     // endpoints: any host but this one
     assert_eq!(h1.host_by_addr(ip("192.0.2.2")), Some(n.hid("h2")));
     assert_eq!(h1.host_by_addr(ip("192.0.2.1")), None, "not itself");
@@ -258,13 +258,24 @@ fn spec10_2_switched_across_hosts_ingress_decides_the_egress_host_checks() {
 fn spec10_3_unknown_hosts_and_vnis_are_dropped() {
     let n = net();
     let f = udp(mac(P2), mac(P1), "10.0.1.11", "10.0.1.12");
-    assert_eq!(n.tunnel("h2", "h1", 999, &f).v, Verdict::Drop(R::TunnelUnknownVni));
-    assert_eq!(n.tunnel("h2", "h2", 100, &f).v, Verdict::Drop(R::TunnelUnknownHost));
+    assert_eq!(
+        n.tunnel("h2", "h1", 999, &f).v,
+        Verdict::Drop(R::TunnelUnknownVni)
+    );
+    assert_eq!(
+        n.tunnel("h2", "h2", 100, &f).v,
+        Verdict::Drop(R::TunnelUnknownHost)
+    );
     let s = n.at("h2");
-    let (v, _) = run(&f, |b, l| s.process_tunnel(&Ctx::at(1), 77, 100, b, l, &mut NoTrace));
+    let (v, _) = run(&f, |b, l| {
+        s.process_tunnel(&Ctx::at(1), 77, 100, b, l, &mut NoTrace)
+    });
     assert_eq!(v, Verdict::Drop(R::TunnelUnknownHost));
     // a frame too short to parse
-    assert_eq!(n.tunnel("h2", "h1", 100, &f[..10]).v, Verdict::Drop(R::Truncated));
+    assert_eq!(
+        n.tunnel("h2", "h1", 100, &f[..10]).v,
+        Verdict::Drop(R::Truncated)
+    );
 }
 
 #[test]
@@ -272,13 +283,22 @@ fn spec10_3_a_host_speaks_only_for_its_own_ports() {
     let n = net();
     // p1 lives on h1, not h3
     let f = udp(mac(P2), mac(P1), "10.0.1.11", "10.0.1.12");
-    assert_eq!(n.tunnel("h2", "h3", 100, &f).v, Verdict::Drop(R::TunnelSource));
+    assert_eq!(
+        n.tunnel("h2", "h3", 100, &f).v,
+        Verdict::Drop(R::TunnelSource)
+    );
     // r1 lives on h3, but in vpc b, not the VNI's
     let f = udp(mac(P2), mac(R1), "10.1.1.11", "10.0.1.12");
-    assert_eq!(n.tunnel("h2", "h3", 100, &f).v, Verdict::Drop(R::TunnelSource));
+    assert_eq!(
+        n.tunnel("h2", "h3", 100, &f).v,
+        Verdict::Drop(R::TunnelSource)
+    );
     // an unknown MAC
     let f = udp(mac(P2), mac("02:09:09:09:09:09"), "10.0.1.11", "10.0.1.12");
-    assert_eq!(n.tunnel("h2", "h1", 100, &f).v, Verdict::Drop(R::TunnelSource));
+    assert_eq!(
+        n.tunnel("h2", "h1", 100, &f).v,
+        Verdict::Drop(R::TunnelSource)
+    );
 }
 
 #[test]
@@ -286,13 +306,22 @@ fn spec10_3_every_check_of_section_2_applies_to_a_remote_port() {
     let n = net();
     // SPEC 2.3: p1 may not send from p2's address, through a tunnel either
     let f = udp(mac(P2), mac(P1), "10.0.1.12", "10.0.1.12");
-    assert_eq!(n.tunnel("h2", "h1", 100, &f).v, Verdict::Drop(R::SpoofedSrcIp));
+    assert_eq!(
+        n.tunnel("h2", "h1", 100, &f).v,
+        Verdict::Drop(R::SpoofedSrcIp)
+    );
     // SPEC 2.3a: nor claim p2's address
     let f = build::garp(mac(P1), ip("10.0.1.12"));
-    assert_eq!(n.tunnel("h2", "h1", 100, &f).v, Verdict::Drop(R::ArpClaimsForeignIp));
+    assert_eq!(
+        n.tunnel("h2", "h1", 100, &f).v,
+        Verdict::Drop(R::ArpClaimsForeignIp)
+    );
     // SPEC 2.6
     let f = udp(MacAddr::BROADCAST, mac(P1), "10.0.1.11", "10.0.1.12");
-    assert_eq!(n.tunnel("h2", "h1", 100, &f).v, Verdict::Drop(R::FloodToUnicastIp));
+    assert_eq!(
+        n.tunnel("h2", "h1", 100, &f).v,
+        Verdict::Drop(R::FloodToUnicastIp)
+    );
     // SPEC 6.1 at the egress port
     let f = udp(mac(P2), mac(P1), "10.0.1.11", "10.0.1.99");
     assert_eq!(n.tunnel("h2", "h1", 100, &f).v, Verdict::Drop(R::DstCheck));
@@ -326,7 +355,10 @@ fn spec10_5_a_claim_counts_only_from_a_bound_port_on_the_sending_host() {
     let g = n.send("h2", "p2", &build::garp(mac(P2), v));
     assert_eq!(g.v, Verdict::Forward(Out::Flood(0)));
     for h in ["h1", "h3"] {
-        assert_eq!(n.tunnel(h, "h2", 100, &g.out).v, Verdict::Forward(Out::Flood(0)));
+        assert_eq!(
+            n.tunnel(h, "h2", 100, &g.out).v,
+            Verdict::Forward(Out::Flood(0))
+        );
     }
     for h in ["h1", "h2", "h3"] {
         assert_eq!(n.at(h).vip_owner_name("v"), Some("p2"), "{h}");
@@ -346,7 +378,10 @@ fn spec10_5_a_claim_counts_only_from_a_bound_port_on_the_sending_host() {
 fn spec10_2_a_remote_ports_frame_to_the_gateway_is_routed_at_its_own_host() {
     let n = net();
     let f = udp(GW, mac(P1), "10.0.1.11", "10.0.2.11");
-    assert_eq!(n.tunnel("h2", "h1", 100, &f).v, Verdict::Drop(R::TunnelToGateway));
+    assert_eq!(
+        n.tunnel("h2", "h1", 100, &f).v,
+        Verdict::Drop(R::TunnelToGateway)
+    );
 }
 
 #[test]
@@ -354,14 +389,23 @@ fn spec10_3_nothing_from_a_tunnel_goes_back_into_one() {
     let n = net();
     // switched from h1 to p2, which lives on h2, arriving at h3
     let f = udp(mac(P2), mac(P1), "10.0.1.11", "10.0.1.12");
-    assert_eq!(n.tunnel("h3", "h1", 100, &f).v, Verdict::Drop(R::TunnelTransit));
+    assert_eq!(
+        n.tunnel("h3", "h1", 100, &f).v,
+        Verdict::Drop(R::TunnelTransit)
+    );
     // an ARP request the switch would answer: the answer would go back to p1
     let f = build::arp_request(mac(P1), ip("10.0.1.11"), ip("10.0.1.12"));
-    assert_eq!(n.tunnel("h2", "h1", 100, &f).v, Verdict::Drop(R::TunnelTransit));
+    assert_eq!(
+        n.tunnel("h2", "h1", 100, &f).v,
+        Verdict::Drop(R::TunnelTransit)
+    );
     // routed at h1 to q1 (on h2), arriving at h3
     let g = n.send("h1", "p1", &udp(GW, mac(P1), "10.0.1.11", "10.0.2.11"));
     assert_eq!(g.v, n.to("q1"));
-    assert_eq!(n.tunnel("h3", "h1", 100, &g.out).v, Verdict::Drop(R::TunnelTransit));
+    assert_eq!(
+        n.tunnel("h3", "h1", 100, &g.out).v,
+        Verdict::Drop(R::TunnelTransit)
+    );
 }
 
 #[test]
@@ -380,7 +424,10 @@ fn spec10_2_routed_at_the_ingress_host_delivered_at_the_egress_host() {
     // across the peering: r1 (b, h3) to q1 (a, h2), with a's VNI
     let g = n.send("h3", "r1", &udp(GW, mac(R1), "10.1.1.11", "10.0.2.11"));
     assert_eq!(g.v, n.to("q1"));
-    assert_eq!(n.at("h3").vni_for(Out::Port(n.pid("q1")), n.pid("r1")), Some(100));
+    assert_eq!(
+        n.at("h3").vni_for(Out::Port(n.pid("q1")), n.pid("r1")),
+        Some(100)
+    );
     assert_eq!(n.tunnel("h2", "h3", 100, &g.out).v, n.to("q1"));
 }
 
@@ -413,9 +460,19 @@ fn spec10_3_a_routed_frame_has_a_source_the_sending_hosts_ports_may_use() {
     let bad = n.tunnel("h2", "h4", 100, &routed("198.51.100.7", "10.0.2.11", Q1));
     assert_eq!(bad.v, Verdict::Drop(R::TunnelSrcIp), "h4 has no uplink");
     // to a port of another VPC than the VNI's, or no port at all
-    let bad = n.tunnel("h4", "h3", 100, &routed("10.1.1.11", "10.2.1.11", "02:00:00:00:04:01"));
+    let bad = n.tunnel(
+        "h4",
+        "h3",
+        100,
+        &routed("10.1.1.11", "10.2.1.11", "02:00:00:00:04:01"),
+    );
     assert_eq!(bad.v, Verdict::Drop(R::TunnelDst));
-    let bad = n.tunnel("h2", "h3", 100, &routed("10.1.1.11", "10.0.2.11", "02:09:09:09:09:09"));
+    let bad = n.tunnel(
+        "h2",
+        "h3",
+        100,
+        &routed("10.1.1.11", "10.0.2.11", "02:09:09:09:09:09"),
+    );
     assert_eq!(bad.v, Verdict::Drop(R::UnknownUnicast));
     // not IPv4 from the gateway MAC
     let arp = build::arp_frame(
@@ -429,7 +486,10 @@ fn spec10_3_a_routed_frame_has_a_source_the_sending_hosts_ports_may_use() {
             tpa: ip("10.0.2.11").into(),
         },
     );
-    assert_eq!(n.tunnel("h2", "h1", 100, &arp).v, Verdict::Drop(R::TunnelSource));
+    assert_eq!(
+        n.tunnel("h2", "h1", 100, &arp).v,
+        Verdict::Drop(R::TunnelSource)
+    );
 }
 
 #[test]
@@ -437,8 +497,14 @@ fn spec10_3_a_routed_frame_goes_where_its_destination_leads() {
     let n = net();
     let routed = |dip: &str| udp(mac(NAT), GW, "10.0.2.11", dip);
     // nat (check off, on h1) is the next hop of 192.168/16 only
-    assert_eq!(n.tunnel("h1", "h2", 100, &routed("192.168.3.3")).v, n.to("nat"));
-    assert_eq!(n.tunnel("h1", "h2", 100, &routed("10.0.2.12")).v, n.to("nat"));
+    assert_eq!(
+        n.tunnel("h1", "h2", 100, &routed("192.168.3.3")).v,
+        n.to("nat")
+    );
+    assert_eq!(
+        n.tunnel("h1", "h2", 100, &routed("10.0.2.12")).v,
+        n.to("nat")
+    );
     assert_eq!(
         n.tunnel("h1", "h2", 100, &routed("10.0.9.9")).v,
         Verdict::Drop(R::TunnelDst)
@@ -455,7 +521,10 @@ fn spec10_2_eip_traffic_through_the_uplink_on_another_host() {
     let inbound = udp(UPLINK, ROUTER, "198.51.100.7", "203.0.113.11");
     let g = n.send("h3", "uplink", &inbound);
     assert_eq!(g.v, n.to("q1"));
-    assert_eq!(n.at("h3").vni_for(Out::Port(n.pid("q1")), n.pid("uplink")), Some(100));
+    assert_eq!(
+        n.at("h3").vni_for(Out::Port(n.pid("q1")), n.pid("uplink")),
+        Some(100)
+    );
     let d = n.tunnel("h2", "h3", 100, &g.out);
     assert_eq!(d.v, n.to("q1"));
     // outbound from q1 at h2: translated at h2, sent to h3 with a's VNI
@@ -490,18 +559,33 @@ fn spec10_3_outbound_eip_traffic_only_from_a_host_that_holds_its_target() {
     let out = |sip: &str, dip: &str| udp(MacAddr::ZERO, UPLINK, sip, dip);
     let f = out("203.0.113.11", "8.8.8.8");
     // h4 has no port in vpc a
-    assert_eq!(n.tunnel("h3", "h4", 100, &f).v, Verdict::Drop(R::TunnelSrcIp));
+    assert_eq!(
+        n.tunnel("h3", "h4", 100, &f).v,
+        Verdict::Drop(R::TunnelSrcIp)
+    );
     // the EIP of vpc a under c's VNI
-    assert_eq!(n.tunnel("h3", "h2", 300, &f).v, Verdict::Drop(R::TunnelSrcIp));
+    assert_eq!(
+        n.tunnel("h3", "h2", 300, &f).v,
+        Verdict::Drop(R::TunnelSrcIp)
+    );
     // not an EIP
     let f = out("10.0.2.11", "8.8.8.8");
-    assert_eq!(n.tunnel("h3", "h2", 100, &f).v, Verdict::Drop(R::TunnelSrcIp));
+    assert_eq!(
+        n.tunnel("h3", "h2", 100, &f).v,
+        Verdict::Drop(R::TunnelSrcIp)
+    );
     // SPEC 7.4 again at the uplink's host
     let f = out("203.0.113.11", "10.1.1.11");
-    assert_eq!(n.tunnel("h3", "h2", 100, &f).v, Verdict::Drop(R::UplinkBogusDst));
+    assert_eq!(
+        n.tunnel("h3", "h2", 100, &f).v,
+        Verdict::Drop(R::UplinkBogusDst)
+    );
     // the uplink's MAC from a host, at a host without the uplink
     let f = out("203.0.113.11", "8.8.8.8");
-    assert_eq!(n.tunnel("h1", "h2", 100, &f).v, Verdict::Drop(R::TunnelSource));
+    assert_eq!(
+        n.tunnel("h1", "h2", 100, &f).v,
+        Verdict::Drop(R::TunnelSource)
+    );
 }
 
 #[test]
@@ -512,12 +596,19 @@ fn spec10_4_arp_for_known_addresses_never_crosses_a_tunnel() {
     let g = n.send("h1", "p1", &f);
     assert_eq!(g.v, n.to("p1"));
     let tr = n.at("h1").trace(1_000, n.pid("p1"), &f);
-    assert!(tr.trace.steps.iter().all(|(s, _)| *s != Stage::Encap), "{}", tr.trace);
+    assert!(
+        tr.trace.steps.iter().all(|(s, _)| *s != Stage::Encap),
+        "{}",
+        tr.trace
+    );
     // an unknown address is flooded, and replicated
     let f = build::arp_request(mac(P1), ip("10.0.1.11"), ip("10.0.1.77"));
     let tr = n.at("h1").trace(1_000, n.pid("p1"), &f);
     assert_eq!(tr.verdict, Verdict::Forward(Out::Flood(0)));
     let step = tr.trace.steps.iter().find(|(s, _)| *s == Stage::Encap);
     let step = step.expect("replication traced").1.as_str();
-    assert!(step.contains("h2") && step.contains("h3") && step.contains("VNI 100"), "{step}");
+    assert!(
+        step.contains("h2") && step.contains("h3") && step.contains("VNI 100"),
+        "{step}"
+    );
 }

@@ -124,7 +124,8 @@ impl Config {
     /// Does port (or uplink) `name` live on this switch's host? Always, without
     /// `[[hosts]]`.
     pub fn is_local(&self, name: &str) -> bool {
-        self.hosts.is_empty() || (self.host_of(name).is_some() && self.host_of(name) == self.local_host())
+        self.hosts.is_empty()
+            || (self.host_of(name).is_some() && self.host_of(name) == self.local_host())
     }
 
     /// Names of the ports (and the uplink) on this switch's host: the ones whose

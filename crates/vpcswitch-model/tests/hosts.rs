@@ -45,10 +45,7 @@ fn spec10_1_a_network_on_many_hosts_validates_and_round_trips() {
     assert!(!c.is_local("p1"));
     let on3 = c.clone().with_local_host("h3").unwrap();
     assert_eq!(on3.local_host(), Some("h3"));
-    assert_eq!(
-        on3.local_port_names().collect::<Vec<_>>(),
-        ["r1", "uplink"]
-    );
+    assert_eq!(on3.local_port_names().collect::<Vec<_>>(), ["r1", "uplink"]);
     assert!(on3.is_local("r1") && !on3.is_local("p1"));
     let again = Config::from_toml_str(&on3.to_toml_string()).unwrap();
     assert_eq!(again, on3);
@@ -101,19 +98,29 @@ fn with_hosts_every_port_and_the_uplink_name_a_known_host() {
     c.switch.host = Some("h7".into());
     let e = c.validate().unwrap_err();
     assert!(e.mentions("port \"p2\"", "host"), "{e}");
-    assert!(e.to_string().contains("every port and the uplink name"), "{e}");
+    assert!(
+        e.to_string().contains("every port and the uplink name"),
+        "{e}"
+    );
     assert!(e.mentions("uplink \"uplink\"", "host"), "{e}");
     assert!(e.to_string().contains("no host named \"h9\""), "{e}");
     assert!(e.mentions("switch", "host"), "{e}");
     assert!(e.to_string().contains("no host named \"h7\""), "{e}");
     assert_eq!(e.0.len(), 3, "{e}");
     // --host naming no host
-    let e = multi().build().unwrap().with_local_host("nope").unwrap_err();
+    let e = multi()
+        .build()
+        .unwrap()
+        .with_local_host("nope")
+        .unwrap_err();
     assert!(e.to_string().contains("no host named \"nope\""), "{e}");
     // an uplink without a host
     let mut c = multi().build().unwrap();
     c.uplink.as_mut().unwrap().host = None;
-    assert!(c.validate().unwrap_err().mentions("uplink \"uplink\"", "host"));
+    assert!(c
+        .validate()
+        .unwrap_err()
+        .mentions("uplink \"uplink\"", "host"));
 }
 
 #[test]
@@ -124,11 +131,18 @@ fn hosts_have_unique_names_and_distinct_unicast_endpoints() {
     // packet is known by its source address only
     let e = errs(multi().host("h4", "192.0.2.2").tunnel_port(4790));
     assert!(e.mentions("host \"h4\"", "endpoint"), "{e}");
-    assert!(e.to_string().contains("already the endpoint of host \"h2\""), "{e}");
+    assert!(
+        e.to_string()
+            .contains("already the endpoint of host \"h2\""),
+        "{e}"
+    );
     for bad in ["0.0.0.0", "255.255.255.255", "239.1.1.1"] {
         let e = errs(multi().host("h4", bad));
         assert!(e.mentions("host \"h4\"", "endpoint"), "{bad}: {e}");
-        assert!(e.to_string().contains("not a unicast address"), "{bad}: {e}");
+        assert!(
+            e.to_string().contains("not a unicast address"),
+            "{bad}: {e}"
+        );
     }
     let e = errs(multi().host("h4", "192.0.2.4").tunnel_port(0));
     assert!(e.mentions("host \"h4\"", "port"), "{e}");
@@ -147,7 +161,10 @@ fn vnis_are_in_range_and_unique() {
     }
     let e = errs(multi().vpc("c", &["10.2.0.0/16"]).vni(42));
     assert!(e.mentions("vpc \"c\"", "vni"), "{e}");
-    assert!(e.to_string().contains("already the VNI of vpc \"b\""), "{e}");
+    assert!(
+        e.to_string().contains("already the VNI of vpc \"b\""),
+        "{e}"
+    );
     multi()
         .vpc("c", &["10.2.0.0/16"])
         .vni(MAX_VNI)
@@ -204,7 +221,11 @@ fn interface_names_are_unique_per_host() {
     // twice on one host: refused
     c.ports[1].host = Some("h1".into());
     let e = c.validate().unwrap_err();
-    assert!(e.to_string().contains("interface tap0 is already the backend"), "{e}");
+    assert!(
+        e.to_string()
+            .contains("interface tap0 is already the backend"),
+        "{e}"
+    );
 }
 
 #[test]
@@ -262,7 +283,7 @@ host = "h1"
     assert!(!c.is_local("p1"));
     // --host wins over [switch] host
     assert!(c.clone().with_local_host("h1").unwrap().is_local("p1"));
-    let e = Config::from_toml_str(&text.replace("port = 4790", "port = 4790\nzone = 1"))
-        .unwrap_err();
+    let e =
+        Config::from_toml_str(&text.replace("port = 4790", "port = 4790\nzone = 1")).unwrap_err();
     assert!(e.to_string().contains("zone"), "{e}");
 }

@@ -32,8 +32,8 @@ use vpcswitch_wire::{classify, Classified};
 use super::{ip, is_martian, wire_reason, Frame, V4};
 use crate::snapshot::{PortEntry, RouteTarget};
 use crate::{
-    Ctx, DropReason, HostId, Location, Out, PortId, Snapshot, Stage, TraceResult, Tracer,
-    Verdict, VpcId,
+    Ctx, DropReason, HostId, Location, Out, PortId, Snapshot, Stage, TraceResult, Tracer, Verdict,
+    VpcId,
 };
 
 /// Where a frame from a tunnel came from: the sending host and the VNI's VPC.
@@ -111,7 +111,11 @@ impl Snapshot {
                     c.src,
                     self.vpc_name(vpc),
                     h.name,
-                    p.map_or(String::new(), |p| format!(" ({} is {})", p.name, self.placed(p)))
+                    p.map_or(String::new(), |p| format!(
+                        " ({} is {})",
+                        p.name,
+                        self.placed(p)
+                    ))
                 ),
             }
         };
@@ -212,8 +216,7 @@ impl Snapshot {
                 self.placed(q)
             )
         }
-        if !self.host_may_route_from(from.host, from.vpc, v4.src)
-            && !self.outside_to_eip(from, v4)
+        if !self.host_may_route_from(from.host, from.vpc, v4.src) && !self.outside_to_eip(from, v4)
         {
             drop_with!(
                 t,
@@ -226,7 +229,10 @@ impl Snapshot {
             )
         }
         let leads = q.allows_ip(v4.dst)
-            || self.vpcs.get(from.vpc as usize).and_then(|v| v.routes.lookup(v4.dst))
+            || self
+                .vpcs
+                .get(from.vpc as usize)
+                .and_then(|v| v.routes.lookup(v4.dst))
                 == Some(RouteTarget::Port(q.id));
         if !leads && !q.src_dst_check {
             drop_with!(

@@ -14,6 +14,9 @@
 //!   encapsulate one copy to each of [`Snapshot::flood_hosts`] (SPEC 10.4: head-end
 //!   replication).
 //! - `Out::VipPorts(v)`: [`Snapshot::vip_ports`] and [`Snapshot::vip_hosts`] alike.
+//! - `DropAndSend(_, out)`: what the switch built itself stays on this host: `out` is
+//!   a local port, or `VipPorts(v)` for [`Snapshot::vip_ports`] only (the switch's ARP
+//!   request for an owner-less VIP, SPEC 5.2; a receiving host would not take it).
 //!
 //! A frame decapsulated from host `h` with VNI `n` goes through
 //! [`Snapshot::process_tunnel`] (the sender by its outer source address,
@@ -172,7 +175,10 @@ impl Overlay {
         let mut eip_src = Vec::new();
         for &(public, (vpc, private)) in i.eips {
             for p in ports.iter().filter(|p| !p.is_uplink && p.vpc == vpc) {
-                if let (Some(h), true) = (host_of(p, i.local), !p.src_dst_check || p.allows_ip(private)) {
+                if let (Some(h), true) = (
+                    host_of(p, i.local),
+                    !p.src_dst_check || p.allows_ip(private),
+                ) {
                     eip_src.push(((u64::from(h) << 32) | public, ()));
                 }
             }
@@ -232,7 +238,10 @@ impl Overlay {
                     has_vips && eip_vip
                 } else {
                     p.subnet == si
-                        || (has_vips && reaches.get(p.vpc as usize).is_some_and(|r| r.contains(&vpc)))
+                        || (has_vips
+                            && reaches
+                                .get(p.vpc as usize)
+                                .is_some_and(|r| r.contains(&vpc)))
                 }
             }));
         }
@@ -320,7 +329,11 @@ impl Snapshot {
                 }
             }
             Out::Flood(s) => self.subnets.get(s as usize)?.vpc,
-            Out::VipPorts(v) => self.subnets.get(self.vips.get(v as usize)?.subnet as usize)?.vpc,
+            Out::VipPorts(v) => {
+                self.subnets
+                    .get(self.vips.get(v as usize)?.subnet as usize)?
+                    .vpc
+            }
         };
         self.vpcs.get(vpc as usize).map(|v| v.vni)
     }

@@ -18,7 +18,6 @@ pub const UPLINK_MAC: MacAddr = MacAddr([2, 0, 0, 0, 0xff, 1]);
 pub const ROUTER_MAC: MacAddr = MacAddr([2, 0, 0, 0, 0xee, 1]);
 pub const NEXT_HOP: Ipv4Addr = Ipv4Addr::new(203, 0, 113, 1);
 
-
 #[derive(Debug, Clone)]
 pub enum Kind {
     Arp(ArpInfo),

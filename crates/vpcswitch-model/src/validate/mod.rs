@@ -224,12 +224,20 @@ impl Config {
         let backends = self
             .ports
             .iter()
-            .map(|p| (format!("port \"{}\"", p.name), &p.backend, p.host.as_deref()))
-            .chain(
-                self.uplink
-                    .iter()
-                    .map(|u| (format!("uplink \"{}\"", u.name), &u.backend, u.host.as_deref())),
-            );
+            .map(|p| {
+                (
+                    format!("port \"{}\"", p.name),
+                    &p.backend,
+                    p.host.as_deref(),
+                )
+            })
+            .chain(self.uplink.iter().map(|u| {
+                (
+                    format!("uplink \"{}\"", u.name),
+                    &u.backend,
+                    u.host.as_deref(),
+                )
+            }));
         for (obj, b, host) in backends {
             for rule in backend_problems(b) {
                 e.push(obj.clone(), "backend", rule);
