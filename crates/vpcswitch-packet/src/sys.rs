@@ -131,7 +131,6 @@ pub fn recv_packet(
 const PACKET_IGNORE_OUTGOING: libc::c_int = 23;
 const ETH_P_ALL: u16 = 0x0003;
 
-
 /// Opens a non-blocking AF_PACKET socket on interface `ifindex`: raw Ethernet frames,
 /// each preceded by a 10-byte virtio-net header (`PACKET_VNET_HDR`: checksum-partial and
 /// GSO super-frames cross whole, as on a vnet-header TAP), sends bypassing the qdisc,

@@ -337,8 +337,7 @@ pub fn interface_with(addr: Ipv4Addr) -> io::Result<Option<String>> {
             let a = ifa.ifa_addr;
             if !a.is_null()
                 && i32::from((*a).sa_family) == libc::AF_INET
-                && u32::from_be((*a.cast::<libc::sockaddr_in>()).sin_addr.s_addr)
-                    == u32::from(addr)
+                && u32::from_be((*a.cast::<libc::sockaddr_in>()).sin_addr.s_addr) == u32::from(addr)
             {
                 found = Some(CStr::from_ptr(ifa.ifa_name).to_string_lossy().into_owned());
                 break;

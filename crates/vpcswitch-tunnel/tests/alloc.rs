@@ -77,7 +77,7 @@ fn sending_and_receiving_allocate_nothing_per_packet() {
         .collect();
     let mut pass = |ta: &mut Tunnel, tb: &mut Tunnel, round: usize| -> usize {
         let mut got = 0;
-        if round % 2 == 0 {
+        if round.is_multiple_of(2) {
             for f in &frames {
                 ta.push(eb, 42, source_port(f), f);
             }

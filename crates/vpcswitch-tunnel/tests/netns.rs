@@ -48,9 +48,14 @@ fn frames_of_several_sizes_and_vnis_round_trip() {
     assert_eq!(tb.local(), eb);
 
     // the underlay as the kernel routes it: guests get 1500 - 50
-    assert_eq!(u.in_ns(&u.a, || ta.underlay_mtu(u.ip_b)).expect("route MTU"), 1500);
     assert_eq!(
-        u.in_ns(&u.a, || interface_mtu_of(u.ip_a)).expect("endpoint MTU"),
+        u.in_ns(&u.a, || ta.underlay_mtu(u.ip_b))
+            .expect("route MTU"),
+        1500
+    );
+    assert_eq!(
+        u.in_ns(&u.a, || interface_mtu_of(u.ip_a))
+            .expect("endpoint MTU"),
         (u.veth_a.clone(), 1500)
     );
     let biggest = vxlan::max_inner_frame(1500);
@@ -93,7 +98,10 @@ fn frames_of_several_sizes_and_vnis_round_trip() {
     assert_eq!(s.tx_bytes, total as u64);
     assert_eq!(s.tx_calls, 1, "one sendmmsg for the batch");
     let r = tb.stats();
-    assert_eq!((r.rx_packets, r.rx_bytes, r.rx_dropped()), (7, total as u64, 0));
+    assert_eq!(
+        (r.rx_packets, r.rx_bytes, r.rx_dropped()),
+        (7, total as u64, 0)
+    );
 
     // send_burst (no copy), 32 flows in one call, and the same flows again with other
     // payloads: the source port differs between flows and is stable per flow
@@ -125,7 +133,11 @@ fn frames_of_several_sizes_and_vnis_round_trip() {
     }
     ports.sort_unstable();
     ports.dedup();
-    assert!(ports.len() >= 28, "32 flows used only {} ports", ports.len());
+    assert!(
+        ports.len() >= 28,
+        "32 flows used only {} ports",
+        ports.len()
+    );
     assert!(got.iter().all(|g| g.vni == 5000 && *g.from.ip() == u.ip_a));
 
     // straight into the worker's packet buffers
@@ -166,9 +178,17 @@ fn frames_of_several_sizes_and_vnis_round_trip() {
     want.sort();
     for ((f, m), w) in pairs.iter().zip(&want) {
         assert_eq!(f, w);
-        assert_eq!(*m, RxMeta { from: SocketAddrV4::new(u.ip_a, source_port(w)), vni: 77 });
+        assert_eq!(
+            *m,
+            RxMeta {
+                from: SocketAddrV4::new(u.ip_a, source_port(w)),
+                vni: 77
+            }
+        );
     }
-    assert!(out.iter().all(|b| b.capacity() == vpcswitch_backend::BUF_SIZE));
+    assert!(out
+        .iter()
+        .all(|b| b.capacity() == vpcswitch_backend::BUF_SIZE));
     // nothing left behind: every buffer is in out, the pool or the worker's cache
     drop(out);
     assert_eq!(
@@ -189,7 +209,9 @@ fn malformed_datagrams_and_refused_sends_are_counted() {
 
     // from an ordinary UDP socket in a: I flag clear, too short, a header and no frame
     let junk: [&[u8]; 3] = [
-        &[0x00, 1, 2, 3, 0, 0, 42, 0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14],
+        &[
+            0x00, 1, 2, 3, 0, 0, 42, 0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14,
+        ],
         &[0x08, 0, 0],
         &[0x08, 0, 0, 0, 0, 0, 42, 0],
     ];
@@ -206,7 +228,11 @@ fn malformed_datagrams_and_refused_sends_are_counted() {
     let got = recv_until(&mut tb, |g| g.frame == good);
     assert_eq!(got.len(), 1, "only the good datagram is returned: {got:?}");
     let r = tb.stats();
-    assert_eq!((r.rx_not_vxlan, r.rx_short, r.rx_packets), (1, 2, 1), "{r:?}");
+    assert_eq!(
+        (r.rx_not_vxlan, r.rx_short, r.rx_packets),
+        (1, 2, 1),
+        "{r:?}"
+    );
 
     // a frame one byte past the MTU: EMSGSIZE from the kernel, counted; the one after
     // it in the same batch is sent
@@ -242,8 +268,8 @@ fn a_linux_vxlan_device_speaks_with_our_tunnel() {
     let u = Underlay::new("lx");
     let b = &u.b;
     must(&format!(
-        "ip -n {b} link add vx0 type vxlan id 42 remote {} local {} dstport 4789 nolearning",
-        u.ip_a, u.ip_b
+        "ip -n {b} link add vx0 type vxlan id 42 remote {} local {} dev {} dstport 4789 nolearning",
+        u.ip_a, u.ip_b, u.veth_b
     ));
     must(&format!("ip -n {b} link set vx0 address {MAC_B}"));
     must(&format!("ip -n {b} addr add 10.214.0.2/24 dev vx0"));
@@ -254,7 +280,7 @@ fn a_linux_vxlan_device_speaks_with_our_tunnel() {
     assert_eq!(
         must(&format!("ip -n {b} -o link show vx0 | grep -o 'mtu [0-9]*'")).trim(),
         "mtu 1450",
-        "Linux gives the device the underlay MTU minus 50, as we give guests"
+        "on a lower device, Linux gives the vxlan device its MTU minus 50 (vxlan::OVERHEAD), as we give guests"
     );
     let mut ta = u
         .in_ns(&u.a, || Tunnel::open(TunnelConfig::new(u.ip_a, VXLAN_PORT)))
@@ -286,7 +312,11 @@ fn a_linux_vxlan_device_speaks_with_our_tunnel() {
             Err(_) => std::thread::sleep(Duration::from_millis(10)),
         }
     }
-    assert_eq!(seen, Some(ping.len()), "our frame did not come out of vx0 whole");
+    assert_eq!(
+        seen,
+        Some(ping.len()),
+        "our frame did not come out of vx0 whole"
+    );
 
     // the kernel in b answers through vx0: the reply arrives on VNI 42
     let is_reply = |g: &Got| {
@@ -311,7 +341,10 @@ fn a_linux_vxlan_device_speaks_with_our_tunnel() {
     });
     let is_ours = |g: &Got| g.frame.ends_with(b"from linux");
     let got = recv_until(&mut ta, is_ours);
-    let g = got.iter().find(|&g| is_ours(g)).expect("the datagram from vx0");
+    let g = got
+        .iter()
+        .find(|&g| is_ours(g))
+        .expect("the datagram from vx0");
     assert_eq!(g.vni, 42);
     assert_eq!(&g.frame[..12], &[MAC_A.0, MAC_B.0].concat()[..]);
     assert_eq!(&g.frame[26..34], &[10, 214, 0, 2, 10, 214, 0, 1]);
@@ -331,7 +364,18 @@ fn tcpdump_decodes_our_packets() {
     let file = std::env::temp_dir().join(format!("vtun-td-{}.pcap", std::process::id()));
     u.files.push(file.clone());
     let mut child = Command::new("ip")
-        .args(["netns", "exec", u.b.as_str(), "tcpdump", "-Z", "root", "-U", "-nn", "-c", "2"])
+        .args([
+            "netns",
+            "exec",
+            u.b.as_str(),
+            "tcpdump",
+            "-Z",
+            "root",
+            "-U",
+            "-nn",
+            "-c",
+            "2",
+        ])
         .args(["-i", u.veth_b.as_str(), "-w"])
         .arg(&file)
         .args(["udp", "dst", "port", "4789"])
@@ -344,7 +388,10 @@ fn tcpdump_decodes_our_packets() {
     let (tx, rx) = std::sync::mpsc::channel();
     std::thread::spawn(move || {
         use std::io::BufRead;
-        for line in std::io::BufReader::new(stderr).lines().map_while(Result::ok) {
+        for line in std::io::BufReader::new(stderr)
+            .lines()
+            .map_while(Result::ok)
+        {
             let _ = tx.send(line);
         }
     });
@@ -379,7 +426,10 @@ fn tcpdump_decodes_our_packets() {
         child.try_wait().expect("wait").is_some(),
         "tcpdump did not see both packets"
     );
-    let text = must(&format!("tcpdump -r {} -nn -vv 2>/dev/null", file.display()));
+    let text = must(&format!(
+        "tcpdump -r {} -nn -vv 2>/dev/null",
+        file.display()
+    ));
     let lines: Vec<&str> = text.lines().collect();
     assert!(!text.contains("bad cksum"), "{text}");
     for (vni, f) in [(42u32, &ping), (0xab_cdef, &udp)] {
@@ -415,11 +465,19 @@ fn tcpdump_decodes_our_packets() {
     let mut seen = Vec::new();
     while let Some(h) = pcap.get(off..off + 16) {
         let n = u32::from_le_bytes([h[8], h[9], h[10], h[11]]) as usize;
-        let pkt = pcap.get(off + 16..off + 16 + n).expect("whole packet in the file");
+        let pkt = pcap
+            .get(off + 16..off + 16 + n)
+            .expect("whole packet in the file");
         let (outer, info, inner) = Outer::parse(&pkt[14..]).expect("our packet parses");
-        assert!(info.dont_fragment && info.ip_checksum_ok && info.ttl == 64, "{info:?}");
+        assert!(
+            info.dont_fragment && info.ip_checksum_ok && info.ttl == 64,
+            "{info:?}"
+        );
         assert_eq!(info.udp_checksum, 0);
-        assert_eq!((outer.src, outer.dst, outer.dst_port), (u.ip_a, u.ip_b, 4789));
+        assert_eq!(
+            (outer.src, outer.dst, outer.dst_port),
+            (u.ip_a, u.ip_b, 4789)
+        );
         assert_eq!(outer.src_port, source_port(inner));
         seen.push((outer.vni, inner.to_vec()));
         off += 16 + n;

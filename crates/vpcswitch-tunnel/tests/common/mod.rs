@@ -119,10 +119,14 @@ impl Underlay {
     /// Our tunnel in `a` and in `b`, each on its endpoint and the VXLAN port.
     pub fn open_pair(&self) -> (Tunnel, Tunnel) {
         let ta = self
-            .in_ns(&self.a, || Tunnel::open(TunnelConfig::new(self.ip_a, VXLAN_PORT)))
+            .in_ns(&self.a, || {
+                Tunnel::open(TunnelConfig::new(self.ip_a, VXLAN_PORT))
+            })
             .expect("our tunnel in namespace a");
         let tb = self
-            .in_ns(&self.b, || Tunnel::open(TunnelConfig::new(self.ip_b, VXLAN_PORT)))
+            .in_ns(&self.b, || {
+                Tunnel::open(TunnelConfig::new(self.ip_b, VXLAN_PORT))
+            })
             .expect("our tunnel in namespace b");
         (ta, tb)
     }
