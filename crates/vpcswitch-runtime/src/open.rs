@@ -1,8 +1,8 @@
 //! Opening the backends of a snapshot's ports (in parallel, results in configuration
 //! order), and the checks around it.
 
-use vpcswitch_core::Location;
 use super::*;
+use vpcswitch_core::Location;
 
 /// The ports (and the uplink) on this switch's host: the ones with backends here
 /// (SPEC 10: every port, without `[[hosts]]`).

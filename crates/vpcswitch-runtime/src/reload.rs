@@ -35,7 +35,8 @@ impl Switch {
         }
         let (was, wants) = (crate::tunnel::endpoint(&old), crate::tunnel::endpoint(&new));
         if was != wants {
-            let show = |e: Option<std::net::SocketAddrV4>| e.map_or("none".into(), |e| e.to_string());
+            let show =
+                |e: Option<std::net::SocketAddrV4>| e.map_or("none".into(), |e| e.to_string());
             return Err(RuntimeError::EndpointChanged {
                 running: show(was),
                 wanted: show(wants),
@@ -50,9 +51,7 @@ impl Switch {
         let needs: Vec<&str> = names
             .iter()
             .filter(|n| {
-                old.port_id(n).is_none()
-                    || !old_names.contains(n)
-                    || spec(&old, n) != spec(&new, n)
+                old.port_id(n).is_none() || !old_names.contains(n) || spec(&old, n) != spec(&new, n)
             })
             .map(|n| n.as_str())
             .collect();

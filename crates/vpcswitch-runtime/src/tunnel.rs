@@ -23,7 +23,10 @@ pub(crate) fn endpoint(snap: &Snapshot) -> Option<SocketAddrV4> {
 
 /// One tunnel per worker, or none at all without `[[hosts]]`. The longest inner frame
 /// is what the endpoint's interface MTU leaves after the encapsulation (SPEC 10.6).
-pub(crate) fn open_all(snap: &Snapshot, workers: usize) -> Result<Vec<Option<Tunnel>>, RuntimeError> {
+pub(crate) fn open_all(
+    snap: &Snapshot,
+    workers: usize,
+) -> Result<Vec<Option<Tunnel>>, RuntimeError> {
     let Some(host) = snap.local_host().and_then(|h| snap.host(h)) else {
         return Ok((0..workers).map(|_| None).collect());
     };
@@ -33,8 +36,11 @@ pub(crate) fn open_all(snap: &Snapshot, workers: usize) -> Result<Vec<Option<Tun
         endpoint: ep,
         reason,
     };
-    let (_, mtu) = interface_mtu_of(*ep.ip())
-        .map_err(|e| err(format!("{e} (the endpoint must be an address of this host)")))?;
+    let (_, mtu) = interface_mtu_of(*ep.ip()).map_err(|e| {
+        err(format!(
+            "{e} (the endpoint must be an address of this host)"
+        ))
+    })?;
     let cfg = TunnelConfig::with_mtu(*ep.ip(), ep.port(), mtu);
     (0..workers)
         .map(|_| Tunnel::open(cfg).map(Some).map_err(|e| err(e.to_string())))

@@ -84,7 +84,11 @@ impl Worker {
             .iter()
             .filter(|&&q| q != in_port)
             .map(|&q| Some(Dest::Port(q)))
-            .chain(hosts.iter().map(|&h| Self::host_dest(snap, h, out, in_port)));
+            .chain(
+                hosts
+                    .iter()
+                    .map(|&h| Self::host_dest(snap, h, out, in_port)),
+            );
         for d in dests {
             let Some(d) = d else {
                 continue;
