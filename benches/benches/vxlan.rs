@@ -23,8 +23,9 @@ use std::net::{Ipv4Addr, SocketAddrV4, UdpSocket};
 use std::os::fd::AsRawFd;
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
+use vpcswitch_backend::sys::SendBatch;
 use vpcswitch_benches::{frame_array, Scenario, FRAME_LEN};
-use vpcswitch_tunnel::{sys, Tunnel, TunnelConfig, TxFrame};
+use vpcswitch_tunnel::{Tunnel, TunnelConfig, TxFrame};
 use vpcswitch_wire::vxlan::{self, Outer, OUTER_HEADER_LEN, VXLAN_HEADER_LEN};
 
 const BURST: usize = 32;
@@ -161,11 +162,11 @@ fn loopback(c: &mut Criterion) {
     vxlan::emit_header(42, &mut vx).expect("vni");
     g.bench_function("udp_sendmmsg", |b| {
         b.iter(|| {
-            let sent = sys::send_batch(
-                udp.as_raw_fd(),
-                frames.iter().map(|f| (dst, &vx[..], &f[..])),
-            )
-            .unwrap_or(0);
+            let mut batch = SendBatch::new();
+            for f in &frames {
+                batch.push(Some(dst), &vx, f);
+            }
+            let sent = batch.send(udp.as_raw_fd()).unwrap_or(0);
             black_box(drain(&mut rx, sent))
         })
     });

@@ -46,7 +46,10 @@ use vpcswitch_backend::{PacketBuf, WorkerBufs, BUF_SIZE};
 use vpcswitch_wire::vxlan::{self, Outer, OUTER_HEADER_LEN, VXLAN_HEADER_LEN};
 use vpcswitch_wire::ETHERNET_HEADER_LEN;
 
-pub use sys::BATCH_MAX;
+use vpcswitch_backend::sys::{Received as Meta, RecvBatch, SendBatch};
+
+/// Most datagrams one `recvmmsg` or `sendmmsg` moves (the largest burst).
+pub const BATCH_MAX: usize = vpcswitch_backend::sys::MMSG_MAX;
 pub use vpcswitch_wire::vxlan::VXLAN_PORT;
 
 /// How a [`Tunnel`] is opened.
@@ -260,7 +263,7 @@ pub struct Tunnel {
     /// `burst` receive slots of `VXLAN_HEADER_LEN + max_frame` bytes
     rx: Box<[u8]>,
     rx_slot: usize,
-    rx_meta: Box<[sys::RecvMeta; BATCH_MAX]>,
+    rx_meta: Box<[Meta; BATCH_MAX]>,
     /// the datagrams of the last receive that parsed
     good: Box<[Slot; BATCH_MAX]>,
     ngood: usize,
@@ -325,7 +328,13 @@ impl Tunnel {
             raw,
             rx: vec![0u8; rx_slot * cfg.burst].into_boxed_slice(),
             rx_slot,
-            rx_meta: Box::new([sys::RecvMeta::default(); BATCH_MAX]),
+            rx_meta: Box::new(
+                [Meta {
+                    len: 0,
+                    from: UNSPECIFIED,
+                    truncated: false,
+                }; BATCH_MAX],
+            ),
             good: Box::new([NO_SLOT; BATCH_MAX]),
             ngood: 0,
             rx_hdrs: Box::new([[0; VXLAN_HEADER_LEN]; BATCH_MAX]),
@@ -373,20 +382,10 @@ impl Tunnel {
         route_mtu(self.cfg.endpoint, remote)
     }
 
-    fn note_rx_error(&mut self, e: &io::Error) {
-        if !matches!(
-            e.kind(),
-            io::ErrorKind::WouldBlock | io::ErrorKind::Interrupted
-        ) {
-            self.stats.rx_errors += 1;
-            self.stats.rx_last_errno = e.raw_os_error().unwrap_or(-1);
-        }
-    }
-
     /// Classifies received datagram `m` whose first bytes (at least its VXLAN header,
     /// when it has one) are `head`: its VNI when it is VXLAN with an inner Ethernet
     /// frame, else counted and `None`.
-    fn admit(&mut self, m: &sys::RecvMeta, head: &[u8]) -> Option<u32> {
+    fn admit(&mut self, m: &Meta, head: &[u8]) -> Option<u32> {
         if m.truncated {
             self.stats.rx_truncated += 1;
             return None;
@@ -419,23 +418,12 @@ impl Tunnel {
     pub fn recv_burst(&mut self) -> Received<'_> {
         self.ngood = 0;
         let slot = self.rx_slot;
-        let r = sys::recv_batch(
-            self.udp.as_raw_fd(),
-            self.rx
-                .chunks_exact_mut(slot)
-                .map(|c| (<&mut [u8]>::default(), c)),
-            &mut self.rx_meta,
-        );
-        let n = match r {
-            Ok(n) => n,
-            Err(e) => {
-                self.note_rx_error(&e);
-                0
-            }
-        };
-        if n > 0 {
-            self.stats.rx_calls += 1;
+        let mut batch = RecvBatch::new();
+        for c in self.rx.chunks_exact_mut(slot) {
+            batch.push(Default::default(), c);
         }
+        let r = batch.recv(self.udp.as_raw_fd());
+        let n = received(&batch, r, &mut self.rx_meta, &mut self.stats);
         for i in 0..n {
             let m = self.rx_meta[i];
             let start = i * slot;
@@ -495,28 +483,14 @@ impl Tunnel {
         let cap = out[start..]
             .first()
             .map_or(0, |b| b.capacity().min(self.cfg.max_frame));
-        let r = sys::recv_batch(
-            self.udp.as_raw_fd(),
-            self.rx_hdrs
-                .iter_mut()
-                .zip(out[start..].iter_mut())
-                .map(|(h, b)| {
-                    let d = b.parts_mut().0;
-                    let c = cap.min(d.len());
-                    (&mut h[..], &mut d[..c])
-                }),
-            &mut self.rx_meta,
-        );
-        let n = match r {
-            Ok(n) => n,
-            Err(e) => {
-                self.note_rx_error(&e);
-                0
-            }
-        };
-        if n > 0 {
-            self.stats.rx_calls += 1;
+        let mut batch = RecvBatch::new();
+        for (h, b) in self.rx_hdrs.iter_mut().zip(out[start..].iter_mut()) {
+            let d = b.parts_mut().0;
+            let c = cap.min(d.len());
+            batch.push(&mut h[..], &mut d[..c]);
         }
+        let r = batch.recv(self.udp.as_raw_fd());
+        let n = received(&batch, r, &mut self.rx_meta, &mut self.stats);
         // keep the good ones in order at the front of out[start..]
         let mut w = start;
         for i in 0..n.min(k) {
@@ -673,6 +647,40 @@ impl Tunnel {
     }
 }
 
+/// Keeps what `recvmmsg` said of the datagrams that arrived in `meta`, and counts the
+/// call in `st`: how many arrived (0 on an error, counted unless it only means
+/// "none").
+fn received(
+    batch: &RecvBatch<'_>,
+    r: io::Result<usize>,
+    meta: &mut [Meta; BATCH_MAX],
+    st: &mut TunnelStats,
+) -> usize {
+    match r {
+        Ok(n) => {
+            for (i, m) in meta.iter_mut().enumerate().take(n) {
+                if let Some(g) = batch.get(i) {
+                    *m = g;
+                }
+            }
+            if n > 0 {
+                st.rx_calls += 1;
+            }
+            n
+        }
+        Err(e) => {
+            if !matches!(
+                e.kind(),
+                io::ErrorKind::WouldBlock | io::ErrorKind::Interrupted
+            ) {
+                st.rx_errors += 1;
+                st.rx_last_errno = e.raw_os_error().unwrap_or(-1);
+            }
+            0
+        }
+    }
+}
+
 /// Sends `msgs` (`(destination, header, body)`) on raw socket `fd`, one `sendmmsg`
 /// per [`BATCH_MAX`], going on after a packet the kernel refuses (counted by errno);
 /// a full send buffer drops the rest (counted). Returns how many the kernel took.
@@ -681,8 +689,14 @@ fn send_all(fd: RawFd, msgs: &[(SocketAddrV4, &[u8], &[u8])], st: &mut TunnelSta
     let mut sent = 0;
     let mut failed = false;
     while i < msgs.len() {
+        let mut batch = SendBatch::new();
+        for &(to, h, b) in &msgs[i..] {
+            if !batch.push(Some(to), h, b) {
+                break;
+            }
+        }
         st.tx_calls += 1;
-        match sys::send_batch(fd, msgs[i..].iter().copied()) {
+        match batch.send(fd) {
             Ok(0) => {
                 // nothing taken and no error: do not spin on it
                 st.tx_errors += (msgs.len() - i) as u64;

@@ -1,8 +1,8 @@
 //! The tunnel's system calls: the receiving UDP socket (`SO_REUSEPORT`), the sending
-//! raw IPv4 socket (`IP_HDRINCL`), `recvmmsg(2)` and `sendmmsg(2)` over scatter lists
-//! the caller owns, draining the raw socket's error queue, and the MTU of an interface
-//! by name or address. The only place in this crate with `unsafe`; every call goes
-//! through `vpcswitch_backend::sys::cvt`.
+//! raw IPv4 socket (`IP_HDRINCL`), draining the raw socket's error queue, and the MTU of
+//! an interface by name or address (`recvmmsg` and `sendmmsg` are
+//! `vpcswitch_backend::sys`'s batches). The only place in this crate with `unsafe`;
+//! every call goes through `vpcswitch_backend::sys::cvt`.
 #![allow(unsafe_code)]
 
 use std::ffi::CStr;
@@ -10,31 +10,7 @@ use std::io;
 use std::net::{Ipv4Addr, SocketAddrV4};
 use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd, RawFd};
 
-use vpcswitch_backend::sys::{cvt, cvt_size, setsockopt};
-
-/// Most datagrams one [`recv_batch`] or [`send_batch`] moves.
-pub const BATCH_MAX: usize = 64;
-
-/// What `recvmmsg` said of one datagram.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct RecvMeta {
-    /// bytes the datagram had (at most what the slot holds, unless `truncated`)
-    pub len: usize,
-    /// who sent it
-    pub from: SocketAddrV4,
-    /// longer than the slot: the rest was cut off (`MSG_TRUNC`)
-    pub truncated: bool,
-}
-
-impl Default for RecvMeta {
-    fn default() -> RecvMeta {
-        RecvMeta {
-            len: 0,
-            from: SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, 0),
-            truncated: false,
-        }
-    }
-}
+use vpcswitch_backend::sys::{cvt, cvt_size, setsockopt, sockaddr_in};
 
 fn socket(ty: libc::c_int, proto: libc::c_int) -> io::Result<OwnedFd> {
     // SAFETY: plain constants; the result is checked.
@@ -47,17 +23,6 @@ fn socket(ty: libc::c_int, proto: libc::c_int) -> io::Result<OwnedFd> {
     })?;
     // SAFETY: `raw` was just returned by socket(2) and is owned by nobody else.
     Ok(unsafe { OwnedFd::from_raw_fd(raw) })
-}
-
-fn sockaddr(a: SocketAddrV4) -> libc::sockaddr_in {
-    libc::sockaddr_in {
-        sin_family: libc::AF_INET as libc::sa_family_t,
-        sin_port: a.port().to_be(),
-        sin_addr: libc::in_addr {
-            s_addr: u32::from(*a.ip()).to_be(),
-        },
-        sin_zero: [0; 8],
-    }
 }
 
 /// Sets a socket buffer to `bytes`: first past `rmem_max`/`wmem_max` with the `*FORCE`
@@ -84,7 +49,7 @@ pub fn udp_socket(at: SocketAddrV4, rcvbuf: usize) -> io::Result<OwnedFd> {
     let one: libc::c_int = 1;
     setsockopt(&fd, libc::SOL_SOCKET, libc::SO_REUSEPORT, &one)?;
     set_buffer(&fd, libc::SO_RCVBUFFORCE, libc::SO_RCVBUF, rcvbuf);
-    let sa = sockaddr(at);
+    let sa = sockaddr_in(at);
     // SAFETY: `sa` is a valid sockaddr_in and the length passed is its size.
     cvt(unsafe {
         libc::bind(
@@ -128,126 +93,6 @@ pub fn raw_socket(sndbuf: usize) -> io::Result<OwnedFd> {
     setsockopt(&fd, libc::IPPROTO_IP, libc::IP_RECVERR, &one)?;
     set_buffer(&fd, libc::SO_SNDBUFFORCE, libc::SO_SNDBUF, sndbuf);
     Ok(fd)
-}
-
-/// Receives up to [`BATCH_MAX`] datagrams with one `recvmmsg(2)`: datagram `i` is
-/// scattered over the `(header, body)` pair `i` of `slots` (an empty part is left out)
-/// and described in `out[i]`. Returns how many arrived; `WouldBlock` when none.
-pub fn recv_batch<'a>(
-    fd: RawFd,
-    slots: impl Iterator<Item = (&'a mut [u8], &'a mut [u8])>,
-    out: &mut [RecvMeta; BATCH_MAX],
-) -> io::Result<usize> {
-    let empty = libc::iovec {
-        iov_base: std::ptr::null_mut(),
-        iov_len: 0,
-    };
-    let mut iov = [[empty; 2]; BATCH_MAX];
-    // SAFETY: sockaddr_in is plain old data; all-zero is a valid value.
-    let mut names: [libc::sockaddr_in; BATCH_MAX] = unsafe { std::mem::zeroed() };
-    // SAFETY: `mmsghdr` is plain old data; all-zero is a valid empty message.
-    let mut hdrs: [libc::mmsghdr; BATCH_MAX] = unsafe { std::mem::zeroed() };
-    let mut n = 0;
-    for ((h, b), (v, name)) in slots
-        .take(BATCH_MAX)
-        .zip(iov.iter_mut().zip(names.iter_mut()))
-    {
-        let mut k = 0;
-        for part in [h, b] {
-            if !part.is_empty() {
-                v[k] = libc::iovec {
-                    iov_base: part.as_mut_ptr().cast(),
-                    iov_len: part.len(),
-                };
-                k += 1;
-            }
-        }
-        let m = &mut hdrs[n].msg_hdr;
-        m.msg_iov = v.as_mut_ptr();
-        m.msg_iovlen = k as _;
-        m.msg_name = (name as *mut libc::sockaddr_in).cast();
-        m.msg_namelen = std::mem::size_of::<libc::sockaddr_in>() as libc::socklen_t;
-        n += 1;
-    }
-    if n == 0 {
-        return Ok(0);
-    }
-    // SAFETY: the first `n` entries of `hdrs` point at iovecs in `iov`, which point into
-    // the caller's exclusively borrowed slots (`'a`) with their true lengths, and at the
-    // sockaddr_in entries of `names` with their size; the kernel writes only within
-    // them, and all three arrays outlive the call. No timeout is passed.
-    let r = cvt(unsafe {
-        libc::recvmmsg(
-            fd,
-            hdrs.as_mut_ptr(),
-            n as libc::c_uint,
-            libc::MSG_DONTWAIT,
-            std::ptr::null_mut(),
-        )
-    })? as usize;
-    for ((o, h), name) in out.iter_mut().zip(&hdrs).zip(&names).take(r) {
-        *o = RecvMeta {
-            len: h.msg_len as usize,
-            from: SocketAddrV4::new(
-                Ipv4Addr::from(u32::from_be(name.sin_addr.s_addr)),
-                u16::from_be(name.sin_port),
-            ),
-            truncated: h.msg_hdr.msg_flags & libc::MSG_TRUNC != 0,
-        };
-    }
-    Ok(r)
-}
-
-/// Sends up to [`BATCH_MAX`] datagrams with one `sendmmsg(2)`: datagram `i` is the
-/// `(destination, header, body)` triple `i` of `msgs` (an empty part is left out). On
-/// a raw `IP_HDRINCL` socket the parts are a whole IPv4 packet, sent as it is, and the
-/// kernel routes it by the destination's address (the port is ignored: raw(7)); on a
-/// UDP socket they are the payload. Returns how many the kernel took; an error means
-/// the first one was refused.
-pub fn send_batch<'a>(
-    fd: RawFd,
-    msgs: impl Iterator<Item = (SocketAddrV4, &'a [u8], &'a [u8])>,
-) -> io::Result<usize> {
-    let empty = libc::iovec {
-        iov_base: std::ptr::null_mut(),
-        iov_len: 0,
-    };
-    let mut iov = [[empty; 2]; BATCH_MAX];
-    // SAFETY: sockaddr_in is plain old data; all-zero is a valid value.
-    let mut names: [libc::sockaddr_in; BATCH_MAX] = unsafe { std::mem::zeroed() };
-    // SAFETY: `mmsghdr` is plain old data; all-zero is a valid empty message.
-    let mut hdrs: [libc::mmsghdr; BATCH_MAX] = unsafe { std::mem::zeroed() };
-    let mut n = 0;
-    for ((dst, h, b), (v, name)) in msgs
-        .take(BATCH_MAX)
-        .zip(iov.iter_mut().zip(names.iter_mut()))
-    {
-        let mut k = 0;
-        for part in [h, b] {
-            if !part.is_empty() {
-                v[k] = libc::iovec {
-                    iov_base: part.as_ptr() as *mut libc::c_void,
-                    iov_len: part.len(),
-                };
-                k += 1;
-            }
-        }
-        *name = sockaddr(dst);
-        let m = &mut hdrs[n].msg_hdr;
-        m.msg_iov = v.as_mut_ptr();
-        m.msg_iovlen = k as _;
-        m.msg_name = (name as *mut libc::sockaddr_in).cast();
-        m.msg_namelen = std::mem::size_of::<libc::sockaddr_in>() as libc::socklen_t;
-        n += 1;
-    }
-    if n == 0 {
-        return Ok(0);
-    }
-    // SAFETY: the first `n` entries of `hdrs` point at iovecs in `iov`, which point into
-    // the caller's live buffers (`'a`) of the stated lengths, and at addresses in
-    // `names`; sendmmsg only reads them, and the arrays outlive the call.
-    cvt(unsafe { libc::sendmmsg(fd, hdrs.as_mut_ptr(), n as libc::c_uint, libc::MSG_DONTWAIT) })
-        .map(|r| r as usize)
 }
 
 /// Empties the error queue of a socket with `IP_RECVERR` (each failed send leaves an

@@ -37,6 +37,20 @@ fn frame(flow: u16, len: usize, fill: u8) -> Vec<u8> {
     f
 }
 
+/// An echo request (sequence 1, identifier `ident`) from 10.214.0.1 behind our tunnel
+/// to 10.214.0.2, the Linux vxlan device's address, at its MAC.
+fn echo_to_vx0(ident: u16) -> Vec<u8> {
+    build::icmp_echo(
+        MAC_B,
+        MAC_A,
+        Ipv4Addr::new(10, 214, 0, 1),
+        Ipv4Addr::new(10, 214, 0, 2),
+        64,
+        ident,
+        1,
+    )
+}
+
 /// Frames of several sizes and VNIs cross whole, each from the UDP source port of its
 /// flow, through both send paths (copied `push` + `flush`, zero-copy `send_burst`) and
 /// both receive paths (the tunnel's buffers, the worker's packet buffers).
@@ -291,15 +305,7 @@ fn a_linux_vxlan_device_speaks_with_our_tunnel() {
         .expect("packet socket on vx0");
 
     // ours -> vx0: an echo request from 10.214.0.1 (behind our tunnel) to vx0's address
-    let ping = build::icmp_echo(
-        MAC_B,
-        MAC_A,
-        Ipv4Addr::new(10, 214, 0, 1),
-        Ipv4Addr::new(10, 214, 0, 2),
-        64,
-        0x1234,
-        1,
-    );
+    let ping = echo_to_vx0(0x1234);
     assert!(ta.push(eb, 42, source_port(&ping), &ping));
     assert_eq!(ta.flush(), 1, "{:?}", ta.stats());
     let mut seen = None;
@@ -404,15 +410,7 @@ fn tcpdump_decodes_our_packets() {
     }
     assert!(listening, "tcpdump did not start listening");
 
-    let ping = build::icmp_echo(
-        MAC_B,
-        MAC_A,
-        Ipv4Addr::new(10, 214, 0, 1),
-        Ipv4Addr::new(10, 214, 0, 2),
-        64,
-        7,
-        1,
-    );
+    let ping = echo_to_vx0(7);
     let udp = frame(9, 100, 0x44);
     assert!(ta.push(eb, 42, source_port(&ping), &ping));
     assert!(ta.push(eb, 0xab_cdef, source_port(&udp), &udp));

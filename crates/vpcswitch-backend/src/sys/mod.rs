@@ -1,5 +1,6 @@
 //! The Linux floor the backends share: system-call error conversion ([`cvt`]),
-//! socket options ([`setsockopt`], [`getsockopt_int`]), memory mappings ([`Mmap`], and the buffer [`Region`] carved from one), interface
+//! socket options ([`setsockopt`], [`getsockopt_int`]), batches of messages for
+//! `sendmmsg`/`recvmmsg` ([`SendBatch`], [`RecvBatch`]), memory mappings ([`Mmap`], and the buffer [`Region`] carved from one), interface
 //! lookups ([`if_index`], [`interface_mtu`], [`interface_gone`]), and waiting for
 //! device readiness ([`Epoll`], [`EventFd`]).
 //!
@@ -8,9 +9,11 @@
 #![allow(unsafe_code)]
 
 mod mmap;
+mod mmsg;
 mod poll;
 
 pub use mmap::{Mmap, Region, RegionBuf};
+pub use mmsg::{sockaddr_in, Received, RecvBatch, SendBatch, MMSG_MAX};
 pub use poll::{Epoll, EventFd, EPOLL_EVENTS};
 
 use std::ffi::CString;
