@@ -13,10 +13,20 @@
 //! This crate never sees a thread, a file descriptor or a backend: the runtime calls
 //! [`Snapshot::process`] per frame of a burst and acts on the verdict.
 //!
+//! Many hosts (SPEC 10): every host compiles the same network, seen from itself; each
+//! port is [`Location::Local`] or [`Location::Remote`]. The pipeline runs where a frame
+//! enters and decides as one switch would; the runtime sends an output on another
+//! host through a tunnel ([`Snapshot::vni_for`], [`Snapshot::flood_hosts`]). A frame
+//! from a tunnel goes through [`Snapshot::process_tunnel`], which takes it only as
+//! something the sending host's ports could have produced. The contract is in the
+//! `snapshot::overlay` module docs (see [`Location`]).
+//!
 //! # Security intent
 //! Guests are untrusted. Every frame is checked before any table is consulted with its
 //! contents: the source MAC (SPEC 2.2), the source IP (2.3), ARP claims (2.3a, 3.1). A
 //! guest can only claim its own addresses and the VIPs it is bound to.
+//! Another host is trusted as far as its ports are (SPEC 10.3): what it sends
+//! through a tunnel is checked as its ports' own frames would be.
 
 mod flat;
 mod lpm;
@@ -30,8 +40,8 @@ pub use lpm::Lpm;
 pub use pipeline::TraceResult;
 pub use reason::DropReason;
 pub use snapshot::{
-    Budget, Host, PortEntry, RouteTarget, Snapshot, SubnetEntry, UplinkEntry, VipCell, VipEntry,
-    VpcEntry, NO_OWNER,
+    Addr, Budget, HostEntry, Location, PortEntry, RouteTarget, Snapshot, SubnetEntry, UplinkEntry,
+    VipCell, VipEntry, VpcEntry, NO_OWNER,
 };
 pub use trace::{NoTrace, Stage, Trace, Tracer};
 
@@ -43,6 +53,8 @@ pub type SubnetId = u32;
 pub type VpcId = u32;
 /// A VIP's index in one snapshot.
 pub type VipId = u32;
+/// A host's index in one snapshot (its place in `[[hosts]]`, SPEC 10.1).
+pub type HostId = u32;
 
 /// Where a forwarded frame goes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -103,6 +103,30 @@ reasons! {
     /// SPEC 7.1: ARP on the uplink the switch consumed (next-hop learning) or that is
     /// not a request for an EIP.
     UplinkArp = "uplink_arp",
+    /// SPEC 10.3: a tunnel packet from an address that is no other host's endpoint.
+    TunnelUnknownHost = "tunnel_unknown_host",
+    /// SPEC 10.3: a tunnel packet whose VNI is no VPC's.
+    TunnelUnknownVni = "tunnel_unknown_vni",
+    /// SPEC 10.3: a frame from a tunnel whose Ethernet source is none the sending host
+    /// could have produced: not a MAC of a port of the VNI's VPC living on that host,
+    /// not the gateway MAC (a frame it routed, IPv4 only), not the uplink's MAC (with
+    /// the uplink on this host).
+    TunnelSource = "tunnel_source",
+    /// SPEC 10.3: a routed frame from a tunnel whose IPv4 source the sending host's
+    /// ports could not have sent into the VPC (nor, from the uplink's host, an outside
+    /// address to an EIP's target); outbound traffic from an EIP whose target is no
+    /// address of a port on the sending host.
+    TunnelSrcIp = "tunnel_src_ip",
+    /// SPEC 10.3: a routed frame from a tunnel to a port of another VPC than the VNI's,
+    /// or to a port with `src_dst_check` off whose destination address neither is the
+    /// port's nor routes to it.
+    TunnelDst = "tunnel_dst",
+    /// SPEC 10.2, 10.3: a frame from a tunnel whose output is a port on another host:
+    /// never sent into a tunnel again (no transit, no reflection).
+    TunnelTransit = "tunnel_transit",
+    /// SPEC 10.2: a frame from a tunnel, from a port's MAC, sent to the gateway MAC:
+    /// the port's own host routes what it sends.
+    TunnelToGateway = "tunnel_to_gateway",
     /// Runtime: the destination port has no queue on this worker (being added/removed).
     PortDown = "port_down",
     /// Runtime: the destination's transmit queue was full.

@@ -91,6 +91,10 @@ stages! {
     Uplink = "uplink",
     /// SPEC 7.1, 7.2
     Eip = "eip",
+    /// SPEC 10.2, 10.3: a frame from a tunnel
+    Tunnel = "tunnel",
+    /// SPEC 10.1, 10.4: an output to another host, through a tunnel
+    Encap = "encap",
     /// the final verdict
     Verdict = "verdict",
 }

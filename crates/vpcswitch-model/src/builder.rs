@@ -7,8 +7,8 @@ use std::net::Ipv4Addr;
 use std::str::FromStr;
 
 use crate::{
-    BackendSpec, Config, ConfigError, ConfigErrors, Eip, Ipv4Cidr, MacAddr, Peering, Port, Route,
-    Subnet, Uplink, Vip, Vpc,
+    BackendSpec, Config, ConfigError, ConfigErrors, Eip, Host, Ipv4Cidr, MacAddr, Peering, Port,
+    Route, Subnet, Uplink, Vip, Vpc, DEFAULT_TUNNEL_PORT,
 };
 
 /// Builds a [`Config`]; see the module docs.
@@ -86,7 +86,57 @@ impl ConfigBuilder {
         self.cfg.vpcs.push(Vpc {
             name: name.into(),
             cidrs,
+            vni: None,
         });
+        self
+    }
+
+    /// Sets the VNI of the last added VPC (SPEC 10.1).
+    pub fn vni(mut self, vni: u32) -> Self {
+        if let Some(v) = self.cfg.vpcs.last_mut() {
+            v.vni = Some(vni);
+        }
+        self
+    }
+
+    /// A host of the network with its tunnel endpoint address (UDP port 4789).
+    pub fn host(mut self, name: &str, endpoint: &str) -> Self {
+        let endpoint = self.parse_ip(&format!("host \"{name}\""), "endpoint", endpoint);
+        self.cfg.hosts.push(Host {
+            name: name.into(),
+            endpoint,
+            port: DEFAULT_TUNNEL_PORT,
+        });
+        self
+    }
+
+    /// Sets the tunnel UDP port of the last added host.
+    pub fn tunnel_port(mut self, port: u16) -> Self {
+        if let Some(h) = self.cfg.hosts.last_mut() {
+            h.port = port;
+        }
+        self
+    }
+
+    /// The host this switch runs on (`[switch] host`).
+    pub fn local_host(mut self, name: &str) -> Self {
+        self.cfg.switch.host = Some(name.into());
+        self
+    }
+
+    /// Places the last added port on host `name`.
+    pub fn on_host(mut self, name: &str) -> Self {
+        if let Some(p) = self.cfg.ports.last_mut() {
+            p.host = Some(name.into());
+        }
+        self
+    }
+
+    /// Places the uplink on host `name`.
+    pub fn uplink_on_host(mut self, name: &str) -> Self {
+        if let Some(u) = self.cfg.uplink.as_mut() {
+            u.host = Some(name.into());
+        }
         self
     }
 
@@ -131,6 +181,7 @@ impl ConfigBuilder {
             allowed_macs: vec![],
             eip: None,
             backend: BackendSpec::Memory,
+            host: None,
         });
         self
     }
@@ -237,6 +288,7 @@ impl ConfigBuilder {
             next_hop,
             next_hop_mac: None,
             backend: BackendSpec::default(),
+            host: None,
         });
         self
     }

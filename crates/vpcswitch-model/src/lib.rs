@@ -11,10 +11,12 @@
 
 mod builder;
 mod error;
+mod hosts;
 mod validate;
 
 pub use builder::ConfigBuilder;
 pub use error::{ConfigError, ConfigErrors};
+pub use hosts::{derived_vni, Host, DEFAULT_TUNNEL_PORT, MAX_VNI};
 pub use vpcswitch_wire::{Ipv4Cidr, MacAddr};
 
 use serde::{Deserialize, Serialize};
@@ -37,6 +39,10 @@ pub struct Config {
     /// Switch-wide settings.
     #[serde(default)]
     pub switch: SwitchSettings,
+    /// The hosts the network spans (SPEC 10.1), each running one switch; none: one
+    /// host, everything local.
+    #[serde(default)]
+    pub hosts: Vec<Host>,
     /// VPCs.
     #[serde(default)]
     pub vpcs: Vec<Vpc>,
@@ -127,6 +133,10 @@ pub struct SwitchSettings {
     /// per worker (`idle = ["busy_poll", "adaptive"]`). See [`IdlePolicy`].
     #[serde(default)]
     pub idle: IdleSetting,
+    /// The host this switch runs on, one of `[[hosts]]` (the binary's `--host` wins).
+    /// Must be absent without `[[hosts]]`.
+    #[serde(default)]
+    pub host: Option<String>,
 }
 
 /// What a worker does when its queues are empty.
@@ -224,6 +234,7 @@ impl Default for SwitchSettings {
             flood_per_sec: default_flood_rate(),
             metrics: None,
             idle: IdleSetting::default(),
+            host: None,
         }
     }
 }
@@ -236,6 +247,10 @@ pub struct Vpc {
     pub name: String,
     /// one or more IPv4 CIDRs
     pub cidrs: Vec<Ipv4Cidr>,
+    /// the VXLAN network identifier of its tunnel traffic (SPEC 10.1), 1..=16777215,
+    /// unique; default [`derived_vni`] of the name (see [`Config::vnis`])
+    #[serde(default)]
+    pub vni: Option<u32>,
 }
 
 /// `[[subnets]]`
@@ -363,6 +378,9 @@ pub struct Port {
     /// optional EIP for the primary IP (SPEC 7)
     #[serde(default)]
     pub eip: Option<Ipv4Addr>,
+    /// the host it lives on, one of `[[hosts]]` (required with hosts, absent without)
+    #[serde(default)]
+    pub host: Option<String>,
     /// backend binding
     #[serde(default)]
     pub backend: BackendSpec,
@@ -469,6 +487,9 @@ pub struct Uplink {
     /// the next hop's MAC, if it must not be learned (a static neighbour)
     #[serde(default)]
     pub next_hop_mac: Option<MacAddr>,
+    /// the host it lives on, one of `[[hosts]]` (required with hosts, absent without)
+    #[serde(default)]
+    pub host: Option<String>,
     /// backend binding
     #[serde(default)]
     pub backend: BackendSpec,

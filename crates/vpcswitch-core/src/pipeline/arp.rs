@@ -6,7 +6,7 @@
 use vpcswitch_wire::arp::{ArpInfo, OP_REPLY, OP_REQUEST};
 
 use super::{dropped, ip, Frame};
-use crate::snapshot::{Budget, Host};
+use crate::snapshot::{Addr, Budget};
 use crate::{DropReason, Out, Snapshot, Stage, Tracer, Verdict};
 
 impl Snapshot {
@@ -54,12 +54,12 @@ impl Snapshot {
             )
         }
         let claimed = if a.spa != 0 {
-            self.host(p.vpc, a.spa)
+            self.addr(p.vpc, a.spa)
         } else {
             None
         };
         match claimed {
-            Some(Host::Port(q)) if q != p.id => {
+            Some(Addr::Port(q)) if q != p.id => {
                 drop_with!(
                     f.t,
                     Arp,
@@ -68,7 +68,7 @@ impl Snapshot {
                     ip(a.spa)
                 )
             }
-            Some(Host::Gateway(_)) => {
+            Some(Addr::Gateway(_)) => {
                 drop_with!(
                     f.t,
                     Arp,
@@ -77,7 +77,7 @@ impl Snapshot {
                     ip(a.spa)
                 )
             }
-            Some(Host::Vip(v)) if !p.vips.contains(&v) => {
+            Some(Addr::Vip(v)) if !p.vips.contains(&v) => {
                 drop_with!(
                     f.t,
                     Arp,
@@ -112,7 +112,7 @@ impl Snapshot {
         // SPEC 3.1: announcements and replies for a VIP move its owner.
         let is_claim =
             (a.op == OP_REQUEST && a.is_announcement()) || (a.op == OP_REPLY && a.spa != 0);
-        if let (true, Some(Host::Vip(v))) = (is_claim, claimed) {
+        if let (true, Some(Addr::Vip(v))) = (is_claim, claimed) {
             step!(
                 f.t,
                 VipLearn,
@@ -189,10 +189,10 @@ impl Snapshot {
             );
             return self.flood(&mut f);
         }
-        let answer = match self.host(p.vpc, a.tpa) {
-            Some(Host::Gateway(_)) => Some((self.gateway_mac, "the gateway")),
-            Some(Host::Port(q)) => self.port(q).map(|q| (q.mac, q.name.as_str())),
-            Some(Host::Vip(v)) => match self.vip_cell(v).owner().and_then(|o| self.port(o)) {
+        let answer = match self.addr(p.vpc, a.tpa) {
+            Some(Addr::Gateway(_)) => Some((self.gateway_mac, "the gateway")),
+            Some(Addr::Port(q)) => self.port(q).map(|q| (q.mac, q.name.as_str())),
+            Some(Addr::Vip(v)) => match self.vip_cell(v).owner().and_then(|o| self.port(o)) {
                 Some(o) => Some((o.mac, o.name.as_str())),
                 None => {
                     step!(

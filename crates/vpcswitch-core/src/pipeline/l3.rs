@@ -7,7 +7,7 @@ use std::net::Ipv4Addr;
 use vpcswitch_wire::{icmp, Ipv4Packet, MacAddr};
 
 use super::{ip, Frame, Resolved, V4};
-use crate::snapshot::{Host, RouteTarget, VpcEntry};
+use crate::snapshot::{Addr, RouteTarget, VpcEntry};
 use crate::{DropReason, Snapshot, Stage, Tracer, Verdict, VpcId};
 
 impl Snapshot {
@@ -84,9 +84,9 @@ impl Snapshot {
     /// to the owner for the failover timing (a later TTL or destination-check drop
     /// does not undo that; dry runs never count).
     pub(super) fn resolve<T: Tracer>(&self, vpc: VpcId, dst: u32) -> Resolved {
-        match self.host(vpc, dst) {
-            Some(Host::Port(q)) => Resolved::Port(q),
-            Some(Host::Vip(v)) => {
+        match self.addr(vpc, dst) {
+            Some(Addr::Port(q)) => Resolved::Port(q),
+            Some(Addr::Vip(v)) => {
                 let cell = self.vip_cell(v);
                 match cell.owner() {
                     Some(o) => {
@@ -96,7 +96,7 @@ impl Snapshot {
                     None => Resolved::VipNoOwner(v),
                 }
             }
-            Some(Host::Gateway(_)) => Resolved::Gateway,
+            Some(Addr::Gateway(_)) => Resolved::Gateway,
             None => Resolved::Nothing,
         }
     }

@@ -14,6 +14,8 @@
 //! - `l3`: routing (5.1–5.5)
 //! - `answer`: what the switch sends instead of a dropped frame (5.2, 5.5, 5.6, 5.7)
 //! - `uplink`: the outside network (7.x)
+//! - `tunnel`: frames from another host (10.2, 10.3), and what the trace says about
+//!   outputs to other hosts (10.1, 10.4)
 //!
 //! This file holds what every stage shares: the per-frame context ([`Frame`]), the
 //! trace macros, the side effects (the only code that changes learned state or spends
@@ -72,6 +74,7 @@ mod arp;
 mod ingress;
 mod l2;
 mod l3;
+mod tunnel;
 mod uplink;
 
 /// One frame on its way through the pipeline: what every stage needs, in one place.
@@ -249,6 +252,11 @@ impl Snapshot {
     /// `buf` is the whole packet buffer and `*len` the frame length in it; the frame may
     /// be rewritten in place and `*len` changed (answers the switch makes). The verdict
     /// says where the buffer's frame goes. Never panics, never allocates.
+    ///
+    /// `in_port` is a port on this host (frames from other hosts go through
+    /// [`Self::process_tunnel`]). An output on another host is the runtime's to send
+    /// through a tunnel (see [`crate::Location`]); with a recording tracer, the trace
+    /// says so (an `encap` step).
     #[inline]
     pub fn process<T: Tracer>(
         &self,
@@ -280,23 +288,39 @@ impl Snapshot {
             len,
             src_mac: c.src,
             dst_mac: c.dst,
-            t,
+            t: &mut *t,
         };
-        if port.is_uplink {
+        let v = if port.is_uplink {
             self.uplink_ingress(f.hand_on(), c.l3)
         } else {
             self.ingress(f, c.l3)
+        };
+        if T::ON {
+            self.note_encap(in_port, v, t);
         }
+        v
     }
 
     /// Traces one frame: a dry run of [`Self::process`] (no learned state, budget or
     /// timing changes) that records every step.
     pub fn trace(&self, now_ns: u64, in_port: PortId, frame: &[u8]) -> TraceResult {
+        self.dry_run(frame, |buf, len, t| {
+            self.process(&Ctx::at(now_ns), in_port, buf, len, t)
+        })
+    }
+
+    /// A dry run of one frame through `run` (the pipeline given the buffer, the frame's
+    /// length and a recording tracer), with its verdict in words as the last step.
+    fn dry_run(
+        &self,
+        frame: &[u8],
+        run: impl FnOnce(&mut [u8], &mut usize, &mut Trace) -> Verdict,
+    ) -> TraceResult {
         let mut buf = vec![0u8; frame.len().max(2048)];
         buf[..frame.len()].copy_from_slice(frame);
         let mut len = frame.len();
         let mut t = Trace::default();
-        let verdict = self.process(&Ctx::at(now_ns), in_port, &mut buf, &mut len, &mut t);
+        let verdict = run(&mut buf, &mut len, &mut t);
         let output = match verdict {
             Verdict::Drop(_) => Vec::new(),
             _ => buf[..len].to_vec(),
@@ -327,7 +351,14 @@ impl Snapshot {
     /// A readable name for an output.
     pub fn out_name(&self, o: Out) -> String {
         match o {
-            Out::Port(p) => format!("port {}", self.port(p).map_or("?", |p| p.name.as_str())),
+            Out::Port(p) => match self.location(p) {
+                Some(crate::Location::Remote(h)) => format!(
+                    "port {} on host {}",
+                    self.port(p).map_or("?", |p| p.name.as_str()),
+                    self.host(h).map_or("?", |h| h.name.as_str())
+                ),
+                _ => format!("port {}", self.port(p).map_or("?", |p| p.name.as_str())),
+            },
             Out::Flood(s) => format!(
                 "subnet {} (flood)",
                 self.subnets

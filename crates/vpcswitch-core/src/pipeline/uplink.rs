@@ -1,15 +1,19 @@
 //! The outside network: SPEC 7.1 (inbound to an EIP, ARP for EIPs), 7.2 (outbound from
 //! an address with an EIP, the next hop's MAC), 7.3 (what the outside may not send,
 //! ARP budgets per purpose), 7.4 (what never leaves).
+//!
+//! With the uplink on another host (SPEC 10.2), outbound traffic is translated and
+//! routed here and sent to the uplink's host, which resolves the next hop's MAC (only
+//! it hears the next hop's ARP): [`Snapshot::uplink_next_hop`].
 
 use vpcswitch_wire::arp::{self, ArpInfo, OP_REQUEST};
 use vpcswitch_wire::nat::{self, Side};
-use vpcswitch_wire::{MacKey, L3};
+use vpcswitch_wire::{MacAddr, MacKey, L3};
 
 use super::arp::op_name;
 use super::{ip, is_martian, Frame, Resolved, V4};
 use crate::snapshot::{Budget, UplinkEntry};
-use crate::{DropReason, Out, Snapshot, Stage, Tracer, Verdict};
+use crate::{DropReason, Location, Out, Snapshot, Stage, Tracer, Verdict};
 
 impl Snapshot {
     /// SPEC 7.2: a packet routed to the uplink. Its source must have an EIP; it leaves
@@ -52,34 +56,62 @@ impl Snapshot {
         if let Err(v) = self.ttl_ok(f, self.gateway_of(p.subnet), v4) {
             return v;
         }
-        let Some(nh_mac) = self.next_hop_mac() else {
-            let (mac, spa, tpa) = (u.mac, u.arp_src, u.next_hop);
-            return self.drop_and_answer(
-                f,
-                DropReason::NextHopUnresolved,
-                Out::Port(u.port),
-                |b, _| arp::emit_request(b, mac, spa, tpa),
-                Stage::Uplink,
-                format_args!(
-                    "next hop {} not resolved: dropped, ARP request sent on {} (SPEC 7.2)",
-                    ip(u.next_hop),
-                    self.port(u.port).map_or("?", |q| q.name.as_str())
-                ),
-            );
+        let remote = self.location(u.port) != Some(Location::Local);
+        // SPEC 10.2: the uplink's host fills in the next hop's MAC
+        let nh_mac = if remote {
+            MacAddr::ZERO
+        } else {
+            match self.uplink_next_hop(f, u) {
+                Ok(m) => m,
+                Err(v) => return v,
+            }
         };
         let partial = f.ctx.csum_partial;
         nat::translate(f.ipv4_bytes_mut(), Side::Src, eip, partial);
         f.rewrite_routed(u.mac, nh_mac);
-        step!(
-            f.t,
-            Eip,
-            "source {} translated to EIP {}, to next hop {} ({}) (SPEC 7.2)",
-            ip(v4.src),
-            ip(eip),
-            ip(u.next_hop),
-            nh_mac
-        );
+        if T::ON {
+            let nh: &dyn std::fmt::Display = if remote {
+                &"its MAC filled in by the uplink's host"
+            } else {
+                &nh_mac
+            };
+            f.t.step(
+                Stage::Eip,
+                format_args!(
+                    "source {} translated to EIP {}, to next hop {} ({nh}) (SPEC 7.2)",
+                    ip(v4.src),
+                    ip(eip),
+                    ip(u.next_hop),
+                ),
+            );
+        }
         Verdict::Forward(Out::Port(u.port))
+    }
+
+    /// SPEC 7.2: the next hop's MAC, once learned. Unknown: the frame is dropped and the
+    /// switch ARPs for the next hop on the uplink instead (`Err`, within the answer
+    /// budget of the frame's port).
+    pub(super) fn uplink_next_hop<T: Tracer>(
+        &self,
+        f: &mut Frame<'_, T>,
+        u: &UplinkEntry,
+    ) -> Result<MacAddr, Verdict> {
+        if let Some(m) = self.next_hop_mac() {
+            return Ok(m);
+        }
+        let (mac, spa, tpa) = (u.mac, u.arp_src, u.next_hop);
+        Err(self.drop_and_answer(
+            f,
+            DropReason::NextHopUnresolved,
+            Out::Port(u.port),
+            |b, _| arp::emit_request(b, mac, spa, tpa),
+            Stage::Uplink,
+            format_args!(
+                "next hop {} not resolved: dropped, ARP request sent on {} (SPEC 7.2)",
+                ip(u.next_hop),
+                self.port(u.port).map_or("?", |q| q.name.as_str())
+            ),
+        ))
     }
 
     /// SPEC 7.1: a frame received on the uplink. Only ARP (answered for EIPs; the next

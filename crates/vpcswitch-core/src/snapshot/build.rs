@@ -2,30 +2,57 @@
 //! steps over a validated configuration whose names are resolved once ([`Names`]).
 
 use hashbrown::HashMap;
-use vpcswitch_model::{Config, ConfigErrors, Ipv4Cidr, Peering, RouteTarget as CfgTarget};
+use vpcswitch_model::{
+    Config, ConfigError, ConfigErrors, Ipv4Cidr, Peering, RouteTarget as CfgTarget,
+};
 
 use super::learned::Learned;
+use super::overlay::{Location, Overlay, OverlayInput};
 use super::{
-    host_key, Host, PortEntry, RouteTarget, Snapshot, SubnetEntry, UplinkEntry, VipEntry, VpcEntry,
+    addr_key, Addr, PortEntry, RouteTarget, Snapshot, SubnetEntry, UplinkEntry, VipEntry, VpcEntry,
 };
-use crate::{FlatMap, Lpm, PortId, SubnetId, VipId, VpcId};
+use crate::{FlatMap, HostId, Lpm, PortId, SubnetId, VipId, VpcId};
 
 impl Snapshot {
     /// Validates `cfg` and compiles it. With `prev` (the running snapshot), port ids
     /// are kept by name and learned VIP owners are carried over where the owner is
     /// still bound (SPEC 3.2); the generation is `prev.generation + 1`.
+    ///
+    /// With `[[hosts]]`, the snapshot is the network seen from the local host
+    /// (`[switch] host`, see [`Config::with_local_host`]), which must be named.
     pub fn compile(cfg: &Config, prev: Option<&Snapshot>) -> Result<Snapshot, ConfigErrors> {
         cfg.validate()?;
+        if !cfg.hosts.is_empty() && cfg.local_host().is_none() {
+            return Err(ConfigErrors(vec![ConfigError::new(
+                "switch",
+                "host",
+                "with [[hosts]], the switch must know which host it runs on: set \
+                 [switch] host or pass --host",
+            )]));
+        }
         let names = Names::new(cfg, prev);
         let nports = names.port_slots();
         let mut subnets = names.subnets();
-        let vips = names.vips();
+        let mut vips = names.vips();
         let ports = names.ports(&mut subnets, &vips, nports);
-        let vpcs = names.route_tables(&subnets);
+        let vnis = cfg.vnis();
+        let vpcs = names.route_tables(&subnets, &vnis);
         let eips = names.eips(&subnets);
         let uplink = names.uplink(ports.uplink, &eips.0);
-        let mut hosts = host_addresses(&subnets, &vips);
-        hosts.extend(ports.hosts);
+        let mut addrs = gateway_and_vip_addrs(&subnets, &vips);
+        addrs.extend(ports.addrs);
+        let overlay = Overlay::build(
+            &OverlayInput {
+                cfg,
+                local: names.local,
+                ports: &ports.ports,
+                vpcs: &names.vpcs,
+                vnis: &vnis,
+                eips: &eips.0,
+            },
+            &mut subnets,
+            &mut vips,
+        );
         Ok(Snapshot {
             generation: prev.map_or(1, |p| p.generation + 1),
             config: cfg.clone(),
@@ -41,7 +68,8 @@ impl Snapshot {
             eip_out: FlatMap::new(eips.1),
             port_by_name: names.ports,
             mac_table: FlatMap::new(ports.macs),
-            hosts: FlatMap::new(hosts),
+            addrs: FlatMap::new(addrs),
+            overlay,
         })
     }
 }
@@ -55,6 +83,10 @@ struct Names<'c> {
     vpcs: HashMap<&'c str, VpcId>,
     subnets: HashMap<&'c str, SubnetId>,
     peerings: HashMap<&'c str, &'c Peering>,
+    /// hosts by name (empty without `[[hosts]]`)
+    hosts: HashMap<&'c str, HostId>,
+    /// this switch's host
+    local: Option<HostId>,
 }
 
 /// The port tables, made in one pass over the configured ports.
@@ -63,8 +95,8 @@ struct Ports {
     ports: Vec<Option<PortEntry>>,
     /// (MAC key, port): primary and allowed extra MACs
     macs: Vec<(u64, PortId)>,
-    /// ((VPC, fixed IP) key, host)
-    hosts: Vec<(u64, Host)>,
+    /// ((VPC, fixed IP) key, address)
+    addrs: Vec<(u64, Addr)>,
     /// the uplink's id
     uplink: Option<PortId>,
 }
@@ -74,7 +106,10 @@ type Eips = (Vec<(u64, (VpcId, u32))>, Vec<(u64, u32)>);
 
 impl<'c> Names<'c> {
     fn new(cfg: &'c Config, prev: Option<&Snapshot>) -> Names<'c> {
+        let hosts = index(cfg.hosts.iter().map(|h| h.name.as_str()));
         Names {
+            local: cfg.local_host().and_then(|h| hosts.get(h).copied()),
+            hosts,
             cfg,
             ports: port_ids(cfg, prev),
             vpcs: index(cfg.vpcs.iter().map(|v| v.name.as_str())),
@@ -103,6 +138,8 @@ impl<'c> Names<'c> {
                 cidr: Ipv4Cidr::new(s.cidr.network(), s.cidr.len()).unwrap_or(s.cidr),
                 gateway: u32::from(s.gateway_ip()),
                 ports: Box::new([]),
+                local_ports: Box::new([]),
+                hosts: Box::new([]),
             })
             .collect()
     }
@@ -116,6 +153,8 @@ impl<'c> Names<'c> {
                 subnet: self.subnets[v.subnet.as_str()],
                 ip: u32::from(v.ip),
                 ports: v.ports.iter().map(|p| self.ports[p.as_str()]).collect(),
+                local_ports: Box::new([]),
+                hosts: Box::new([]),
             })
             .collect()
     }
@@ -124,7 +163,7 @@ impl<'c> Names<'c> {
     fn ports(&self, subnets: &mut [SubnetEntry], vips: &[VipEntry], nports: usize) -> Ports {
         let mut ports: Vec<Option<PortEntry>> = vec![None; nports];
         let mut flood: Vec<Vec<PortId>> = vec![Vec::new(); subnets.len()];
-        let (mut macs, mut hosts) = (Vec::new(), Vec::new());
+        let (mut macs, mut addrs) = (Vec::new(), Vec::new());
         for p in &self.cfg.ports {
             let id = self.ports[p.name.as_str()];
             let subnet = self.subnets[p.subnet.as_str()];
@@ -135,7 +174,7 @@ impl<'c> Names<'c> {
                 .collect();
             let mut allowed: Vec<u32> = ips.to_vec();
             allowed.extend(bound.iter().map(|&v| vips[v as usize].ip));
-            hosts.extend(ips.iter().map(|ip| (host_key(vpc, *ip), Host::Port(id))));
+            addrs.extend(ips.iter().map(|ip| (addr_key(vpc, *ip), Addr::Port(id))));
             macs.push((p.mac.key(), id));
             macs.extend(p.allowed_macs.iter().map(|m| (m.key(), id)));
             flood[subnet as usize].push(id);
@@ -151,6 +190,7 @@ impl<'c> Names<'c> {
                 vips: bound.into_boxed_slice(),
                 src_dst_check: p.src_dst_check,
                 is_uplink: false,
+                location: self.location(p.host.as_deref()),
             });
         }
         let uplink = self.cfg.uplink.as_ref().map(|u| {
@@ -167,6 +207,7 @@ impl<'c> Names<'c> {
                 vips: Box::new([]),
                 src_dst_check: false,
                 is_uplink: true,
+                location: self.location(u.host.as_deref()),
             });
             id
         });
@@ -176,13 +217,21 @@ impl<'c> Names<'c> {
         Ports {
             ports,
             macs,
-            hosts,
+            addrs,
             uplink,
         }
     }
 
-    /// Each VPC's route table: its routes, then its subnets' local routes.
-    fn route_tables(&self, subnets: &[SubnetEntry]) -> Vec<VpcEntry> {
+    /// Where a port on host `host` lives, seen from this switch's host.
+    fn location(&self, host: Option<&str>) -> Location {
+        match host.and_then(|h| self.hosts.get(h)) {
+            Some(&h) if Some(h) != self.local => Location::Remote(h),
+            _ => Location::Local,
+        }
+    }
+
+    /// Each VPC's route table (its routes, then its subnets' local routes) and VNI.
+    fn route_tables(&self, subnets: &[SubnetEntry], vnis: &[u32]) -> Vec<VpcEntry> {
         self.cfg
             .vpcs
             .iter()
@@ -201,6 +250,7 @@ impl<'c> Names<'c> {
                 VpcEntry {
                     name: v.name.clone(),
                     routes: Lpm::new(entries),
+                    vni: vnis.get(vi).copied().unwrap_or(0),
                 }
             })
             .collect()
@@ -234,7 +284,7 @@ impl<'c> Names<'c> {
                     .map_or(0, |&s| subnets[s as usize].vpc);
                 let (public, private) = (u32::from(x.ip), u32::from(private));
                 eip_in.push((u64::from(public), (vpc, private)));
-                eip_out.push((host_key(vpc, private), public));
+                eip_out.push((addr_key(vpc, private), public));
             }
         }
         (eip_in, eip_out)
@@ -288,15 +338,15 @@ fn index<'c>(names: impl Iterator<Item = &'c str>) -> HashMap<&'c str, u32> {
 }
 
 /// The host table's gateways and VIPs (the ports' fixed IPs follow).
-fn host_addresses(subnets: &[SubnetEntry], vips: &[VipEntry]) -> Vec<(u64, Host)> {
+fn gateway_and_vip_addrs(subnets: &[SubnetEntry], vips: &[VipEntry]) -> Vec<(u64, Addr)> {
     let gateways = subnets
         .iter()
         .enumerate()
-        .map(|(s, sub)| (host_key(sub.vpc, sub.gateway), Host::Gateway(s as SubnetId)));
+        .map(|(s, sub)| (addr_key(sub.vpc, sub.gateway), Addr::Gateway(s as SubnetId)));
     let vips = vips.iter().enumerate().map(|(vi, v)| {
         (
-            host_key(subnets[v.subnet as usize].vpc, v.ip),
-            Host::Vip(vi as VipId),
+            addr_key(subnets[v.subnet as usize].vpc, v.ip),
+            Addr::Vip(vi as VipId),
         )
     });
     gateways.chain(vips).collect()

@@ -8,7 +8,9 @@
 //! - this file: the compiled tables and their lookups;
 //! - `build`: [`Snapshot::compile`], as small named steps;
 //! - `learned`: the learned state beside the tables (VIP owners, the next hop's MAC,
-//!   budgets), shared by every worker through atomics.
+//!   budgets), shared by every worker through atomics;
+//! - `overlay`: the hosts a network spans (SPEC 10): where each port lives, VNIs, whom
+//!   floods are replicated to, and what each host could have sent through a tunnel.
 
 use std::net::Ipv4Addr;
 
@@ -16,13 +18,16 @@ use hashbrown::HashMap;
 use vpcswitch_model::{Config, Ipv4Cidr, MacAddr};
 use vpcswitch_wire::MacKey;
 
-use crate::{FlatMap, Lpm, PortId, SubnetId, VipId, VpcId};
+use crate::{FlatMap, HostId, Lpm, PortId, SubnetId, VipId, VpcId};
 
 mod build;
 mod learned;
+mod overlay;
 
 use learned::Learned;
 pub use learned::{Budget, VipCell, NO_OWNER};
+use overlay::Overlay;
+pub use overlay::{HostEntry, Location};
 
 /// One port (an ECS vNIC, or the uplink).
 #[derive(Debug, Clone)]
@@ -49,6 +54,8 @@ pub struct PortEntry {
     pub src_dst_check: bool,
     /// true for the uplink port
     pub is_uplink: bool,
+    /// the host it lives on (SPEC 10.1)
+    pub location: Location,
 }
 
 impl PortEntry {
@@ -81,8 +88,13 @@ pub struct SubnetEntry {
     pub cidr: Ipv4Cidr,
     /// gateway address, host order
     pub gateway: u32,
-    /// ports in the subnet, in configuration order (flood list)
+    /// ports in the subnet on every host, in configuration order
     pub ports: Box<[PortId]>,
+    /// the ports of `ports` on this host: where a flood is delivered here (SPEC 4.1)
+    pub local_ports: Box<[PortId]>,
+    /// the other hosts a flood from this host is replicated to, once each (SPEC 10.4,
+    /// 10.5): see [`Snapshot::flood_hosts`]
+    pub hosts: Box<[HostId]>,
 }
 
 /// What a route points at, resolved.
@@ -105,6 +117,8 @@ pub struct VpcEntry {
     pub name: String,
     /// its route table, local routes included
     pub routes: Lpm<RouteTarget>,
+    /// the VNI of its tunnel traffic (SPEC 10.1)
+    pub vni: u32,
 }
 
 /// One VIP.
@@ -116,13 +130,19 @@ pub struct VipEntry {
     pub subnet: SubnetId,
     /// address, host order
     pub ip: u32,
-    /// bound ports
+    /// bound ports on every host
     pub ports: Box<[PortId]>,
+    /// the bound ports on this host
+    pub local_ports: Box<[PortId]>,
+    /// the other hosts with bound ports (SPEC 3.4: ARP for the VIP while it has no
+    /// owner goes to them)
+    pub hosts: Box<[HostId]>,
 }
 
-/// A local address of a VPC.
+/// A local address of a VPC (an address in one of its subnets: "local" as in the
+/// implicit local routes, whatever host the port lives on).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Host {
+pub enum Addr {
     /// a port's fixed IP
     Port(PortId),
     /// a VIP
@@ -177,11 +197,13 @@ pub struct Snapshot {
     port_by_name: HashMap<String, PortId>,
     /// keyed by [`MacAddr::key`]
     mac_table: FlatMap<PortId>,
-    hosts: FlatMap<Host>,
+    addrs: FlatMap<Addr>,
+    /// the hosts, and what each may send through a tunnel
+    overlay: Overlay,
 }
 
 #[inline]
-fn host_key(vpc: VpcId, ip: u32) -> u64 {
+fn addr_key(vpc: VpcId, ip: u32) -> u64 {
     (u64::from(vpc) << 32) | u64::from(ip)
 }
 
@@ -202,7 +224,7 @@ impl Snapshot {
     /// SPEC 7.2: the EIP of private address `ip` in VPC `vpc`.
     #[inline]
     pub fn eip_of(&self, vpc: VpcId, ip: u32) -> Option<u32> {
-        self.eip_out.get(host_key(vpc, ip))
+        self.eip_out.get(addr_key(vpc, ip))
     }
 
     /// The port with id `id`.
@@ -225,8 +247,8 @@ impl Snapshot {
     }
     /// The local address `ip` of VPC `vpc`.
     #[inline]
-    pub fn host(&self, vpc: VpcId, ip: u32) -> Option<Host> {
-        self.hosts.get(host_key(vpc, ip))
+    pub fn addr(&self, vpc: VpcId, ip: u32) -> Option<Addr> {
+        self.addrs.get(addr_key(vpc, ip))
     }
     /// The VIP named `name`.
     pub fn vip_id(&self, name: &str) -> Option<VipId> {

@@ -10,6 +10,7 @@ use crate::{
 };
 
 mod backend;
+mod hosts;
 
 use backend::backend_problems;
 
@@ -115,6 +116,7 @@ impl Config {
         let mut e = Errs(Vec::new());
         let sw = &self.switch;
         self.validate_switch(&mut e);
+        self.validate_hosts(&mut e);
 
         // VPCs
         let vpc_names = dup_names(&mut e, "vpc", self.vpcs.iter().map(|v| v.name.as_str()));
@@ -216,24 +218,32 @@ impl Config {
                     .map(|s| (s.vpc.as_str(), v.ip))
             })
             .collect();
-        // a device is its name in its namespace: TAPs in different guests' namespaces
-        // may share a name
-        let mut ifnames: HashMap<(Option<PathBuf>, &str), String> = HashMap::new();
+        // a device is its name in its namespace on its host: TAPs in different guests'
+        // namespaces, and ports on different hosts, may share a name
+        let mut ifnames: HashMap<(Option<&str>, Option<PathBuf>, &str), String> = HashMap::new();
         let backends = self
             .ports
             .iter()
-            .map(|p| (format!("port \"{}\"", p.name), &p.backend))
-            .chain(
-                self.uplink
-                    .iter()
-                    .map(|u| (format!("uplink \"{}\"", u.name), &u.backend)),
-            );
-        for (obj, b) in backends {
+            .map(|p| {
+                (
+                    format!("port \"{}\"", p.name),
+                    &p.backend,
+                    p.host.as_deref(),
+                )
+            })
+            .chain(self.uplink.iter().map(|u| {
+                (
+                    format!("uplink \"{}\"", u.name),
+                    &u.backend,
+                    u.host.as_deref(),
+                )
+            }));
+        for (obj, b, host) in backends {
             for rule in backend_problems(b) {
                 e.push(obj.clone(), "backend", rule);
             }
             if let Some(ifn) = b.ifname() {
-                let key = (b.netns().map(crate::netns_path), ifn);
+                let key = (host, b.netns().map(crate::netns_path), ifn);
                 if let Some(other) = ifnames.get(&key) {
                     let place = match b.netns() {
                         Some(ns) => format!(" in network namespace {ns}"),
