@@ -483,6 +483,7 @@ impl Worker {
                 }
             };
             ctx.csum_partial = buf.offload.needs_csum();
+            ctx.gso = buf.offload.is_gso();
             let (data, len) = buf.parts_mut();
             match snap.process(ctx, pid, data, len, &mut NoTrace) {
                 Verdict::Forward(out) => {
