@@ -4,7 +4,7 @@
 //!
 //! ```text
 //! vpcswitch-overlay-bench [--runs 3] [--secs 3] [--only a,b] [--write-docs] [--smoke] [--verbose]
-//!                         [--guests host|other|any]
+//!                         [--guests host|other|any] [--offloads on|off]
 //! ```
 //!
 //! For each run, and in each run for each contender in turn (in reverse order on even
@@ -145,6 +145,30 @@ impl Placement {
     }
 }
 
+/// How the guests are set up (`--guests`, `--offloads`), the same for every contender.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Setup {
+    placement: Placement,
+    /// guest checksum and segmentation offloads (veth's and TAP's defaults) on
+    offloads: bool,
+}
+
+impl Setup {
+    /// For the table.
+    fn describe(self) -> String {
+        format!(
+            "{} (`--guests {}`); guest offloads {}",
+            self.placement.describe(),
+            self.placement.name(),
+            if self.offloads {
+                "on (veth's and TAP's defaults: checksum, TSO, GSO)"
+            } else {
+                "off (`ethtool -K eth0 tx off tso off gso off` in each guest, `--offloads off`)"
+            }
+        )
+    }
+}
+
 /// Host `h`'s underlay address, the tunnel endpoint.
 fn host_ip(h: usize) -> String {
     format!("192.0.2.{h}")
@@ -265,7 +289,7 @@ struct Topo {
     lab: Lab,
     /// the switches' processes (vpcswitch contenders), h1's first
     switches: Vec<u32>,
-    placement: Placement,
+    setup: Setup,
 }
 
 impl Topo {
@@ -281,7 +305,7 @@ impl Topo {
             ns: self.ns(name),
             ip,
             mac,
-            cpus: self.placement.cpus(h),
+            cpus: self.setup.placement.cpus(h),
         }
     }
     /// Runs shell command `cmd` in namespace `ns`.
@@ -294,8 +318,11 @@ impl Topo {
         self.on(
             &ns,
             &format!("ip link set eth0 address {mac} mtu {GUEST_MTU} && ip addr add {ip}/24 dev eth0 && ip link set eth0 up"),
-        )
-        .map(drop)
+        )?;
+        if !self.setup.offloads {
+            self.on(&ns, "ethtool -K eth0 tx off tso off gso off")?;
+        }
+        Ok(())
     }
 }
 
@@ -370,14 +397,14 @@ fn start_switch(t: &mut Topo, bin: &Path, h: usize, cfg: &str) -> Result<(), Str
 }
 
 /// Builds the underlay, the two hosts and the guests joined by contender `c`.
-fn build(c: Contender, run: usize, placement: Placement, bin: &Path) -> Result<Topo, String> {
+fn build(c: Contender, run: usize, setup: Setup, bin: &Path) -> Result<Topo, String> {
     let tag = format!("ob{}{run}{}", std::process::id() % 10_000, c as u8);
     let dir = std::env::temp_dir().join(format!("vpcswitch-overlay-bench-{tag}"));
     let mut t = Topo {
         tag,
         lab: Lab::new(dir)?,
         switches: vec![],
-        placement,
+        setup,
     };
     let ul = t.ns("ul");
     new_ns(&mut t.lab, &ul)?;
@@ -588,7 +615,7 @@ const IDLE_SECS: u64 = 2;
 #[derive(Debug, Clone, Copy)]
 struct Opts<'a> {
     secs: u64,
-    placement: Placement,
+    setup: Setup,
     verbose: bool,
     bin: &'a Path,
     gen: &'a Path,
@@ -597,12 +624,12 @@ struct Opts<'a> {
 fn measure(c: Contender, run: usize, o: Opts, r: &mut Results) -> Result<(), String> {
     let Opts {
         secs,
-        placement,
+        setup,
         verbose,
         bin,
         gen,
     } = o;
-    let t = build(c, run, placement, bin)?;
+    let t = build(c, run, setup, bin)?;
     let (a, b, cg) = (t.guest("a"), t.guest("b"), t.guest("c"));
     // after each phase: the counters (--verbose), and a stop when a signal came
     let phase = |name: &str| {
@@ -689,14 +716,13 @@ fn table(
     contenders: &[Contender],
     runs: usize,
     secs: u64,
-    placement: Placement,
+    setup: Setup,
     before: f64,
 ) -> String {
     let mut s = format!(
-        "{runs} run(s) of {secs} s per measurement, contenders alternating within each run (reversed on even runs); {}; {} (`--guests {}`); the machine was {before:.0}% busy (of a core) in the 2 s before the first run, which the machine CPU columns include.\nMedian (min–max); ratio: median against linux-vxlan's (for RTT and CPU, lower is better). a → b crosses the hosts, a → c stays on h1.\n",
+        "{runs} run(s) of {secs} s per measurement, contenders alternating within each run (reversed on even runs); {}; {}; the machine was {before:.0}% busy (of a core) in the 2 s before the first run, which the machine CPU columns include.\nMedian (min–max); ratio: median against linux-vxlan's (for RTT and CPU, lower is better). a → b crosses the hosts, a → c stays on h1.\n",
         machine(),
-        placement.describe(),
-        placement.name()
+        setup.describe(),
     );
     let part = |s: &mut String, metrics: &[Metric], setup: bool| {
         let mut cols = vec!["contender"];
@@ -774,7 +800,7 @@ fn table(
 
 const USAGE: &str =
     "usage: vpcswitch-overlay-bench [--runs N] [--secs S] [--only NAME,...] [--write-docs] [--smoke] [--verbose]
-       [--guests host|other|any]
+       [--guests host|other|any] [--offloads on|off]
 needs root; contenders: ";
 
 fn main() {
@@ -785,7 +811,7 @@ fn main() {
     }
     let args = Args::parse(
         &["--smoke", "--write-docs", "--verbose"],
-        &["--runs", "--secs", "--only", "--guests"],
+        &["--runs", "--secs", "--only", "--guests", "--offloads"],
     );
     let (flag, value) = (|f: &str| args.flag(f), |f: &str| args.value(f));
     let (runs, secs) = if flag("--smoke") {
@@ -828,9 +854,21 @@ fn main() {
             .find(|p| p.name() == v)
             .unwrap_or_else(|| die("--guests: host, other or any"))
     });
+    let offloads = match value("--offloads").as_deref() {
+        None | Some("on") => true,
+        Some("off") => false,
+        Some(_) => die("--offloads: on or off"),
+    };
+    if !offloads && !have("ethtool") {
+        die("missing ethtool (for --offloads off): apt-get install ethtool");
+    }
+    let setup = Setup {
+        placement,
+        offloads,
+    };
     let opts = Opts {
         secs,
-        placement,
+        setup,
         verbose: flag("--verbose"),
         bin: &bin,
         gen: &gen,
@@ -863,7 +901,7 @@ fn main() {
             }
         }
     }
-    let body = table(&results, &contenders, runs, secs, placement, before);
+    let body = table(&results, &contenders, runs, secs, setup, before);
     println!("{body}");
     if interrupted() {
         die("interrupted (what it built is removed); nothing written");
@@ -890,6 +928,11 @@ fn main() {
 mod tests {
     use super::*;
 
+    const SETUP: Setup = Setup {
+        placement: Placement::Host,
+        offloads: true,
+    };
+
     /// Every contender's applicable metrics; linux-vxlan's values 10, vpcswitch's 5 (TCP
     /// at half, pps at half: both targets missed), except pps of the TAP contender at 20
     /// (met).
@@ -912,7 +955,7 @@ mod tests {
 
     #[test]
     fn table_has_every_contender_column_and_target() {
-        let t = table(&results(), &Contender::ALL, 1, 1, Placement::Host, 0.0);
+        let t = table(&results(), &Contender::ALL, 1, 1, SETUP, 0.0);
         for c in Contender::ALL {
             assert_eq!(
                 t.lines()
@@ -962,10 +1005,10 @@ mod tests {
     fn missing_values_fail_and_linux_alone_has_no_targets() {
         let mut r = results();
         r.remove(&(Contender::AfPacket, Metric::Tcp4));
-        let t = table(&r, &Contender::ALL, 1, 1, Placement::Host, 0.0);
+        let t = table(&r, &Contender::ALL, 1, 1, SETUP, 0.0);
         assert_eq!(t.matches("failed").count(), 1, "{t}");
         assert!(!t.contains("vpcswitch-af_packet TCP 4 flows"), "{t}");
-        let t = table(&r, &[Contender::LinuxVxlan], 1, 1, Placement::Any, 0.0);
+        let t = table(&r, &[Contender::LinuxVxlan], 1, 1, SETUP, 0.0);
         assert!(!t.contains("Targets"), "{t}");
     }
 
