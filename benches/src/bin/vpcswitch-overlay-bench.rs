@@ -18,16 +18,17 @@
 //! ```
 //!
 //! Each guest has `eth0` (MTU 1450: the underlay's 1500 minus VXLAN's 50, SPEC 10.6;
-//! offloads on, as veth and TAP give them), one subnet 10.9.0.0/24, VNI 100. Contenders:
+//! offloads on, as veth and TAP give them, or off with `--offloads off`), one subnet
+//! 10.9.0.0/24, VNI 100. Contenders:
 //!
 //! * `linux-vxlan`: in each host a Linux bridge with the guests' host-side veths (MTU
 //!   1450) and a `vxlan` device (`id 100 local <ul0> dstport 4789 nolearning dev ul0`),
 //!   a static fdb: the other host as flood destination (all-zero MAC: ARP, broadcast) and
 //!   each guest of the other host by MAC;
-//! * `vpcswitch-af_packet`: one `vpcswitch run` per host namespace, on the same network
-//!   file but for its `[switch] host` (a file per host, as `vpcswitch run` has no `--host`
-//!   flag on this branch), one worker (`pin_workers`, `idle = "adaptive"`), the guests'
-//!   host-side veths (MTU 1500, the switch's end) as `af_packet` ports;
+//! * `vpcswitch-af_packet`: one `vpcswitch run` per host namespace, each on the same
+//!   network file but for its `[switch] host` (a file per host that differs in that line
+//!   and the control socket only), one worker (`pin_workers`, `idle = "adaptive"`), the
+//!   guests' host-side veths (MTU 1500, the switch's end) as `af_packet` ports;
 //! * `vpcswitch-tap`: the same with `tap` ports created by the switch inside the guests'
 //!   namespaces (`netns`), named `eth0` there.
 //!
@@ -38,6 +39,8 @@
 //! bridge and vxlan work in softirq wherever the packet is sent from, that is mostly on
 //! the sender's CPU (veth hands a frame to the next namespace on the same CPU), so for
 //! a → b Linux forwards on CPU 0 all the way to b's socket, and b's iperf3 reads on CPU 1.
+//! `--guests other` puts each guest's programs on the other host's CPU instead, `--guests
+//! any` on both CPUs (the scheduler's choice); the switches stay where they are.
 //!
 //! Measured, a → b across the hosts unless said otherwise:
 //!
