@@ -9,7 +9,10 @@ impl Worker {
     /// reason).
     #[cold]
     pub(super) fn count_refused(c: &WorkerCounters, pid: PortId, d: vpcswitch_backend::RxDrops) {
-        bump(&c.dropped, d.too_long + d.malformed + d.no_buffer);
+        bump(
+            &c.dropped,
+            d.too_long + d.malformed + d.no_buffer + d.overrun,
+        );
         if d.too_long > 0 {
             c.drop_on(pid, DropReason::FrameTooLong, d.too_long);
         }
@@ -18,6 +21,9 @@ impl Worker {
         }
         if d.no_buffer > 0 {
             c.drop_on(pid, DropReason::NoBuffer, d.no_buffer);
+        }
+        if d.overrun > 0 {
+            c.drop_on(pid, DropReason::RxOverrun, d.overrun);
         }
     }
 
