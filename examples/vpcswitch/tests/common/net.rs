@@ -9,7 +9,7 @@
 //! Every namespace, process and file a test makes is removed when it ends (processes
 //! killed by PID). Traffic stays inside the namespaces.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -499,32 +499,12 @@ impl Net {
 
     /// `vpcswitch ctl --json ...`
     pub fn ctl(&self, args: &str) -> Value {
-        let out = Command::new(env!("CARGO_BIN_EXE_vpcswitch"))
-            .args(["ctl", "--json", "-s"])
-            .arg(&self.socket)
-            .args(args.split_whitespace())
-            .output()
-            .expect("ctl runs");
-        // with --json a failure is JSON on stdout
-        assert!(
-            out.status.success(),
-            "ctl {args}: {}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
-        serde_json::from_slice(&out.stdout).expect("ctl json")
+        ctl_at(&self.socket, args)
     }
 
     /// Drops of `reason` charged to `port`.
     pub fn drops(&self, port: &str, reason: &str) -> u64 {
-        let s = self.ctl("stats");
-        s["ports"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .find(|p| p["name"] == port)
-            .and_then(|p| p["drops"][reason].as_u64())
-            .unwrap_or(0)
+        port_drops(&self.ctl("stats"), port, reason)
     }
 
     /// Rewrites the configuration file and sends SIGHUP.
@@ -613,11 +593,7 @@ impl Net {
 
     /// `ctl vips`'s row of VIP "vip" (null if it has none).
     pub fn vip_row(&self) -> Value {
-        let v = self.ctl("vips");
-        v.as_array()
-            .and_then(|a| a.iter().find(|x| x["name"] == "vip"))
-            .cloned()
-            .unwrap_or(Value::Null)
+        row(&self.ctl("vips"), "vip")
     }
 
     pub fn vip_owner(&self) -> Option<String> {
@@ -660,11 +636,7 @@ pub const KEEPALIVED_BOUND_MS: f64 = 3000.0 + (256.0 - 100.0) / 256.0 * 1000.0 +
 impl Net {
     /// `ctl ports` says `port` is down.
     pub fn port_down(&self, port: &str) -> bool {
-        self.ctl("ports")
-            .as_array()
-            .and_then(|a| a.iter().find(|p| p["name"] == port))
-            .map(|p| p["down"] == true)
-            .unwrap_or(false)
+        row(&self.ctl("ports"), port)["down"] == true
     }
 
     pub fn scrape(&self) -> String {
@@ -683,6 +655,42 @@ impl Net {
             self.socket.display()
         )
     }
+}
+
+/// `vpcswitch ctl --json -s SOCKET ARGS`: the answer (the test fails when ctl does).
+pub fn ctl_at(socket: &Path, args: &str) -> Value {
+    let out = Command::new(env!("CARGO_BIN_EXE_vpcswitch"))
+        .args(["ctl", "--json", "-s"])
+        .arg(socket)
+        .args(args.split_whitespace())
+        .output()
+        .expect("ctl runs");
+    // with --json a failure is JSON on stdout
+    assert!(
+        out.status.success(),
+        "ctl -s {} {args}: {}{}",
+        socket.display(),
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).expect("ctl json")
+}
+
+/// The row named `name` of a `ctl --json` table (`ports`, `vips`, `hosts`'s
+/// `hosts`...), or null.
+pub fn row(table: &Value, name: &str) -> Value {
+    table
+        .as_array()
+        .and_then(|a| a.iter().find(|x| x["name"] == name))
+        .cloned()
+        .unwrap_or(Value::Null)
+}
+
+/// Drops of `reason` charged to `port` in a `ctl --json stats` answer.
+pub fn port_drops(stats: &Value, port: &str, reason: &str) -> u64 {
+    row(&stats["ports"], port)["drops"][reason]
+        .as_u64()
+        .unwrap_or(0)
 }
 
 pub fn metric(text: &str, series: &str) -> f64 {
