@@ -3,6 +3,7 @@
 
 use std::net::Ipv4Addr;
 
+pub mod breakdown;
 pub mod pps;
 
 /// (median, min, max) of repeated measurements; `None` for none. The median of an even

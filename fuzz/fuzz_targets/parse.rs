@@ -1,8 +1,10 @@
 //! Frame parsing on arbitrary bytes: classify, ARP, IPv4 views, ICMP helpers, TSO
-//! layout. No input may panic.
+//! layout, VXLAN (the header, a whole outer packet, the flow hash, and the outer
+//! headers emitted for what parsed, which must parse back the same). No input may
+//! panic.
 #![no_main]
 use libfuzzer_sys::fuzz_target;
-use vpcswitch_wire::{arp, classify, icmp, tso::Tcp4Layout, Ipv4Packet, L3};
+use vpcswitch_wire::{arp, classify, icmp, tso::Tcp4Layout, vxlan, Ipv4Packet, L3};
 
 fuzz_target!(|data: &[u8]| {
     let _ = arp::parse(data.get(14..).unwrap_or(&[]));
@@ -24,6 +26,24 @@ fuzz_target!(|data: &[u8]| {
             );
         }
     }
+    // VXLAN: the bytes as a UDP payload, as an outer IPv4 packet, and as an inner
+    // frame to hash; what parses is emitted again and must parse back the same
+    if let Ok((vni, inner)) = vxlan::decap(data) {
+        let v = vxlan::VxlanHeader::new_checked(data).expect("decap accepted it");
+        assert_eq!((v.vni(), v.payload()), (vni, inner));
+    }
+    if let Ok((outer, _, inner)) = vxlan::Outer::parse(data) {
+        let mut h = [0u8; vxlan::OUTER_HEADER_LEN];
+        outer.emit(7, inner.len(), &mut h).expect("a parsed packet fits");
+        let mut again = h.to_vec();
+        again.extend_from_slice(inner);
+        let (o2, info, in2) = vxlan::Outer::parse(&again).expect("emitted packet parses");
+        assert_eq!((o2, in2), (outer, inner));
+        assert!(info.dont_fragment && info.ip_checksum_ok && info.udp_checksum == 0);
+        let p = vxlan::source_port(inner);
+        assert!(p >= vxlan::SRC_PORT_MIN);
+    }
+    let _ = vxlan::source_port(data);
     if let Some(l) = Tcp4Layout::parse(data, 1 + data.first().copied().unwrap_or(0) as usize) {
         let mut out = vec![0u8; 2048];
         for i in 0..l.count().min(64) {

@@ -3,7 +3,13 @@
 //!
 //! ```text
 //! vpcswitch-bench [--runs 5] [--secs 5] [--only a,b] [--write-docs] [--smoke]
+//! vpcswitch-bench --breakdown [--runs 1] [--secs 30] [--only a,b]
 //! ```
+//!
+//! `--breakdown` measures only the light-rate RTT (1 ping / 10 ms, `--secs` × 100
+//! pings) with packet captures inside both guests, and splits each round trip into its
+//! legs (switch forward, guest b's answer, switch return, ping's own stack):
+//! median, p99 and the mean over the slowest 1% per leg ([`vpcswitch_benches::breakdown`]).
 //!
 //! For each run, and in each run for each contender in turn (so slow drifts of the
 //! machine hit every contender alike), it builds two guests in network namespaces
@@ -897,6 +903,63 @@ fn measure(
     Ok(())
 }
 
+/// `--breakdown`: the light-rate RTT of contender `c` split into its legs, from
+/// captures in both guests (see [`vpcswitch_benches::breakdown`]): a table.
+fn breakdown(c: Contender, run: usize, secs: u64, bin: &Path) -> Result<String, String> {
+    let mut t = build(c, run, bin)?;
+    let mut caps = Vec::new();
+    for g in ["a", "b"] {
+        let file = t.dir.join(format!("{g}.pcap"));
+        let log = format!("tcpdump-{g}.txt");
+        let pid = t.spawn(
+            g,
+            &format!(
+                "taskset -c 1 tcpdump -i eth0 -n -B 8192 --time-stamp-precision nano -w {} icmp",
+                file.display()
+            ),
+            &log,
+        )?;
+        let end = Instant::now() + Duration::from_secs(10);
+        while !t.read(&log).contains("listening on") {
+            if Instant::now() > end {
+                return Err(format!("tcpdump in {g} did not start: {}", t.read(&log)));
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        caps.push((pid, file));
+    }
+    // from an idle switch, as the light-rate row of the table
+    std::thread::sleep(Duration::from_secs(2));
+    let ping = t.exec(
+        "a",
+        &format!("taskset -c 1 ping -n -i 0.01 -c {} -W 1 {B}", secs * 100),
+    )?;
+    let mut text = Vec::new();
+    for (pid, file) in &caps {
+        quiet(&format!("kill -INT {pid}"));
+        t.wait(*pid, 10)?;
+        text.push(sh(&format!(
+            "tcpdump -n -tt --nano -r {} 2>/dev/null",
+            file.display()
+        ))?);
+    }
+    let legs = vpcswitch_benches::breakdown::legs(&text[0], &text[1], &ping);
+    if legs.len() < 100 {
+        return Err(format!("only {} echoes captured on both sides", legs.len()));
+    }
+    let mut out = format!(
+        "{} echoes\n| leg | median µs | p99 µs | mean of the slowest 1% µs |\n| --- | --- | --- | --- |\n",
+        legs.len()
+    );
+    for s in vpcswitch_benches::breakdown::summary(&legs) {
+        out += &format!(
+            "| {} | {:.1} | {:.1} | {:.1} |\n",
+            s.leg, s.median, s.p99, s.slowest_mean
+        );
+    }
+    Ok(out)
+}
+
 fn median(v: &[f64]) -> f64 {
     median_min_max(v).map_or(0.0, |m| m.0)
 }
@@ -1134,8 +1197,31 @@ fn write_docs(root: &Path, body: &str) -> Result<(), String> {
     )
 }
 
+const USAGE: &str =
+    "usage: vpcswitch-bench [--runs N] [--secs S] [--only NAME,...] [--write-docs] [--smoke]
+       vpcswitch-bench --breakdown [--runs N] [--secs S] [--only NAME,...]
+needs root; contenders: ";
+
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
+    if args.iter().any(|a| a == "--help" || a == "-h") {
+        let names: Vec<&str> = Contender::ALL.iter().map(|c| c.name()).collect();
+        println!("{USAGE}{}", names.join(", "));
+        return;
+    }
+    let known = ["--smoke", "--write-docs", "--breakdown"];
+    let valued = ["--runs", "--secs", "--only"];
+    let mut i = 0;
+    while let Some(a) = args.get(i) {
+        if valued.contains(&a.as_str()) {
+            i += 2;
+            continue;
+        }
+        if !known.contains(&a.as_str()) {
+            die(&format!("unknown argument {a:?} (--help for usage)"));
+        }
+        i += 1;
+    }
     let flag = |f: &str| args.iter().any(|a| a == f);
     let value = |f: &str| {
         args.iter().position(|a| a == f).map(|i| {
@@ -1198,6 +1284,19 @@ fn main() {
                 p.display()
             ));
         }
+    }
+    if flag("--breakdown") {
+        let secs = value("--secs").map_or(30, |_| secs);
+        let runs = value("--runs").map_or(1, |_| runs);
+        for run in 1..=runs {
+            for c in &contenders {
+                match breakdown(*c, run, secs, &bin) {
+                    Ok(text) => println!("{} (run {run}/{runs}):\n{text}", c.name()),
+                    Err(e) => die(&format!("{}: {e}", c.name())),
+                }
+            }
+        }
+        return;
     }
     let mut results = Results::new();
     let mut failures = Vec::new();

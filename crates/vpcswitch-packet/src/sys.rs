@@ -7,10 +7,10 @@
 use std::io;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 
-use vpcswitch_backend::sys::{cvt, cvt_size, iovecs, Mmap};
+use vpcswitch_backend::sys::{cvt, cvt_size, iovecs, setsockopt, Mmap, SendBatch};
 
 /// Most messages one [`send_batch`] sends.
-pub const BATCH_MAX: usize = 64;
+pub const BATCH_MAX: usize = vpcswitch_backend::sys::MMSG_MAX;
 
 /// Sends up to [`BATCH_MAX`] datagrams or frames with one `sendmmsg(2)`: message `i` is
 /// the `(header, body)` pair `i` of `msgs` (an empty header is left out). Returns how
@@ -20,38 +20,11 @@ pub fn send_batch<'a>(
     fd: RawFd,
     msgs: impl Iterator<Item = (&'a [u8], &'a [u8])>,
 ) -> io::Result<usize> {
-    let empty = libc::iovec {
-        iov_base: std::ptr::null_mut(),
-        iov_len: 0,
-    };
-    let mut iov = [[empty; 2]; BATCH_MAX];
-    // SAFETY: `mmsghdr` is plain old data; all-zero is a valid empty message.
-    let mut hdrs: [libc::mmsghdr; BATCH_MAX] = unsafe { std::mem::zeroed() };
-    let mut n = 0;
+    let mut batch = SendBatch::new();
     for (h, b) in msgs.take(BATCH_MAX) {
-        let v = &mut iov[n];
-        let mut k = 0;
-        for part in [h, b] {
-            if !part.is_empty() {
-                v[k] = libc::iovec {
-                    iov_base: part.as_ptr() as *mut libc::c_void,
-                    iov_len: part.len(),
-                };
-                k += 1;
-            }
-        }
-        hdrs[n].msg_hdr.msg_iov = v.as_mut_ptr();
-        hdrs[n].msg_hdr.msg_iovlen = k as _;
-        n += 1;
+        batch.push(None, h, b);
     }
-    if n == 0 {
-        return Ok(0);
-    }
-    // SAFETY: the first `n` entries of `hdrs` point at iovecs in `iov`, which point into
-    // the caller's live buffers (`'a`) of the stated lengths; sendmmsg only reads them,
-    // and both arrays outlive the call.
-    cvt(unsafe { libc::sendmmsg(fd, hdrs.as_mut_ptr(), n as libc::c_uint, libc::MSG_DONTWAIT) })
-        .map(|r| r as usize)
+    batch.send(fd)
 }
 
 // AF_PACKET (linux/if_packet.h)
@@ -130,20 +103,6 @@ pub fn recv_packet(
 }
 const PACKET_IGNORE_OUTGOING: libc::c_int = 23;
 const ETH_P_ALL: u16 = 0x0003;
-
-fn setsockopt<T>(fd: &OwnedFd, level: libc::c_int, name: libc::c_int, v: &T) -> io::Result<()> {
-    // SAFETY: `v` points to a live `T` of the size passed; the kernel only reads it.
-    cvt(unsafe {
-        libc::setsockopt(
-            fd.as_raw_fd(),
-            level,
-            name,
-            (v as *const T).cast(),
-            std::mem::size_of::<T>() as libc::socklen_t,
-        )
-    })
-    .map(|_| ())
-}
 
 /// Opens a non-blocking AF_PACKET socket on interface `ifindex`: raw Ethernet frames,
 /// each preceded by a 10-byte virtio-net header (`PACKET_VNET_HDR`: checksum-partial and

@@ -128,7 +128,7 @@ impl WorkerHarness {
             .flatten()
             .map(|p| (p.id, p.name.clone()))
             .collect();
-        let shared = Arc::new(Shared::new(snap, 1, max_ports));
+        let shared = Arc::new(Shared::new(snap, 1, max_ports, 0));
         let pools = QueuePools {
             small: Pool::new(1024),
             large: Pool::with_size(8, LARGE_BUF_SIZE),

@@ -27,9 +27,10 @@ mod open;
 use open::{missing_backend, open_backends};
 mod reload;
 mod stats;
+mod tunnel;
 mod worker;
 
-pub use stats::{PortStats, StatsReport, WorkerStats};
+pub use stats::{HostStats, PortStats, StatsReport, TunnelTotals, WorkerStats};
 pub use worker::{MAX_SLEEP, QUIET};
 
 use std::collections::HashMap;
@@ -96,6 +97,32 @@ pub enum RuntimeError {
     /// A thread could not be started.
     #[error("cannot start worker thread: {0}")]
     Spawn(std::io::Error),
+    /// The tunnel (SPEC 10) could not be opened on this host's endpoint.
+    #[error("host \"{host}\": tunnel endpoint {endpoint}: {reason}")]
+    Tunnel {
+        /// the local host
+        host: String,
+        /// its endpoint
+        endpoint: std::net::SocketAddrV4,
+        /// what went wrong
+        reason: String,
+    },
+    /// More hosts than the runtime was sized for.
+    #[error("{have} hosts configured, the runtime was started with max_hosts = {max}")]
+    TooManyHosts {
+        /// configured
+        have: usize,
+        /// limit
+        max: usize,
+    },
+    /// The local host or its endpoint cannot change while running.
+    #[error("the local host's tunnel endpoint cannot change on reload ({running} running, {wanted} in the new configuration); restart instead")]
+    EndpointChanged {
+        /// running (`none`: no tunnel)
+        running: String,
+        /// requested
+        wanted: String,
+    },
 }
 
 /// Runtime sizing.
@@ -108,6 +135,8 @@ pub struct Options {
     pub pool_per_worker: usize,
     /// Large buffers (64 KiB) per worker, for devices that pass TSO super-frames.
     pub large_per_worker: usize,
+    /// Host id slots (`[[hosts]]`, SPEC 10: per-host counters are sized once, at start).
+    pub max_hosts: usize,
 }
 
 impl Default for Options {
@@ -116,6 +145,7 @@ impl Default for Options {
             max_ports: 4096,
             pool_per_worker: 8192,
             large_per_worker: 256,
+            max_hosts: 256,
         }
     }
 }
@@ -152,7 +182,7 @@ pub(crate) struct Shared {
 
 impl Shared {
     /// The state workers share, for `workers` workers and up to `max_ports` port ids.
-    fn new(snap: Snapshot, workers: usize, max_ports: usize) -> Shared {
+    fn new(snap: Snapshot, workers: usize, max_ports: usize, max_hosts: usize) -> Shared {
         Shared {
             snap: ArcSwap::from_pointee(snap),
             stop: AtomicBool::new(false),
@@ -164,7 +194,7 @@ impl Shared {
                     cmds: ArrayQueue::new(max_ports * 2 + 16),
                     cmd_done: AtomicU64::new(0),
                     waker: OnceLock::new(),
-                    counters: WorkerCounters::new(max_ports),
+                    counters: WorkerCounters::new(max_ports, max_hosts),
                 })
                 .collect(),
             start: Instant::now(),
@@ -178,6 +208,7 @@ pub struct Switch {
     handles: Vec<JoinHandle<()>>,
     control: Mutex<Control>,
     max_ports: usize,
+    max_hosts: usize,
     /// what backends opened on reload learn of each worker's memory
     mem: Vec<WorkerMem>,
 }
@@ -205,7 +236,7 @@ pub fn memory_backends(cfg: &Config, depth: usize) -> (Backends, HashMap<String,
     let mut b: Backends = Vec::new();
     let mut g = HashMap::new();
     let names: Vec<&str> = cfg
-        .port_names()
+        .local_port_names()
         .filter(|n| cfg.backend_of(n) == Some(&BackendSpec::Memory))
         .collect();
     for n in names {
@@ -237,7 +268,16 @@ impl Switch {
                 max: max_ports,
             });
         }
+        if snap.hosts().len() > opts.max_hosts {
+            return Err(RuntimeError::TooManyHosts {
+                have: snap.hosts().len(),
+                max: opts.max_hosts,
+            });
+        }
         let n = cfg.switch.workers;
+        // SPEC 10: one tunnel per worker on this host's endpoint (before any device is
+        // opened: a wrong endpoint is reported first, and nothing is left behind)
+        let mut tunnels = tunnel::open_all(&snap, n)?;
         let mut per_worker: Vec<Vec<(PortId, Box<dyn PortQueue>)>> =
             (0..n).map(|_| Vec::new()).collect();
         let mut descs = HashMap::new();
@@ -258,7 +298,7 @@ impl Switch {
         if let Some(missing) = missing_backend(&snap, &descs) {
             return Err(RuntimeError::MissingBackend(missing));
         }
-        let shared = Arc::new(Shared::new(snap, n, max_ports));
+        let shared = Arc::new(Shared::new(snap, n, max_ports, opts.max_hosts));
         let cores = if cfg.switch.pin_workers {
             core_affinity::get_core_ids().unwrap_or_default()
         } else {
@@ -267,6 +307,7 @@ impl Switch {
         let mut handles = Vec::new();
         for (w, queues) in per_worker.into_iter().enumerate() {
             let mut worker = Worker::new(w, shared.clone(), max_ports, pools[w].bufs());
+            worker.tunnel = tunnels.get_mut(w).and_then(Option::take);
             for (pid, q) in queues {
                 worker.attach_at_start(pid, q);
             }
@@ -319,6 +360,7 @@ impl Switch {
                 backends: descs,
             }),
             max_ports,
+            max_hosts: opts.max_hosts,
             mem,
         })
     }
@@ -365,7 +407,13 @@ impl Switch {
             .flatten()
             .map(|p| (p.id, p.name.clone()))
             .collect();
-        stats::report(&workers, &names)
+        let hosts: Vec<(u32, String, std::net::SocketAddrV4)> = snap
+            .hosts()
+            .iter()
+            .filter(|h| Some(h.id) != snap.local_host())
+            .map(|h| (h.id, h.name.clone(), h.endpoint))
+            .collect();
+        stats::report(&workers, &names, &hosts)
     }
 
     /// Traces a frame as if received on `port`, changing nothing.

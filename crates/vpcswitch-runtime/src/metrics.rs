@@ -95,6 +95,90 @@ pub fn prometheus(sw: &Switch, reload_failures: u64) -> String {
         let _ = writeln!(o, "vpcswitch_drops_total{{reason=\"{}\"}} {n}", r.name());
     }
 
+    // SPEC 10: the tunnel to each other host (nothing without [[hosts]])
+    if !s.hosts.is_empty() {
+        type HostField = fn(&crate::HostStats) -> u64;
+        let per_host: [(&str, &str, HostField); 4] = [
+            (
+                "vpcswitch_host_rx_packets_total",
+                "Inner frames received through the tunnel from the host.",
+                |h| h.rx_packets,
+            ),
+            (
+                "vpcswitch_host_rx_bytes_total",
+                "Bytes of inner frames received through the tunnel from the host.",
+                |h| h.rx_bytes,
+            ),
+            (
+                "vpcswitch_host_tx_packets_total",
+                "Inner frames sent through the tunnel to the host.",
+                |h| h.tx_packets,
+            ),
+            (
+                "vpcswitch_host_tx_bytes_total",
+                "Bytes of inner frames sent through the tunnel to the host.",
+                |h| h.tx_bytes,
+            ),
+        ];
+        for (name, help, f) in per_host {
+            head(&mut o, name, "counter", help);
+            for h in &s.hosts {
+                let _ = writeln!(o, "{name}{{host=\"{}\"}} {}", esc(&h.name), f(h));
+            }
+        }
+        head(
+            &mut o,
+            "vpcswitch_host_drops_total",
+            "counter",
+            "Frames from or for the host's tunnel dropped, by reason (SPEC 10.3 checks among them).",
+        );
+        for h in &s.hosts {
+            for (r, n) in &h.drops {
+                let _ = writeln!(
+                    o,
+                    "vpcswitch_host_drops_total{{host=\"{}\",reason=\"{}\"}} {n}",
+                    esc(&h.name),
+                    r.name()
+                );
+            }
+        }
+        head(
+            &mut o,
+            "vpcswitch_host_last_rx_timestamp_seconds",
+            "gauge",
+            "When the last tunnel packet from the host arrived, seconds since the switch started; absent: never.",
+        );
+        for h in &s.hosts {
+            if let Some(t) = h.last_rx_ns {
+                let _ = writeln!(
+                    o,
+                    "vpcswitch_host_last_rx_timestamp_seconds{{host=\"{}\"}} {:.3}",
+                    esc(&h.name),
+                    t as f64 / 1e9
+                );
+            }
+        }
+        let t = &s.tunnel;
+        head(
+            &mut o,
+            "vpcswitch_tunnel_datagrams_total",
+            "counter",
+            "Tunnel datagrams by direction and outcome: rx ok/malformed/error, tx ok/refused.",
+        );
+        for (dir, outcome, n) in [
+            ("rx", "ok", t.rx_datagrams.saturating_sub(t.rx_malformed)),
+            ("rx", "malformed", t.rx_malformed),
+            ("rx", "error", t.rx_errors),
+            ("tx", "ok", t.tx_packets),
+            ("tx", "refused", t.tx_errors),
+        ] {
+            let _ = writeln!(
+                o,
+                "vpcswitch_tunnel_datagrams_total{{direction=\"{dir}\",outcome=\"{outcome}\"}} {n}"
+            );
+        }
+    }
+
     head(
         &mut o,
         "vpcswitch_worker_loops_total",

@@ -2,9 +2,17 @@
 //! order), and the checks around it.
 
 use super::*;
+use vpcswitch_core::Location;
 
+/// The ports (and the uplink) on this switch's host: the ones with backends here
+/// (SPEC 10: every port, without `[[hosts]]`).
 pub(crate) fn port_names(s: &Snapshot) -> Vec<String> {
-    s.ports.iter().flatten().map(|p| p.name.clone()).collect()
+    s.ports
+        .iter()
+        .flatten()
+        .filter(|p| p.location == Location::Local)
+        .map(|p| p.name.clone())
+        .collect()
 }
 
 pub(crate) fn missing_backend(s: &Snapshot, descs: &HashMap<String, String>) -> Option<String> {

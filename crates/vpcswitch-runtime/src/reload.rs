@@ -27,13 +27,38 @@ impl Switch {
                 max: self.max_ports,
             });
         }
+        if new.hosts().len() > self.max_hosts {
+            return Err(RuntimeError::TooManyHosts {
+                have: new.hosts().len(),
+                max: self.max_hosts,
+            });
+        }
+        let (was, wants) = (crate::tunnel::endpoint(&old), crate::tunnel::endpoint(&new));
+        if was != wants {
+            let show =
+                |e: Option<std::net::SocketAddrV4>| e.map_or("none".into(), |e| e.to_string());
+            return Err(RuntimeError::EndpointChanged {
+                running: show(was),
+                wanted: show(wants),
+            });
+        }
         // Which ports need a (new) backend: new ports, and ports whose spec changed.
+        // (SPEC 10: only ports on this host have backends; a port that moves here from
+        // another host needs one, one that moves away loses its queues below)
         let spec = |s: &Snapshot, name: &str| s.config.backend_of(name).cloned();
         let names = port_names(&new);
+        let old_names = port_names(&old);
         let needs: Vec<&str> = names
             .iter()
-            .filter(|n| old.port_id(n).is_none() || spec(&old, n) != spec(&new, n))
+            .filter(|n| {
+                old.port_id(n).is_none() || !old_names.contains(n) || spec(&old, n) != spec(&new, n)
+            })
             .map(|n| n.as_str())
+            .collect();
+        let moved_away: Vec<(PortId, String)> = old_names
+            .iter()
+            .filter(|n| !names.contains(n))
+            .filter_map(|n| Some((new.port_id(n)?, n.clone())))
             .collect();
         let mut descs = ctl.backends.clone();
         for n in &needs {
@@ -45,7 +70,7 @@ impl Switch {
             return Err(RuntimeError::MissingBackend(missing));
         }
         // Ports that go away, or whose device is replaced.
-        let mut detach: Vec<PortId> = port_names(&old)
+        let mut detach: Vec<PortId> = old_names
             .iter()
             .filter(|n| new.port_id(n).is_none())
             .filter_map(|n| old.port_id(n))
@@ -129,6 +154,15 @@ impl Switch {
                     descs.remove(&p.name);
                 }
             }
+        }
+        // Ports now on another host: no frame is sent to their queues any more.
+        let away = self.send(
+            &mut ctl,
+            moved_away.iter().map(|(id, _)| (*id, None)).collect(),
+        );
+        late = late.or(away.err());
+        for (_, name) in &moved_away {
+            descs.remove(name);
         }
         // New ports on reused ids: every worker is on the new snapshot now.
         self.reset_counters(&mut ctl, later.iter().map(|(id, _)| *id));

@@ -61,10 +61,54 @@ impl Default for PortCounters {
     }
 }
 
+/// One remote host's tunnel counters on one worker (SPEC 10).
+#[derive(Debug)]
+pub(crate) struct HostCounters {
+    /// inner frames received from the host (decapsulated, before the checks)
+    pub rx_packets: AtomicU64,
+    pub rx_bytes: AtomicU64,
+    /// inner frames sent to the host (encapsulated and taken by the kernel's queue)
+    pub tx_packets: AtomicU64,
+    pub tx_bytes: AtomicU64,
+    /// frames from the host that the checks dropped (SPEC 10.3), by reason
+    pub drops: [AtomicU64; DropReason::COUNT],
+    /// when the last tunnel packet from the host arrived (the switch clock, ns; 0: never)
+    pub last_rx_ns: AtomicU64,
+}
+
+impl Default for HostCounters {
+    fn default() -> Self {
+        HostCounters {
+            rx_packets: AtomicU64::new(0),
+            rx_bytes: AtomicU64::new(0),
+            tx_packets: AtomicU64::new(0),
+            tx_bytes: AtomicU64::new(0),
+            drops: std::array::from_fn(|_| AtomicU64::new(0)),
+            last_rx_ns: AtomicU64::new(0),
+        }
+    }
+}
+
+/// One worker's tunnel socket totals, published after each tunnel call (the tunnel's
+/// own counters belong to the worker's thread).
+#[derive(Debug, Default)]
+pub(crate) struct TunnelCounters {
+    pub rx_datagrams: AtomicU64,
+    /// datagrams that were not VXLAN with an inner Ethernet frame, or too long
+    pub rx_malformed: AtomicU64,
+    pub rx_errors: AtomicU64,
+    pub tx_packets: AtomicU64,
+    /// packets the kernel refused (no route, no buffer space, too long, other errors)
+    pub tx_errors: AtomicU64,
+}
+
 /// One worker's counters.
 #[derive(Debug)]
 pub(crate) struct WorkerCounters {
     pub ports: Box<[PortCounters]>,
+    /// by host id (SPEC 10)
+    pub hosts: Box<[HostCounters]>,
+    pub tunnel: TunnelCounters,
     /// drops not attributable to a configured port
     pub orphan_drops: [AtomicU64; DropReason::COUNT],
     pub forwarded: AtomicU64,
@@ -82,9 +126,11 @@ pub(crate) struct WorkerCounters {
 }
 
 impl WorkerCounters {
-    pub fn new(ports: usize) -> CachePadded<WorkerCounters> {
+    pub fn new(ports: usize, hosts: usize) -> CachePadded<WorkerCounters> {
         CachePadded::new(WorkerCounters {
             ports: (0..ports).map(|_| PortCounters::default()).collect(),
+            hosts: (0..hosts).map(|_| HostCounters::default()).collect(),
+            tunnel: TunnelCounters::default(),
             orphan_drops: std::array::from_fn(|_| AtomicU64::new(0)),
             forwarded: AtomicU64::new(0),
             dropped: AtomicU64::new(0),
@@ -97,6 +143,17 @@ impl WorkerCounters {
             sleeps: AtomicU64::new(0),
             burst_hist: std::array::from_fn(|_| AtomicU64::new(0)),
         })
+    }
+
+    /// Counts `n` frames from or for host `h`'s tunnel dropped for `r` (on the host,
+    /// and in the totals; an unknown host's in the totals only).
+    #[inline]
+    pub fn drop_for_host(&self, h: u32, r: DropReason, n: u64) {
+        bump(&self.dropped, n);
+        match self.hosts.get(h as usize) {
+            Some(c) => bump(&c.drops[r.index()], n),
+            None => bump(&self.orphan_drops[r.index()], n),
+        }
     }
 
     #[inline]
@@ -160,6 +217,43 @@ pub struct WorkerStats {
     pub burst_hist: Vec<u64>,
 }
 
+/// One remote host's tunnel totals (SPEC 10), over every worker.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HostStats {
+    /// host name
+    pub name: String,
+    /// its tunnel endpoint
+    pub endpoint: std::net::SocketAddrV4,
+    /// inner frames received from it
+    pub rx_packets: u64,
+    /// their bytes
+    pub rx_bytes: u64,
+    /// inner frames sent to it
+    pub tx_packets: u64,
+    /// their bytes
+    pub tx_bytes: u64,
+    /// frames from it dropped by the tunnel checks (SPEC 10.3) or the pipeline, by reason
+    pub drops: Vec<(DropReason, u64)>,
+    /// the switch clock (ns, as [`crate::Switch::now_ns`]) of the last tunnel packet from
+    /// it; `None`: never
+    pub last_rx_ns: Option<u64>,
+}
+
+/// The tunnel sockets' totals over every worker (SPEC 10).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct TunnelTotals {
+    /// datagrams received on the tunnel port
+    pub rx_datagrams: u64,
+    /// datagrams that were not VXLAN with an inner Ethernet frame, or too long
+    pub rx_malformed: u64,
+    /// receive errors
+    pub rx_errors: u64,
+    /// packets sent
+    pub tx_packets: u64,
+    /// packets the kernel refused
+    pub tx_errors: u64,
+}
+
 /// A consistent-enough read of every counter (each counter is exact; they are read
 /// one after another while workers run).
 #[derive(Debug, Clone, Default)]
@@ -168,8 +262,12 @@ pub struct StatsReport {
     pub ports: Vec<PortStats>,
     /// per worker
     pub workers: Vec<WorkerStats>,
-    /// every drop reason, all ports and workers
+    /// every drop reason, all ports, hosts and workers
     pub drops: Vec<(DropReason, u64)>,
+    /// per remote host (empty without `[[hosts]]`)
+    pub hosts: Vec<HostStats>,
+    /// the tunnel sockets
+    pub tunnel: TunnelTotals,
 }
 
 impl StatsReport {
@@ -187,7 +285,53 @@ impl StatsReport {
     }
 }
 
-pub(crate) fn report(workers: &[&WorkerCounters], names: &[(u32, String)]) -> StatsReport {
+/// Host `id`'s totals over `workers`; its drops are added to `totals`.
+fn host_report(
+    workers: &[&WorkerCounters],
+    (id, name, endpoint): &(u32, String, std::net::SocketAddrV4),
+    totals: &mut [u64; DropReason::COUNT],
+) -> HostStats {
+    let mut h = HostStats {
+        name: name.clone(),
+        endpoint: *endpoint,
+        rx_packets: 0,
+        rx_bytes: 0,
+        tx_packets: 0,
+        tx_bytes: 0,
+        drops: Vec::new(),
+        last_rx_ns: None,
+    };
+    let mut d = [0u64; DropReason::COUNT];
+    for w in workers {
+        let Some(c) = w.hosts.get(*id as usize) else {
+            continue;
+        };
+        h.rx_packets += get(&c.rx_packets);
+        h.rx_bytes += get(&c.rx_bytes);
+        h.tx_packets += get(&c.tx_packets);
+        h.tx_bytes += get(&c.tx_bytes);
+        let last = get(&c.last_rx_ns);
+        if last > 0 {
+            h.last_rx_ns = Some(h.last_rx_ns.map_or(last, |l| l.max(last)));
+        }
+        for (i, c) in c.drops.iter().enumerate() {
+            d[i] += get(c);
+        }
+    }
+    for (i, n) in d.iter().enumerate() {
+        if *n > 0 {
+            h.drops.push((DropReason::ALL[i], *n));
+            totals[i] += n;
+        }
+    }
+    h
+}
+
+pub(crate) fn report(
+    workers: &[&WorkerCounters],
+    names: &[(u32, String)],
+    hosts: &[(u32, String, std::net::SocketAddrV4)],
+) -> StatsReport {
     let mut ports = Vec::new();
     let mut totals = [0u64; DropReason::COUNT];
     for (id, name) in names {
@@ -216,10 +360,21 @@ pub(crate) fn report(workers: &[&WorkerCounters], names: &[(u32, String)]) -> St
         }
         ports.push(s);
     }
+    let hosts = hosts
+        .iter()
+        .map(|h| host_report(workers, h, &mut totals))
+        .collect();
+    let mut tunnel = TunnelTotals::default();
     for w in workers {
         for (i, c) in w.orphan_drops.iter().enumerate() {
             totals[i] += get(c);
         }
+        let t = &w.tunnel;
+        tunnel.rx_datagrams += get(&t.rx_datagrams);
+        tunnel.rx_malformed += get(&t.rx_malformed);
+        tunnel.rx_errors += get(&t.rx_errors);
+        tunnel.tx_packets += get(&t.tx_packets);
+        tunnel.tx_errors += get(&t.tx_errors);
     }
     let wstats = workers
         .iter()
@@ -245,5 +400,7 @@ pub(crate) fn report(workers: &[&WorkerCounters], names: &[(u32, String)]) -> St
             .filter(|(_, n)| *n > 0)
             .map(|(r, n)| (*r, n))
             .collect(),
+        hosts,
+        tunnel,
     }
 }

@@ -1,4 +1,5 @@
-//! Zero-copy, checked views of the frames a vSwitch sees.
+//! Zero-copy, checked views of the frames a vSwitch sees, and the VXLAN encapsulation
+//! of the overlay ([`vxlan`]).
 //!
 //! # Contract
 //! Every view is built with `new_checked` over untrusted bytes: it validates every
@@ -24,6 +25,7 @@ pub mod l4;
 pub mod nat;
 pub mod offload;
 pub mod tso;
+pub mod vxlan;
 
 pub use addr::{Ipv4Cidr, MacAddr, MacKey, ParseAddrError};
 pub use classify::{classify, Classified, L3};

@@ -9,7 +9,7 @@
 //! * `vpcswitch check -c FILE [--host NAME]` validates FILE (as run on host NAME) and
 //!   prints every error; exit 0 only when valid.
 //! * `vpcswitch ctl [--socket S] [--json] CMD [ARGS]` talks to a running switch:
-//!   `ports`, `vips`, `eips`, `neighbors`, `routes`, `stats`, `trace PORT HEXFRAME`, `reload`.
+//!   `ports`, `vips`, `eips`, `neighbors`, `routes`, `stats`, `hosts`, `trace PORT HEXFRAME`, `reload`.
 //! * `vpcswitch demo` builds a demo in network namespaces, shows a failover, cleans up.
 //!
 //! Exit codes: 0 ok, 1 invalid configuration or failed command, 2 usage or I/O error,

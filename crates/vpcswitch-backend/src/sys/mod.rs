@@ -1,5 +1,6 @@
 //! The Linux floor the backends share: system-call error conversion ([`cvt`]),
-//! memory mappings ([`Mmap`], and the buffer [`Region`] carved from one), interface
+//! socket options ([`setsockopt`], [`getsockopt_int`]), batches of messages for
+//! `sendmmsg`/`recvmmsg` ([`SendBatch`], [`RecvBatch`]), memory mappings ([`Mmap`], and the buffer [`Region`] carved from one), interface
 //! lookups ([`if_index`], [`interface_mtu`], [`interface_gone`]), and waiting for
 //! device readiness ([`Epoll`], [`EventFd`]).
 //!
@@ -8,9 +9,11 @@
 #![allow(unsafe_code)]
 
 mod mmap;
+mod mmsg;
 mod poll;
 
 pub use mmap::{Mmap, Region, RegionBuf};
+pub use mmsg::{sockaddr_in, Received, RecvBatch, SendBatch, MMSG_MAX};
 pub use poll::{Epoll, EventFd, EPOLL_EVENTS};
 
 use std::ffi::CString;
@@ -35,6 +38,52 @@ pub fn cvt_size(r: isize) -> io::Result<usize> {
     } else {
         Ok(r as usize)
     }
+}
+
+/// Sets socket option `name` at `level` on `fd` to `v` (`setsockopt(2)`: the kernel
+/// reads `size_of::<T>()` bytes of `v`).
+pub fn setsockopt<T>(
+    fd: impl std::os::fd::AsFd,
+    level: libc::c_int,
+    name: libc::c_int,
+    v: &T,
+) -> io::Result<()> {
+    use std::os::fd::AsRawFd;
+    // SAFETY: `v` points to a live `T` of the size passed; the kernel only reads it, and
+    // `fd` is borrowed open for the call.
+    cvt(unsafe {
+        libc::setsockopt(
+            fd.as_fd().as_raw_fd(),
+            level,
+            name,
+            (v as *const T).cast(),
+            std::mem::size_of::<T>() as libc::socklen_t,
+        )
+    })
+    .map(|_| ())
+}
+
+/// Reads an integer socket option (`getsockopt(2)`: `SO_RCVBUF`, `IP_MTU`, ...).
+pub fn getsockopt_int(
+    fd: impl std::os::fd::AsFd,
+    level: libc::c_int,
+    name: libc::c_int,
+) -> io::Result<libc::c_int> {
+    use std::os::fd::AsRawFd;
+    let mut v: libc::c_int = 0;
+    let mut len = std::mem::size_of::<libc::c_int>() as libc::socklen_t;
+    // SAFETY: `v` and `len` are live for the call and `len` says how many bytes `v`
+    // has; the kernel writes at most that many and updates `len`.
+    cvt(unsafe {
+        libc::getsockopt(
+            fd.as_fd().as_raw_fd(),
+            level,
+            name,
+            (&mut v as *mut libc::c_int).cast(),
+            &mut len,
+        )
+    })?;
+    Ok(v)
 }
 
 /// The interface index of `name`, or an error when no such interface exists (in the

@@ -38,24 +38,61 @@ impl Worker {
         self.cache.free(buf);
     }
 
+    /// Sends a frame the pipeline passed (or built) to `out`: one port, or a copy to
+    /// each port of a flood or a VIP's ports here and, for a frame that entered on a
+    /// port, one copy to each other host with such ports (SPEC 10.4: head-end
+    /// replication). What came from a tunnel goes to local ports only.
     #[inline]
     pub(super) fn emit(
         &mut self,
         snap: &Snapshot,
         c: &WorkerCounters,
-        in_port: PortId,
+        from: From,
         out: Out,
         buf: PacketBuf,
     ) {
-        let list: &[PortId] = match out {
-            Out::Port(q) => return self.enqueue(c, q, buf),
-            Out::Flood(s) => snap.subnets.get(s as usize).map_or(&[], |s| &s.ports),
-            Out::VipPorts(v) => snap.vips.get(v as usize).map_or(&[], |v| &v.ports),
+        let in_port = match from {
+            From::Port(p) => p,
+            From::Tunnel(_) => PortId::MAX,
         };
-        for &q in list {
-            if q == in_port {
-                continue;
+        let (list, hosts): (&[PortId], &[HostId]) = match out {
+            Out::Port(q) => {
+                return match (from, Self::dest(snap, q, out, in_port)) {
+                    (From::Port(_), Some(d)) | (From::Tunnel(_), Some(d @ Dest::Port(_))) => {
+                        self.deliver(c, d, buf)
+                    }
+                    // SPEC 10.2: never back into a tunnel (the pipeline says so first)
+                    (From::Tunnel(h), Some(Dest::Tunnel { .. })) => {
+                        c.drop_for_host(h, DropReason::TunnelTransit, 1);
+                        self.cache.free(buf);
+                    }
+                    (_, None) => {
+                        c.drop_on(q, DropReason::PortDown, 1);
+                        self.cache.free(buf);
+                    }
+                };
             }
+            Out::Flood(s) => (snap.flood_ports(s), snap.flood_hosts(s)),
+            Out::VipPorts(v) => (snap.vip_ports(v), snap.vip_hosts(v)),
+        };
+        let hosts = if matches!(from, From::Tunnel(_)) {
+            &[][..]
+        } else {
+            hosts
+        };
+        let dests = list
+            .iter()
+            .filter(|&&q| q != in_port)
+            .map(|&q| Some(Dest::Port(q)))
+            .chain(
+                hosts
+                    .iter()
+                    .map(|&h| Self::host_dest(snap, h, out, in_port)),
+            );
+        for d in dests {
+            let Some(d) = d else {
+                continue;
+            };
             // a jumbo frame (multi-buffer AF_XDP, a TAP guest's large MTU) is copied
             // into a large buffer
             let copy = if buf.len() > BUF_SIZE {
@@ -67,9 +104,13 @@ impl Worker {
                 Some(mut copy) if copy.capacity() >= buf.len() => {
                     copy.fill(buf.frame());
                     copy.offload = buf.offload;
-                    self.enqueue(c, q, copy);
+                    self.deliver(c, d, copy);
                 }
-                _ => c.drop_on(q, DropReason::NoBuffer, 1),
+                Some(copy) => {
+                    self.cache.free(copy);
+                    Self::count_no_buffer(c, d);
+                }
+                None => Self::count_no_buffer(c, d),
             }
         }
         self.cache.free(buf);
@@ -85,6 +126,15 @@ impl Worker {
             .sum();
         if held >= FLOOD_HELD {
             self.flush(c);
+        }
+    }
+
+    /// Counts a copy for `d` that found no buffer.
+    #[cold]
+    fn count_no_buffer(c: &WorkerCounters, d: Dest) {
+        match d {
+            Dest::Port(q) => c.drop_on(q, DropReason::NoBuffer, 1),
+            Dest::Tunnel { host, .. } => c.drop_for_host(host, DropReason::NoBuffer, 1),
         }
     }
 
@@ -116,7 +166,7 @@ impl Worker {
         // checksum, at the place the frame's own headers give (SPEC 2.5).
         if buf.offload != Offload::None && !queue.accepts_offload() {
             if buf.offload.is_gso() {
-                self.segment(c, q, buf);
+                self.segment(c, Dest::Port(q), buf);
                 return;
             }
             let mut o = buf.offload;
@@ -150,19 +200,23 @@ impl Worker {
     }
 
     /// Software TSO: cuts a TCPv4 super-frame into segments of its checked size (small
-    /// buffers, full checksums) for a port without offload; at most
+    /// buffers, full checksums) for a port without offload or a tunnel; at most
     /// `MAX_GSO_SEGMENTS`, as checked at ingress (SPEC 2.5), and counted.
     #[cold]
-    pub(super) fn segment(&mut self, c: &WorkerCounters, q: PortId, buf: PacketBuf) {
+    pub(super) fn segment(&mut self, c: &WorkerCounters, d: Dest, buf: PacketBuf) {
+        let drop = |r: DropReason| match d {
+            Dest::Port(q) => c.drop_on(q, r, 1),
+            Dest::Tunnel { host, .. } => c.drop_for_host(host, r, 1),
+        };
         let Some(l) = buf.offload.segments(buf.frame()) else {
-            c.drop_on(q, DropReason::BadOffload, 1);
+            drop(DropReason::BadOffload);
             self.cache.free(buf);
             return;
         };
         bump(&c.segments, l.count() as u64);
         for i in 0..l.count() {
             let Some(mut seg) = self.cache.alloc() else {
-                c.drop_on(q, DropReason::NoBuffer, 1);
+                drop(DropReason::NoBuffer);
                 continue;
             };
             let (data, len) = seg.parts_mut();
@@ -170,10 +224,10 @@ impl Worker {
                 Some(n) => {
                     *len = n;
                     seg.offload = Offload::None;
-                    self.enqueue(c, q, seg);
+                    self.deliver(c, d, seg);
                 }
                 None => {
-                    c.drop_on(q, DropReason::BadOffload, 1);
+                    drop(DropReason::BadOffload);
                     self.cache.free(seg);
                 }
             }

@@ -36,7 +36,8 @@ use std::time::Duration;
 
 use vpcswitch_backend::sys::Epoll;
 use vpcswitch_backend::{Offload, PacketBuf, PortQueue, Waker, WorkerBufs, BUF_SIZE, MAX_BURST};
-use vpcswitch_core::{Ctx, DropReason, NoTrace, Out, PortId, Snapshot, Verdict};
+use vpcswitch_core::{Ctx, DropReason, HostId, Location, NoTrace, Out, PortId, Snapshot, Verdict};
+use vpcswitch_tunnel::{RxMeta, Tunnel};
 
 use crate::observe::{Direction, DROP_SAMPLES_PER_SEC};
 use crate::stats::{bump, WorkerCounters};
@@ -44,8 +45,20 @@ use crate::{Command, Shared};
 
 mod egress;
 mod idle;
+mod tunnel;
 
 use idle::Idle;
+use tunnel::Dest;
+
+/// Where a frame entered: a port here, or another host's tunnel (SPEC 10: split
+/// horizon, what came from a tunnel goes to local ports only).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum From {
+    /// a port on this host
+    Port(PortId),
+    /// the tunnel from this host
+    Tunnel(HostId),
+}
 
 /// Time without traffic before an adaptive worker sleeps, at the least (its linger).
 pub const QUIET: Duration = Duration::from_millis(2);
@@ -71,6 +84,8 @@ const MIN_MAX_FRAME: usize = 68 + 14;
 const FALLBACK_SLEEP: Duration = Duration::from_millis(2);
 /// The epoll token of the waker's eventfd (queues' descriptors carry their port id).
 const WAKER_TOKEN: u64 = u64::MAX;
+/// The epoll token of the tunnel's socket.
+const TUNNEL_TOKEN: u64 = u64::MAX - 1;
 
 /// How a port's queue is watched while the worker sleeps.
 #[derive(Debug, Default)]
@@ -142,6 +157,10 @@ pub(crate) struct Worker {
     pub now_ns: u64,
     /// drop samples taken: (second, count), for the per-worker sample rate
     pub drop_samples: (u64, u32),
+    /// this worker's tunnel to the other hosts (SPEC 10; `None` without `[[hosts]]`)
+    pub tunnel: Option<Tunnel>,
+    /// the senders and VNIs of a tunnel receive burst
+    pub tun_meta: Vec<RxMeta>,
 }
 
 impl Worker {
@@ -166,6 +185,8 @@ impl Worker {
             no_fd: 0,
             now_ns: 0,
             drop_samples: (0, 0),
+            tunnel: None,
+            tun_meta: Vec::with_capacity(MAX_BURST),
         }
     }
 
@@ -202,6 +223,17 @@ impl Worker {
         for pid in 0..self.queues.len() {
             if self.queues[pid].is_some() {
                 self.watch(pid);
+            }
+        }
+        // the tunnel's socket wakes a sleeping worker like a queue's descriptor; one
+        // that cannot be watched bounds the sleep as a queue without descriptors does
+        if let Some(t) = &self.tunnel {
+            let watched = self
+                .epoll
+                .as_ref()
+                .is_some_and(|ep| ep.add(t.poll_fd(), TUNNEL_TOKEN).is_ok());
+            if !watched {
+                self.no_fd += 1;
             }
         }
         let mut idle_loops = 0u32;
@@ -381,10 +413,14 @@ impl Worker {
         if !all {
             self.quiet_next = j;
         }
+        if self.tunnel.is_some() {
+            total += self.poll_tunnel(snap, &mut ctx, &shared, &mut rx);
+        }
         self.rxbuf = rx;
         if !self.dirty.is_empty() {
             self.flush(c);
         }
+        self.flush_tunnel(c);
         total
     }
 
@@ -451,7 +487,7 @@ impl Worker {
             match snap.process(ctx, pid, data, len, &mut NoTrace) {
                 Verdict::Forward(out) => {
                     bump(&c.forwarded, 1);
-                    self.emit(snap, c, pid, out, buf);
+                    self.emit(snap, c, From::Port(pid), out, buf);
                 }
                 Verdict::Drop(r) => self.drop_rx(c, pid, r, buf),
                 Verdict::DropAndSend(r, out) => {
@@ -460,7 +496,7 @@ impl Worker {
                     c.drop_on(pid, r, 1);
                     // the switch built this frame: it carries no offload work (SPEC 2.5)
                     buf.offload = Offload::None;
-                    self.emit(snap, c, pid, out, buf);
+                    self.emit(snap, c, From::Port(pid), out, buf);
                 }
             }
         }

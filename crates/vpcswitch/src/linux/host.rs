@@ -27,11 +27,12 @@ pub struct Host {
 }
 
 impl Host {
-    /// Opens a backend for every port of `cfg` and starts the switch. A spec that
+    /// Opens a backend for every port of `cfg` on this host (all of them without
+    /// `[[hosts]]`) and starts the switch. A spec that
     /// cannot be opened here is [`LinuxError::Backend`] (nothing started); a device
     /// that cannot be opened, or a refused configuration, [`LinuxError::Runtime`].
     pub fn start(cfg: &Config) -> Result<Host, LinuxError> {
-        let all: Vec<String> = cfg.port_names().map(String::from).collect();
+        let all: Vec<String> = cfg.local_port_names().map(String::from).collect();
         let b = backends(cfg, &all)?;
         Ok(Host::new(Switch::start(cfg, b)?))
     }

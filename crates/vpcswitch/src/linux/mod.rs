@@ -53,11 +53,12 @@ pub enum LinuxError {
 }
 
 /// Backends for the ports of `cfg` named in `names` (other ports are skipped, as are
-/// names `cfg` does not have), in the configuration's order. Nothing is opened yet:
+/// names `cfg` does not have and ports on other hosts, SPEC 10), in the
+/// configuration's order. Nothing is opened yet:
 /// devices open when the runtime asks for queues.
 pub fn backends(cfg: &Config, names: &[String]) -> Result<Backends, LinuxError> {
     let mut out: Backends = Vec::new();
-    for name in cfg.port_names() {
+    for name in cfg.local_port_names() {
         if !names.iter().any(|n| n == name) {
             continue;
         }
@@ -106,11 +107,15 @@ pub fn backends(cfg: &Config, names: &[String]) -> Result<Backends, LinuxError> 
     Ok(out)
 }
 
-/// Names of ports that are new in `new` or whose backend spec changed since `old`:
-/// the ports a reload from `old` to `new` opens.
+/// Names of this host's ports that are new in `new`, came to this host, or whose
+/// backend spec changed since `old`: the ports a reload from `old` to `new` opens.
 pub fn changed_ports(old: &Config, new: &Config) -> Vec<String> {
-    new.port_names()
-        .filter(|n| old.backend_of(n).is_none() || old.backend_of(n) != new.backend_of(n))
+    new.local_port_names()
+        .filter(|n| {
+            old.backend_of(n).is_none()
+                || !old.is_local(n)
+                || old.backend_of(n) != new.backend_of(n)
+        })
         .map(String::from)
         .collect()
 }

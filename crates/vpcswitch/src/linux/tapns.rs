@@ -79,11 +79,11 @@ fn ns_key(path: &Path) -> NsKey {
 /// uses. A removed port leaves no device behind; a stopped switch leaves them all.
 pub fn delete_removed(old: &Config, new: &Config) {
     let in_use: HashSet<(NsKey, &str)> = new
-        .port_names()
+        .local_port_names()
         .filter_map(|n| new.backend_of(n))
         .filter_map(|b| Some((ns_key(&netns_path(b.netns()?)), b.ifname()?)))
         .collect();
-    for port in old.port_names() {
+    for port in old.local_port_names() {
         let Some(BackendSpec::Tap {
             ifname,
             netns: Some(ns),

@@ -203,7 +203,7 @@ pub(crate) fn ok(text: String, data: Value) -> Value {
 }
 
 /// The commands, as an unknown one is told.
-const COMMANDS: &str = "ports, vips, eips, neighbors, routes, stats, trace PORT HEXFRAME, \
+const COMMANDS: &str = "ports, vips, eips, neighbors, routes, stats, hosts, trace PORT HEXFRAME, \
     reload, capture PORT DIR COUNT, drops SECS [PORT]";
 
 /// One request, one answer: the table commands, `trace` and `reload`.
@@ -219,6 +219,7 @@ fn dispatch(req: &Value, r: &Running) -> Value {
         ["neighbors"] => views::neighbors(r),
         ["routes"] => views::routes(r),
         ["stats"] => views::stats(r),
+        ["hosts"] => views::hosts(r),
         ["trace", port, hex] => views::trace(r, port, hex),
         ["reload"] => match r.reload() {
             Ok(g) => ok(

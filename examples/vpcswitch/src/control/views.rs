@@ -1,5 +1,5 @@
 //! The answers of the table commands (`ports`, `vips`, `eips`, `neighbors`, `routes`,
-//! `stats`) and of `trace`: a text table for people and the same rows as JSON data.
+//! `stats`, `hosts`) and of `trace`: a text table for people and the same rows as JSON data.
 //! They read the running snapshot and counters and change nothing.
 
 use std::net::Ipv4Addr;
@@ -303,6 +303,78 @@ pub fn stats(r: &Running) -> Value {
         "ports": ports,
         "drops": drops_by_name(&s.drops),
         "workers": workers,
+    });
+    ok(text, data)
+}
+
+/// A host is "reachable" when a tunnel packet from it arrived within this many
+/// seconds (VRRP adverts, ARP and traffic cross tunnels all the time in a live VPC;
+/// the control plane's leases, SPEC 11, are the real liveness signal).
+const HOST_SEEN_SECS: u64 = 10;
+
+/// `hosts` (SPEC 10): every host of the network, its tunnel endpoint, which one is
+/// this switch, its ports here, whether a tunnel packet came from it lately, and the
+/// tunnel counters per host; the tunnel sockets' totals.
+pub fn hosts(r: &Running) -> Value {
+    let snap = r.switch.snapshot();
+    let s = r.switch.stats();
+    let now = r.switch.now_ns();
+    let local = snap.local_host();
+    let mut text = format!(
+        "{:<12} {:<21} {:<6} {:>5} {:<9} {:>10} {:>10} {:>8}  DROPS\n",
+        "HOST", "ENDPOINT", "LOCAL", "PORTS", "SEEN", "RX_PKTS", "TX_PKTS", "LAST_RX"
+    );
+    let mut rows = vec![];
+    for h in snap.hosts() {
+        let is_local = Some(h.id) == local;
+        let st = s.hosts.iter().find(|x| x.name == h.name);
+        let ago_ms = st
+            .and_then(|x| x.last_rx_ns)
+            .map(|t| now.saturating_sub(t) / 1_000_000);
+        let seen = match (is_local, ago_ms) {
+            (true, _) => "-",
+            (false, Some(ms)) if ms <= HOST_SEEN_SECS * 1000 => "yes",
+            (false, _) => "no",
+        };
+        let d: Vec<String> = st
+            .map(|x| x.drops.iter().map(|(r, n)| format!("{r}={n}")).collect())
+            .unwrap_or_default();
+        text += &format!(
+            "{:<12} {:<21} {:<6} {:>5} {:<9} {:>10} {:>10} {:>8}  {}\n",
+            h.name,
+            h.endpoint.to_string(),
+            if is_local { "yes" } else { "no" },
+            h.ports.len(),
+            seen,
+            st.map_or(0, |x| x.rx_packets),
+            st.map_or(0, |x| x.tx_packets),
+            ago_ms.map_or("-".into(), |ms| format!("{ms}ms")),
+            d.join(" ")
+        );
+        rows.push(json!({
+            "name": h.name, "endpoint": h.endpoint.to_string(), "local": is_local,
+            "ports": h.ports.len(), "reachable": if is_local { Value::Null } else { json!(seen == "yes") },
+            "last_rx_ms_ago": ago_ms,
+            "rx_packets": st.map_or(0, |x| x.rx_packets), "rx_bytes": st.map_or(0, |x| x.rx_bytes),
+            "tx_packets": st.map_or(0, |x| x.tx_packets), "tx_bytes": st.map_or(0, |x| x.tx_bytes),
+            "drops": st.map(|x| drops_by_name(&x.drops)).unwrap_or_default(),
+        }));
+    }
+    let t = &s.tunnel;
+    if snap.hosts().is_empty() {
+        text = "no [[hosts]]: every port is on this switch\n".into();
+    } else {
+        text += &format!(
+            "\ntunnel: {} datagrams in ({} malformed, {} errors), {} packets out ({} refused)\n",
+            t.rx_datagrams, t.rx_malformed, t.rx_errors, t.tx_packets, t.tx_errors
+        );
+    }
+    let data = json!({
+        "hosts": rows,
+        "tunnel": {
+            "rx_datagrams": t.rx_datagrams, "rx_malformed": t.rx_malformed,
+            "rx_errors": t.rx_errors, "tx_packets": t.tx_packets, "tx_errors": t.tx_errors,
+        },
     });
     ok(text, data)
 }

@@ -1,0 +1,194 @@
+//! The overlay in a worker (SPEC 10): tunnel packets in, through the tunnel checks and
+//! the pipeline ([`Snapshot::process_tunnel`]), to this host's ports; frames for ports
+//! on other hosts out through the worker's tunnel.
+//!
+//! Split horizon: what came from a tunnel is delivered to local ports only, never
+//! encapsulated again (the pipeline already drops an output to a remote port as
+//! `tunnel_transit`; [`Worker::emit`] holds to it too, so no verdict can make a loop).
+//! Offload work is done before encapsulation (the tunnel carries no offload metadata:
+//! super-frames are cut into segments, partial checksums completed), and a frame longer
+//! than the tunnel's inner frame limit is dropped as `mtu_exceeded` on the host it was
+//! for (SPEC 10.6: guests' MTU is the underlay's minus 50).
+
+use std::net::SocketAddrV4;
+
+use vpcswitch_core::HostId;
+use vpcswitch_wire::vxlan::source_port;
+
+use super::*;
+use crate::stats::WorkerCounters;
+
+/// Where a frame goes: a port's queue on this host, or another host's tunnel endpoint.
+#[derive(Debug, Clone, Copy)]
+pub(super) enum Dest {
+    /// a local port
+    Port(PortId),
+    /// host `host` at `to`, on `vni`
+    Tunnel {
+        host: HostId,
+        to: SocketAddrV4,
+        vni: u32,
+    },
+}
+
+impl Worker {
+    /// One receive burst of the tunnel through the tunnel checks and the pipeline;
+    /// the datagrams received.
+    #[inline]
+    pub(super) fn poll_tunnel(
+        &mut self,
+        snap: &Snapshot,
+        ctx: &mut Ctx,
+        shared: &Shared,
+        rx: &mut Vec<PacketBuf>,
+    ) -> usize {
+        let Some(t) = self.tunnel.as_mut() else {
+            return 0;
+        };
+        let mut meta = std::mem::take(&mut self.tun_meta);
+        meta.clear();
+        let n = t.recv_bufs(&mut self.cache, rx, &mut meta, MAX_BURST);
+        let c = &shared.workers[self.idx].counters;
+        self.publish_tunnel(c);
+        if n == 0 {
+            self.tun_meta = meta;
+            return 0;
+        }
+        for (mut buf, m) in rx.drain(..).zip(meta.iter()) {
+            // SPEC 10.3: only from another host's endpoint
+            let Some(h) = snap.host_by_addr(*m.from.ip()) else {
+                c.drop_for_host(HostId::MAX, DropReason::TunnelUnknownHost, 1);
+                self.cache.free(buf);
+                continue;
+            };
+            if let Some(hc) = c.hosts.get(h as usize) {
+                bump(&hc.rx_packets, 1);
+                bump(&hc.rx_bytes, buf.len() as u64);
+                hc.last_rx_ns.store(self.now_ns.max(1), Ordering::Relaxed);
+            }
+            ctx.csum_partial = false;
+            let (data, len) = buf.parts_mut();
+            match snap.process_tunnel(ctx, h, m.vni, data, len, &mut NoTrace) {
+                Verdict::Forward(out) => {
+                    bump(&c.forwarded, 1);
+                    self.emit(snap, c, From::Tunnel(h), out, buf);
+                }
+                Verdict::Drop(r) => {
+                    c.drop_for_host(h, r, 1);
+                    self.cache.free(buf);
+                }
+                Verdict::DropAndSend(r, out) => {
+                    c.drop_for_host(h, r, 1);
+                    bump(&c.generated, 1);
+                    buf.offload = Offload::None;
+                    self.emit(snap, c, From::Tunnel(h), out, buf);
+                }
+            }
+        }
+        self.tun_meta = meta;
+        n
+    }
+
+    /// Where `q` is: its queue here, or its host's tunnel (with the VNI for a frame to
+    /// `out` that entered on `in_port`). `None`: a remote port with no host entry.
+    #[inline]
+    pub(super) fn dest(snap: &Snapshot, q: PortId, out: Out, in_port: PortId) -> Option<Dest> {
+        match snap.location(q) {
+            Some(Location::Remote(h)) => Self::host_dest(snap, h, out, in_port),
+            _ => Some(Dest::Port(q)),
+        }
+    }
+
+    /// Host `h`'s tunnel for a frame to `out` that entered on `in_port`.
+    #[inline]
+    pub(super) fn host_dest(snap: &Snapshot, h: HostId, out: Out, in_port: PortId) -> Option<Dest> {
+        Some(Dest::Tunnel {
+            host: h,
+            to: snap.host(h)?.endpoint,
+            vni: snap.vni_for(out, in_port)?,
+        })
+    }
+
+    /// Sends `buf` to `d`: a local port's queue ([`Worker::enqueue`]) or the tunnel.
+    #[inline]
+    pub(super) fn deliver(&mut self, c: &WorkerCounters, d: Dest, buf: PacketBuf) {
+        match d {
+            Dest::Port(q) => self.enqueue(c, q, buf),
+            Dest::Tunnel { host, to, vni } => self.encap(c, host, to, vni, buf),
+        }
+    }
+
+    /// Encapsulates `buf` to host `host` at `to` on `vni` (SPEC 10.1), after the offload
+    /// work the tunnel cannot carry.
+    pub(super) fn encap(
+        &mut self,
+        c: &WorkerCounters,
+        host: HostId,
+        to: SocketAddrV4,
+        vni: u32,
+        mut buf: PacketBuf,
+    ) {
+        if buf.offload != Offload::None {
+            if buf.offload.is_gso() {
+                self.segment(c, Dest::Tunnel { host, to, vni }, buf);
+                return;
+            }
+            let mut o = buf.offload;
+            if !o.finish_checksum(buf.frame_mut()) {
+                c.drop_for_host(host, DropReason::BadOffload, 1);
+                self.cache.free(buf);
+                return;
+            }
+            buf.offload = Offload::None;
+        }
+        let Some(t) = self.tunnel.as_mut() else {
+            // hosts in the configuration but no tunnel here: cannot happen (the
+            // tunnels are opened with the switch), counted if it does
+            c.drop_for_host(host, DropReason::PortDown, 1);
+            self.cache.free(buf);
+            return;
+        };
+        if buf.len() > t.config().max_frame {
+            c.drop_for_host(host, DropReason::MtuExceeded, 1);
+            self.cache.free(buf);
+            return;
+        }
+        let sport = source_port(buf.frame());
+        if t.push(to, vni, sport, buf.frame()) {
+            if let Some(hc) = c.hosts.get(host as usize) {
+                bump(&hc.tx_packets, 1);
+                bump(&hc.tx_bytes, buf.len() as u64);
+            }
+        } else {
+            c.drop_for_host(host, DropReason::TxError, 1);
+        }
+        self.cache.free(buf);
+    }
+
+    /// Sends what the tunnel holds (end of a pass) and publishes its counters.
+    #[inline]
+    pub(super) fn flush_tunnel(&mut self, c: &WorkerCounters) {
+        if let Some(t) = self.tunnel.as_mut() {
+            if t.pending() > 0 {
+                t.flush();
+                self.publish_tunnel(c);
+            }
+        }
+    }
+
+    /// Copies the tunnel's socket totals into the shared counters.
+    #[inline]
+    fn publish_tunnel(&self, c: &WorkerCounters) {
+        let Some(t) = self.tunnel.as_ref() else {
+            return;
+        };
+        let s = t.stats();
+        let tc = &c.tunnel;
+        let set = |a: &std::sync::atomic::AtomicU64, v: u64| a.store(v, Ordering::Relaxed);
+        set(&tc.rx_datagrams, s.rx_packets + s.rx_dropped());
+        set(&tc.rx_malformed, s.rx_dropped());
+        set(&tc.rx_errors, s.rx_errors + s.rx_no_buffer);
+        set(&tc.tx_packets, s.tx_packets);
+        set(&tc.tx_errors, s.tx_dropped());
+    }
+}
