@@ -204,7 +204,8 @@ fn spec10_2_ping_and_tcp_across_hosts_subnets_and_peerings_no_transit() {
     ));
     assert!(
         out.contains(&format!("mtu = {GUEST_MTU}")),
-        "SPEC 10.6: fragmentation needed, MTU {GUEST_MTU}: {out}"
+        "SPEC 10.6: fragmentation needed, MTU {GUEST_MTU}: {out}\nh3's drops: {}",
+        f.ctl_on("h3", "stats")["drops"]
     );
     // clean teardown: no namespace, no switch left
     let tag = f.tag.clone();

@@ -361,9 +361,16 @@ impl Fleet {
         self.underlay_link(&ns, &name, &ip, &mac);
         let foreign = self.hosts[i].foreign;
         if foreign {
+            // `ethtool -K ul0 tx off`: the kernel completes the inner checksums of what
+            // the vxlan device sends, as a NIC would; on a veth with checksum offload on,
+            // a guest's TCP leaves with its inner checksum unfilled (CHECKSUM_PARTIAL),
+            // which a receiver's UDP socket hands over as it is (there is no metadata
+            // to say so, unlike AF_PACKET's virtio-net header) and the receiving guest
+            // then drops
             let vni = self.vni("a");
             must(&format!(
-                "ip netns exec {ns} sh -c 'ip link add br0 type bridge stp_state 0 mcast_snooping 0 && \
+                "ip netns exec {ns} sh -c 'ethtool -K ul0 tx off >/dev/null && \
+                 ip link add br0 type bridge stp_state 0 mcast_snooping 0 && \
                  ip link add vx0 type vxlan id {vni} local {ip} dstport 4789 nolearning proxy dev ul0 && \
                  ip link set vx0 master br0 && ip link set vx0 up && ip link set br0 up'"
             ));
