@@ -12,8 +12,7 @@ mod common;
 use std::time::{Duration, Instant};
 
 use common::hosts::{Fleet, GUEST_MTU, ROGUE_IP, ROGUE_MAC};
-use common::net::{metric, KEEPALIVED_BOUND_MS, VIP};
-use common::ping_gap::ping_gap_ms;
+use common::net::{garp, metric, row, VIP};
 use common::{lock, must, sh};
 
 const HOSTS: [&str; 3] = ["h1", "h2", "h3"];
@@ -242,11 +241,7 @@ fn spec10_5_keepalived_failover_across_hosts_and_a_dead_host() {
     assert_eq!(f.ping("client", VIP, 3), 3);
 
     // 1. graceful (SIGTERM): the backup's GARP crosses from h2 to h1 and h3
-    f.spawn(
-        "client",
-        &format!("ping -n -D -i 0.01 -w 6 {VIP}"),
-        "ping1.txt",
-    );
+    f.probe("client", VIP, 6, "ping1.txt");
     std::thread::sleep(Duration::from_secs(2));
     must(&format!("kill -TERM {k1}"));
     assert!(
@@ -255,14 +250,8 @@ fn spec10_5_keepalived_failover_across_hosts_and_a_dead_host() {
         f.read("keepalived-web2.log")
     );
     std::thread::sleep(Duration::from_secs(5));
-    let (gap, replies) = ping_gap_ms(&f.read("ping1.txt"));
-    eprintln!("failover across hosts (SIGTERM): {replies} replies, longest gap {gap:.0} ms");
-    assert!(replies > 100, "{}", f.read("ping1.txt"));
-    assert!(
-        gap <= KEEPALIVED_BOUND_MS,
-        "outage {gap:.0} ms > {KEEPALIVED_BOUND_MS:.0} ms"
-    );
-    let first_us = common::net::row(&f.ctl_on("h3", "vips"), "vip")["first_packet_us"].as_f64();
+    f.assert_outage("ping1.txt", "failover across hosts (SIGTERM)");
+    let first_us = row(&f.ctl_on("h3", "vips"), "vip")["first_packet_us"].as_f64();
     eprintln!("failover at the client's host h3: {first_us:?} µs from GARP to the first packet");
     assert!(
         first_us.is_some_and(|us| us > 0.0 && us < 50_000.0),
@@ -277,11 +266,7 @@ fn spec10_5_keepalived_failover_across_hosts_and_a_dead_host() {
         "ip -n {} neigh replace {VIP} lladdr 02:00:00:00:01:01 dev eth0 nud permanent",
         f.ns("client")
     ));
-    f.spawn(
-        "client",
-        &format!("ping -n -D -i 0.01 -w 8 {VIP}"),
-        "ping2.txt",
-    );
+    f.probe("client", VIP, 8, "ping2.txt");
     std::thread::sleep(Duration::from_secs(2));
     assert!(f.stop_switch("h1", true), "h1's switch killed");
     f.cut_host("h1");
@@ -291,14 +276,9 @@ fn spec10_5_keepalived_failover_across_hosts_and_a_dead_host() {
         f.logs()
     );
     std::thread::sleep(Duration::from_secs(7));
-    let (gap, replies) = ping_gap_ms(&f.read("ping2.txt"));
-    eprintln!(
-        "failover across hosts (master's host dead, stale client cache): {replies} replies, longest gap {gap:.0} ms"
-    );
-    assert!(replies > 100, "{}", f.read("ping2.txt"));
-    assert!(
-        gap <= KEEPALIVED_BOUND_MS,
-        "outage {gap:.0} ms > {KEEPALIVED_BOUND_MS:.0} ms"
+    f.assert_outage(
+        "ping2.txt",
+        "failover across hosts (master's host dead, stale client cache)",
     );
     let (_, neigh) = f.exec("client", &format!("ip neigh show {VIP}"));
     assert!(
@@ -317,9 +297,6 @@ fn spec10_5_split_brain_across_hosts_latest_claim_wins_on_every_host() {
     for g in ["web1", "web2"] {
         must(&format!("ip -n {} addr add {VIP}/24 dev eth0", f.ns(g)));
     }
-    let garp = |mac: &str| {
-        format!("sendp(Ether(src='{mac}', dst='ff:ff:ff:ff:ff:ff')/ARP(op=1, hwsrc='{mac}', psrc='{VIP}', hwdst='00:00:00:00:00:00', pdst='{VIP}'), iface='eth0')")
-    };
     for i in 0..6 {
         let (g, mac) = if i % 2 == 0 {
             ("web1", "02:00:00:00:01:01")
@@ -334,7 +311,7 @@ fn spec10_5_split_brain_across_hosts_latest_claim_wins_on_every_host() {
         );
     }
     for h in HOSTS {
-        let moves = common::net::row(&f.ctl_on(h, "vips"), "vip")["moves"]
+        let moves = row(&f.ctl_on(h, "vips"), "vip")["moves"]
             .as_u64()
             .unwrap_or(0);
         assert!(moves >= 6, "{h} counted every claim as a move: {moves}");
@@ -686,21 +663,14 @@ fn harness_underlay_linux_vxlan_and_rogue_endpoint_work_and_clean_up() {
     assert!(ok, "full-size frames over Linux VXLAN: {out}");
     let vni = f.vni("a");
     let h1 = f.host("h1");
-    let (ns, mac, ip) = (h1.ns.clone(), h1.mac.clone(), h1.ip.clone());
+    let (mac, ip) = (h1.mac.clone(), h1.ip.clone());
     let pcap = f.file("h1.pcap");
     let out_name = "tcpdump-h1.txt";
-    let file = std::fs::File::create(f.file(out_name)).expect("out");
-    let c = std::process::Command::new("ip")
-        .args([
-            "netns", "exec", &ns, "tcpdump", "-n", "-i", "ul0", "-c", "1", "-w",
-        ])
-        .arg(&pcap)
-        .arg("udp port 4789")
-        .stdout(file.try_clone().expect("dup"))
-        .stderr(file)
-        .spawn()
-        .expect("tcpdump");
-    f.procs.push(c);
+    f.spawn_on_host(
+        "h1",
+        &format!("tcpdump -n -i ul0 -c 1 -w {} udp port 4789", pcap.display()),
+        out_name,
+    );
     assert!(
         wait_file(&f, out_name, "listening on", 5),
         "{}",

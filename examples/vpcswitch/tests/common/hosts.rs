@@ -567,24 +567,12 @@ impl Fleet {
         let Some(mut c) = self.host_mut(name).switch.take() else {
             return false;
         };
-        if kill9 {
-            let _ = c.kill();
-            let _ = c.wait();
-            return true;
+        if !kill9 {
+            return net::terminate(c);
         }
-        let _ = sh(&format!("kill -TERM {}", c.id()));
-        let end = Instant::now() + Duration::from_secs(5);
-        loop {
-            if let Ok(Some(st)) = c.try_wait() {
-                return st.success();
-            }
-            if Instant::now() > end {
-                let _ = c.kill();
-                let _ = c.wait();
-                return false;
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
+        let _ = c.kill();
+        let _ = c.wait();
+        true
     }
 
     /// `ip netns exec` in host `name`'s namespace.
@@ -681,23 +669,14 @@ impl Fleet {
     /// Starts a background process in the underlay's namespace (a capture on `br0`); it
     /// is killed at the end.
     pub fn spawn_underlay(&mut self, cmd: &str, out: &str) -> u32 {
-        let f = std::fs::File::create(self.file(out)).expect("out file");
-        let c = Command::new("ip")
-            .args([
-                "netns",
-                "exec",
-                &self.underlay,
-                "sh",
-                "-c",
-                &format!("exec {cmd}"),
-            ])
-            .stdout(f.try_clone().expect("dup"))
-            .stderr(f)
-            .spawn()
-            .expect("spawn");
-        let pid = c.id();
-        self.net.procs.push(c);
-        pid
+        let ns = self.underlay.clone();
+        self.net.spawn_in(&ns, cmd, out)
+    }
+
+    /// Starts a background process in host `name`'s namespace; killed at the end.
+    pub fn spawn_on_host(&mut self, name: &str, cmd: &str, out: &str) -> u32 {
+        let ns = self.host(name).ns.clone();
+        self.net.spawn_in(&ns, cmd, out)
     }
 
     /// Takes host `name` off the underlay (its link down): a dead host, as far as the

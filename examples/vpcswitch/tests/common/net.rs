@@ -434,16 +434,15 @@ impl Net {
 
     /// Starts a background process in a guest; it is killed at the end.
     pub fn spawn(&mut self, guest: &str, cmd: &str, out: &str) -> u32 {
+        self.spawn_in(&self.ns(guest), cmd, out)
+    }
+
+    /// Starts a background process in namespace `ns`, its output into file `out`; it
+    /// is killed at the end. Returns its PID (`ip netns exec` and `sh -c exec` keep it).
+    pub fn spawn_in(&mut self, ns: &str, cmd: &str, out: &str) -> u32 {
         let f = std::fs::File::create(self.dir.join(out)).expect("out file");
         let c = Command::new("ip")
-            .args([
-                "netns",
-                "exec",
-                &self.ns(guest),
-                "sh",
-                "-c",
-                &format!("exec {cmd}"),
-            ])
+            .args(["netns", "exec", ns, "sh", "-c", &format!("exec {cmd}")])
             .stdout(f.try_clone().expect("dup"))
             .stderr(f)
             .spawn()
@@ -520,22 +519,25 @@ impl Net {
 
     /// Stops the switch with SIGTERM; true when it exits 0 within 5 s.
     pub fn stop_switch(&mut self) -> bool {
-        let Some(mut c) = self.switch.take() else {
-            return false;
-        };
-        let _ = sh(&format!("kill -TERM {}", c.id()));
-        let end = Instant::now() + Duration::from_secs(5);
-        loop {
-            if let Ok(Some(st)) = c.try_wait() {
-                return st.success();
-            }
-            if Instant::now() > end {
-                let _ = c.kill();
-                let _ = c.wait();
-                return false;
-            }
-            std::thread::sleep(Duration::from_millis(20));
+        self.switch.take().is_some_and(terminate)
+    }
+}
+
+/// Stops a switch process with SIGTERM; true when it exits 0 within 5 s (else it is
+/// killed).
+pub fn terminate(mut c: Child) -> bool {
+    let _ = sh(&format!("kill -TERM {}", c.id()));
+    let end = Instant::now() + Duration::from_secs(5);
+    loop {
+        if let Ok(Some(st)) = c.try_wait() {
+            return st.success();
         }
+        if Instant::now() > end {
+            let _ = c.kill();
+            let _ = c.wait();
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(20));
     }
 }
 
@@ -625,6 +627,34 @@ impl Net {
         .expect("script");
         let (ok, out) = self.exec(guest, &format!("/usr/bin/python3 {}", path.display()));
         assert!(ok, "scapy in {guest} failed: {out}");
+    }
+}
+
+/// A scapy line sending a gratuitous ARP request for [`VIP`] from `mac` on eth0: a VIP
+/// claim (SPEC 3.1).
+pub fn garp(mac: &str) -> String {
+    format!("sendp(Ether(src='{mac}', dst='ff:ff:ff:ff:ff:ff')/ARP(op=1, hwsrc='{mac}', psrc='{VIP}', hwdst='00:00:00:00:00:00', pdst='{VIP}'), iface='eth0')")
+}
+
+impl Net {
+    /// Starts the outage probe: `ping -D -i 0.01 -w SECS TO` in guest `from`, into
+    /// `file` (measured as the gap in ms between replies, see [`super::ping_gap`]).
+    pub fn probe(&mut self, from: &str, to: &str, secs: u32, file: &str) {
+        self.spawn(from, &format!("ping -n -D -i 0.01 -w {secs} {to}"), file);
+    }
+
+    /// The probe in `file`, ended: prints its longest gap as `what`, asserts that it had
+    /// replies (more than 100) and that the gap is within [`KEEPALIVED_BOUND_MS`];
+    /// returns the gap in ms.
+    pub fn assert_outage(&self, file: &str, what: &str) -> f64 {
+        let (gap, replies) = super::ping_gap::ping_gap_ms(&self.read(file));
+        eprintln!("{what}: {replies} replies, longest gap {gap:.0} ms");
+        assert!(replies > 100, "{what}: {}", self.read(file));
+        assert!(
+            gap <= KEEPALIVED_BOUND_MS,
+            "{what}: outage {gap:.0} ms > {KEEPALIVED_BOUND_MS:.0} ms"
+        );
+        gap
     }
 }
 
