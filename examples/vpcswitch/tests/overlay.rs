@@ -97,11 +97,10 @@ fn each_switch_is_its_host_across_reloads(f: &Fleet) {
     }
 }
 
-/// SPEC 10.1, 10.2, 5.3, 10.6: ping and TCP between guests on different hosts within a
+/// SPEC 10.1, 10.2, 5.3: ping and TCP between guests on different hosts within a
 /// subnet, across subnets (routed at the ingress host), across the a-b and b-c
-/// peerings whose VPCs live on other hosts; no transit over two peerings; the guests'
-/// MTU (1450) fits the tunnel and a guest that sends more with DF set is told the MTU.
-/// At the end the fleet's namespaces and switches are gone.
+/// peerings whose VPCs live on other hosts; no transit over two peerings. At the end
+/// the fleet's namespaces and switches are gone.
 #[test]
 fn spec10_2_ping_and_tcp_across_hosts_subnets_and_peerings_no_transit() {
     let _l = lock();
@@ -187,25 +186,6 @@ fn spec10_2_ping_and_tcp_across_hosts_subnets_and_peerings_no_transit() {
             .fold((0, 0), |a, b| (a.0 + b.0, a.1 + b.1));
         assert!(rx > 0 && tx > 0, "{h}'s tunnels: {rows}");
     }
-    // SPEC 10.6: a full 1450-byte packet crosses with DF set; 1451 does not fit a guest
-    // whose MTU says 1500, and the switch says why
-    let full = GUEST_MTU - 28;
-    let (ok, out) = f.exec(
-        "client",
-        &format!("ping -n -c 2 -i 0.2 -W 1 -M do -s {full} 10.0.1.11"),
-    );
-    assert!(ok, "{full}-byte echo with DF across hosts: {out}");
-    must(&format!("ip -n {} link set eth0 mtu 1500", f.ns("client")));
-    let (_, out) = f.exec("client", "ping -n -c 2 -i 0.3 -W 1 -M do -s 1472 10.0.1.11");
-    must(&format!(
-        "ip -n {} link set eth0 mtu {GUEST_MTU}",
-        f.ns("client")
-    ));
-    assert!(
-        out.contains(&format!("mtu = {GUEST_MTU}")),
-        "SPEC 10.6: fragmentation needed, MTU {GUEST_MTU}: {out}\nh3's drops: {}",
-        f.ctl_on("h3", "stats")["drops"]
-    );
     // clean teardown: no namespace, no switch left
     let tag = f.tag.clone();
     let pids: Vec<u32> = HOSTS.iter().map(|h| f.switch_pid(h)).collect();
@@ -699,4 +679,52 @@ fn harness_underlay_linux_vxlan_and_rogue_endpoint_work_and_clean_up() {
     let (_, ns) = sh("ip netns list");
     assert!(!ns.contains(&tag), "namespaces left: {ns}");
     assert!(!dir.exists() || std::env::var_os("VPCSWITCH_KEEP_E2E").is_some());
+}
+
+/// SPEC 10.6: the guests' MTU (1450) fits the tunnel: a full-size packet with DF set
+/// crosses; a guest's TCP super-frames (TSO on its veth) are cut into segments before
+/// encapsulation; a guest whose MTU says 1500 and sends 1500 bytes with DF set is told
+/// "fragmentation needed" with MTU 1450.
+#[test]
+fn spec10_6_guest_mtu_fits_the_tunnel_and_bigger_is_told_frag_needed() {
+    let _l = lock();
+    let mut f = Fleet::builder().standard().start();
+    let segments = |f: &Fleet| -> u64 {
+        f.ctl_on("h3", "stats")["workers"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|w| w["segments"].as_u64())
+            .sum()
+    };
+    let s0 = segments(&f);
+    let g = f.iperf("client", "web1", "10.0.1.11", 1);
+    assert!(
+        g.is_some_and(|g| g > 0.0),
+        "TCP h3 -> h1: {g:?}\n{}",
+        f.logs()
+    );
+    assert!(
+        segments(&f) > s0,
+        "h3 cut the client's super-frames before encapsulation: {}",
+        f.ctl_on("h3", "stats")["workers"]
+    );
+    // a full-size packet; then 1500 bytes from a guest whose MTU is set too large
+    let full = GUEST_MTU - 28;
+    let (ok, out) = f.exec(
+        "client",
+        &format!("ping -n -c 2 -i 0.2 -W 1 -M do -s {full} 10.0.1.11"),
+    );
+    assert!(ok, "{full}-byte echo with DF across hosts: {out}");
+    must(&format!("ip -n {} link set eth0 mtu 1500", f.ns("client")));
+    let (_, out) = f.exec("client", "ping -n -c 2 -i 0.3 -W 1 -M do -s 1472 10.0.1.11");
+    must(&format!(
+        "ip -n {} link set eth0 mtu {GUEST_MTU}",
+        f.ns("client")
+    ));
+    assert!(
+        out.contains(&format!("mtu = {GUEST_MTU}")),
+        "SPEC 10.6: fragmentation needed, MTU {GUEST_MTU}: {out}\nh3's drops: {}",
+        f.ctl_on("h3", "stats")["drops"]
+    );
 }
