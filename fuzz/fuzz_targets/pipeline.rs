@@ -52,6 +52,7 @@ fuzz_target!(|data: &[u8]| {
         let ctx = Ctx {
             now_ns: now,
             csum_partial: sel & 0x80 != 0,
+            gso: false,
         };
         let v = s.process(&ctx, port, &mut buf, &mut len, &mut NoTrace);
         assert!(len <= buf.len());

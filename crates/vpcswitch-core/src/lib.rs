@@ -88,6 +88,9 @@ pub struct Ctx {
     /// device (or the runtime) to complete: a checksum offload such as virtio's
     /// `NEEDS_CSUM`. Address translation (SPEC 7) then updates it as such.
     pub csum_partial: bool,
+    /// The frame is an offload super-frame (TSO) that the runtime cuts into segments
+    /// before it leaves: its length is not the length of what is sent (SPEC 10.6).
+    pub gso: bool,
 }
 
 impl Ctx {
@@ -97,6 +100,7 @@ impl Ctx {
         Ctx {
             now_ns,
             csum_partial: false,
+            gso: false,
         }
     }
 }

@@ -612,3 +612,80 @@ fn spec10_4_arp_for_known_addresses_never_crosses_a_tunnel() {
         "{step}"
     );
 }
+
+/// SPEC 10.6: a frame longer than the tunnel carries (underlay MTU 1500: 1450-byte
+/// packets, 1464-byte frames) is answered with "fragmentation needed" when it is IPv4
+/// with DF set, from the ingress port's gateway, to the port's own MAC (also when it
+/// was routed), and dropped otherwise; an offload super-frame is the runtime's to cut.
+#[test]
+fn spec10_6_too_long_for_the_tunnel_frag_needed_or_dropped() {
+    let mut s = Snapshot::compile(&config().with_local_host("h1").unwrap(), None).unwrap();
+    s.set_tunnel_frame_max(1464);
+    let p1 = s.port_id("p1").unwrap();
+    let sized = |dst: MacAddr, dip: &str, len: usize, df: bool| {
+        let payload = vec![7u8; len - 14 - 20 - 8];
+        let mut f = build::udp(
+            Ends {
+                dst,
+                src: mac(P1),
+                sip: ip("10.0.1.11"),
+                dip: ip(dip),
+            },
+            64,
+            1000,
+            2000,
+            &payload,
+        );
+        assert_eq!(f.len(), len);
+        if df {
+            f[14 + 6] |= 0x40;
+        } else {
+            f[14 + 6] &= !0x40;
+        }
+        let mut v = vpcswitch_wire::Ipv4Packet::new_unchecked(&mut f[14..]);
+        v.fill_checksum();
+        f
+    };
+    let go = |f: &[u8], ctx: Ctx| run(f, |buf, len| s.process(&ctx, p1, buf, len, &mut NoTrace));
+    let to_p2 = Verdict::Forward(Out::Port(s.port_id("p2").unwrap()));
+    // fits: forwarded
+    assert_eq!(
+        go(&sized(mac(P2), "10.0.1.12", 1464, true), Ctx::at(1)).0,
+        to_p2
+    );
+    // too long, DF: the answer, back to p1
+    for (dst, dip) in [(mac(P2), "10.0.1.12"), (GW, "10.0.2.11")] {
+        let (v, out) = go(&sized(dst, dip, 1465, true), Ctx::at(1));
+        assert_eq!(
+            v,
+            Verdict::DropAndSend(R::MtuExceeded, Out::Port(p1)),
+            "to {dip}"
+        );
+        assert_eq!(&out[0..6], &mac(P1).0, "to p1's own MAC");
+        let ip4 = vpcswitch_wire::Ipv4Packet::new_checked(&out[14..]).unwrap();
+        assert_eq!(ip4.src(), ip("10.0.1.1"), "from p1's gateway");
+        assert_eq!(ip4.dst(), ip("10.0.1.11"));
+        let icmp = ip4.payload();
+        assert_eq!((icmp[0], icmp[1]), (3, 4), "fragmentation needed");
+        assert_eq!(
+            u16::from_be_bytes([icmp[6], icmp[7]]),
+            1450,
+            "the tunnel's MTU"
+        );
+    }
+    // too long, no DF: dropped (the switch fragments nothing)
+    let (v, _) = go(&sized(mac(P2), "10.0.1.12", 1465, false), Ctx::at(1));
+    assert_eq!(v, Verdict::Drop(R::MtuExceeded));
+    // an offload super-frame: forwarded, cut into segments by the runtime
+    let gso = Ctx {
+        gso: true,
+        ..Ctx::at(1)
+    };
+    assert_eq!(go(&sized(mac(P2), "10.0.1.12", 1465, true), gso).0, to_p2);
+    // to a port on this host: not the tunnel's business
+    let to_p3 = Verdict::Forward(Out::Port(s.port_id("p3").unwrap()));
+    assert_eq!(
+        go(&sized(mac(P3), "10.0.1.13", 1465, true), Ctx::at(1)).0,
+        to_p3
+    );
+}

@@ -209,6 +209,8 @@ pub struct Switch {
     control: Mutex<Control>,
     max_ports: usize,
     max_hosts: usize,
+    /// the tunnel's longest frame (0: no tunnel), given to every snapshot (SPEC 10.6)
+    tunnel_frame_max: usize,
     /// what backends opened on reload learn of each worker's memory
     mem: Vec<WorkerMem>,
 }
@@ -260,7 +262,7 @@ impl Switch {
         backends: Backends,
         opts: Options,
     ) -> Result<Switch, RuntimeError> {
-        let snap = Snapshot::compile(cfg, None)?;
+        let mut snap = Snapshot::compile(cfg, None)?;
         let max_ports = opts.max_ports.max(1);
         if snap.port_slots() > max_ports {
             return Err(RuntimeError::TooManyPorts {
@@ -278,6 +280,12 @@ impl Switch {
         // SPEC 10: one tunnel per worker on this host's endpoint (before any device is
         // opened: a wrong endpoint is reported first, and nothing is left behind)
         let mut tunnels = tunnel::open_all(&snap, n)?;
+        let tunnel_frame_max = tunnels
+            .iter()
+            .flatten()
+            .next()
+            .map_or(0, |t| t.config().max_frame);
+        snap.set_tunnel_frame_max(tunnel_frame_max);
         let mut per_worker: Vec<Vec<(PortId, Box<dyn PortQueue>)>> =
             (0..n).map(|_| Vec::new()).collect();
         let mut descs = HashMap::new();
@@ -361,6 +369,7 @@ impl Switch {
             }),
             max_ports,
             max_hosts: opts.max_hosts,
+            tunnel_frame_max,
             mem,
         })
     }

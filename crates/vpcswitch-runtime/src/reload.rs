@@ -20,7 +20,8 @@ impl Switch {
                 wanted: cfg.switch.workers,
             });
         }
-        let new = Snapshot::compile(cfg, Some(&old))?;
+        let mut new = Snapshot::compile(cfg, Some(&old))?;
+        new.set_tunnel_frame_max(self.tunnel_frame_max);
         if new.port_slots() > self.max_ports {
             return Err(RuntimeError::TooManyPorts {
                 have: new.port_slots(),

@@ -17,6 +17,8 @@ pub const TYPE_TIME_EXCEEDED: u8 = 11;
 pub const CODE_NET_UNREACHABLE: u8 = 0;
 /// Code for TTL exceeded in transit.
 pub const CODE_TTL_EXCEEDED: u8 = 0;
+/// Destination unreachable: fragmentation needed and DF set (RFC 792, RFC 1191).
+pub const CODE_FRAG_NEEDED: u8 = 4;
 
 /// TTL of packets the switch originates.
 pub const ORIGIN_TTL: u8 = 64;
@@ -79,6 +81,8 @@ pub fn error_len(frame: &[u8]) -> usize {
 
 /// Rewrites the checked IPv4 frame occupying `buf[..frame_len]` into an ICMP error
 /// (`ty`, `code`) from `gw_ip`/`gw_mac` back to its sender, and returns the new length.
+/// `mtu` is the next-hop MTU of a "fragmentation needed" (RFC 1191: the header's last
+/// two bytes); 0 for every other error (the bytes are unused, zero).
 /// `buf` is the whole buffer; it must hold [`error_len`] bytes, else nothing changes
 /// and 0 is returned.
 pub fn error_in_place(
@@ -86,8 +90,8 @@ pub fn error_in_place(
     frame_len: usize,
     gw_mac: MacAddr,
     gw_ip: Ipv4Addr,
-    ty: u8,
-    code: u8,
+    (ty, code): (u8, u8),
+    mtu: u16,
 ) -> usize {
     let frame = &buf[..frame_len];
     let q = quote_len(frame);
@@ -134,9 +138,9 @@ pub fn error_in_place(
     let mut icmp = Icmpv4Packet::new_unchecked(v.payload_mut());
     icmp.set_msg_type(Icmpv4Message::from(ty));
     icmp.set_msg_code(code);
-    // bytes 4..8: unused (zero) for both messages
+    // bytes 4..8: unused (zero), but for the next-hop MTU of "fragmentation needed"
     icmp.set_echo_ident(0);
-    icmp.set_echo_seq_no(0);
+    icmp.set_echo_seq_no(mtu);
     icmp.fill_checksum();
     total
 }
@@ -188,9 +192,40 @@ mod tests {
         assert!(!is_error(&ip), "an echo request is a query");
         let mut buf = vec![0u8; 256];
         buf[..f.len()].copy_from_slice(&f);
-        let n = error_in_place(&mut buf, f.len(), MacAddr::ZERO, Ipv4Addr::LOCALHOST, 11, 0);
+        let n = error_in_place(
+            &mut buf,
+            f.len(),
+            MacAddr::ZERO,
+            Ipv4Addr::LOCALHOST,
+            (11, 0),
+            0,
+        );
         let ip = Ipv4Packet::new_checked(&buf[14..n]).unwrap();
         assert!(is_error(&ip), "time exceeded is an error");
+    }
+
+    /// RFC 1191: "fragmentation needed" carries the next-hop MTU in the header's last
+    /// two bytes, inside the checksum.
+    #[test]
+    fn frag_needed_carries_the_next_hop_mtu() {
+        let f = echo_frame(64);
+        let mut buf = vec![0u8; 256];
+        buf[..f.len()].copy_from_slice(&f);
+        let gw = Ipv4Addr::new(10, 0, 1, 1);
+        let n = error_in_place(
+            &mut buf,
+            f.len(),
+            MacAddr::ZERO,
+            gw,
+            (TYPE_DST_UNREACHABLE, CODE_FRAG_NEEDED),
+            1450,
+        );
+        let ip = Ipv4Packet::new_checked(&buf[14..n]).unwrap();
+        let icmp = &ip.payload();
+        assert_eq!((icmp[0], icmp[1]), (3, 4));
+        assert_eq!(u16::from_be_bytes([icmp[6], icmp[7]]), 1450);
+        let c = Icmpv4Packet::new_checked(&icmp[..]).unwrap();
+        assert!(c.verify_checksum(), "checksum covers the MTU");
     }
 
     #[test]
@@ -203,8 +238,8 @@ mod tests {
             f.len(),
             MacAddr([2, 0xfe, 0, 0, 0, 1]),
             Ipv4Addr::new(10, 0, 1, 1),
-            TYPE_TIME_EXCEEDED,
-            CODE_TTL_EXCEEDED,
+            (TYPE_TIME_EXCEEDED, CODE_TTL_EXCEEDED),
+            0,
         );
         assert_eq!(n, 14 + 20 + 8 + 28);
         let ip = Ipv4Packet::new_checked(&buf[14..n]).unwrap();
@@ -218,7 +253,14 @@ mod tests {
         let mut small = f.clone();
         let len = small.len();
         assert_eq!(
-            error_in_place(&mut small, len, MacAddr::ZERO, Ipv4Addr::LOCALHOST, 11, 0),
+            error_in_place(
+                &mut small,
+                len,
+                MacAddr::ZERO,
+                Ipv4Addr::LOCALHOST,
+                (11, 0),
+                0
+            ),
             0
         );
         assert_eq!(small, f);

@@ -107,6 +107,10 @@ impl<T: AsRef<[u8]>> Ipv4Packet<T> {
     pub fn verify_checksum(&self) -> bool {
         checksum::fold64(checksum::sum_fast(&self.b()[..self.header_len()])) == 0xffff
     }
+    /// True when DF (don't fragment) is set.
+    pub fn dont_frag(&self) -> bool {
+        self.b()[field::FLG_OFF][0] & 0x40 != 0
+    }
     /// True for any fragment (MF set or a non-zero offset).
     pub fn is_fragment(&self) -> bool {
         let b = &self.b()[field::FLG_OFF];

@@ -71,10 +71,24 @@ impl Snapshot {
     pub(super) fn icmp_error<T: Tracer>(
         &self,
         f: &mut Frame<'_, T>,
+        from: (MacAddr, Ipv4Addr),
+        v4: V4,
+        reason: DropReason,
+        kind: (u8, u8),
+    ) -> Verdict {
+        self.icmp_error_mtu(f, from, v4, reason, kind, 0)
+    }
+
+    /// [`Self::icmp_error`] with the next-hop MTU of a "fragmentation needed" (SPEC
+    /// 10.6; 0 for the other errors).
+    pub(super) fn icmp_error_mtu<T: Tracer>(
+        &self,
+        f: &mut Frame<'_, T>,
         (from_mac, from_ip): (MacAddr, Ipv4Addr),
         v4: V4,
         reason: DropReason,
         (ty, code): (u8, u8),
+        mtu: u16,
     ) -> Verdict {
         if icmp::is_error(&f.ipv4()) {
             drop_with!(f.t, Icmp, reason, "no ICMP error about an ICMP error")
@@ -114,7 +128,7 @@ impl Snapshot {
             f,
             reason,
             out,
-            |b, n| icmp::error_in_place(b, n, from_mac, from_ip, ty, code),
+            |b, n| icmp::error_in_place(b, n, from_mac, from_ip, (ty, code), mtu),
             Stage::Icmp,
             format_args!(
                 "{}: ICMP type {ty} code {code} from {from_ip} to the sender (SPEC 5.5/5.7)",

@@ -295,6 +295,16 @@ impl Snapshot {
         } else {
             self.ingress(f, c.l3)
         };
+        // SPEC 10.6: too long for the tunnel to the port's host (one compare for
+        // every frame that fits)
+        let max = self.tunnel_frame_max();
+        if *len > max && max != 0 && !ctx.gso {
+            if let Verdict::Forward(Out::Port(q)) = v {
+                if matches!(self.location(q), Some(crate::Location::Remote(_))) {
+                    return self.too_big_for_tunnel(ctx, port, q, buf, len, t);
+                }
+            }
+        }
         if T::ON {
             self.note_encap(in_port, v, t);
         }

@@ -27,7 +27,7 @@
 
 use std::fmt::Write;
 
-use vpcswitch_wire::{classify, Classified};
+use vpcswitch_wire::{classify, icmp, Classified, Ipv4Packet, ETHERNET_HEADER_LEN};
 
 use super::{ip, is_martian, wire_reason, Frame, V4};
 use crate::snapshot::{PortEntry, RouteTarget};
@@ -371,6 +371,75 @@ impl Snapshot {
             "the output, port {}, is not on this host: nothing from a tunnel goes back \
              into one (SPEC 10.3)",
             self.port(q).map_or("?", |p| p.name.as_str())
+        )
+    }
+
+    /// SPEC 10.6: a frame for port `q` on another host is longer than the tunnel
+    /// carries. IPv4 with DF set: dropped, and answered with ICMP "fragmentation needed"
+    /// (the tunnel's inner MTU) from the ingress port's gateway, to the ingress port
+    /// (within its answer budget, as every ICMP error); anything else: dropped
+    /// (`mtu_exceeded`: the switch fragments nothing).
+    #[cold]
+    pub(super) fn too_big_for_tunnel<T: Tracer>(
+        &self,
+        ctx: &Ctx,
+        port: &PortEntry,
+        q: PortId,
+        buf: &mut [u8],
+        len: &mut usize,
+        t: &mut T,
+    ) -> Verdict {
+        let max = self.tunnel_frame_max();
+        let name = self.port(q).map_or("?", |p| p.name.as_str());
+        let c = match classify(&buf[..*len]) {
+            Ok(c) => c,
+            Err(_) => drop_with!(
+                t,
+                Encap,
+                DropReason::MtuExceeded,
+                "{} bytes for {name}: longer than the tunnel's {max} (SPEC 10.6)",
+                *len
+            ),
+        };
+        let v4 = V4::of(c.l3);
+        let df = v4.is_some()
+            && Ipv4Packet::new_checked(&buf[ETHERNET_HEADER_LEN..*len])
+                .is_ok_and(|p| p.dont_frag());
+        let Some(v4) = v4.filter(|_| df) else {
+            drop_with!(
+                t,
+                Encap,
+                DropReason::MtuExceeded,
+                "{} bytes for {name}: longer than the tunnel's {max}, not IPv4 with DF:                  dropped, the switch fragments nothing (SPEC 10.6)",
+                *len
+            )
+        };
+        step!(
+            t,
+            Encap,
+            "{} bytes for {name}: longer than the tunnel's {max} (SPEC 10.6)",
+            *len
+        );
+        // the answer goes back on the ingress port, to the port's own MAC: a routed
+        // frame's source MAC is the gateway's by now
+        let mtu = (max - ETHERNET_HEADER_LEN).min(usize::from(u16::MAX)) as u16;
+        buf[6..12].copy_from_slice(&port.mac.0);
+        let mut f = Frame {
+            ctx: *ctx,
+            port,
+            buf,
+            len,
+            src_mac: vpcswitch_wire::MacKey(port.mac.key()),
+            dst_mac: c.dst,
+            t: &mut *t,
+        };
+        self.icmp_error_mtu(
+            &mut f,
+            self.gateway_of(port.subnet),
+            v4,
+            DropReason::MtuExceeded,
+            (icmp::TYPE_DST_UNREACHABLE, icmp::CODE_FRAG_NEEDED),
+            mtu,
         )
     }
 

@@ -70,6 +70,7 @@ impl Snapshot {
             mac_table: FlatMap::new(ports.macs),
             addrs: FlatMap::new(addrs),
             overlay,
+            tunnel_frame_max: 0,
         })
     }
 }

@@ -200,6 +200,10 @@ pub struct Snapshot {
     addrs: FlatMap<Addr>,
     /// the hosts, and what each may send through a tunnel
     overlay: Overlay,
+    /// the longest frame (Ethernet header included) the tunnel carries; 0: not set
+    /// (no tunnel, or a snapshot not run by a runtime). See
+    /// [`Snapshot::set_tunnel_frame_max`].
+    tunnel_frame_max: usize,
 }
 
 #[inline]
@@ -208,6 +212,22 @@ fn addr_key(vpc: VpcId, ip: u32) -> u64 {
 }
 
 impl Snapshot {
+    /// SPEC 10.6: the longest frame (Ethernet header included) the tunnel to other
+    /// hosts carries, as the runtime found it (the underlay's MTU minus the 50 bytes of
+    /// encapsulation, plus the inner Ethernet header). A frame for a port on another
+    /// host longer than this is answered with ICMP "fragmentation needed" when it is
+    /// IPv4 with DF set, and dropped (`mtu_exceeded`) otherwise. Set before the
+    /// snapshot is published; 0 leaves frames unchecked here.
+    pub fn set_tunnel_frame_max(&mut self, n: usize) {
+        self.tunnel_frame_max = n;
+    }
+
+    /// See [`Snapshot::set_tunnel_frame_max`].
+    #[inline(always)]
+    pub fn tunnel_frame_max(&self) -> usize {
+        self.tunnel_frame_max
+    }
+
     /// The VPC whose CIDRs hold `ip` (SPEC 7.3, 7.4: such an address is private and
     /// never seen on, or sent to, the outside network).
     #[inline]

@@ -67,6 +67,7 @@ impl Worker {
                 hc.last_rx_ns.store(self.now_ns.max(1), Ordering::Relaxed);
             }
             ctx.csum_partial = false;
+            ctx.gso = false;
             let (data, len) = buf.parts_mut();
             match snap.process_tunnel(ctx, h, m.vni, data, len, &mut NoTrace) {
                 Verdict::Forward(out) => {
