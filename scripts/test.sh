@@ -30,6 +30,8 @@ cargo run --release --locked -p vpcswitch-benches --bin vpcswitch-pps -- --smoke
 echo "== side-by-side harness smoke (vpcswitch-bench --smoke: every contender once, 1 s each)"
 cargo build --release --locked -q -p vpcswitch-cli -p vpcswitch-benches
 target/release/vpcswitch-bench --smoke
+echo "== overlay harness smoke (vpcswitch-overlay-bench --smoke: two hosts, linux-vxlan and vpcswitch, 1 s each)"
+target/release/vpcswitch-overlay-bench --smoke
 echo "== fuzzing (bounded)"
 bash scripts/fuzz.sh
 echo "all tests passed"

@@ -4,6 +4,7 @@
 use std::net::Ipv4Addr;
 
 pub mod breakdown;
+pub mod lab;
 pub mod pps;
 
 /// (median, min, max) of repeated measurements; `None` for none. The median of an even
@@ -12,6 +13,31 @@ pub fn median_min_max(v: &[f64]) -> Option<(f64, f64, f64)> {
     let mut s = v.to_vec();
     s.sort_by(f64::total_cmp);
     Some((*s.get(s.len() / 2)?, *s.first()?, *s.last()?))
+}
+
+/// The median of `v` ([`median_min_max`]); 0 for none.
+pub fn median(v: &[f64]) -> f64 {
+    median_min_max(v).map_or(0.0, |m| m.0)
+}
+
+/// A table cell of repeated measurements `v`: "median (min–max)" with `p` decimals, and
+/// ", R×" (the median against `base`'s median) when `base` has values.
+pub fn cell(v: &[f64], base: Option<&[f64]>, p: usize) -> String {
+    let (med, lo, hi) = median_min_max(v).unwrap_or_default();
+    let ratio = base
+        .filter(|b| !b.is_empty())
+        .map(|b| format!(", {:.2}×", med / median(b)))
+        .unwrap_or_default();
+    format!("{med:.p$} ({lo:.p$}–{hi:.p$}){ratio}")
+}
+
+/// The head of a Markdown table with `columns`, after an empty line.
+pub fn table_head(columns: &[&str]) -> String {
+    format!(
+        "\n| {} |\n|{}\n",
+        columns.join(" | "),
+        " --- |".repeat(columns.len())
+    )
 }
 
 /// The `p` quantile (0..=1) of sorted values, nearest rank; `None` for none.
@@ -260,5 +286,23 @@ fn frames_unpadded(s: Scenario) -> [(&'static str, Vec<u8>); 2] {
                 build::arp_request(mac("02:00:00:00:00:0b"), ip("10.0.1.12"), ip("10.0.1.11")),
             ),
         ],
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cell_gives_median_range_and_ratio() {
+        assert_eq!(cell(&[3.0, 1.0, 2.0], None, 1), "2.0 (1.0–3.0)");
+        assert_eq!(
+            cell(&[3.0, 1.0, 2.0], Some(&[4.0, 8.0]), 0),
+            "2 (1–3), 0.25×"
+        );
+        // no base values: no ratio
+        assert_eq!(cell(&[5.0], Some(&[]), 2), "5.00 (5.00–5.00)");
+        assert_eq!(median(&[]), 0.0);
+        assert_eq!(table_head(&["a", "b c"]), "\n| a | b c |\n| --- | --- |\n");
     }
 }

@@ -90,11 +90,15 @@
 //! bounded in time; everything it creates is removed, processes are killed by PID.
 
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::path::Path;
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use vpcswitch_benches::{median_min_max, quantile};
+use vpcswitch_benches::lab::{
+    die, have, is_root, machine, pings, quiet, sh, tcp, udp_kpps, wait_for, wait_ping, with_cpu,
+    Args, Guest, Lab,
+};
+use vpcswitch_benches::{cell, median, table_head};
 use vpcswitch_model::IdlePolicy;
 
 const A: &str = "10.9.0.11";
@@ -114,35 +118,6 @@ const LOAD_PPS: u32 = 100_000;
 const STREAM_PPS: u32 = 20_000;
 /// Guests: the two measured ones and the failover client.
 const GUESTS: [&str; 3] = ["a", "b", "c"];
-
-fn die(msg: &str) -> ! {
-    eprintln!("vpcswitch-bench: {msg}");
-    std::process::exit(2)
-}
-
-/// Runs a shell command; its stdout, or an error with its stderr.
-fn sh(cmd: &str) -> Result<String, String> {
-    let out = Command::new("sh")
-        .args(["-c", cmd])
-        .output()
-        .map_err(|e| format!("{cmd}: {e}"))?;
-    if out.status.success() {
-        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
-    } else {
-        Err(format!(
-            "`{cmd}` failed: {}",
-            String::from_utf8_lossy(&out.stderr).trim()
-        ))
-    }
-}
-
-fn quiet(cmd: &str) {
-    let _ = sh(&format!("{cmd} >/dev/null 2>&1"));
-}
-
-fn have(tool: &str) -> bool {
-    sh(&format!("command -v {tool}")).is_ok()
-}
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 enum Contender {
@@ -296,39 +271,13 @@ impl Metric {
     }
 }
 
-/// Everything one contender's topology made, removed on drop.
+/// Everything one contender's topology made, removed on drop (by its [`Lab`]).
+#[derive(Debug)]
 struct Topo {
     tag: String,
-    dir: PathBuf,
-    procs: Vec<Child>,
-    links: Vec<String>,
-    netns: Vec<String>,
+    lab: Lab,
     /// The switch's process (vpcswitch, or ovs-vswitchd), whose CPU use is measured.
     switch_pid: Option<u32>,
-}
-
-impl Drop for Topo {
-    fn drop(&mut self) {
-        for p in &mut self.procs {
-            quiet(&format!("kill {}", p.id()));
-            let end = Instant::now() + Duration::from_secs(3);
-            while Instant::now() < end {
-                if let Ok(Some(_)) = p.try_wait() {
-                    break;
-                }
-                std::thread::sleep(Duration::from_millis(20));
-            }
-            let _ = p.kill();
-            let _ = p.wait();
-        }
-        for n in &self.netns {
-            quiet(&format!("ip netns del {n}"));
-        }
-        for l in &self.links {
-            quiet(&format!("ip link del {l}"));
-        }
-        let _ = std::fs::remove_dir_all(&self.dir);
-    }
 }
 
 impl Topo {
@@ -336,14 +285,24 @@ impl Topo {
         format!("{}-{g}", self.tag)
     }
     fn exec(&self, g: &str, cmd: &str) -> Result<String, String> {
-        sh(&format!("ip netns exec {} {cmd}", self.ns(g)))
+        self.guest(g).exec(cmd)
     }
-    fn guest_addr(&self, g: &str, ifn: &str, offloads: &str) -> Result<(), String> {
+    /// Guest `g` (a, b or c) for the measurements: its programs on CPU 1.
+    fn guest(&self, g: &str) -> Guest {
         let (mac, ip) = match g {
             "a" => (MAC_A, A),
             "b" => (MAC_B, B),
             _ => (MAC_C, C),
         };
+        Guest {
+            ns: self.ns(g),
+            ip,
+            mac,
+            cpus: "1",
+        }
+    }
+    fn guest_addr(&self, g: &str, ifn: &str, offloads: &str) -> Result<(), String> {
+        let Guest { mac, ip, .. } = self.guest(g);
         self.exec(g, &format!("sh -c 'sysctl -qw net.ipv6.conf.all.disable_ipv6=1; ip link set lo up; ip link set {ifn} address {mac}; ip link set {ifn} name eth0; ip addr add {ip}/24 dev eth0; ip link set eth0 up'"))?;
         let _ = self.exec(
             g,
@@ -354,55 +313,19 @@ impl Topo {
     /// Starts `cmd` (split on spaces, no shell) in guest `g`, its stdout and stderr into
     /// `out` in the run's directory; killed by PID when the topology goes.
     fn spawn(&mut self, g: &str, cmd: &str, out: &str) -> Result<u32, String> {
-        let f = std::fs::File::create(self.dir.join(out)).map_err(|e| e.to_string())?;
-        let err = f.try_clone().map_err(|e| e.to_string())?;
-        let child = Command::new("ip")
-            .args(["netns", "exec", &self.ns(g)])
-            .args(cmd.split_whitespace())
-            .stdout(f)
-            .stderr(err)
-            .spawn()
-            .map_err(|e| format!("{cmd}: {e}"))?;
-        let pid = child.id();
-        self.procs.push(child);
-        Ok(pid)
-    }
-    /// Starts `cmd` (split on spaces, no shell) in the host's namespace, output
-    /// discarded; killed by PID when the topology goes.
-    fn daemon(&mut self, cmd: &str) -> Result<u32, String> {
-        let mut words = cmd.split_whitespace();
-        let child = Command::new(words.next().unwrap_or("true"))
-            .args(words)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .map_err(|e| format!("{cmd}: {e}"))?;
-        let pid = child.id();
-        self.procs.push(child);
-        Ok(pid)
+        let ns = self.ns(g);
+        self.lab.spawn(&ns, cmd, out)
     }
     /// Waits up to `secs` for the process `pid` started by [`Topo::spawn`] to end.
     fn wait(&mut self, pid: u32, secs: u64) -> Result<(), String> {
-        let end = Instant::now() + Duration::from_secs(secs);
-        let p = self
-            .procs
-            .iter_mut()
-            .find(|p| p.id() == pid)
-            .ok_or_else(|| format!("no process {pid}"))?;
-        while !matches!(p.try_wait(), Ok(Some(_))) {
-            if Instant::now() > end {
-                return Err(format!("process {pid} did not end in {secs} s"));
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        Ok(())
+        self.lab.wait(pid, secs)
     }
     fn read(&self, f: &str) -> String {
-        std::fs::read_to_string(self.dir.join(f)).unwrap_or_default()
+        self.lab.read(f)
     }
     /// keepalived (VRRP only, foreground) holding VIP at `prio` in guest `g`.
     fn keepalived(&mut self, g: &str, prio: u32) -> Result<u32, String> {
-        let conf = self.dir.join(format!("keepalived-{g}.conf"));
+        let conf = self.lab.dir.join(format!("keepalived-{g}.conf"));
         std::fs::write(
             &conf,
             format!(
@@ -412,7 +335,7 @@ impl Topo {
             ),
         )
         .map_err(|e| e.to_string())?;
-        let d = self.dir.display().to_string();
+        let d = self.lab.dir.display().to_string();
         self.spawn(
             g,
             &format!("taskset -c 1 keepalived --dont-fork --log-console --vrrp --use-file {} --pid {d}/{g}-main.pid --vrrp_pid {d}/{g}-vrrp.pid --checkers_pid {d}/{g}-checkers.pid", conf.display()),
@@ -441,7 +364,7 @@ impl Topo {
         let out = sh(&format!(
             "{} ctl --json -s {}/ctl.sock vips",
             bin.display(),
-            self.dir.display()
+            self.lab.dir.display()
         ))?;
         let v: serde_json::Value = serde_json::from_str(&out).map_err(|e| e.to_string())?;
         v.as_array()
@@ -470,9 +393,9 @@ fn switch_config(dir: &Path, idle: &str, backend: impl Fn(&str) -> String) -> St
 }
 
 fn start_switch(t: &mut Topo, bin: &Path, cfg: &str) -> Result<(), String> {
-    let path = t.dir.join("switch.toml");
+    let path = t.lab.dir.join("switch.toml");
     std::fs::write(&path, cfg).map_err(|e| e.to_string())?;
-    let log = std::fs::File::create(t.dir.join("switch.log")).map_err(|e| e.to_string())?;
+    let log = std::fs::File::create(t.lab.dir.join("switch.log")).map_err(|e| e.to_string())?;
     let child = Command::new(bin)
         .args(["run", "-c"])
         .arg(&path)
@@ -481,8 +404,8 @@ fn start_switch(t: &mut Topo, bin: &Path, cfg: &str) -> Result<(), String> {
         .spawn()
         .map_err(|e| format!("start {}: {e}", bin.display()))?;
     t.switch_pid = Some(child.id());
-    t.procs.push(child);
-    wait_for(&t.dir.join("ctl.sock").display().to_string())
+    t.lab.procs.push(child);
+    wait_for(&t.lab.dir.join("ctl.sock").display().to_string())
         .map_err(|e| format!("vpcswitch did not start ({e}): {}", t.read("switch.log")))
 }
 
@@ -490,26 +413,21 @@ fn start_switch(t: &mut Topo, bin: &Path, cfg: &str) -> Result<(), String> {
 fn build(c: Contender, run: usize, bin: &Path) -> Result<Topo, String> {
     let tag = format!("vb{}{run}{}", std::process::id() % 10_000, c as u8);
     let dir = std::env::temp_dir().join(format!("vpcswitch-bench-{tag}"));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).map_err(|e| e.to_string())?;
     let mut t = Topo {
         tag: tag.clone(),
-        dir,
-        procs: vec![],
-        links: vec![],
-        netns: vec![],
+        lab: Lab::new(dir)?,
         switch_pid: None,
     };
     for g in GUESTS {
-        sh(&format!("ip netns add {}", t.ns(g)))?;
-        t.netns.push(t.ns(g));
+        let ns = t.ns(g);
+        t.lab.add_netns(&ns)?;
     }
     let off = c.offloads();
     let veths = |t: &mut Topo, queues: u32| -> Result<(), String> {
         for g in GUESTS {
             let host = format!("{tag}{g}");
             sh(&format!("ip link add {host} numtxqueues {queues} numrxqueues {queues} type veth peer name {tag}p{g} numtxqueues {queues} numrxqueues {queues}"))?;
-            t.links.push(host.clone());
+            t.lab.links.push(host.clone());
             sh(&format!("ip link set {tag}p{g} netns {}", t.ns(g)))?;
             t.guest_addr(g, &format!("{tag}p{g}"), off)?;
         }
@@ -519,8 +437,7 @@ fn build(c: Contender, run: usize, bin: &Path) -> Result<Topo, String> {
         Contender::Bridge => {
             veths(&mut t, 1)?;
             let br = t.ns("br");
-            sh(&format!("ip netns add {br}"))?;
-            t.netns.push(br.clone());
+            t.lab.add_netns(&br)?;
             sh(&format!(
                 "ip -n {br} link add br0 type bridge && ip -n {br} link set br0 up"
             ))?;
@@ -546,13 +463,13 @@ fn build(c: Contender, run: usize, bin: &Path) -> Result<Topo, String> {
                 .filter(|_| ty == "af_xdp")
                 .map(|m| format!(", mode = \"{m}\""))
                 .unwrap_or_default();
-            let cfg = switch_config(&t.dir, c.idle().name(), |g| {
+            let cfg = switch_config(&t.lab.dir, c.idle().name(), |g| {
                 format!("{{ type = \"{ty}\", ifname = \"{tag}{g}\"{mode} }}")
             });
             start_switch(&mut t, bin, &cfg)?;
         }
         Contender::Tap | Contender::TapBusy => {
-            let cfg = switch_config(&t.dir, c.idle().name(), |g| {
+            let cfg = switch_config(&t.lab.dir, c.idle().name(), |g| {
                 format!("{{ type = \"tap\", ifname = \"{tag}{g}\" }}")
             });
             start_switch(&mut t, bin, &cfg)?;
@@ -563,12 +480,12 @@ fn build(c: Contender, run: usize, bin: &Path) -> Result<Topo, String> {
         }
         Contender::Ovs | Contender::OvsAfxdp => {
             veths(&mut t, 1)?;
-            let d = t.dir.display().to_string();
+            let d = t.lab.dir.display().to_string();
             let env = format!("OVS_RUNDIR={d} OVS_LOGDIR={d} OVS_DBDIR={d}");
             sh(&format!(
                 "ovsdb-tool create {d}/conf.db /usr/share/openvswitch/vswitch.ovsschema"
             ))?;
-            t.daemon(&format!("env {env} ovsdb-server {d}/conf.db --remote=punix:{d}/db.sock --unixctl={d}/ovsdb.ctl --log-file={d}/ovsdb.log"))?;
+            t.lab.daemon(&format!("env {env} ovsdb-server {d}/conf.db --remote=punix:{d}/db.sock --unixctl={d}/ovsdb.ctl --log-file={d}/ovsdb.log"))?;
             wait_for(&format!("{d}/db.sock"))?;
             let vsctl = format!("ovs-vsctl --db=unix:{d}/db.sock --no-wait");
             sh(&format!("{vsctl} init"))?;
@@ -585,12 +502,12 @@ fn build(c: Contender, run: usize, bin: &Path) -> Result<Topo, String> {
             } else {
                 "taskset -c 0 "
             };
-            t.switch_pid = Some(t.daemon(&format!("{pin}env {env} ovs-vswitchd unix:{d}/db.sock --unixctl={d}/vswitchd.ctl --log-file={d}/vswitchd.log"))?);
+            t.switch_pid = Some(t.lab.daemon(&format!("{pin}env {env} ovs-vswitchd unix:{d}/db.sock --unixctl={d}/vswitchd.ctl --log-file={d}/vswitchd.log"))?);
             wait_for(&format!("{d}/vswitchd.ctl"))?;
             let vsctl = format!("ovs-vsctl --db=unix:{d}/db.sock --timeout=10");
             // the bridge's own port is a TAP in this namespace: a name of this run's,
             // deleted with the rest
-            t.links.push(format!("{tag}br"));
+            t.lab.links.push(format!("{tag}br"));
             sh(&format!(
                 "{vsctl} add-br {tag}br -- set bridge {tag}br datapath_type=netdev"
             ))?;
@@ -608,108 +525,9 @@ fn build(c: Contender, run: usize, bin: &Path) -> Result<Topo, String> {
         }
     }
     // both directions answer before anything is measured
-    let end = Instant::now() + Duration::from_secs(10);
-    while t.exec("a", &format!("ping -c 1 -W 1 {B}")).is_err() {
-        if Instant::now() > end {
-            return Err(format!("{}: guests cannot ping each other", c.name()));
-        }
-    }
+    wait_ping(&t.guest("a"), &t.guest("b"), 10)
+        .map_err(|e| format!("{}: guests cannot ping each other: {e}", c.name()))?;
     Ok(t)
-}
-
-fn wait_for(path: &str) -> Result<(), String> {
-    let end = Instant::now() + Duration::from_secs(10);
-    while !Path::new(path).exists() {
-        if Instant::now() > end {
-            return Err(format!("{path} did not appear"));
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    Ok(())
-}
-
-fn json_f64(text: &str, path: &[&str]) -> Option<f64> {
-    let mut v: serde_json::Value = serde_json::from_str(text).ok()?;
-    for p in path {
-        v = v.get(*p)?.clone();
-    }
-    v.as_f64()
-}
-
-fn tcp(t: &Topo, flows: u32, secs: u64) -> Result<f64, String> {
-    let pid = t.dir.join("iperf.pid");
-    t.exec(
-        "b",
-        &format!(
-            "taskset -c 1 iperf3 -s -D -1 -p 5301 --pidfile {}",
-            pid.display()
-        ),
-    )?;
-    std::thread::sleep(Duration::from_millis(300));
-    let out = t.exec(
-        "a",
-        &format!(
-            "timeout {} taskset -c 1 iperf3 -J -c {B} -p 5301 -P {flows} -t {secs}",
-            secs + 10
-        ),
-    );
-    if let Ok(p) = std::fs::read_to_string(&pid) {
-        quiet(&format!("kill {}", p.trim()));
-    }
-    let out = out?;
-    json_f64(&out, &["end", "sum_received", "bits_per_second"])
-        .map(|b| b / 1e9)
-        .ok_or_else(|| "iperf3 gave no result".to_string())
-}
-
-fn udp(t: &Topo, secs: u64, gen: &Path) -> Result<f64, String> {
-    let rx = || -> Result<u64, String> {
-        t.exec("b", "cat /sys/class/net/eth0/statistics/rx_packets")?
-            .trim()
-            .parse()
-            .map_err(|e| format!("rx_packets: {e}"))
-    };
-    let before = rx()?;
-    let start = Instant::now();
-    t.exec(
-        "a",
-        &format!(
-            "taskset -c 1 {} {B}:9 --secs {secs} --raw eth0 --src-ip {A} --dst-mac {MAC_B}",
-            gen.display()
-        ),
-    )?;
-    let el = start.elapsed().as_secs_f64();
-    let after = rx()?;
-    Ok((after - before) as f64 / el / 1e3)
-}
-
-/// RTT from a to b: `count` pings `interval_ms` apart, on CPU 1 (with `realtime`, at
-/// SCHED_FIFO priority, so a generator on the same CPU does not delay it): (median µs,
-/// p99 µs, % lost).
-fn pings(
-    t: &Topo,
-    interval_ms: u32,
-    count: u64,
-    realtime: bool,
-) -> Result<(f64, f64, f64), String> {
-    let rt = if realtime { "chrt -f 50 " } else { "" };
-    let interval = f64::from(interval_ms) / 1000.0;
-    let out = t.exec(
-        "a",
-        &format!("taskset -c 1 {rt}ping -n -i {interval} -c {count} -W 1 {B}"),
-    )?;
-    let mut v: Vec<f64> = out
-        .lines()
-        .filter_map(|l| l.split("time=").nth(1)?.split(' ').next()?.parse().ok())
-        .map(|ms: f64| ms * 1000.0)
-        .collect();
-    if v.is_empty() {
-        return Err("no ping replies".into());
-    }
-    let lost = 100.0 * (1.0 - v.len() as f64 / count as f64);
-    v.sort_by(f64::total_cmp);
-    let q = |p: f64| quantile(&v, p).unwrap_or_default();
-    Ok((q(0.5), q(0.99), lost.max(0.0)))
 }
 
 /// Pings every millisecond for `secs` while a 64-byte UDP stream like [`udp`]'s, paced
@@ -727,48 +545,9 @@ fn loaded_rtt(t: &mut Topo, secs: u64, gen: &Path) -> Result<(f64, f64, f64), St
     )?;
     // the stream runs before the first ping and after the last
     std::thread::sleep(Duration::from_millis(300));
-    let r = pings(t, 1, secs * 1000, true);
+    let r = pings(&t.guest("a"), &t.guest("b"), 1, secs * 1000, true);
     t.wait(stream, 5)?;
     r
-}
-
-/// CPU time used so far by process `pid` (all its threads, user and system), seconds.
-fn cpu_secs(pid: u32) -> Result<f64, String> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))
-        .map_err(|e| format!("/proc/{pid}/stat: {e}"))?;
-    // the fields after the command name (which may hold spaces) in parentheses:
-    // state is field 3, utime 14 and stime 15
-    let f: Vec<&str> = stat
-        .rsplit_once(')')
-        .map(|(_, rest)| rest.split_whitespace().collect())
-        .unwrap_or_default();
-    let tick = |i: usize| f.get(i).and_then(|v| v.parse::<u64>().ok());
-    let (Some(user), Some(system)) = (tick(11), tick(12)) else {
-        return Err(format!("/proc/{pid}/stat: no utime/stime: {stat}"));
-    };
-    let hz: f64 = sh("getconf CLK_TCK")
-        .ok()
-        .and_then(|v| v.trim().parse().ok())
-        .unwrap_or(100.0);
-    Ok((user + system) as f64 / hz)
-}
-
-/// What `f` returns and the CPU process `pid` used meanwhile, % of one core.
-fn with_cpu<T>(
-    pid: Option<u32>,
-    f: impl FnOnce() -> Result<T, String>,
-) -> Result<(T, Option<f64>), String> {
-    let before = pid.map(cpu_secs).transpose()?;
-    let start = Instant::now();
-    let r = f()?;
-    let el = start.elapsed().as_secs_f64();
-    let after = pid.map(cpu_secs).transpose()?;
-    Ok((
-        r,
-        before
-            .zip(after)
-            .map(|(b, a)| 100.0 * (a - b) / el.max(1e-3)),
-    ))
 }
 
 #[path = "../../../examples/vpcswitch/src/ping_gap.rs"]
@@ -867,9 +646,10 @@ fn measure(
 ) -> Result<(), String> {
     let mut t = build(c, run, bin)?;
     let mut put = |m: Metric, v: f64| r.entry((c, m)).or_default().push(v);
-    put(Metric::Tcp1, tcp(&t, 1, secs)?);
-    put(Metric::Tcp4, tcp(&t, 4, secs)?);
-    put(Metric::UdpKpps, udp(&t, secs, gen)?);
+    let (a, b) = (t.guest("a"), t.guest("b"));
+    put(Metric::Tcp1, tcp(&t.lab.dir, &b, &a, 1, secs)?);
+    put(Metric::Tcp4, tcp(&t.lab.dir, &b, &a, 4, secs)?);
+    put(Metric::UdpKpps, udp_kpps(&a, &b, secs, gen)?);
     let (p50, p99, lost) = loaded_rtt(&mut t, secs, gen)?;
     put(Metric::LoadRttMedian, p50);
     put(Metric::LoadRttP99, p99);
@@ -877,7 +657,7 @@ fn measure(
     // idle: IDLE_SETTLE after the last traffic, over IDLE_WINDOW (both at most --secs)
     let quiet = Duration::from_secs(secs.min(IDLE_SECS));
     std::thread::sleep(quiet);
-    let ((), idle) = with_cpu(t.switch_pid, || {
+    let ((), idle) = with_cpu(t.switch_pid.as_slice(), || {
         std::thread::sleep(quiet);
         Ok(())
     })?;
@@ -885,7 +665,9 @@ fn measure(
         put(Metric::CpuIdle, cpu);
     }
     // a light rate from an idle switch
-    let ((p50, p99, _), cpu) = with_cpu(t.switch_pid, || pings(&t, 10, secs * 100, false))?;
+    let ((p50, p99, _), cpu) = with_cpu(t.switch_pid.as_slice(), || {
+        pings(&a, &b, 10, secs * 100, false)
+    })?;
     put(Metric::RttMedian, p50);
     put(Metric::RttP99, p99);
     if let Some(cpu) = cpu {
@@ -909,7 +691,7 @@ fn breakdown(c: Contender, run: usize, secs: u64, bin: &Path) -> Result<String, 
     let mut t = build(c, run, bin)?;
     let mut caps = Vec::new();
     for g in ["a", "b"] {
-        let file = t.dir.join(format!("{g}.pcap"));
+        let file = t.lab.dir.join(format!("{g}.pcap"));
         let log = format!("tcpdump-{g}.txt");
         let pid = t.spawn(
             g,
@@ -960,20 +742,6 @@ fn breakdown(c: Contender, run: usize, secs: u64, bin: &Path) -> Result<String, 
     Ok(out)
 }
 
-fn median(v: &[f64]) -> f64 {
-    median_min_max(v).map_or(0.0, |m| m.0)
-}
-
-fn machine() -> String {
-    let cpu = sh("grep -m1 'model name' /proc/cpuinfo | cut -d: -f2")
-        .unwrap_or_default()
-        .trim()
-        .to_string();
-    let kernel = sh("uname -r").unwrap_or_default().trim().to_string();
-    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
-    format!("{cores} CPUs ({cpu}), Linux {kernel}")
-}
-
 /// Whether `--smoke` leaves measurement `m` of contender `c` out (see [`measure`]).
 fn smoke_skips(c: Contender, m: Metric) -> bool {
     c.idle() == IdlePolicy::BusyPoll
@@ -986,21 +754,12 @@ fn table(r: &Results, contenders: &[Contender], runs: usize, secs: u64, smoke: b
         machine()
     );
     let part = |s: &mut String, metrics: &[Metric], setup: bool| {
-        *s += "\n| contender |";
+        let mut cols = vec!["contender"];
         if setup {
-            *s += " setup | guest offloads |";
+            cols.extend(["setup", "guest offloads"]);
         }
-        for m in metrics {
-            *s += &format!(" {} |", m.label());
-        }
-        *s += "\n| --- |";
-        if setup {
-            *s += " --- | --- |";
-        }
-        for _ in metrics {
-            *s += " --- |";
-        }
-        *s += "\n";
+        cols.extend(metrics.iter().map(|m| m.label()));
+        *s += &table_head(&cols);
         for c in contenders {
             *s += &format!("| {} |", c.name());
             if setup {
@@ -1013,13 +772,11 @@ fn table(r: &Results, contenders: &[Contender], runs: usize, secs: u64, smoke: b
             for &m in metrics {
                 match r.get(&(*c, m)) {
                     Some(v) if !v.is_empty() => {
-                        let (med, lo, hi) = median_min_max(v).unwrap_or_default();
-                        let ratio = r
+                        let base = r
                             .get(&(Contender::Bridge, m))
-                            .filter(|b| !b.is_empty() && m.applies(Contender::Bridge))
+                            .filter(|_| m.applies(Contender::Bridge))
                             .filter(|_| m != Metric::LoadPingLoss)
-                            .map(|b| format!(", {:.2}×", med / median(b)))
-                            .unwrap_or_default();
+                            .map(Vec::as_slice);
                         let p = match m {
                             Metric::Tcp1 | Metric::Tcp4 => 2,
                             Metric::FailoverSwitchUs
@@ -1028,7 +785,7 @@ fn table(r: &Results, contenders: &[Contender], runs: usize, secs: u64, smoke: b
                             | Metric::CpuIdle => 1,
                             _ => 0,
                         };
-                        *s += &format!(" {med:.p$} ({lo:.p$}–{hi:.p$}){ratio} |");
+                        *s += &format!(" {} |", cell(v, base, p));
                     }
                     _ if !m.applies(*c) => *s += " n/a |",
                     _ if smoke && smoke_skips(*c, m) => *s += " not run (smoke) |",
@@ -1203,56 +960,24 @@ const USAGE: &str =
 needs root; contenders: ";
 
 fn main() {
-    let args: Vec<String> = std::env::args().skip(1).collect();
-    if args.iter().any(|a| a == "--help" || a == "-h") {
+    if std::env::args().skip(1).any(|a| a == "--help" || a == "-h") {
         let names: Vec<&str> = Contender::ALL.iter().map(|c| c.name()).collect();
         println!("{USAGE}{}", names.join(", "));
         return;
     }
-    let known = ["--smoke", "--write-docs", "--breakdown"];
-    let valued = ["--runs", "--secs", "--only"];
-    let mut i = 0;
-    while let Some(a) = args.get(i) {
-        if valued.contains(&a.as_str()) {
-            i += 2;
-            continue;
-        }
-        if !known.contains(&a.as_str()) {
-            die(&format!("unknown argument {a:?} (--help for usage)"));
-        }
-        i += 1;
-    }
-    let flag = |f: &str| args.iter().any(|a| a == f);
-    let value = |f: &str| {
-        args.iter().position(|a| a == f).map(|i| {
-            args.get(i + 1)
-                .cloned()
-                .unwrap_or_else(|| die(&format!("{f} needs a value")))
-        })
-    };
+    let args = Args::parse(
+        &["--smoke", "--write-docs", "--breakdown"],
+        &["--runs", "--secs", "--only"],
+    );
+    let (flag, value) = (|f: &str| args.flag(f), |f: &str| args.value(f));
     let smoke = flag("--smoke");
-    let runs: usize = value("--runs")
-        .map(|v| v.parse().unwrap_or_else(|_| die("--runs: a number")))
-        .unwrap_or(if smoke { 1 } else { 5 });
-    let secs: u64 = value("--secs")
-        .map(|v| v.parse().unwrap_or_else(|_| die("--secs: a number")))
-        .unwrap_or(if smoke { 1 } else { 5 });
-    if runs == 0 || !(1..=60).contains(&secs) {
-        die("--runs must be at least 1 and --secs 1..60");
-    }
-    let mut contenders: Vec<Contender> = match value("--only") {
-        Some(list) => list
-            .split(',')
-            .map(|n| {
-                Contender::ALL
-                    .into_iter()
-                    .find(|c| c.name() == n)
-                    .unwrap_or_else(|| die(&format!("no contender {n}")))
-            })
-            .collect(),
-        None => Contender::ALL.to_vec(),
+    let (runs, secs) = if smoke {
+        args.runs_secs(1, 1)
+    } else {
+        args.runs_secs(5, 5)
     };
-    if sh("id -u").map(|u| u.trim() == "0") != Ok(true) {
+    let mut contenders = args.only(&Contender::ALL, Contender::name);
+    if !is_root() {
         die("needs root (network namespaces, veth, TAP, AF_XDP)");
     }
     for tool in [
@@ -1403,15 +1128,5 @@ mod tests {
             // the SVG backend writes each text on a line of its own
             assert!(svg.contains(&format!("\n{label}\n")), "no label {label}");
         }
-    }
-
-    #[test]
-    fn cpu_secs_reads_this_process() {
-        // this test's own process has used some CPU, and it only grows
-        let a = cpu_secs(std::process::id()).unwrap();
-        let end = Instant::now() + Duration::from_millis(50);
-        while Instant::now() < end {}
-        let b = cpu_secs(std::process::id()).unwrap();
-        assert!(b >= a && b > 0.0, "{a} {b}");
     }
 }
