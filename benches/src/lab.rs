@@ -7,6 +7,8 @@
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 use crate::quantile;
@@ -23,6 +25,40 @@ pub fn die(msg: &str) -> ! {
         .unwrap_or_default();
     eprintln!("{prog}: {msg}");
     std::process::exit(2)
+}
+
+/// Set by SIGINT or SIGTERM once [`catch_signals`] ran.
+static STOP: OnceLock<Arc<AtomicBool>> = OnceLock::new();
+
+/// From now on SIGINT and SIGTERM do not kill the harness at once: they set a flag
+/// ([`interrupted`]) that the harness checks between measurements, so that what it
+/// built is removed (its [`Lab`]s are dropped) before it exits.
+///
+/// # Errors
+/// The handlers cannot be installed.
+pub fn catch_signals() -> Result<(), String> {
+    let flag = STOP.get_or_init(|| Arc::new(AtomicBool::new(false)));
+    for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
+        signal_hook::flag::register(sig, flag.clone()).map_err(|e| e.to_string())?;
+    }
+    Ok(())
+}
+
+/// Whether SIGINT or SIGTERM came (see [`catch_signals`]).
+pub fn interrupted() -> bool {
+    STOP.get().is_some_and(|f| f.load(Ordering::Relaxed))
+}
+
+/// `Err("interrupted")` once SIGINT or SIGTERM came, for `?` between measurements.
+///
+/// # Errors
+/// A signal came.
+pub fn check_interrupted() -> Result<(), String> {
+    if interrupted() {
+        Err("interrupted (SIGINT or SIGTERM)".into())
+    } else {
+        Ok(())
+    }
 }
 
 /// The command line of a harness: flags and `--name value` options.

@@ -95,8 +95,8 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use vpcswitch_benches::lab::{
-    die, have, is_root, machine, pings, quiet, sh, tcp, udp_kpps, wait_for, wait_ping, with_cpu,
-    Args, Guest, Lab,
+    catch_signals, die, have, interrupted, is_root, machine, pings, quiet, sh, tcp, udp_kpps,
+    wait_for, wait_ping, with_cpu, Args, Guest, Lab,
 };
 use vpcswitch_benches::{cell, median, table_head};
 use vpcswitch_model::IdlePolicy;
@@ -1023,10 +1023,15 @@ fn main() {
         }
         return;
     }
+    // SIGINT/SIGTERM end the harness after the measurement under way, cleaned up
+    catch_signals().unwrap_or_else(|e| die(&e));
     let mut results = Results::new();
     let mut failures = Vec::new();
     for run in 1..=runs {
         for c in &contenders {
+            if interrupted() {
+                break;
+            }
             eprintln!("run {run}/{runs}: {}", c.name());
             if let Err(e) = measure(*c, run, secs, smoke, &bin, &gen, &mut results) {
                 eprintln!("  {}: {e}", c.name());
@@ -1036,6 +1041,9 @@ fn main() {
     }
     let body = table(&results, &contenders, runs, secs, smoke);
     println!("{body}");
+    if interrupted() {
+        die("interrupted (what it built is removed); nothing written");
+    }
     if flag("--write-docs") {
         let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
         if let Err(e) = plot(&results, &contenders, &root.join("docs/bench.svg"))

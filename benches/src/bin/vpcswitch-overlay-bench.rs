@@ -78,8 +78,9 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use vpcswitch_benches::lab::{
-    die, gbps, have, iperf3, is_root, json_f64, link_counter, machine, pings, sh, udp_kpps,
-    wait_ping, with_cpu, with_machine_cpu, Args, Guest, Lab,
+    catch_signals, check_interrupted, cpu_secs, die, gbps, have, interrupted, iperf3, is_root,
+    json_f64, link_counter, machine, pings, sh, udp_kpps, wait_ping, with_cpu, with_machine_cpu,
+    Args, Guest, Lab,
 };
 use vpcswitch_benches::{cell, median, table_head};
 
@@ -525,8 +526,9 @@ fn switch_drops(t: &Topo, bin: &Path) -> String {
 }
 
 /// `--verbose`: what each host's kernel and switch counted, for a contender's log: the
-/// UDP and IP discard counters of each host namespace (`nstat`), each guest's `eth0`
-/// drops, and each switch's `ctl hosts` (tunnel packets per host, tunnel errors).
+/// UDP and IP counters of each host namespace (`nstat`), each switch's CPU time, its
+/// packet and UDP sockets' memory and drops (`ss`), its `ctl hosts` (tunnel packets per
+/// host, tunnel errors), and each guest's `eth0` counters.
 fn counters(t: &Topo, bin: &Path) -> String {
     let mut out = String::new();
     for h in [1, 2] {
@@ -541,7 +543,11 @@ fn counters(t: &Topo, bin: &Path) -> String {
                 .collect::<Vec<_>>()
                 .join(", ")
         );
-        if h <= t.switches.len() {
+        if let Some(pid) = t.switches.get(h - 1) {
+            out += &format!(
+                "  h{h} switch: {:.2} s of CPU so far\n",
+                cpu_secs(*pid).unwrap_or(f64::NAN)
+            );
             // the switch's packet and UDP sockets: receive buffer and drops (skmem's d)
             out += &format!(
                 "  h{h} sockets: {}\n",
@@ -598,6 +604,7 @@ fn measure(c: Contender, run: usize, o: Opts, r: &mut Results) -> Result<(), Str
     } = o;
     let t = build(c, run, placement, bin)?;
     let (a, b, cg) = (t.guest("a"), t.guest("b"), t.guest("c"));
+    // after each phase: the counters (--verbose), and a stop when a signal came
     let phase = |name: &str| {
         if verbose {
             eprint!(
@@ -605,7 +612,9 @@ fn measure(c: Contender, run: usize, o: Opts, r: &mut Results) -> Result<(), Str
                 counters(&t, bin)
             );
         }
+        check_interrupted()
     };
+    check_interrupted()?;
     let mut put = |m: Metric, v: f64| r.entry((c, m)).or_default().push(v);
     let h1 = t.host_ns(1);
     let ul = |n: &str| link_counter(&h1, "ul0", n);
@@ -621,12 +630,12 @@ fn measure(c: Contender, run: usize, o: Opts, r: &mut Results) -> Result<(), Str
         Metric::UnderlayBytes,
         (b1 - b0) as f64 / (p1 - p0).max(1) as f64,
     );
-    phase("TCP 1 flow");
+    phase("TCP 1 flow")?;
     put(Metric::Tcp4, gbps(&iperf3(&t.lab.dir, &b, &a, 4, secs)?)?);
     let (kpps, cpu) = with_machine_cpu(|| udp_kpps(&a, &b, secs, gen))?;
     put(Metric::UdpKpps, kpps);
     put(Metric::CpuUdp, cpu);
-    phase("TCP 4 flows and 64-byte UDP");
+    phase("TCP 4 flows and 64-byte UDP")?;
     // idle: a quiet while after the last traffic, then over as long (both at most --secs)
     let quiet = Duration::from_secs(secs.min(IDLE_SECS));
     std::thread::sleep(quiet);
@@ -655,7 +664,7 @@ fn measure(c: Contender, run: usize, o: Opts, r: &mut Results) -> Result<(), Str
     if !drops.is_empty() {
         eprintln!("  {} drops counted by the switches:{drops}", c.name());
     }
-    phase("the pings");
+    phase("the pings")?;
     Ok(())
 }
 
@@ -681,9 +690,10 @@ fn table(
     runs: usize,
     secs: u64,
     placement: Placement,
+    before: f64,
 ) -> String {
     let mut s = format!(
-        "{runs} run(s) of {secs} s per measurement, contenders alternating within each run (reversed on even runs); {}; {} (`--guests {}`).\nMedian (min–max); ratio: median against linux-vxlan's (for RTT and CPU, lower is better). a → b crosses the hosts, a → c stays on h1.\n",
+        "{runs} run(s) of {secs} s per measurement, contenders alternating within each run (reversed on even runs); {}; {} (`--guests {}`); the machine was {before:.0}% busy (of a core) in the 2 s before the first run, which the machine CPU columns include.\nMedian (min–max); ratio: median against linux-vxlan's (for RTT and CPU, lower is better). a → b crosses the hosts, a → c stays on h1.\n",
         machine(),
         placement.describe(),
         placement.name()
@@ -825,6 +835,16 @@ fn main() {
         bin: &bin,
         gen: &gen,
     };
+    catch_signals().unwrap_or_else(|e| die(&e));
+    // how busy the machine is without us (other users, a spinner at idle priority)
+    let ((), before) = with_machine_cpu(|| {
+        std::thread::sleep(Duration::from_secs(2));
+        Ok(())
+    })
+    .unwrap_or_else(|e| die(&e));
+    if before > 20.0 {
+        eprintln!("note: the machine is {before:.0}% busy (of a core) before the runs: not quiet; the figures will show it");
+    }
     let mut results = Results::new();
     let mut failures = Vec::new();
     for run in 1..=runs {
@@ -833,6 +853,9 @@ fn main() {
             order.reverse();
         }
         for c in order {
+            if interrupted() {
+                break;
+            }
             eprintln!("run {run}/{runs}: {}", c.name());
             if let Err(e) = measure(c, run, opts, &mut results) {
                 eprintln!("  {}: {e}", c.name());
@@ -840,8 +863,11 @@ fn main() {
             }
         }
     }
-    let body = table(&results, &contenders, runs, secs, placement);
+    let body = table(&results, &contenders, runs, secs, placement, before);
     println!("{body}");
+    if interrupted() {
+        die("interrupted (what it built is removed); nothing written");
+    }
     if flag("--write-docs") {
         let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
         if let Err(e) = vpcswitch_benches::pps::write_docs_section(
@@ -886,7 +912,7 @@ mod tests {
 
     #[test]
     fn table_has_every_contender_column_and_target() {
-        let t = table(&results(), &Contender::ALL, 1, 1, Placement::Host);
+        let t = table(&results(), &Contender::ALL, 1, 1, Placement::Host, 0.0);
         for c in Contender::ALL {
             assert_eq!(
                 t.lines()
@@ -936,10 +962,10 @@ mod tests {
     fn missing_values_fail_and_linux_alone_has_no_targets() {
         let mut r = results();
         r.remove(&(Contender::AfPacket, Metric::Tcp4));
-        let t = table(&r, &Contender::ALL, 1, 1, Placement::Host);
+        let t = table(&r, &Contender::ALL, 1, 1, Placement::Host, 0.0);
         assert_eq!(t.matches("failed").count(), 1, "{t}");
         assert!(!t.contains("vpcswitch-af_packet TCP 4 flows"), "{t}");
-        let t = table(&r, &[Contender::LinuxVxlan], 1, 1, Placement::Any);
+        let t = table(&r, &[Contender::LinuxVxlan], 1, 1, Placement::Any, 0.0);
         assert!(!t.contains("Targets"), "{t}");
     }
 
