@@ -21,7 +21,7 @@ fuzz_target!(|data: &[u8]| {
                 data.len(),
                 c.src.mac(),
                 std::net::Ipv4Addr::LOCALHOST,
-                11,
+                (11, 0),
                 0,
             );
         }

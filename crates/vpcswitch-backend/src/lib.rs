@@ -127,13 +127,16 @@ pub struct RxDrops {
     /// descriptors the device handed back that are not a buffer it was lent, or that
     /// claim more bytes than the buffer has: never trusted
     pub malformed: u64,
+    /// frames the kernel dropped before the switch could read them: the socket's
+    /// buffer or ring was full (AF_PACKET's `PACKET_STATISTICS`)
+    pub overrun: u64,
 }
 
 impl RxDrops {
     /// True when nothing was refused.
     #[inline]
     pub fn is_empty(&self) -> bool {
-        self.too_long == 0 && self.malformed == 0 && self.no_buffer == 0
+        self.too_long == 0 && self.malformed == 0 && self.no_buffer == 0 && self.overrun == 0
     }
 }
 

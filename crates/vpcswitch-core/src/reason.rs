@@ -134,6 +134,9 @@ reasons! {
     /// Runtime: no free buffer for a flood copy, or (AF_XDP) no large buffer to put a
     /// multi-buffer frame together in.
     NoBuffer = "no_buffer",
+    /// Runtime: frames the kernel dropped before the switch read them, its socket
+    /// buffer or ring full (the guest sent faster than the worker polled; AF_PACKET).
+    RxOverrun = "rx_overrun",
     /// Runtime: the backend reported an error on transmit.
     TxError = "tx_error",
     /// SPEC 2.5: a device's offload header asks for segmentation other than TCPv4

@@ -174,11 +174,13 @@ impl Backend for PacketBackend {
                     dev: DeviceFd::new(fd),
                     max_frame,
                     rx: Ring::new(ring),
+                    drops_read: std::time::Instant::now(),
                 }),
                 None => Box::new(PacketQueue {
                     dev: DeviceFd::new(fd),
                     max_frame,
                     rx: Recvmsg,
+                    drops_read: std::time::Instant::now(),
                 }),
             });
         }
@@ -198,7 +200,14 @@ struct PacketQueue<R> {
     /// `EMSGSIZE`)
     max_frame: usize,
     rx: R,
+    /// when the kernel's drop count was last read ([`DROPS_EVERY`])
+    drops_read: std::time::Instant,
 }
+
+/// How often the kernel's count of frames it dropped for a full socket (or ring) is
+/// read (`PACKET_STATISTICS`, one system call): at most this often, when a receive
+/// burst drains the queue.
+const DROPS_EVERY: std::time::Duration = std::time::Duration::from_millis(100);
 
 /// How a queue receives: one job per type.
 trait Receive: Send {
@@ -354,6 +363,21 @@ impl<R: Receive> PortQueue for PacketQueue<R> {
             out,
             max,
         })
+    }
+
+    /// Frames the kernel dropped because this socket's buffer (or ring) was full:
+    /// read at most every [`DROPS_EVERY`] (the count is the kernel's since the last
+    /// read), so a port whose guest outruns the worker shows it (`rx_overrun`).
+    fn take_rx_drops(&mut self) -> vpcswitch_backend::RxDrops {
+        use vpcswitch_backend::RxDrops;
+        if self.drops_read.elapsed() < DROPS_EVERY {
+            return RxDrops::default();
+        }
+        self.drops_read = std::time::Instant::now();
+        RxDrops {
+            overrun: sys::take_drops(self.dev.raw()).map_or(0, u64::from),
+            ..RxDrops::default()
+        }
     }
 
     /// Sends the burst with one `sendmmsg` per [`MAX_BURST`] frames; every buffer goes

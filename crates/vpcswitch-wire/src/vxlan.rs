@@ -210,44 +210,35 @@ impl Outer {
             .filter(|&t| t <= usize::from(u16::MAX))
             .ok_or(VxlanError::TooLong)? as u16;
         let udp_len = total - IPV4_MIN_HEADER_LEN as u16;
-        let (ip, rest) = out.split_at_mut(IPV4_MIN_HEADER_LEN);
-        let t = total.to_be_bytes();
-        let id = ip_id.to_be_bytes();
-        let df = IPV4_DF.to_be_bytes();
-        let s = self.src.octets();
-        let d = self.dst.octets();
-        ip.copy_from_slice(&[
-            0x45,
-            0,
-            t[0],
-            t[1],
-            id[0],
-            id[1],
-            df[0],
-            df[1],
-            OUTER_TTL,
-            IpProtocol::UDP,
-            0,
-            0,
-            s[0],
-            s[1],
-            s[2],
-            s[3],
-            d[0],
-            d[1],
-            d[2],
-            d[3],
-        ]);
-        let c = !checksum::fold64(checksum::sum_fast(ip));
-        ip[10..12].copy_from_slice(&c.to_be_bytes());
-        let sp = self.src_port.to_be_bytes();
-        let dp = self.dst_port.to_be_bytes();
-        let ul = udp_len.to_be_bytes();
-        let v = self.vni.to_be_bytes();
-        rest.copy_from_slice(&[
-            sp[0], sp[1], dp[0], dp[1], ul[0], ul[1], 0, 0, // UDP, checksum 0
-            FLAG_I, 0, 0, 0, v[1], v[2], v[3], 0, // VXLAN
-        ]);
+        let (src, dst) = (u32::from(self.src), u32::from(self.dst));
+        // the header checksum from the header's 16-bit words, without reading it back
+        let sum = 0x4500
+            + u32::from(total)
+            + u32::from(ip_id)
+            + u32::from(IPV4_DF)
+            + (u32::from(OUTER_TTL) << 8 | u32::from(IpProtocol::UDP))
+            + (src >> 16)
+            + (src & 0xffff)
+            + (dst >> 16)
+            + (dst & 0xffff);
+        let [c0, c1] = (!checksum::fold(sum)).to_be_bytes();
+        let [t0, t1] = total.to_be_bytes();
+        let [i0, i1] = ip_id.to_be_bytes();
+        let [f0, f1] = IPV4_DF.to_be_bytes();
+        let [s0, s1, s2, s3] = src.to_be_bytes();
+        let [d0, d1, d2, d3] = dst.to_be_bytes();
+        let [p0, p1] = self.src_port.to_be_bytes();
+        let [q0, q1] = self.dst_port.to_be_bytes();
+        let [u0, u1] = udp_len.to_be_bytes();
+        let [_, v0, v1, v2] = self.vni.to_be_bytes();
+        #[rustfmt::skip]
+        let h = [
+            0x45, 0, t0, t1, i0, i1, f0, f1, OUTER_TTL, IpProtocol::UDP, c0, c1, // IPv4
+            s0, s1, s2, s3, d0, d1, d2, d3,
+            p0, p1, q0, q1, u0, u1, 0, 0, // UDP, checksum 0
+            FLAG_I, 0, 0, 0, v0, v1, v2, 0, // VXLAN
+        ];
+        *out = h;
         Ok(())
     }
 

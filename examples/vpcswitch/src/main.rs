@@ -1,10 +1,13 @@
 //! `vpcswitch`: the TAP switch.
 //!
-//! * `vpcswitch run -c FILE` runs the switch; SIGHUP or `ctl reload` re-reads FILE;
+//! * `vpcswitch run -c FILE [--host NAME] [--control-socket PATH] [--metrics ADDR]` runs
+//!   the switch; SIGHUP or `ctl reload` re-reads FILE (the flags still win);
 //!   SIGINT/SIGTERM stop it (TAPs it created without `netns` disappear with it; TAPs
-//!   with `netns` stay in the guests' namespaces for the next start).
-//! * `vpcswitch check -c FILE` validates FILE and prints every error; exit 0 only when
-//!   valid.
+//!   with `netns` stay in the guests' namespaces for the next start). `--host` names the
+//!   host this switch runs on when the network spans hosts (SPEC 10); the other two let
+//!   several switches on one machine share one network file.
+//! * `vpcswitch check -c FILE [--host NAME]` validates FILE (as run on host NAME) and
+//!   prints every error; exit 0 only when valid.
 //! * `vpcswitch ctl [--socket S] [--json] CMD [ARGS]` talks to a running switch:
 //!   `ports`, `vips`, `eips`, `neighbors`, `routes`, `stats`, `hosts`, `trace PORT HEXFRAME`, `reload`.
 //! * `vpcswitch demo` builds a demo in network namespaces, shows a failover, cleans up.
@@ -21,6 +24,7 @@ mod deadline;
 mod demo;
 mod listen;
 mod metrics_http;
+mod overrides;
 mod ping_gap;
 mod running;
 
@@ -35,6 +39,7 @@ use clap::{Parser, Subcommand, ValueEnum};
 use vpcswitch::linux::{one_line, Host, LinuxError};
 use vpcswitch::model::Config;
 
+pub use overrides::Overrides;
 pub use running::Running;
 
 /// Default control socket when the configuration names none.
@@ -79,12 +84,25 @@ enum Cmd {
         /// colour in text logs: auto (only when stderr is a terminal), always, never
         #[arg(long, value_enum, default_value = "auto")]
         log_color: LogColor,
+        /// the host this switch runs on, one of the file's [[hosts]] (wins over
+        /// `[switch] host`; kept across reloads)
+        #[arg(long, value_name = "NAME")]
+        host: Option<String>,
+        /// control socket (wins over `[switch] control_socket`)
+        #[arg(long, value_name = "PATH")]
+        control_socket: Option<PathBuf>,
+        /// address:port of the Prometheus metrics (wins over `[switch] metrics`)
+        #[arg(long, value_name = "ADDR")]
+        metrics: Option<String>,
     },
     /// Validate a configuration file and print every error.
     Check {
         /// configuration file (TOML)
         #[arg(short, long)]
         config: PathBuf,
+        /// validate it as run on this host, one of its [[hosts]] (as `run --host`)
+        #[arg(long, value_name = "NAME")]
+        host: Option<String>,
     },
     /// Query or command a running switch.
     Ctl {
@@ -108,15 +126,22 @@ enum Cmd {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.cmd {
-        Cmd::Check { config } => match load(&config) {
+        Cmd::Check { config, host } => match (Overrides {
+            host,
+            ..Default::default()
+        })
+        .load(&config)
+        {
             Ok(c) => {
+                let hosts = overrides::placement_summary(&c);
                 println!(
-                    "{}: valid ({} VPCs, {} subnets, {} ports, {} VIPs)",
+                    "{}: valid ({} VPCs, {} subnets, {} ports, {} VIPs{}{hosts})",
                     config.display(),
                     c.vpcs.len(),
                     c.subnets.len(),
                     c.ports.len(),
-                    c.vips.len()
+                    c.vips.len(),
+                    if hosts.is_empty() { "" } else { "; " },
                 );
                 ExitCode::SUCCESS
             }
@@ -129,9 +154,17 @@ fn main() -> ExitCode {
             config,
             log_format,
             log_color,
+            host,
+            control_socket,
+            metrics,
         } => {
             init_logs(log_format, log_color);
-            run(&config)
+            let o = Overrides {
+                host,
+                control_socket,
+                metrics,
+            };
+            run(&config, o)
         }
         Cmd::Demo => {
             let stop = Arc::new(AtomicBool::new(false));
@@ -214,8 +247,8 @@ pub fn load(path: &Path) -> Result<Config, String> {
     Config::from_toml_str(&text).map_err(|e| format!("{}: {e}", path.display()))
 }
 
-fn run(path: &Path) -> ExitCode {
-    let cfg = match load(path) {
+fn run(path: &Path, overrides: Overrides) -> ExitCode {
+    let cfg = match overrides.load(path) {
         Ok(c) => c,
         Err(e) => {
             eprint!("{e}");
@@ -237,9 +270,10 @@ fn run(path: &Path) -> ExitCode {
         workers = switch.workers(),
         ports = cfg.ports.len(),
         vips = cfg.vips.len(),
+        host = cfg.local_host().unwrap_or("-"),
         "switch started"
     );
-    let running = Arc::new(Running::new(switch, path.to_path_buf()));
+    let running = Arc::new(Running::new(switch, path.to_path_buf()).with_overrides(overrides));
     // wakes the control and metrics accept threads at stop (no path on disk involved)
     let stop = match listen::Stopper::new() {
         Ok(s) => Arc::new(s),

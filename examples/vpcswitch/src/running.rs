@@ -10,7 +10,7 @@ use vpcswitch::core::{Snapshot, VipCell};
 use vpcswitch::linux::{one_line, Host};
 use vpcswitch::runtime::observe::PortIdentity;
 
-use crate::load;
+use crate::Overrides;
 
 /// The running switch and the file it was started from.
 #[derive(Debug)]
@@ -19,6 +19,8 @@ pub struct Running {
     pub switch: Host,
     /// its configuration file
     pub path: PathBuf,
+    /// what the command line sets over the file, at start and at every reload
+    pub overrides: Overrides,
     /// the last reload error, shown by `ctl`
     pub last_error: Mutex<Option<String>>,
     /// reloads refused so far (metrics)
@@ -44,6 +46,7 @@ impl Running {
         let r = Running {
             switch,
             path,
+            overrides: Overrides::default(),
             last_error: Mutex::new(None),
             reload_failures: AtomicU64::new(0),
             seen: Mutex::new(Seen::default()),
@@ -53,6 +56,12 @@ impl Running {
         // what the switch starts with is not news
         r.log_changes_quietly(true);
         r
+    }
+
+    /// The same, reloading with `overrides` applied over the file (`run --host`, ...).
+    pub fn with_overrides(mut self, overrides: Overrides) -> Running {
+        self.overrides = overrides;
+        self
     }
 
     /// Logs what changed in the dataplane's learned state since the last call: a VIP
@@ -97,10 +106,14 @@ impl Running {
         seen.down = down;
     }
 
-    /// Re-reads the file and applies it ([`Host::apply`]); on error the running
-    /// configuration stays, the error is logged, counted and kept for `ctl stats`.
+    /// Re-reads the file, applies the command line's overrides over it (the local host
+    /// stays the one `run --host` named) and applies it ([`Host::apply`]); on error the
+    /// running configuration stays, the error is logged, counted and kept for `ctl stats`.
     pub fn reload(&self) -> Result<u64, String> {
-        let r = load(&self.path).and_then(|new| self.switch.apply(&new).map_err(|e| e.to_string()));
+        let r = self
+            .overrides
+            .load(&self.path)
+            .and_then(|new| self.switch.apply(&new).map_err(|e| e.to_string()));
         match &r {
             Ok(g) => {
                 tracing::info!(generation = g, file = %self.path.display(), "configuration reloaded");

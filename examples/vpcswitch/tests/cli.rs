@@ -131,3 +131,132 @@ fn the_shipped_example_configs_are_valid() {
     }
     assert!(n >= 2);
 }
+
+/// A network of two hosts (SPEC 10.1): the same file for both switches.
+const HOSTS: &str = r#"
+[[hosts]]
+name = "h1"
+endpoint = "192.0.2.1"
+
+[[hosts]]
+name = "h2"
+endpoint = "192.0.2.2"
+
+[[vpcs]]
+name = "a"
+cidrs = ["10.0.0.0/16"]
+
+[[subnets]]
+name = "s"
+vpc = "a"
+cidr = "10.0.1.0/24"
+
+[[ports]]
+name = "p1"
+subnet = "s"
+mac = "02:00:00:00:01:01"
+ips = ["10.0.1.11"]
+host = "h1"
+backend = { type = "tap", ifname = "vsx-p1" }
+
+[[ports]]
+name = "p2"
+subnet = "s"
+mac = "02:00:00:00:01:02"
+ips = ["10.0.1.12"]
+host = "h2"
+backend = { type = "tap", ifname = "vsx-p2" }
+
+[[ports]]
+name = "p3"
+subnet = "s"
+mac = "02:00:00:00:01:03"
+ips = ["10.0.1.13"]
+host = "h2"
+backend = { type = "tap", ifname = "vsx-p3" }
+"#;
+
+/// SPEC 10.1: `check --host` validates the shared file as one host runs it and says
+/// which ports live there; `[switch] host` does the same, and the flag wins.
+#[test]
+fn check_with_host_says_where_the_ports_live() {
+    let f = write("hosts.toml", HOSTS);
+    let (code, out, err) = vs(&["check", "-c", &f, "--host", "h2"]);
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        out.contains(
+            "valid (1 VPCs, 1 subnets, 3 ports, 0 VIPs; 2 hosts; on host h2: 2 of 3 ports)"
+        ),
+        "{out}"
+    );
+    let (code, out, _) = vs(&["check", "-c", &f]);
+    assert_eq!(code, 0);
+    assert!(out.contains("no local host"), "{out}");
+    let own = write(
+        "hosts-own.toml",
+        &format!("[switch]\nhost = \"h1\"\n{HOSTS}"),
+    );
+    let (_, out, _) = vs(&["check", "-c", &own]);
+    assert!(out.contains("on host h1: 1 of 3 ports"), "{out}");
+    let (_, out, _) = vs(&["check", "-c", &own, "--host", "h2"]);
+    assert!(
+        out.contains("on host h2: 2 of 3 ports"),
+        "the flag wins: {out}"
+    );
+}
+
+/// `--host` naming no host is refused by `check` and by `run` (before any device is
+/// touched), naming the host and the known ones; on a file without `[[hosts]]` it says
+/// there are none. The file's own rules still hold under the flag.
+#[test]
+fn an_unknown_host_is_refused_naming_the_known_ones() {
+    let f = write("hosts2.toml", HOSTS);
+    for cmd in ["check", "run"] {
+        let (code, _, err) = vs(&[cmd, "-c", &f, "--host", "h9"]);
+        assert_eq!(code, 1, "{cmd}: {err}");
+        assert!(
+            err.contains("--host h9: no host named \"h9\" in [[hosts]]; known hosts: h1, h2"),
+            "{cmd}: {err}"
+        );
+        let (code, _, err) = vs(&[cmd, "-c", &write("single.toml", GOOD), "--host", "h1"]);
+        assert_eq!(code, 1, "{cmd}: {err}");
+        assert!(
+            err.contains("--host h1: the configuration has no [[hosts]]"),
+            "{cmd}: {err}"
+        );
+    }
+    // a port on an unknown host is the file's error, listed with the others
+    let bad = HOSTS.replace(
+        "host = \"h2\"\nbackend = { type = \"tap\", ifname = \"vsx-p3\" }",
+        "host = \"h3\"\nbackend = { type = \"tap\", ifname = \"vsx-p3\" }",
+    );
+    let (code, _, err) = vs(&[
+        "check",
+        "-c",
+        &write("hosts-bad.toml", &bad),
+        "--host",
+        "h1",
+    ]);
+    assert_eq!(code, 1);
+    assert!(
+        err.contains("port \"p3\": field `host`: no host named \"h3\""),
+        "{err}"
+    );
+}
+
+/// The overrides for several switches on one machine are `run` flags (`check` has no
+/// use for them); `--help` lists them.
+#[test]
+fn run_help_lists_the_multi_host_flags() {
+    let (code, out, _) = vs(&["run", "--help"]);
+    assert_eq!(code, 0);
+    for flag in [
+        "--host <NAME>",
+        "--control-socket <PATH>",
+        "--metrics <ADDR>",
+    ] {
+        assert!(out.contains(flag), "{flag}: {out}");
+    }
+    let (code, _, err) = vs(&["check", "-c", "x.toml", "--metrics", "127.0.0.1:1"]);
+    assert_eq!(code, 2, "{err}");
+}

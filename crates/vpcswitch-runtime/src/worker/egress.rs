@@ -9,7 +9,10 @@ impl Worker {
     /// reason).
     #[cold]
     pub(super) fn count_refused(c: &WorkerCounters, pid: PortId, d: vpcswitch_backend::RxDrops) {
-        bump(&c.dropped, d.too_long + d.malformed + d.no_buffer);
+        bump(
+            &c.dropped,
+            d.too_long + d.malformed + d.no_buffer + d.overrun,
+        );
         if d.too_long > 0 {
             c.drop_on(pid, DropReason::FrameTooLong, d.too_long);
         }
@@ -18,6 +21,9 @@ impl Worker {
         }
         if d.no_buffer > 0 {
             c.drop_on(pid, DropReason::NoBuffer, d.no_buffer);
+        }
+        if d.overrun > 0 {
+            c.drop_on(pid, DropReason::RxOverrun, d.overrun);
         }
     }
 
@@ -52,15 +58,14 @@ impl Worker {
         buf: PacketBuf,
     ) {
         let in_port = match from {
-            From::Port(p) => p,
+            From::Port(p) | From::Answer(p) => p,
             From::Tunnel(_) => PortId::MAX,
         };
         let (list, hosts): (&[PortId], &[HostId]) = match out {
             Out::Port(q) => {
                 return match (from, Self::dest(snap, q, out, in_port)) {
-                    (From::Port(_), Some(d)) | (From::Tunnel(_), Some(d @ Dest::Port(_))) => {
-                        self.deliver(c, d, buf)
-                    }
+                    (From::Port(_) | From::Answer(_), Some(d))
+                    | (From::Tunnel(_), Some(d @ Dest::Port(_))) => self.deliver(c, d, buf),
                     // SPEC 10.2: never back into a tunnel (the pipeline says so first)
                     (From::Tunnel(h), Some(Dest::Tunnel { .. })) => {
                         c.drop_for_host(h, DropReason::TunnelTransit, 1);
@@ -75,10 +80,10 @@ impl Worker {
             Out::Flood(s) => (snap.flood_ports(s), snap.flood_hosts(s)),
             Out::VipPorts(v) => (snap.vip_ports(v), snap.vip_hosts(v)),
         };
-        let hosts = if matches!(from, From::Tunnel(_)) {
-            &[][..]
-        } else {
+        let hosts = if matches!(from, From::Port(_)) {
             hosts
+        } else {
+            &[][..]
         };
         let dests = list
             .iter()

@@ -56,6 +56,10 @@ use tunnel::Dest;
 pub(crate) enum From {
     /// a port on this host
     Port(PortId),
+    /// an answer the switch made for a frame from a port on this host (an ARP reply,
+    /// an ICMP error, its own ARP request for an owner-less VIP): never replicated to
+    /// other hosts (SPEC 10.4: ARP for known addresses never crosses a tunnel)
+    Answer(PortId),
     /// the tunnel from this host
     Tunnel(HostId),
 }
@@ -497,7 +501,7 @@ impl Worker {
                     c.drop_on(pid, r, 1);
                     // the switch built this frame: it carries no offload work (SPEC 2.5)
                     buf.offload = Offload::None;
-                    self.emit(snap, c, From::Port(pid), out, buf);
+                    self.emit(snap, c, From::Answer(pid), out, buf);
                 }
             }
         }

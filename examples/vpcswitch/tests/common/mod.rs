@@ -1,9 +1,11 @@
 //! What the end-to-end tests share: shell helpers, one test at a time, CPU time of a
-//! process, the ping-gap reader, the backend matrix, and the netns harness ([`net`]).
+//! process, the ping-gap reader, the backend matrix, and the netns harnesses ([`net`]:
+//! one switch; [`hosts`]: many, SPEC 10).
 //! Each test file includes it (`mod common;`); items a file does not use are allowed
 //! to go unused.
 #![allow(dead_code, unused_macros, unused_imports)]
 
+pub mod hosts;
 pub mod net;
 
 #[path = "../../src/ping_gap.rs"]

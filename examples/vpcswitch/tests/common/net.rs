@@ -9,7 +9,7 @@
 //! Every namespace, process and file a test makes is removed when it ends (processes
 //! killed by PID). Traffic stays inside the namespaces.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -434,16 +434,15 @@ impl Net {
 
     /// Starts a background process in a guest; it is killed at the end.
     pub fn spawn(&mut self, guest: &str, cmd: &str, out: &str) -> u32 {
+        self.spawn_in(&self.ns(guest), cmd, out)
+    }
+
+    /// Starts a background process in namespace `ns`, its output into file `out`; it
+    /// is killed at the end. Returns its PID (`ip netns exec` and `sh -c exec` keep it).
+    pub fn spawn_in(&mut self, ns: &str, cmd: &str, out: &str) -> u32 {
         let f = std::fs::File::create(self.dir.join(out)).expect("out file");
         let c = Command::new("ip")
-            .args([
-                "netns",
-                "exec",
-                &self.ns(guest),
-                "sh",
-                "-c",
-                &format!("exec {cmd}"),
-            ])
+            .args(["netns", "exec", ns, "sh", "-c", &format!("exec {cmd}")])
             .stdout(f.try_clone().expect("dup"))
             .stderr(f)
             .spawn()
@@ -499,32 +498,12 @@ impl Net {
 
     /// `vpcswitch ctl --json ...`
     pub fn ctl(&self, args: &str) -> Value {
-        let out = Command::new(env!("CARGO_BIN_EXE_vpcswitch"))
-            .args(["ctl", "--json", "-s"])
-            .arg(&self.socket)
-            .args(args.split_whitespace())
-            .output()
-            .expect("ctl runs");
-        // with --json a failure is JSON on stdout
-        assert!(
-            out.status.success(),
-            "ctl {args}: {}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
-        serde_json::from_slice(&out.stdout).expect("ctl json")
+        ctl_at(&self.socket, args)
     }
 
     /// Drops of `reason` charged to `port`.
     pub fn drops(&self, port: &str, reason: &str) -> u64 {
-        let s = self.ctl("stats");
-        s["ports"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .find(|p| p["name"] == port)
-            .and_then(|p| p["drops"][reason].as_u64())
-            .unwrap_or(0)
+        port_drops(&self.ctl("stats"), port, reason)
     }
 
     /// Rewrites the configuration file and sends SIGHUP.
@@ -540,22 +519,25 @@ impl Net {
 
     /// Stops the switch with SIGTERM; true when it exits 0 within 5 s.
     pub fn stop_switch(&mut self) -> bool {
-        let Some(mut c) = self.switch.take() else {
-            return false;
-        };
-        let _ = sh(&format!("kill -TERM {}", c.id()));
-        let end = Instant::now() + Duration::from_secs(5);
-        loop {
-            if let Ok(Some(st)) = c.try_wait() {
-                return st.success();
-            }
-            if Instant::now() > end {
-                let _ = c.kill();
-                let _ = c.wait();
-                return false;
-            }
-            std::thread::sleep(Duration::from_millis(20));
+        self.switch.take().is_some_and(terminate)
+    }
+}
+
+/// Stops a switch process with SIGTERM; true when it exits 0 within 5 s (else it is
+/// killed).
+pub fn terminate(mut c: Child) -> bool {
+    let _ = sh(&format!("kill -TERM {}", c.id()));
+    let end = Instant::now() + Duration::from_secs(5);
+    loop {
+        if let Ok(Some(st)) = c.try_wait() {
+            return st.success();
         }
+        if Instant::now() > end {
+            let _ = c.kill();
+            let _ = c.wait();
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(20));
     }
 }
 
@@ -613,11 +595,7 @@ impl Net {
 
     /// `ctl vips`'s row of VIP "vip" (null if it has none).
     pub fn vip_row(&self) -> Value {
-        let v = self.ctl("vips");
-        v.as_array()
-            .and_then(|a| a.iter().find(|x| x["name"] == "vip"))
-            .cloned()
-            .unwrap_or(Value::Null)
+        row(&self.ctl("vips"), "vip")
     }
 
     pub fn vip_owner(&self) -> Option<String> {
@@ -652,6 +630,34 @@ impl Net {
     }
 }
 
+/// A scapy line sending a gratuitous ARP request for [`VIP`] from `mac` on eth0: a VIP
+/// claim (SPEC 3.1).
+pub fn garp(mac: &str) -> String {
+    format!("sendp(Ether(src='{mac}', dst='ff:ff:ff:ff:ff:ff')/ARP(op=1, hwsrc='{mac}', psrc='{VIP}', hwdst='00:00:00:00:00:00', pdst='{VIP}'), iface='eth0')")
+}
+
+impl Net {
+    /// Starts the outage probe: `ping -D -i 0.01 -w SECS TO` in guest `from`, into
+    /// `file` (measured as the gap in ms between replies, see [`super::ping_gap`]).
+    pub fn probe(&mut self, from: &str, to: &str, secs: u32, file: &str) {
+        self.spawn(from, &format!("ping -n -D -i 0.01 -w {secs} {to}"), file);
+    }
+
+    /// The probe in `file`, ended: prints its longest gap as `what`, asserts that it had
+    /// replies (more than 100) and that the gap is within [`KEEPALIVED_BOUND_MS`];
+    /// returns the gap in ms.
+    pub fn assert_outage(&self, file: &str, what: &str) -> f64 {
+        let (gap, replies) = super::ping_gap::ping_gap_ms(&self.read(file));
+        eprintln!("{what}: {replies} replies, longest gap {gap:.0} ms");
+        assert!(replies > 100, "{what}: {}", self.read(file));
+        assert!(
+            gap <= KEEPALIVED_BOUND_MS,
+            "{what}: outage {gap:.0} ms > {KEEPALIVED_BOUND_MS:.0} ms"
+        );
+        gap
+    }
+}
+
 /// keepalived's detection time with advert_int 1 s: 3 adverts plus the skew
 /// ((256 - priority) / 256 s for the backup at priority 100), plus the 100 ms allowance
 /// of the issue.
@@ -660,11 +666,7 @@ pub const KEEPALIVED_BOUND_MS: f64 = 3000.0 + (256.0 - 100.0) / 256.0 * 1000.0 +
 impl Net {
     /// `ctl ports` says `port` is down.
     pub fn port_down(&self, port: &str) -> bool {
-        self.ctl("ports")
-            .as_array()
-            .and_then(|a| a.iter().find(|p| p["name"] == port))
-            .map(|p| p["down"] == true)
-            .unwrap_or(false)
+        row(&self.ctl("ports"), port)["down"] == true
     }
 
     pub fn scrape(&self) -> String {
@@ -683,6 +685,42 @@ impl Net {
             self.socket.display()
         )
     }
+}
+
+/// `vpcswitch ctl --json -s SOCKET ARGS`: the answer (the test fails when ctl does).
+pub fn ctl_at(socket: &Path, args: &str) -> Value {
+    let out = Command::new(env!("CARGO_BIN_EXE_vpcswitch"))
+        .args(["ctl", "--json", "-s"])
+        .arg(socket)
+        .args(args.split_whitespace())
+        .output()
+        .expect("ctl runs");
+    // with --json a failure is JSON on stdout
+    assert!(
+        out.status.success(),
+        "ctl -s {} {args}: {}{}",
+        socket.display(),
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).expect("ctl json")
+}
+
+/// The row named `name` of a `ctl --json` table (`ports`, `vips`, `hosts`'s
+/// `hosts`...), or null.
+pub fn row(table: &Value, name: &str) -> Value {
+    table
+        .as_array()
+        .and_then(|a| a.iter().find(|x| x["name"] == name))
+        .cloned()
+        .unwrap_or(Value::Null)
+}
+
+/// Drops of `reason` charged to `port` in a `ctl --json stats` answer.
+pub fn port_drops(stats: &Value, port: &str, reason: &str) -> u64 {
+    row(&stats["ports"], port)["drops"][reason]
+        .as_u64()
+        .unwrap_or(0)
 }
 
 pub fn metric(text: &str, series: &str) -> f64 {
