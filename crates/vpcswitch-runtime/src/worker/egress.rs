@@ -85,6 +85,12 @@ impl Worker {
         } else {
             &[][..]
         };
+        // the same VNI for every host (the subnet's or the VIP's VPC)
+        let vni = if hosts.is_empty() {
+            None
+        } else {
+            snap.vni_for(out, in_port)
+        };
         let dests = list
             .iter()
             .filter(|&&q| q != in_port)
@@ -92,7 +98,7 @@ impl Worker {
             .chain(
                 hosts
                     .iter()
-                    .map(|&h| Self::host_dest(snap, h, out, in_port)),
+                    .map(|&h| vni.and_then(|v| Self::host_dest(snap, h, v))),
             );
         for d in dests {
             let Some(d) = d else {
@@ -113,9 +119,9 @@ impl Worker {
                 }
                 Some(copy) => {
                     self.cache.free(copy);
-                    Self::count_no_buffer(c, d);
+                    d.count_drop(c, DropReason::NoBuffer, 1);
                 }
-                None => Self::count_no_buffer(c, d),
+                None => d.count_drop(c, DropReason::NoBuffer, 1),
             }
         }
         self.cache.free(buf);
@@ -131,15 +137,6 @@ impl Worker {
             .sum();
         if held >= FLOOD_HELD {
             self.flush(c);
-        }
-    }
-
-    /// Counts a copy for `d` that found no buffer.
-    #[cold]
-    fn count_no_buffer(c: &WorkerCounters, d: Dest) {
-        match d {
-            Dest::Port(q) => c.drop_on(q, DropReason::NoBuffer, 1),
-            Dest::Tunnel { host, .. } => c.drop_for_host(host, DropReason::NoBuffer, 1),
         }
     }
 
@@ -167,20 +164,12 @@ impl Worker {
             self.cache.free(buf);
             return;
         };
-        // Offload work a destination cannot take is done here: segmentation, or the
-        // checksum, at the place the frame's own headers give (SPEC 2.5).
+        // Offload work a destination cannot take is done here (SPEC 2.5).
         if buf.offload != Offload::None && !queue.accepts_offload() {
-            if buf.offload.is_gso() {
-                self.segment(c, Dest::Port(q), buf);
+            let Some(done) = self.offload_work(c, Dest::Port(q), buf) else {
                 return;
-            }
-            let mut o = buf.offload;
-            if !o.finish_checksum(buf.frame_mut()) {
-                c.drop_on(q, DropReason::BadOffload, 1);
-                self.cache.free(buf);
-                return;
-            }
-            buf.offload = o;
+            };
+            buf = done;
         }
         // longer than the destination's device takes (its MTU): dropped, counted; a
         // super-frame for a device that takes offload is its to cut
@@ -204,15 +193,39 @@ impl Worker {
         }
     }
 
+    /// Offload work for `d`, which takes none: a super-frame is cut into segments sent
+    /// on to `d`, a partial checksum is completed at the place the frame's own headers
+    /// give. The frame back when it is ready to go as it is; `None` when it was
+    /// segmented, or dropped (counted) because its checksum cannot be completed.
+    pub(super) fn offload_work(
+        &mut self,
+        c: &WorkerCounters,
+        d: Dest,
+        mut buf: PacketBuf,
+    ) -> Option<PacketBuf> {
+        if buf.offload == Offload::None {
+            return Some(buf);
+        }
+        if buf.offload.is_gso() {
+            self.segment(c, d, buf);
+            return None;
+        }
+        let mut o = buf.offload;
+        if !o.finish_checksum(buf.frame_mut()) {
+            d.count_drop(c, DropReason::BadOffload, 1);
+            self.cache.free(buf);
+            return None;
+        }
+        buf.offload = o;
+        Some(buf)
+    }
+
     /// Software TSO: cuts a TCPv4 super-frame into segments of its checked size (small
     /// buffers, full checksums) for a port without offload or a tunnel; at most
     /// `MAX_GSO_SEGMENTS`, as checked at ingress (SPEC 2.5), and counted.
     #[cold]
     pub(super) fn segment(&mut self, c: &WorkerCounters, d: Dest, buf: PacketBuf) {
-        let drop = |r: DropReason| match d {
-            Dest::Port(q) => c.drop_on(q, r, 1),
-            Dest::Tunnel { host, .. } => c.drop_for_host(host, r, 1),
-        };
+        let drop = |r: DropReason| d.count_drop(c, r, 1);
         let Some(l) = buf.offload.segments(buf.frame()) else {
             drop(DropReason::BadOffload);
             self.cache.free(buf);

@@ -165,6 +165,9 @@ pub(crate) struct Worker {
     pub tunnel: Option<Tunnel>,
     /// the senders and VNIs of a tunnel receive burst
     pub tun_meta: Vec<RxMeta>,
+    /// the tunnel's receive calls, errors and buffer shortages at the last publish of
+    /// its counters
+    pub tun_rx_mark: u64,
 }
 
 impl Worker {
@@ -191,6 +194,7 @@ impl Worker {
             drop_samples: (0, 0),
             tunnel: None,
             tun_meta: Vec::with_capacity(MAX_BURST),
+            tun_rx_mark: 0,
         }
     }
 

@@ -31,6 +31,18 @@ pub(super) enum Dest {
     },
 }
 
+impl Dest {
+    /// Counts `n` frames for this destination dropped for `r`: on the port, or on the
+    /// host's tunnel.
+    #[inline]
+    pub(super) fn count_drop(self, c: &WorkerCounters, r: DropReason, n: u64) {
+        match self {
+            Dest::Port(q) => c.drop_on(q, r, n),
+            Dest::Tunnel { host, .. } => c.drop_for_host(host, r, n),
+        }
+    }
+}
+
 impl Worker {
     /// One receive burst of the tunnel through the tunnel checks and the pipeline;
     /// the datagrams received.
@@ -49,7 +61,14 @@ impl Worker {
         meta.clear();
         let n = t.recv_bufs(&mut self.cache, rx, &mut meta, MAX_BURST);
         let c = &shared.workers[self.idx].counters;
-        self.publish_tunnel(c);
+        // every receive counter moves with one of these: publish only then, not on
+        // each empty pass
+        let s = t.stats();
+        let mark = s.rx_calls + s.rx_errors + s.rx_no_buffer;
+        if mark != self.tun_rx_mark {
+            self.tun_rx_mark = mark;
+            self.publish_tunnel(c);
+        }
         if n == 0 {
             self.tun_meta = meta;
             return 0;
@@ -95,18 +114,18 @@ impl Worker {
     #[inline]
     pub(super) fn dest(snap: &Snapshot, q: PortId, out: Out, in_port: PortId) -> Option<Dest> {
         match snap.location(q) {
-            Some(Location::Remote(h)) => Self::host_dest(snap, h, out, in_port),
+            Some(Location::Remote(h)) => Self::host_dest(snap, h, snap.vni_for(out, in_port)?),
             _ => Some(Dest::Port(q)),
         }
     }
 
-    /// Host `h`'s tunnel for a frame to `out` that entered on `in_port`.
+    /// Host `h`'s tunnel, on `vni`.
     #[inline]
-    pub(super) fn host_dest(snap: &Snapshot, h: HostId, out: Out, in_port: PortId) -> Option<Dest> {
+    pub(super) fn host_dest(snap: &Snapshot, h: HostId, vni: u32) -> Option<Dest> {
         Some(Dest::Tunnel {
             host: h,
             to: snap.host(h)?.endpoint,
-            vni: snap.vni_for(out, in_port)?,
+            vni,
         })
     }
 
@@ -127,21 +146,11 @@ impl Worker {
         host: HostId,
         to: SocketAddrV4,
         vni: u32,
-        mut buf: PacketBuf,
+        buf: PacketBuf,
     ) {
-        if buf.offload != Offload::None {
-            if buf.offload.is_gso() {
-                self.segment(c, Dest::Tunnel { host, to, vni }, buf);
-                return;
-            }
-            let mut o = buf.offload;
-            if !o.finish_checksum(buf.frame_mut()) {
-                c.drop_for_host(host, DropReason::BadOffload, 1);
-                self.cache.free(buf);
-                return;
-            }
-            buf.offload = Offload::None;
-        }
+        let Some(buf) = self.offload_work(c, Dest::Tunnel { host, to, vni }, buf) else {
+            return;
+        };
         let Some(t) = self.tunnel.as_mut() else {
             // hosts in the configuration but no tunnel here: cannot happen (the
             // tunnels are opened with the switch), counted if it does
