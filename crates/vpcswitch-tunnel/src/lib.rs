@@ -70,6 +70,17 @@ pub struct TunnelConfig {
     pub rcvbuf: usize,
     /// send buffer asked of the kernel, bytes
     pub sndbuf: usize,
+    /// UDP GSO on send: the segments of a TCP super-frame leave as one train (one
+    /// `sendmsg` of up to 64 KiB that the kernel cuts into datagrams, and that crosses
+    /// a veth or a GSO-capable NIC whole) from one of `send_ports` UDP sockets
+    /// ([`Tunnel::send_train`])
+    pub gso: bool,
+    /// UDP GRO on receive: the kernel may hand over many datagrams of one flow in one
+    /// read (a GSO train from another host arrives that way); they are split again here
+    pub gro: bool,
+    /// UDP send sockets, each bound to its own source port, when `gso` (1..=64): the
+    /// source port of a flow is one of theirs ([`Tunnel::source_port`])
+    pub send_ports: usize,
 }
 
 impl TunnelConfig {
@@ -91,6 +102,9 @@ impl TunnelConfig {
             burst: 32,
             rcvbuf: 4 << 20,
             sndbuf: 4 << 20,
+            gso: true,
+            gro: true,
+            send_ports: 16,
         }
     }
 }
@@ -182,6 +196,10 @@ pub struct TunnelStats {
     pub tx_errors: u64,
     /// the errno of the last send failure (0: none)
     pub tx_last_errno: i32,
+    /// trains sent with UDP GSO (each one `sendmsg`, `tx_packets` counts its datagrams)
+    pub tx_trains: u64,
+    /// reads that returned datagrams the kernel coalesced (UDP GRO)
+    pub rx_coalesced: u64,
 }
 
 impl TunnelStats {
@@ -235,6 +253,29 @@ pub struct TxFrame<'a> {
     pub frame: &'a [u8],
 }
 
+/// What [`Tunnel::send_train`] did with a train's frames.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Train {
+    /// frames the kernel took (or, without GSO, that were queued to send)
+    pub sent: usize,
+    /// bytes of their inner frames
+    pub bytes: u64,
+    /// frames the kernel or the tunnel refused (counted in [`TunnelStats`])
+    pub refused: usize,
+    /// frames the caller's `fill` did not write (its own to count)
+    pub skipped: usize,
+}
+
+/// The largest UDP payload of one IPv4 datagram, and so of one GSO train.
+const UDP_PAYLOAD_MAX: usize = 65_507;
+/// Most datagrams in one GSO train (the kernel's `UDP_MAX_SEGMENTS` is 64 on the
+/// oldest kernels with GSO, more on newer ones).
+const GSO_SEGMENTS_MAX: usize = 64;
+/// A GRO receive slot: the longest UDP payload and a little.
+const GRO_SLOT: usize = 1 << 16;
+/// Coalesced datagrams read per `recvmmsg`.
+const GRO_BATCH: usize = 8;
+
 /// A received datagram's place in the receive buffers.
 #[derive(Debug, Clone, Copy)]
 struct Slot {
@@ -277,6 +318,18 @@ pub struct Tunnel {
     npending: usize,
     /// outer headers of [`Tunnel::send_burst`]
     tx_hdrs: Box<[[u8; OUTER_HEADER_LEN]; BATCH_MAX]>,
+    /// the GSO send sockets and their source ports (empty without GSO)
+    tx_udp: Box<[(OwnedFd, u16)]>,
+    /// one train being written: VXLAN header + frame, segment after segment
+    train: Box<[u8]>,
+    /// GRO receive: `GRO_BATCH` slots of `GRO_SLOT` bytes (empty without GRO), how many
+    /// datagrams the last read brought, the one being split and the offset reached in it
+    gro_buf: Box<[u8]>,
+    gro_n: usize,
+    gro_i: usize,
+    gro_off: usize,
+    /// the `good` slots point into `gro_buf`, not `rx`
+    good_in_gro: bool,
     ip_id: u16,
     stats: TunnelStats,
 }
@@ -320,6 +373,21 @@ impl Tunnel {
             .map_err(|source| TunnelError::Bind { at, source })?
             .port();
         let raw = sys::raw_socket(cfg.sndbuf).map_err(|source| TunnelError::Raw { source })?;
+        if cfg.gso && !(1..=64).contains(&cfg.send_ports) {
+            return Err(TunnelError::Config(format!(
+                "send_ports {} is not in 1..=64",
+                cfg.send_ports
+            )));
+        }
+        if cfg.gro {
+            sys::set_gro(&udp).map_err(|source| TunnelError::Bind { at, source })?;
+        }
+        let tx_udp = if cfg.gso {
+            open_send_ports(cfg.endpoint, cfg.send_ports, cfg.sndbuf)
+                .map_err(|source| TunnelError::Bind { at, source })?
+        } else {
+            Vec::new()
+        };
         let rx_slot = VXLAN_HEADER_LEN + cfg.max_frame;
         let tx_slot = OUTER_HEADER_LEN + cfg.max_frame;
         Ok(Tunnel {
@@ -333,6 +401,7 @@ impl Tunnel {
                     len: 0,
                     from: UNSPECIFIED,
                     truncated: false,
+                    segment: 0,
                 }; BATCH_MAX],
             ),
             good: Box::new([NO_SLOT; BATCH_MAX]),
@@ -343,6 +412,13 @@ impl Tunnel {
             tx_pending: Box::new([(UNSPECIFIED, 0); BATCH_MAX]),
             npending: 0,
             tx_hdrs: Box::new([[0; OUTER_HEADER_LEN]; BATCH_MAX]),
+            tx_udp: tx_udp.into_boxed_slice(),
+            train: vec![0u8; UDP_PAYLOAD_MAX.max(cfg.max_frame)].into_boxed_slice(),
+            gro_buf: vec![0u8; if cfg.gro { GRO_SLOT * GRO_BATCH } else { 0 }].into_boxed_slice(),
+            gro_n: 0,
+            gro_i: 0,
+            gro_off: 0,
+            good_in_gro: false,
             ip_id: 1,
             stats: TunnelStats::default(),
         })
@@ -417,6 +493,25 @@ impl Tunnel {
     /// receive.
     pub fn recv_burst(&mut self) -> Received<'_> {
         self.ngood = 0;
+        if self.cfg.gro {
+            self.good_in_gro = true;
+            let mut read = false;
+            while self.ngood < self.cfg.burst {
+                match self.gro_next() {
+                    Some(s) => {
+                        self.good[self.ngood] = s;
+                        self.ngood += 1;
+                    }
+                    None if read || !self.gro_read() => break,
+                    None => read = true,
+                }
+            }
+            return Received {
+                tunnel: self,
+                next: 0,
+            };
+        }
+        self.good_in_gro = false;
         let slot = self.rx_slot;
         let mut batch = RecvBatch::new();
         for c in self.rx.chunks_exact_mut(slot) {
@@ -462,6 +557,9 @@ impl Tunnel {
         meta: &mut Vec<RxMeta>,
         max: usize,
     ) -> usize {
+        if self.cfg.gro {
+            return self.recv_bufs_gro(bufs, out, meta, max);
+        }
         let want = max.min(self.cfg.burst);
         let large = self.cfg.max_frame > BUF_SIZE;
         let start = out.len();
@@ -513,6 +611,270 @@ impl Tunnel {
             }
         }
         w - start
+    }
+
+    /// [`Tunnel::recv_bufs`] with GRO: each inner frame is copied from the tunnel's
+    /// coalesced reads into a packet buffer (a read of many datagrams is split over
+    /// as many calls as it takes).
+    fn recv_bufs_gro(
+        &mut self,
+        bufs: &mut WorkerBufs,
+        out: &mut Vec<PacketBuf>,
+        meta: &mut Vec<RxMeta>,
+        max: usize,
+    ) -> usize {
+        let want = max.min(self.cfg.burst);
+        let large = self.cfg.max_frame > BUF_SIZE;
+        let mut got = 0;
+        let mut read = false;
+        while got < want {
+            let b = if large {
+                bufs.alloc_large()
+            } else {
+                bufs.alloc()
+            };
+            let Some(mut b) = b else {
+                // what was read waits in the tunnel's buffer for the next call
+                self.stats.rx_no_buffer += 1;
+                break;
+            };
+            let s = loop {
+                if let Some(s) = self.gro_next() {
+                    break Some(s);
+                }
+                if read || !self.gro_read() {
+                    break None;
+                }
+                read = true;
+            };
+            let Some(s) = s else {
+                bufs.free(b);
+                break;
+            };
+            let n = s.end - s.start;
+            let (d, len) = b.parts_mut();
+            let Some(dst) = d.get_mut(..n) else {
+                self.stats.rx_truncated += 1;
+                bufs.free(b);
+                continue;
+            };
+            dst.copy_from_slice(&self.gro_buf[s.start..s.end]);
+            *len = n;
+            b.offload = vpcswitch_backend::Offload::None;
+            b.vnet = vpcswitch_backend::VnetHdr::default();
+            out.push(b);
+            meta.push(RxMeta {
+                from: s.from,
+                vni: s.vni,
+            });
+            got += 1;
+        }
+        got
+    }
+
+    /// Reads up to `GRO_BATCH` datagrams, coalesced or not, into the GRO slots with one
+    /// `recvmmsg`; false when none waits. Only when every segment of the last read
+    /// was taken.
+    fn gro_read(&mut self) -> bool {
+        self.gro_n = 0;
+        self.gro_i = 0;
+        self.gro_off = 0;
+        let mut batch = RecvBatch::new();
+        batch.want_gro();
+        for c in self.gro_buf.chunks_exact_mut(GRO_SLOT) {
+            batch.push(Default::default(), c);
+        }
+        let r = batch.recv(self.udp.as_raw_fd());
+        let n = received(&batch, r, &mut self.rx_meta, &mut self.stats);
+        self.stats.rx_coalesced +=
+            self.rx_meta[..n].iter().filter(|m| m.segment > 0).count() as u64;
+        self.gro_n = n;
+        n > 0
+    }
+
+    /// The next datagram of the last GRO read (a coalesced read is cut at its segment
+    /// size): its sender, VNI and inner frame's place in `gro_buf`, when it is VXLAN
+    /// with an inner Ethernet frame no longer than `max_frame`; the others are
+    /// counted and passed over. `None` when all are taken.
+    fn gro_next(&mut self) -> Option<Slot> {
+        while self.gro_i < self.gro_n {
+            let m = self.rx_meta[self.gro_i];
+            let base = self.gro_i * GRO_SLOT;
+            let len = m.len.min(GRO_SLOT);
+            let seg = if m.segment == 0 { len } else { m.segment };
+            let start = self.gro_off;
+            let end = (start + seg).min(len);
+            if m.truncated || end <= start {
+                if m.truncated {
+                    self.stats.rx_truncated += 1;
+                }
+                self.gro_i += 1;
+                self.gro_off = 0;
+                continue;
+            }
+            self.gro_off = end;
+            if end >= len {
+                self.gro_i += 1;
+                self.gro_off = 0;
+            }
+            let one = Meta {
+                len: end - start,
+                from: m.from,
+                // a datagram longer than a frame may be (the tunnel's own receive
+                // buffers would have cut it)
+                truncated: end - start > VXLAN_HEADER_LEN + self.cfg.max_frame,
+                segment: 0,
+            };
+            let mut h = [0u8; VXLAN_HEADER_LEN];
+            let k = (end - start).min(VXLAN_HEADER_LEN);
+            h[..k].copy_from_slice(&self.gro_buf[base + start..base + start + k]);
+            if let Some(vni) = self.admit(&one, &h[..k]) {
+                return Some(Slot {
+                    from: m.from,
+                    vni,
+                    start: base + start + VXLAN_HEADER_LEN,
+                    end: base + end,
+                });
+            }
+        }
+        None
+    }
+
+    /// The UDP source port of the packets carrying `inner`'s flow: from a hash of its
+    /// addresses and ports (ECMP spreads flows, a flow keeps one path and, at the
+    /// receiver, one worker), one of the GSO send sockets' ports when the tunnel
+    /// sends with GSO (so a flow's trains and single frames share one 4-tuple and
+    /// stay in order), else in 49152..=65535 ([`vxlan::source_port`]).
+    pub fn source_port(&self, inner: &[u8]) -> u16 {
+        if self.tx_udp.is_empty() {
+            return vxlan::source_port(inner);
+        }
+        let h = u64::from(vxlan::flow_hash(inner));
+        let i = ((h * self.tx_udp.len() as u64) >> 32) as usize;
+        self.tx_udp.get(i).map_or(0, |s| s.1)
+    }
+
+    /// Sends `count` frames of one flow to `dst` on `vni` from UDP port `src_port`
+    /// ([`Tunnel::source_port`] of the flow) as trains: `fill(i, out)` writes frame
+    /// `i` into `out` (room for `seg_len` bytes) and returns its length, or `None` to
+    /// leave it out. Every frame but the last should be `seg_len` long (a shorter one
+    /// ends its train early: correct, slower) — the segments of a TCP super-frame.
+    /// With GSO each train of up to 64 KiB is one `sendmsg` (what [`Tunnel::push`]
+    /// queued goes first, so order holds); without it, or for a source port that is
+    /// not one of the tunnel's, each frame is [`Tunnel::push`]ed.
+    pub fn send_train(
+        &mut self,
+        dst: SocketAddrV4,
+        vni: u32,
+        src_port: u16,
+        count: usize,
+        seg_len: usize,
+        mut fill: impl FnMut(usize, &mut [u8]) -> Option<usize>,
+    ) -> Train {
+        let mut t = Train::default();
+        if seg_len > self.cfg.max_frame || seg_len < ETHERNET_HEADER_LEN {
+            self.stats.tx_too_big += count as u64;
+            t.refused = count;
+            return t;
+        }
+        let mut train = std::mem::take(&mut self.train);
+        match self.tx_udp.iter().position(|s| s.1 == src_port) {
+            Some(sock) => self.send_gso(
+                sock, dst, vni, count, seg_len, &mut train, &mut fill, &mut t,
+            ),
+            None => {
+                for i in 0..count {
+                    match fill(i, &mut train[..seg_len]) {
+                        Some(n) if n <= seg_len => {
+                            if self.push(dst, vni, src_port, &train[..n]) {
+                                t.sent += 1;
+                                t.bytes += n as u64;
+                            } else {
+                                t.refused += 1;
+                            }
+                        }
+                        _ => t.skipped += 1,
+                    }
+                }
+            }
+        }
+        self.train = train;
+        t
+    }
+
+    /// The GSO half of [`Tunnel::send_train`], on send socket `sock`.
+    #[allow(clippy::too_many_arguments)]
+    fn send_gso(
+        &mut self,
+        sock: usize,
+        dst: SocketAddrV4,
+        vni: u32,
+        count: usize,
+        seg_len: usize,
+        train: &mut [u8],
+        fill: &mut impl FnMut(usize, &mut [u8]) -> Option<usize>,
+        t: &mut Train,
+    ) {
+        let mut hdr = [0u8; VXLAN_HEADER_LEN];
+        if vxlan::emit_header(vni, &mut hdr).is_err() {
+            self.stats.tx_bad_vni += count as u64;
+            t.refused = count;
+            return;
+        }
+        // what was queued for the raw socket leaves first: a flow's frames stay in order
+        self.flush();
+        let step = VXLAN_HEADER_LEN + seg_len;
+        let per = (UDP_PAYLOAD_MAX / step).clamp(1, GSO_SEGMENTS_MAX);
+        let Ok(seg) = u16::try_from(step) else {
+            self.stats.tx_too_big += count as u64;
+            t.refused = count;
+            return;
+        };
+        let fd = self.tx_udp[sock].0.as_raw_fd();
+        let mut i = 0;
+        while i < count {
+            let (mut off, mut k, mut bytes) = (0, 0, 0u64);
+            while k < per && i < count {
+                let slot = &mut train[off..off + step];
+                slot[..VXLAN_HEADER_LEN].copy_from_slice(&hdr);
+                let r = fill(i, &mut slot[VXLAN_HEADER_LEN..]);
+                i += 1;
+                match r {
+                    Some(n) if (ETHERNET_HEADER_LEN..=seg_len).contains(&n) => {
+                        off += VXLAN_HEADER_LEN + n;
+                        k += 1;
+                        bytes += n as u64;
+                        if n < seg_len {
+                            break;
+                        }
+                    }
+                    _ => t.skipped += 1,
+                }
+            }
+            if k == 0 {
+                continue;
+            }
+            let mut b = SendBatch::new();
+            b.push_segmented(Some(dst), &train[..off], EMPTY, seg);
+            self.stats.tx_calls += 1;
+            match b.send(fd) {
+                Ok(1) => {
+                    self.stats.tx_trains += 1;
+                    self.stats.tx_packets += k as u64;
+                    self.stats.tx_bytes += bytes;
+                    t.sent += k;
+                    t.bytes += bytes;
+                }
+                Ok(_) => {
+                    self.stats.tx_errors += k as u64;
+                    t.refused += k;
+                }
+                Err(e) => {
+                    count_send_error(&mut self.stats, e.raw_os_error().unwrap_or(-1), k as u64);
+                    t.refused += k;
+                }
+            }
+        }
     }
 
     fn next_id(&mut self) -> u16 {
@@ -713,19 +1075,12 @@ fn send_all(fd: RawFd, msgs: &[(SocketAddrV4, &[u8], &[u8])], st: &mut TunnelSta
             Err(e) => {
                 failed = true;
                 let errno = e.raw_os_error().unwrap_or(-1);
-                st.tx_last_errno = errno;
-                match errno {
-                    libc::EAGAIN => {
-                        st.tx_full += (msgs.len() - i) as u64;
-                        break;
-                    }
-                    libc::EMSGSIZE => st.tx_msgsize += 1,
-                    libc::ENOBUFS => st.tx_nobufs += 1,
-                    libc::ENETUNREACH | libc::EHOSTUNREACH | libc::ENETDOWN | libc::EHOSTDOWN => {
-                        st.tx_unreachable += 1
-                    }
-                    _ => st.tx_errors += 1,
+                if errno == libc::EAGAIN {
+                    // a full send buffer: the rest of the batch is dropped
+                    count_send_error(st, errno, (msgs.len() - i) as u64);
+                    break;
                 }
+                count_send_error(st, errno, 1);
                 i += 1;
             }
         }
@@ -734,6 +1089,44 @@ fn send_all(fd: RawFd, msgs: &[(SocketAddrV4, &[u8], &[u8])], st: &mut TunnelSta
         sys::drain_errors(fd);
     }
     sent
+}
+
+/// Counts `n` packets a send refused with `errno`, by its class.
+fn count_send_error(st: &mut TunnelStats, errno: i32, n: u64) {
+    st.tx_last_errno = errno;
+    match errno {
+        libc::EAGAIN => st.tx_full += n,
+        libc::EMSGSIZE => st.tx_msgsize += n,
+        libc::ENOBUFS => st.tx_nobufs += n,
+        libc::ENETUNREACH | libc::EHOSTUNREACH | libc::ENETDOWN | libc::EHOSTDOWN => {
+            st.tx_unreachable += n
+        }
+        _ => st.tx_errors += n,
+    }
+}
+
+/// Opens `n` GSO send sockets on `endpoint`, each on its own port of 49152..=65535
+/// when one is free (from a start that differs between processes), else one the
+/// kernel chooses.
+fn open_send_ports(endpoint: Ipv4Addr, n: usize, sndbuf: usize) -> io::Result<Vec<(OwnedFd, u16)>> {
+    const RANGE: u32 = 1 << 14;
+    let seed = std::process::id().wrapping_mul(2_654_435_761)
+        ^ std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.subsec_nanos());
+    let mut next = seed % RANGE;
+    let mut v = Vec::with_capacity(n);
+    for _ in 0..n {
+        let from = next;
+        let s = sys::udp_send_socket(
+            endpoint,
+            (0..256u32).map(|k| vxlan::SRC_PORT_MIN + ((from + k) % RANGE) as u16),
+            sndbuf,
+        )?;
+        next = (u32::from(s.1.wrapping_sub(vxlan::SRC_PORT_MIN)) + 1) % RANGE;
+        v.push(s);
+    }
+    Ok(v)
 }
 
 /// The datagrams of one [`Tunnel::recv_burst`].
@@ -759,10 +1152,11 @@ impl<'a> Iterator for Received<'a> {
         }
         let s = t.good[self.next];
         self.next += 1;
+        let buf: &'a [u8] = if t.good_in_gro { &t.gro_buf } else { &t.rx };
         Some(Datagram {
             from: s.from,
             vni: s.vni,
-            frame: t.rx.get(s.start..s.end).unwrap_or(&[]),
+            frame: buf.get(s.start..s.end).unwrap_or(&[]),
         })
     }
 }

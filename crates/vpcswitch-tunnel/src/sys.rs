@@ -194,3 +194,60 @@ pub fn interface_with(addr: Ipv4Addr) -> io::Result<Option<String>> {
     unsafe { libc::freeifaddrs(list) };
     Ok(found)
 }
+
+/// Asks the kernel to hand a UDP socket datagrams it coalesced (UDP GRO: one read
+/// of many equal-sized datagrams of one flow, with their size in a control message).
+pub fn set_gro(fd: &OwnedFd) -> io::Result<()> {
+    let one: libc::c_int = 1;
+    setsockopt(fd, libc::SOL_UDP, vpcswitch_backend::sys::UDP_GRO, &one)
+}
+
+/// A non-blocking UDP socket to send VXLAN from `endpoint` with UDP GSO (its UDP
+/// checksum is the kernel's: GSO refuses a socket without one): DF set
+/// (`IP_PMTUDISC_DO`, so the kernel refuses what the path cannot carry instead of
+/// fragmenting), TTL 64, its send buffer asked to be `sndbuf` bytes and its receive
+/// buffer the smallest (nothing is read from it: a datagram sent to its port is dropped
+/// once that small buffer is full). Bound to the first port of `ports` that is free, or
+/// to one the kernel chooses when none is. Returns it and its port.
+pub fn udp_send_socket(
+    endpoint: Ipv4Addr,
+    ports: impl IntoIterator<Item = u16>,
+    sndbuf: usize,
+) -> io::Result<(OwnedFd, u16)> {
+    let fd = socket(libc::SOCK_DGRAM, 0)?;
+    let pmtu: libc::c_int = libc::IP_PMTUDISC_DO;
+    setsockopt(&fd, libc::IPPROTO_IP, libc::IP_MTU_DISCOVER, &pmtu)?;
+    let ttl: libc::c_int = libc::c_int::from(vpcswitch_wire::vxlan::OUTER_TTL);
+    setsockopt(&fd, libc::IPPROTO_IP, libc::IP_TTL, &ttl)?;
+    // no IP_RECVERR here: on an unconnected UDP socket it would turn every ICMP error
+    // from a remote (port unreachable...) into a failure of the next send
+    set_buffer(&fd, libc::SO_SNDBUFFORCE, libc::SO_SNDBUF, sndbuf);
+    let _ = setsockopt(&fd, libc::SOL_SOCKET, libc::SO_RCVBUF, &0);
+    let bind = |port: u16| {
+        let sa = sockaddr_in(SocketAddrV4::new(endpoint, port));
+        // SAFETY: `sa` is a valid sockaddr_in and the length passed is its size.
+        cvt(unsafe {
+            libc::bind(
+                fd.as_raw_fd(),
+                (&sa as *const libc::sockaddr_in).cast(),
+                std::mem::size_of::<libc::sockaddr_in>() as libc::socklen_t,
+            )
+        })
+    };
+    let mut bound = false;
+    for p in ports {
+        match bind(p) {
+            Ok(_) => {
+                bound = true;
+                break;
+            }
+            Err(e) if e.raw_os_error() == Some(libc::EADDRINUSE) => continue,
+            Err(e) => return Err(e),
+        }
+    }
+    if !bound {
+        bind(0)?;
+    }
+    let port = bound_addr(&fd)?.port();
+    Ok((fd, port))
+}

@@ -212,6 +212,143 @@ fn frames_of_several_sizes_and_vnis_round_trip() {
     );
 }
 
+/// Frames of one flow: `count` frames of `len` bytes, the last of `last` bytes, each
+/// payload byte its index.
+fn train_frames(flow: u16, count: usize, len: usize, last: usize) -> Vec<Vec<u8>> {
+    (0..count)
+        .map(|i| frame(flow, if i + 1 == count { last } else { len }, i as u8))
+        .collect()
+}
+
+/// Sends `frames` as one train of `seg_len`-byte segments from `t`'s source port of
+/// their flow.
+fn send_frames(
+    t: &mut Tunnel,
+    to: SocketAddrV4,
+    vni: u32,
+    frames: &[Vec<u8>],
+    seg_len: usize,
+) -> vpcswitch_tunnel::Train {
+    let sport = t.source_port(&frames[0]);
+    t.send_train(to, vni, sport, frames.len(), seg_len, |i, out| {
+        let f = &frames[i];
+        out.get_mut(..f.len())?.copy_from_slice(f);
+        Some(f.len())
+    })
+}
+
+/// UDP GSO and GRO (SPEC 10.1, the underlay): a train of 50 frames of one flow leaves
+/// as two `sendmsg`s (at most 64 KiB each), crosses the veth whole, is read coalesced
+/// (GRO) and split again: every frame arrives once, in order, from the flow's source
+/// port (one of the tunnel's send sockets, in 49152..=65535), through both receive
+/// paths. A frame shorter than the segment size in the middle ends its train early,
+/// a frame the caller leaves out is skipped, and without GSO the same train goes
+/// frame by frame.
+#[test]
+fn gso_trains_cross_whole_and_are_split_again_in_order() {
+    let u = Underlay::new("gso");
+    let (mut ta, mut tb) = u.open_pair();
+    let (ea, eb) = u.endpoints();
+    let seg = vxlan::max_inner_frame(1500);
+    let frames = train_frames(1, 50, seg, 700);
+    let sport = ta.source_port(&frames[0]);
+    assert!(sport >= vxlan::SRC_PORT_MIN, "{sport}");
+    let t = send_frames(&mut ta, eb, 4242, &frames, seg);
+    assert_eq!(
+        (t.sent, t.refused, t.skipped),
+        (50, 0, 0),
+        "{:?}",
+        ta.stats()
+    );
+    let total: usize = frames.iter().map(Vec::len).sum();
+    assert_eq!(t.bytes, total as u64);
+    let s = ta.stats();
+    assert_eq!(
+        (s.tx_trains, s.tx_packets, s.tx_bytes),
+        (2, 50, total as u64),
+        "{s:?}"
+    );
+    let got = recv_n(&mut tb, 50);
+    assert_eq!(got.len(), 50, "{:?}", tb.stats());
+    for (g, f) in got.iter().zip(&frames) {
+        assert_eq!(
+            (&g.frame, g.vni, g.from),
+            (f, 4242, SocketAddrV4::new(u.ip_a, sport)),
+            "in order, whole"
+        );
+    }
+    let r = tb.stats();
+    assert!(r.rx_coalesced >= 1, "the trains were read coalesced: {r:?}");
+    assert_eq!((r.rx_packets, r.rx_dropped()), (50, 0), "{r:?}");
+
+    // into packet buffers, with a short frame in the middle and one left out
+    let pools = QueuePools {
+        small: Pool::new(256),
+        large: Pool::with_size(16, LARGE_BUF_SIZE),
+    };
+    let mut bufs = pools.bufs();
+    let cfg_b = TunnelConfig::with_mtu(u.ip_b, VXLAN_PORT, 1500);
+    drop(tb);
+    let mut tb = u
+        .in_ns(&u.b, || Tunnel::open(cfg_b))
+        .expect("tunnel in b again");
+    let mut frames = train_frames(2, 20, seg, seg);
+    frames[7] = frame(2, 300, 7);
+    let sport = ta.source_port(&frames[0]);
+    let t = ta.send_train(eb, 5, sport, 20, seg, |i, out| {
+        if i == 12 {
+            return None;
+        }
+        let f = &frames[i];
+        out.get_mut(..f.len())?.copy_from_slice(f);
+        Some(f.len())
+    });
+    assert_eq!((t.sent, t.skipped), (19, 1), "{:?}", ta.stats());
+    assert_eq!(ta.stats().tx_trains, 4, "the short frame ended a train");
+    let (mut out, mut meta) = (Vec::with_capacity(64), Vec::with_capacity(64));
+    let end = Instant::now() + Duration::from_secs(5);
+    while out.len() < 19 && Instant::now() < end {
+        // small calls: a coalesced read is split over several
+        tb.recv_bufs(&mut bufs, &mut out, &mut meta, 4);
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    let want: Vec<&Vec<u8>> = frames
+        .iter()
+        .enumerate()
+        .filter(|&(i, _)| i != 12)
+        .map(|(_, f)| f)
+        .collect();
+    let got: Vec<Vec<u8>> = out.iter().map(|b| b.frame().to_vec()).collect();
+    assert_eq!(got.iter().collect::<Vec<_>>(), want);
+    assert!(meta.iter().all(|m| *m
+        == RxMeta {
+            from: SocketAddrV4::new(u.ip_a, sport),
+            vni: 5
+        }));
+    drop(out);
+
+    // without GSO: frame by frame, through the raw socket, same order
+    let mut cfg = TunnelConfig::with_mtu(u.ip_a, 0, 1500);
+    cfg.gso = false;
+    let mut tc = u
+        .in_ns(&u.a, || Tunnel::open(cfg))
+        .expect("tunnel without gso");
+    assert_ne!(tc.local(), ea);
+    let frames = train_frames(3, 10, seg, 100);
+    let t = send_frames(&mut tc, eb, 6, &frames, seg);
+    assert_eq!(t.sent, 10);
+    tc.flush();
+    assert_eq!(tc.stats().tx_trains, 0);
+    let (mut out, mut meta) = (Vec::with_capacity(64), Vec::with_capacity(64));
+    let end = Instant::now() + Duration::from_secs(5);
+    while out.len() < 10 && Instant::now() < end {
+        tb.recv_bufs(&mut bufs, &mut out, &mut meta, 32);
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    let got: Vec<Vec<u8>> = out.iter().map(|b| b.frame().to_vec()).collect();
+    assert_eq!(got, frames);
+}
+
 /// What is not a VXLAN datagram with an inner frame is counted by why and never
 /// returned; a frame the kernel refuses (longer than the route's MTU, no route) is
 /// counted by errno and the frames after it in the batch still go.
@@ -339,6 +476,34 @@ fn a_linux_vxlan_device_speaks_with_our_tunnel() {
         .find(|&g| is_reply(g))
         .expect("the echo reply from vx0 arrives in recv_burst");
     assert_eq!((reply.vni, *reply.from.ip()), (42, u.ip_b));
+
+    // a GSO train (ours -> vx0): the kernel's vxlan socket takes it and every frame
+    // comes out of vx0 whole, in order
+    let seg = vxlan::max_inner_frame(1500);
+    let train: Vec<Vec<u8>> = (0..30u8)
+        .map(|i| {
+            let mut f = echo_to_vx0(0x4000 + u16::from(i));
+            f.resize(seg, i);
+            f
+        })
+        .collect();
+    let t = send_frames(&mut ta, eb, 42, &train, seg);
+    assert_eq!(t.sent, 30, "{:?}", ta.stats());
+    let mut out_of_vx0 = Vec::new();
+    let end = Instant::now() + Duration::from_secs(5);
+    while out_of_vx0.len() < 30 && Instant::now() < end {
+        match packet::recv_packet(cap.as_raw_fd(), &mut hdr, &mut body) {
+            Ok((n, _)) if n >= 10 && train.iter().any(|f| body[..n - 10] == f[..]) => {
+                out_of_vx0.push(body[..n - 10].to_vec())
+            }
+            Ok(_) => {}
+            Err(_) => std::thread::sleep(Duration::from_millis(5)),
+        }
+    }
+    assert_eq!(
+        out_of_vx0, train,
+        "the train did not come out of vx0 whole and in order"
+    );
 
     // a datagram a socket in b sends through vx0
     u.in_ns(b, || {

@@ -22,7 +22,68 @@ struct Msgs {
     hdrs: [libc::mmsghdr; MMSG_MAX],
     /// which messages have an address in `names`
     named: [bool; MMSG_MAX],
+    /// each message's control data (`cmsghdr`s, 8-byte aligned) and its length (0:
+    /// none)
+    ctrl: [[u64; CTRL_WORDS]; MMSG_MAX],
+    ctrl_len: [usize; MMSG_MAX],
     n: usize,
+}
+
+/// Words of control data per message: room for one `cmsghdr` with an `int` (the only
+/// ones asked for: `UDP_SEGMENT` on send, `UDP_GRO` on receive), and one more.
+const CTRL_WORDS: usize = 6;
+/// `sizeof(struct cmsghdr)` on the 64-bit Linux targets this builds for: `size_t`
+/// length, `int` level, `int` type; data follows at the next 8-byte boundary.
+const CMSG_HDR: usize = 16;
+const _: () = assert!(std::mem::size_of::<libc::cmsghdr>() == CMSG_HDR);
+/// `SOL_UDP` options (linux/udp.h): segment size of a send, of a received coalesced
+/// datagram.
+pub const UDP_SEGMENT: libc::c_int = 103;
+/// See [`UDP_SEGMENT`].
+pub const UDP_GRO: libc::c_int = 104;
+
+/// Writes one control message (`level`, `ty`, data `v` as a native `u16`) into `c`;
+/// its length in bytes.
+fn put_cmsg_u16(c: &mut [u64; CTRL_WORDS], level: libc::c_int, ty: libc::c_int, v: u16) -> usize {
+    let len = CMSG_HDR + 2;
+    c[0] = len as u64;
+    let mut lt = [0u8; 8];
+    lt[..4].copy_from_slice(&level.to_ne_bytes());
+    lt[4..].copy_from_slice(&ty.to_ne_bytes());
+    c[1] = u64::from_ne_bytes(lt);
+    let mut d = [0u8; 8];
+    d[..2].copy_from_slice(&v.to_ne_bytes());
+    c[2] = u64::from_ne_bytes(d);
+    // CMSG_SPACE: the data padded to 8 bytes
+    CMSG_HDR + 8
+}
+
+/// The `int` of the first control message `level`/`ty` in the `len` bytes of `c`.
+fn find_cmsg_int(
+    c: &[u64; CTRL_WORDS],
+    len: usize,
+    level: libc::c_int,
+    ty: libc::c_int,
+) -> Option<i32> {
+    let len = len.min(CTRL_WORDS * 8);
+    let mut off = 0;
+    while off + CMSG_HDR <= len {
+        let k = off / 8;
+        let clen = c[k] as usize;
+        if clen < CMSG_HDR || off + clen > len {
+            return None;
+        }
+        let lt = c[k + 1].to_ne_bytes();
+        let l = i32::from_ne_bytes([lt[0], lt[1], lt[2], lt[3]]);
+        let t = i32::from_ne_bytes([lt[4], lt[5], lt[6], lt[7]]);
+        if l == level && t == ty && clen >= CMSG_HDR + 4 {
+            // off + 20 <= len <= 48: k + 2 is within `c`
+            let d = c.get(k + 2)?.to_ne_bytes();
+            return Some(i32::from_ne_bytes([d[0], d[1], d[2], d[3]]));
+        }
+        off += clen.div_ceil(8) * 8;
+    }
+    None
 }
 
 /// `a` as a `sockaddr_in`, for `bind`, `connect` and messages.
@@ -49,6 +110,8 @@ impl Msgs {
             // SAFETY: `mmsghdr` is plain old data; all-zero is a valid empty message.
             hdrs: unsafe { std::mem::zeroed() },
             named: [false; MMSG_MAX],
+            ctrl: [[0; CTRL_WORDS]; MMSG_MAX],
+            ctrl_len: [0; MMSG_MAX],
             n: 0,
         }
     }
@@ -74,6 +137,7 @@ impl Msgs {
         h.msg_iovlen = k as _;
         self.named[i] = name.is_some();
         self.names[i] = sockaddr_in(name.unwrap_or(SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, 0)));
+        self.ctrl_len[i] = 0;
         self.n += 1;
         true
     }
@@ -90,6 +154,13 @@ impl Msgs {
             } else {
                 h.msg_name = std::ptr::null_mut();
                 h.msg_namelen = 0;
+            }
+            if self.ctrl_len[i] > 0 {
+                h.msg_control = self.ctrl[i].as_mut_ptr().cast();
+                h.msg_controllen = self.ctrl_len[i] as _;
+            } else {
+                h.msg_control = std::ptr::null_mut();
+                h.msg_controllen = 0;
             }
         }
         self.hdrs.as_mut_ptr()
@@ -136,6 +207,22 @@ impl<'a> SendBatch<'a> {
             ],
         )
     }
+    /// [`SendBatch::push`] of a message the kernel cuts into datagrams of `segment`
+    /// bytes each (the last may be shorter): UDP GSO (`UDP_SEGMENT`), for a UDP socket.
+    pub fn push_segmented(
+        &mut self,
+        to: Option<SocketAddrV4>,
+        hdr: &'a [u8],
+        body: &'a [u8],
+        segment: u16,
+    ) -> bool {
+        if !self.push(to, hdr, body) {
+            return false;
+        }
+        let i = self.m.n - 1;
+        self.m.ctrl_len[i] = put_cmsg_u16(&mut self.m.ctrl[i], libc::SOL_UDP, UDP_SEGMENT, segment);
+        true
+    }
     /// Messages in the batch.
     pub fn len(&self) -> usize {
         self.m.n
@@ -169,6 +256,9 @@ pub struct Received {
     pub from: SocketAddrV4,
     /// longer than its parts: the rest was cut off (`MSG_TRUNC`)
     pub truncated: bool,
+    /// datagrams coalesced by the kernel (UDP GRO, asked for with
+    /// [`RecvBatch::want_gro`]): the size of each but the last; 0 for one datagram
+    pub segment: usize,
 }
 
 /// Up to [`MMSG_MAX`] places to receive into with one `recvmmsg(2)`, each a header and
@@ -176,6 +266,7 @@ pub struct Received {
 pub struct RecvBatch<'a> {
     m: Msgs,
     got: usize,
+    gro: bool,
     _bufs: PhantomData<&'a mut [u8]>,
 }
 
@@ -200,6 +291,7 @@ impl<'a> RecvBatch<'a> {
         RecvBatch {
             m: Msgs::new(),
             got: 0,
+            gro: false,
             _bufs: PhantomData,
         }
     }
@@ -207,13 +299,22 @@ impl<'a> RecvBatch<'a> {
     /// (an empty part is left out), its sender is asked for; false when the batch is
     /// full.
     pub fn push(&mut self, hdr: &'a mut [u8], body: &'a mut [u8]) -> bool {
-        self.m.push(
+        let ok = self.m.push(
             Some(SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, 0)),
             [
                 (hdr.as_mut_ptr(), hdr.len()),
                 (body.as_mut_ptr(), body.len()),
             ],
-        )
+        );
+        if ok && self.gro {
+            self.m.ctrl_len[self.m.n - 1] = CTRL_WORDS * 8;
+        }
+        ok
+    }
+    /// Asks, for every place added after this, the segment size of a datagram the
+    /// kernel coalesced (UDP GRO, on a socket with `UDP_GRO` set): [`Received::segment`].
+    pub fn want_gro(&mut self) {
+        self.gro = true;
     }
     /// Places in the batch.
     pub fn len(&self) -> usize {
@@ -257,10 +358,23 @@ impl<'a> RecvBatch<'a> {
         } else {
             SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, 0)
         };
+        let segment = if self.m.ctrl_len[i] > 0 {
+            // the kernel wrote msg_controllen: how much of the control buffer it filled
+            find_cmsg_int(
+                &self.m.ctrl[i],
+                h.msg_hdr.msg_controllen as usize,
+                libc::SOL_UDP,
+                UDP_GRO,
+            )
+            .map_or(0, |v| v.max(0) as usize)
+        } else {
+            0
+        };
         Some(Received {
             len: h.msg_len as usize,
             from,
             truncated: h.msg_hdr.msg_flags & libc::MSG_TRUNC != 0,
+            segment,
         })
     }
 }

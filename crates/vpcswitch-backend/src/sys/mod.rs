@@ -13,7 +13,7 @@ mod mmsg;
 mod poll;
 
 pub use mmap::{Mmap, Region, RegionBuf};
-pub use mmsg::{sockaddr_in, Received, RecvBatch, SendBatch, MMSG_MAX};
+pub use mmsg::{sockaddr_in, Received, RecvBatch, SendBatch, MMSG_MAX, UDP_GRO, UDP_SEGMENT};
 pub use poll::{Epoll, EventFd, EPOLL_EVENTS};
 
 use std::ffi::CString;
