@@ -358,6 +358,8 @@ impl<'a> RecvBatch<'a> {
         } else {
             SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, 0)
         };
+        // `msg_controllen` is a `size_t` on glibc and a `socklen_t` elsewhere
+        #[allow(clippy::unnecessary_cast)]
         let segment = if self.m.ctrl_len[i] > 0 {
             // the kernel wrote msg_controllen: how much of the control buffer it filled
             find_cmsg_int(

@@ -232,6 +232,10 @@ impl Worker {
             return;
         };
         bump(&c.segments, l.count() as u64);
+        if self.encap_train(c, d, &buf, &l) {
+            self.cache.free(buf);
+            return;
+        }
         for i in 0..l.count() {
             let Some(mut seg) = self.cache.alloc() else {
                 drop(DropReason::NoBuffer);

@@ -13,7 +13,6 @@
 use std::net::SocketAddrV4;
 
 use vpcswitch_core::HostId;
-use vpcswitch_wire::vxlan::source_port;
 
 use super::*;
 use crate::stats::WorkerCounters;
@@ -163,7 +162,7 @@ impl Worker {
             self.cache.free(buf);
             return;
         }
-        let sport = source_port(buf.frame());
+        let sport = t.source_port(buf.frame());
         if t.push(to, vni, sport, buf.frame()) {
             if let Some(hc) = c.hosts.get(host as usize) {
                 bump(&hc.tx_packets, 1);
@@ -173,6 +172,44 @@ impl Worker {
             c.drop_for_host(host, DropReason::TxError, 1);
         }
         self.cache.free(buf);
+    }
+
+    /// Sends the segments of TCP super-frame `buf` (layout `l`) to host `host` as
+    /// tunnel trains (UDP GSO: the kernel cuts each train of up to 64 KiB into
+    /// datagrams), each segment written straight into the train: no packet buffer
+    /// per segment. False, with `buf` untouched, when there is no tunnel to do it.
+    pub(super) fn encap_train(
+        &mut self,
+        c: &WorkerCounters,
+        d: Dest,
+        buf: &PacketBuf,
+        l: &vpcswitch_wire::tso::Tcp4Layout,
+    ) -> bool {
+        let (Dest::Tunnel { host, to, vni }, Some(t)) = (d, self.tunnel.as_mut()) else {
+            return false;
+        };
+        let count = l.count();
+        let seg_len = l.segment_len(0);
+        if seg_len > t.config().max_frame {
+            c.drop_for_host(host, DropReason::MtuExceeded, count as u64);
+            return true;
+        }
+        let frame = buf.frame();
+        let sport = t.source_port(frame);
+        let r = t.send_train(to, vni, sport, count, seg_len, |i, out| {
+            l.write_segment(frame, i, out)
+        });
+        if let Some(hc) = c.hosts.get(host as usize) {
+            bump(&hc.tx_packets, r.sent as u64);
+            bump(&hc.tx_bytes, r.bytes);
+        }
+        if r.skipped > 0 {
+            c.drop_for_host(host, DropReason::BadOffload, r.skipped as u64);
+        }
+        if r.refused > 0 {
+            c.drop_for_host(host, DropReason::TxError, r.refused as u64);
+        }
+        true
     }
 
     /// Sends what the tunnel holds (end of a pass) and publishes its counters.
