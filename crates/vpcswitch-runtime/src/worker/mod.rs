@@ -165,6 +165,11 @@ pub(crate) struct Worker {
     pub tunnel: Option<Tunnel>,
     /// the senders and VNIs of a tunnel receive burst
     pub tun_meta: Vec<RxMeta>,
+    /// a tunnel burst after coalescing, and per frame its sender, VNI, segments and
+    /// bytes on the wire; the segments of the run being joined
+    pub tun_out: Vec<PacketBuf>,
+    pub tun_out_meta: Vec<(RxMeta, u64, u64)>,
+    pub tun_run: Vec<PacketBuf>,
     /// the tunnel's receive calls, errors and buffer shortages at the last publish of
     /// its counters
     pub tun_rx_mark: u64,
@@ -194,6 +199,9 @@ impl Worker {
             drop_samples: (0, 0),
             tunnel: None,
             tun_meta: Vec::with_capacity(MAX_BURST),
+            tun_out: Vec::with_capacity(MAX_BURST),
+            tun_out_meta: Vec::with_capacity(MAX_BURST),
+            tun_run: Vec::with_capacity(MAX_BURST),
             tun_rx_mark: 0,
         }
     }

@@ -13,6 +13,8 @@
 use std::net::SocketAddrV4;
 
 use vpcswitch_core::HostId;
+use vpcswitch_tunnel::RxMeta;
+use vpcswitch_wire::tso::Tcp4Merge;
 
 use super::*;
 use crate::stats::WorkerCounters;
@@ -72,40 +74,121 @@ impl Worker {
             self.tun_meta = meta;
             return 0;
         }
-        for (mut buf, m) in rx.drain(..).zip(meta.iter()) {
+        let mut out = std::mem::take(&mut self.tun_out);
+        let mut out_meta = std::mem::take(&mut self.tun_out_meta);
+        self.coalesce(rx, &meta, &mut out, &mut out_meta);
+        for (mut buf, &(m, segs, bytes)) in out.drain(..).zip(out_meta.iter()) {
             // SPEC 10.3: only from another host's endpoint
             let Some(h) = snap.host_by_addr(*m.from.ip()) else {
-                c.drop_for_host(HostId::MAX, DropReason::TunnelUnknownHost, 1);
+                c.drop_for_host(HostId::MAX, DropReason::TunnelUnknownHost, segs);
                 self.cache.free(buf);
                 continue;
             };
             if let Some(hc) = c.hosts.get(h as usize) {
-                bump(&hc.rx_packets, 1);
-                bump(&hc.rx_bytes, buf.len() as u64);
+                bump(&hc.rx_packets, segs);
+                bump(&hc.rx_bytes, bytes);
                 hc.last_rx_ns.store(self.now_ns.max(1), Ordering::Relaxed);
             }
-            ctx.csum_partial = false;
-            ctx.gso = false;
+            // a joined run is a super-frame with a partial checksum, as a guest's
+            ctx.csum_partial = buf.offload.needs_csum();
+            ctx.gso = buf.offload.is_gso();
             let (data, len) = buf.parts_mut();
             match snap.process_tunnel(ctx, h, m.vni, data, len, &mut NoTrace) {
                 Verdict::Forward(out) => {
-                    bump(&c.forwarded, 1);
+                    bump(&c.forwarded, segs);
                     self.emit(snap, c, From::Tunnel(h), out, buf);
                 }
                 Verdict::Drop(r) => {
-                    c.drop_for_host(h, r, 1);
+                    c.drop_for_host(h, r, segs);
                     self.cache.free(buf);
                 }
                 Verdict::DropAndSend(r, out) => {
-                    c.drop_for_host(h, r, 1);
+                    c.drop_for_host(h, r, segs);
                     bump(&c.generated, 1);
                     buf.offload = Offload::None;
                     self.emit(snap, c, From::Tunnel(h), out, buf);
                 }
             }
         }
+        out_meta.clear();
+        self.tun_out = out;
+        self.tun_out_meta = out_meta;
         self.tun_meta = meta;
         n
+    }
+
+    /// Joins runs of consecutive TCP segments of one flow from one sender and VNI in
+    /// `rx` (as another host cut them from a super-frame) back into super-frames
+    /// ([`Tcp4Merge`]'s rules: only sound segments join), so a guest that takes
+    /// segmentation offload gets one frame where the sender's guest sent one; every
+    /// other frame passes as it is. `out` gets the frames, `out_meta` their sender,
+    /// VNI, segments and bytes; `rx` is left empty. No allocation: large buffers from
+    /// the worker's cache, and when none is free the run passes unjoined.
+    fn coalesce(
+        &mut self,
+        rx: &mut Vec<PacketBuf>,
+        meta: &[RxMeta],
+        out: &mut Vec<PacketBuf>,
+        out_meta: &mut Vec<(RxMeta, u64, u64)>,
+    ) {
+        let mut run = std::mem::take(&mut self.tun_run);
+        let mut merge: Option<Tcp4Merge> = None;
+        let mut run_meta = None;
+        for (b, m) in rx.drain(..).zip(meta.iter()) {
+            if let (Some(mg), Some(first)) = (merge.as_mut(), run.first()) {
+                if run_meta == Some(*m) && mg.join(first.frame(), b.frame()) {
+                    run.push(b);
+                    continue;
+                }
+            }
+            if let Some(rm) = run_meta {
+                self.end_run(&mut run, merge, rm, out, out_meta);
+            }
+            merge = Tcp4Merge::start(b.frame());
+            run_meta = Some(*m);
+            run.push(b);
+        }
+        if let Some(rm) = run_meta {
+            self.end_run(&mut run, merge, rm, out, out_meta);
+        }
+        self.tun_run = run;
+    }
+
+    /// Moves a run to `out`: joined into one super-frame when it has two segments or
+    /// more and a large buffer is free, else frame by frame.
+    fn end_run(
+        &mut self,
+        run: &mut Vec<PacketBuf>,
+        merge: Option<Tcp4Merge>,
+        m: RxMeta,
+        out: &mut Vec<PacketBuf>,
+        out_meta: &mut Vec<(RxMeta, u64, u64)>,
+    ) {
+        let bytes: u64 = run.iter().map(|b| b.len() as u64).sum();
+        if let (Some(mg), true) = (merge, run.len() > 1) {
+            if let Some(mut big) = self.cache.alloc_large() {
+                let (d, len) = big.parts_mut();
+                if let Some(k) = mg.write(run.iter().map(|b| b.frame()), d) {
+                    *len = k;
+                    big.offload = Offload::Tso {
+                        mss: mg.mss(),
+                        ecn: false,
+                    };
+                    big.vnet = Default::default();
+                    out.push(big);
+                    out_meta.push((m, run.len() as u64, bytes));
+                    for b in run.drain(..) {
+                        self.cache.free(b);
+                    }
+                    return;
+                }
+                self.cache.free(big);
+            }
+        }
+        for b in run.drain(..) {
+            out_meta.push((m, 1, b.len() as u64));
+            out.push(b);
+        }
     }
 
     /// Where `q` is: its queue here, or its host's tunnel (with the VNI for a frame to
