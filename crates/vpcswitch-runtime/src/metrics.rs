@@ -177,6 +177,19 @@ pub fn prometheus(sw: &Switch, reload_failures: u64) -> String {
                 "vpcswitch_tunnel_datagrams_total{{direction=\"{dir}\",outcome=\"{outcome}\"}} {n}"
             );
         }
+        head(
+            &mut o,
+            "vpcswitch_tunnel_offload_total",
+            "counter",
+            "Tunnel offload work: tx GSO trains sent, rx reads the kernel coalesced (GRO), rx TCP segments joined into super-frames.",
+        );
+        for (kind, n) in [
+            ("tx_trains", t.tx_trains),
+            ("rx_coalesced_reads", t.rx_coalesced),
+            ("rx_joined_segments", t.rx_joined),
+        ] {
+            let _ = writeln!(o, "vpcswitch_tunnel_offload_total{{kind=\"{kind}\"}} {n}");
+        }
     }
 
     head(

@@ -100,6 +100,12 @@ pub(crate) struct TunnelCounters {
     pub tx_packets: AtomicU64,
     /// packets the kernel refused (no route, no buffer space, too long, other errors)
     pub tx_errors: AtomicU64,
+    /// GSO trains sent (each one `sendmsg` of many packets)
+    pub tx_trains: AtomicU64,
+    /// reads of datagrams the kernel coalesced (GRO)
+    pub rx_coalesced: AtomicU64,
+    /// received TCP segments joined back into super-frames
+    pub rx_joined: AtomicU64,
 }
 
 /// One worker's counters.
@@ -252,6 +258,12 @@ pub struct TunnelTotals {
     pub tx_packets: u64,
     /// packets the kernel refused
     pub tx_errors: u64,
+    /// UDP GSO trains sent (each one `sendmsg` of many packets)
+    pub tx_trains: u64,
+    /// receive reads that brought datagrams the kernel coalesced (UDP GRO)
+    pub rx_coalesced: u64,
+    /// received TCP segments joined back into super-frames for the guests
+    pub rx_joined: u64,
 }
 
 /// A consistent-enough read of every counter (each counter is exact; they are read
@@ -375,6 +387,9 @@ pub(crate) fn report(
         tunnel.rx_errors += get(&t.rx_errors);
         tunnel.tx_packets += get(&t.tx_packets);
         tunnel.tx_errors += get(&t.tx_errors);
+        tunnel.tx_trains += get(&t.tx_trains);
+        tunnel.rx_coalesced += get(&t.rx_coalesced);
+        tunnel.rx_joined += get(&t.rx_joined);
     }
     let wstats = workers
         .iter()

@@ -1,6 +1,6 @@
 //! Many hosts (SPEC 10): three switch hosts, each a network namespace running its own
 //! `vpcswitch run --host hN` on one shared network file, on an underlay bridge; guests
-//! on AF_PACKET veths (MTU 1450), a Linux `vxlan` + bridge "foreign" host, a rogue
+//! on AF_PACKET veths (MTU 1450; one test with TAP ports instead), a Linux `vxlan` + bridge "foreign" host, a rogue
 //! endpoint sending scapy-built VXLAN. See `common/hosts.rs` for the layout.
 //!
 //! One fleet per test; every wait is bounded. Needs root and the tools `scripts/test.sh`
@@ -97,6 +97,61 @@ fn each_switch_is_its_host_across_reloads(f: &Fleet) {
     }
 }
 
+/// The fleet's tunnels on `hosts` sent TCP as UDP GSO trains and joined received TCP
+/// segments back into super-frames (`ctl hosts`: the offload counters), both at least
+/// once: the overlay's fast path was taken, not only its frame-by-frame fallback.
+fn assert_tcp_offload(f: &Fleet, hosts: &[&str]) {
+    let (mut trains, mut joined) = (0, 0);
+    for h in hosts {
+        let t = f.ctl_on(h, "hosts")["tunnel"].clone();
+        trains += t["tx_trains"].as_u64().unwrap_or(0);
+        joined += t["rx_joined_segments"].as_u64().unwrap_or(0);
+    }
+    assert!(
+        trains > 0 && joined > 0,
+        "TCP across hosts took no GSO train ({trains}) or joined no segment ({joined})"
+    );
+}
+
+/// SPEC 10.1, 10.2 with guests on TAP ports (the switch's own devices, as a VM's):
+/// ping and TCP within a subnet, across subnets and across the a-b peering between two
+/// hosts, TCP carried as GSO trains and joined back into super-frames for the TAPs.
+#[test]
+fn spec10_2_tap_guests_ping_and_tcp_across_hosts() {
+    let _l = lock();
+    let mut f = Fleet::builder()
+        .host("h1", &["web1", "app", "lvs"])
+        .host("h2", &["web2", "db"])
+        .tap()
+        .start();
+    assert_eq!(
+        f.ping("web1", "10.0.1.12", 3),
+        3,
+        "h1 -> h2 within web (TAP)\n{}",
+        f.logs()
+    );
+    assert_eq!(
+        f.ping("app", "10.0.1.12", 3),
+        3,
+        "h1 -> h2 across subnets (TAP)"
+    );
+    assert_eq!(
+        f.ping("app", "10.1.1.11", 3),
+        3,
+        "h1 -> h2 across peering a-b (TAP)"
+    );
+    for (from, to, ip) in [("web1", "web2", "10.0.1.12"), ("db", "app", "10.0.2.11")] {
+        let g = f.iperf(from, to, ip, 2);
+        eprintln!("TCP {from} -> {to} (TAP): {g:?} Gbit/s");
+        assert!(
+            g.is_some_and(|g| g > 0.0),
+            "iperf3 {from} -> {to}: {g:?}\n{}",
+            f.logs()
+        );
+    }
+    assert_tcp_offload(&f, &["h1", "h2"]);
+}
+
 /// SPEC 10.1, 10.2, 5.3: ping and TCP between guests on different hosts within a
 /// subnet, across subnets (routed at the ingress host), across the a-b and b-c
 /// peerings whose VPCs live on other hosts; no transit over two peerings. At the end
@@ -186,6 +241,8 @@ fn spec10_2_ping_and_tcp_across_hosts_subnets_and_peerings_no_transit() {
             .fold((0, 0), |a, b| (a.0 + b.0, a.1 + b.1));
         assert!(rx > 0 && tx > 0, "{h}'s tunnels: {rows}");
     }
+    // the TCP crossed as GSO trains and was joined back for the receiving guests
+    assert_tcp_offload(&f, &HOSTS);
     // clean teardown: no namespace, no switch left
     let tag = f.tag.clone();
     let pids: Vec<u32> = HOSTS.iter().map(|h| f.switch_pid(h)).collect();

@@ -177,6 +177,7 @@ impl Worker {
                     big.vnet = Default::default();
                     out.push(big);
                     out_meta.push((m, run.len() as u64, bytes));
+                    bump(&self.counters().tunnel.rx_joined, run.len() as u64);
                     for b in run.drain(..) {
                         self.cache.free(b);
                     }
@@ -320,5 +321,7 @@ impl Worker {
         set(&tc.rx_errors, s.rx_errors + s.rx_no_buffer);
         set(&tc.tx_packets, s.tx_packets);
         set(&tc.tx_errors, s.tx_dropped());
+        set(&tc.tx_trains, s.tx_trains);
+        set(&tc.rx_coalesced, s.rx_coalesced);
     }
 }

@@ -365,8 +365,16 @@ pub fn hosts(r: &Running) -> Value {
         text = "no [[hosts]]: every port is on this switch\n".into();
     } else {
         text += &format!(
-            "\ntunnel: {} datagrams in ({} malformed, {} errors), {} packets out ({} refused)\n",
-            t.rx_datagrams, t.rx_malformed, t.rx_errors, t.tx_packets, t.tx_errors
+            "\ntunnel: {} datagrams in ({} malformed, {} errors), {} packets out ({} refused)\n\
+             offload: {} GSO trains out, {} coalesced reads in, {} TCP segments joined\n",
+            t.rx_datagrams,
+            t.rx_malformed,
+            t.rx_errors,
+            t.tx_packets,
+            t.tx_errors,
+            t.tx_trains,
+            t.rx_coalesced,
+            t.rx_joined
         );
     }
     let data = json!({
@@ -374,6 +382,8 @@ pub fn hosts(r: &Running) -> Value {
         "tunnel": {
             "rx_datagrams": t.rx_datagrams, "rx_malformed": t.rx_malformed,
             "rx_errors": t.rx_errors, "tx_packets": t.tx_packets, "tx_errors": t.tx_errors,
+            "tx_trains": t.tx_trains, "rx_coalesced_reads": t.rx_coalesced,
+            "rx_joined_segments": t.rx_joined,
         },
     });
     ok(text, data)

@@ -107,6 +107,7 @@ pub struct FleetBuilder {
     extra: String,
     workers: usize,
     switches: bool,
+    tap: bool,
 }
 
 impl FleetBuilder {
@@ -154,6 +155,15 @@ impl FleetBuilder {
     /// Workers per switch (default 2).
     pub fn workers(mut self, n: usize) -> Self {
         self.workers = n;
+        self
+    }
+
+    /// Guests on `tap` ports instead of AF_PACKET veths: each switch makes its guests'
+    /// TAP devices in its host namespace, and the fleet moves them into the guests'
+    /// namespaces once it runs (a switch that stops takes its TAPs with it: for tests
+    /// that keep the switches running).
+    pub fn tap(mut self) -> Self {
+        self.tap = true;
         self
     }
 
@@ -241,7 +251,7 @@ impl Fleet {
                 procs: vec![],
                 guests,
                 extra_ns: vec![],
-                kind: Kind::AfPacket,
+                kind: if b.tap { Kind::Tap } else { Kind::AfPacket },
             },
             hosts: vec![],
             underlay: format!("{tag}-ul"),
@@ -294,6 +304,9 @@ impl Fleet {
         if b.switches {
             for h in f.switch_hosts() {
                 f.start_switch(&h);
+                if b.tap {
+                    f.attach_taps(&h);
+                }
             }
         }
         f
@@ -316,8 +329,13 @@ impl Fleet {
                     g.name, g.subnet, g.mac, g.ip, g.check, h.name
                 );
                 if !h.foreign {
+                    let ty = if self.net.kind == Kind::Tap {
+                        "tap"
+                    } else {
+                        "af_packet"
+                    };
                     c += &format!(
-                        "backend = {{ type = \"af_packet\", ifname = \"{}\" }}\n",
+                        "backend = {{ type = \"{ty}\", ifname = \"{}\" }}\n",
                         host_ifname(g.name)
                     );
                 }
@@ -376,6 +394,10 @@ impl Fleet {
             ));
         }
         for g in self.hosts[i].guests.iter().map(|g| guest(g)) {
+            if self.net.kind == Kind::Tap && !foreign {
+                // the switch makes the TAP: attached once it runs
+                break;
+            }
             let gns = self.net.ns(g.name);
             let hif = host_ifname(g.name);
             must(&format!("ip netns add {gns}"));
@@ -441,6 +463,23 @@ impl Fleet {
             me.ns,
             cmds.join(" && ")
         ));
+    }
+
+    /// Moves switch host `name`'s guest TAPs (made by its switch) into the guests'
+    /// namespaces and sets each guest up there (MTU 1450, SPEC 10.6).
+    fn attach_taps(&mut self, name: &str) {
+        let h = self.host(name);
+        let ns = h.ns.clone();
+        for g in h.guests.clone().iter().map(|g| guest(g)) {
+            let gns = self.net.ns(g.name);
+            let hif = host_ifname(g.name);
+            must(&format!("ip netns add {gns}"));
+            must(&format!("ip -n {ns} link set {hif} netns {gns}"));
+            must(&format!(
+                "ip netns exec {gns} sh -c 'sysctl -qw net.ipv6.conf.all.disable_ipv6=1 && ip link set lo up && ip link set {hif} name eth0 && ip link set eth0 address {} mtu {GUEST_MTU} && ip addr add {}/24 dev eth0 && ip link set eth0 up && ip route add default via {}'",
+                g.mac, g.ip, g.gw
+            ));
+        }
     }
 
     /// Names of the switch hosts.
