@@ -4,7 +4,7 @@
 //! panic.
 #![no_main]
 use libfuzzer_sys::fuzz_target;
-use vpcswitch_wire::{arp, classify, icmp, tso::Tcp4Layout, vxlan, Ipv4Packet, L3};
+use vpcswitch_wire::{arp, classify, icmp, tso::{Tcp4Layout, Tcp4Merge}, vxlan, Ipv4Packet, L3};
 
 fuzz_target!(|data: &[u8]| {
     let _ = arp::parse(data.get(14..).unwrap_or(&[]));
@@ -48,6 +48,22 @@ fuzz_target!(|data: &[u8]| {
         let mut out = vec![0u8; 2048];
         for i in 0..l.count().min(64) {
             let _ = l.write_segment(data, i, &mut out);
+        }
+    }
+    // receive-side joining (untrusted segments from a tunnel): the input as a first
+    // segment and its halves as followers; whatever joins writes a frame of the run's
+    // length, and nothing panics
+    if let Some(mut m) = Tcp4Merge::start(data) {
+        let mid = data.len() / 2;
+        let mut run: Vec<&[u8]> = vec![data];
+        for f in [&data[..mid], &data[mid..], data] {
+            if m.join(data, f) {
+                run.push(f);
+            }
+        }
+        let mut out = vec![0u8; 70_000];
+        if let Some(n) = m.write(run.iter().copied(), &mut out) {
+            assert_eq!(n, m.len());
         }
     }
 });
