@@ -4,7 +4,11 @@
 //! panic.
 #![no_main]
 use libfuzzer_sys::fuzz_target;
-use vpcswitch_wire::{arp, classify, icmp, tso::{Tcp4Layout, Tcp4Merge}, vxlan, Ipv4Packet, L3};
+use vpcswitch_wire::{
+    arp, classify, icmp,
+    tso::{Tcp4Layout, Tcp4Merge},
+    vxlan, Ipv4Packet, L3,
+};
 
 fuzz_target!(|data: &[u8]| {
     let _ = arp::parse(data.get(14..).unwrap_or(&[]));
@@ -34,7 +38,9 @@ fuzz_target!(|data: &[u8]| {
     }
     if let Ok((outer, _, inner)) = vxlan::Outer::parse(data) {
         let mut h = [0u8; vxlan::OUTER_HEADER_LEN];
-        outer.emit(7, inner.len(), &mut h).expect("a parsed packet fits");
+        outer
+            .emit(7, inner.len(), &mut h)
+            .expect("a parsed packet fits");
         let mut again = h.to_vec();
         again.extend_from_slice(inner);
         let (o2, info, in2) = vxlan::Outer::parse(&again).expect("emitted packet parses");

@@ -128,15 +128,17 @@ impl World {
     fn foreign_for(&self, p: u32, a: u32) -> bool {
         let same_vpc = self.fixed.iter().any(|&(q, ip)| {
             q == p
-                && self
-                    .vpc_cidrs
-                    .iter()
-                    .any(|&(net, len)| ip >> (32 - len) == net >> (32 - len) && a >> (32 - len) == net >> (32 - len))
+                && self.vpc_cidrs.iter().any(|&(net, len)| {
+                    ip >> (32 - len) == net >> (32 - len) && a >> (32 - len) == net >> (32 - len)
+                })
         });
         same_vpc
             && (self.gateways.contains(&a)
                 || self.fixed.iter().any(|&(q, ip)| q != p && ip == a)
-                || self.vips.iter().any(|(ip, bound)| *ip == a && !bound.contains(&p)))
+                || self
+                    .vips
+                    .iter()
+                    .any(|(ip, bound)| *ip == a && !bound.contains(&p)))
     }
 
     /// The delivered-frame invariant for one frame `d` received by `d.port`, sent by
@@ -155,7 +157,11 @@ impl World {
                 d.vnet
             );
         } else {
-            assert_eq!(d.offload, Offload::None, "offload work left for a port without offload");
+            assert_eq!(
+                d.offload,
+                Offload::None,
+                "offload work left for a port without offload"
+            );
             assert_eq!(d.vnet, VnetHdr::default());
         }
         if d.port == from {
@@ -173,7 +179,10 @@ impl World {
             assert_eq!(et, 0x0800, "only IPv4 comes in from the uplink");
             let src = be32(&f[26..30]);
             assert!(!self.in_vpc(src), "a VPC source from the outside: {f:02x?}");
-            assert!(martian(src).is_none(), "SPEC 7.3: a martian source {src:#x}");
+            assert!(
+                martian(src).is_none(),
+                "SPEC 7.3: a martian source {src:#x}"
+            );
             assert!(
                 !self.eips.iter().any(|e| e.0 == src),
                 "an EIP source from the outside"
@@ -185,20 +194,31 @@ impl World {
             // SPEC 7.2/7.4: out through the uplink only from its MAC, with an EIP of the
             // sender's as the source, to a global address; or the switch's ARP for the
             // next hop, from an EIP
-            assert_eq!(src_mac, dest.mac.0, "uplink frame from another MAC: {f:02x?}");
+            assert_eq!(
+                src_mac, dest.mac.0,
+                "uplink frame from another MAC: {f:02x?}"
+            );
             if et == 0x0806 && f.len() >= 42 {
                 let spa = be32(&f[28..32]);
-                assert!(self.eips.iter().any(|e| e.0 == spa), "next-hop ARP from {spa:#x}");
+                assert!(
+                    self.eips.iter().any(|e| e.0 == spa),
+                    "next-hop ARP from {spa:#x}"
+                );
                 return;
             }
             assert_eq!(et, 0x0800, "only IPv4 leaves through the uplink: {f:02x?}");
             let (src, dst) = (be32(&f[26..30]), be32(&f[30..34]));
             assert!(
-                self.eips.iter().any(|&(e, a)| e == src && sender.allows_ip(a)),
+                self.eips
+                    .iter()
+                    .any(|&(e, a)| e == src && sender.allows_ip(a)),
                 "SPEC 7.2: source {src:#x} is not an EIP of {}",
                 sender.name
             );
-            assert!(!self.in_vpc(dst) && martian(dst).is_none(), "SPEC 7.4: to {dst:#x}");
+            assert!(
+                !self.in_vpc(dst) && martian(dst).is_none(),
+                "SPEC 7.4: to {dst:#x}"
+            );
             return;
         }
         assert!(
