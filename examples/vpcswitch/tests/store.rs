@@ -1,0 +1,312 @@
+//! Many hosts, the network from etcd (SPEC 11): the three-host fleet of `overlay.rs`
+//! with its network written by `vpcswitch apply` into a 3-member etcd cluster on the
+//! underlay and every switch running `vpcswitch run --etcd URLS --host NAME`; host
+//! leases; the command line's errors for a store that cannot be used.
+//!
+//! One fleet (or cluster) per test; every wait is bounded. The fleet tests need root
+//! and the tools `scripts/test.sh` installs (etcd-server among them); the others need
+//! only etcd.
+
+#[macro_use]
+mod common;
+
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use common::hosts::Fleet;
+use common::lock;
+use vpcswitch_store::harness::EtcdCluster;
+
+const HOSTS: [&str; 3] = ["h1", "h2", "h3"];
+
+/// The standard network without vpc a's route to b (10.1.0.0/16 via peering ab).
+const ROUTE_A_TO_B: &str =
+    "[[routes]]\nvpc = \"a\"\ndestination = \"10.1.0.0/16\"\npeering = \"ab\"\n";
+
+/// Waits until every switch in `hosts` runs store revision `rev` or later; the time it
+/// took.
+fn wait_revision(f: &Fleet, hosts: &[&str], rev: i64, secs: u64) -> Option<Duration> {
+    let t0 = Instant::now();
+    while t0.elapsed() < Duration::from_secs(secs) {
+        if hosts.iter().all(|h| f.store_revision_on(h) >= rev) {
+            return Some(t0.elapsed());
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    None
+}
+
+/// The revision `vpcswitch apply` printed ("revision A -> B").
+fn applied_revision(out: &str) -> i64 {
+    out.lines()
+        .find_map(|l| l.split("-> ").nth(1))
+        .and_then(|r| r.split(' ').next())
+        .and_then(|r| r.parse().ok())
+        .unwrap_or_else(|| panic!("no revision in apply's output: {out}"))
+}
+
+/// Waits until host `on` sees host `of` down (`down`) or up.
+fn wait_down(f: &Fleet, on: &str, of: &str, down: bool, secs: u64) -> bool {
+    let end = Instant::now() + Duration::from_secs(secs);
+    while Instant::now() < end {
+        if f.host_row_on(on, of)["down"] == down {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    false
+}
+
+/// SPEC 11.1, 11.2: the fleet starts from the store (no switch reads a file) and
+/// forwards across hosts, subnets and peerings; `ctl stats` says which store revision
+/// each runs. A dry run prints the diff and changes nothing; an apply of a changed
+/// network reaches every switch as a hot reload (a route removed: a-b traffic stops;
+/// put back: it flows again, and traffic between unchanged ports never stops); `ctl
+/// reload` reads the store again.
+#[test]
+fn spec11_2_a_fleet_from_etcd_forwards_and_every_apply_reaches_every_switch() {
+    let _l = lock();
+    let f = Fleet::builder().standard().etcd(3).start();
+    let r0 = f.store_revision_on("h1");
+    assert!(r0 > 0, "h1 runs a store revision\n{}", f.logs());
+    for h in HOSTS {
+        assert_eq!(f.store_revision_on(h), r0, "{h}\n{}", f.logs());
+        let st = &f.ctl_on(h, "stats")["store"];
+        assert!(
+            st["endpoints"].as_str().unwrap_or("").contains("192.0.2.5"),
+            "{st}"
+        );
+    }
+    assert_eq!(
+        f.ping("client", "10.0.1.11", 3),
+        3,
+        "h3 -> h1\n{}",
+        f.logs()
+    );
+    assert_eq!(
+        f.ping("client", "10.0.1.12", 3),
+        3,
+        "h3 -> h2\n{}",
+        f.logs()
+    );
+    assert_eq!(
+        f.ping("app", "10.1.1.11", 3),
+        3,
+        "h1 -> h2 across ab\n{}",
+        f.logs()
+    );
+
+    // the network without a's route to b
+    let full = f.network_text();
+    assert!(full.contains(ROUTE_A_TO_B));
+    let cut = f.file("network-cut.toml");
+    std::fs::write(&cut, full.replace(ROUTE_A_TO_B, "")).unwrap();
+    let (ok, out) = f.apply(&cut, true);
+    assert!(ok, "{out}");
+    assert!(
+        out.contains("- route \"a 10.1.0.0/16\"") && out.contains("dry run: 1 change(s)"),
+        "{out}"
+    );
+    std::thread::sleep(Duration::from_millis(300));
+    for h in HOSTS {
+        assert_eq!(f.store_revision_on(h), r0, "a dry run wrote nothing ({h})");
+    }
+    let (ok, out) = f.apply(&cut, false);
+    assert!(ok, "{out}");
+    let r1 = applied_revision(&out);
+    assert!(r1 > r0, "{out}");
+    assert!(
+        wait_revision(&f, &HOSTS, r1, 5).is_some(),
+        "every switch runs revision {r1}\n{}",
+        f.logs()
+    );
+    assert_eq!(
+        f.ping("app", "10.1.1.11", 2),
+        0,
+        "no route from a to b any more"
+    );
+    assert!(
+        f.drops_on("h1", "app", "no_route") > 0,
+        "{}",
+        f.ctl_on("h1", "stats")
+    );
+    // unchanged ports: on as before
+    assert_eq!(
+        f.ping("client", "10.0.1.12", 3),
+        3,
+        "h3 -> h2 after the apply"
+    );
+
+    // back
+    let (ok, out) = f.apply(&f.net.cfg_path.clone(), false);
+    assert!(ok, "{out}");
+    let r2 = applied_revision(&out);
+    assert!(wait_revision(&f, &HOSTS, r2, 5).is_some(), "{}", f.logs());
+    assert_eq!(f.ping("app", "10.1.1.11", 3), 3, "a-b again\n{}", f.logs());
+    // the same network again writes nothing
+    let (ok, out) = f.apply(&f.net.cfg_path.clone(), false);
+    assert!(ok && out.contains("no change"), "{out}");
+
+    // ctl reload: the store again, same revision, next generation
+    let g = f.ctl_on("h2", "stats")["generation"].as_u64().unwrap();
+    let r = f.ctl_on("h2", "reload");
+    assert_eq!(r["generation"], g + 1, "{r}");
+    assert_eq!(f.store_revision_on("h2"), r2);
+    let st = &f.ctl_on("h2", "stats")["store"];
+    assert!(st["lease_renewals"].as_u64().unwrap_or(0) > 0, "{st}");
+    assert_eq!(st["hosts_down"], serde_json::json!([]), "{st}");
+}
+
+/// SPEC 11.3: when a switch dies its lease expires and the other switches treat its
+/// host's ports as down: frames to them are dropped as `host_down`, counted, while
+/// traffic between the live hosts goes on; when it comes back (registers again) its
+/// ports are up again everywhere.
+#[test]
+fn spec11_3_a_dead_hosts_ports_are_dropped_as_host_down_until_it_returns() {
+    let _l = lock();
+    let mut f = Fleet::builder().standard().etcd(2).start();
+    // every switch registered: all seen alive by the others
+    for h in ["h1", "h3"] {
+        let end = Instant::now() + Duration::from_secs(10);
+        while f.ctl_on(h, "stats")["store"]["alive"]
+            .as_array()
+            .map_or(0, |a| a.len())
+            < 3
+        {
+            assert!(Instant::now() < end, "{h} sees 3 hosts alive\n{}", f.logs());
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+    assert_eq!(
+        f.ping("client", "10.0.1.12", 2),
+        2,
+        "h3 -> h2\n{}",
+        f.logs()
+    );
+
+    // h2's switch crashes: no more keep-alives
+    let t0 = Instant::now();
+    assert!(f.stop_switch("h2", true));
+    for h in ["h1", "h3"] {
+        assert!(
+            wait_down(&f, h, "h2", true, 10),
+            "{h} marks h2 down\n{}",
+            f.logs()
+        );
+    }
+    let took = t0.elapsed();
+    // the TTL (2 s) plus etcd's expiry granularity: a wide bound
+    assert!(took < Duration::from_secs(8), "{took:?}");
+    assert_eq!(
+        f.ctl_on("h3", "stats")["store"]["hosts_down"],
+        serde_json::json!(["h2"])
+    );
+    let before = f.drops_on("h3", "client", "host_down");
+    assert_eq!(f.ping("client", "10.0.1.12", 2), 0, "h2's ports are down");
+    assert!(
+        f.drops_on("h3", "client", "host_down") > before,
+        "counted as host_down: {}",
+        f.ctl_on("h3", "stats")["ports"]
+    );
+    // the live hosts: as before
+    assert_eq!(f.ping("client", "10.0.1.11", 3), 3, "h3 -> h1 with h2 down");
+
+    // h2 back
+    f.start_switch("h2");
+    for h in ["h1", "h3"] {
+        assert!(
+            wait_down(&f, h, "h2", false, 10),
+            "{h} sees h2 up again\n{}",
+            f.logs()
+        );
+    }
+    assert_eq!(f.ping("client", "10.0.1.12", 3), 3, "h2 back\n{}", f.logs());
+}
+
+/// `vpcswitch run --etcd` and `apply` against a store that cannot be used: each error
+/// says what is wrong, with its exit status (2: unreachable; 1: empty, invalid, or an
+/// invalid file, whose every error is listed and nothing written).
+#[test]
+fn store_errors_are_clear_and_an_invalid_file_writes_nothing() {
+    let c = EtcdCluster::start(3);
+    let bin = env!("CARGO_BIN_EXE_vpcswitch");
+    let run = |urls: &str| {
+        let o = Command::new(bin)
+            .args([
+                "run",
+                "--etcd",
+                urls,
+                "--host",
+                "h1",
+                "--log-color",
+                "never",
+            ])
+            .output()
+            .expect("vpcswitch runs");
+        (
+            o.status.code(),
+            String::from_utf8_lossy(&o.stderr).to_string(),
+        )
+    };
+    // unreachable
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let (code, err) = run(&format!("http://127.0.0.1:{port}"));
+    assert_eq!(code, Some(2), "{err}");
+    assert!(
+        err.contains("unreachable") && err.contains(&port.to_string()),
+        "{err}"
+    );
+    // empty
+    let (code, err) = run(&c.urls());
+    assert_eq!(code, Some(1), "{err}");
+    assert!(err.contains("holds no network"), "{err}");
+
+    // an invalid file: every error, nothing written
+    let dir = c.dir().to_path_buf();
+    let bad = dir.join("bad.toml");
+    std::fs::write(
+        &bad,
+        "[[vpcs]]\nname = \"a\"\ncidrs = [\"10.0.0.0/16\"]\n\
+         [[subnets]]\nname = \"s\"\nvpc = \"nope\"\ncidr = \"10.0.1.0/24\"\n\
+         [[ports]]\nname = \"p\"\nsubnet = \"t\"\nmac = \"02:00:00:00:00:01\"\nips = [\"10.9.9.9\"]\n",
+    )
+    .unwrap();
+    let o = Command::new(bin)
+        .args(["apply", "-f"])
+        .arg(&bad)
+        .args(["--etcd", &c.urls()])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("subnet \"s\": field `vpc`") && err.contains("port \"p\": field `subnet`"),
+        "every error: {err}"
+    );
+    let (code, err) = run(&c.urls());
+    assert_eq!(code, Some(1), "still empty: {err}");
+    assert!(err.contains("holds no network"), "{err}");
+
+    // a store holding an invalid network (written around apply)
+    let s = vpcswitch_store::Store::connect(&c.endpoints()).unwrap();
+    s.put_raw(
+        &format!("{}vpcs/a", vpcswitch_store::keys::NETWORK),
+        r#"{"name":"a","cidrs":["10.0.0.1/16"]}"#,
+    )
+    .unwrap();
+    s.put_raw(
+        vpcswitch_store::keys::APPLIED,
+        r#"{"generation":1,"objects":1}"#,
+    )
+    .unwrap();
+    let (code, err) = run(&c.urls());
+    assert_eq!(code, Some(1), "{err}");
+    assert!(
+        err.contains("invalid network") && err.contains("host bits set"),
+        "{err}"
+    );
+}
