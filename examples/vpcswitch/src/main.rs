@@ -318,6 +318,7 @@ fn apply(file: &Path, endpoints: &[String], dry_run: bool) -> ExitCode {
         }
     };
     let t0 = Instant::now();
+    let started = running::unix_us(std::time::SystemTime::now());
     match store.apply(&cfg, dry_run) {
         Ok(a) => {
             for c in &a.changes {
@@ -330,8 +331,10 @@ fn apply(file: &Path, endpoints: &[String], dry_run: bool) -> ExitCode {
                     a.from
                 );
             } else if a.wrote {
+                // when the read and the transaction began: the switches' reload times
+                // compare with it (`ctl stats` store.applied_unix_us; docs/benchmarks.md)
                 println!(
-                    "applied: {n} change(s), revision {} -> {} ({} ms)",
+                    "applied: {n} change(s), revision {} -> {} ({} ms; sent at unix_us {started})",
                     a.from,
                     a.revision,
                     t0.elapsed().as_millis()

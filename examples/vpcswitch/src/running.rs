@@ -39,6 +39,8 @@ pub struct StoreState {
     pub synced_revision: i64,
     /// why the store is not reachable now (`None`: it is)
     pub lost: Option<String>,
+    /// when the running revision was swapped in (every worker on it), unix µs
+    pub applied_unix_us: u64,
     /// hosts whose lease is alive now
     pub alive: BTreeSet<String>,
     /// hosts seen alive since this switch started (a host never seen alive is not
@@ -194,6 +196,7 @@ impl Running {
                 let mut st = link.state.lock().unwrap_or_else(|e| e.into_inner());
                 st.revision = s.revision;
                 st.generation = s.generation;
+                st.applied_unix_us = unix_us(SystemTime::now());
             }
         }
         self.outcome(r, &format!("store revision {}", s.revision))
@@ -258,6 +261,12 @@ impl Running {
         );
         down
     }
+}
+
+/// `t` in microseconds since the Unix epoch (0 before it).
+pub fn unix_us(t: SystemTime) -> u64 {
+    t.duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_micros() as u64)
 }
 
 /// The name of the port a VIP cell says owns the VIP, if any.

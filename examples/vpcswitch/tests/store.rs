@@ -39,6 +39,7 @@ fn wait_revision(f: &Fleet, hosts: &[&str], rev: i64, secs: u64) -> Option<Durat
 /// The revision `vpcswitch apply` printed ("revision A -> B").
 fn applied_revision(out: &str) -> i64 {
     out.lines()
+        .filter(|l| l.starts_with("applied:"))
         .find_map(|l| l.split("-> ").nth(1))
         .and_then(|r| r.split(' ').next())
         .and_then(|r| r.parse().ok())
@@ -309,4 +310,85 @@ fn store_errors_are_clear_and_an_invalid_file_writes_nothing() {
         err.contains("invalid network") && err.contains("host bits set"),
         "{err}"
     );
+}
+
+/// The `sent at unix_us N` of `vpcswitch apply`'s output.
+fn sent_us(out: &str) -> u64 {
+    out.split("sent at unix_us ")
+        .nth(1)
+        .and_then(|r| r.split(|c: char| !c.is_ascii_digit()).next())
+        .and_then(|r| r.parse().ok())
+        .unwrap_or_else(|| panic!("no start time in apply's output: {out}"))
+}
+
+fn percentile(sorted: &[f64], p: f64) -> f64 {
+    let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
+    sorted[i.min(sorted.len() - 1)]
+}
+
+/// Measurement (docs/benchmarks.md, "Control plane: apply → applied"): `VPCSWITCH_TRIALS`
+/// (default 60) applies of a changed network (`[switch] icmp_errors_per_sec` toggled:
+/// a whole reload on every host) to the 3-host fleet; for each, the time from the
+/// moment `apply` sends its read and transaction (`sent at`) to the moment each switch has swapped
+/// the new revision in (every worker on it: `ctl stats` `store.applied_unix_us`). Prints
+/// median and p99 per host and for "every host". Asserts only that every apply arrived.
+#[test]
+#[ignore = "measurement: cargo test --release -p vpcswitch-cli --test store -- --ignored --nocapture"]
+fn measure_apply_to_applied_on_three_hosts() {
+    let _l = lock();
+    let trials: usize = std::env::var("VPCSWITCH_TRIALS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(60);
+    let f = Fleet::builder().standard().etcd(3).start();
+    let base = f.network_text();
+    let mut per_host: Vec<Vec<f64>> = vec![vec![]; HOSTS.len()];
+    let mut all = vec![];
+    for i in 0..trials {
+        let rate = 100 + (i % 2) as u32 + 1;
+        let text = base.replacen(
+            "[switch]\n",
+            &format!("[switch]\nicmp_errors_per_sec = {rate}\n"),
+            1,
+        );
+        let path = f.file("network-trial.toml");
+        std::fs::write(&path, text).unwrap();
+        let (ok, out) = f.apply(&path, false);
+        assert!(ok && out.contains("applied:"), "trial {i}: {out}");
+        let rev = applied_revision(&out);
+        let at = sent_us(&out);
+        assert!(
+            wait_revision(&f, &HOSTS, rev, 10).is_some(),
+            "trial {i}: revision {rev} everywhere\n{}",
+            f.logs()
+        );
+        let mut worst: f64 = 0.0;
+        for (k, h) in HOSTS.iter().enumerate() {
+            let done = f.ctl_on(h, "stats")["store"]["applied_unix_us"]
+                .as_u64()
+                .unwrap();
+            let ms = (done as f64 - at as f64) / 1000.0;
+            per_host[k].push(ms);
+            worst = worst.max(ms);
+        }
+        all.push(worst);
+    }
+    let show = |name: &str, v: &mut Vec<f64>| {
+        v.sort_by(|a, b| a.partial_cmp(b).unwrap());
+        println!(
+            "{name:<10} n={} median {:.2} ms  p99 {:.2} ms  min {:.2} ms  max {:.2} ms",
+            v.len(),
+            percentile(v, 0.5),
+            percentile(v, 0.99),
+            v[0],
+            v[v.len() - 1]
+        );
+    };
+    println!(
+        "apply -> applied (apply's read+transaction sent -> new snapshot live), {trials} trials:"
+    );
+    for (k, h) in HOSTS.iter().enumerate() {
+        show(h, &mut per_host[k]);
+    }
+    show("every host", &mut all);
 }

@@ -344,6 +344,7 @@ fn store_view(r: &Running) -> Option<Value> {
         "revision": st.revision,
         "generation": st.generation,
         "synced_revision": st.synced_revision,
+        "applied_unix_us": st.applied_unix_us,
         "last_sync_unix_ms": ms,
         "lost": st.lost,
         "alive": st.alive,
