@@ -2,7 +2,7 @@
 //! the plain calls and channels the rest of the switch uses (docs/architecture.md,
 //! "The control plane").
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
@@ -17,7 +17,9 @@ use etcd_client::{
 };
 use vpcswitch_model::Config;
 
-use crate::keys::{self, Change, KeyMap, ALIVE, APPLIED, NETWORK, V1, VERSION, VERSION_KEY};
+use crate::keys::{
+    self, Change, KeyMap, ALIVE, APPLIED, NETWORK, V1, VERSION, VERSION_KEY, VIP_OWNERS,
+};
 
 /// How long one call to the store may take before it is an error.
 pub const CALL_TIMEOUT: Duration = Duration::from_secs(3);
@@ -117,6 +119,18 @@ pub struct Applied {
     pub wrote: bool,
 }
 
+/// A VIP's owner as published in the store (SPEC 11.4).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct VipOwner {
+    /// the owning port
+    pub port: String,
+    /// the host that published it (the one the port lives on)
+    pub host: String,
+    /// the store revision that set it: claims are ordered by it, never by clocks
+    #[serde(skip)]
+    pub revision: i64,
+}
+
 /// What the watch sends to the switch (in store order).
 #[derive(Debug, Clone, PartialEq)]
 pub enum Update {
@@ -126,6 +140,8 @@ pub enum Update {
     Invalid(StoreError),
     /// the hosts whose lease is alive, by name
     Alive(BTreeSet<String>),
+    /// every VIP owner published, by VIP name (at once, then at every change)
+    VipOwners(BTreeMap<String, VipOwner>),
     /// the store cannot be read or watched now (retrying); what is known stays in force
     Lost(StoreError),
     /// the watch is (again) in sync at this store revision
@@ -145,6 +161,8 @@ pub struct StoreStats {
     pub lease_grants: AtomicU64,
     /// errors talking to the store (each retry counts)
     pub errors: AtomicU64,
+    /// VIP owners published (SPEC 11.4)
+    pub vip_publications: AtomicU64,
 }
 
 type Task = Box<dyn FnOnce(Client) -> Pin<Box<dyn Future<Output = ()> + Send>> + Send>;
@@ -181,9 +199,12 @@ impl Store {
             .name("vpcswitch-store".into())
             .spawn(move || {
                 rt.block_on(async move {
+                    // HTTP/2 pings find a member that went away without closing its
+                    // connections; etcd refuses pings more often than every 5 s
+                    // (--grpc-keepalive-min-time) by closing the connection, so 10 s
                     let opts = ConnectOptions::new()
                         .with_connect_timeout(Duration::from_secs(2))
-                        .with_keep_alive(Duration::from_secs(1), Duration::from_secs(2))
+                        .with_keep_alive(Duration::from_secs(10), Duration::from_secs(3))
                         .with_keep_alive_while_idle(true);
                     let client =
                         match tokio::time::timeout(CALL_TIMEOUT, Client::connect(&eps, Some(opts)))
@@ -399,6 +420,30 @@ impl Store {
         self.spawn(move |c| watch_loop(c, shown, sink, stats))
     }
 
+    /// SPEC 11.4: publishes that `port` on `host` owns VIP `vip` (a claim learned in the
+    /// datapath), in the background: the call returns at once; the outcome comes back
+    /// through the watch (the store's revision orders claims). Failures are counted in
+    /// [`Store::stats`] and left to the caller to retry (it republishes while the store
+    /// disagrees with a claim it holds).
+    pub fn publish_vip_owner(&self, vip: &str, port: &str, host: &str) -> Result<(), StoreError> {
+        let key = format!("{VIP_OWNERS}{}", keys::encode(vip));
+        let value = serde_json::to_string(&VipOwner {
+            port: port.to_string(),
+            host: host.to_string(),
+            revision: 0,
+        })
+        .unwrap_or_default();
+        let stats = self.stats.clone();
+        self.spawn(move |mut c| async move {
+            let put = tokio::time::timeout(CALL_TIMEOUT, c.put(key, value, None)).await;
+            if !matches!(put, Ok(Ok(_))) {
+                stats.errors.fetch_add(1, Ordering::Relaxed);
+            } else {
+                stats.vip_publications.fetch_add(1, Ordering::Relaxed);
+            }
+        })
+    }
+
     /// Registers host `name` as alive with a lease of `ttl` (at least 1 s), kept alive
     /// every third of it, re-registered when lost (the store away longer than `ttl`).
     /// Runs until the store is dropped; renewals are counted in [`Store::stats`].
@@ -435,6 +480,7 @@ struct Snap {
     applied_revision: i64,
     generation: u64,
     alive: BTreeSet<String>,
+    vip_owners: BTreeMap<String, VipOwner>,
     /// the store revision read at
     revision: i64,
 }
@@ -454,6 +500,13 @@ impl Snap {
         } else if let Some(h) = key.strip_prefix(ALIVE) {
             self.alive
                 .insert(keys::decode(h).unwrap_or_else(|| h.to_string()));
+        } else if let Some(name) = key.strip_prefix(VIP_OWNERS) {
+            // a value that is not an owner is ignored (never applied)
+            if let Ok(mut o) = serde_json::from_str::<VipOwner>(&v) {
+                o.revision = mod_revision;
+                self.vip_owners
+                    .insert(keys::decode(name).unwrap_or_else(|| name.to_string()), o);
+            }
         }
     }
 
@@ -466,6 +519,9 @@ impl Snap {
         } else if let Some(h) = key.strip_prefix(ALIVE) {
             self.alive
                 .remove(&keys::decode(h).unwrap_or_else(|| h.to_string()));
+        } else if let Some(v) = key.strip_prefix(VIP_OWNERS) {
+            self.vip_owners
+                .remove(&keys::decode(v).unwrap_or_else(|| v.to_string()));
         }
     }
 
@@ -531,6 +587,7 @@ async fn watch_loop(
     // what was last sent: the network's revision, the live hosts
     let mut sent_network: Option<i64> = None;
     let mut sent_alive: Option<BTreeSet<String>> = None;
+    let mut sent_owners: Option<BTreeMap<String, VipOwner>> = None;
     let mut backoff = Duration::from_millis(100);
     loop {
         let mut snap = match tokio::time::timeout(CALL_TIMEOUT, read(&mut c)).await {
@@ -559,6 +616,7 @@ async fn watch_loop(
             &sink,
             &mut sent_network,
             &mut sent_alive,
+            &mut sent_owners,
             &stats,
         ) {
             return;
@@ -603,6 +661,7 @@ async fn watch_loop(
                         &sink,
                         &mut sent_network,
                         &mut sent_alive,
+                        &mut sent_owners,
                         &stats,
                     ) {
                         return;
@@ -635,6 +694,7 @@ fn emit(
     sink: &mpsc::Sender<Update>,
     sent_network: &mut Option<i64>,
     sent_alive: &mut Option<BTreeSet<String>>,
+    sent_owners: &mut Option<BTreeMap<String, VipOwner>>,
     stats: &StoreStats,
 ) -> bool {
     if *sent_network != Some(snap.applied_revision) && snap.applied_revision != 0 {
@@ -653,6 +713,21 @@ fn emit(
     if sent_alive.as_ref() != Some(&snap.alive) {
         *sent_alive = Some(snap.alive.clone());
         if sink.send(Update::Alive(snap.alive.clone())).is_err() {
+            return false;
+        }
+    }
+    let owners_changed = sent_owners.as_ref().is_none_or(|s| {
+        s.len() != snap.vip_owners.len()
+            || s.iter()
+                .zip(&snap.vip_owners)
+                .any(|(a, b)| a.0 != b.0 || a.1 != b.1 || a.1.revision != b.1.revision)
+    });
+    if owners_changed {
+        *sent_owners = Some(snap.vip_owners.clone());
+        if sink
+            .send(Update::VipOwners(snap.vip_owners.clone()))
+            .is_err()
+        {
             return false;
         }
     }

@@ -30,6 +30,7 @@ mod client;
 pub mod harness;
 
 pub use client::{
-    Applied, Store, StoreError, StoreStats, Stored, Update, CALL_TIMEOUT, DEFAULT_LEASE_TTL,
+    transient, Applied, Store, StoreError, StoreStats, Stored, Update, VipOwner, CALL_TIMEOUT,
+    DEFAULT_LEASE_TTL,
 };
 pub use keys::Change;

@@ -289,3 +289,39 @@ fn a_lease_keeps_a_host_alive_and_its_expiry_is_seen() {
     h1.register_host("h1", Duration::from_secs(1)).unwrap();
     wait_for(&rx, 5, |u| matches!(u, Update::Alive(a) if *a == one));
 }
+
+/// SPEC 11.4: a published VIP owner reaches every watcher with the store revision that
+/// set it; a later claim has a higher revision (the store's order, not a clock); a
+/// watcher started later gets the latest owner at once.
+#[test]
+fn vip_owners_are_published_and_ordered_by_the_store() {
+    let c = EtcdCluster::start(3);
+    let (a, b) = (connect(&c), connect(&c));
+    let (tx, rx) = mpsc::channel();
+    b.watch(tx).unwrap();
+    let owner = |u: &Update, port: &str| match u {
+        Update::VipOwners(m) => m.get("vip").is_some_and(|o| o.port == port),
+        _ => false,
+    };
+    a.publish_vip_owner("vip", "web1", "h1").unwrap();
+    let Update::VipOwners(m) = wait_for(&rx, 5, |u| owner(u, "web1")) else {
+        unreachable!()
+    };
+    let first = m["vip"].clone();
+    assert_eq!((first.host.as_str(), first.revision > 0), ("h1", true));
+    b.publish_vip_owner("vip", "web2", "h2").unwrap();
+    let Update::VipOwners(m) = wait_for(&rx, 5, |u| owner(u, "web2")) else {
+        unreachable!()
+    };
+    assert!(m["vip"].revision > first.revision, "{m:?}");
+    let (tx, rx2) = mpsc::channel();
+    let late = connect(&c);
+    late.watch(tx).unwrap();
+    wait_for(&rx2, 5, |u| owner(u, "web2"));
+    assert!(
+        a.stats
+            .vip_publications
+            .load(std::sync::atomic::Ordering::Relaxed)
+            == 1
+    );
+}

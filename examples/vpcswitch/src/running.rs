@@ -46,6 +46,14 @@ pub struct StoreState {
     /// hosts seen alive since this switch started (a host never seen alive is not
     /// marked down: a foreign host, a host not started yet)
     pub ever_alive: BTreeSet<String>,
+    /// SPEC 11.4: the VIP owners the store holds, by VIP
+    pub vip_owners: std::collections::BTreeMap<String, vpcswitch_store::VipOwner>,
+    /// per VIP, its cell's move count when the store's owner was last taken in: a cell
+    /// that moved since learned a newer owner in the datapath, which the store's
+    /// (older) one must not override
+    pub vip_marks: std::collections::HashMap<String, u64>,
+    /// per VIP, the owner this switch last published and when
+    pub published: std::collections::HashMap<String, (String, std::time::Instant)>,
 }
 
 /// The running switch and the file it was started from.

@@ -10,17 +10,107 @@ use std::time::{Duration, SystemTime};
 use vpcswitch::linux::one_line;
 use vpcswitch_store::Update;
 
+use crate::running::{owner_name, StoreLink};
 use crate::Running;
 
-/// How often the thread looks whether the switch is stopping.
-const POLL: Duration = Duration::from_millis(200);
+/// SPEC 11.4: the store's VIP owners, in store order. Each VIP whose owner the store
+/// changed is set to it here ([`vpcswitch::core::Snapshot::set_vip_owner`], an atomic
+/// store, no reload) unless this switch's datapath learned an owner since it last took
+/// the store's in (a claim newer than the store's: it stays, and is published by its
+/// host). A switch that starts (or restarts) thus gets the owners others learned.
+fn take_vip_owners(
+    running: &Running,
+    link: &StoreLink,
+    owners: std::collections::BTreeMap<String, vpcswitch_store::VipOwner>,
+) {
+    let snap = running.switch.snapshot();
+    let mut st = link.state.lock().unwrap_or_else(|e| e.into_inner());
+    for (i, v) in snap.vips.iter().enumerate() {
+        let cell = snap.vip_cell(i as u32);
+        let Some(o) = owners.get(&v.name) else {
+            continue;
+        };
+        let seen = st.vip_owners.get(&v.name).map(|x| x.revision);
+        if seen == Some(o.revision) {
+            continue;
+        }
+        let cur = owner_name(&snap, cell);
+        let moved_here = st
+            .vip_marks
+            .get(&v.name)
+            .is_some_and(|&m| m != cell.moves());
+        if cur.as_deref() != Some(o.port.as_str()) && !moved_here {
+            if snap.set_vip_owner(&v.name, &o.port, running.switch.now_ns()) {
+                tracing::info!(vip = %v.name, owner = %o.port, host = %o.host, revision = o.revision, "vip owner taken from the store");
+            } else {
+                tracing::warn!(vip = %v.name, owner = %o.port, revision = o.revision, "the store's vip owner is no port bound to the vip here; ignored");
+            }
+        }
+        st.vip_marks.insert(v.name.clone(), cell.moves());
+    }
+    st.vip_owners = owners;
+}
+
+/// SPEC 11.4: publishes every VIP whose owner here is a port on this host (a claim
+/// learned in this host's datapath) and that the store does not hold yet; again after
+/// [`REPUBLISH`] while the store disagrees. Nothing while the store is lost.
+fn publish_claims(running: &Running, link: &StoreLink) {
+    let snap = running.switch.snapshot();
+    let Some(host) = snap.local_host().and_then(|h| snap.host(h)) else {
+        return;
+    };
+    let mut st = link.state.lock().unwrap_or_else(|e| e.into_inner());
+    if st.lost.is_some() {
+        return;
+    }
+    for (i, v) in snap.vips.iter().enumerate() {
+        let cell = snap.vip_cell(i as u32);
+        let Some(owner) = cell.owner() else { continue };
+        if snap.location(owner) != Some(vpcswitch::core::Location::Local) {
+            continue;
+        }
+        let Some(port) = snap.port(owner).map(|p| p.name.clone()) else {
+            continue;
+        };
+        if st.vip_owners.get(&v.name).is_some_and(|o| o.port == port) {
+            continue;
+        }
+        if st
+            .published
+            .get(&v.name)
+            .is_some_and(|(p, t)| *p == port && t.elapsed() < REPUBLISH)
+        {
+            continue;
+        }
+        if link
+            .store
+            .publish_vip_owner(&v.name, &port, &host.name)
+            .is_ok()
+        {
+            tracing::debug!(vip = %v.name, owner = %port, "vip owner published");
+            st.published
+                .insert(v.name.clone(), (port, std::time::Instant::now()));
+        }
+    }
+}
+
+/// How often the thread looks whether the switch is stopping and whether a VIP claim
+/// learned here is to be published (SPEC 11.4).
+const POLL: Duration = Duration::from_millis(20);
+/// A publication the store has not echoed within this long is sent again.
+const REPUBLISH: Duration = Duration::from_secs(1);
 
 /// Follows the store's updates until the switch stops or the store's thread ends.
 pub fn follow(running: &Running, rx: &Receiver<Update>) {
     let Some(link) = &running.store else {
         return;
     };
+    let mut last_publish_check = std::time::Instant::now();
     loop {
+        if last_publish_check.elapsed() >= POLL {
+            last_publish_check = std::time::Instant::now();
+            publish_claims(running, link);
+        }
         let u = match rx.recv_timeout(POLL) {
             Ok(u) => u,
             Err(RecvTimeoutError::Timeout) => {
@@ -60,6 +150,7 @@ pub fn follow(running: &Running, rx: &Receiver<Update>) {
             Update::Alive(alive) => {
                 running.set_alive(&alive);
             }
+            Update::VipOwners(owners) => take_vip_owners(running, link, owners),
             Update::Lost(e) => {
                 let mut st = link.state.lock().unwrap_or_else(|e| e.into_inner());
                 if st.lost.is_none() {

@@ -15,6 +15,7 @@ use std::time::{Duration, Instant};
 
 use common::hosts::Fleet;
 use common::lock;
+use common::net::garp;
 use vpcswitch_store::harness::EtcdCluster;
 
 const HOSTS: [&str; 3] = ["h1", "h2", "h3"];
@@ -222,6 +223,80 @@ fn spec11_3_a_dead_hosts_ports_are_dropped_as_host_down_until_it_returns() {
         );
     }
     assert_eq!(f.ping("client", "10.0.1.12", 3), 3, "h2 back\n{}", f.logs());
+}
+
+/// The VIP owner host `on` has from the store (port, host, revision), if any.
+fn store_owner_on(f: &Fleet, on: &str) -> Option<(String, String, i64)> {
+    let o = &f.ctl_on(on, "stats")["store"]["vip_owners"]["vip"];
+    Some((
+        o["port"].as_str()?.to_string(),
+        o["host"].as_str()?.to_string(),
+        o["revision"].as_i64()?,
+    ))
+}
+
+/// Waits until every host in `hosts` has `port` as the store's owner of "vip".
+fn wait_store_owner(f: &Fleet, hosts: &[&str], port: &str, secs: u64) -> bool {
+    let end = Instant::now() + Duration::from_secs(secs);
+    while Instant::now() < end {
+        if hosts
+            .iter()
+            .all(|h| store_owner_on(f, h).is_some_and(|o| o.0 == port))
+        {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    false
+}
+
+/// SPEC 11.4, 11.5: a VIP claim learned in the datapath of the claiming port's host
+/// is published to the store by that host and seen by every switch, in store order; a
+/// switch restarted while the store is up comes back with the owner others learned,
+/// without any new announcement; a newer claim elsewhere replaces it everywhere and
+/// the old owner's host does not publish its stale claim again.
+#[test]
+fn spec11_4_vip_owners_are_published_and_a_restarted_switch_gets_them() {
+    let _l = lock();
+    let mut f = Fleet::builder().standard().etcd(3).start();
+    f.scapy("web1", &garp("02:00:00:00:01:01"));
+    assert!(f.wait_owner_on(&HOSTS, "web1", 3), "{}", f.logs());
+    assert!(
+        wait_store_owner(&f, &HOSTS, "web1", 5),
+        "h1 published web1's claim
+{}",
+        f.logs()
+    );
+    let (_, host, r1) = store_owner_on(&f, "h3").unwrap();
+    assert_eq!(host, "h1", "published by the claiming port's host");
+
+    // h3 restarts: the owner comes from the store (no GARP since)
+    assert!(f.stop_switch("h3", false));
+    f.start_switch("h3");
+    assert!(
+        f.wait_owner_on(&["h3"], "web1", 3),
+        "h3 restarted with the owner from the store
+{}",
+        f.log("h3")
+    );
+    assert!(
+        f.log("h3").contains("vip owner taken from the store"),
+        "{}",
+        f.log("h3")
+    );
+
+    // a newer claim on h2: everywhere, in the store with a higher revision
+    f.scapy("web2", &garp("02:00:00:00:01:02"));
+    assert!(f.wait_owner_on(&HOSTS, "web2", 3), "{}", f.logs());
+    assert!(wait_store_owner(&f, &HOSTS, "web2", 5), "{}", f.logs());
+    let (_, host, r2) = store_owner_on(&f, "h1").unwrap();
+    assert!(host == "h2" && r2 > r1, "{host} {r2} {r1}");
+    // nothing reverts: h1 does not publish web1 again
+    std::thread::sleep(Duration::from_millis(1500));
+    for h in HOSTS {
+        assert_eq!(store_owner_on(&f, h).map(|o| o.2), Some(r2), "{h}");
+        assert_eq!(f.vip_owner_on(h, "vip").as_deref(), Some("web2"), "{h}");
+    }
 }
 
 /// `vpcswitch run --etcd` and `apply` against a store that cannot be used: each error

@@ -349,6 +349,10 @@ fn store_view(r: &Running) -> Option<Value> {
         "lost": st.lost,
         "alive": st.alive,
         "hosts_down": r.switch.hosts_down(),
+        "vip_owners": st.vip_owners.iter().map(|(v, o)| (v.clone(), json!({
+            "port": o.port, "host": o.host, "revision": o.revision,
+        }))).collect::<Map<String, Value>>(),
+        "vip_publications": stats.vip_publications.load(Relaxed),
         "lease_grants": stats.lease_grants.load(Relaxed),
         "lease_renewals": stats.lease_renewals.load(Relaxed),
         "errors": stats.errors.load(Relaxed),
