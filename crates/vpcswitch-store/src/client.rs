@@ -572,29 +572,92 @@ async fn read(c: &mut Client) -> Result<Snap, StoreError> {
     Ok(s)
 }
 
+/// What the watch sends to the switch, and what it sent last (nothing is sent twice).
+struct Outbox {
+    sink: mpsc::Sender<Update>,
+    endpoints: String,
+    stats: Arc<StoreStats>,
+    network: Option<i64>,
+    alive: Option<BTreeSet<String>>,
+    owners: Option<BTreeMap<String, VipOwner>>,
+}
+
+impl Outbox {
+    /// Counts an error and reports the store lost; false when the receiver is gone.
+    fn lost(&self, why: String) -> bool {
+        self.stats.errors.fetch_add(1, Ordering::Relaxed);
+        self.sink
+            .send(Update::Lost(StoreError::Unreachable {
+                endpoints: self.endpoints.clone(),
+                why,
+            }))
+            .is_ok()
+    }
+
+    fn send(&self, u: Update) -> bool {
+        self.sink.send(u).is_ok()
+    }
+
+    /// Sends what changed since the last send; false when the receiver is gone.
+    fn emit(&mut self, snap: &Snap) -> bool {
+        if self.network != Some(snap.applied_revision) && snap.applied_revision != 0 {
+            self.network = Some(snap.applied_revision);
+            let u = match snap.stored(&self.endpoints) {
+                Ok(s) => {
+                    self.stats
+                        .network_revision
+                        .store(s.revision, Ordering::Relaxed);
+                    Update::Network(Box::new(s))
+                }
+                Err(e) => Update::Invalid(e),
+            };
+            if !self.send(u) {
+                return false;
+            }
+        }
+        if self.alive.as_ref() != Some(&snap.alive) {
+            self.alive = Some(snap.alive.clone());
+            if !self.send(Update::Alive(snap.alive.clone())) {
+                return false;
+            }
+        }
+        // an owner counts as changed when its revision did (the same claim again)
+        let owners_changed = self.owners.as_ref().is_none_or(|s| {
+            s.len() != snap.vip_owners.len()
+                || s.iter()
+                    .zip(&snap.vip_owners)
+                    .any(|(a, b)| a.0 != b.0 || a.1 != b.1 || a.1.revision != b.1.revision)
+        });
+        if owners_changed {
+            self.owners = Some(snap.vip_owners.clone());
+            if !self.send(Update::VipOwners(snap.vip_owners.clone())) {
+                return false;
+            }
+        }
+        true
+    }
+}
+
 async fn watch_loop(
     mut c: Client,
     endpoints: String,
     sink: mpsc::Sender<Update>,
     stats: Arc<StoreStats>,
 ) {
-    let lost = |why: String| {
-        Update::Lost(StoreError::Unreachable {
-            endpoints: endpoints.clone(),
-            why,
-        })
+    let mut out = Outbox {
+        sink,
+        endpoints,
+        stats: stats.clone(),
+        network: None,
+        alive: None,
+        owners: None,
     };
-    // what was last sent: the network's revision, the live hosts
-    let mut sent_network: Option<i64> = None;
-    let mut sent_alive: Option<BTreeSet<String>> = None;
-    let mut sent_owners: Option<BTreeMap<String, VipOwner>> = None;
     let mut backoff = Duration::from_millis(100);
     loop {
         let mut snap = match tokio::time::timeout(CALL_TIMEOUT, read(&mut c)).await {
             Ok(Ok(s)) => s,
             Ok(Err(e)) => {
-                stats.errors.fetch_add(1, Ordering::Relaxed);
-                if sink.send(lost(e.to_string())).is_err() {
+                if !out.lost(e.to_string()) {
                     return;
                 }
                 tokio::time::sleep(backoff).await;
@@ -602,26 +665,14 @@ async fn watch_loop(
                 continue;
             }
             Err(_) => {
-                stats.errors.fetch_add(1, Ordering::Relaxed);
-                if sink.send(lost("read timed out".into())).is_err() {
+                if !out.lost("read timed out".into()) {
                     return;
                 }
                 continue;
             }
         };
         backoff = Duration::from_millis(100);
-        if !emit(
-            &snap,
-            &endpoints,
-            &sink,
-            &mut sent_network,
-            &mut sent_alive,
-            &mut sent_owners,
-            &stats,
-        ) {
-            return;
-        }
-        if sink.send(Update::Synced(snap.revision)).is_err() {
+        if !out.emit(&snap) || !out.send(Update::Synced(snap.revision)) {
             return;
         }
         let opts = WatchOptions::new()
@@ -630,8 +681,7 @@ async fn watch_loop(
         let mut stream = match c.watch(V1, Some(opts)).await {
             Ok(s) => s,
             Err(e) => {
-                stats.errors.fetch_add(1, Ordering::Relaxed);
-                if sink.send(lost(e.to_string())).is_err() {
+                if !out.lost(e.to_string()) {
                     return;
                 }
                 tokio::time::sleep(backoff).await;
@@ -639,7 +689,7 @@ async fn watch_loop(
             }
         };
         loop {
-            match stream.message().await {
+            let why = match stream.message().await {
                 Ok(Some(resp)) => {
                     if resp.canceled() {
                         // compacted past our revision, or the watch was refused: read all again
@@ -655,83 +705,21 @@ async fn watch_loop(
                         snap.revision = snap.revision.max(kv.mod_revision());
                     }
                     stats.revision.store(snap.revision, Ordering::Relaxed);
-                    if !emit(
-                        &snap,
-                        &endpoints,
-                        &sink,
-                        &mut sent_network,
-                        &mut sent_alive,
-                        &mut sent_owners,
-                        &stats,
-                    ) {
+                    if !out.emit(&snap) {
                         return;
                     }
+                    continue;
                 }
-                Ok(None) => {
-                    stats.errors.fetch_add(1, Ordering::Relaxed);
-                    if sink.send(lost("the watch ended".into())).is_err() {
-                        return;
-                    }
-                    break;
-                }
-                Err(e) => {
-                    stats.errors.fetch_add(1, Ordering::Relaxed);
-                    if sink.send(lost(e.to_string())).is_err() {
-                        return;
-                    }
-                    break;
-                }
+                Ok(None) => "the watch ended".to_string(),
+                Err(e) => e.to_string(),
+            };
+            if !out.lost(why) {
+                return;
             }
+            break;
         }
         tokio::time::sleep(backoff).await;
     }
-}
-
-/// Sends what changed since the last send; false when the receiver is gone.
-fn emit(
-    snap: &Snap,
-    endpoints: &str,
-    sink: &mpsc::Sender<Update>,
-    sent_network: &mut Option<i64>,
-    sent_alive: &mut Option<BTreeSet<String>>,
-    sent_owners: &mut Option<BTreeMap<String, VipOwner>>,
-    stats: &StoreStats,
-) -> bool {
-    if *sent_network != Some(snap.applied_revision) && snap.applied_revision != 0 {
-        *sent_network = Some(snap.applied_revision);
-        let u = match snap.stored(endpoints) {
-            Ok(s) => {
-                stats.network_revision.store(s.revision, Ordering::Relaxed);
-                Update::Network(Box::new(s))
-            }
-            Err(e) => Update::Invalid(e),
-        };
-        if sink.send(u).is_err() {
-            return false;
-        }
-    }
-    if sent_alive.as_ref() != Some(&snap.alive) {
-        *sent_alive = Some(snap.alive.clone());
-        if sink.send(Update::Alive(snap.alive.clone())).is_err() {
-            return false;
-        }
-    }
-    let owners_changed = sent_owners.as_ref().is_none_or(|s| {
-        s.len() != snap.vip_owners.len()
-            || s.iter()
-                .zip(&snap.vip_owners)
-                .any(|(a, b)| a.0 != b.0 || a.1 != b.1 || a.1.revision != b.1.revision)
-    });
-    if owners_changed {
-        *sent_owners = Some(snap.vip_owners.clone());
-        if sink
-            .send(Update::VipOwners(snap.vip_owners.clone()))
-            .is_err()
-        {
-            return false;
-        }
-    }
-    true
 }
 
 async fn lease_loop(mut c: Client, key: String, ttl: Duration, stats: Arc<StoreStats>) {
