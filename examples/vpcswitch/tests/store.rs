@@ -299,6 +299,107 @@ fn spec11_4_vip_owners_are_published_and_a_restarted_switch_gets_them() {
     }
 }
 
+/// SPEC 11.5: one etcd member of three killed changes nothing (an apply still reaches
+/// every switch); all killed, every switch keeps forwarding and keeps failing the VIP
+/// over from the datapath (replicated GARP); restarted, the switches resynchronise and
+/// nothing reverts: the network revision stays, the VIP stays with the newest claim,
+/// which its host then publishes; no host was marked down.
+#[test]
+fn spec11_5_the_fleet_rides_out_the_store_going_away() {
+    let _l = lock();
+    let mut f = Fleet::builder().standard().etcd(3).start();
+    f.scapy("web1", &garp("02:00:00:00:01:01"));
+    assert!(wait_store_owner(&f, &HOSTS, "web1", 5), "{}", f.logs());
+
+    // one member down: applies go on
+    f.etcd.as_mut().unwrap().kill(0);
+    let full = f.network_text();
+    let cut = f.file("network-cut.toml");
+    std::fs::write(&cut, full.replace(ROUTE_A_TO_B, "")).unwrap();
+    let (ok, out) = f.apply(&cut, false);
+    assert!(ok, "apply with a member down: {out}");
+    let r1 = applied_revision(&out);
+    assert!(wait_revision(&f, &HOSTS, r1, 5).is_some(), "{}", f.logs());
+
+    // all down
+    f.etcd.as_mut().unwrap().kill_all();
+    for h in HOSTS {
+        let end = Instant::now() + Duration::from_secs(15);
+        while f.ctl_on(h, "stats")["store"]["lost"].is_null() {
+            assert!(
+                Instant::now() < end,
+                "{h} notices the store is gone
+{}",
+                f.logs()
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+    assert_eq!(
+        f.ping("client", "10.0.1.11", 3),
+        3,
+        "h3 -> h1 without the store"
+    );
+    assert_eq!(
+        f.ping("client", "10.0.1.12", 3),
+        3,
+        "h3 -> h2 without the store"
+    );
+    f.scapy("web2", &garp("02:00:00:00:01:02"));
+    assert!(
+        f.wait_owner_on(&HOSTS, "web2", 3),
+        "failover from the datapath without the store
+{}",
+        f.logs()
+    );
+    // longer than the leases' TTL: nobody is marked down for the store's absence
+    std::thread::sleep(Duration::from_secs(4));
+    for h in HOSTS {
+        assert_eq!(
+            f.ctl_on(h, "stats")["store"]["hosts_down"],
+            serde_json::json!([]),
+            "{h}"
+        );
+    }
+
+    // back
+    f.etcd.as_mut().unwrap().restart_all();
+    for h in HOSTS {
+        let end = Instant::now() + Duration::from_secs(20);
+        while !f.ctl_on(h, "stats")["store"]["lost"].is_null() {
+            assert!(
+                Instant::now() < end,
+                "{h} resynchronises
+{}",
+                f.logs()
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        assert_eq!(f.store_revision_on(h), r1, "{h}: nothing reverted");
+    }
+    assert!(
+        wait_store_owner(&f, &HOSTS, "web2", 10),
+        "h2 publishes the claim made while the store was away
+{}",
+        f.logs()
+    );
+    std::thread::sleep(Duration::from_secs(1));
+    for h in HOSTS {
+        assert_eq!(f.vip_owner_on(h, "vip").as_deref(), Some("web2"), "{h}");
+        assert_eq!(
+            f.ctl_on(h, "stats")["store"]["hosts_down"],
+            serde_json::json!([]),
+            "{h}"
+        );
+    }
+    assert_eq!(f.ping("client", "10.0.1.12", 3), 3, "h3 -> h2 after");
+    assert_eq!(
+        f.ping("app", "10.1.1.11", 1),
+        0,
+        "the applied network still runs"
+    );
+}
+
 /// `vpcswitch run --etcd` and `apply` against a store that cannot be used: each error
 /// says what is wrong, with its exit status (2: unreachable; 1: empty, invalid, or an
 /// invalid file, whose every error is listed and nothing written).
