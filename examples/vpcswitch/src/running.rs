@@ -41,6 +41,8 @@ pub struct StoreState {
     pub lost: Option<String>,
     /// when the running revision was swapped in (every worker on it), unix µs
     pub applied_unix_us: u64,
+    /// how long applying it took here (validate, compile, swap, grace period), µs
+    pub apply_us: u64,
     /// hosts whose lease is alive now
     pub alive: BTreeSet<String>,
     /// hosts seen alive since this switch started (a host never seen alive is not
@@ -190,6 +192,7 @@ impl Running {
     /// it, validated whole for this host, swapped in by [`Host::apply`]; a refusal keeps
     /// the running one (logged, counted, shown by `ctl stats`).
     pub fn apply_stored(&self, s: &Stored) -> Result<u64, String> {
+        let t0 = std::time::Instant::now();
         let r = self
             .overrides
             .apply(s.config.clone())
@@ -205,6 +208,7 @@ impl Running {
                 st.revision = s.revision;
                 st.generation = s.generation;
                 st.applied_unix_us = unix_us(SystemTime::now());
+                st.apply_us = t0.elapsed().as_micros() as u64;
             }
         }
         self.outcome(r, &format!("store revision {}", s.revision))

@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 
 use common::hosts::Fleet;
 use common::lock;
-use common::net::garp;
+use common::net::{garp, metric};
 use vpcswitch_store::harness::EtcdCluster;
 
 const HOSTS: [&str; 3] = ["h1", "h2", "h3"];
@@ -78,6 +78,13 @@ fn spec11_2_a_fleet_from_etcd_forwards_and_every_apply_reaches_every_switch() {
             st["endpoints"].as_str().unwrap_or("").contains("192.0.2.5"),
             "{st}"
         );
+        let m = f.scrape_on(h);
+        assert_eq!(
+            metric(&m, "vpcswitch_store_network_revision"),
+            r0 as f64,
+            "{m}"
+        );
+        assert_eq!(metric(&m, "vpcswitch_store_connected"), 1.0, "{m}");
     }
     assert_eq!(
         f.ping("client", "10.0.1.11", 3),
@@ -203,6 +210,9 @@ fn spec11_3_a_dead_hosts_ports_are_dropped_as_host_down_until_it_returns() {
         f.ctl_on("h3", "stats")["store"]["hosts_down"],
         serde_json::json!(["h2"])
     );
+    let m = f.scrape_on("h3");
+    assert_eq!(metric(&m, "vpcswitch_host_down{host=\"h2\"}"), 1.0, "{m}");
+    assert_eq!(metric(&m, "vpcswitch_host_down{host=\"h1\"}"), 0.0, "{m}");
     let before = f.drops_on("h3", "client", "host_down");
     assert_eq!(f.ping("client", "10.0.1.12", 2), 0, "h2's ports are down");
     assert!(
