@@ -450,6 +450,19 @@ impl Switch {
         stats::report(&workers, &names, &hosts)
     }
 
+    /// When the last tunnel packet from host `h` arrived, on [`Switch::now_ns`]'s clock
+    /// (`None`: never): a few relaxed loads, for a control plane that polls it (SPEC
+    /// 11.3 and 11.5: a host still heard on the underlay is alive).
+    pub fn host_last_rx_ns(&self, h: vpcswitch_core::HostId) -> Option<u64> {
+        self.shared
+            .workers
+            .iter()
+            .filter_map(|w| w.counters.hosts.get(h as usize))
+            .map(|c| c.last_rx_ns.load(Ordering::Relaxed))
+            .max()
+            .filter(|&t| t > 0)
+    }
+
     /// Traces a frame as if received on `port`, changing nothing.
     pub fn trace(&self, port: &str, frame: &[u8]) -> Result<TraceResult, RuntimeError> {
         let snap = self.snapshot();

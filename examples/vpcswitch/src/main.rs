@@ -442,7 +442,7 @@ fn run(source: Source, overrides: Overrides) -> ExitCode {
             eprintln!("cannot follow the store: {e}");
             return ExitCode::from(2);
         }
-        running = running.with_store(store, &stored);
+        running = running.with_store(store, &stored, ttl);
         follow = Some(rx);
     }
     let running = Arc::new(running);

@@ -24,6 +24,9 @@ pub struct StoreLink {
     pub store: Store,
     /// what was read from it
     pub state: Mutex<StoreState>,
+    /// this switch's lease TTL: also how long a host whose lease expired stays up here
+    /// after the last tunnel packet heard from it (SPEC 11.5)
+    pub lease_ttl: std::time::Duration,
 }
 
 /// What a switch knows of its store (`ctl stats`).
@@ -156,7 +159,12 @@ impl Running {
     }
 
     /// The same, following `store` (`run --etcd`): reloads read the store, not a file.
-    pub fn with_store(mut self, store: Store, started: &Stored) -> Running {
+    pub fn with_store(
+        mut self,
+        store: Store,
+        started: &Stored,
+        lease_ttl: std::time::Duration,
+    ) -> Running {
         let state = StoreState {
             revision: started.revision,
             generation: started.generation,
@@ -166,6 +174,7 @@ impl Running {
         self.store = Some(StoreLink {
             store,
             state: Mutex::new(state),
+            lease_ttl,
         });
         self
     }
@@ -230,40 +239,60 @@ impl Running {
         r
     }
 
-    /// SPEC 11.3: the hosts whose lease is alive are `alive`. Every host of the running
-    /// network seen alive since start that is not any more is marked down (its ports
-    /// dropped as `host_down`), every one back is up again: a reload of the running
-    /// network when the set changed. Returns the hosts now down.
+    /// SPEC 11.3: the hosts whose lease is alive are `alive` (the store's watch says
+    /// so); see [`Running::update_hosts_down`]. Returns the hosts now down.
     pub fn set_alive(&self, alive: &BTreeSet<String>) -> Vec<String> {
         let Some(link) = &self.store else {
             return vec![];
         };
-        let ever = {
+        {
             let mut st = link.state.lock().unwrap_or_else(|e| e.into_inner());
             st.ever_alive.extend(alive.iter().cloned());
             st.alive = alive.clone();
-            st.ever_alive.clone()
+        }
+        self.update_hosts_down()
+    }
+
+    /// SPEC 11.3, 11.5: a host of the running network is down here when it was seen
+    /// alive since start, its lease is gone, and no tunnel packet came from it for the
+    /// lease's TTL (a host cut from the store but still talking on the underlay keeps
+    /// its ports up; a host never seen alive, such as a Linux vxlan host, is never
+    /// marked). When the set changed, its ports are dropped (`host_down`) or back, by
+    /// a reload of the running network ([`vpcswitch::runtime::Switch::set_hosts_down`]).
+    /// Called at every liveness change and polled (a host that falls silent). Returns
+    /// the hosts now down.
+    pub fn update_hosts_down(&self) -> Vec<String> {
+        let Some(link) = &self.store else {
+            return vec![];
+        };
+        let (alive, ever) = {
+            let st = link.state.lock().unwrap_or_else(|e| e.into_inner());
+            (st.alive.clone(), st.ever_alive.clone())
         };
         let snap = self.switch.snapshot();
-        let local = snap
-            .local_host()
-            .and_then(|h| snap.host(h))
-            .map(|h| h.name.clone());
+        let now = self.switch.now_ns();
+        let ttl = link.lease_ttl.as_nanos() as u64;
         let down: Vec<String> = snap
             .hosts()
             .iter()
+            .filter(|h| Some(h.id) != snap.local_host())
+            .filter(|h| ever.contains(&h.name) && !alive.contains(&h.name))
+            .filter(|h| {
+                self.switch
+                    .host_last_rx_ns(h.id)
+                    .is_none_or(|t| now.saturating_sub(t) >= ttl)
+            })
             .map(|h| h.name.clone())
-            .filter(|n| Some(n) != local.as_ref() && ever.contains(n) && !alive.contains(n))
             .collect();
         let was = self.switch.hosts_down();
         if down == was {
             return down;
         }
         for h in down.iter().filter(|h| !was.contains(h)) {
-            tracing::warn!(host = %h, "host down: its lease expired; its ports are dropped (host_down)");
+            tracing::warn!(host = %h, "host down: its lease expired and it is silent on the underlay; its ports are dropped (host_down)");
         }
         for h in was.iter().filter(|h| !down.contains(h)) {
-            tracing::info!(host = %h, "host back: its lease is alive again");
+            tracing::info!(host = %h, "host back: its lease is alive again, or it is heard on the underlay");
         }
         self.switch.set_hosts_down(down.clone());
         let cfg: Config = snap.config.clone();

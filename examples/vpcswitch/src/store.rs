@@ -97,6 +97,8 @@ fn publish_claims(running: &Running, link: &StoreLink) {
 /// How often the thread looks whether the switch is stopping and whether a VIP claim
 /// learned here is to be published (SPEC 11.4).
 const POLL: Duration = Duration::from_millis(20);
+/// How often hosts without a lease are checked for having fallen silent.
+const SILENCE_POLL: Duration = Duration::from_millis(250);
 /// A publication the store has not echoed within this long is sent again.
 const REPUBLISH: Duration = Duration::from_secs(1);
 
@@ -106,10 +108,17 @@ pub fn follow(running: &Running, rx: &Receiver<Update>) {
         return;
     };
     let mut last_publish_check = std::time::Instant::now();
+    let mut last_silence_check = std::time::Instant::now();
     loop {
         if last_publish_check.elapsed() >= POLL {
             last_publish_check = std::time::Instant::now();
             publish_claims(running, link);
+        }
+        // a host whose lease is gone but was still heard on the underlay goes down
+        // once it falls silent (SPEC 11.5: not for being cut from the store alone)
+        if last_silence_check.elapsed() >= SILENCE_POLL {
+            last_silence_check = std::time::Instant::now();
+            running.update_hosts_down();
         }
         let u = match rx.recv_timeout(POLL) {
             Ok(u) => u,

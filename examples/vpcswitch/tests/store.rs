@@ -410,6 +410,63 @@ fn spec11_5_the_fleet_rides_out_the_store_going_away() {
     );
 }
 
+/// SPEC 11.5 with 11.3: a host cut from the store but not from the underlay keeps
+/// forwarding. Its lease expires, so a host that does not hear from it (h2: no traffic
+/// with h1) marks it down, while a host still exchanging traffic with it (h3: a ping to
+/// web1 every 300 ms) keeps its ports up: a host heard on the underlay is not dead.
+/// Reconnected, it registers again and is up everywhere.
+#[test]
+fn spec11_5_a_host_cut_from_the_store_keeps_forwarding() {
+    let _l = lock();
+    let f = Fleet::builder().standard().etcd(2).start();
+    for h in HOSTS {
+        let end = Instant::now() + Duration::from_secs(10);
+        while f.ctl_on(h, "stats")["store"]["alive"]
+            .as_array()
+            .map_or(0, |a| a.len())
+            < 3
+        {
+            assert!(Instant::now() < end, "{h} sees 3 hosts alive\n{}", f.logs());
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+    let h1ns = f.host("h1").ns.clone();
+    let cut = format!(
+        "ip -n {h1ns} route add blackhole {}/32",
+        common::hosts::STORE_IP
+    );
+    common::must(&cut);
+    let t0 = Instant::now();
+    let mut h2_saw_down = false;
+    while t0.elapsed() < Duration::from_secs(8) {
+        assert_eq!(
+            f.ping("client", "10.0.1.11", 1),
+            1,
+            "h3 -> h1 while h1 is cut from the store ({:?})\n{}",
+            t0.elapsed(),
+            f.logs()
+        );
+        assert_eq!(f.host_row_on("h3", "h1")["down"], false, "h3 hears h1");
+        h2_saw_down |= f.host_row_on("h2", "h1")["down"] == true;
+        std::thread::sleep(Duration::from_millis(300));
+    }
+    assert!(
+        h2_saw_down,
+        "h1's lease expired: h2, which does not hear h1, marks it down\n{}",
+        f.logs()
+    );
+    // h1 forwards its own guests' traffic all along (local, and to the hosts that hear it)
+    assert_eq!(f.ping("web1", "10.0.1.13", 2), 2, "h1 -> h3 while cut");
+
+    common::must(&cut.replace(" add ", " del "));
+    assert!(
+        wait_down(&f, "h2", "h1", false, 40),
+        "h1 registers again when reconnected\n{}",
+        f.logs()
+    );
+    assert_eq!(f.ping("web2", "10.0.1.11", 2), 2, "h2 -> h1 after");
+}
+
 /// `vpcswitch run --etcd` and `apply` against a store that cannot be used: each error
 /// says what is wrong, with its exit status (2: unreachable; 1: empty, invalid, or an
 /// invalid file, whose every error is listed and nothing written).
