@@ -195,7 +195,8 @@ fn parse<T: DeserializeOwned>(key: &str, v: &str) -> Result<T, LayoutError> {
 
 /// The network the keys under [`NETWORK`] hold (other keys are ignored). It is *not*
 /// validated: the caller validates it whole, as it would a file. Without a `switch`
-/// key the defaults apply.
+/// key the defaults apply; a `switch` key's `host`, `control_socket` and `metrics`
+/// (which no apply writes) are dropped.
 pub fn network_from_keys(keys: &KeyMap) -> Result<Config, LayoutError> {
     let mut c = Config::default();
     for (k, v) in keys.range(NETWORK.to_string()..) {
@@ -204,7 +205,13 @@ pub fn network_from_keys(keys: &KeyMap) -> Result<Config, LayoutError> {
         };
         let kind = rest.split_once('/').map_or(rest, |x| x.0);
         match (kind, rest.contains('/')) {
-            ("switch", false) => c.switch = parse::<SwitchSettings>(k, v)?,
+            ("switch", false) => {
+                c.switch = parse::<SwitchSettings>(k, v)?;
+                // each switch's own, from its command line: never from the store
+                c.switch.host = None;
+                c.switch.control_socket = None;
+                c.switch.metrics = None;
+            }
             ("uplink", false) => c.uplink = Some(parse::<Uplink>(k, v)?),
             ("hosts", true) => c.hosts.push(parse::<Host>(k, v)?),
             ("vpcs", true) => c.vpcs.push(parse::<Vpc>(k, v)?),
@@ -366,6 +373,16 @@ peering = "ab"
                 "/vpcswitch/v1/network/vpcs/b",
             ]
         );
+        // written around apply: the instance settings are not taken
+        let mut k2 = k.clone();
+        k2.insert(
+            format!("{NETWORK}switch"),
+            r#"{"workers":2,"host":"h2","control_socket":"/etc/x","metrics":"0.0.0.0:1"}"#.into(),
+        );
+        let c = network_from_keys(&k2).unwrap();
+        assert_eq!(c.switch.workers, 2);
+        assert!(c.switch.host.is_none() && c.switch.control_socket.is_none());
+        assert!(c.switch.metrics.is_none());
         let sw = &k["/vpcswitch/v1/network/switch"];
         assert!(
             !sw.contains("x.sock") && sw.contains("\"workers\":2"),
