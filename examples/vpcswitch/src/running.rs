@@ -59,6 +59,11 @@ pub struct StoreState {
     pub vip_marks: std::collections::HashMap<String, u64>,
     /// per VIP, the owner this switch last published and when
     pub published: std::collections::HashMap<String, (String, std::time::Instant)>,
+    /// per VIP, the last claim published: the port and when the datapath learned it
+    /// (unix µs, from the cell's move time)
+    pub claims: std::collections::BTreeMap<String, (String, u64)>,
+    /// per VIP, the store revision of its owner last received and when (unix µs)
+    pub vip_seen: std::collections::BTreeMap<String, (i64, u64)>,
 }
 
 /// The running switch and the file it was started from.

@@ -34,6 +34,10 @@ fn take_vip_owners(
         if seen == Some(o.revision) {
             continue;
         }
+        st.vip_seen.insert(
+            v.name.clone(),
+            (o.revision, crate::running::unix_us(SystemTime::now())),
+        );
         let cur = owner_name(&snap, cell);
         let moved_here = st
             .vip_marks
@@ -88,6 +92,10 @@ fn publish_claims(running: &Running, link: &StoreLink) {
             .is_ok()
         {
             tracing::debug!(vip = %v.name, owner = %port, "vip owner published");
+            // when the datapath learned it, on the wall clock
+            let ago_us = running.switch.now_ns().saturating_sub(cell.last_move_ns()) / 1000;
+            let at = crate::running::unix_us(SystemTime::now()).saturating_sub(ago_us);
+            st.claims.insert(v.name.clone(), (port.clone(), at));
             st.published
                 .insert(v.name.clone(), (port, std::time::Instant::now()));
         }

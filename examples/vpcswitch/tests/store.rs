@@ -635,3 +635,80 @@ fn measure_apply_to_applied_on_three_hosts() {
     }
     show("every host", &mut all);
 }
+
+/// Measurement (docs/benchmarks.md, "Control plane: VIP move through the store"):
+/// `VPCSWITCH_TRIALS` (default 60) claims of the VIP by web1 (h1) and web2 (h2) in
+/// turn (a scapy GARP); for each, the time from the claiming host's datapath learning
+/// the claim (its VIP cell's move time, `ctl stats` `store.claims`) to each switch
+/// receiving that owner from the store (`store.vip_owners.vip.seen_unix_us`): the
+/// store path of SPEC 11.4 (the datapath path, replicated GARP, is faster and measured
+/// by the overlay suite). Prints median and p99 per host and for "every host".
+#[test]
+#[ignore = "measurement: cargo test --release -p vpcswitch-cli --test store -- --ignored --nocapture"]
+fn measure_vip_move_through_the_store_on_three_hosts() {
+    let _l = lock();
+    let trials: usize = std::env::var("VPCSWITCH_TRIALS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(60);
+    let f = Fleet::builder().standard().etcd(3).start();
+    let mut per_host: Vec<Vec<f64>> = vec![vec![]; HOSTS.len()];
+    let mut all = vec![];
+    let mut last_rev = 0;
+    for i in 0..trials {
+        let (g, mac, host) = if i % 2 == 0 {
+            ("web1", "02:00:00:00:01:01", "h1")
+        } else {
+            ("web2", "02:00:00:00:01:02", "h2")
+        };
+        f.scapy(g, &garp(mac));
+        let end = Instant::now() + Duration::from_secs(10);
+        let rev = loop {
+            let got: Vec<_> = HOSTS.iter().map(|h| store_owner_on(&f, h)).collect();
+            if got
+                .iter()
+                .all(|o| o.as_ref().is_some_and(|o| o.0 == g && o.2 > last_rev))
+            {
+                break got[0].as_ref().unwrap().2;
+            }
+            assert!(
+                Instant::now() < end,
+                "trial {i}: {g} everywhere\n{}",
+                f.logs()
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        };
+        last_rev = rev;
+        let claimed = f.ctl_on(host, "stats")["store"]["claims"]["vip"]["claimed_unix_us"]
+            .as_u64()
+            .unwrap();
+        let mut worst: f64 = 0.0;
+        for (k, h) in HOSTS.iter().enumerate() {
+            let seen = f.ctl_on(h, "stats")["store"]["vip_owners"]["vip"]["seen_unix_us"]
+                .as_u64()
+                .unwrap();
+            let ms = (seen as f64 - claimed as f64) / 1000.0;
+            per_host[k].push(ms);
+            worst = worst.max(ms);
+        }
+        all.push(worst);
+    }
+    let show = |name: &str, v: &mut Vec<f64>| {
+        v.sort_by(|a, b| a.partial_cmp(b).unwrap());
+        println!(
+            "{name:<10} n={} median {:.2} ms  p99 {:.2} ms  min {:.2} ms  max {:.2} ms",
+            v.len(),
+            percentile(v, 0.5),
+            percentile(v, 0.99),
+            v[0],
+            v[v.len() - 1]
+        );
+    };
+    println!(
+        "VIP claim learned at the claiming host -> owner received from the store, {trials} trials:"
+    );
+    for (k, h) in HOSTS.iter().enumerate() {
+        show(h, &mut per_host[k]);
+    }
+    show("every host", &mut all);
+}

@@ -351,6 +351,10 @@ fn store_view(r: &Running) -> Option<Value> {
         "hosts_down": r.switch.hosts_down(),
         "vip_owners": st.vip_owners.iter().map(|(v, o)| (v.clone(), json!({
             "port": o.port, "host": o.host, "revision": o.revision,
+            "seen_unix_us": st.vip_seen.get(v).filter(|s| s.0 == o.revision).map(|s| s.1),
+        }))).collect::<Map<String, Value>>(),
+        "claims": st.claims.iter().map(|(v, (p, at))| (v.clone(), json!({
+            "port": p, "claimed_unix_us": at,
         }))).collect::<Map<String, Value>>(),
         "vip_publications": stats.vip_publications.load(Relaxed),
         "lease_grants": stats.lease_grants.load(Relaxed),
