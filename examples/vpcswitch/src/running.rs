@@ -57,8 +57,9 @@ pub struct StoreState {
     /// that moved since learned a newer owner in the datapath, which the store's
     /// (older) one must not override
     pub vip_marks: std::collections::HashMap<String, u64>,
-    /// per VIP, the owner this switch last published and when
-    pub published: std::collections::HashMap<String, (String, std::time::Instant)>,
+    /// per VIP, the claim this switch last published (port, the cell's move count)
+    /// and when
+    pub published: std::collections::HashMap<String, (String, u64, std::time::Instant)>,
     /// per VIP, the last claim published: the port and when the datapath learned it
     /// (unix µs, from the cell's move time)
     pub claims: std::collections::BTreeMap<String, (String, u64)>,

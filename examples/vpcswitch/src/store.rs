@@ -79,10 +79,12 @@ fn publish_claims(running: &Running, link: &StoreLink) {
         if st.vip_owners.get(&v.name).is_some_and(|o| o.port == port) {
             continue;
         }
+        // this very claim (same port, same move) was sent lately: wait for its echo
+        let moves = cell.moves();
         if st
             .published
             .get(&v.name)
-            .is_some_and(|(p, t)| *p == port && t.elapsed() < REPUBLISH)
+            .is_some_and(|(p, m, t)| *p == port && *m == moves && t.elapsed() < REPUBLISH)
         {
             continue;
         }
@@ -97,14 +99,14 @@ fn publish_claims(running: &Running, link: &StoreLink) {
             let at = crate::running::unix_us(SystemTime::now()).saturating_sub(ago_us);
             st.claims.insert(v.name.clone(), (port.clone(), at));
             st.published
-                .insert(v.name.clone(), (port, std::time::Instant::now()));
+                .insert(v.name.clone(), (port, moves, std::time::Instant::now()));
         }
     }
 }
 
 /// How often the thread looks whether the switch is stopping and whether a VIP claim
 /// learned here is to be published (SPEC 11.4).
-const POLL: Duration = Duration::from_millis(20);
+const POLL: Duration = Duration::from_millis(5);
 /// How often hosts without a lease are checked for having fallen silent.
 const SILENCE_POLL: Duration = Duration::from_millis(250);
 /// A publication the store has not echoed within this long is sent again.

@@ -110,6 +110,11 @@ pub fn vips(r: &Running) -> Value {
         rows.push(json!({
             "name": v.name, "ip": Ipv4Addr::from(v.ip).to_string(), "ports": ports,
             "owner": owner, "moves": cell.moves(), "seconds_since_move": ago,
+            // the same instant on the wall clock (comparable across switches)
+            "moved_unix_us": (cell.moves() > 0).then(|| {
+                crate::running::unix_us(std::time::SystemTime::now())
+                    .saturating_sub(now.saturating_sub(cell.last_move_ns()) / 1000)
+            }),
             "first_packet_us": first_us,
         }));
     }
