@@ -1,7 +1,10 @@
 #!/usr/bin/env bash
-# Installs the Debian packages the demo and the netns end-to-end tests use, when run as
-# root on a Debian-like system. Sourced by scripts/test.sh and scripts/demo.sh.
-DEB_PACKAGES="iproute2 iputils-ping iperf3 keepalived tcpdump python3-scapy procps ethtool curl util-linux openvswitch-switch"
+# Installs the Debian packages the demo, the build and the tests use, when run as root
+# on a Debian-like system. Sourced by scripts/test.sh and scripts/demo.sh.
+# etcd-server: the store the control-plane tests start (crates/vpcswitch-store, SPEC 11);
+# protobuf-compiler and libprotobuf-dev: the etcd-client crate's build (protoc and the
+# well-known .proto files).
+DEB_PACKAGES="iproute2 iputils-ping iperf3 keepalived tcpdump python3-scapy procps ethtool curl util-linux openvswitch-switch etcd-server protobuf-compiler libprotobuf-dev"
 install_deb_packages() {
   if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
     local missing="" p
@@ -16,6 +19,6 @@ install_deb_packages() {
       apt-get install -y -qq --no-install-recommends $missing >/dev/null
     fi
   else
-    echo "note: not root (or no apt-get): the demo and the netns tests need root and:$DEB_PACKAGES" >&2
+    echo "note: not root (or no apt-get): the build, the demo and the netns tests need root and:$DEB_PACKAGES" >&2
   fi
 }

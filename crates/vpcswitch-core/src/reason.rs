@@ -127,6 +127,9 @@ reasons! {
     /// SPEC 10.2: a frame from a tunnel, from a port's MAC, sent to the gateway MAC:
     /// the port's own host routes what it sends.
     TunnelToGateway = "tunnel_to_gateway",
+    /// SPEC 11.3: to a port on a host the control plane says is down (its lease
+    /// expired: the host died, or lost the store for longer than its TTL).
+    HostDown = "host_down",
     /// Runtime: the destination port has no queue on this worker (being added/removed).
     PortDown = "port_down",
     /// Runtime: the destination's transmit queue was full.

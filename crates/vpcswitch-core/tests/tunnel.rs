@@ -689,3 +689,53 @@ fn spec10_6_too_long_for_the_tunnel_frag_needed_or_dropped() {
         to_p3
     );
 }
+
+/// SPEC 11.3: with host h2 down (its lease expired), h1 drops frames to h2's ports,
+/// the routed ones too (reason `host_down`, the trace says which host), no longer
+/// replicates floods or VIP requests to it, and still forwards to every other host and
+/// locally. The local host and unknown names cannot be marked down; a snapshot
+/// compiled without the mark has the host back.
+#[test]
+fn spec11_3_ports_of_a_host_that_is_down_are_dropped_with_the_reason() {
+    let n = net();
+    let local = config().with_local_host("h1").unwrap();
+    let mut s = Snapshot::compile(&local, None).unwrap();
+    let marked = s.set_hosts_down(&["h2".into(), "h1".into(), "nope".into()]);
+    assert_eq!(marked, ["h2"]);
+    assert!(s.host_down(n.hid("h2")) && !s.host_down(n.hid("h3")));
+    let p1 = n.pid("p1");
+    let go = |f: &[u8]| {
+        run(f, |buf, len| {
+            s.process(&Ctx::at(1_000), p1, buf, len, &mut NoTrace)
+        })
+        .0
+    };
+    // switched to p2 (h2) and routed to q1 (h2): dropped
+    let to_p2 = udp(mac(P2), mac(P1), "10.0.1.11", "10.0.1.12");
+    assert_eq!(go(&to_p2), Verdict::Drop(R::HostDown));
+    let to_q1 = udp(GW, mac(P1), "10.0.1.11", "10.0.2.11");
+    assert_eq!(go(&to_q1), Verdict::Drop(R::HostDown));
+    let tr = s.trace(1_000, p1, &to_p2);
+    assert!(
+        tr.trace.to_string().contains("on host h2, which is down"),
+        "{}",
+        tr.trace
+    );
+    // local and other hosts: as before
+    assert_eq!(
+        go(&udp(mac(P3), mac(P1), "10.0.1.11", "10.0.1.13")),
+        n.to("p3")
+    );
+    assert_eq!(go(&udp(GW, mac(P1), "10.0.1.11", "10.1.1.11")), n.to("r1"));
+    // floods and VIP requests: not to h2 any more
+    assert_eq!(s.flood_hosts(0), [n.hid("h3")]);
+    assert!(s.flood_hosts(1).is_empty());
+    assert!(s.vip_hosts(s.vip_id("v").unwrap()).is_empty());
+    // back: compiled without the mark
+    let s = Snapshot::compile(&local, None).unwrap();
+    assert!(!s.host_down(n.hid("h2")));
+    let (v, _) = run(&to_p2, |buf, len| {
+        s.process(&Ctx::at(1_000), p1, buf, len, &mut NoTrace)
+    });
+    assert_eq!(v, n.to("p2"));
+}

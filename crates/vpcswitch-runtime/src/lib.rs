@@ -218,6 +218,9 @@ pub struct Switch {
 struct Control {
     cmd_sent: Vec<u64>,
     backends: HashMap<String, String>,
+    /// SPEC 11.3: hosts the control plane says are down, marked in every snapshot
+    /// compiled from now on ([`Switch::set_hosts_down`])
+    hosts_down: Vec<String>,
 }
 
 impl std::fmt::Debug for Switch {
@@ -366,6 +369,7 @@ impl Switch {
             control: Mutex::new(Control {
                 cmd_sent: vec![0; n],
                 backends: descs,
+                hosts_down: Vec::new(),
             }),
             max_ports,
             max_hosts: opts.max_hosts,
@@ -400,6 +404,27 @@ impl Switch {
         self.handles.len()
     }
 
+    /// SPEC 11.3: the hosts to treat as down (their lease expired), by name, in every
+    /// snapshot compiled from now on: the next [`Switch::reload`] marks them
+    /// ([`Snapshot::set_hosts_down`]), so the workers see it with the snapshot swap, no
+    /// lock on their path. Reload (with the running configuration) for it to take effect.
+    pub fn set_hosts_down(&self, names: Vec<String>) {
+        self.control
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .hosts_down = names;
+    }
+
+    /// The hosts marked down in the running snapshot, by name.
+    pub fn hosts_down(&self) -> Vec<String> {
+        let s = self.snapshot();
+        s.hosts()
+            .iter()
+            .filter(|h| s.host_down(h.id))
+            .map(|h| h.name.clone())
+            .collect()
+    }
+
     /// The running snapshot (tables, learned VIP owners).
     pub fn snapshot(&self) -> Arc<Snapshot> {
         self.shared.snap.load_full()
@@ -423,6 +448,19 @@ impl Switch {
             .map(|h| (h.id, h.name.clone(), h.endpoint))
             .collect();
         stats::report(&workers, &names, &hosts)
+    }
+
+    /// When the last tunnel packet from host `h` arrived, on [`Switch::now_ns`]'s clock
+    /// (`None`: never): a few relaxed loads, for a control plane that polls it (SPEC
+    /// 11.3 and 11.5: a host still heard on the underlay is alive).
+    pub fn host_last_rx_ns(&self, h: vpcswitch_core::HostId) -> Option<u64> {
+        self.shared
+            .workers
+            .iter()
+            .filter_map(|w| w.counters.hosts.get(h as usize))
+            .map(|c| c.last_rx_ns.load(Ordering::Relaxed))
+            .max()
+            .filter(|&t| t > 0)
     }
 
     /// Traces a frame as if received on `port`, changing nothing.

@@ -22,6 +22,7 @@ impl Switch {
         }
         let mut new = Snapshot::compile(cfg, Some(&old))?;
         new.set_tunnel_frame_max(self.tunnel_frame_max);
+        new.set_hosts_down(&ctl.hosts_down);
         if new.port_slots() > self.max_ports {
             return Err(RuntimeError::TooManyPorts {
                 have: new.port_slots(),

@@ -837,3 +837,82 @@ fn quiet_ports_beyond_a_pass_slice_are_still_served_and_wake_a_sleeping_worker()
     assert_eq!(sw.stats().port("i150").unwrap().rx_packets, 2);
     sw.stop();
 }
+
+/// SPEC 11.3: hosts marked down take effect with the next reload: frames from a local
+/// port to a port on that host are dropped and counted as `host_down` (on the sending
+/// port); the mark lasts across later reloads until cleared, and a reload without it
+/// brings the host back (frames go into the tunnel again).
+#[test]
+fn spec11_3_hosts_marked_down_drop_their_ports_until_cleared() {
+    // h1 (this switch) and h2 on loopback endpoints; the tunnel's port is free
+    let port = std::net::UdpSocket::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let text = format!(
+        "[switch]\nhost = \"h1\"\n\
+         [[hosts]]\nname = \"h1\"\nendpoint = \"127.0.0.1\"\nport = {port}\n\
+         [[hosts]]\nname = \"h2\"\nendpoint = \"127.0.0.2\"\nport = {port}\n\
+         [[vpcs]]\nname = \"a\"\ncidrs = [\"10.0.0.0/16\"]\n\
+         [[subnets]]\nname = \"a1\"\nvpc = \"a\"\ncidr = \"10.0.1.0/24\"\n\
+         [[ports]]\nname = \"p1\"\nsubnet = \"a1\"\nmac = \"02:00:00:00:01:01\"\nips = [\"10.0.1.11\"]\nhost = \"h1\"\n\
+         [[ports]]\nname = \"p2\"\nsubnet = \"a1\"\nmac = \"02:00:00:00:01:02\"\nips = [\"10.0.1.12\"]\nhost = \"h2\"\n"
+    );
+    let c = Config::from_toml_str(&text).unwrap();
+    let (b, g) = memory_backends(&c, 64);
+    let sw = Switch::start(&c, b).unwrap();
+    let frame = build::udp(
+        build::Ends {
+            dst: mac("02:00:00:00:01:02"),
+            src: mac("02:00:00:00:01:01"),
+            sip: ip("10.0.1.11"),
+            dip: ip("10.0.1.12"),
+        },
+        64,
+        1000,
+        2000,
+        b"to h2",
+    );
+    let host_down = |sw: &Switch| {
+        sw.stats()
+            .port("p1")
+            .map_or(0, |p| p.dropped(DropReason::HostDown))
+    };
+    let sent = |sw: &Switch| sw.stats().tunnel.tx_packets;
+    assert!(g["p1"].send(&frame));
+    eventually_within(
+        Duration::from_secs(5),
+        Duration::from_millis(5),
+        "sent to h2",
+        || sent(&sw) == 1,
+    );
+    sw.set_hosts_down(vec!["h2".into()]);
+    assert!(sw.hosts_down().is_empty(), "only with the next reload");
+    sw.reload(&c, vec![]).unwrap();
+    assert_eq!(sw.hosts_down(), ["h2"]);
+    for _ in 0..3 {
+        assert!(g["p1"].send(&frame));
+    }
+    eventually_within(
+        Duration::from_secs(5),
+        Duration::from_millis(5),
+        "3 host_down",
+        || host_down(&sw) == 3,
+    );
+    // still down after another reload
+    sw.reload(&c, vec![]).unwrap();
+    assert_eq!(sw.hosts_down(), ["h2"]);
+    sw.set_hosts_down(vec![]);
+    sw.reload(&c, vec![]).unwrap();
+    assert!(sw.hosts_down().is_empty());
+    assert!(g["p1"].send(&frame));
+    eventually_within(
+        Duration::from_secs(5),
+        Duration::from_millis(5),
+        "sent again",
+        || sent(&sw) == 2,
+    );
+    assert_eq!(host_down(&sw), 3);
+    sw.stop();
+}

@@ -6,6 +6,13 @@
 //!   with `netns` stay in the guests' namespaces for the next start). `--host` names the
 //!   host this switch runs on when the network spans hosts (SPEC 10); the other two let
 //!   several switches on one machine share one network file.
+//! * `vpcswitch run --etcd URL[,URL...] --host NAME [--lease-ttl SECS]` runs the switch
+//!   on the network in the store (SPEC 11, docs/store.md): it starts from it, applies
+//!   every change as a reload (SIGHUP and `ctl reload` read the store again), registers
+//!   its host with a lease and treats the ports of hosts whose lease expired as down.
+//! * `vpcswitch apply -f FILE --etcd URL[,URL...] [--dry-run]` validates FILE whole
+//!   (every error, as `check`) and writes it to the store in one transaction; with
+//!   `--dry-run` it prints the diff and writes nothing.
 //! * `vpcswitch check -c FILE [--host NAME]` validates FILE (as run on host NAME) and
 //!   prints every error; exit 0 only when valid.
 //! * `vpcswitch ctl [--socket S] [--json] CMD [ARGS]` talks to a running switch:
@@ -27,6 +34,7 @@ mod metrics_http;
 mod overrides;
 mod ping_gap;
 mod running;
+mod store;
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -76,8 +84,15 @@ enum Cmd {
     /// Run the switch.
     Run {
         /// configuration file (TOML)
-        #[arg(short, long)]
-        config: PathBuf,
+        #[arg(short, long, required_unless_present = "etcd", conflicts_with = "etcd")]
+        config: Option<PathBuf>,
+        /// take the network from the etcd cluster at these client URLs (comma-separated)
+        /// instead of a file, and follow it (SPEC 11)
+        #[arg(long, value_name = "URL[,URL...]")]
+        etcd: Option<String>,
+        /// with --etcd: the TTL of this host's lease, in seconds (SPEC 11.3)
+        #[arg(long, value_name = "SECS", default_value_t = 3)]
+        lease_ttl: u64,
         /// log format
         #[arg(long, value_enum, default_value = "text")]
         log_format: LogFormat,
@@ -94,6 +109,18 @@ enum Cmd {
         /// address:port of the Prometheus metrics (wins over `[switch] metrics`)
         #[arg(long, value_name = "ADDR")]
         metrics: Option<String>,
+    },
+    /// Validate a network file and write it to the store in one transaction (SPEC 11.1).
+    Apply {
+        /// the network (TOML)
+        #[arg(short = 'f', long = "file")]
+        file: PathBuf,
+        /// the etcd cluster's client URLs (comma-separated)
+        #[arg(long, value_name = "URL[,URL...]")]
+        etcd: String,
+        /// print what would change, write nothing
+        #[arg(long)]
+        dry_run: bool,
     },
     /// Validate a configuration file and print every error.
     Check {
@@ -152,6 +179,8 @@ fn main() -> ExitCode {
         },
         Cmd::Run {
             config,
+            etcd,
+            lease_ttl,
             log_format,
             log_color,
             host,
@@ -164,8 +193,22 @@ fn main() -> ExitCode {
                 control_socket,
                 metrics,
             };
-            run(&config, o)
+            let source = match (config, etcd) {
+                (_, Some(urls)) => Source::Store {
+                    endpoints: split_urls(&urls),
+                    lease_ttl: Duration::from_secs(lease_ttl),
+                },
+                (Some(path), None) => Source::File(path),
+                // clap requires one of them
+                (None, None) => return ExitCode::from(2),
+            };
+            run(source, o)
         }
+        Cmd::Apply {
+            file,
+            etcd,
+            dry_run,
+        } => apply(&file, &split_urls(&etcd), dry_run),
         Cmd::Demo => {
             let stop = Arc::new(AtomicBool::new(false));
             for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
@@ -247,12 +290,120 @@ pub fn load(path: &Path) -> Result<Config, String> {
     Config::from_toml_str(&text).map_err(|e| format!("{}: {e}", path.display()))
 }
 
-fn run(path: &Path, overrides: Overrides) -> ExitCode {
-    let cfg = match overrides.load(path) {
+/// `--etcd a,b,c`: the URLs, trimmed, empty ones dropped.
+fn split_urls(s: &str) -> Vec<String> {
+    s.split(',')
+        .map(str::trim)
+        .filter(|u| !u.is_empty())
+        .map(String::from)
+        .collect()
+}
+
+/// `vpcswitch apply`: exit 0 written (or nothing to write, or a dry run), 1 the file
+/// is invalid or the store changed meanwhile (conflict), 2 the store cannot be used.
+fn apply(file: &Path, endpoints: &[String], dry_run: bool) -> ExitCode {
+    // validated whole, every error listed, before the store is even contacted
+    let cfg = match load(file) {
         Ok(c) => c,
         Err(e) => {
             eprint!("{e}");
             return ExitCode::from(1);
+        }
+    };
+    let store = match vpcswitch_store::Store::connect(endpoints) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("{e}");
+            return ExitCode::from(2);
+        }
+    };
+    let t0 = Instant::now();
+    let started = running::unix_us(std::time::SystemTime::now());
+    match store.apply(&cfg, dry_run) {
+        Ok(a) => {
+            for c in &a.changes {
+                println!("{c}");
+            }
+            let n = a.changes.len();
+            if dry_run {
+                println!(
+                    "dry run: {n} change(s) against revision {}; nothing written",
+                    a.from
+                );
+            } else if a.wrote {
+                // when the read and the transaction began: the switches' reload times
+                // compare with it (`ctl stats` store.applied_unix_us; docs/benchmarks.md)
+                println!(
+                    "applied: {n} change(s), revision {} -> {} ({} ms; sent at unix_us {started})",
+                    a.from,
+                    a.revision,
+                    t0.elapsed().as_millis()
+                );
+            } else {
+                println!(
+                    "no change: the store holds this network (revision {})",
+                    a.from
+                );
+            }
+            ExitCode::SUCCESS
+        }
+        Err(e @ vpcswitch_store::StoreError::Conflict { .. }) => {
+            eprintln!("{e}");
+            ExitCode::from(1)
+        }
+        Err(e) => {
+            eprintln!("{e}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+/// Where `run` takes its network from.
+enum Source {
+    /// a file (SIGHUP re-reads it)
+    File(PathBuf),
+    /// the store (SPEC 11), followed
+    Store {
+        endpoints: Vec<String>,
+        lease_ttl: Duration,
+    },
+}
+
+fn run(source: Source, overrides: Overrides) -> ExitCode {
+    let (cfg, path, store) = match source {
+        Source::File(path) => match overrides.load(&path) {
+            Ok(c) => (c, path, None),
+            Err(e) => {
+                eprint!("{e}");
+                return ExitCode::from(1);
+            }
+        },
+        Source::Store {
+            endpoints,
+            lease_ttl,
+        } => {
+            let store = match vpcswitch_store::Store::connect(&endpoints) {
+                Ok(s) => s,
+                Err(e) => {
+                    eprintln!("cannot start: {e}");
+                    return ExitCode::from(2);
+                }
+            };
+            let stored = match store.load() {
+                Ok(s) => s,
+                Err(e) => {
+                    eprintln!("cannot start: {e}");
+                    return ExitCode::from(1);
+                }
+            };
+            let cfg = match overrides.apply(stored.config.clone()) {
+                Ok(c) => c,
+                Err(e) => {
+                    eprint!("store revision {}: {e}", stored.revision);
+                    return ExitCode::from(1);
+                }
+            };
+            (cfg, PathBuf::new(), Some((store, stored, lease_ttl)))
         }
     };
     let switch = match Host::start(&cfg) {
@@ -273,7 +424,36 @@ fn run(path: &Path, overrides: Overrides) -> ExitCode {
         host = cfg.local_host().unwrap_or("-"),
         "switch started"
     );
-    let running = Arc::new(Running::new(switch, path.to_path_buf()).with_overrides(overrides));
+    let mut running = Running::new(switch, path).with_overrides(overrides);
+    let mut follow = None;
+    if let Some((store, stored, ttl)) = store {
+        tracing::info!(
+            store = store.endpoints(),
+            revision = stored.revision,
+            generation = stored.generation,
+            "network read from the store"
+        );
+        let (tx, rx) = std::sync::mpsc::channel();
+        let watched = store.watch(tx).and_then(|()| match cfg.local_host() {
+            Some(h) => store.register_host(h, ttl),
+            None => Ok(()),
+        });
+        if let Err(e) = watched {
+            eprintln!("cannot follow the store: {e}");
+            return ExitCode::from(2);
+        }
+        running = running.with_store(store, &stored, ttl);
+        follow = Some(rx);
+    }
+    let running = Arc::new(running);
+    if let Some(rx) = follow {
+        let running = running.clone();
+        std::thread::Builder::new()
+            .name("store-follow".into())
+            .spawn(move || store::follow(&running, &rx))
+            .map(|_| ())
+            .unwrap_or_else(|e| tracing::error!(error = %e, "cannot start the store thread"));
+    }
     // wakes the control and metrics accept threads at stop (no path on disk involved)
     let stop = match listen::Stopper::new() {
         Ok(s) => Arc::new(s),

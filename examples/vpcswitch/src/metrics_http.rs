@@ -101,7 +101,7 @@ fn answer(s: TcpStream, running: &Running) {
             prometheus(
                 &running.switch,
                 running.reload_failures.load(Ordering::Relaxed),
-            ),
+            ) + &store_metrics(running),
         ),
         ("GET", "/") => (
             "200 OK",
@@ -119,6 +119,87 @@ fn answer(s: TcpStream, running: &Running) {
         "HTTP/1.1 {status}\r\nContent-Type: {ctype}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
         body.len()
     );
+}
+
+/// SPEC 11 (`run --etcd`): the store's revision running and seen, whether it is
+/// reachable, how long the last revision took to apply here, errors, lease renewals,
+/// VIP publications, and each host's lease state. Empty for a switch on a file.
+pub fn store_metrics(running: &Running) -> String {
+    use std::fmt::Write as _;
+    let Some(link) = &running.store else {
+        return String::new();
+    };
+    let st = link.state.lock().unwrap_or_else(|e| e.into_inner()).clone();
+    let stats = &link.store.stats;
+    let mut o = String::new();
+    let mut one = |name: &str, kind: &str, help: &str, v: f64| {
+        let _ = writeln!(o, "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {v}");
+    };
+    one(
+        "vpcswitch_store_network_revision",
+        "gauge",
+        "The store revision of the network this switch runs.",
+        st.revision as f64,
+    );
+    one(
+        "vpcswitch_store_revision_seen",
+        "gauge",
+        "The last store revision the watch saw (its lag: this minus the store's).",
+        stats
+            .revision
+            .load(Ordering::Relaxed)
+            .max(st.synced_revision) as f64,
+    );
+    one(
+        "vpcswitch_store_connected",
+        "gauge",
+        "1 while the watch is in sync with the store, 0 while the store is lost.",
+        if st.lost.is_none() { 1.0 } else { 0.0 },
+    );
+    one(
+        "vpcswitch_store_apply_seconds",
+        "gauge",
+        "How long the last network revision from the store took to apply here.",
+        st.apply_us as f64 / 1e6,
+    );
+    one(
+        "vpcswitch_store_errors_total",
+        "counter",
+        "Failed calls to the store (each retry counts).",
+        stats.errors.load(Ordering::Relaxed) as f64,
+    );
+    one(
+        "vpcswitch_store_lease_renewals_total",
+        "counter",
+        "Keep-alives of this host's lease answered by the store.",
+        stats.lease_renewals.load(Ordering::Relaxed) as f64,
+    );
+    one(
+        "vpcswitch_store_lease_grants_total",
+        "counter",
+        "Leases granted to this host (1, plus one per re-registration after a loss).",
+        stats.lease_grants.load(Ordering::Relaxed) as f64,
+    );
+    one(
+        "vpcswitch_store_vip_publications_total",
+        "counter",
+        "VIP owners this switch published (SPEC 11.4).",
+        stats.vip_publications.load(Ordering::Relaxed) as f64,
+    );
+    let snap = running.switch.snapshot();
+    let _ = writeln!(
+        o,
+        "# HELP vpcswitch_host_down 1 when the host's lease expired and its ports are dropped here (SPEC 11.3).\n# TYPE vpcswitch_host_down gauge"
+    );
+    for h in snap.hosts() {
+        let _ = writeln!(
+            o,
+            "vpcswitch_host_down{{host=\"{}\"}} {}",
+            h.name.replace('\\', "\\\\").replace('"', "\\\""),
+            u8::from(snap.host_down(h.id))
+        );
+    }
+    o
 }
 
 #[cfg(test)]

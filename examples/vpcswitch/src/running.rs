@@ -1,16 +1,71 @@
 //! The running switch as the binary holds it: the library's [`Host`] (Linux devices,
-//! reloads, reopening), the file it was started from, what `ctl` and the metrics show
-//! about reloads, and the learned-state changes it logs.
+//! reloads, reopening), where its network comes from (the file it was started from, or
+//! the store, SPEC 11), what `ctl` and the metrics show about reloads, and the
+//! learned-state changes it logs.
 
+use std::collections::BTreeSet;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Mutex;
+use std::time::SystemTime;
 
 use vpcswitch::core::{Snapshot, VipCell};
 use vpcswitch::linux::{one_line, Host};
+use vpcswitch::model::Config;
 use vpcswitch::runtime::observe::PortIdentity;
+use vpcswitch_store::{Store, Stored};
 
 use crate::Overrides;
+
+/// The store a switch started with `run --etcd` follows, and what it knows of it.
+#[derive(Debug)]
+pub struct StoreLink {
+    /// the connection (its thread watches and keeps the lease alive)
+    pub store: Store,
+    /// what was read from it
+    pub state: Mutex<StoreState>,
+    /// this switch's lease TTL: also how long a host whose lease expired stays up here
+    /// after the last tunnel packet heard from it (SPEC 11.5)
+    pub lease_ttl: std::time::Duration,
+}
+
+/// What a switch knows of its store (`ctl stats`).
+#[derive(Debug, Default, Clone)]
+pub struct StoreState {
+    /// the network revision running (0: none yet)
+    pub revision: i64,
+    /// its generation (applies so far)
+    pub generation: u64,
+    /// when the watch was last in sync with the store
+    pub last_sync: Option<SystemTime>,
+    /// the store revision of that sync
+    pub synced_revision: i64,
+    /// why the store is not reachable now (`None`: it is)
+    pub lost: Option<String>,
+    /// when the running revision was swapped in (every worker on it), unix µs
+    pub applied_unix_us: u64,
+    /// how long applying it took here (validate, compile, swap, grace period), µs
+    pub apply_us: u64,
+    /// hosts whose lease is alive now
+    pub alive: BTreeSet<String>,
+    /// hosts seen alive since this switch started (a host never seen alive is not
+    /// marked down: a foreign host, a host not started yet)
+    pub ever_alive: BTreeSet<String>,
+    /// SPEC 11.4: the VIP owners the store holds, by VIP
+    pub vip_owners: std::collections::BTreeMap<String, vpcswitch_store::VipOwner>,
+    /// per VIP, its cell's move count when the store's owner was last taken in: a cell
+    /// that moved since learned a newer owner in the datapath, which the store's
+    /// (older) one must not override
+    pub vip_marks: std::collections::HashMap<String, u64>,
+    /// per VIP, the claim this switch last published (port, the cell's move count)
+    /// and when
+    pub published: std::collections::HashMap<String, (String, u64, std::time::Instant)>,
+    /// per VIP, the last claim published: the port and when the datapath learned it
+    /// (unix µs, from the cell's move time)
+    pub claims: std::collections::BTreeMap<String, (String, u64)>,
+    /// per VIP, the store revision of its owner last received and when (unix µs)
+    pub vip_seen: std::collections::BTreeMap<String, (i64, u64)>,
+}
 
 /// The running switch and the file it was started from.
 #[derive(Debug)]
@@ -31,6 +86,8 @@ pub struct Running {
     pub captures: Mutex<Vec<PortIdentity>>,
     /// set when the switch stops: capture and drop streams end, the monitor returns
     pub stopping: AtomicBool,
+    /// the store, when the network comes from one (`run --etcd`) instead of `path`
+    pub store: Option<StoreLink>,
 }
 
 /// Learned state last logged: VIP owners and moves, ports down.
@@ -52,6 +109,7 @@ impl Running {
             seen: Mutex::new(Seen::default()),
             captures: Mutex::new(Vec::new()),
             stopping: AtomicBool::new(false),
+            store: None,
         };
         // what the switch starts with is not news
         r.log_changes_quietly(true);
@@ -106,17 +164,76 @@ impl Running {
         seen.down = down;
     }
 
-    /// Re-reads the file, applies the command line's overrides over it (the local host
-    /// stays the one `run --host` named) and applies it ([`Host::apply`]); on error the
-    /// running configuration stays, the error is logged, counted and kept for `ctl stats`.
+    /// The same, following `store` (`run --etcd`): reloads read the store, not a file.
+    pub fn with_store(
+        mut self,
+        store: Store,
+        started: &Stored,
+        lease_ttl: std::time::Duration,
+    ) -> Running {
+        let state = StoreState {
+            revision: started.revision,
+            generation: started.generation,
+            last_sync: Some(SystemTime::now()),
+            ..Default::default()
+        };
+        self.store = Some(StoreLink {
+            store,
+            state: Mutex::new(state),
+            lease_ttl,
+        });
+        self
+    }
+
+    /// Re-reads the network, from the file or (`run --etcd`) the store, applies the
+    /// command line's overrides over it (the local host stays the one `run --host`
+    /// named) and applies it ([`Host::apply`]); on error the running configuration
+    /// stays, the error is logged, counted and kept for `ctl stats`.
     pub fn reload(&self) -> Result<u64, String> {
+        if let Some(link) = &self.store {
+            return match link.store.load() {
+                Ok(s) => self.apply_stored(&s),
+                Err(e) => self.outcome(Err(e.to_string()), "store"),
+            };
+        }
         let r = self
             .overrides
             .load(&self.path)
             .and_then(|new| self.switch.apply(&new).map_err(|e| e.to_string()));
+        self.outcome(r, &self.path.display().to_string())
+    }
+
+    /// SPEC 11.2: applies a network read from the store, as a reload: the overrides over
+    /// it, validated whole for this host, swapped in by [`Host::apply`]; a refusal keeps
+    /// the running one (logged, counted, shown by `ctl stats`).
+    pub fn apply_stored(&self, s: &Stored) -> Result<u64, String> {
+        let t0 = std::time::Instant::now();
+        let r = self
+            .overrides
+            .apply(s.config.clone())
+            .map_err(|e| format!("store revision {}: {e}", s.revision))
+            .and_then(|new| {
+                self.switch
+                    .apply(&new)
+                    .map_err(|e| format!("store revision {}: {e}", s.revision))
+            });
+        if r.is_ok() {
+            if let Some(link) = &self.store {
+                let mut st = link.state.lock().unwrap_or_else(|e| e.into_inner());
+                st.revision = s.revision;
+                st.generation = s.generation;
+                st.applied_unix_us = unix_us(SystemTime::now());
+                st.apply_us = t0.elapsed().as_micros() as u64;
+            }
+        }
+        self.outcome(r, &format!("store revision {}", s.revision))
+    }
+
+    /// Logs, counts and keeps the outcome of a reload from `from`.
+    fn outcome(&self, r: Result<u64, String>, from: &str) -> Result<u64, String> {
         match &r {
             Ok(g) => {
-                tracing::info!(generation = g, file = %self.path.display(), "configuration reloaded");
+                tracing::info!(generation = g, from, "configuration reloaded");
                 *self.last_error.lock().unwrap_or_else(|e| e.into_inner()) = None;
             }
             Err(e) => {
@@ -127,6 +244,76 @@ impl Running {
         }
         r
     }
+
+    /// SPEC 11.3: the hosts whose lease is alive are `alive` (the store's watch says
+    /// so); see [`Running::update_hosts_down`]. Returns the hosts now down.
+    pub fn set_alive(&self, alive: &BTreeSet<String>) -> Vec<String> {
+        let Some(link) = &self.store else {
+            return vec![];
+        };
+        {
+            let mut st = link.state.lock().unwrap_or_else(|e| e.into_inner());
+            st.ever_alive.extend(alive.iter().cloned());
+            st.alive = alive.clone();
+        }
+        self.update_hosts_down()
+    }
+
+    /// SPEC 11.3, 11.5: a host of the running network is down here when it was seen
+    /// alive since start, its lease is gone, and no tunnel packet came from it for the
+    /// lease's TTL (a host cut from the store but still talking on the underlay keeps
+    /// its ports up; a host never seen alive, such as a Linux vxlan host, is never
+    /// marked). When the set changed, its ports are dropped (`host_down`) or back, by
+    /// a reload of the running network ([`vpcswitch::runtime::Switch::set_hosts_down`]).
+    /// Called at every liveness change and polled (a host that falls silent). Returns
+    /// the hosts now down.
+    pub fn update_hosts_down(&self) -> Vec<String> {
+        let Some(link) = &self.store else {
+            return vec![];
+        };
+        let (alive, ever) = {
+            let st = link.state.lock().unwrap_or_else(|e| e.into_inner());
+            (st.alive.clone(), st.ever_alive.clone())
+        };
+        let snap = self.switch.snapshot();
+        let now = self.switch.now_ns();
+        let ttl = link.lease_ttl.as_nanos() as u64;
+        let down: Vec<String> = snap
+            .hosts()
+            .iter()
+            .filter(|h| Some(h.id) != snap.local_host())
+            .filter(|h| ever.contains(&h.name) && !alive.contains(&h.name))
+            .filter(|h| {
+                self.switch
+                    .host_last_rx_ns(h.id)
+                    .is_none_or(|t| now.saturating_sub(t) >= ttl)
+            })
+            .map(|h| h.name.clone())
+            .collect();
+        let was = self.switch.hosts_down();
+        if down == was {
+            return down;
+        }
+        for h in down.iter().filter(|h| !was.contains(h)) {
+            tracing::warn!(host = %h, "host down: its lease expired and it is silent on the underlay; its ports are dropped (host_down)");
+        }
+        for h in was.iter().filter(|h| !down.contains(h)) {
+            tracing::info!(host = %h, "host back: its lease is alive again, or it is heard on the underlay");
+        }
+        self.switch.set_hosts_down(down.clone());
+        let cfg: Config = snap.config.clone();
+        let _ = self.outcome(
+            self.switch.apply(&cfg).map_err(|e| e.to_string()),
+            "host leases",
+        );
+        down
+    }
+}
+
+/// `t` in microseconds since the Unix epoch (0 before it).
+pub fn unix_us(t: SystemTime) -> u64 {
+    t.duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_micros() as u64)
 }
 
 /// The name of the port a VIP cell says owns the VIP, if any.

@@ -266,7 +266,20 @@ fn spec10_2_ping_and_tcp_across_hosts_subnets_and_peerings_no_transit() {
 #[test]
 fn spec10_5_keepalived_failover_across_hosts_and_a_dead_host() {
     let _l = lock();
-    let mut f = Fleet::builder().standard().start();
+    keepalived_failover_across_hosts(Fleet::builder().standard().start());
+}
+
+/// The same with the network from etcd (SPEC 11): every switch runs `run --etcd`, the
+/// claims are also published to the store (SPEC 11.4) and the dead host's lease
+/// expires (SPEC 11.3) while the failover happens; each outage stays within the same
+/// bound.
+#[test]
+fn spec11_keepalived_failover_across_hosts_and_a_dead_host_with_the_network_from_etcd() {
+    let _l = lock();
+    keepalived_failover_across_hosts(Fleet::builder().standard().etcd(3).start());
+}
+
+fn keepalived_failover_across_hosts(mut f: Fleet) {
     let k1 = f.keepalived("web1", 150);
     f.keepalived("web2", 100);
     assert!(

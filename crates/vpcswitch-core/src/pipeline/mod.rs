@@ -295,6 +295,19 @@ impl Snapshot {
         } else {
             self.ingress(f, c.l3)
         };
+        // SPEC 11.3: a port on a host that is down (one branch while none is)
+        if let Verdict::Forward(Out::Port(q)) = v {
+            if let Some(h) = self.on_down_host(q) {
+                drop_with!(
+                    t,
+                    Encap,
+                    DropReason::HostDown,
+                    "port {} is on host {}, which is down (its lease expired, SPEC 11.3)",
+                    self.port(q).map_or("?", |p| p.name.as_str()),
+                    self.host(h).map_or("?", |h| h.name.as_str())
+                )
+            }
+        }
         // SPEC 10.6: too long for the tunnel to the port's host (one compare for
         // every frame that fits)
         let max = self.tunnel_frame_max();

@@ -84,6 +84,10 @@ pub(crate) struct Overlay {
     /// SPEC 10.3 (c): (host, EIP) keys: the EIPs host H may send outbound traffic from
     /// (the target is an address a port on H may send from)
     eip_src: FlatMap<()>,
+    /// SPEC 11.3: by host id, down (its lease expired); see [`Snapshot::set_hosts_down`]
+    down: Box<[bool]>,
+    /// some host is down (the one branch a frame pays while none is)
+    any_down: bool,
 }
 
 /// The host port `p` lives on (`local`: this switch's).
@@ -184,6 +188,7 @@ impl Overlay {
             }
         }
         Self::fill_fanout(i, &ports, &reaches, subnets, vips);
+        let nhosts = hosts.len();
         Overlay {
             by_addr: FlatMap::new(
                 hosts
@@ -202,6 +207,8 @@ impl Overlay {
             routed_src: FlatMap::new(routed_src),
             any_src: any_src.into_boxed_slice(),
             eip_src: FlatMap::new(eip_src),
+            down: vec![false; nhosts].into_boxed_slice(),
+            any_down: false,
         }
     }
 
@@ -378,6 +385,55 @@ impl Snapshot {
         let pair = h as usize * o.nvpcs + vpc as usize;
         o.any_src.get(pair).copied().unwrap_or(false)
             || o.routed_src.get(pair_key(o.nvpcs, h, vpc, src)).is_some()
+    }
+
+    /// SPEC 11.3: marks the hosts named in `names` down (the local host and unknown
+    /// names are ignored), before the snapshot is published: frames to their ports are
+    /// dropped as [`crate::DropReason::HostDown`] by [`Snapshot::process`], and floods
+    /// and VIP requests are no longer replicated to them. Returns the names marked. A
+    /// host comes back with the next snapshot compiled without it in `names`.
+    pub fn set_hosts_down(&mut self, names: &[String]) -> Vec<String> {
+        let mut marked = Vec::new();
+        for n in names {
+            let Some(h) = self.host_id(n) else { continue };
+            if Some(h) == self.overlay.local {
+                continue;
+            }
+            if let Some(d) = self.overlay.down.get_mut(h as usize) {
+                *d = true;
+                marked.push(n.clone());
+            }
+        }
+        self.overlay.any_down = !marked.is_empty();
+        if self.overlay.any_down {
+            let down = self.overlay.down.clone();
+            let up = |h: &HostId| !down.get(*h as usize).copied().unwrap_or(false);
+            for s in &mut self.subnets {
+                s.hosts = s.hosts.iter().copied().filter(up).collect();
+            }
+            for v in &mut self.vips {
+                v.hosts = v.hosts.iter().copied().filter(up).collect();
+            }
+        }
+        marked
+    }
+
+    /// SPEC 11.3: is host `h` down?
+    #[inline]
+    pub fn host_down(&self, h: HostId) -> bool {
+        self.overlay.any_down && self.overlay.down.get(h as usize).copied().unwrap_or(false)
+    }
+
+    /// SPEC 11.3: is port `q` on a host that is down? (false for local ports)
+    #[inline]
+    pub(crate) fn on_down_host(&self, q: PortId) -> Option<HostId> {
+        if !self.overlay.any_down {
+            return None;
+        }
+        match self.location(q) {
+            Some(Location::Remote(h)) if self.host_down(h) => Some(h),
+            _ => None,
+        }
     }
 
     /// SPEC 10.3 (c): may host `h` send outbound traffic from EIP `eip`?

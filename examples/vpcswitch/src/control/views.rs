@@ -110,6 +110,11 @@ pub fn vips(r: &Running) -> Value {
         rows.push(json!({
             "name": v.name, "ip": Ipv4Addr::from(v.ip).to_string(), "ports": ports,
             "owner": owner, "moves": cell.moves(), "seconds_since_move": ago,
+            // the same instant on the wall clock (comparable across switches)
+            "moved_unix_us": (cell.moves() > 0).then(|| {
+                crate::running::unix_us(std::time::SystemTime::now())
+                    .saturating_sub(now.saturating_sub(cell.last_move_ns()) / 1000)
+            }),
             "first_packet_us": first_us,
         }));
     }
@@ -297,14 +302,70 @@ pub fn stats(r: &Running) -> Value {
             })
         })
         .collect();
+    let store = store_view(r);
+    if let Some(st) = &store {
+        text += &format!(
+            "store {}: network revision {} (generation {}), synced at store revision {} {}, \
+             lease renewals {}, store errors {}{}\n",
+            st["endpoints"].as_str().unwrap_or(""),
+            st["revision"],
+            st["generation"],
+            st["synced_revision"],
+            st["last_sync_unix_ms"]
+                .as_u64()
+                .map_or("never".to_string(), |ms| format!("(unix ms {ms})")),
+            st["lease_renewals"],
+            st["errors"],
+            st["lost"].as_str().map_or(String::new(), |e| format!(
+                "; LOST: {}",
+                vpcswitch::linux::one_line(e)
+            )),
+        );
+    }
     let data = json!({
         "generation": snap.generation,
         "last_reload_error": last,
         "ports": ports,
         "drops": drops_by_name(&s.drops),
         "workers": workers,
+        "store": store,
     });
     ok(text, data)
+}
+
+/// Where the network came from when it is the store's (SPEC 11, `run --etcd`): its
+/// revision, the last sync, the lease, the hosts alive and down; `None` for a file.
+fn store_view(r: &Running) -> Option<Value> {
+    use std::sync::atomic::Ordering::Relaxed;
+    let link = r.store.as_ref()?;
+    let st = link.state.lock().unwrap_or_else(|e| e.into_inner()).clone();
+    let stats = &link.store.stats;
+    let ms = st
+        .last_sync
+        .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+        .map(|d| d.as_millis() as u64);
+    Some(json!({
+        "endpoints": link.store.endpoints(),
+        "revision": st.revision,
+        "generation": st.generation,
+        "synced_revision": st.synced_revision,
+        "applied_unix_us": st.applied_unix_us,
+        "last_sync_unix_ms": ms,
+        "lost": st.lost,
+        "alive": st.alive,
+        "hosts_down": r.switch.hosts_down(),
+        "vip_owners": st.vip_owners.iter().map(|(v, o)| (v.clone(), json!({
+            "port": o.port, "host": o.host, "revision": o.revision,
+            "seen_unix_us": st.vip_seen.get(v).filter(|s| s.0 == o.revision).map(|s| s.1),
+        }))).collect::<Map<String, Value>>(),
+        "claims": st.claims.iter().map(|(v, (p, at))| (v.clone(), json!({
+            "port": p, "claimed_unix_us": at,
+        }))).collect::<Map<String, Value>>(),
+        "vip_publications": stats.vip_publications.load(Relaxed),
+        "lease_grants": stats.lease_grants.load(Relaxed),
+        "lease_renewals": stats.lease_renewals.load(Relaxed),
+        "errors": stats.errors.load(Relaxed),
+    }))
 }
 
 /// A host is "reachable" when a tunnel packet from it arrived within this many
@@ -333,6 +394,8 @@ pub fn hosts(r: &Running) -> Value {
             .map(|t| now.saturating_sub(t) / 1_000_000);
         let seen = match (is_local, ago_ms) {
             (true, _) => "-",
+            // SPEC 11.3: its lease expired
+            (false, _) if snap.host_down(h.id) => "DOWN",
             (false, Some(ms)) if ms <= HOST_SEEN_SECS * 1000 => "yes",
             (false, _) => "no",
         };
@@ -353,6 +416,7 @@ pub fn hosts(r: &Running) -> Value {
         );
         rows.push(json!({
             "name": h.name, "endpoint": h.endpoint.to_string(), "local": is_local,
+            "down": snap.host_down(h.id),
             "ports": h.ports.len(), "reachable": if is_local { Value::Null } else { json!(seen == "yes") },
             "last_rx_ms_ago": ago_ms,
             "rx_packets": st.map_or(0, |x| x.rx_packets), "rx_bytes": st.map_or(0, |x| x.rx_bytes),

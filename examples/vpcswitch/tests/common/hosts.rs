@@ -28,6 +28,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
+use vpcswitch_store::harness::EtcdCluster;
 
 use super::net::{self, ctl_at, port_drops, row, Kind, Net, G};
 use super::{must, sh};
@@ -42,6 +43,10 @@ pub const METRICS: &str = "127.0.0.1:9477";
 /// The rogue endpoint's underlay address and MAC: no host of the network.
 pub const ROGUE_IP: &str = "192.0.2.66";
 pub const ROGUE_MAC: &str = "02:00:c0:00:02:42";
+/// The store's namespace's underlay address (SPEC 11: the etcd members listen there,
+/// the switches reach them over the underlay).
+pub const STORE_IP: &str = "192.0.2.5";
+pub const STORE_MAC: &str = "02:00:c0:00:02:05";
 
 /// The standard placement: the VIP's two ports on different hosts, the client on a
 /// third, each peered VPC on another host than its peer (SPEC 10.2).
@@ -108,9 +113,20 @@ pub struct FleetBuilder {
     workers: usize,
     switches: bool,
     tap: bool,
+    /// the lease TTL of each switch, in seconds, with `.etcd()`
+    etcd: Option<u64>,
 }
 
 impl FleetBuilder {
+    /// The network in a 3-member etcd cluster (SPEC 11) on the underlay, in a namespace
+    /// of its own at [`STORE_IP`], written by `vpcswitch apply`; every switch runs
+    /// `vpcswitch run --etcd URLS --host NAME --lease-ttl TTL` instead of reading the
+    /// file.
+    pub fn etcd(mut self, lease_ttl: u64) -> Self {
+        self.etcd = Some(lease_ttl);
+        self
+    }
+
     /// A switch host running `guests`.
     pub fn host(mut self, name: &str, guests: &[&'static str]) -> Self {
         self.hosts.push((name.into(), guests.to_vec(), false));
@@ -193,6 +209,11 @@ pub struct Fleet {
     pub vnis: Vec<(String, u32)>,
     /// the gateway MAC of every subnet on every host (one distributed router)
     pub gateway_mac: String,
+    /// the store (`.etcd()`) and its namespace
+    pub etcd: Option<EtcdCluster>,
+    pub store_ns: Option<String>,
+    /// the switches' lease TTL with the store, in seconds
+    pub lease_ttl: u64,
 }
 
 impl Deref for Fleet {
@@ -258,6 +279,9 @@ impl Fleet {
             rogue: None,
             vnis: vec![],
             gateway_mac: String::new(),
+            etcd: None,
+            store_ns: None,
+            lease_ttl: b.etcd.unwrap_or(3),
         };
         // from here on, whatever fails is cleaned up by Drop
         let (mut sw, mut fo) = (10u8, 20u8);
@@ -300,6 +324,15 @@ impl Fleet {
             let ns = format!("{tag}-rogue");
             f.rogue = Some(ns.clone());
             f.underlay_link(&ns, "rogue", ROGUE_IP, ROGUE_MAC);
+        }
+        if b.etcd.is_some() {
+            let ns = format!("{tag}-store");
+            f.underlay_link(&ns, "store", STORE_IP, STORE_MAC);
+            f.store_ns = Some(ns.clone());
+            f.etcd = Some(EtcdCluster::start_in(Some(&ns), STORE_IP, 3));
+            let path = f.net.cfg_path.clone();
+            let (ok, out) = f.apply(&path, false);
+            assert!(ok, "vpcswitch apply of the fleet's network: {out}");
         }
         if b.switches {
             for h in f.switch_hosts() {
@@ -534,16 +567,21 @@ impl Fleet {
             .open(&h.log)
             .expect("log");
         // `ip netns exec` execs the command: the child's PID is the switch's
-        let child = Command::new("ip")
-            .args([
-                "netns",
-                "exec",
-                &h.ns,
-                env!("CARGO_BIN_EXE_vpcswitch"),
-                "run",
-                "-c",
-            ])
-            .arg(&self.net.cfg_path)
+        let mut cmd = Command::new("ip");
+        cmd.args([
+            "netns",
+            "exec",
+            &h.ns,
+            env!("CARGO_BIN_EXE_vpcswitch"),
+            "run",
+        ]);
+        match &self.etcd {
+            Some(e) => cmd
+                .args(["--etcd", &e.urls(), "--lease-ttl"])
+                .arg(self.lease_ttl.to_string()),
+            None => cmd.arg("-c").arg(&self.net.cfg_path),
+        };
+        let child = cmd
             .args(["--host", name, "--control-socket"])
             .arg(&h.socket)
             .args(["--metrics", METRICS])
@@ -576,6 +614,33 @@ impl Fleet {
             );
             std::thread::sleep(Duration::from_millis(20));
         }
+    }
+
+    /// `vpcswitch apply -f FILE --etcd URLS [--dry-run]`, run in the store's namespace
+    /// (fleets built with `.etcd()`): whether it succeeded, and its stdout then stderr.
+    pub fn apply(&self, file: &std::path::Path, dry_run: bool) -> (bool, String) {
+        let (Some(ns), Some(e)) = (&self.store_ns, &self.etcd) else {
+            panic!("apply needs a fleet built with .etcd()");
+        };
+        sh(&format!(
+            "ip netns exec {ns} {} apply -f {} --etcd {}{}",
+            env!("CARGO_BIN_EXE_vpcswitch"),
+            file.display(),
+            e.urls(),
+            if dry_run { " --dry-run" } else { "" }
+        ))
+    }
+
+    /// The network file as the fleet wrote it.
+    pub fn network_text(&self) -> String {
+        std::fs::read_to_string(&self.net.cfg_path).expect("the fleet's network file")
+    }
+
+    /// The store's network revision host `name`'s switch runs (0 without a store).
+    pub fn store_revision_on(&self, name: &str) -> i64 {
+        self.ctl_on(name, "stats")["store"]["revision"]
+            .as_i64()
+            .unwrap_or(0)
     }
 
     /// Host `name`'s switch log.
@@ -751,6 +816,8 @@ impl Drop for Fleet {
         for h in self.switch_hosts() {
             let _ = self.stop_switch(&h, false);
         }
+        // the store's members, by PID (its namespace goes with the others)
+        self.etcd.take();
         // the hosts', underlay's and rogue's namespaces are in net.extra_ns, the guests'
         // in net.guests: Net's drop deletes them (and the directory)
     }

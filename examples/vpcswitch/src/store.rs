@@ -1,0 +1,190 @@
+//! `run --etcd` (SPEC 11.2, 11.3, 11.5): the thread that turns what the store's watch
+//! reports into reloads through the SIGHUP path ([`Running::apply_stored`]) and host
+//! liveness into ports down ([`Running::set_alive`]). It never touches a worker: the
+//! workers see each change with the next snapshot swap.
+
+use std::sync::atomic::Ordering;
+use std::sync::mpsc::{Receiver, RecvTimeoutError};
+use std::time::{Duration, SystemTime};
+
+use vpcswitch::linux::one_line;
+use vpcswitch_store::Update;
+
+use crate::running::{owner_name, StoreLink};
+use crate::Running;
+
+/// SPEC 11.4: the store's VIP owners, in store order. Each VIP whose owner the store
+/// changed is set to it here ([`vpcswitch::core::Snapshot::set_vip_owner`], an atomic
+/// store, no reload) unless this switch's datapath learned an owner since it last took
+/// the store's in (a claim newer than the store's: it stays, and is published by its
+/// host). A switch that starts (or restarts) thus gets the owners others learned.
+fn take_vip_owners(
+    running: &Running,
+    link: &StoreLink,
+    owners: std::collections::BTreeMap<String, vpcswitch_store::VipOwner>,
+) {
+    let snap = running.switch.snapshot();
+    let mut st = link.state.lock().unwrap_or_else(|e| e.into_inner());
+    for (i, v) in snap.vips.iter().enumerate() {
+        let cell = snap.vip_cell(i as u32);
+        let Some(o) = owners.get(&v.name) else {
+            continue;
+        };
+        let seen = st.vip_owners.get(&v.name).map(|x| x.revision);
+        if seen == Some(o.revision) {
+            continue;
+        }
+        st.vip_seen.insert(
+            v.name.clone(),
+            (o.revision, crate::running::unix_us(SystemTime::now())),
+        );
+        let cur = owner_name(&snap, cell);
+        let moved_here = st
+            .vip_marks
+            .get(&v.name)
+            .is_some_and(|&m| m != cell.moves());
+        if cur.as_deref() != Some(o.port.as_str()) && !moved_here {
+            if snap.set_vip_owner(&v.name, &o.port, running.switch.now_ns()) {
+                tracing::info!(vip = %v.name, owner = %o.port, host = %o.host, revision = o.revision, "vip owner taken from the store");
+            } else {
+                tracing::warn!(vip = %v.name, owner = %o.port, revision = o.revision, "the store's vip owner is no port bound to the vip here; ignored");
+            }
+        }
+        st.vip_marks.insert(v.name.clone(), cell.moves());
+    }
+    st.vip_owners = owners;
+}
+
+/// SPEC 11.4: publishes every VIP whose owner here is a port on this host (a claim
+/// learned in this host's datapath) and that the store does not hold yet; again after
+/// [`REPUBLISH`] while the store disagrees. Nothing while the store is lost.
+fn publish_claims(running: &Running, link: &StoreLink) {
+    let snap = running.switch.snapshot();
+    let Some(host) = snap.local_host().and_then(|h| snap.host(h)) else {
+        return;
+    };
+    let mut st = link.state.lock().unwrap_or_else(|e| e.into_inner());
+    if st.lost.is_some() {
+        return;
+    }
+    for (i, v) in snap.vips.iter().enumerate() {
+        let cell = snap.vip_cell(i as u32);
+        let Some(owner) = cell.owner() else { continue };
+        if snap.location(owner) != Some(vpcswitch::core::Location::Local) {
+            continue;
+        }
+        let Some(port) = snap.port(owner).map(|p| p.name.clone()) else {
+            continue;
+        };
+        if st.vip_owners.get(&v.name).is_some_and(|o| o.port == port) {
+            continue;
+        }
+        // this very claim (same port, same move) was sent lately: wait for its echo
+        let moves = cell.moves();
+        if st
+            .published
+            .get(&v.name)
+            .is_some_and(|(p, m, t)| *p == port && *m == moves && t.elapsed() < REPUBLISH)
+        {
+            continue;
+        }
+        if link
+            .store
+            .publish_vip_owner(&v.name, &port, &host.name)
+            .is_ok()
+        {
+            tracing::debug!(vip = %v.name, owner = %port, "vip owner published");
+            // when the datapath learned it, on the wall clock
+            let ago_us = running.switch.now_ns().saturating_sub(cell.last_move_ns()) / 1000;
+            let at = crate::running::unix_us(SystemTime::now()).saturating_sub(ago_us);
+            st.claims.insert(v.name.clone(), (port.clone(), at));
+            st.published
+                .insert(v.name.clone(), (port, moves, std::time::Instant::now()));
+        }
+    }
+}
+
+/// How often the thread looks whether the switch is stopping and whether a VIP claim
+/// learned here is to be published (SPEC 11.4).
+const POLL: Duration = Duration::from_millis(5);
+/// How often hosts without a lease are checked for having fallen silent.
+const SILENCE_POLL: Duration = Duration::from_millis(250);
+/// A publication the store has not echoed within this long is sent again.
+const REPUBLISH: Duration = Duration::from_secs(1);
+
+/// Follows the store's updates until the switch stops or the store's thread ends.
+pub fn follow(running: &Running, rx: &Receiver<Update>) {
+    let Some(link) = &running.store else {
+        return;
+    };
+    let mut last_publish_check = std::time::Instant::now();
+    let mut last_silence_check = std::time::Instant::now();
+    loop {
+        if last_publish_check.elapsed() >= POLL {
+            last_publish_check = std::time::Instant::now();
+            publish_claims(running, link);
+        }
+        // a host whose lease is gone but was still heard on the underlay goes down
+        // once it falls silent (SPEC 11.5: not for being cut from the store alone)
+        if last_silence_check.elapsed() >= SILENCE_POLL {
+            last_silence_check = std::time::Instant::now();
+            running.update_hosts_down();
+        }
+        let u = match rx.recv_timeout(POLL) {
+            Ok(u) => u,
+            Err(RecvTimeoutError::Timeout) => {
+                if running.stopping.load(Ordering::SeqCst) {
+                    return;
+                }
+                continue;
+            }
+            Err(RecvTimeoutError::Disconnected) => return,
+        };
+        if running.stopping.load(Ordering::SeqCst) {
+            return;
+        }
+        match u {
+            Update::Network(s) => {
+                let running_rev = link
+                    .state
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .revision;
+                // the revision the switch started with (or applied) is not news
+                if s.revision != running_rev {
+                    tracing::info!(
+                        revision = s.revision,
+                        generation = s.generation,
+                        "the store holds a new network"
+                    );
+                    let _ = running.apply_stored(&s);
+                }
+            }
+            Update::Invalid(e) => {
+                running.reload_failures.fetch_add(1, Ordering::Relaxed);
+                let e = e.to_string();
+                tracing::error!(error = %one_line(&e), "the store's network is refused; the running one stays");
+                *running.last_error.lock().unwrap_or_else(|e| e.into_inner()) = Some(e);
+            }
+            Update::Alive(alive) => {
+                running.set_alive(&alive);
+            }
+            Update::VipOwners(owners) => take_vip_owners(running, link, owners),
+            Update::Lost(e) => {
+                let mut st = link.state.lock().unwrap_or_else(|e| e.into_inner());
+                if st.lost.is_none() {
+                    tracing::warn!(error = %one_line(&e.to_string()), "store lost; forwarding goes on with what is known (retrying)");
+                }
+                st.lost = Some(e.to_string());
+            }
+            Update::Synced(rev) => {
+                let mut st = link.state.lock().unwrap_or_else(|e| e.into_inner());
+                if st.lost.take().is_some() {
+                    tracing::info!(revision = rev, "store back: in sync again");
+                }
+                st.last_sync = Some(SystemTime::now());
+                st.synced_revision = rev;
+            }
+        }
+    }
+}
