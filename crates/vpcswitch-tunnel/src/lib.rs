@@ -561,15 +561,9 @@ impl Tunnel {
             return self.recv_bufs_gro(bufs, out, meta, max);
         }
         let want = max.min(self.cfg.burst);
-        let large = self.cfg.max_frame > BUF_SIZE;
         let start = out.len();
         for _ in 0..want {
-            let b = if large {
-                bufs.alloc_large()
-            } else {
-                bufs.alloc()
-            };
-            match b {
+            match self.alloc_buf(bufs) {
                 Some(b) => out.push(b),
                 None => {
                     self.stats.rx_no_buffer += 1;
@@ -613,6 +607,16 @@ impl Tunnel {
         w - start
     }
 
+    /// A packet buffer a received frame fits: a large one when `max_frame` is beyond an
+    /// ordinary buffer.
+    fn alloc_buf(&self, bufs: &mut WorkerBufs) -> Option<PacketBuf> {
+        if self.cfg.max_frame > BUF_SIZE {
+            bufs.alloc_large()
+        } else {
+            bufs.alloc()
+        }
+    }
+
     /// [`Tunnel::recv_bufs`] with GRO: each inner frame is copied from the tunnel's
     /// coalesced reads into a packet buffer (a read of many datagrams is split over
     /// as many calls as it takes).
@@ -624,16 +628,10 @@ impl Tunnel {
         max: usize,
     ) -> usize {
         let want = max.min(self.cfg.burst);
-        let large = self.cfg.max_frame > BUF_SIZE;
         let mut got = 0;
         let mut read = false;
         while got < want {
-            let b = if large {
-                bufs.alloc_large()
-            } else {
-                bufs.alloc()
-            };
-            let Some(mut b) = b else {
+            let Some(mut b) = self.alloc_buf(bufs) else {
                 // what was read waits in the tunnel's buffer for the next call
                 self.stats.rx_no_buffer += 1;
                 break;

@@ -133,18 +133,29 @@ impl Worker {
     ) {
         let mut run = std::mem::take(&mut self.tun_run);
         let mut merge: Option<Tcp4Merge> = None;
+        // whether the run's first frame was looked at: only once a second frame from
+        // the same sender could join it, so a lone segment costs no checksum pass
+        let mut tried = false;
         let mut run_meta = None;
         for (b, m) in rx.drain(..).zip(meta.iter()) {
-            if let (Some(mg), Some(first)) = (merge.as_mut(), run.first()) {
-                if run_meta == Some(*m) && mg.join(first.frame(), b.frame()) {
-                    run.push(b);
-                    continue;
+            if let Some(first) = run.first() {
+                if run_meta == Some(*m) {
+                    if !tried {
+                        merge = Tcp4Merge::start(first.frame());
+                        tried = true;
+                    }
+                    if let Some(mg) = merge.as_mut() {
+                        if mg.join(first.frame(), b.frame()) {
+                            run.push(b);
+                            continue;
+                        }
+                    }
                 }
             }
             if let Some(rm) = run_meta {
-                self.end_run(&mut run, merge, rm, out, out_meta);
+                self.end_run(&mut run, merge.take(), rm, out, out_meta);
             }
-            merge = Tcp4Merge::start(b.frame());
+            tried = false;
             run_meta = Some(*m);
             run.push(b);
         }
