@@ -164,7 +164,16 @@ impl SimHost {
             .apply(stored.config.clone())
             .expect("for this host");
         let (b, _guests) = vpcswitch::runtime::memory_backends(&cfg, 64);
-        let sw = vpcswitch::runtime::Switch::start(&cfg, b).expect("switch starts");
+        // the binary's Switch::start sizes for 4096 port slots and 256 hosts, and every
+        // port of the network takes a slot on every host (remote ones too): beyond
+        // that it refuses the network (TooManyPorts; docs/benchmarks.md), so the
+        // simulation sizes the slots to the network and keeps the other defaults
+        let opts = vpcswitch::runtime::Options {
+            max_ports: cfg.ports.len().max(4096),
+            max_hosts: cfg.hosts.len().max(256),
+            ..Default::default()
+        };
+        let sw = vpcswitch::runtime::Switch::start_with(&cfg, b, opts).expect("switch starts");
         let running = Running::new(Host::new(sw), PathBuf::new()).with_overrides(overrides);
         let (running, rx) = crate::store::attach(running, store, &stored, TTL).expect("attach");
         let running = Arc::new(running);
@@ -295,6 +304,7 @@ struct Figures {
     idle_per_s: [f64; 4],
     db_bytes: f64,
     keys: usize,
+    read_bytes: f64,
 }
 
 /// Runs the simulation: `hosts` × `ports`, `trials` applies and VIP moves, `kills`
@@ -327,6 +337,11 @@ fn simulate(hosts: usize, ports: usize, trials: usize, kills: usize) -> Figures 
     let (l1, idle) = (load(&endpoints), i0.elapsed().as_secs_f64());
     let idle_per_s: [f64; 4] = std::array::from_fn(|i| (l1[i] - l0[i]) / idle);
 
+    // the bytes of one whole read of the network (what every apply reads first)
+    let r0 = load(&endpoints);
+    admin.load().expect("load");
+    let read_bytes = load(&endpoints)[1] - r0[1];
+
     // (1) apply -> applied on every host: one port's src_dst_check flipped
     let (mut every, mut per_host, mut calls) = (Vec::new(), Vec::new(), Vec::new());
     let (l0, t_load) = (load(&endpoints), Instant::now());
@@ -347,6 +362,7 @@ fn simulate(hosts: usize, ports: usize, trials: usize, kills: usize) -> Figures 
     let per_apply: [f64; 4] =
         std::array::from_fn(|i| ((l1[i] - l0[i]) - idle_per_s[i] * span) / trials as f64);
     let apply_ms = pct(&mut every);
+    println!("  (apply -> applied every host, ms, by trial: {every:.1?})");
     let apply_call_ms = pct(&mut calls);
     let apply_us_per_host = pct(&mut per_host);
 
@@ -360,9 +376,24 @@ fn simulate(hosts: usize, ports: usize, trials: usize, kills: usize) -> Figures 
             .store
             .publish_vip_owner("vip", port, &sim[host].name)
             .expect("publish");
-        until_all(&sim, "vip owner", |h| {
-            h.vip_owner().as_deref() == Some(port)
-        });
+        let stuck = Instant::now() + Duration::from_secs(10);
+        while let Some(h) = sim.iter().find(|h| h.vip_owner().as_deref() != Some(port)) {
+            if Instant::now() > stuck {
+                let st = h.link().state.lock().unwrap();
+                panic!(
+                    "vip trial {t}: {port} published by {}; {} still has owner {:?}; its store \
+                     view {:?}, marks {:?}, alive {}, hosts down {:?}",
+                    sim[host].name,
+                    h.name,
+                    h.vip_owner(),
+                    st.vip_owners,
+                    st.vip_marks,
+                    st.alive.len(),
+                    h.running.switch.hosts_down()
+                );
+            }
+            std::thread::sleep(Duration::from_micros(200));
+        }
         vip.push(t0.elapsed().as_secs_f64() * 1e3);
     }
     let vip_ms = pct(&mut vip);
@@ -372,7 +403,7 @@ fn simulate(hosts: usize, ports: usize, trials: usize, kills: usize) -> Figures 
     let (tx, rx) = std::sync::mpsc::channel();
     admin.watch(tx).expect("admin watch");
     let mut lease_ms = Vec::new();
-    for _ in 0..kills.min(hosts - 2) {
+    for _ in 0..kills.min(hosts.saturating_sub(2)) {
         let victim = sim.pop().expect("a host");
         let name = victim.name.clone();
         victim.stop();
@@ -410,6 +441,7 @@ fn simulate(hosts: usize, ports: usize, trials: usize, kills: usize) -> Figures 
         idle_per_s,
         db_bytes,
         keys,
+        read_bytes,
     }
 }
 
@@ -456,6 +488,10 @@ fn report(hosts: usize, ports: usize, trials: usize, f: &Figures) {
         );
     }
     println!(
+        "  one whole read of the network (each apply's first step): {:.0} bytes sent",
+        f.read_bytes
+    );
+    println!(
         "  etcd db size (mean of members): {:.0} KiB",
         f.db_bytes / 1024.0
     );
@@ -494,4 +530,62 @@ fn measure_scale_by_simulation() {
     let kills = env("VPCSWITCH_SIM_KILLS", 5);
     let f = SimNetns::new(hosts).run(|| simulate(hosts, ports, trials, kills));
     report(hosts, ports, trials, &f);
+}
+
+/// Where one host's reload of the whole network goes, at `ports` ports on `hosts`
+/// hosts (no store, one thread): the command line's overrides (validation whole), the
+/// snapshot compiled against the running one, the ports to open, and the RSS the
+/// compiled snapshot holds. Median of `runs`, ms.
+fn reload_cost(hosts: usize, ports: usize, runs: usize) -> [f64; 5] {
+    let cfg = network(hosts, ports);
+    let overrides = Overrides {
+        host: Some("h0".into()),
+        ..Default::default()
+    };
+    let local = overrides.apply(cfg.clone()).expect("for h0");
+    let prev = vpcswitch::core::Snapshot::compile(&local, None).expect("compiles");
+    let mut t = [const { Vec::new() }; 4];
+    for _ in 0..runs {
+        let t0 = Instant::now();
+        let c = overrides.apply(cfg.clone()).expect("for h0");
+        t[0].push(t0.elapsed().as_secs_f64() * 1e3);
+        let t0 = Instant::now();
+        c.validate().expect("valid");
+        t[1].push(t0.elapsed().as_secs_f64() * 1e3);
+        let t0 = Instant::now();
+        let s = vpcswitch::core::Snapshot::compile(&c, Some(&prev)).expect("compiles");
+        t[2].push(t0.elapsed().as_secs_f64() * 1e3);
+        let t0 = Instant::now();
+        let n = vpcswitch::linux::changed_ports(&local, &c);
+        t[3].push(t0.elapsed().as_secs_f64() * 1e3);
+        assert!(n.is_empty() && s.port_id("p0").is_some());
+    }
+    let r0 = rss();
+    let held: Vec<_> = (0..4)
+        .map(|_| vpcswitch::core::Snapshot::compile(&local, Some(&prev)).expect("compiles"))
+        .collect();
+    let per_snapshot = rss().saturating_sub(r0) as f64 / held.len() as f64;
+    drop(held);
+    [
+        pct(&mut t[0]).0,
+        pct(&mut t[1]).0,
+        pct(&mut t[2]).0,
+        pct(&mut t[3]).0,
+        per_snapshot,
+    ]
+}
+
+/// docs/benchmarks.md "Scale by simulation": one host's reload cost by network size
+/// (no store, no switch: validation, compile, ports to open; RSS of one snapshot).
+#[test]
+#[ignore = "measurement; run with --release --ignored --nocapture"]
+fn measure_reload_cost_by_network_size() {
+    for ports in [500, 1000, 2000, 4000, 10_000] {
+        let [o, v, c, p, m] = reload_cost(100, ports, 5);
+        println!(
+            "{ports} ports, 100 hosts: overrides+validate {o:.1} ms (validate alone {v:.1} ms), \
+             compile {c:.1} ms, changed_ports {p:.1} ms; one snapshot {:.0} KiB",
+            m / 1024.0
+        );
+    }
 }
