@@ -24,8 +24,11 @@ use vpcswitch_store::Store;
 use crate::running::owner_name;
 use crate::{Overrides, Running};
 
-/// Lease TTL of the simulated hosts (the store's minimum).
-const TTL: Duration = Duration::from_secs(1);
+/// Lease TTL of the simulated hosts: `VPCSWITCH_SIM_TTL` seconds, default the binary's
+/// (3 s, `--lease-ttl`).
+fn ttl() -> Duration {
+    Duration::from_secs(env("VPCSWITCH_SIM_TTL", 3) as u64)
+}
 /// Longest wait for any one convergence.
 const CONVERGE: Duration = Duration::from_secs(60);
 
@@ -175,7 +178,7 @@ impl SimHost {
         };
         let sw = vpcswitch::runtime::Switch::start_with(&cfg, b, opts).expect("switch starts");
         let running = Running::new(Host::new(sw), PathBuf::new()).with_overrides(overrides);
-        let (running, rx) = crate::store::attach(running, store, &stored, TTL).expect("attach");
+        let (running, rx) = crate::store::attach(running, store, &stored, ttl()).expect("attach");
         let running = Arc::new(running);
         let follow = crate::store::spawn_follow(&running, rx).expect("follow thread");
         SimHost {
@@ -422,6 +425,23 @@ fn simulate(hosts: usize, ports: usize, trials: usize, kills: usize) -> Figures 
         });
         lease_ms.push(t0.elapsed().as_secs_f64() * 1e3);
     }
+    // leases granted again after one was lost (a storm: keep-alives late under load)
+    let regrants: u64 = sim
+        .iter()
+        .map(|h| {
+            h.link()
+                .store
+                .stats
+                .lease_grants
+                .load(Ordering::Relaxed)
+                .saturating_sub(1)
+        })
+        .sum();
+    let reloads: u64 = sim
+        .iter()
+        .map(|h| h.running.switch.snapshot().generation)
+        .sum();
+    println!("  leases re-granted (sum over hosts): {regrants}; reloads so far (sum of generations): {reloads}");
     let db_bytes = etcd_metric(&endpoints, "etcd_mvcc_db_total_size_in_bytes") / 3.0;
     for h in sim {
         h.stop();
