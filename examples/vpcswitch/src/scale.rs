@@ -29,8 +29,11 @@ use crate::{Overrides, Running};
 fn ttl() -> Duration {
     Duration::from_secs(env("VPCSWITCH_SIM_TTL", 3) as u64)
 }
-/// Longest wait for any one convergence.
-const CONVERGE: Duration = Duration::from_secs(60);
+
+/// Longest wait for any one convergence: `VPCSWITCH_SIM_CONVERGE` seconds (60).
+fn converge() -> Duration {
+    Duration::from_secs(env("VPCSWITCH_SIM_CONVERGE", 60) as u64)
+}
 
 /// A generated network: `hosts` hosts (tunnel endpoints 127.42.x.y, free UDP ports),
 /// `ports` ports placed round robin on them, 200 ports per /24 subnet, 10 subnets per
@@ -284,9 +287,10 @@ fn until_all(hosts: &[SimHost], what: &str, done: impl Fn(&SimHost) -> bool) -> 
             return t0.elapsed();
         }
         assert!(
-            t0.elapsed() < CONVERGE,
-            "{what}: host {} not converged after {CONVERGE:?}",
-            hosts[next].name
+            t0.elapsed() < converge(),
+            "{what}: host {} not converged after {:?}",
+            hosts[next].name,
+            converge()
         );
         std::thread::sleep(Duration::from_micros(200));
     }
@@ -358,6 +362,7 @@ fn simulate(hosts: usize, ports: usize, trials: usize, kills: usize) -> Figures 
         calls.push(t0.elapsed().as_secs_f64() * 1e3);
         until_all(&sim, "apply", |h| h.revision() >= rev);
         every.push(t0.elapsed().as_secs_f64() * 1e3);
+        eprintln!("apply trial {t}: {:.1} ms", every[t]);
         per_host.extend(sim.iter().map(|h| h.apply_us() as f64));
     }
     let l1 = load(&endpoints);
@@ -410,7 +415,7 @@ fn simulate(hosts: usize, ports: usize, trials: usize, kills: usize) -> Figures 
         let victim = sim.pop().expect("a host");
         let name = victim.name.clone();
         victim.stop();
-        let gone = Instant::now() + CONVERGE;
+        let gone = Instant::now() + converge();
         let t0 = loop {
             match rx.recv_timeout(gone.saturating_duration_since(Instant::now())) {
                 Ok(vpcswitch_store::Update::Alive(a)) if !a.contains(&name) => {
