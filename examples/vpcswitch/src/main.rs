@@ -34,6 +34,8 @@ mod metrics_http;
 mod overrides;
 mod ping_gap;
 mod running;
+#[cfg(test)]
+mod scale;
 mod store;
 
 use std::path::{Path, PathBuf};
@@ -433,24 +435,20 @@ fn run(source: Source, overrides: Overrides) -> ExitCode {
             generation = stored.generation,
             "network read from the store"
         );
-        let (tx, rx) = std::sync::mpsc::channel();
-        let watched = store.watch(tx).and_then(|()| match cfg.local_host() {
-            Some(h) => store.register_host(h, ttl),
-            None => Ok(()),
-        });
-        if let Err(e) = watched {
-            eprintln!("cannot follow the store: {e}");
-            return ExitCode::from(2);
+        match store::attach(running, store, &stored, ttl) {
+            Ok((r, rx)) => {
+                running = r;
+                follow = Some(rx);
+            }
+            Err(e) => {
+                eprintln!("cannot follow the store: {e}");
+                return ExitCode::from(2);
+            }
         }
-        running = running.with_store(store, &stored, ttl);
-        follow = Some(rx);
     }
     let running = Arc::new(running);
     if let Some(rx) = follow {
-        let running = running.clone();
-        std::thread::Builder::new()
-            .name("store-follow".into())
-            .spawn(move || store::follow(&running, &rx))
+        store::spawn_follow(&running, rx)
             .map(|_| ())
             .unwrap_or_else(|e| tracing::error!(error = %e, "cannot start the store thread"));
     }

@@ -112,6 +112,41 @@ const SILENCE_POLL: Duration = Duration::from_millis(250);
 /// A publication the store has not echoed within this long is sent again.
 const REPUBLISH: Duration = Duration::from_secs(1);
 
+/// Makes `running` follow `store` (`run --etcd`): watches it from `stored` (the
+/// network `running` started on) and registers the local host, if any, with a lease
+/// of `ttl`. Returns the switch with its [`StoreLink`] and the watch's updates, for
+/// [`follow`] ([`spawn_follow`]). Used by `run` and by the scale simulation.
+pub fn attach(
+    running: Running,
+    store: vpcswitch_store::Store,
+    stored: &vpcswitch_store::Stored,
+    ttl: Duration,
+) -> Result<(Running, Receiver<Update>), vpcswitch_store::StoreError> {
+    let (tx, rx) = std::sync::mpsc::channel();
+    store.watch(tx)?;
+    let local = running
+        .switch
+        .snapshot()
+        .config
+        .local_host()
+        .map(String::from);
+    if let Some(h) = local {
+        store.register_host(&h, ttl)?;
+    }
+    Ok((running.with_store(store, stored, ttl), rx))
+}
+
+/// Starts the thread that runs [`follow`] for `running` until it stops.
+pub fn spawn_follow(
+    running: &std::sync::Arc<Running>,
+    rx: Receiver<Update>,
+) -> std::io::Result<std::thread::JoinHandle<()>> {
+    let running = running.clone();
+    std::thread::Builder::new()
+        .name("store-follow".into())
+        .spawn(move || follow(&running, &rx))
+}
+
 /// Follows the store's updates until the switch stops or the store's thread ends.
 pub fn follow(running: &Running, rx: &Receiver<Update>) {
     let Some(link) = &running.store else {
