@@ -257,6 +257,45 @@ fn spec3_1_garp_and_reply_learn_owner_only_for_bound_ports() {
     assert_eq!(s.vip_owner_name("v"), Some("p2"));
 }
 
+/// SPEC 3.1, 11.4: a move in the datapath rings the switch's VIP bell (its listener,
+/// the store thread, publishes the claim at once); a claim that moves nothing does
+/// not; a later snapshot rings the same bell; a parked listener is woken.
+#[test]
+fn spec3_1_a_vip_move_rings_the_bell_and_wakes_its_listener() {
+    let s = topo();
+    let bell = s.vip_bell().clone();
+    assert!(bell.listen(), "the first listener");
+    assert!(bell.listen(), "the same thread again");
+    let r0 = bell.rings();
+    run(&s, "p1", &build::garp(mac(P1), ip("10.0.1.100")));
+    assert_eq!(bell.rings(), r0 + 1, "a move rings");
+    run(&s, "p1", &build::garp(mac(P1), ip("10.0.1.100")));
+    assert_eq!(bell.rings(), r0 + 1, "the same owner again: no ring");
+    // a later snapshot (a reload) rings the same bell
+    let next = Snapshot::compile(&s.config, Some(&s)).unwrap();
+    assert!(std::sync::Arc::ptr_eq(next.vip_bell(), &bell));
+    assert!(next.set_vip_owner("v", "p2", 7));
+    assert_eq!(bell.rings(), r0 + 2, "set_vip_owner's move rings");
+    // another thread cannot listen too; its ring wakes this parked one
+    let (b2, me) = (bell.clone(), std::thread::current().id());
+    let t = std::thread::spawn(move || {
+        assert_ne!(std::thread::current().id(), me);
+        assert!(!b2.listen(), "one listener per bell");
+        std::thread::sleep(std::time::Duration::from_millis(50));
+        b2.ring();
+    });
+    let start = std::time::Instant::now();
+    while bell.rings() < r0 + 3 && start.elapsed() < std::time::Duration::from_secs(20) {
+        std::thread::park_timeout(std::time::Duration::from_secs(20));
+    }
+    assert_eq!(bell.rings(), r0 + 3);
+    assert!(
+        start.elapsed() < std::time::Duration::from_secs(10),
+        "woken by the ring, not by the 20 s timeout"
+    );
+    t.join().unwrap();
+}
+
 fn arp_answer(r: &R) -> ArpInfo {
     match classify(&r.out).unwrap().l3 {
         L3::Arp(a) => a,

@@ -130,7 +130,26 @@ impl Config {
 
     /// Names of the ports (and the uplink) on this switch's host: the ones whose
     /// backends it opens.
+    /// One pass over the ports (no lookup by name per port).
     pub fn local_port_names(&self) -> impl Iterator<Item = &str> {
-        self.port_names().filter(|n| self.is_local(n))
+        self.local_backends().map(|(n, _)| n)
+    }
+
+    /// The ports (and the uplink) on this switch's host with their backends, in one
+    /// pass (what a reload compares, linear in the ports).
+    pub fn local_backends(&self) -> impl Iterator<Item = (&str, &crate::BackendSpec)> {
+        let all = self.hosts.is_empty();
+        let here = self.local_host();
+        let on_here = move |h: &Option<String>| all || (h.is_some() && h.as_deref() == here);
+        self.ports
+            .iter()
+            .filter(move |p| on_here(&p.host))
+            .map(|p| (p.name.as_str(), &p.backend))
+            .chain(
+                self.uplink
+                    .as_ref()
+                    .filter(move |u| on_here(&u.host))
+                    .map(|u| (u.name.as_str(), &u.backend)),
+            )
     }
 }

@@ -47,19 +47,19 @@ impl Switch {
         // Which ports need a (new) backend: new ports, and ports whose spec changed.
         // (SPEC 10: only ports on this host have backends; a port that moves here from
         // another host needs one, one that moves away loses its queues below)
-        let spec = |s: &Snapshot, name: &str| s.config.backend_of(name).cloned();
+        // (maps by name: linear in the ports, a reload of a large network stays cheap)
         let names = port_names(&new);
         let old_names = port_names(&old);
+        let was: HashMap<&str, &BackendSpec> = old.config.local_backends().collect();
+        let is: HashMap<&str, &BackendSpec> = new.config.local_backends().collect();
         let needs: Vec<&str> = names
             .iter()
-            .filter(|n| {
-                old.port_id(n).is_none() || !old_names.contains(n) || spec(&old, n) != spec(&new, n)
-            })
+            .filter(|n| old.port_id(n).is_none() || was.get(n.as_str()) != is.get(n.as_str()))
             .map(|n| n.as_str())
             .collect();
         let moved_away: Vec<(PortId, String)> = old_names
             .iter()
-            .filter(|n| !names.contains(n))
+            .filter(|n| !is.contains_key(n.as_str()))
             .filter_map(|n| Some((new.port_id(n)?, n.clone())))
             .collect();
         let mut descs = ctl.backends.clone();

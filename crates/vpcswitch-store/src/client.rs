@@ -163,6 +163,10 @@ pub struct StoreStats {
     pub errors: AtomicU64,
     /// VIP owners published (SPEC 11.4)
     pub vip_publications: AtomicU64,
+    /// the lease of this host's registration while one is held, 0 otherwise
+    pub lease_id: AtomicI64,
+    /// set by [`Store::leave`]: the lease is not kept alive or granted again
+    pub leaving: std::sync::atomic::AtomicBool,
 }
 
 type Task = Box<dyn FnOnce(Client) -> Pin<Box<dyn Future<Output = ()> + Send>> + Send>;
@@ -415,9 +419,21 @@ impl Store {
     /// going away: it reconnects, reads everything again and sends what differs
     /// ([`Update::Lost`] in between; nothing known is withdrawn).
     pub fn watch(&self, sink: mpsc::Sender<Update>) -> Result<(), StoreError> {
+        self.watch_waking(sink, || {})
+    }
+
+    /// [`Store::watch`], calling `wake` after each update sent (after it is in `sink`),
+    /// so a thread that sleeps between updates and other work (the switch's store
+    /// thread: `std::thread::park_timeout` and an unpark here) takes each at once.
+    pub fn watch_waking(
+        &self,
+        sink: mpsc::Sender<Update>,
+        wake: impl Fn() + Send + Sync + 'static,
+    ) -> Result<(), StoreError> {
         let shown = self.endpoints.clone();
         let stats = self.stats.clone();
-        self.spawn(move |c| watch_loop(c, shown, sink, stats))
+        let wake: Waker = Arc::new(wake);
+        self.spawn(move |c| watch_loop(c, shown, sink, wake, stats))
     }
 
     /// SPEC 11.4: publishes that `port` on `host` owns VIP `vip` (a claim learned in the
@@ -452,6 +468,37 @@ impl Store {
         let stats = self.stats.clone();
         let ttl = ttl.max(Duration::from_secs(1));
         self.spawn(move |c| lease_loop(c, key, ttl, stats))
+    }
+
+    /// A clean stop (SPEC 11.3): ends the registration of [`Store::register_host`] and
+    /// revokes its lease, so the other switches see this host gone at once instead of
+    /// after the TTL. Waits at most `within` (a stop must not hang on a lost store):
+    /// when the store cannot be reached in time the lease simply expires. Nothing to do
+    /// without a registration.
+    pub fn leave(&self, within: Duration) -> Result<(), StoreError> {
+        self.stats.leaving.store(true, Ordering::SeqCst);
+        let id = self.stats.lease_id.swap(0, Ordering::SeqCst);
+        if id == 0 {
+            return Ok(());
+        }
+        let (tx, rx) = mpsc::channel();
+        self.spawn(move |mut c| async move {
+            let r = match tokio::time::timeout(within, c.lease_revoke(id)).await {
+                Ok(Ok(_)) => Ok(()),
+                // already expired: gone all the same
+                Ok(Err(e)) if e.to_string().to_ascii_lowercase().contains("not found") => Ok(()),
+                Ok(Err(e)) => Err(etcd(e)),
+                Err(_) => Err(StoreError::Etcd(format!("no answer within {within:?}"))),
+            };
+            let _ = tx.send(r);
+        })?;
+        let r = rx
+            .recv_timeout(within + Duration::from_millis(100))
+            .unwrap_or(Err(StoreError::Stopped));
+        if r.is_err() {
+            self.stats.errors.fetch_add(1, Ordering::Relaxed);
+        }
+        r
     }
 }
 
@@ -572,9 +619,13 @@ async fn read(c: &mut Client) -> Result<Snap, StoreError> {
     Ok(s)
 }
 
+/// Called after each update the watch sends ([`Store::watch_waking`]).
+type Waker = Arc<dyn Fn() + Send + Sync>;
+
 /// What the watch sends to the switch, and what it sent last (nothing is sent twice).
 struct Outbox {
     sink: mpsc::Sender<Update>,
+    wake: Waker,
     endpoints: String,
     stats: Arc<StoreStats>,
     network: Option<i64>,
@@ -586,16 +637,16 @@ impl Outbox {
     /// Counts an error and reports the store lost; false when the receiver is gone.
     fn lost(&self, why: String) -> bool {
         self.stats.errors.fetch_add(1, Ordering::Relaxed);
-        self.sink
-            .send(Update::Lost(StoreError::Unreachable {
-                endpoints: self.endpoints.clone(),
-                why,
-            }))
-            .is_ok()
+        self.send(Update::Lost(StoreError::Unreachable {
+            endpoints: self.endpoints.clone(),
+            why,
+        }))
     }
 
     fn send(&self, u: Update) -> bool {
-        self.sink.send(u).is_ok()
+        let sent = self.sink.send(u).is_ok();
+        (self.wake)();
+        sent
     }
 
     /// Sends what changed since the last send; false when the receiver is gone.
@@ -642,10 +693,12 @@ async fn watch_loop(
     mut c: Client,
     endpoints: String,
     sink: mpsc::Sender<Update>,
+    wake: Waker,
     stats: Arc<StoreStats>,
 ) {
     let mut out = Outbox {
         sink,
+        wake,
         endpoints,
         stats: stats.clone(),
         network: None,
@@ -726,6 +779,9 @@ async fn lease_loop(mut c: Client, key: String, ttl: Duration, stats: Arc<StoreS
     let value = serde_json::json!({ "pid": std::process::id() }).to_string();
     let every = ttl / 3;
     loop {
+        if stats.leaving.load(Ordering::SeqCst) {
+            return;
+        }
         let granted = async {
             let g = c.lease_grant(ttl.as_secs() as i64, None).await?;
             let id = g.id();
@@ -746,9 +802,20 @@ async fn lease_loop(mut c: Client, key: String, ttl: Duration, stats: Arc<StoreS
             }
         };
         stats.lease_grants.fetch_add(1, Ordering::Relaxed);
+        stats.lease_id.store(keeper.id(), Ordering::SeqCst);
+        // a leave() that came during the grant found no lease to revoke: revoke it here
+        if stats.leaving.load(Ordering::SeqCst) {
+            if stats.lease_id.swap(0, Ordering::SeqCst) != 0 {
+                let _ = tokio::time::timeout(CALL_TIMEOUT, c.lease_revoke(keeper.id())).await;
+            }
+            return;
+        }
         let mut last_ok = Instant::now();
         loop {
             tokio::time::sleep(every).await;
+            if stats.leaving.load(Ordering::SeqCst) {
+                return;
+            }
             let renewed = async {
                 keeper.keep_alive().await?;
                 answers.message().await

@@ -290,6 +290,53 @@ fn a_lease_keeps_a_host_alive_and_its_expiry_is_seen() {
     wait_for(&rx, 5, |u| matches!(u, Update::Alive(a) if *a == one));
 }
 
+/// SPEC 11.3, a clean stop: `leave` revokes the host's lease, so watchers see the host
+/// gone at once, long before its TTL; the lease is not granted again afterwards; and a
+/// watch wakes whoever waits on it (`watch_waking`) with each update.
+#[test]
+fn a_host_that_leaves_is_gone_at_once_not_after_its_ttl() {
+    let c = EtcdCluster::start(3);
+    let watcher = connect(&c);
+    let (tx, rx) = mpsc::channel();
+    let woken = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
+    watcher
+        .watch_waking(tx, {
+            let woken = woken.clone();
+            move || {
+                woken.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            }
+        })
+        .unwrap();
+    let h1 = connect(&c);
+    h1.register_host("h1", Duration::from_secs(30)).unwrap();
+    let one: BTreeSet<String> = ["h1".to_string()].into();
+    wait_for(&rx, 5, |u| matches!(u, Update::Alive(a) if *a == one));
+    assert!(
+        woken.load(std::sync::atomic::Ordering::SeqCst) >= 2,
+        "the watch woke its listener for each update"
+    );
+    let t0 = Instant::now();
+    h1.leave(Duration::from_secs(1)).expect("lease revoked");
+    wait_for(&rx, 10, |u| matches!(u, Update::Alive(a) if a.is_empty()));
+    assert!(
+        t0.elapsed() < Duration::from_secs(10),
+        "gone at once, not after the 30 s TTL: {:?}",
+        t0.elapsed()
+    );
+    // no new registration follows (the keep-alive loop ended)
+    std::thread::sleep(Duration::from_secs(2));
+    let later: Vec<Update> = rx.try_iter().collect();
+    assert!(
+        !later
+            .iter()
+            .any(|u| matches!(u, Update::Alive(a) if !a.is_empty())),
+        "h1 came back after leaving: {later:?}"
+    );
+    // leaving twice, or without a registration, is nothing
+    h1.leave(Duration::from_secs(1)).unwrap();
+    connect(&c).leave(Duration::from_secs(1)).unwrap();
+}
+
 /// SPEC 11.4: a published VIP owner reaches every watcher with the store revision that
 /// set it; a later claim has a higher revision (the store's order, not a clock); a
 /// watcher started later gets the latest owner at once.

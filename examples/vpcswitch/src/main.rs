@@ -111,6 +111,14 @@ enum Cmd {
         /// address:port of the Prometheus metrics (wins over `[switch] metrics`)
         #[arg(long, value_name = "ADDR")]
         metrics: Option<String>,
+        /// port slots, fixed for the switch's life: every port of the network counts,
+        /// on other hosts too [default: 4096, or twice the network's ports at start]
+        #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=1_048_576))]
+        max_ports: Option<u32>,
+        /// host slots, fixed for the switch's life [default: 256, or twice the
+        /// network's hosts at start]
+        #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=65_536))]
+        max_hosts: Option<u32>,
     },
     /// Validate a network file and write it to the store in one transaction (SPEC 11.1).
     Apply {
@@ -188,6 +196,8 @@ fn main() -> ExitCode {
             host,
             control_socket,
             metrics,
+            max_ports,
+            max_hosts,
         } => {
             init_logs(log_format, log_color);
             let o = Overrides {
@@ -204,7 +214,14 @@ fn main() -> ExitCode {
                 // clap requires one of them
                 (None, None) => return ExitCode::from(2),
             };
-            run(source, o)
+            run(
+                source,
+                o,
+                Sizing {
+                    max_ports,
+                    max_hosts,
+                },
+            )
         }
         Cmd::Apply {
             file,
@@ -371,7 +388,32 @@ enum Source {
     },
 }
 
-fn run(source: Source, overrides: Overrides) -> ExitCode {
+/// `run --max-ports/--max-hosts`: the runtime's slots, when given.
+struct Sizing {
+    max_ports: Option<u32>,
+    max_hosts: Option<u32>,
+}
+
+impl Sizing {
+    /// The runtime's options for `cfg`: what was given, else the runtime's default or
+    /// twice what `cfg` has, whichever is more (so a large network starts, and can grow
+    /// by reloads, without an option).
+    fn options(&self, cfg: &Config) -> vpcswitch::runtime::Options {
+        let d = vpcswitch::runtime::Options::default();
+        let ports = cfg.ports.len() + usize::from(cfg.uplink.is_some());
+        vpcswitch::runtime::Options {
+            max_ports: self
+                .max_ports
+                .map_or(d.max_ports.max(2 * ports), |n| n as usize),
+            max_hosts: self
+                .max_hosts
+                .map_or(d.max_hosts.max(2 * cfg.hosts.len()), |n| n as usize),
+            ..d
+        }
+    }
+}
+
+fn run(source: Source, overrides: Overrides, sizing: Sizing) -> ExitCode {
     let (cfg, path, store) = match source {
         Source::File(path) => match overrides.load(&path) {
             Ok(c) => (c, path, None),
@@ -408,7 +450,8 @@ fn run(source: Source, overrides: Overrides) -> ExitCode {
             (cfg, PathBuf::new(), Some((store, stored, lease_ttl)))
         }
     };
-    let switch = match Host::start(&cfg) {
+    let opts = sizing.options(&cfg);
+    let switch = match Host::start_with(&cfg, opts.clone()) {
         Ok(s) => s,
         Err(e @ LinuxError::Backend { .. }) => {
             eprintln!("{e}");
@@ -424,6 +467,8 @@ fn run(source: Source, overrides: Overrides) -> ExitCode {
         ports = cfg.ports.len(),
         vips = cfg.vips.len(),
         host = cfg.local_host().unwrap_or("-"),
+        max_ports = opts.max_ports,
+        max_hosts = opts.max_hosts,
         "switch started"
     );
     let mut running = Running::new(switch, path).with_overrides(overrides);
@@ -562,6 +607,7 @@ fn shutdown(
     metrics: Option<JoinHandle<()>>,
 ) -> u8 {
     running.stopping.store(true, Ordering::SeqCst);
+    store::leave(&running);
     stop.stop();
     if let Some(s) = server {
         s.finish();

@@ -27,6 +27,9 @@ pub struct StoreLink {
     /// this switch's lease TTL: also how long a host whose lease expired stays up here
     /// after the last tunnel packet heard from it (SPEC 11.5)
     pub lease_ttl: std::time::Duration,
+    /// wakes the store thread ([`crate::store::follow`]): rung by the watch after each
+    /// update and at stop
+    pub wake: std::sync::Arc<vpcswitch::core::Doorbell>,
 }
 
 /// What a switch knows of its store (`ctl stats`).
@@ -170,6 +173,7 @@ impl Running {
         store: Store,
         started: &Stored,
         lease_ttl: std::time::Duration,
+        wake: std::sync::Arc<vpcswitch::core::Doorbell>,
     ) -> Running {
         let state = StoreState {
             revision: started.revision,
@@ -181,6 +185,7 @@ impl Running {
             store,
             state: Mutex::new(state),
             lease_ttl,
+            wake,
         });
         self
     }

@@ -419,8 +419,8 @@ impl Snapshot {
     /// SPEC 3.1: the ingress port becomes the owner of VIP `v`.
     #[inline]
     fn claim_vip<T: Tracer>(&self, f: &Frame<'_, T>, v: VipId) {
-        if !T::DRY_RUN {
-            self.vip_cell(v).claim(f.port.id, f.ctx.now_ns);
+        if !T::DRY_RUN && self.vip_cell(v).claim(f.port.id, f.ctx.now_ns) {
+            self.vip_bell().ring();
         }
     }
 

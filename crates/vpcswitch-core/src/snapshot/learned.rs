@@ -13,6 +13,40 @@ use vpcswitch_wire::MacKey;
 use super::{Snapshot, VipEntry};
 use crate::{PortId, VipId};
 
+/// Wakes the one control thread that listens (the binary's store thread, an
+/// embedder's) when a worker changed learned state it watches: a VIP moved (SPEC 3.1,
+/// 11.4: the claim is published at once, not at the next poll). Ringing takes no lock
+/// and allocates nothing (a counter and the listener's `Thread::unpark`, a syscall only
+/// when it sleeps), and a VIP moves only on a claim, so it stays off the per-packet
+/// path. One bell per switch, carried from snapshot to snapshot.
+#[derive(Debug, Default)]
+pub struct Doorbell {
+    rings: AtomicU64,
+    listener: std::sync::OnceLock<std::thread::Thread>,
+}
+
+impl Doorbell {
+    /// Counts a ring and wakes the listener, if one listens.
+    pub fn ring(&self) {
+        self.rings.fetch_add(1, Ordering::Release);
+        if let Some(t) = self.listener.get() {
+            t.unpark();
+        }
+    }
+    /// How many times the bell rang: the listener compares it with what it last saw,
+    /// after any wake (`std::thread::park` may return spuriously).
+    pub fn rings(&self) -> u64 {
+        self.rings.load(Ordering::Acquire)
+    }
+    /// Makes the calling thread the one [`Doorbell::ring`] unparks; false when another
+    /// thread listens already (there is one listener per bell).
+    pub fn listen(&self) -> bool {
+        let me = std::thread::current();
+        let id = me.id();
+        self.listener.set(me).is_ok() || self.listener.get().is_some_and(|t| t.id() == id)
+    }
+}
+
 /// "No owner" in a [`VipCell`].
 pub const NO_OWNER: u32 = u32::MAX;
 
@@ -163,6 +197,8 @@ pub(crate) struct Learned {
     budgets: Box<[PortBudgets]>,
     /// per-second limits, indexed by [`Budget`]
     limits: [u32; BUDGETS],
+    /// rung when a VIP moves; the previous snapshot's
+    vip_bell: std::sync::Arc<Doorbell>,
 }
 
 impl Learned {
@@ -194,6 +230,7 @@ impl Learned {
             .collect();
         let sw = &cfg.switch;
         Learned {
+            vip_bell: prev.map_or_else(Default::default, |p| p.learned.vip_bell.clone()),
             next_hop_mac: AtomicU64::new(next_hop_mac),
             vip_cells,
             budgets: (0..nports).map(|_| PortBudgets::default()).collect(),
@@ -312,8 +349,15 @@ impl Snapshot {
         if !self.vips[v as usize].ports.contains(&p) {
             return false;
         }
-        self.vip_cell(v).claim(p, now_ns);
+        if self.vip_cell(v).claim(p, now_ns) {
+            self.learned.vip_bell.ring();
+        }
         true
+    }
+    /// The bell rung whenever a VIP's owner changes (a claim in the datapath or
+    /// [`Snapshot::set_vip_owner`]); the same for every snapshot of a switch.
+    pub fn vip_bell(&self) -> &std::sync::Arc<Doorbell> {
+        &self.learned.vip_bell
     }
     /// Takes `n` tokens of `budget` for `port`: granted while the window is not yet
     /// spent (so one grant may overshoot the limit by up to `n − 1`, and a frame

@@ -25,7 +25,7 @@ mod learned;
 mod overlay;
 
 use learned::Learned;
-pub use learned::{Budget, VipCell, NO_OWNER};
+pub use learned::{Budget, Doorbell, VipCell, NO_OWNER};
 use overlay::Overlay;
 pub use overlay::{HostEntry, Location};
 

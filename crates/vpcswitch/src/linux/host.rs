@@ -5,7 +5,7 @@ use std::ops::Deref;
 use std::sync::Mutex;
 
 use vpcswitch_model::Config;
-use vpcswitch_runtime::Switch;
+use vpcswitch_runtime::{Options, Switch};
 
 use super::{backends, changed_ports, one_line, tapns, LinuxError};
 
@@ -32,9 +32,15 @@ impl Host {
     /// cannot be opened here is [`LinuxError::Backend`] (nothing started); a device
     /// that cannot be opened, or a refused configuration, [`LinuxError::Runtime`].
     pub fn start(cfg: &Config) -> Result<Host, LinuxError> {
+        Host::start_with(cfg, Options::default())
+    }
+
+    /// [`Host::start`] with the runtime's sizing `opts` (port and host slots, buffer
+    /// pools: fixed for the switch's life).
+    pub fn start_with(cfg: &Config, opts: Options) -> Result<Host, LinuxError> {
         let all: Vec<String> = cfg.local_port_names().map(String::from).collect();
         let b = backends(cfg, &all)?;
-        Ok(Host::new(Switch::start(cfg, b)?))
+        Ok(Host::new(Switch::start_with(cfg, b, opts)?))
     }
 
     /// Takes over a switch started otherwise (other options, backends of its own);

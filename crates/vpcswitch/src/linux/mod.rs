@@ -109,14 +109,13 @@ pub fn backends(cfg: &Config, names: &[String]) -> Result<Backends, LinuxError> 
 
 /// Names of this host's ports that are new in `new`, came to this host, or whose
 /// backend spec changed since `old`: the ports a reload from `old` to `new` opens.
+/// Linear in the ports of both (one map of `old`'s local ports by name).
 pub fn changed_ports(old: &Config, new: &Config) -> Vec<String> {
-    new.local_port_names()
-        .filter(|n| {
-            old.backend_of(n).is_none()
-                || !old.is_local(n)
-                || old.backend_of(n) != new.backend_of(n)
-        })
-        .map(String::from)
+    let was: std::collections::HashMap<&str, &vpcswitch_model::BackendSpec> =
+        old.local_backends().collect();
+    new.local_backends()
+        .filter(|(n, b)| was.get(n) != Some(b))
+        .map(|(n, _)| n.to_string())
         .collect()
 }
 
