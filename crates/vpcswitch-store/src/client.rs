@@ -104,6 +104,10 @@ pub struct Stored {
     pub revision: i64,
     /// how many applies wrote it (1 for the first)
     pub generation: u64,
+    /// when the apply that wrote it committed it, on the applier's clock (unix µs; 0
+    /// when unknown: written by an older version): a switch's
+    /// "store → applied here" lag is measured from it
+    pub written_unix_us: u64,
 }
 
 /// What an apply did (or, dry-run, would do).
@@ -165,6 +169,8 @@ pub struct StoreStats {
     pub vip_publications: AtomicU64,
     /// the lease of this host's registration while one is held, 0 otherwise
     pub lease_id: AtomicI64,
+    /// when the lease was last granted or renewed (unix ms), 0 never
+    pub lease_renewed_unix_ms: AtomicU64,
     /// set by [`Store::leave`]: the lease is not kept alive or granted again
     pub leaving: std::sync::atomic::AtomicBool,
 }
@@ -371,6 +377,7 @@ impl Store {
                 let marker = AppliedMarker {
                     generation: snap.generation + 1,
                     objects: new.len(),
+                    written_unix_us: unix_us_now(),
                 };
                 ops.push(TxnOp::put(
                     APPLIED,
@@ -517,6 +524,16 @@ impl Drop for Store {
 struct AppliedMarker {
     generation: u64,
     objects: usize,
+    /// the applier's clock when it sent the transaction (absent before this field)
+    #[serde(default)]
+    written_unix_us: u64,
+}
+
+/// Now on the wall clock, in unix µs (0 before 1970).
+fn unix_us_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_micros() as u64)
 }
 
 /// Everything of layout v1 at one revision.
@@ -526,6 +543,7 @@ struct Snap {
     network: KeyMap,
     applied_revision: i64,
     generation: u64,
+    written_unix_us: u64,
     alive: BTreeSet<String>,
     vip_owners: BTreeMap<String, VipOwner>,
     /// the store revision read at
@@ -539,9 +557,9 @@ impl Snap {
             self.version = Some(v);
         } else if key == APPLIED {
             self.applied_revision = mod_revision;
-            self.generation = serde_json::from_str::<AppliedMarker>(&v)
-                .map(|m| m.generation)
-                .unwrap_or(0);
+            let m = serde_json::from_str::<AppliedMarker>(&v).ok();
+            self.generation = m.as_ref().map_or(0, |m| m.generation);
+            self.written_unix_us = m.map_or(0, |m| m.written_unix_us);
         } else if key.starts_with(NETWORK) {
             self.network.insert(key.to_string(), v);
         } else if let Some(h) = key.strip_prefix(ALIVE) {
@@ -591,6 +609,7 @@ impl Snap {
             config,
             revision: self.applied_revision,
             generation: self.generation,
+            written_unix_us: self.written_unix_us,
         })
     }
 }
@@ -803,6 +822,9 @@ async fn lease_loop(mut c: Client, key: String, ttl: Duration, stats: Arc<StoreS
         };
         stats.lease_grants.fetch_add(1, Ordering::Relaxed);
         stats.lease_id.store(keeper.id(), Ordering::SeqCst);
+        stats
+            .lease_renewed_unix_ms
+            .store(unix_us_now() / 1000, Ordering::Relaxed);
         // a leave() that came during the grant found no lease to revoke: revoke it here
         if stats.leaving.load(Ordering::SeqCst) {
             if stats.lease_id.swap(0, Ordering::SeqCst) != 0 {
@@ -823,10 +845,16 @@ async fn lease_loop(mut c: Client, key: String, ttl: Duration, stats: Arc<StoreS
             match tokio::time::timeout(every.max(Duration::from_millis(500)), renewed).await {
                 Ok(Ok(Some(r))) if r.ttl() > 0 => {
                     stats.lease_renewals.fetch_add(1, Ordering::Relaxed);
+                    stats
+                        .lease_renewed_unix_ms
+                        .store(unix_us_now() / 1000, Ordering::Relaxed);
                     last_ok = Instant::now();
                 }
                 // the lease expired (the store was away longer than the TTL): register again
-                Ok(Ok(Some(_))) => break,
+                Ok(Ok(Some(_))) => {
+                    stats.lease_id.store(0, Ordering::SeqCst);
+                    break;
+                }
                 _ => {
                     stats.errors.fetch_add(1, Ordering::Relaxed);
                     if last_ok.elapsed() >= ttl {

@@ -163,6 +163,22 @@ pub fn store_metrics(running: &Running) -> String {
         st.apply_us as f64 / 1e6,
     );
     one(
+        "vpcswitch_store_apply_lag_seconds",
+        "gauge",
+        "From the commit of the running revision's apply (the applier's clock) to it running here: the watch's lag plus the reload (NaN until known).",
+        st.lag_us().map_or(f64::NAN, |us| us as f64 / 1e6),
+    );
+    one(
+        "vpcswitch_store_lease_held",
+        "gauge",
+        "1 while this host holds its lease in the store (SPEC 11.3), 0 otherwise.",
+        if stats.lease_id.load(Ordering::Relaxed) != 0 {
+            1.0
+        } else {
+            0.0
+        },
+    );
+    one(
         "vpcswitch_store_errors_total",
         "counter",
         "Failed calls to the store (each retry counts).",

@@ -49,6 +49,9 @@ pub struct StoreState {
     pub applied_unix_us: u64,
     /// how long applying it took here (validate, compile, swap, grace period), µs
     pub apply_us: u64,
+    /// when the apply that wrote it was sent, on the applier's clock (unix µs, 0
+    /// unknown): `applied_unix_us` minus this is the store → applied lag
+    pub written_unix_us: u64,
     /// hosts whose lease is alive now
     pub alive: BTreeSet<String>,
     /// hosts seen alive since this switch started (a host never seen alive is not
@@ -68,6 +71,16 @@ pub struct StoreState {
     pub claims: std::collections::BTreeMap<String, (String, u64)>,
     /// per VIP, the store revision of its owner last received and when (unix µs)
     pub vip_seen: std::collections::BTreeMap<String, (i64, u64)>,
+}
+
+impl StoreState {
+    /// From the apply's commit (the applier's clock) to the running revision swapped in
+    /// here (this host's clock; both NTP-synchronised in a fleet): the watch's lag plus
+    /// the reload. `None` until a revision was applied here with a known write time.
+    pub fn lag_us(&self) -> Option<u64> {
+        (self.written_unix_us != 0 && self.applied_unix_us != 0)
+            .then(|| self.applied_unix_us.saturating_sub(self.written_unix_us))
+    }
 }
 
 /// The running switch and the file it was started from.
@@ -225,9 +238,14 @@ impl Running {
         if r.is_ok() {
             if let Some(link) = &self.store {
                 let mut st = link.state.lock().unwrap_or_else(|e| e.into_inner());
+                // the same revision again (ctl reload, SIGHUP) keeps its first
+                // application time: the lag is the revision's, not the reload's
+                if st.revision != s.revision {
+                    st.applied_unix_us = unix_us(SystemTime::now());
+                    st.written_unix_us = s.written_unix_us;
+                }
                 st.revision = s.revision;
                 st.generation = s.generation;
-                st.applied_unix_us = unix_us(SystemTime::now());
                 st.apply_us = t0.elapsed().as_micros() as u64;
             }
         }

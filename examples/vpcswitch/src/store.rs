@@ -299,6 +299,7 @@ mod tests {
             config: vpcswitch::model::Config::default(),
             revision,
             generation: 1,
+            written_unix_us: 0,
         }))
     }
 

@@ -164,6 +164,19 @@ fn spec11_2_a_fleet_from_etcd_forwards_and_every_apply_reaches_every_switch() {
     let st = &f.ctl_on("h2", "stats")["store"];
     assert!(st["lease_renewals"].as_u64().unwrap_or(0) > 0, "{st}");
     assert_eq!(st["hosts_down"], serde_json::json!([]), "{st}");
+    assert!(
+        st["lease"]["id"].as_i64().unwrap_or(0) != 0,
+        "h2 holds its lease: {st}"
+    );
+    assert!(
+        st["lag_us"].as_u64().is_some(),
+        "the apply -> running lag is known after an apply: {st}"
+    );
+    let m = f.scrape_on("h2");
+    assert!(
+        m.contains("vpcswitch_store_lease_held 1"),
+        "lease held in the metrics: {m}"
+    );
 }
 
 /// SPEC 11.3: when a switch dies its lease expires and the other switches treat its

@@ -305,16 +305,27 @@ pub fn stats(r: &Running) -> Value {
     let store = store_view(r);
     if let Some(st) = &store {
         text += &format!(
-            "store {}: network revision {} (generation {}), synced at store revision {} {}, \
-             lease renewals {}, store errors {}{}\n",
+            "store {}: network revision {} (generation {}{}), synced at store revision {} {}, \
+             {}, store errors {}{}\n",
             st["endpoints"].as_str().unwrap_or(""),
             st["revision"],
             st["generation"],
+            st["lag_us"].as_u64().map_or(String::new(), |us| format!(
+                ", running {:.1} ms after its apply",
+                us as f64 / 1000.0
+            )),
             st["synced_revision"],
             st["last_sync_unix_ms"]
                 .as_u64()
                 .map_or("never".to_string(), |ms| format!("(unix ms {ms})")),
-            st["lease_renewals"],
+            match st["lease"]["id"].as_i64() {
+                Some(id) if id != 0 => format!(
+                    "lease {id:x} held (ttl {} s, renewed {} times, last at unix ms {})",
+                    st["lease"]["ttl_secs"], st["lease_renewals"], st["lease"]["renewed_unix_ms"]
+                ),
+                _ if st["local_host"].is_null() => "no lease (no local host)".to_string(),
+                _ => "lease NOT held (registering)".to_string(),
+            },
             st["errors"],
             st["lost"].as_str().map_or(String::new(), |e| format!(
                 "; LOST: {}",
@@ -350,6 +361,14 @@ fn store_view(r: &Running) -> Option<Value> {
         "generation": st.generation,
         "synced_revision": st.synced_revision,
         "applied_unix_us": st.applied_unix_us,
+        "written_unix_us": st.written_unix_us,
+        "lag_us": st.lag_us(),
+        "local_host": r.switch.snapshot().config.local_host(),
+        "lease": {
+            "id": stats.lease_id.load(Relaxed),
+            "ttl_secs": link.lease_ttl.as_secs(),
+            "renewed_unix_ms": stats.lease_renewed_unix_ms.load(Relaxed),
+        },
         "last_sync_unix_ms": ms,
         "lost": st.lost,
         "alive": st.alive,
