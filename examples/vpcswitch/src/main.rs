@@ -458,7 +458,13 @@ fn run(source: Source, overrides: Overrides, sizing: Sizing) -> ExitCode {
             return ExitCode::from(1);
         }
         Err(e) => {
-            eprintln!("cannot start: {e}");
+            use vpcswitch::runtime::RuntimeError::{TooManyHosts, TooManyPorts};
+            let hint = match &e {
+                LinuxError::Runtime(TooManyPorts { .. }) => " (set it with --max-ports)",
+                LinuxError::Runtime(TooManyHosts { .. }) => " (set it with --max-hosts)",
+                _ => "",
+            };
+            eprintln!("cannot start: {e}{hint}");
             return ExitCode::from(2);
         }
     };

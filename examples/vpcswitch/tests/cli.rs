@@ -260,3 +260,33 @@ fn run_help_lists_the_multi_host_flags() {
     let (code, _, err) = vs(&["check", "-c", "x.toml", "--metrics", "127.0.0.1:1"]);
     assert_eq!(code, 2, "{err}");
 }
+
+/// `run --max-ports/--max-hosts`: a network needing more port slots than given is
+/// refused at start, naming the option; nonsense values are refused by the parser.
+#[test]
+fn run_sizes_its_port_slots_and_refuses_a_network_that_does_not_fit() {
+    let two = format!(
+        "{GOOD}\n[[ports]]\nname = \"p2\"\nsubnet = \"s\"\nmac = \"02:00:00:00:01:02\"\nips = [\"10.0.1.12\"]\nbackend = {{ type = \"tap\", ifname = \"vsx-p2\" }}\n"
+    );
+    let f = write("two.toml", &two);
+    let (code, _, err) = vs(&["run", "-c", &f, "--max-ports", "1"]);
+    assert_eq!(code, 2, "{err}");
+    assert!(
+        err.contains("2 port ids needed, the runtime was started with max_ports = 1 (set it with --max-ports)"),
+        "{err}"
+    );
+    for bad in [
+        ["--max-ports", "0"],
+        ["--max-hosts", "0"],
+        ["--max-ports", "x"],
+    ] {
+        let (code, _, err) = vs(&["run", "-c", &f, bad[0], bad[1]]);
+        assert_eq!(code, 2, "{bad:?}: {err}");
+        assert!(err.contains(&format!("for '{} <N>'", bad[0])), "{err}");
+    }
+    let (_, out, _) = vs(&["run", "--help"]);
+    assert!(
+        out.contains("--max-ports <N>") && out.contains("--max-hosts <N>"),
+        "{out}"
+    );
+}
