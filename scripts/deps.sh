@@ -3,8 +3,10 @@
 # on a Debian-like system. Sourced by scripts/test.sh and scripts/demo.sh.
 # etcd-server: the store the control-plane tests start (crates/vpcswitch-store, SPEC 11);
 # protobuf-compiler and libprotobuf-dev: the etcd-client crate's build (protoc and the
-# well-known .proto files).
-DEB_PACKAGES="iproute2 iputils-ping iperf3 keepalived tcpdump python3-scapy procps ethtool curl util-linux openvswitch-switch etcd-server protobuf-compiler libprotobuf-dev"
+# well-known .proto files). prometheus: promtool, which checks the metrics page and the
+# shipped alert rules (deploy/prometheus); on a host running systemd, installing it also
+# starts a Prometheus server on :9090 (the tests never use it).
+DEB_PACKAGES="iproute2 iputils-ping iperf3 keepalived tcpdump python3-scapy procps ethtool curl util-linux openvswitch-switch etcd-server protobuf-compiler libprotobuf-dev prometheus"
 install_deb_packages() {
   if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
     local missing="" p

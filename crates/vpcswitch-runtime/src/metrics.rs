@@ -2,7 +2,12 @@
 //!
 //! Rendering reads the same relaxed atomics as [`Switch::stats`]: no lock a worker
 //! takes, so scraping never stalls forwarding. Names follow Prometheus conventions
-//! (`_total` for counters, base units, labels for the port, reason, worker and VIP).
+//! (`_total` for counters, base units, labels for the port, reason, worker and VIP;
+//! points in time as `_timestamp_seconds`, unix time, never "seconds since"; `_info`
+//! series carry labels and the value 1), checked by `promtool check metrics` in the
+//! tests. `vpcswitch_drops_total` has a series for every reason from the first scrape
+//! (zero included), so a rate or an alert sees the first burst; per-port drop series
+//! appear once non-zero (57 reasons × every port would be too many series).
 
 use std::fmt::Write;
 
@@ -12,6 +17,15 @@ fn esc(s: &str) -> String {
     s.replace('\\', "\\\\")
         .replace('"', "\\\"")
         .replace('\n', "\\n")
+}
+
+/// Unix time, in seconds, of the instant `t_ns` on the switch's clock
+/// ([`Switch::now_ns`]), given that clock's `now_ns`.
+fn unix_secs(now_ns: u64, t_ns: u64) -> f64 {
+    let wall = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0.0, |d| d.as_secs_f64());
+    wall - now_ns.saturating_sub(t_ns) as f64 / 1e9
 }
 
 fn head(out: &mut String, name: &str, kind: &str, help: &str) {
@@ -25,6 +39,47 @@ pub fn prometheus(sw: &Switch, reload_failures: u64) -> String {
     let snap = sw.snapshot();
     let now = sw.now_ns();
     let mut o = String::with_capacity(8192);
+
+    head(
+        &mut o,
+        "vpcswitch_build_info",
+        "gauge",
+        "The vpcswitch library's version; the value is 1.",
+    );
+    let _ = writeln!(
+        o,
+        "vpcswitch_build_info{{version=\"{}\"}} 1",
+        env!("CARGO_PKG_VERSION")
+    );
+    head(
+        &mut o,
+        "vpcswitch_port_info",
+        "gauge",
+        "Each port of the network: its backend type, interface (empty for memory), host (empty without [[hosts]]) and whether it lives here; the value is 1.",
+    );
+    let cfg = &snap.config;
+    let uplink = cfg.uplink.iter().map(|u| (&u.name, &u.backend, &u.host));
+    for (name, backend, host) in cfg
+        .ports
+        .iter()
+        .map(|p| (&p.name, &p.backend, &p.host))
+        .chain(uplink)
+    {
+        let kind = match backend {
+            vpcswitch_model::BackendSpec::Memory => "memory",
+            vpcswitch_model::BackendSpec::Tap { .. } => "tap",
+            vpcswitch_model::BackendSpec::AfXdp { .. } => "af_xdp",
+            vpcswitch_model::BackendSpec::AfPacket { .. } => "af_packet",
+        };
+        let _ = writeln!(
+            o,
+            "vpcswitch_port_info{{port=\"{}\",backend=\"{kind}\",interface=\"{}\",host=\"{}\",local=\"{}\"}} 1",
+            esc(name),
+            esc(backend.ifname().unwrap_or("")),
+            esc(host.as_deref().unwrap_or("")),
+            cfg.is_local(name)
+        );
+    }
 
     type PortField = fn(&crate::PortStats) -> u64;
     let per_port: [(&str, &str, PortField); 4] = [
@@ -89,9 +144,10 @@ pub fn prometheus(sw: &Switch, reload_failures: u64) -> String {
         &mut o,
         "vpcswitch_drops_total",
         "counter",
-        "Frames dropped, by reason, all ports.",
+        "Frames dropped, by reason, all ports; every reason has a series from the start.",
     );
-    for (r, n) in &s.drops {
+    for r in vpcswitch_core::DropReason::ALL {
+        let n = s.drops.iter().find(|d| d.0 == *r).map_or(0, |d| d.1);
         let _ = writeln!(o, "vpcswitch_drops_total{{reason=\"{}\"}} {n}", r.name());
     }
 
@@ -146,7 +202,7 @@ pub fn prometheus(sw: &Switch, reload_failures: u64) -> String {
             &mut o,
             "vpcswitch_host_last_rx_timestamp_seconds",
             "gauge",
-            "When the last tunnel packet from the host arrived, seconds since the switch started; absent: never.",
+            "When the last tunnel packet from the host arrived, unix time; absent: never.",
         );
         for h in &s.hosts {
             if let Some(t) = h.last_rx_ns {
@@ -154,7 +210,7 @@ pub fn prometheus(sw: &Switch, reload_failures: u64) -> String {
                     o,
                     "vpcswitch_host_last_rx_timestamp_seconds{{host=\"{}\"}} {:.3}",
                     esc(&h.name),
-                    t as f64 / 1e9
+                    unix_secs(now, t)
                 );
             }
         }
@@ -320,11 +376,11 @@ pub fn prometheus(sw: &Switch, reload_failures: u64) -> String {
             cell.moves()
         );
         if cell.moves() > 0 {
-            let ago = now.saturating_sub(cell.last_move_ns()) as f64 / 1e9;
             let _ = writeln!(
                 since,
-                "vpcswitch_vip_seconds_since_move{{vip=\"{}\"}} {ago:.3}",
-                esc(&v.name)
+                "vpcswitch_vip_last_move_timestamp_seconds{{vip=\"{}\"}} {:.3}",
+                esc(&v.name),
+                unix_secs(now, cell.last_move_ns())
             );
         }
         if let Some(ns) = cell.first_packet_ns() {
@@ -345,9 +401,9 @@ pub fn prometheus(sw: &Switch, reload_failures: u64) -> String {
     o.push_str(&moves);
     head(
         &mut o,
-        "vpcswitch_vip_seconds_since_move",
+        "vpcswitch_vip_last_move_timestamp_seconds",
         "gauge",
-        "Seconds since each VIP last moved (no series before its first move).",
+        "When each VIP last moved, unix time (no series before its first move; moves carried over by reloads keep their time).",
     );
     o.push_str(&since);
     head(

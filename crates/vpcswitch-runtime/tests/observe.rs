@@ -108,7 +108,46 @@ fn metrics_move_with_traffic() {
         Some(1.0)
     );
     assert_eq!(value(&m, "vpcswitch_vip_moves_total{vip=\"v\"}"), Some(1.0));
-    assert!(value(&m, "vpcswitch_vip_seconds_since_move{vip=\"v\"}").is_some());
+    // a point in time, unix seconds (not "seconds since")
+    let moved = value(&m, "vpcswitch_vip_last_move_timestamp_seconds{vip=\"v\"}").unwrap_or(0.0);
+    let wall = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs_f64();
+    assert!(
+        moved > wall - 600.0 && moved <= wall + 1.0,
+        "{moved} vs {wall}"
+    );
+    // every drop reason has a series from the start (zero included)
+    for r in DropReason::ALL {
+        assert!(
+            value(
+                &m,
+                &format!("vpcswitch_drops_total{{reason=\"{}\"}}", r.name())
+            )
+            .is_some(),
+            "{} pre-zeroed",
+            r.name()
+        );
+    }
+    assert_eq!(
+        value(
+            &m,
+            &format!(
+                "vpcswitch_build_info{{version=\"{}\"}}",
+                env!("CARGO_PKG_VERSION")
+            )
+        ),
+        Some(1.0)
+    );
+    assert_eq!(
+        value(
+            &m,
+            "vpcswitch_port_info{port=\"p1\",backend=\"memory\",interface=\"\",host=\"\",local=\"true\"}"
+        ),
+        Some(1.0),
+        "{m}"
+    );
     assert_eq!(
         value(&m, "vpcswitch_config_reload_failures_total"),
         Some(2.0)

@@ -414,6 +414,8 @@ impl Sizing {
 }
 
 fn run(source: Source, overrides: Overrides, sizing: Sizing) -> ExitCode {
+    // process_start_time_seconds
+    metrics_http::started_at();
     let (cfg, path, store) = match source {
         Source::File(path) => match overrides.load(&path) {
             Ok(c) => (c, path, None),

@@ -101,7 +101,9 @@ fn answer(s: TcpStream, running: &Running) {
             prometheus(
                 &running.switch,
                 running.reload_failures.load(Ordering::Relaxed),
-            ) + &store_metrics(running),
+            ) + &reload_metrics(running)
+                + &process_metrics()
+                + &store_metrics(running),
         ),
         ("GET", "/") => (
             "200 OK",
@@ -119,6 +121,120 @@ fn answer(s: TcpStream, running: &Running) {
         "HTTP/1.1 {status}\r\nContent-Type: {ctype}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
         body.len()
     );
+}
+
+/// Unix seconds of `t`.
+fn unix_secs(t: std::time::SystemTime) -> f64 {
+    t.duration_since(std::time::UNIX_EPOCH)
+        .map_or(0.0, |d| d.as_secs_f64())
+}
+
+/// When this process started (the first call, made in `main`), for
+/// `process_start_time_seconds`.
+pub fn started_at() -> std::time::SystemTime {
+    static AT: std::sync::OnceLock<std::time::SystemTime> = std::sync::OnceLock::new();
+    *AT.get_or_init(std::time::SystemTime::now)
+}
+
+/// The last reload's outcome and the last successful load's time (named as Prometheus
+/// names its own: `..._last_reload_successful`, `..._last_reload_success_timestamp_seconds`).
+fn reload_metrics(running: &Running) -> String {
+    let (ok, at) = *running
+        .last_reload
+        .lock()
+        .unwrap_or_else(|e| e.into_inner());
+    format!(
+        "# HELP vpcswitch_config_last_reload_successful 1 when the last reload (SIGHUP, ctl reload, a store revision) succeeded or none was tried, 0 when it was refused.\n\
+         # TYPE vpcswitch_config_last_reload_successful gauge\n\
+         vpcswitch_config_last_reload_successful {}\n\
+         # HELP vpcswitch_config_last_reload_success_timestamp_seconds When the running configuration was loaded (at start or by the last successful reload), unix time.\n\
+         # TYPE vpcswitch_config_last_reload_success_timestamp_seconds gauge\n\
+         vpcswitch_config_last_reload_success_timestamp_seconds {:.3}\n",
+        u8::from(ok),
+        unix_secs(at)
+    )
+}
+
+/// The standard `process_*` metrics (as Prometheus' client libraries name them), read
+/// from /proc/self: CPU time, resident and virtual memory, open and maximum file
+/// descriptors, threads, start time. A value /proc does not give is left out.
+pub fn process_metrics() -> String {
+    use std::fmt::Write as _;
+    let mut o = String::new();
+    let mut one = |name: &str, kind: &str, help: &str, v: Option<f64>| {
+        if let Some(v) = v {
+            let _ = writeln!(o, "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {v}");
+        }
+    };
+    let stat = std::fs::read_to_string("/proc/self/stat").ok();
+    // fields after the command (which is in parentheses and may hold spaces)
+    let fields: Vec<&str> = stat
+        .as_deref()
+        .and_then(|s| s.rsplit_once(')'))
+        .map(|(_, rest)| rest.split_whitespace().collect())
+        .unwrap_or_default();
+    // utime and stime are fields 14 and 15 of the line, 12 and 13 after the command;
+    // in USER_HZ ticks, 100 per second on Linux (the /proc ABI)
+    let ticks = |i: usize| fields.get(i).and_then(|v| v.parse::<f64>().ok());
+    let cpu = ticks(11).zip(ticks(12)).map(|(u, s)| (u + s) / 100.0);
+    one(
+        "process_cpu_seconds_total",
+        "counter",
+        "Total user and system CPU time spent in seconds.",
+        cpu,
+    );
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    let kb = |key: &str| {
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix(key))
+            .and_then(|v| v.split_whitespace().next())
+            .and_then(|v| v.parse::<f64>().ok())
+    };
+    one(
+        "process_resident_memory_bytes",
+        "gauge",
+        "Resident memory size in bytes.",
+        kb("VmRSS:").map(|k| k * 1024.0),
+    );
+    one(
+        "process_virtual_memory_bytes",
+        "gauge",
+        "Virtual memory size in bytes.",
+        kb("VmSize:").map(|k| k * 1024.0),
+    );
+    one(
+        "process_threads",
+        "gauge",
+        "Number of OS threads in the process.",
+        kb("Threads:"),
+    );
+    one(
+        "process_open_fds",
+        "gauge",
+        "Number of open file descriptors.",
+        std::fs::read_dir("/proc/self/fd")
+            .ok()
+            .map(|d| d.count() as f64),
+    );
+    let limits = std::fs::read_to_string("/proc/self/limits").unwrap_or_default();
+    one(
+        "process_max_fds",
+        "gauge",
+        "Maximum number of open file descriptors.",
+        limits
+            .lines()
+            .find_map(|l| l.strip_prefix("Max open files"))
+            .and_then(|v| v.split_whitespace().next())
+            .and_then(|v| v.parse::<f64>().ok()),
+    );
+    one(
+        "process_start_time_seconds",
+        "gauge",
+        "Start time of the process since unix epoch in seconds.",
+        Some(unix_secs(started_at())),
+    );
+    o
 }
 
 /// SPEC 11 (`run --etcd`): the store's revision running and seen, whether it is

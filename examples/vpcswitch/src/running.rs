@@ -96,6 +96,9 @@ pub struct Running {
     pub last_error: Mutex<Option<String>>,
     /// reloads refused so far (metrics)
     pub reload_failures: AtomicU64,
+    /// the last reload's outcome (true at start) and when the configuration last
+    /// loaded successfully, at start or by a reload (unix ms): metrics
+    pub last_reload: Mutex<(bool, SystemTime)>,
     /// what [`Running::log_changes`] saw last
     pub seen: Mutex<Seen>,
     /// ports being captured (one capture per port at a time)
@@ -122,6 +125,7 @@ impl Running {
             overrides: Overrides::default(),
             last_error: Mutex::new(None),
             reload_failures: AtomicU64::new(0),
+            last_reload: Mutex::new((true, SystemTime::now())),
             seen: Mutex::new(Seen::default()),
             captures: Mutex::new(Vec::new()),
             stopping: AtomicBool::new(false),
@@ -258,14 +262,23 @@ impl Running {
             Ok(g) => {
                 tracing::info!(generation = g, from, "configuration reloaded");
                 *self.last_error.lock().unwrap_or_else(|e| e.into_inner()) = None;
+                *self.last_reload.lock().unwrap_or_else(|e| e.into_inner()) =
+                    (true, SystemTime::now());
             }
             Err(e) => {
-                self.reload_failures.fetch_add(1, Ordering::Relaxed);
                 tracing::error!(error = %one_line(e), "reload refused; the running configuration stays");
-                *self.last_error.lock().unwrap_or_else(|e| e.into_inner()) = Some(e.clone());
+                self.refused(e.clone());
             }
         }
         r
+    }
+
+    /// A refused configuration (the running one stays): counted, kept for `ctl stats`
+    /// and the metrics (the caller logs it).
+    pub fn refused(&self, e: String) {
+        self.last_reload.lock().unwrap_or_else(|e| e.into_inner()).0 = false;
+        self.reload_failures.fetch_add(1, Ordering::Relaxed);
+        *self.last_error.lock().unwrap_or_else(|e| e.into_inner()) = Some(e);
     }
 
     /// SPEC 11.3: the hosts whose lease is alive are `alive` (the store's watch says

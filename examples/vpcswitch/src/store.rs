@@ -250,10 +250,9 @@ fn take(running: &Running, link: &StoreLink, u: Update) {
             }
         }
         Update::Invalid(e) => {
-            running.reload_failures.fetch_add(1, Ordering::Relaxed);
             let e = e.to_string();
             tracing::error!(error = %one_line(&e), "the store's network is refused; the running one stays");
-            *running.last_error.lock().unwrap_or_else(|e| e.into_inner()) = Some(e);
+            running.refused(e);
         }
         Update::Alive(alive) => {
             running.set_alive(&alive);

@@ -9,7 +9,7 @@ use serde_json::Value;
 
 use common::net::metric;
 use common::net::{require, Net};
-use common::{lock, must, sh};
+use common::{deploy_metric_names, exposed_families, lock, must, require_promtool, sh};
 
 #[test]
 fn observability_metrics_capture_and_drop_sampling() {
@@ -38,6 +38,44 @@ fn observability_metrics_capture_and_drop_sampling() {
         n.metrics
     ));
     assert_eq!(notfound.trim(), "404");
+
+    // Prometheus' own linter accepts the page (naming, types, units)
+    require_promtool();
+    let page = n.file("metrics.txt");
+    std::fs::write(&page, n.scrape()).expect("write scrape");
+    let lint = must(&format!("promtool check metrics < {}", page.display()));
+    assert!(lint.trim().is_empty(), "promtool check metrics: {lint}");
+    // process metrics, build info, port info and the last reload (refused above)
+    let m = n.scrape();
+    for series in [
+        "process_cpu_seconds_total",
+        "process_resident_memory_bytes",
+        "process_open_fds",
+        "process_max_fds",
+        "process_start_time_seconds",
+        "vpcswitch_config_last_reload_success_timestamp_seconds",
+    ] {
+        assert!(metric(&m, series) > 0.0, "{series}:\n{m}");
+    }
+    assert_eq!(metric(&m, "vpcswitch_config_last_reload_successful"), 0.0);
+    assert!(
+        m.lines().any(
+            |l| l.starts_with("vpcswitch_port_info{port=\"web1\",backend=") && l.ends_with(" 1")
+        ),
+        "port info:\n{m}"
+    );
+    // every metric the shipped rules and dashboard read exists (the overlay's and the
+    // store's are checked by the store suite, which runs them)
+    let have = exposed_families(&m);
+    for (name, files) in deploy_metric_names() {
+        let elsewhere = ["vpcswitch_store_", "vpcswitch_host_", "vpcswitch_tunnel_"]
+            .iter()
+            .any(|p| name.starts_with(p));
+        assert!(
+            elsewhere || have.contains(&name),
+            "{name} ({files:?}) is not exposed"
+        );
+    }
 
     // capture to a file, read by tcpdump
     let pcap = n.file("web1.pcap");
@@ -174,4 +212,34 @@ fn logs_are_json_lines_one_per_event() {
         lines.len() < 20,
         "one line per event, nothing per packet: {msgs:?}"
     );
+}
+
+/// The shipped alert rules (deploy/prometheus) are valid and their unit tests pass:
+/// each alert fires on the series a switch exposes, a first burst of drops included.
+#[test]
+fn the_shipped_alert_rules_are_valid_and_fire_as_tested() {
+    require_promtool();
+    let dir = common::repo_root().join("deploy/prometheus");
+    let out = must(&format!(
+        "cd {} && promtool check rules vpcswitch.rules.yml && promtool test rules vpcswitch.rules.test.yml",
+        dir.display()
+    ));
+    assert!(out.contains("SUCCESS"), "{out}");
+    let dash: Value = serde_json::from_str(
+        &std::fs::read_to_string(common::repo_root().join("deploy/grafana/vpcswitch.json"))
+            .expect("dashboard"),
+    )
+    .expect("the dashboard is JSON");
+    let panels = dash["panels"].as_array().expect("panels");
+    assert!(panels.len() >= 10, "{}", panels.len());
+    for p in panels {
+        let t = p["targets"].as_array().expect("targets");
+        assert!(
+            !t.is_empty()
+                && t.iter()
+                    .all(|t| t["expr"].as_str().is_some_and(|e| !e.is_empty())),
+            "panel {} has no query",
+            p["title"]
+        );
+    }
 }

@@ -177,6 +177,18 @@ fn spec11_2_a_fleet_from_etcd_forwards_and_every_apply_reaches_every_switch() {
         m.contains("vpcswitch_store_lease_held 1"),
         "lease held in the metrics: {m}"
     );
+    // the shipped rules and dashboard read only metrics a switch exposes (the
+    // single-host ones are checked by the observability suite)
+    let have = common::exposed_families(&m);
+    for (name, files) in common::deploy_metric_names() {
+        let here = ["vpcswitch_store_", "vpcswitch_host_", "vpcswitch_tunnel_"]
+            .iter()
+            .any(|p| name.starts_with(p));
+        assert!(
+            !here || have.contains(&name),
+            "{name} ({files:?}) is not exposed"
+        );
+    }
 }
 
 /// SPEC 11.3: when a switch dies its lease expires and the other switches treat its

@@ -93,3 +93,68 @@ macro_rules! over_backends {
         )+
     };
 }
+
+/// The repository's root (the workspace), where `deploy/` lives.
+pub fn repo_root() -> std::path::PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+/// Fails the test, naming what is missing, when `promtool` (Debian `prometheus`,
+/// installed by scripts/deps.sh) is not on the PATH.
+pub fn require_promtool() {
+    assert!(
+        sh("command -v promtool").0,
+        "promtool is missing (Debian package prometheus; scripts/deps.sh installs it)"
+    );
+}
+
+/// The metric names (`vpcswitch_*`, `process_*`) the shipped alert rules and Grafana
+/// dashboard (deploy/) read, each with the files that use it.
+pub fn deploy_metric_names() -> std::collections::BTreeMap<String, Vec<String>> {
+    let mut out: std::collections::BTreeMap<String, Vec<String>> = Default::default();
+    for f in [
+        "deploy/prometheus/vpcswitch.rules.yml",
+        "deploy/grafana/vpcswitch.json",
+    ] {
+        let text = std::fs::read_to_string(repo_root().join(f))
+            .unwrap_or_else(|e| panic!("cannot read {f}: {e}"));
+        let b = text.as_bytes();
+        let mut i = 0;
+        while i < b.len() {
+            let starts = b[i..].starts_with(b"vpcswitch_") || b[i..].starts_with(b"process_");
+            let boundary = i == 0 || !(b[i - 1].is_ascii_alphanumeric() || b[i - 1] == b'_');
+            if starts && boundary {
+                let end = text[i..]
+                    .find(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+                    .map_or(text.len(), |e| i + e);
+                let entry = out.entry(text[i..end].to_string()).or_default();
+                if !entry.iter().any(|x| x == f) {
+                    entry.push(f.to_string());
+                }
+                i = end;
+            } else {
+                i += 1;
+            }
+        }
+    }
+    out
+}
+
+/// The metric families a scrape exposes (its `# TYPE` lines; a histogram's
+/// `_bucket`/`_sum`/`_count` series count as its family too).
+pub fn exposed_families(scrape: &str) -> std::collections::BTreeSet<String> {
+    let mut out = std::collections::BTreeSet::new();
+    for l in scrape.lines() {
+        if let Some(rest) = l.strip_prefix("# TYPE ") {
+            if let Some((name, kind)) = rest.split_once(' ') {
+                out.insert(name.to_string());
+                if kind == "histogram" {
+                    for s in ["_bucket", "_sum", "_count"] {
+                        out.insert(format!("{name}{s}"));
+                    }
+                }
+            }
+        }
+    }
+    out
+}
