@@ -5,8 +5,9 @@
 # protobuf-compiler and libprotobuf-dev: the etcd-client crate's build (protoc and the
 # well-known .proto files). prometheus: promtool, which checks the metrics page and the
 # shipped alert rules (deploy/prometheus); on a host running systemd, installing it also
-# starts a Prometheus server on :9090 (the tests never use it).
-DEB_PACKAGES="iproute2 iputils-ping iperf3 keepalived tcpdump python3-scapy procps ethtool curl util-linux openvswitch-switch etcd-server protobuf-compiler libprotobuf-dev prometheus"
+# starts a Prometheus server on :9090 (the tests never use it). systemd: systemd-analyze,
+# which verifies the shipped unit (deploy/systemd).
+DEB_PACKAGES="iproute2 iputils-ping iperf3 keepalived tcpdump python3-scapy procps ethtool curl util-linux openvswitch-switch etcd-server protobuf-compiler libprotobuf-dev prometheus systemd"
 install_deb_packages() {
   if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
     local missing="" p

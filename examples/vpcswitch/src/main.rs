@@ -31,6 +31,7 @@ mod deadline;
 mod demo;
 mod listen;
 mod metrics_http;
+mod notify;
 mod overrides;
 mod ping_gap;
 mod running;
@@ -540,6 +541,19 @@ fn run(source: Source, overrides: Overrides, sizing: Sizing) -> ExitCode {
         }
     };
     tracing::info!(socket = %socket.display(), "control socket ready");
+    // systemd (sd_notify): ready now that the control socket answers
+    let notifier = Arc::new(notify::Notifier::from_env());
+    let status = |r: &Running| {
+        let snap = r.switch.snapshot();
+        format!(
+            "forwarding: {} ports here, generation {}",
+            snap.config.local_port_names().count(),
+            snap.generation
+        )
+    };
+    if let Some(n) = notifier.as_ref() {
+        n.ready(&status(&running));
+    }
     let mut signals = match signal_hook::iterator::Signals::new([
         signal_hook::consts::SIGHUP,
         signal_hook::consts::SIGINT,
@@ -559,7 +573,9 @@ fn run(source: Source, overrides: Overrides, sizing: Sizing) -> ExitCode {
     let (monitor_stop, monitor_wake) = std::sync::mpsc::channel::<()>();
     {
         let running = running.clone();
+        let notifier = notifier.clone();
         std::thread::spawn(move || {
+            let mut last_watchdog = Instant::now();
             for tick in 0u64.. {
                 match monitor_wake.recv_timeout(Duration::from_millis(200)) {
                     Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {}
@@ -573,6 +589,17 @@ fn run(source: Source, overrides: Overrides, sizing: Sizing) -> ExitCode {
                     let _ = signal_hook::low_level::raise(signal_hook::consts::SIGTERM);
                     return;
                 }
+                // systemd's watchdog hears from us only while the workers are healthy
+                if let Some((n, every)) = notifier
+                    .as_ref()
+                    .as_ref()
+                    .and_then(|n| Some((n, n.watchdog_every()?)))
+                {
+                    if last_watchdog.elapsed() >= every {
+                        n.watchdog();
+                        last_watchdog = Instant::now();
+                    }
+                }
                 running.log_changes();
                 // a TAP that went away and came back is picked up again
                 if tick % 5 == 4 {
@@ -584,13 +611,31 @@ fn run(source: Source, overrides: Overrides, sizing: Sizing) -> ExitCode {
     for sig in signals.forever() {
         if sig == signal_hook::consts::SIGHUP {
             tracing::info!("SIGHUP: reloading");
-            let _ = running.reload();
+            if let Some(n) = notifier.as_ref() {
+                n.reloading();
+            }
+            let r = running.reload();
+            // Type=notify-reload: the reload is over, done or refused (the running
+            // configuration stays either way)
+            if let Some(n) = notifier.as_ref() {
+                match r {
+                    Ok(_) => n.ready(&status(&running)),
+                    Err(e) => n.ready(&format!(
+                        "{}; last reload refused: {}",
+                        status(&running),
+                        one_line(&e)
+                    )),
+                }
+            }
         } else {
             tracing::info!(signal = sig, "stopping");
             break;
         }
     }
     drop(monitor_stop);
+    if let Some(n) = notifier.as_ref() {
+        n.stopping();
+    }
     ExitCode::from(shutdown(running, &stop, Some(server), metrics))
 }
 
