@@ -142,19 +142,19 @@ enum Cmd {
         #[arg(long, value_name = "NAME")]
         host: Option<String>,
     },
-    /// Query or command a running switch.
-    Ctl {
-        /// control socket (default: the configuration's, else /run/vpcswitch.sock)
-        #[arg(short, long)]
-        socket: Option<PathBuf>,
-        /// machine-readable output
-        #[arg(long)]
-        json: bool,
-        /// ports | vips | eips | neighbors | routes | stats | trace PORT HEXFRAME | reload
-        /// | capture PORT [--direction rx|tx|both] [--count N] -w FILE.pcap|- |
-        /// drops [--follow] [--secs N]
-        #[arg(required = true, num_args = 1.., trailing_var_arg = true, allow_hyphen_values = true)]
-        command: Vec<String>,
+    /// Query or command a running switch (`vpcswitch ctl list-commands`).
+    Ctl(control::cli::CtlArgs),
+    /// Print a shell completion script (bash, zsh, fish, elvish, powershell).
+    Completions {
+        /// the shell
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+    /// Write the man pages (vpcswitch.1 and one per subcommand) into a directory.
+    Man {
+        /// the directory (created if missing)
+        #[arg(value_name = "DIR")]
+        dir: PathBuf,
     },
     /// Build a demo in network namespaces (two subnets, a keepalived VIP, a peered
     /// VPC), show traffic and a live failover, and clean up. Needs root.
@@ -239,15 +239,49 @@ fn main() -> ExitCode {
             }
             demo::run(stop)
         }
-        Cmd::Ctl {
-            socket,
-            json,
-            command,
-        } => {
-            let socket = socket.unwrap_or_else(|| PathBuf::from(DEFAULT_SOCKET));
-            control::client(&socket, json, &command)
+        Cmd::Ctl(a) => control::cli::run(a),
+        Cmd::Completions { shell } => {
+            use clap::CommandFactory;
+            clap_complete::generate(
+                shell,
+                &mut Cli::command(),
+                "vpcswitch",
+                &mut std::io::stdout(),
+            );
+            ExitCode::SUCCESS
         }
+        Cmd::Man { dir } => match man_pages(&dir) {
+            Ok(n) => {
+                println!("{n} man pages written to {}", dir.display());
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("cannot write the man pages to {}: {e}", dir.display());
+                ExitCode::from(2)
+            }
+        },
     }
+}
+
+/// `vpcswitch man DIR`: vpcswitch.1, and vpcswitch-SUB.1 for every subcommand and
+/// vpcswitch-ctl-SUB.1 for every ctl command. Returns how many were written.
+fn man_pages(dir: &std::path::Path) -> std::io::Result<usize> {
+    use clap::CommandFactory;
+    std::fs::create_dir_all(dir)?;
+    fn write(dir: &std::path::Path, name: &str, cmd: clap::Command) -> std::io::Result<usize> {
+        let mut buf = Vec::new();
+        clap_mangen::Man::new(cmd.clone()).render(&mut buf)?;
+        std::fs::write(dir.join(format!("{name}.1")), buf)?;
+        let mut n = 1;
+        for sub in cmd.get_subcommands().filter(|s| s.get_name() != "help") {
+            let sub_name = format!("{name}-{}", sub.get_name());
+            n += write(dir, &sub_name, sub.clone().name(sub_name.clone()))?;
+        }
+        Ok(n)
+    }
+    let mut cmd = Cli::command();
+    cmd.build();
+    write(dir, "vpcswitch", cmd)
 }
 
 fn init_logs(f: LogFormat, color: LogColor) {

@@ -290,3 +290,130 @@ fn run_sizes_its_port_slots_and_refuses_a_network_that_does_not_fit() {
         "{out}"
     );
 }
+
+/// `ctl` as clap subcommands: options anywhere (the same answer whether `--json` and
+/// `-s` come before or after the command), `--help` per command, `list-commands`,
+/// `-c FILE` to find the socket in a configuration, and clear usage errors.
+#[test]
+fn ctl_options_go_anywhere_and_every_command_has_help() {
+    let sock = "/nonexistent/vpcswitch.sock";
+    let before = vs(&["ctl", "--json", "-s", sock, "ports"]);
+    let after = vs(&["ctl", "ports", "--json", "-s", sock]);
+    let mixed = vs(&["ctl", "-s", sock, "ports", "--json"]);
+    assert_eq!(before, after);
+    assert_eq!(before, mixed);
+    assert_eq!(before.0, 2);
+    let v: serde_json::Value = serde_json::from_str(before.1.trim()).expect("JSON error");
+    assert_eq!(v["ok"], false);
+    assert!(v["error"].as_str().unwrap_or("").contains(sock), "{v}");
+    // -c: the socket named by the configuration
+    let cfg = write(
+        "ctl.toml",
+        &format!("[switch]\ncontrol_socket = \"/nonexistent/from-config.sock\"\n{GOOD}"),
+    );
+    let (code, _, err) = vs(&["ctl", "stats", "-c", &cfg]);
+    assert_eq!(code, 2);
+    assert!(err.contains("/nonexistent/from-config.sock"), "{err}");
+    let (code, _, err) = vs(&["ctl", "stats", "-c", "/nonexistent/x.toml"]);
+    assert_eq!(code, 2);
+    assert!(err.contains("cannot read /nonexistent/x.toml"), "{err}");
+    let (code, _, err) = vs(&["ctl", "stats", "-c", &cfg, "-s", sock]);
+    assert_eq!(code, 2, "-c and -s together: {err}");
+    // every command: listed, with its own help
+    let (code, list, _) = vs(&["ctl", "list-commands"]);
+    assert_eq!(code, 0);
+    let names: Vec<&str> = list
+        .lines()
+        .filter_map(|l| l.split_whitespace().next())
+        .collect();
+    for c in [
+        "ports",
+        "vips",
+        "eips",
+        "neighbors",
+        "routes",
+        "stats",
+        "hosts",
+        "reload",
+        "trace",
+        "capture",
+        "drops",
+    ] {
+        assert!(names.contains(&c), "{c} listed: {list}");
+        let (code, help, _) = vs(&["ctl", c, "--help"]);
+        assert_eq!(code, 0, "{c} --help");
+        assert!(help.contains(&format!("vpcswitch ctl {c}")), "{c}: {help}");
+    }
+    let (_, json, _) = vs(&["ctl", "list-commands", "--json"]);
+    let v: serde_json::Value = serde_json::from_str(&json).expect("JSON list");
+    assert!(v.as_array().is_some_and(|a| a
+        .iter()
+        .all(|c| c["name"].is_string() && c["about"].is_string())));
+    // usage errors name the problem
+    let (code, _, err) = vs(&["ctl", "capture", "web1"]);
+    assert_eq!(code, 2);
+    assert!(err.contains("--write <FILE>"), "{err}");
+    let (code, _, err) = vs(&[
+        "ctl",
+        "capture",
+        "web1",
+        "-w",
+        "x.pcap",
+        "--direction",
+        "up",
+    ]);
+    assert_eq!(code, 2);
+    assert!(err.contains("invalid value 'up'"), "{err}");
+    let (code, _, err) = vs(&["ctl", "bogus"]);
+    assert_eq!(code, 2);
+    assert!(err.contains("unrecognized subcommand 'bogus'"), "{err}");
+}
+
+/// Shell completions and man pages come from the same definitions.
+#[test]
+fn completions_and_man_pages_are_generated() {
+    for shell in ["bash", "zsh", "fish"] {
+        let (code, out, err) = vs(&["completions", shell]);
+        assert_eq!(code, 0, "{shell}: {err}");
+        assert!(
+            out.contains("list-commands") && out.contains("capture"),
+            "{shell}"
+        );
+    }
+    let dir = std::env::temp_dir().join(format!("vpcswitch-man-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let (code, out, err) = vs(&["man", dir.to_str().unwrap()]);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("man pages written"), "{out}");
+    for page in [
+        "vpcswitch.1",
+        "vpcswitch-run.1",
+        "vpcswitch-ctl.1",
+        "vpcswitch-ctl-capture.1",
+    ] {
+        let text =
+            std::fs::read_to_string(dir.join(page)).unwrap_or_else(|e| panic!("{page}: {e}"));
+        assert!(
+            text.starts_with(".ie") || text.contains(".TH"),
+            "{page}: roff"
+        );
+    }
+    let (ok, rendered) = {
+        let o = std::process::Command::new("sh")
+            .arg("-c")
+            .arg(format!(
+                "command -v man >/dev/null && MANWIDTH=80 man -l {}/vpcswitch-ctl.1 2>&1",
+                dir.display()
+            ))
+            .output()
+            .expect("sh");
+        (
+            o.status.success(),
+            String::from_utf8_lossy(&o.stdout).to_string(),
+        )
+    };
+    if ok {
+        assert!(rendered.contains("list-commands"), "{rendered}");
+    }
+    std::fs::remove_dir_all(&dir).unwrap();
+}

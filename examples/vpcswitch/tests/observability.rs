@@ -26,6 +26,17 @@ fn observability_metrics_capture_and_drop_sampling() {
     assert!(rx1 >= rx0 + 5.0, "rx {rx0} -> {rx1}");
     assert!(metric(&m1, "vpcswitch_port_tx_packets_total{port=\"web1\"}") >= 5.0);
     assert!(m1.contains("vpcswitch_worker_burst_size_bucket{worker=\"0\",le=\"1\"}"));
+    // ctl: options anywhere give the same answer; -c finds the socket in the config
+    let ctl = |args: &str| must(&format!("{} ctl {args}", env!("CARGO_BIN_EXE_vpcswitch")));
+    let s = n.socket.display();
+    let a: Value = serde_json::from_str(&ctl(&format!("--json -s {s} routes"))).expect("json");
+    let b: Value = serde_json::from_str(&ctl(&format!("routes -s {s} --json"))).expect("json");
+    assert_eq!(a, b);
+    let c: Value =
+        serde_json::from_str(&ctl(&format!("routes --json -c {}", n.cfg_path.display())))
+            .expect("json");
+    assert_eq!(a, c);
+
     // a refused reload is counted
     n.reload_with("this is not toml");
     let end = Instant::now() + Duration::from_secs(5);

@@ -10,54 +10,6 @@ use serde_json::{json, Value};
 
 use super::unhex;
 
-/// A streamed request: the words sent, and where a capture is written.
-type StreamRequest = (Vec<String>, Option<String>);
-
-/// Options of `ctl capture` / `ctl drops`, parsed from the words after the command.
-fn stream_request(cmd: &[String]) -> Result<Option<StreamRequest>, String> {
-    let mut it = cmd.iter().skip(1);
-    match cmd.first().map(String::as_str) {
-        Some("capture") => {
-            let (mut port, mut dir, mut count, mut out) =
-                (None, "both".to_string(), "0".to_string(), None);
-            while let Some(a) = it.next() {
-                match a.as_str() {
-                    "--direction" | "-d" => {
-                        dir = it.next().ok_or("--direction needs rx, tx or both")?.clone()
-                    }
-                    "--count" | "-c" => count = it.next().ok_or("--count needs a number")?.clone(),
-                    "-w" => out = Some(it.next().ok_or("-w needs a file name or -")?.clone()),
-                    p if port.is_none() && !p.starts_with('-') => port = Some(p.to_string()),
-                    other => return Err(format!("capture: unexpected {other:?}")),
-                }
-            }
-            let port = port.ok_or(
-                "usage: ctl capture PORT [--direction rx|tx|both] [--count N] -w FILE.pcap|-",
-            )?;
-            let out = out.ok_or("capture needs -w FILE.pcap (or -w - for stdout)")?;
-            Ok(Some((vec!["capture".into(), port, dir, count], Some(out))))
-        }
-        Some("drops") => {
-            let mut secs = "1".to_string();
-            let mut port = None;
-            while let Some(a) = it.next() {
-                match a.as_str() {
-                    "--follow" | "-f" => secs = "0".into(),
-                    "--secs" => secs = it.next().ok_or("--secs needs a number")?.clone(),
-                    "--port" | "-p" => {
-                        port = Some(it.next().ok_or("--port needs a port name")?.clone())
-                    }
-                    other => return Err(format!("drops: unexpected {other:?}")),
-                }
-            }
-            let mut words = vec!["drops".into(), secs];
-            words.extend(port);
-            Ok(Some((words, None)))
-        }
-        _ => Ok(None),
-    }
-}
-
 /// Reads the streamed answer of `capture` into a pcap file (or stdout) or prints the
 /// dropped frames of `drops`.
 fn stream_client(s: UnixStream, json_out: bool, out: Option<String>) -> ExitCode {
@@ -150,7 +102,7 @@ fn stream_client(s: UnixStream, json_out: bool, out: Option<String>) -> ExitCode
 
 /// A failed `ctl` command: with `--json`, `{"ok": false, "error": "..."}` on stdout
 /// (so a script always gets JSON), else the message on stderr; `code` is the status.
-fn fail(json_out: bool, msg: &str, code: u8) -> ExitCode {
+pub(super) fn fail(json_out: bool, msg: &str, code: u8) -> ExitCode {
     let msg = msg.trim_end();
     let msg = msg.strip_prefix("error: ").unwrap_or(msg);
     if json_out {
@@ -161,21 +113,19 @@ fn fail(json_out: bool, msg: &str, code: u8) -> ExitCode {
     ExitCode::from(code)
 }
 
-/// `vpcswitch ctl`: sends one request and prints the answer. With `--json`, every
-/// outcome prints JSON on stdout: the data on success, `{"ok": false, "error": ...}`
-/// on failure (exit 1 when the switch refused, 2 when it could not be asked).
-pub fn client(socket: &Path, json_out: bool, cmd: &[String]) -> ExitCode {
-    let stream = match stream_request(cmd) {
-        Ok(s) => s,
-        Err(e) => return fail(json_out, &e, 2),
-    };
+/// `vpcswitch ctl`: sends one request (`cmd`: the protocol's words; `out`: where a
+/// capture goes) and prints the answer. With `--json`, every outcome prints JSON on
+/// stdout: the data on success, `{"ok": false, "error": ...}` on failure (exit 1 when
+/// the switch refused, 2 when it could not be asked).
+pub fn client(socket: &Path, json_out: bool, cmd: &[String], out: Option<String>) -> ExitCode {
+    let streamed = matches!(cmd.first().map(String::as_str), Some("capture" | "drops"));
     let mut s = match UnixStream::connect(socket) {
         Ok(s) => s,
         Err(e) => {
             return fail(
                 json_out,
                 &format!(
-                    "cannot connect to {}: {e} (is the switch running? pass --socket)",
+                    "cannot connect to {}: {e} (is the switch running? pass --socket or --config)",
                     socket.display()
                 ),
                 2,
@@ -183,15 +133,12 @@ pub fn client(socket: &Path, json_out: bool, cmd: &[String]) -> ExitCode {
         }
     };
     let _ = s.set_read_timeout(Some(Duration::from_secs(30)));
-    let cmd: Vec<String> = stream
-        .as_ref()
-        .map_or_else(|| cmd.to_vec(), |(c, _)| c.clone());
     let mut req = json!({"cmd": cmd, "json": json_out}).to_string();
     req.push('\n');
     if let Err(e) = s.write_all(req.as_bytes()) {
         return fail(json_out, &format!("cannot send: {e}"), 2);
     }
-    if let Some((_, out)) = stream {
+    if streamed {
         return stream_client(s, json_out, out);
     }
     let mut resp = String::new();

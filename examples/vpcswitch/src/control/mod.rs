@@ -12,6 +12,7 @@
 //! Here: the server and the dispatcher; `views` answers the table commands and
 //! `trace`, `stream` the streamed `capture` and `drops`, `client` is `vpcswitch ctl`.
 
+pub mod cli;
 mod client;
 mod stream;
 #[cfg(test)]
