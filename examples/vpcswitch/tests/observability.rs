@@ -125,6 +125,88 @@ fn observability_metrics_capture_and_drop_sampling() {
         "{out}"
     );
     assert!(echo >= 2, "echo request and reply captured: {out}");
+    // pcapng: the port's name and each frame's direction are in the file
+    let frames =
+        common::pcapng::read(&std::fs::read(&pcap).expect("capture file")).expect("a pcapng file");
+    assert_eq!(frames.len(), 4);
+    assert!(frames.iter().all(|f| f.interface == "web1"), "{frames:?}");
+    let (into, out_of) = (
+        common::pcapng::Dir::Outbound, // sent to web1: the requests
+        common::pcapng::Dir::Inbound,  // received from web1: the replies
+    );
+    let icmp_type = |f: &common::pcapng::Read| f.data.get(34).copied();
+    assert!(
+        frames
+            .iter()
+            .any(|f| f.dir == Some(into) && icmp_type(f) == Some(8)),
+        "an echo request sent to web1, outbound: {frames:?}"
+    );
+    assert!(
+        frames
+            .iter()
+            .any(|f| f.dir == Some(out_of) && icmp_type(f) == Some(0)),
+        "an echo reply from web1, inbound: {frames:?}"
+    );
+
+    // two captures at once, one filtered: each gets its own frames, in order, and the
+    // filter keeps only what it names
+    let a = n.file("a.pcapng");
+    let b = n.file("b.pcapng");
+    for (port, file, extra) in [
+        ("web1", &a, "--direction tx --count 3"),
+        (
+            "client",
+            &b,
+            "--direction rx --count 3 --filter 'icmp and dst host 10.0.1.11'",
+        ),
+    ] {
+        let c = Command::new("sh")
+            .arg("-c")
+            .arg(format!(
+                "{} capture {port} {extra} -w {}",
+                n.ctl_cmd(),
+                file.display()
+            ))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("ctl capture");
+        n.procs.push(c);
+    }
+    std::thread::sleep(Duration::from_millis(300));
+    assert_eq!(n.ping("client", "10.0.1.11", 3), 3);
+    assert_eq!(n.ping("client", "10.0.1.12", 3), 3);
+    let end = Instant::now() + Duration::from_secs(10);
+    for i in [n.procs.len() - 2, n.procs.len() - 1] {
+        loop {
+            if let Ok(Some(st)) = n.procs[i].try_wait() {
+                assert!(st.success(), "ctl capture failed");
+                break;
+            }
+            assert!(Instant::now() < end, "a capture did not end");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+    let fa = common::pcapng::read(&std::fs::read(&a).expect("a")).expect("pcapng a");
+    let fb = common::pcapng::read(&std::fs::read(&b).expect("b")).expect("pcapng b");
+    assert_eq!((fa.len(), fb.len()), (3, 3), "{fa:?}\n{fb:?}");
+    assert!(fa
+        .iter()
+        .all(|f| f.interface == "web1" && f.dir == Some(into)));
+    assert!(
+        fa.windows(2).all(|w| w[0].ts_us <= w[1].ts_us),
+        "in order: {fa:?}"
+    );
+    assert!(fb.iter().all(|f| f.interface == "client"
+        && f.dir == Some(out_of)
+        && icmp_type(f) == Some(8)
+        && f.data.get(30..34) == Some(&[10, 0, 1, 11][..])));
+    // a filter that is not one is refused before anything starts, naming the word
+    let (ok, msg) = sh(&format!(
+        "{} capture web1 --filter 'tcp prot 80' -w /dev/null",
+        n.ctl_cmd()
+    ));
+    assert!(!ok && msg.contains("unknown word \"prot\""), "{msg}");
     // streamed to stdout, piped into tcpdump
     let ping = n.spawn("client", "ping -n -c 20 -i 0.1 10.0.1.12", "ping-cap.txt");
     let (ok, out) = sh(&format!(

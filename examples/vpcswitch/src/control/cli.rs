@@ -52,6 +52,15 @@ pub enum Direction {
     Both,
 }
 
+/// The file format of a capture.
+#[derive(Debug, Clone, Copy, ValueEnum, PartialEq, Eq)]
+pub enum Format {
+    /// pcapng: the port's name and each frame's direction are in the file
+    Pcapng,
+    /// classic pcap (direction and port are lost), for old tools
+    Pcap,
+}
+
 /// The control commands.
 #[derive(Debug, Subcommand)]
 pub enum CtlCmd {
@@ -78,7 +87,7 @@ pub enum CtlCmd {
         /// the frame, in hex (spaces and colons ignored)
         hexframe: String,
     },
-    /// Capture a port's frames to a pcap file (or stdout)
+    /// Capture a port's frames to a pcapng file (or stdout)
     Capture {
         /// the port
         port: String,
@@ -88,9 +97,17 @@ pub enum CtlCmd {
         /// stop after N frames (0: until Ctrl-C)
         #[arg(short = 'n', long, value_name = "N", default_value_t = 0)]
         count: u64,
-        /// the pcap file, `-` for stdout
+        /// the file, `-` for stdout
         #[arg(short = 'w', long = "write", value_name = "FILE")]
         write: String,
+        /// file format
+        #[arg(long, value_enum, default_value = "pcapng")]
+        format: Format,
+        /// keep only matching frames, e.g. "icmp and host 10.0.1.11", "tcp port 80",
+        /// "arp", "not arp", "ether src 02:..": arp ip icmp tcp udp, host/src/dst A,
+        /// net A/N, [src|dst] port N, ether host|src|dst M, not, and
+        #[arg(long, value_name = "EXPR")]
+        filter: Option<String>,
     },
     /// Dropped frames, sampled: reason, port, a decode of each
     Drops {
@@ -109,8 +126,8 @@ pub enum CtlCmd {
 }
 
 impl CtlCmd {
-    /// The words of the control protocol, and where a capture is written.
-    fn words(&self) -> (Vec<String>, Option<String>) {
+    /// The words of the control protocol, and where a capture is written (and how).
+    fn words(&self) -> (Vec<String>, Option<(String, Format)>) {
         let w = |s: &[&str]| s.iter().map(|x| x.to_string()).collect::<Vec<_>>();
         match self {
             CtlCmd::Ports => (w(&["ports"]), None),
@@ -127,16 +144,18 @@ impl CtlCmd {
                 direction,
                 count,
                 write,
+                format,
+                filter,
             } => {
                 let dir = match direction {
                     Direction::Rx => "rx",
                     Direction::Tx => "tx",
                     Direction::Both => "both",
                 };
-                (
-                    w(&["capture", port, dir, &count.to_string()]),
-                    Some(write.clone()),
-                )
+                let mut words = w(&["capture", port, dir, &count.to_string()]);
+                // older switches take 4 words: a filter is sent only when given
+                words.extend(filter.clone());
+                (words, Some((write.clone(), *format)))
             }
             CtlCmd::Drops { follow, secs, port } => {
                 let secs = if *follow { 0 } else { *secs };

@@ -8,11 +8,12 @@ use std::time::Duration;
 
 use serde_json::{json, Value};
 
+use super::cli::Format;
 use super::unhex;
 
 /// Reads the streamed answer of `capture` into a pcap file (or stdout) or prints the
 /// dropped frames of `drops`.
-fn stream_client(s: UnixStream, json_out: bool, out: Option<String>) -> ExitCode {
+fn stream_client(s: UnixStream, json_out: bool, out: Option<(String, Format)>) -> ExitCode {
     let mut lines = BufReader::new(s).lines();
     let first: Value = match lines.next() {
         Some(Ok(l)) => serde_json::from_str(&l).unwrap_or(Value::Null),
@@ -21,7 +22,8 @@ fn stream_client(s: UnixStream, json_out: bool, out: Option<String>) -> ExitCode
     if first.get("ok").and_then(Value::as_bool) != Some(true) {
         return fail(json_out, first["text"].as_str().unwrap_or("error"), 1);
     }
-    let mut pcap: Option<Box<dyn Write>> = match out.as_deref() {
+    let format = out.as_ref().map(|o| o.1);
+    let mut pcap: Option<Box<dyn Write>> = match out.as_ref().map(|o| o.0.as_str()) {
         None => None,
         Some("-") => Some(Box::new(std::io::stdout().lock())),
         Some(path) => match std::fs::File::create(path) {
@@ -29,8 +31,21 @@ fn stream_client(s: UnixStream, json_out: bool, out: Option<String>) -> ExitCode
             Err(e) => return fail(json_out, &format!("cannot write {path}: {e}"), 2),
         },
     };
-    if let Some(w) = pcap.as_mut() {
-        let snaplen = first["data"]["snaplen"].as_u64().unwrap_or(65535) as u32;
+    let snaplen = first["data"]["snaplen"].as_u64().unwrap_or(65535) as u32;
+    if let (Some(w), Some(Format::Pcapng)) = (pcap.as_mut(), format) {
+        let port = first["data"]["port"].as_str().unwrap_or("?");
+        let filter = first["data"]["filter"].as_str().unwrap_or("");
+        let mut h = super::pcapng::section_header(&format!("vpcswitch ctl capture {port}"));
+        h.extend(super::pcapng::interface(
+            port,
+            &format!("vpcswitch port {port}"),
+            snaplen,
+            filter,
+        ));
+        if super::pcapng::write(w, &h).is_err() {
+            return ExitCode::from(2);
+        }
+    } else if let Some(w) = pcap.as_mut() {
         let mut h = Vec::with_capacity(24);
         h.extend_from_slice(&0xa1b2_c3d4u32.to_le_bytes());
         h.extend_from_slice(&2u16.to_le_bytes());
@@ -66,6 +81,24 @@ fn stream_client(s: UnixStream, json_out: bool, out: Option<String>) -> ExitCode
         }
         n += 1;
         match pcap.as_mut() {
+            Some(w) if format == Some(Format::Pcapng) => {
+                let data = unhex(v["data"].as_str().unwrap_or("")).unwrap_or_default();
+                let dir = if v["dir"] == "tx" {
+                    super::pcapng::Dir::Outbound
+                } else {
+                    super::pcapng::Dir::Inbound
+                };
+                let b = super::pcapng::packet(
+                    0,
+                    v["ts_us"].as_u64().unwrap_or(0),
+                    &data,
+                    v["len"].as_u64().unwrap_or(0) as usize,
+                    dir,
+                );
+                if super::pcapng::write(w, &b).is_err() {
+                    break;
+                }
+            }
             Some(w) => {
                 let data = unhex(v["data"].as_str().unwrap_or("")).unwrap_or_default();
                 let ts = v["ts_us"].as_u64().unwrap_or(0);
@@ -117,7 +150,12 @@ pub(super) fn fail(json_out: bool, msg: &str, code: u8) -> ExitCode {
 /// capture goes) and prints the answer. With `--json`, every outcome prints JSON on
 /// stdout: the data on success, `{"ok": false, "error": ...}` on failure (exit 1 when
 /// the switch refused, 2 when it could not be asked).
-pub fn client(socket: &Path, json_out: bool, cmd: &[String], out: Option<String>) -> ExitCode {
+pub fn client(
+    socket: &Path,
+    json_out: bool,
+    cmd: &[String],
+    out: Option<(String, Format)>,
+) -> ExitCode {
     let streamed = matches!(cmd.first().map(String::as_str), Some("capture" | "drops"));
     let mut s = match UnixStream::connect(socket) {
         Ok(s) => s,

@@ -14,6 +14,7 @@
 
 pub mod cli;
 mod client;
+pub mod pcapng;
 mod stream;
 #[cfg(test)]
 pub(crate) mod tests;
@@ -169,7 +170,10 @@ fn handle(s: UnixStream, running: &Running) {
                     .unwrap_or_default();
                 match cmd.as_slice() {
                     ["capture", port, dir, count] => {
-                        return stream::capture(&s, running, port, dir, count)
+                        return stream::capture(&s, running, port, dir, count, "")
+                    }
+                    ["capture", port, dir, count, filter] => {
+                        return stream::capture(&s, running, port, dir, count, filter)
                     }
                     ["drops", secs] => return stream::drops(&s, running, secs, None),
                     ["drops", secs, port] => return stream::drops(&s, running, secs, Some(port)),
@@ -205,7 +209,7 @@ pub(crate) fn ok(text: String, data: Value) -> Value {
 
 /// The commands, as an unknown one is told.
 const COMMANDS: &str = "ports, vips, eips, neighbors, routes, stats, hosts, trace PORT HEXFRAME, \
-    reload, capture PORT DIR COUNT, drops SECS [PORT]";
+    reload, capture PORT DIR COUNT [FILTER], drops SECS [PORT]";
 
 /// One request, one answer: the table commands, `trace` and `reload`.
 fn dispatch(req: &Value, r: &Running) -> Value {

@@ -22,11 +22,19 @@ fn clock_base_us(running: &Running) -> u64 {
     now_unix.saturating_sub(running.switch.now_ns() / 1000)
 }
 
-/// `capture PORT DIR COUNT`: streams the port's frames, one JSON line each, until COUNT
+/// `capture PORT DIR COUNT [FILTER]`: streams the port's frames (those FILTER keeps,
+/// [`vpcswitch::runtime::observe::CaptureFilter`]), one JSON line each, until COUNT
 /// (0: until the client goes away). One capture per port at a time. The capture is bound
 /// to the port, not its id: a reload that deletes the port ends it (the last line says
 /// so in `ended`), and a port that later gets the same id is never captured by it.
-pub fn capture(s: &UnixStream, running: &Running, port: &str, dir: &str, count: &str) {
+pub fn capture(
+    s: &UnixStream,
+    running: &Running,
+    port: &str,
+    dir: &str,
+    count: &str,
+    filter: &str,
+) {
     let (rx, tx) = match dir {
         "rx" => (true, false),
         "tx" => (false, true),
@@ -40,6 +48,14 @@ pub fn capture(s: &UnixStream, running: &Running, port: &str, dir: &str, count: 
         send_line(s, &err("count must be a number (0: until interrupted)"));
         return;
     };
+    let filter = match vpcswitch::runtime::observe::CaptureFilter::parse(filter) {
+        Ok(f) => f,
+        Err(e) => {
+            send_line(s, &err(&e));
+            return;
+        }
+    };
+    let shown_filter = filter.text().to_string();
     let Some(pid) = running.switch.port_identity(port) else {
         send_line(s, &err(&format!("no port named \"{port}\"")));
         return;
@@ -63,12 +79,24 @@ pub fn capture(s: &UnixStream, running: &Running, port: &str, dir: &str, count: 
             .unwrap_or_else(|e| e.into_inner())
             .retain(|p| *p != pid);
     };
-    if !obs.start_capture(pid, rx, tx) {
-        release();
-        send_line(s, &err(&format!("port \"{port}\" was just deleted")));
-        return;
+    match obs.start_capture_with(pid, rx, tx, filter) {
+        Ok(()) => {}
+        Err(e) => {
+            release();
+            let why = match e {
+                vpcswitch::runtime::observe::CaptureError::Gone => {
+                    format!("port \"{port}\" was just deleted")
+                }
+                vpcswitch::runtime::observe::CaptureError::TooMany => format!(
+                    "{} captures are running already (the most at once); stop one first",
+                    vpcswitch::runtime::observe::MAX_CAPTURES
+                ),
+            };
+            send_line(s, &err(&why));
+            return;
+        }
     }
-    tracing::info!(port, direction = dir, count, "capture started");
+    tracing::info!(port, direction = dir, count, filter = %shown_filter, "capture started");
     let lost0 = obs.lost();
     let base_us = clock_base_us(running);
     let mut sent = 0u64;
@@ -76,7 +104,11 @@ pub fn capture(s: &UnixStream, running: &Running, port: &str, dir: &str, count: 
         s,
         &ok(
             format!("capturing {port} ({dir})\n"),
-            json!({"snaplen": vpcswitch::runtime::observe::SNAPLEN}),
+            json!({
+                "snaplen": vpcswitch::runtime::observe::SNAPLEN,
+                "port": port,
+                "filter": shown_filter,
+            }),
         ),
     );
     let mut frames = Vec::new();

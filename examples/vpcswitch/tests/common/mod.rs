@@ -11,6 +11,9 @@ pub mod net;
 #[path = "../../src/ping_gap.rs"]
 pub mod ping_gap;
 
+#[path = "../../src/control/pcapng.rs"]
+pub mod pcapng;
+
 use std::path::Path;
 use std::process::{Child, Command, Output, Stdio};
 use std::sync::Mutex;

@@ -20,10 +20,23 @@
 //! and epoch share one atomic word, so the bits a worker sees and the epoch it tags a
 //! record with always belong together.
 
-use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+//!
+//! Each capture has a queue of its own (up to [`MAX_CAPTURES`] at once), so two
+//! captures never take or reorder each other's frames, and an optional
+//! [`CaptureFilter`] the worker applies before copying a frame.
 
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+
+use arc_swap::ArcSwap;
 use crossbeam_queue::ArrayQueue;
 use vpcswitch_core::{DropReason, PortId};
+
+mod filter;
+pub use filter::CaptureFilter;
+
+/// Captures that may run at once (each holds a queue).
+pub const MAX_CAPTURES: usize = 8;
 
 /// Bytes kept of each captured frame (longer frames are truncated; the record keeps
 /// the original length, as pcap's snaplen does).
@@ -57,9 +70,32 @@ pub struct PortIdentity {
     pub epoch: u64,
 }
 
-/// Low bits of a slot word: the [`Direction`] bits being captured; the rest: the epoch.
+/// A slot word: bits 0–1 the [`Direction`]s being captured, bits 2–7 the capture's
+/// queue index + 1 (0: none), from bit 8 the epoch. The control bits are set and
+/// cleared together.
 const EPOCH_SHIFT: u32 = 8;
 const DIR_BITS: u64 = (1 << EPOCH_SHIFT) - 1;
+const QUEUE_SHIFT: u32 = 2;
+const _: () = assert!(MAX_CAPTURES < (1 << (EPOCH_SHIFT - QUEUE_SHIFT)));
+
+/// Why a capture could not start.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CaptureError {
+    /// the port no longer holds its id (a reload deleted it)
+    Gone,
+    /// [`MAX_CAPTURES`] captures are running
+    TooMany,
+}
+
+/// One capture's queue and filter.
+struct CaptureQueue {
+    frames: ArrayQueue<CapturedFrame>,
+    filter: ArcSwap<CaptureFilter>,
+}
+
+/// Which capture holds each queue: its port identity, and whether it was stopped (the
+/// queue is freed once its last frames are taken).
+type Owners = Vec<Option<(PortIdentity, bool)>>;
 
 /// One captured frame.
 #[derive(Debug)]
@@ -125,7 +161,10 @@ pub struct Observe {
     /// compare-and-swap that changes a slot's bits from or to zero)
     capturing: AtomicU32,
     free: ArrayQueue<Vec<u8>>,
-    frames: ArrayQueue<CapturedFrame>,
+    /// one per running capture (index in the slot word)
+    queues: Box<[CaptureQueue]>,
+    /// control side only (start, take, stop): never touched by a worker
+    owners: Mutex<Owners>,
     /// drop sampling is on while the switch's clock is below this (ns), 0: off
     drops_until: AtomicU64,
     drops: ArrayQueue<DropSample>,
@@ -152,7 +191,13 @@ impl Observe {
             slots: (0..max_ports).map(|_| AtomicU64::new(0)).collect(),
             capturing: AtomicU32::new(0),
             free,
-            frames: ArrayQueue::new(CAPTURE_BUFFERS),
+            queues: (0..MAX_CAPTURES)
+                .map(|_| CaptureQueue {
+                    frames: ArrayQueue::new(CAPTURE_BUFFERS),
+                    filter: ArcSwap::from_pointee(CaptureFilter::default()),
+                })
+                .collect(),
+            owners: Mutex::new(vec![None; MAX_CAPTURES]),
             drops_until: AtomicU64::new(0),
             drops: ArrayQueue::new(DROP_QUEUE),
             lost: AtomicU64::new(0),
@@ -183,6 +228,15 @@ impl Observe {
         if word & dir as u64 == 0 {
             return;
         }
+        let Some(q) = ((word & DIR_BITS) >> QUEUE_SHIFT)
+            .checked_sub(1)
+            .and_then(|i| self.queues.get(i as usize))
+        else {
+            return;
+        };
+        if !q.filter.load().matches(frame) {
+            return;
+        }
         let Some(mut data) = self.free.pop() else {
             self.lost.fetch_add(1, Ordering::Relaxed);
             return;
@@ -197,7 +251,7 @@ impl Observe {
             orig_len: frame.len(),
             data,
         };
-        if let Err(rec) = self.frames.push(rec) {
+        if let Err(rec) = q.frames.push(rec) {
             self.lost.fetch_add(1, Ordering::Relaxed);
             let _ = self.free.push(rec.data);
         }
@@ -289,16 +343,77 @@ impl Observe {
         }
     }
 
-    /// Starts capturing `who` in the given directions; other captures keep running.
-    /// False (nothing started) if `who` no longer holds its id.
+    /// Starts capturing `who` in the given directions, keeping every frame; other
+    /// captures keep running. False (nothing started) if `who` no longer holds its id
+    /// or [`MAX_CAPTURES`] are running. See [`Self::start_capture_with`].
     pub fn start_capture(&self, who: PortIdentity, rx: bool, tx: bool) -> bool {
-        let bits = ((rx as u64) * Direction::Rx as u64) | ((tx as u64) * Direction::Tx as u64);
-        self.update_bits(who, |b| b | bits)
+        self.start_capture_with(who, rx, tx, CaptureFilter::default())
+            .is_ok()
     }
 
-    /// Stops capturing `who` (nothing happens if the id went to another port since).
+    /// Starts capturing `who` in the given directions, keeping the frames `filter`
+    /// matches, in a queue of its own; a capture of `who` already running is changed.
+    pub fn start_capture_with(
+        &self,
+        who: PortIdentity,
+        rx: bool,
+        tx: bool,
+        filter: CaptureFilter,
+    ) -> Result<(), CaptureError> {
+        let mut owners = self.owners.lock().unwrap_or_else(|e| e.into_inner());
+        let (idx, fresh) = match owners.iter().position(|o| *o == Some((who, false))) {
+            Some(i) => (i, false),
+            None => {
+                if !self.is_current(who) {
+                    return Err(CaptureError::Gone);
+                }
+                let i = owners
+                    .iter()
+                    .position(Option::is_none)
+                    .ok_or(CaptureError::TooMany)?;
+                // whatever a previous holder left (a late worker's frame)
+                self.drain(i);
+                (i, true)
+            }
+        };
+        self.queues[idx].filter.store(Arc::new(filter));
+        let bits = ((rx as u64) * Direction::Rx as u64)
+            | ((tx as u64) * Direction::Tx as u64)
+            | ((idx as u64 + 1) << QUEUE_SHIFT);
+        if self.update_bits(who, |_| bits) {
+            owners[idx] = Some((who, false));
+            Ok(())
+        } else {
+            // a queue this call took is given back; a running capture's stays (its
+            // frames are still to be taken)
+            if fresh {
+                owners[idx] = None;
+            }
+            Err(CaptureError::Gone)
+        }
+    }
+
+    /// Stops capturing `who` (its slot's bits are left alone if the id went to another
+    /// port since). Frames already queued stay for [`Self::take_frames`]; the queue is
+    /// freed once they are taken.
     pub fn stop_capture(&self, who: PortIdentity) {
+        let mut owners = self.owners.lock().unwrap_or_else(|e| e.into_inner());
         self.update_bits(who, |_| 0);
+        for i in 0..owners.len() {
+            if owners[i].is_some_and(|(w, _)| w == who) {
+                owners[i] = Some((who, true));
+                if self.queues[i].frames.is_empty() {
+                    owners[i] = None;
+                }
+            }
+        }
+    }
+
+    /// Gives back every frame waiting in queue `i`.
+    fn drain(&self, i: usize) {
+        while let Some(f) = self.queues[i].frames.pop() {
+            let _ = self.free.push(f.data);
+        }
     }
 
     /// The port holding `port` is gone (a reload deleted it, and its queues are
@@ -321,23 +436,29 @@ impl Observe {
         }
     }
 
-    /// Takes the captured frames of `who` waiting now (at most `max`); frames of other
-    /// ports, and of other ports that held the same id, stay queued. Give each frame's
-    /// buffer back with [`Self::recycle`].
+    /// Takes the captured frames of `who` waiting now (at most `max`), in the order they
+    /// were recorded, from its own queue: other captures' frames are never touched.
+    /// Give each frame's buffer back with [`Self::recycle`]. After
+    /// [`Self::stop_capture`], the call that finds the queue empty frees it.
     pub fn take_frames(&self, who: PortIdentity, max: usize, out: &mut Vec<CapturedFrame>) {
-        let mut others = Vec::new();
-        while out.len() < max {
-            let Some(f) = self.frames.pop() else { break };
+        let mut owners = self.owners.lock().unwrap_or_else(|e| e.into_inner());
+        let Some(i) = owners.iter().position(|o| o.is_some_and(|(w, _)| w == who)) else {
+            return;
+        };
+        let q = &self.queues[i];
+        let mut n = 0;
+        while n < max {
+            let Some(f) = q.frames.pop() else { break };
             if f.identity() == who {
                 out.push(f);
+                n += 1;
             } else {
-                others.push(f);
-            }
-        }
-        for f in others {
-            if let Err(f) = self.frames.push(f) {
+                // a worker that read the slot before this queue changed hands
                 let _ = self.free.push(f.data);
             }
+        }
+        if owners[i].is_some_and(|(_, stopped)| stopped) && q.frames.is_empty() {
+            owners[i] = None;
         }
     }
 
@@ -436,6 +557,71 @@ mod tests {
         let mut d = Vec::new();
         o.take_drops(&mut d);
         assert_eq!(d[0].identity(), b);
+    }
+
+    /// Two captures each get their own frames, in the order recorded, whichever
+    /// drains first (they used to share a queue: taking one's frames re-queued the
+    /// other's behind later ones); a filter keeps only what it matches; at most
+    /// MAX_CAPTURES run at once.
+    #[test]
+    fn captures_have_their_own_queues_order_and_filters() {
+        let o = Observe::new(MAX_CAPTURES + 2);
+        let (a, b) = (who(&o, 0), who(&o, 1));
+        assert!(o.start_capture(a, true, true));
+        let only_arp = CaptureFilter::parse("arp").unwrap();
+        assert_eq!(o.start_capture_with(b, true, true, only_arp), Ok(()));
+        let arp = vpcswitch_wire::build::garp(
+            vpcswitch_model::MacAddr([2, 0, 0, 0, 0, 1]),
+            "10.0.0.1".parse().unwrap(),
+        );
+        let mut not_arp = arp.clone();
+        not_arp[12..14].copy_from_slice(&[0x08, 0x00]);
+        for i in 0..6u8 {
+            let mut f = if i % 2 == 0 {
+                arp.clone()
+            } else {
+                not_arp.clone()
+            };
+            f[20] = i;
+            o.record(0, Direction::Rx, u64::from(i), &f);
+            o.record(1, Direction::Tx, u64::from(i), &f);
+        }
+        let (mut va, mut vb) = (Vec::new(), Vec::new());
+        // b drains first, a little at a time: a's order is untouched
+        o.take_frames(b, 1, &mut vb);
+        o.take_frames(b, 10, &mut vb);
+        o.take_frames(a, 10, &mut va);
+        let order = |v: &[CapturedFrame]| v.iter().map(|f| f.data[20]).collect::<Vec<_>>();
+        assert_eq!(order(&va), [0, 1, 2, 3, 4, 5]);
+        assert_eq!(order(&vb), [0, 2, 4], "only ARP");
+        assert!(vb.iter().all(|f| f.direction == Direction::Tx));
+        // the limit, and the queue freed by stop + take
+        let mut more = Vec::new();
+        for p in 2..MAX_CAPTURES as u32 {
+            assert!(o.start_capture(who(&o, p), true, false));
+            more.push(who(&o, p));
+        }
+        let last = who(&o, MAX_CAPTURES as u32);
+        assert_eq!(
+            o.start_capture_with(last, true, true, CaptureFilter::default()),
+            Err(CaptureError::TooMany)
+        );
+        o.stop_capture(a);
+        assert_eq!(
+            o.start_capture_with(last, true, true, CaptureFilter::default()),
+            Ok(()),
+            "a's queue was empty: freed at stop"
+        );
+        o.record(1, Direction::Tx, 9, &arp);
+        o.stop_capture(b);
+        assert!(
+            !o.start_capture(who(&o, MAX_CAPTURES as u32 + 1), true, false),
+            "b's queue still holds a frame: not free yet"
+        );
+        let mut vb = Vec::new();
+        o.take_frames(b, 10, &mut vb);
+        assert_eq!(vb.len(), 1);
+        assert!(o.start_capture(who(&o, MAX_CAPTURES as u32 + 1), true, false));
     }
 
     #[test]
