@@ -751,6 +751,14 @@ pub fn exit_status(health: &Result<(), String>, panicked: usize) -> u8 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// clap's own consistency checks of every command and option (names, groups,
+    /// conflicts), which otherwise only fail when a user hits them.
+    #[test]
+    fn the_command_line_definition_is_consistent() {
+        use clap::CommandFactory;
+        Cli::command().debug_assert();
+    }
     use vpcswitch::backend::{
         Backend, BackendError, PacketBuf, PortQueue, TxResult, WorkerBufs, WorkerMem,
     };

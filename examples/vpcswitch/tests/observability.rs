@@ -201,6 +201,48 @@ fn observability_metrics_capture_and_drop_sampling() {
         && f.dir == Some(out_of)
         && icmp_type(f) == Some(8)
         && f.data.get(30..34) == Some(&[10, 0, 1, 11][..])));
+    // the captured frames traced again, from the file: each goes to web1
+    let out = must(&format!(
+        "{} trace client --pcap {} --json",
+        n.ctl_cmd(),
+        b.display()
+    ));
+    let traced: Vec<Value> = serde_json::Deserializer::from_str(&out)
+        .into_iter::<Value>()
+        .collect::<Result<_, _>>()
+        .expect("one JSON answer per frame");
+    assert_eq!(traced.len(), 3, "{out}");
+    assert!(
+        traced
+            .iter()
+            .all(|t| t["verdict"].as_str().is_some_and(|v| v.contains("web1"))),
+        "{out}"
+    );
+    let one = must(&format!(
+        "{} trace client --pcap {} --frame 2",
+        n.ctl_cmd(),
+        b.display()
+    ));
+    assert!(
+        one.contains("== frame 2") && !one.contains("== frame 1"),
+        "{one}"
+    );
+    let (ok, msg) = sh(&format!(
+        "{} trace client --pcap {} --frame 9",
+        n.ctl_cmd(),
+        b.display()
+    ));
+    assert!(!ok && msg.contains("has 3 frames, no frame 9"), "{msg}");
+    // and by its fields, as the client's guest would send it
+    let t: Value = serde_json::from_str(&must(&format!(
+        "{} --json trace client --flow 'tcp ip4.dst=10.0.1.12 tcp.dst=80'",
+        n.ctl_cmd()
+    )))
+    .expect("json");
+    assert!(
+        t["verdict"].as_str().is_some_and(|v| v.contains("web2")),
+        "{t}"
+    );
     // a filter that is not one is refused before anything starts, naming the word
     let (ok, msg) = sh(&format!(
         "{} capture web1 --filter 'tcp prot 80' -w /dev/null",

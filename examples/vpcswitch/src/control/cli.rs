@@ -81,11 +81,22 @@ pub enum CtlCmd {
     /// Re-read the configuration (file or store) and reload it
     Reload,
     /// Trace a frame through the pipeline as if received on PORT (changes nothing)
+    #[command(group = clap::ArgGroup::new("input").required(true).args(["hexframe", "flow", "pcap"]))]
     Trace {
         /// the ingress port
         port: String,
         /// the frame, in hex (spaces and colons ignored)
-        hexframe: String,
+        hexframe: Option<String>,
+        /// the frame by its fields, e.g. "arp arp.tpa=10.0.1.100" or "tcp ip4.dst=10.0.2.12
+        /// tcp.dst=80" (OVN or OVS names; the rest from the port: see docs/operations.md)
+        #[arg(long, value_name = "EXPR")]
+        flow: Option<String>,
+        /// every frame of a capture file (pcapng or pcap), or only --frame N
+        #[arg(long, value_name = "FILE")]
+        pcap: Option<PathBuf>,
+        /// with --pcap: only the Nth frame (1 is the first)
+        #[arg(long, value_name = "N", requires = "pcap", value_parser = clap::value_parser!(u64).range(1..))]
+        frame: Option<u64>,
     },
     /// Capture a port's frames to a pcapng file (or stdout)
     Capture {
@@ -138,7 +149,17 @@ impl CtlCmd {
             CtlCmd::Stats => (w(&["stats"]), None),
             CtlCmd::Hosts => (w(&["hosts"]), None),
             CtlCmd::Reload => (w(&["reload"]), None),
-            CtlCmd::Trace { port, hexframe } => (w(&["trace", port, hexframe]), None),
+            CtlCmd::Trace {
+                port,
+                hexframe,
+                flow,
+                ..
+            } => match (hexframe, flow) {
+                (Some(h), _) => (w(&["trace", port, h]), None),
+                (_, Some(f)) => (w(&["trace-flow", port, f]), None),
+                // --pcap: one request per frame, in run()
+                _ => (Vec::new(), None),
+            },
             CtlCmd::Capture {
                 port,
                 direction,
@@ -213,8 +234,60 @@ pub fn run(a: CtlArgs) -> ExitCode {
         },
         (None, None) => PathBuf::from(crate::DEFAULT_SOCKET),
     };
+    if let CtlCmd::Trace {
+        port,
+        pcap: Some(file),
+        frame,
+        ..
+    } = &a.command
+    {
+        return trace_file(&socket, a.json, port, file, *frame);
+    }
     let (words, out) = a.command.words();
     super::client(&socket, a.json, &words, out)
+}
+
+/// `ctl trace PORT --pcap FILE [--frame N]`: traces each frame of the file (or the Nth)
+/// as received on PORT, one request each; the first failure ends it.
+fn trace_file(
+    socket: &std::path::Path,
+    json: bool,
+    port: &str,
+    file: &std::path::Path,
+    only: Option<u64>,
+) -> ExitCode {
+    let frames = match std::fs::read(file)
+        .map_err(|e| e.to_string())
+        .and_then(|b| super::pcapng::read_any(&b))
+    {
+        Ok(f) => f,
+        Err(e) => return super::client::fail(json, &format!("{}: {e}", file.display()), 2),
+    };
+    if let Some(n) = only {
+        if n as usize > frames.len() {
+            let msg = format!(
+                "{} has {} frames, no frame {n}",
+                file.display(),
+                frames.len()
+            );
+            return super::client::fail(json, &msg, 2);
+        }
+    }
+    for (i, f) in frames.iter().enumerate() {
+        let n = i as u64 + 1;
+        if only.is_some_and(|o| o != n) {
+            continue;
+        }
+        if !json {
+            println!("== frame {n} ({} bytes)", f.data.len());
+        }
+        let hex: String = f.data.iter().map(|b| format!("{b:02x}")).collect();
+        let code = super::client(socket, json, &["trace".into(), port.into(), hex], None);
+        if code != ExitCode::SUCCESS {
+            return code;
+        }
+    }
+    ExitCode::SUCCESS
 }
 
 /// The control socket a configuration file names (`[switch] control_socket`, else the

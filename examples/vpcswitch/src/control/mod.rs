@@ -14,6 +14,7 @@
 
 pub mod cli;
 mod client;
+mod flow;
 pub mod pcapng;
 mod stream;
 #[cfg(test)]
@@ -209,6 +210,7 @@ pub(crate) fn ok(text: String, data: Value) -> Value {
 
 /// The commands, as an unknown one is told.
 const COMMANDS: &str = "ports, vips, eips, neighbors, routes, stats, hosts, trace PORT HEXFRAME, \
+    trace-flow PORT EXPR, \
     reload, capture PORT DIR COUNT [FILTER], drops SECS [PORT]";
 
 /// One request, one answer: the table commands, `trace` and `reload`.
@@ -226,6 +228,7 @@ fn dispatch(req: &Value, r: &Running) -> Value {
         ["stats"] => views::stats(r),
         ["hosts"] => views::hosts(r),
         ["trace", port, hex] => views::trace(r, port, hex),
+        ["trace-flow", port, expr] => views::trace_flow(r, port, expr),
         ["reload"] => match r.reload() {
             Ok(g) => ok(
                 format!("reloaded: generation {g}\n"),

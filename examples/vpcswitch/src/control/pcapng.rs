@@ -115,8 +115,8 @@ pub fn write(w: &mut dyn Write, b: &[u8]) -> io::Result<()> {
     w.flush()
 }
 
-/// A frame read back from a pcapng file (the tests check captures with it).
-#[cfg(test)]
+/// A frame read back from a capture file (`ctl trace --pcap`; the tests check
+/// captures with it).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Read {
     /// the interface's name (`if_name`)
@@ -129,8 +129,63 @@ pub struct Read {
     pub data: Vec<u8>,
 }
 
+/// Reads the frames of a capture file: pcapng (little-endian, as written above; other
+/// block types skipped) or classic pcap (either byte order, µs or ns timestamps).
+pub fn read_any(bytes: &[u8]) -> Result<Vec<Read>, String> {
+    match bytes.get(0..4).map(|b| [b[0], b[1], b[2], b[3]]) {
+        Some(m) if u32::from_le_bytes(m) == SHB => read(bytes),
+        Some(m) => read_pcap(bytes, m),
+        None => Err("not a capture file (too short)".into()),
+    }
+}
+
+/// Classic pcap: a 24-byte header, then records of 16 bytes + data.
+fn read_pcap(bytes: &[u8], magic: [u8; 4]) -> Result<Vec<Read>, String> {
+    let (le, nanos) = match (u32::from_le_bytes(magic), u32::from_be_bytes(magic)) {
+        (0xa1b2_c3d4, _) => (true, false),
+        (0xa1b2_3c4d, _) => (true, true),
+        (_, 0xa1b2_c3d4) => (false, false),
+        (_, 0xa1b2_3c4d) => (false, true),
+        _ => return Err("not a pcap or pcapng file (unknown magic number)".into()),
+    };
+    let word = |at: usize| -> Option<u32> {
+        let b = bytes.get(at..at + 4)?;
+        let a = [b[0], b[1], b[2], b[3]];
+        Some(if le {
+            u32::from_le_bytes(a)
+        } else {
+            u32::from_be_bytes(a)
+        })
+    };
+    if word(20) != Some(1) {
+        return Err("only Ethernet captures (link type 1) can be traced".into());
+    }
+    let mut out = Vec::new();
+    let mut at = 24;
+    while at < bytes.len() {
+        let (Some(sec), Some(frac), Some(cap)) = (word(at), word(at + 4), word(at + 8)) else {
+            return Err(format!("truncated record at byte {at}"));
+        };
+        let data = bytes
+            .get(at + 16..at + 16 + cap as usize)
+            .ok_or_else(|| format!("truncated record at byte {at}"))?;
+        let sub = if nanos {
+            u64::from(frac) / 1000
+        } else {
+            u64::from(frac)
+        };
+        out.push(Read {
+            interface: String::new(),
+            dir: None,
+            ts_us: u64::from(sec) * 1_000_000 + sub,
+            data: data.to_vec(),
+        });
+        at += 16 + cap as usize;
+    }
+    Ok(out)
+}
+
 /// Reads the frames of a little-endian pcapng file written as above (one section).
-#[cfg(test)]
 pub fn read(bytes: &[u8]) -> Result<Vec<Read>, String> {
     let u32_at = |at: usize| -> Result<u32, String> {
         bytes
@@ -212,48 +267,4 @@ pub fn read(bytes: &[u8]) -> Result<Vec<Read>, String> {
         at += len;
     }
     Ok(frames)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn a_capture_reads_back_with_interface_and_direction() {
-        let mut f = section_header("test");
-        f.extend(interface(
-            "web1",
-            "vpcswitch port web1",
-            2048,
-            "arp or icmp",
-        ));
-        f.extend(packet(
-            0,
-            1_700_000_000_123_456,
-            &[1, 2, 3],
-            60,
-            Dir::Inbound,
-        ));
-        f.extend(packet(
-            0,
-            1_700_000_000_123_999,
-            &[4; 64],
-            64,
-            Dir::Outbound,
-        ));
-        assert_eq!(f.len() % 4, 0);
-        let r = read(&f).unwrap();
-        assert_eq!(r.len(), 2);
-        assert_eq!(
-            r[0],
-            Read {
-                interface: "web1".into(),
-                dir: Some(Dir::Inbound),
-                ts_us: 1_700_000_000_123_456,
-                data: vec![1, 2, 3],
-            }
-        );
-        assert_eq!((r[1].dir, r[1].data.len()), (Some(Dir::Outbound), 64));
-        assert!(read(&f[..f.len() - 2]).is_err(), "truncated");
-    }
 }

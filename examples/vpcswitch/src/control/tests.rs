@@ -183,3 +183,117 @@ fn a_capture_stream_ends_when_its_port_is_deleted() {
     h.finish();
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// pcapng as `ctl capture` writes it reads back with its interface and directions;
+/// classic pcap reads too (`ctl trace --pcap`).
+mod pcapng_files {
+    use super::super::pcapng::*;
+
+    #[test]
+    fn a_capture_reads_back_with_interface_and_direction() {
+        let mut f = section_header("test");
+        f.extend(interface(
+            "web1",
+            "vpcswitch port web1",
+            2048,
+            "arp or icmp",
+        ));
+        f.extend(packet(
+            0,
+            1_700_000_000_123_456,
+            &[1, 2, 3],
+            60,
+            Dir::Inbound,
+        ));
+        f.extend(packet(
+            0,
+            1_700_000_000_123_999,
+            &[4; 64],
+            64,
+            Dir::Outbound,
+        ));
+        assert_eq!(f.len() % 4, 0);
+        let r = read(&f).unwrap();
+        assert_eq!(r.len(), 2);
+        assert_eq!(
+            r[0],
+            Read {
+                interface: "web1".into(),
+                dir: Some(Dir::Inbound),
+                ts_us: 1_700_000_000_123_456,
+                data: vec![1, 2, 3],
+            }
+        );
+        assert_eq!((r[1].dir, r[1].data.len()), (Some(Dir::Outbound), 64));
+        assert!(read(&f[..f.len() - 2]).is_err(), "truncated");
+        assert_eq!(read_any(&f).unwrap().len(), 2);
+        // classic pcap, as `--format pcap` writes it
+        let mut p = Vec::new();
+        p.extend_from_slice(&0xa1b2_c3d4u32.to_le_bytes());
+        p.extend_from_slice(&2u16.to_le_bytes());
+        p.extend_from_slice(&4u16.to_le_bytes());
+        p.extend_from_slice(&[0; 8]);
+        p.extend_from_slice(&2048u32.to_le_bytes());
+        p.extend_from_slice(&1u32.to_le_bytes());
+        let d = vec![9u8; 42];
+        p.extend_from_slice(&5u32.to_le_bytes());
+        p.extend_from_slice(&7u32.to_le_bytes());
+        p.extend_from_slice(&(d.len() as u32).to_le_bytes());
+        p.extend_from_slice(&(d.len() as u32).to_le_bytes());
+        p.extend_from_slice(&d);
+        let r = read_any(&p).unwrap();
+        assert_eq!((r.len(), r[0].ts_us, r[0].data.len()), (1, 5_000_007, 42));
+        assert!(read_any(b"nope").is_err());
+    }
+}
+
+/// `trace-flow`: a frame described by its fields is built as the port's guest would
+/// send it (its MAC and IP, the destination's MAC) and traced; the answer shows it.
+#[test]
+fn a_flow_expression_is_traced_as_the_port_would_send_it() {
+    let r = running();
+    let ask = |words: &[&str]| dispatch(&json!({ "cmd": words }), &r);
+    // to a neighbour in the subnet: its MAC, forwarded to it
+    let v = ask(&["trace-flow", "p1", "icmp ip4.dst=10.0.1.12"]);
+    assert_eq!(v["ok"], true, "{v}");
+    let frame = unhex(v["data"]["frame"].as_str().unwrap()).unwrap();
+    assert_eq!(&frame[0..6], &[2, 0, 0, 0, 1, 2], "dst: p2's MAC");
+    assert_eq!(&frame[6..12], &[2, 0, 0, 0, 1, 1], "src: p1's MAC");
+    assert_eq!(&frame[26..30], &[10, 0, 1, 11], "src: p1's IP");
+    assert!(v["data"]["verdict"].as_str().unwrap().contains("p2"), "{v}");
+    // the same as the hex trace of that frame
+    let hex = v["data"]["frame"].as_str().unwrap().to_string();
+    let same = ask(&["trace", "p1", &hex]);
+    assert_eq!(same["data"]["verdict"], v["data"]["verdict"]);
+    // a spoofed source is dropped with its reason
+    let v = ask(&[
+        "trace-flow",
+        "p1",
+        "udp nw_src=10.0.1.99 nw_dst=10.0.1.12 udp.dst=53",
+    ]);
+    assert!(
+        v["data"]["verdict"]
+            .as_str()
+            .unwrap()
+            .contains("spoofed_src_ip"),
+        "{v}"
+    );
+    // ARP for a neighbour: answered by the switch
+    let v = ask(&["trace-flow", "p1", "arp arp.tpa=10.0.1.12"]);
+    assert_eq!(v["ok"], true, "{v}");
+    assert!(
+        v["text"]
+            .as_str()
+            .unwrap()
+            .starts_with("frame ffffffffffff"),
+        "{v}"
+    );
+    // errors name the problem
+    let v = ask(&["trace-flow", "p1", "arp"]);
+    assert!(
+        v["text"].as_str().unwrap().contains("arp.tpa= is needed"),
+        "{v}"
+    );
+    let v = ask(&["trace-flow", "nope", "icmp ip4.dst=10.0.1.12"]);
+    assert!(v["text"].as_str().unwrap().contains("no port named"), "{v}");
+}

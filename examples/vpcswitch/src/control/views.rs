@@ -479,8 +479,31 @@ pub fn trace(r: &Running, port: &str, hex: &str) -> Value {
     let Some(frame) = unhex(hex) else {
         return err("HEXFRAME must be an even number of hex digits (spaces and colons allowed)");
     };
+    trace_frame(r, port, &frame)
+}
+
+/// `trace-flow PORT EXPR`: the frame the flow expression describes
+/// ([`super::flow`]), traced; the answer shows the frame built (`frame`, hex).
+pub fn trace_flow(r: &Running, port: &str, expr: &str) -> Value {
     let snap = r.switch.snapshot();
-    match r.switch.trace(port, &frame) {
+    let frame = match super::flow::frame(&snap, port, expr) {
+        Ok(f) => f,
+        Err(e) => return err(&e),
+    };
+    let mut v = trace_frame(r, port, &frame);
+    let hex: String = frame.iter().map(|b| format!("{b:02x}")).collect();
+    if let Some(t) = v.get_mut("text") {
+        *t = json!(format!("frame {hex}\n{}", t.as_str().unwrap_or("")));
+    }
+    if let Some(d) = v.get_mut("data").and_then(Value::as_object_mut) {
+        d.insert("frame".into(), json!(hex));
+    }
+    v
+}
+
+fn trace_frame(r: &Running, port: &str, frame: &[u8]) -> Value {
+    let snap = r.switch.snapshot();
+    match r.switch.trace(port, frame) {
         Ok(t) => {
             let steps: Vec<Value> = t
                 .trace
