@@ -65,6 +65,9 @@ pub struct StoreState {
     pub claims: std::collections::BTreeMap<String, (String, u64)>,
     /// per VIP, the store revision of its owner last received and when (unix µs)
     pub vip_seen: std::collections::BTreeMap<String, (i64, u64)>,
+    /// SPEC 11.3: per host down here, when its ports went down (the reload that drops
+    /// them swapped in, every worker on it), unix µs
+    pub down_since: std::collections::BTreeMap<String, u64>,
 }
 
 /// The running switch and the file it was started from.
@@ -306,6 +309,12 @@ impl Running {
             self.switch.apply(&cfg).map_err(|e| e.to_string()),
             "host leases",
         );
+        let at = unix_us(SystemTime::now());
+        let mut st = link.state.lock().unwrap_or_else(|e| e.into_inner());
+        st.down_since.retain(|h, _| down.contains(h));
+        for h in &down {
+            st.down_since.entry(h.clone()).or_insert(at);
+        }
         down
     }
 }
