@@ -166,6 +166,7 @@ fn spec11_3_a_dead_hosts_ports_are_dropped_as_host_down_until_it_returns() {
 
     // h2's switch crashes: no more keep-alives
     let t0 = Instant::now();
+    let killed_us = unix_us_now();
     assert!(f.stop_switch("h2", true));
     for h in ["h1", "h3"] {
         assert!(
@@ -180,6 +181,15 @@ fn spec11_3_a_dead_hosts_ports_are_dropped_as_host_down_until_it_returns() {
     assert_eq!(
         f.ctl_on("h3", "stats")["store"]["hosts_down"],
         serde_json::json!(["h2"])
+    );
+    // when: after the crash, by the time it was seen
+    let since = f.ctl_on("h3", "stats")["store"]["down_since_unix_us"].clone();
+    assert!(
+        since["h2"]
+            .as_u64()
+            .is_some_and(|us| us > killed_us && us <= unix_us_now())
+            && since.as_object().is_some_and(|o| o.len() == 1),
+        "{since}"
     );
     let m = f.scrape_on("h3");
     assert_eq!(metric(&m, "vpcswitch_host_down{host=\"h2\"}"), 1.0, "{m}");
@@ -204,6 +214,10 @@ fn spec11_3_a_dead_hosts_ports_are_dropped_as_host_down_until_it_returns() {
         );
     }
     assert_eq!(f.ping("client", "10.0.1.12", 3), 3, "h2 back\n{}", f.logs());
+    assert_eq!(
+        f.ctl_on("h3", "stats")["store"]["down_since_unix_us"],
+        serde_json::json!({})
+    );
 }
 
 /// SPEC 11.4, 11.5: a VIP claim learned in the datapath of the claiming port's host
