@@ -68,6 +68,8 @@ pub struct StoreState {
     /// SPEC 11.3: per host down here, when its ports went down (the reload that drops
     /// them swapped in, every worker on it), unix µs
     pub down_since: std::collections::BTreeMap<String, u64>,
+    /// SPEC 11.3: per host whose lease is gone, when the watch said so here, unix µs
+    pub lease_gone: std::collections::BTreeMap<String, u64>,
 }
 
 /// The running switch and the file it was started from.
@@ -255,8 +257,14 @@ impl Running {
             return vec![];
         };
         {
+            let at = unix_us(SystemTime::now());
             let mut st = link.state.lock().unwrap_or_else(|e| e.into_inner());
             st.ever_alive.extend(alive.iter().cloned());
+            let gone: Vec<String> = st.alive.difference(alive).cloned().collect();
+            st.lease_gone.retain(|h, _| !alive.contains(h));
+            for h in gone {
+                st.lease_gone.insert(h, at);
+            }
             st.alive = alive.clone();
         }
         self.update_hosts_down()

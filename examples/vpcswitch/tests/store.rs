@@ -191,6 +191,11 @@ fn spec11_3_a_dead_hosts_ports_are_dropped_as_host_down_until_it_returns() {
             && since.as_object().is_some_and(|o| o.len() == 1),
         "{since}"
     );
+    let gone = f.ctl_on("h3", "stats")["store"]["lease_gone_unix_us"]["h2"].as_u64();
+    assert!(
+        gone.is_some_and(|us| us > killed_us && Some(us) <= since["h2"].as_u64()),
+        "the watch said so first: {gone:?} {since}"
+    );
     let m = f.scrape_on("h3");
     assert_eq!(metric(&m, "vpcswitch_host_down{host=\"h2\"}"), 1.0, "{m}");
     assert_eq!(metric(&m, "vpcswitch_host_down{host=\"h1\"}"), 0.0, "{m}");
@@ -214,10 +219,9 @@ fn spec11_3_a_dead_hosts_ports_are_dropped_as_host_down_until_it_returns() {
         );
     }
     assert_eq!(f.ping("client", "10.0.1.12", 3), 3, "h2 back\n{}", f.logs());
-    assert_eq!(
-        f.ctl_on("h3", "stats")["store"]["down_since_unix_us"],
-        serde_json::json!({})
-    );
+    let st = f.ctl_on("h3", "stats")["store"].clone();
+    assert_eq!(st["down_since_unix_us"], serde_json::json!({}), "{st}");
+    assert_eq!(st["lease_gone_unix_us"], serde_json::json!({}), "{st}");
 }
 
 /// SPEC 11.4, 11.5: a VIP claim learned in the datapath of the claiming port's host
@@ -706,8 +710,10 @@ fn unix_us_now() -> u64 {
 /// (etcd's JSON gateway, `LEASE_WATCH_PY`) receives the deletion of the dead host's
 /// `alive/` key (its lease expired); the moment each other switch has the dead host's
 /// ports down (the reload dropping them swapped in: `ctl stats`
-/// `store.down_since_unix_us`). Prints median and p99 of (a) deletion → ports down,
-/// the watch path, per host and for "every host" (the later of the two), and (b) kill
+/// `store.down_since_unix_us`), and when its watch reported the lease gone
+/// (`store.lease_gone_unix_us`). Prints median and p99 of (a) deletion → ports down,
+/// the watch path, per host and for "every host" (the later of the two), with the
+/// switch's own part (its watch's report → ports down), and (b) kill
 /// → ports down on every other host, and kill → deletion (the lease's expiry by
 /// etcd). Asserts only that every host went down and came back.
 #[test]
@@ -743,6 +749,7 @@ fn measure_lease_expiry_to_ports_down_on_three_hosts() {
     }
     assert!(f.wait_all_alive(&HOSTS, 10), "{}", f.logs());
     let mut per_host: Vec<Vec<f64>> = vec![vec![]; HOSTS.len()];
+    let mut own: Vec<Vec<f64>> = vec![vec![]; HOSTS.len()];
     let (mut watch, mut expiry, mut kill_to_down) = (vec![], vec![], vec![]);
     for i in 0..trials {
         let victim = HOSTS[i % HOSTS.len()];
@@ -785,12 +792,18 @@ fn measure_lease_expiry_to_ports_down_on_three_hosts() {
         };
         let mut last = 0;
         for k in &others {
-            let at = f.ctl_on(HOSTS[*k], "stats")["store"]["down_since_unix_us"][victim]
-                .as_u64()
-                .unwrap_or_else(|| {
-                    panic!("trial {i}: {} has no down_since for {victim}", HOSTS[*k])
-                });
+            let st = f.ctl_on(HOSTS[*k], "stats")["store"].clone();
+            let (Some(at), Some(told)) = (
+                st["down_since_unix_us"][victim].as_u64(),
+                st["lease_gone_unix_us"][victim].as_u64(),
+            ) else {
+                panic!(
+                    "trial {i}: {} has no down_since or lease_gone for {victim}: {st}",
+                    HOSTS[*k]
+                );
+            };
             per_host[*k].push((at as f64 - deleted as f64) / 1000.0);
+            own[*k].push((at as f64 - told as f64) / 1000.0);
             last = last.max(at);
         }
         watch.push((last as f64 - deleted as f64) / 1000.0);
@@ -811,6 +824,12 @@ fn measure_lease_expiry_to_ports_down_on_three_hosts() {
         show(h, &mut per_host[k]);
     }
     show("every host", &mut watch);
+    println!(
+        "    of which the switch's own part: its watch reporting the lease gone -> ports down:"
+    );
+    for (k, h) in HOSTS.iter().enumerate() {
+        show(h, &mut own[k]);
+    }
     println!("(b) kill -9 -> the dead host's ports down on every other host:");
     show("every host", &mut kill_to_down);
     println!("    of which kill -9 -> the key's deletion received (the lease expiring in etcd):");
