@@ -529,6 +529,10 @@ fn percentile(sorted: &[f64], p: f64) -> f64 {
 
 /// Prints `v`'s count, median, p99, min and max (ms), as `name`.
 fn show(name: &str, v: &mut [f64]) {
+    if v.is_empty() {
+        println!("{name:<10} n=0");
+        return;
+    }
     v.sort_by(|a, b| a.partial_cmp(b).unwrap());
     println!(
         "{name:<10} n={} median {:.2} ms  p99 {:.2} ms  min {:.2} ms  max {:.2} ms",
