@@ -71,6 +71,11 @@ pub struct StoreState {
     pub claims: std::collections::BTreeMap<String, (String, u64)>,
     /// per VIP, the store revision of its owner last received and when (unix µs)
     pub vip_seen: std::collections::BTreeMap<String, (i64, u64)>,
+    /// SPEC 11.3: per host down here, when its ports went down (the reload that drops
+    /// them swapped in, every worker on it), unix µs
+    pub down_since: std::collections::BTreeMap<String, u64>,
+    /// SPEC 11.3: per host whose lease is gone, when the watch said so here, unix µs
+    pub lease_gone: std::collections::BTreeMap<String, u64>,
 }
 
 impl StoreState {
@@ -288,8 +293,14 @@ impl Running {
             return vec![];
         };
         {
+            let at = unix_us(SystemTime::now());
             let mut st = link.state.lock().unwrap_or_else(|e| e.into_inner());
             st.ever_alive.extend(alive.iter().cloned());
+            let gone: Vec<String> = st.alive.difference(alive).cloned().collect();
+            st.lease_gone.retain(|h, _| !alive.contains(h));
+            for h in gone {
+                st.lease_gone.insert(h, at);
+            }
             st.alive = alive.clone();
         }
         self.update_hosts_down()
@@ -342,6 +353,12 @@ impl Running {
             self.switch.apply(&cfg).map_err(|e| e.to_string()),
             "host leases",
         );
+        let at = unix_us(SystemTime::now());
+        let mut st = link.state.lock().unwrap_or_else(|e| e.into_inner());
+        st.down_since.retain(|h, _| down.contains(h));
+        for h in &down {
+            st.down_since.entry(h.clone()).or_insert(at);
+        }
         down
     }
 }

@@ -11,7 +11,7 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::hosts::{Fleet, GUEST_MTU, ROGUE_IP, ROGUE_MAC};
+use common::hosts::{Fleet, FleetBuilder, GUEST_MTU, ROGUE_IP, ROGUE_MAC};
 use common::net::{garp, metric, row, VIP};
 use common::{lock, must, sh};
 
@@ -65,7 +65,9 @@ fn wait_generation(f: &Fleet, h: &str, g0: u64) -> u64 {
 /// SPEC 10.1 and the binary's flags: each switch runs in its host's namespace as the
 /// host `--host` names (its own control socket and metrics, one shared file), and a
 /// reload, by `ctl reload` and by SIGHUP, keeps that host (without it the file, which
-/// names no local host, would be refused).
+/// names no local host, would be refused). With the network from etcd (SPEC 11.2) the
+/// reloads read the store again, and an apply of a changed network reaches every
+/// switch (its store revision, a new generation), each still its own host.
 fn each_switch_is_its_host_across_reloads(f: &Fleet) {
     for h in HOSTS {
         let me = f.host_row_on(h, h);
@@ -95,6 +97,27 @@ fn each_switch_is_its_host_across_reloads(f: &Fleet) {
     for h in ["h2", "h3"] {
         assert_eq!(f.host_row_on(h, h)["local"], true, "{h} after reload");
     }
+    if f.etcd.is_none() {
+        return;
+    }
+    let generation = |h: &str| f.ctl_on(h, "stats")["generation"].as_u64().unwrap_or(0);
+    let r0 = f.store_revision_on("h1");
+    let gens: Vec<u64> = HOSTS.iter().map(|h| generation(h)).collect();
+    // a change every host applies whole, without touching forwarding
+    let text = f
+        .network_text()
+        .replacen("[switch]\n", "[switch]\nicmp_errors_per_sec = 99\n", 1);
+    let r1 = f.apply_text("network-changed.toml", &text);
+    assert!(r1 > r0, "a new revision: {r1} after {r0}");
+    assert!(
+        f.wait_revision(&HOSTS, r1, 5).is_some(),
+        "every switch runs revision {r1}\n{}",
+        f.logs()
+    );
+    for (h, g) in HOSTS.iter().zip(gens) {
+        assert!(generation(h) > g, "the apply was a reload on {h}");
+        assert_eq!(f.host_row_on(h, h)["local"], true, "{h} after the apply");
+    }
 }
 
 /// The fleet's tunnels on `hosts` sent TCP as UDP GSO trains and joined received TCP
@@ -119,11 +142,26 @@ fn assert_tcp_offload(f: &Fleet, hosts: &[&str]) {
 #[test]
 fn spec10_2_tap_guests_ping_and_tcp_across_hosts() {
     let _l = lock();
-    let mut f = Fleet::builder()
+    tap_guests_ping_and_tcp_across_hosts(tap_fleet().start());
+}
+
+/// The same with the network from etcd (SPEC 11): every switch runs `run --etcd` and
+/// makes its TAPs from the store's network.
+#[test]
+fn spec11_tap_guests_ping_and_tcp_across_hosts_with_the_network_from_etcd() {
+    let _l = lock();
+    tap_guests_ping_and_tcp_across_hosts(tap_fleet().etcd(3).start());
+}
+
+/// Two hosts, their guests on TAP ports.
+fn tap_fleet() -> FleetBuilder {
+    Fleet::builder()
         .host("h1", &["web1", "app", "lvs"])
         .host("h2", &["web2", "db"])
         .tap()
-        .start();
+}
+
+fn tap_guests_ping_and_tcp_across_hosts(mut f: Fleet) {
     assert_eq!(
         f.ping("web1", "10.0.1.12", 3),
         3,
@@ -159,7 +197,19 @@ fn spec10_2_tap_guests_ping_and_tcp_across_hosts() {
 #[test]
 fn spec10_2_ping_and_tcp_across_hosts_subnets_and_peerings_no_transit() {
     let _l = lock();
-    let mut f = Fleet::builder().standard().start();
+    ping_and_tcp_across_hosts(Fleet::builder().standard().start());
+}
+
+/// The same with the network from etcd (SPEC 11): the reloads read the store, an apply
+/// of a changed network reaches every switch; the store's namespace and members are
+/// gone at the end too.
+#[test]
+fn spec11_ping_and_tcp_across_hosts_subnets_and_peerings_no_transit_with_the_network_from_etcd() {
+    let _l = lock();
+    ping_and_tcp_across_hosts(Fleet::builder().standard().etcd(3).start());
+}
+
+fn ping_and_tcp_across_hosts(mut f: Fleet) {
     each_switch_is_its_host_across_reloads(&f);
     // (client h3, web1 h1, web2 h2, app h1, db h2, far h3)
     assert_eq!(
@@ -343,7 +393,20 @@ fn keepalived_failover_across_hosts(mut f: Fleet) {
 #[test]
 fn spec10_5_split_brain_across_hosts_latest_claim_wins_on_every_host() {
     let _l = lock();
-    let f = Fleet::builder().standard().start();
+    split_brain_across_hosts(Fleet::builder().standard().start());
+}
+
+/// The same with the network from etcd: every claim is also published to the store
+/// (SPEC 11.4) while the next one is made; when the claims stop, the store holds the
+/// latest (web2, published by h2) on every host, and the store's owners, arriving
+/// after the datapath's, revert no host to an older claim.
+#[test]
+fn spec11_split_brain_across_hosts_latest_claim_wins_on_every_host_with_the_network_from_etcd() {
+    let _l = lock();
+    split_brain_across_hosts(Fleet::builder().standard().etcd(3).start());
+}
+
+fn split_brain_across_hosts(f: Fleet) {
     for g in ["web1", "web2"] {
         must(&format!("ip -n {} addr add {VIP}/24 dev eth0", f.ns(g)));
     }
@@ -365,6 +428,24 @@ fn spec10_5_split_brain_across_hosts_latest_claim_wins_on_every_host() {
             .as_u64()
             .unwrap_or(0);
         assert!(moves >= 6, "{h} counted every claim as a move: {moves}");
+    }
+    if f.etcd.is_some() {
+        assert!(
+            f.wait_store_owner(&HOSTS, "web2", 5),
+            "the store holds the latest claim on every host\n{}",
+            f.logs()
+        );
+        let (_, host, _) = f.store_owner_on("h1").unwrap();
+        assert_eq!(host, "h2", "published by the claiming port's host");
+        std::thread::sleep(Duration::from_millis(1500));
+        for h in HOSTS {
+            assert_eq!(
+                f.vip_owner_on(h, "vip").as_deref(),
+                Some("web2"),
+                "nothing reverts on {h}\n{}",
+                f.logs()
+            );
+        }
     }
     // app on h1 reaches the VIP on web2 (h2), none of it to web1
     let (w1, w2) = (f.tx_on("h1", "web1"), f.tx_on("h2", "web2"));
@@ -405,11 +486,26 @@ time.sleep(60)
 #[test]
 fn spec6_2_lvs_direct_routing_with_director_and_backends_on_different_hosts() {
     let _l = lock();
-    let mut f = Fleet::builder()
+    lvs_direct_routing_across_hosts(lvs_fleet().start());
+}
+
+/// The same with the network from etcd (SPEC 11); the director's claim of svc is also
+/// published through the store.
+#[test]
+fn spec11_lvs_direct_routing_across_hosts_with_the_network_from_etcd() {
+    let _l = lock();
+    lvs_direct_routing_across_hosts(lvs_fleet().etcd(3).start());
+}
+
+/// The standard fleet with the LVS backends be2 on h2 and be3 on h3.
+fn lvs_fleet() -> FleetBuilder {
+    Fleet::builder()
         .standard()
         .with_guests("h2", &["be2"])
         .with_guests("h3", &["be3"])
-        .start();
+}
+
+fn lvs_direct_routing_across_hosts(mut f: Fleet) {
     for be in ["be2", "be3"] {
         must(&format!(
             "ip netns exec {} sh -c 'ip addr add 10.0.1.200/32 dev lo && sysctl -qw net.ipv4.conf.all.arp_ignore=1 net.ipv4.conf.all.arp_announce=2 net.ipv4.conf.all.rp_filter=0 net.ipv4.conf.eth0.rp_filter=0'",
@@ -479,7 +575,18 @@ fn spec6_2_lvs_direct_routing_with_director_and_backends_on_different_hosts() {
 #[test]
 fn spec10_3_spoofed_tunnel_packets_are_dropped_with_their_reason() {
     let _l = lock();
-    let mut f = Fleet::builder().standard().rogue().start();
+    spoofed_tunnel_packets_are_dropped(Fleet::builder().standard().rogue().start());
+}
+
+/// The same with the network from etcd (SPEC 11): the hosts a switch trusts, and how
+/// far, come from the store; the refused claims are not published either.
+#[test]
+fn spec11_spoofed_tunnel_packets_are_dropped_with_the_network_from_etcd() {
+    let _l = lock();
+    spoofed_tunnel_packets_are_dropped(Fleet::builder().standard().rogue().etcd(3).start());
+}
+
+fn spoofed_tunnel_packets_are_dropped(mut f: Fleet) {
     assert_eq!(
         f.ping("client", "10.0.1.11", 2),
         2,
@@ -582,6 +689,9 @@ fn spec10_3_spoofed_tunnel_packets_are_dropped_with_their_reason() {
     assert_eq!(f.delivered(), delivered, "no spoofed frame reached a guest");
     for h in HOSTS {
         assert_eq!(f.vip_owner_on(h, "vip"), None, "no owner learned on {h}");
+        if f.etcd.is_some() {
+            assert_eq!(f.store_owner_on(h), None, "no owner in the store ({h})");
+        }
     }
     // a legitimate packet, web2 (h2) to client (h3), is captured: the captures work
     f.exec(
@@ -618,7 +728,28 @@ fn spec10_3_spoofed_tunnel_packets_are_dropped_with_their_reason() {
 #[test]
 fn spec10_1_linux_vxlan_foreign_host_interoperates() {
     let _l = lock();
-    let mut f = Fleet::builder().standard().foreign("f1", &["fg"]).start();
+    linux_vxlan_foreign_host_interoperates(
+        Fleet::builder().standard().foreign("f1", &["fg"]).start(),
+    );
+}
+
+/// The same with the network from etcd (SPEC 11): the foreign host holds no lease (it
+/// runs no switch) and, never seen alive, is never marked down (SPEC 11.3), although
+/// the test outlasts the switches' lease TTL.
+#[test]
+fn spec11_linux_vxlan_foreign_host_interoperates_with_the_network_from_etcd() {
+    let _l = lock();
+    linux_vxlan_foreign_host_interoperates(
+        Fleet::builder()
+            .standard()
+            .foreign("f1", &["fg"])
+            .etcd(3)
+            .start(),
+    );
+}
+
+fn linux_vxlan_foreign_host_interoperates(mut f: Fleet) {
+    let t0 = Instant::now();
     let vni = f.vni("a");
     f.spawn_underlay(
         &format!(
@@ -687,6 +818,19 @@ fn spec10_1_linux_vxlan_foreign_host_interoperates() {
             && decoded.contains("10.0.1.11 > 10.0.1.31: ICMP echo reply"),
         "and the inner packets, both ways: {decoded}"
     );
+    if f.etcd.is_some() {
+        assert!(
+            t0.elapsed() > Duration::from_secs(f.lease_ttl),
+            "the test outlasted the lease TTL ({:?})",
+            t0.elapsed()
+        );
+        for h in HOSTS {
+            let st = &f.ctl_on(h, "stats")["store"];
+            assert_eq!(st["hosts_down"], serde_json::json!([]), "{h}: {st}");
+            assert_eq!(f.host_row_on(h, "f1")["down"], false, "f1 on {h}");
+        }
+        assert_eq!(f.ping("fg", "10.0.1.12", 2), 2, "foreign -> h2 at the end");
+    }
 }
 
 /// The harness itself, without any switch: the underlay connects the hosts; two
@@ -758,7 +902,17 @@ fn harness_underlay_linux_vxlan_and_rogue_endpoint_work_and_clean_up() {
 #[test]
 fn spec10_6_guest_mtu_fits_the_tunnel_and_bigger_is_told_frag_needed() {
     let _l = lock();
-    let mut f = Fleet::builder().standard().start();
+    guest_mtu_fits_the_tunnel(Fleet::builder().standard().start());
+}
+
+/// The same with the network from etcd (SPEC 11).
+#[test]
+fn spec11_guest_mtu_fits_the_tunnel_and_bigger_is_told_frag_needed_with_the_network_from_etcd() {
+    let _l = lock();
+    guest_mtu_fits_the_tunnel(Fleet::builder().standard().etcd(3).start());
+}
+
+fn guest_mtu_fits_the_tunnel(mut f: Fleet) {
     let segments = |f: &Fleet| -> u64 {
         f.ctl_on("h3", "stats")["workers"]
             .as_array()

@@ -13,7 +13,7 @@ mod common;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use common::hosts::Fleet;
+use common::hosts::{applied_revision, Fleet};
 use common::lock;
 use common::net::{garp, metric};
 use vpcswitch_store::harness::EtcdCluster;
@@ -23,29 +23,6 @@ const HOSTS: [&str; 3] = ["h1", "h2", "h3"];
 /// The standard network without vpc a's route to b (10.1.0.0/16 via peering ab).
 const ROUTE_A_TO_B: &str =
     "[[routes]]\nvpc = \"a\"\ndestination = \"10.1.0.0/16\"\npeering = \"ab\"\n";
-
-/// Waits until every switch in `hosts` runs store revision `rev` or later; the time it
-/// took.
-fn wait_revision(f: &Fleet, hosts: &[&str], rev: i64, secs: u64) -> Option<Duration> {
-    let t0 = Instant::now();
-    while t0.elapsed() < Duration::from_secs(secs) {
-        if hosts.iter().all(|h| f.store_revision_on(h) >= rev) {
-            return Some(t0.elapsed());
-        }
-        std::thread::sleep(Duration::from_millis(10));
-    }
-    None
-}
-
-/// The revision `vpcswitch apply` printed ("revision A -> B").
-fn applied_revision(out: &str) -> i64 {
-    out.lines()
-        .filter(|l| l.starts_with("applied:"))
-        .find_map(|l| l.split("-> ").nth(1))
-        .and_then(|r| r.split(' ').next())
-        .and_then(|r| r.parse().ok())
-        .unwrap_or_else(|| panic!("no revision in apply's output: {out}"))
-}
 
 /// Waits until host `on` sees host `of` down (`down`) or up.
 fn wait_down(f: &Fleet, on: &str, of: &str, down: bool, secs: u64) -> bool {
@@ -125,7 +102,7 @@ fn spec11_2_a_fleet_from_etcd_forwards_and_every_apply_reaches_every_switch() {
     let r1 = applied_revision(&out);
     assert!(r1 > r0, "{out}");
     assert!(
-        wait_revision(&f, &HOSTS, r1, 5).is_some(),
+        f.wait_revision(&HOSTS, r1, 5).is_some(),
         "every switch runs revision {r1}\n{}",
         f.logs()
     );
@@ -150,7 +127,7 @@ fn spec11_2_a_fleet_from_etcd_forwards_and_every_apply_reaches_every_switch() {
     let (ok, out) = f.apply(&f.net.cfg_path.clone(), false);
     assert!(ok, "{out}");
     let r2 = applied_revision(&out);
-    assert!(wait_revision(&f, &HOSTS, r2, 5).is_some(), "{}", f.logs());
+    assert!(f.wait_revision(&HOSTS, r2, 5).is_some(), "{}", f.logs());
     assert_eq!(f.ping("app", "10.1.1.11", 3), 3, "a-b again\n{}", f.logs());
     // the same network again writes nothing
     let (ok, out) = f.apply(&f.net.cfg_path.clone(), false);
@@ -200,17 +177,11 @@ fn spec11_3_a_dead_hosts_ports_are_dropped_as_host_down_until_it_returns() {
     let _l = lock();
     let mut f = Fleet::builder().standard().etcd(2).start();
     // every switch registered: all seen alive by the others
-    for h in ["h1", "h3"] {
-        let end = Instant::now() + Duration::from_secs(10);
-        while f.ctl_on(h, "stats")["store"]["alive"]
-            .as_array()
-            .map_or(0, |a| a.len())
-            < 3
-        {
-            assert!(Instant::now() < end, "{h} sees 3 hosts alive\n{}", f.logs());
-            std::thread::sleep(Duration::from_millis(50));
-        }
-    }
+    assert!(
+        f.wait_all_alive(&["h1", "h3"], 10),
+        "h1 and h3 see 3 hosts alive\n{}",
+        f.logs()
+    );
     assert_eq!(
         f.ping("client", "10.0.1.12", 2),
         2,
@@ -220,6 +191,7 @@ fn spec11_3_a_dead_hosts_ports_are_dropped_as_host_down_until_it_returns() {
 
     // h2's switch crashes: no more keep-alives
     let t0 = Instant::now();
+    let killed_us = unix_us_now();
     assert!(f.stop_switch("h2", true));
     for h in ["h1", "h3"] {
         assert!(
@@ -234,6 +206,20 @@ fn spec11_3_a_dead_hosts_ports_are_dropped_as_host_down_until_it_returns() {
     assert_eq!(
         f.ctl_on("h3", "stats")["store"]["hosts_down"],
         serde_json::json!(["h2"])
+    );
+    // when: after the crash, by the time it was seen
+    let since = f.ctl_on("h3", "stats")["store"]["down_since_unix_us"].clone();
+    assert!(
+        since["h2"]
+            .as_u64()
+            .is_some_and(|us| us > killed_us && us <= unix_us_now())
+            && since.as_object().is_some_and(|o| o.len() == 1),
+        "{since}"
+    );
+    let gone = f.ctl_on("h3", "stats")["store"]["lease_gone_unix_us"]["h2"].as_u64();
+    assert!(
+        gone.is_some_and(|us| us > killed_us && Some(us) <= since["h2"].as_u64()),
+        "the watch said so first: {gone:?} {since}"
     );
     let m = f.scrape_on("h3");
     assert_eq!(metric(&m, "vpcswitch_host_down{host=\"h2\"}"), 1.0, "{m}");
@@ -258,31 +244,9 @@ fn spec11_3_a_dead_hosts_ports_are_dropped_as_host_down_until_it_returns() {
         );
     }
     assert_eq!(f.ping("client", "10.0.1.12", 3), 3, "h2 back\n{}", f.logs());
-}
-
-/// The VIP owner host `on` has from the store (port, host, revision), if any.
-fn store_owner_on(f: &Fleet, on: &str) -> Option<(String, String, i64)> {
-    let o = &f.ctl_on(on, "stats")["store"]["vip_owners"]["vip"];
-    Some((
-        o["port"].as_str()?.to_string(),
-        o["host"].as_str()?.to_string(),
-        o["revision"].as_i64()?,
-    ))
-}
-
-/// Waits until every host in `hosts` has `port` as the store's owner of "vip".
-fn wait_store_owner(f: &Fleet, hosts: &[&str], port: &str, secs: u64) -> bool {
-    let end = Instant::now() + Duration::from_secs(secs);
-    while Instant::now() < end {
-        if hosts
-            .iter()
-            .all(|h| store_owner_on(f, h).is_some_and(|o| o.0 == port))
-        {
-            return true;
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    false
+    let st = f.ctl_on("h3", "stats")["store"].clone();
+    assert_eq!(st["down_since_unix_us"], serde_json::json!({}), "{st}");
+    assert_eq!(st["lease_gone_unix_us"], serde_json::json!({}), "{st}");
 }
 
 /// SPEC 11.4, 11.5: a VIP claim learned in the datapath of the claiming port's host
@@ -297,12 +261,12 @@ fn spec11_4_vip_owners_are_published_and_a_restarted_switch_gets_them() {
     f.scapy("web1", &garp("02:00:00:00:01:01"));
     assert!(f.wait_owner_on(&HOSTS, "web1", 3), "{}", f.logs());
     assert!(
-        wait_store_owner(&f, &HOSTS, "web1", 5),
+        f.wait_store_owner(&HOSTS, "web1", 5),
         "h1 published web1's claim
 {}",
         f.logs()
     );
-    let (_, host, r1) = store_owner_on(&f, "h3").unwrap();
+    let (_, host, r1) = f.store_owner_on("h3").unwrap();
     assert_eq!(host, "h1", "published by the claiming port's host");
 
     // h3 restarts: the owner comes from the store (no GARP since)
@@ -323,13 +287,13 @@ fn spec11_4_vip_owners_are_published_and_a_restarted_switch_gets_them() {
     // a newer claim on h2: everywhere, in the store with a higher revision
     f.scapy("web2", &garp("02:00:00:00:01:02"));
     assert!(f.wait_owner_on(&HOSTS, "web2", 3), "{}", f.logs());
-    assert!(wait_store_owner(&f, &HOSTS, "web2", 5), "{}", f.logs());
-    let (_, host, r2) = store_owner_on(&f, "h1").unwrap();
+    assert!(f.wait_store_owner(&HOSTS, "web2", 5), "{}", f.logs());
+    let (_, host, r2) = f.store_owner_on("h1").unwrap();
     assert!(host == "h2" && r2 > r1, "{host} {r2} {r1}");
     // nothing reverts: h1 does not publish web1 again
     std::thread::sleep(Duration::from_millis(1500));
     for h in HOSTS {
-        assert_eq!(store_owner_on(&f, h).map(|o| o.2), Some(r2), "{h}");
+        assert_eq!(f.store_owner_on(h).map(|o| o.2), Some(r2), "{h}");
         assert_eq!(f.vip_owner_on(h, "vip").as_deref(), Some("web2"), "{h}");
     }
 }
@@ -344,7 +308,7 @@ fn spec11_5_the_fleet_rides_out_the_store_going_away() {
     let _l = lock();
     let mut f = Fleet::builder().standard().etcd(3).start();
     f.scapy("web1", &garp("02:00:00:00:01:01"));
-    assert!(wait_store_owner(&f, &HOSTS, "web1", 5), "{}", f.logs());
+    assert!(f.wait_store_owner(&HOSTS, "web1", 5), "{}", f.logs());
 
     // one member down: applies go on
     f.etcd.as_mut().unwrap().kill(0);
@@ -354,7 +318,7 @@ fn spec11_5_the_fleet_rides_out_the_store_going_away() {
     let (ok, out) = f.apply(&cut, false);
     assert!(ok, "apply with a member down: {out}");
     let r1 = applied_revision(&out);
-    assert!(wait_revision(&f, &HOSTS, r1, 5).is_some(), "{}", f.logs());
+    assert!(f.wait_revision(&HOSTS, r1, 5).is_some(), "{}", f.logs());
 
     // all down
     f.etcd.as_mut().unwrap().kill_all();
@@ -413,7 +377,7 @@ fn spec11_5_the_fleet_rides_out_the_store_going_away() {
         assert_eq!(f.store_revision_on(h), r1, "{h}: nothing reverted");
     }
     assert!(
-        wait_store_owner(&f, &HOSTS, "web2", 10),
+        f.wait_store_owner(&HOSTS, "web2", 10),
         "h2 publishes the claim made while the store was away
 {}",
         f.logs()
@@ -444,17 +408,11 @@ fn spec11_5_the_fleet_rides_out_the_store_going_away() {
 fn spec11_5_a_host_cut_from_the_store_keeps_forwarding() {
     let _l = lock();
     let f = Fleet::builder().standard().etcd(2).start();
-    for h in HOSTS {
-        let end = Instant::now() + Duration::from_secs(10);
-        while f.ctl_on(h, "stats")["store"]["alive"]
-            .as_array()
-            .map_or(0, |a| a.len())
-            < 3
-        {
-            assert!(Instant::now() < end, "{h} sees 3 hosts alive\n{}", f.logs());
-            std::thread::sleep(Duration::from_millis(50));
-        }
-    }
+    assert!(
+        f.wait_all_alive(&HOSTS, 10),
+        "every host sees 3 hosts alive\n{}",
+        f.logs()
+    );
     let h1ns = f.host("h1").ns.clone();
     let cut = format!(
         "ip -n {h1ns} route add blackhole {}/32",
@@ -594,6 +552,31 @@ fn percentile(sorted: &[f64], p: f64) -> f64 {
     sorted[i.min(sorted.len() - 1)]
 }
 
+/// Prints `v`'s count, median, p99, min and max (ms), as `name`.
+fn show(name: &str, v: &mut [f64]) {
+    if v.is_empty() {
+        println!("{name:<10} n=0");
+        return;
+    }
+    v.sort_by(|a, b| a.partial_cmp(b).unwrap());
+    println!(
+        "{name:<10} n={} median {:.2} ms  p99 {:.2} ms  min {:.2} ms  max {:.2} ms",
+        v.len(),
+        percentile(v, 0.5),
+        percentile(v, 0.99),
+        v[0],
+        v[v.len() - 1]
+    );
+}
+
+/// The trials of a measurement: `VPCSWITCH_TRIALS`, default 60.
+fn trials() -> usize {
+    std::env::var("VPCSWITCH_TRIALS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(60)
+}
+
 /// Measurement (docs/benchmarks.md, "Control plane: apply → applied"): `VPCSWITCH_TRIALS`
 /// (default 60) applies of a changed network (`[switch] icmp_errors_per_sec` toggled:
 /// a whole reload on every host) to the 3-host fleet; for each, the time from the
@@ -604,10 +587,7 @@ fn percentile(sorted: &[f64], p: f64) -> f64 {
 #[ignore = "measurement: cargo test --release -p vpcswitch-cli --test store -- --ignored --nocapture"]
 fn measure_apply_to_applied_on_three_hosts() {
     let _l = lock();
-    let trials: usize = std::env::var("VPCSWITCH_TRIALS")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(60);
+    let trials = trials();
     let f = Fleet::builder().standard().etcd(3).start();
     let base = f.network_text();
     let mut per_host: Vec<Vec<f64>> = vec![vec![]; HOSTS.len()];
@@ -626,7 +606,7 @@ fn measure_apply_to_applied_on_three_hosts() {
         let rev = applied_revision(&out);
         let at = sent_us(&out);
         assert!(
-            wait_revision(&f, &HOSTS, rev, 10).is_some(),
+            f.wait_revision(&HOSTS, rev, 10).is_some(),
             "trial {i}: revision {rev} everywhere\n{}",
             f.logs()
         );
@@ -641,17 +621,6 @@ fn measure_apply_to_applied_on_three_hosts() {
         }
         all.push(worst);
     }
-    let show = |name: &str, v: &mut Vec<f64>| {
-        v.sort_by(|a, b| a.partial_cmp(b).unwrap());
-        println!(
-            "{name:<10} n={} median {:.2} ms  p99 {:.2} ms  min {:.2} ms  max {:.2} ms",
-            v.len(),
-            percentile(v, 0.5),
-            percentile(v, 0.99),
-            v[0],
-            v[v.len() - 1]
-        );
-    };
     println!(
         "apply -> applied (apply's read+transaction sent -> new snapshot live), {trials} trials:"
     );
@@ -672,10 +641,7 @@ fn measure_apply_to_applied_on_three_hosts() {
 #[ignore = "measurement: cargo test --release -p vpcswitch-cli --test store -- --ignored --nocapture"]
 fn measure_vip_move_through_the_store_on_three_hosts() {
     let _l = lock();
-    let trials: usize = std::env::var("VPCSWITCH_TRIALS")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(60);
+    let trials = trials();
     let f = Fleet::builder().standard().etcd(3).start();
     let mut per_host: Vec<Vec<f64>> = vec![vec![]; HOSTS.len()];
     let mut all = vec![];
@@ -690,7 +656,7 @@ fn measure_vip_move_through_the_store_on_three_hosts() {
         f.scapy(g, &garp(mac));
         let end = Instant::now() + Duration::from_secs(10);
         let rev = loop {
-            let got: Vec<_> = HOSTS.iter().map(|h| store_owner_on(&f, h)).collect();
+            let got: Vec<_> = HOSTS.iter().map(|h| f.store_owner_on(h)).collect();
             if got
                 .iter()
                 .all(|o| o.as_ref().is_some_and(|o| o.0 == g && o.2 > last_rev))
@@ -731,17 +697,6 @@ fn measure_vip_move_through_the_store_on_three_hosts() {
         }
         all.push(worst);
     }
-    let show = |name: &str, v: &mut Vec<f64>| {
-        v.sort_by(|a, b| a.partial_cmp(b).unwrap());
-        println!(
-            "{name:<10} n={} median {:.2} ms  p99 {:.2} ms  min {:.2} ms  max {:.2} ms",
-            v.len(),
-            percentile(v, 0.5),
-            percentile(v, 0.99),
-            v[0],
-            v[v.len() - 1]
-        );
-    };
     println!(
         "VIP claim learned at the claiming host -> owner received from the store, {trials} trials:"
     );
@@ -751,4 +706,161 @@ fn measure_vip_move_through_the_store_on_three_hosts() {
     show("every host", &mut all);
     println!("datapath: claim learned at the claiming host -> every host's VIP cell moved (replicated GARP):");
     show("every host", &mut dp_all);
+}
+
+/// Watches the keys under `/vpcswitch/v1/alive/` through etcd's JSON gateway and prints
+/// each event as it arrives: `UNIX_SECONDS TYPE KEY MOD_REVISION`.
+const LEASE_WATCH_PY: &str = r#"
+import base64, json, sys, time, urllib.request
+url, prefix = sys.argv[1:3]
+end = prefix[:-1] + chr(ord(prefix[-1]) + 1)
+b64 = lambda s: base64.b64encode(s.encode()).decode()
+body = json.dumps({"create_request": {"key": b64(prefix), "range_end": b64(end)}}).encode()
+r = urllib.request.urlopen(urllib.request.Request(url + "/v3/watch", data=body), timeout=600)
+print("watching", flush=True)
+for line in r:
+    t = time.time()
+    for e in json.loads(line).get("result", {}).get("events", []):
+        kv = e["kv"]
+        key = base64.b64decode(kv["key"]).decode()
+        print("%.6f %s %s %s" % (t, e.get("type", "PUT"), key, kv.get("mod_revision")), flush=True)
+"#;
+
+fn unix_us_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_micros() as u64)
+}
+
+/// Measurement (docs/benchmarks.md, "Control plane: lease expiry → ports down"):
+/// `VPCSWITCH_TRIALS` (default 60) crashes of a switch (`kill -9`; h1, h2, h3 in turn,
+/// restarted after each), with leases of `VPCSWITCH_LEASE_TTL` seconds (default 1). For
+/// each, on the wall clock: the kill; the moment a watcher in the store's namespace
+/// (etcd's JSON gateway, `LEASE_WATCH_PY`) receives the deletion of the dead host's
+/// `alive/` key (its lease expired); the moment each other switch has the dead host's
+/// ports down (the reload dropping them swapped in: `ctl stats`
+/// `store.down_since_unix_us`), and when its watch reported the lease gone
+/// (`store.lease_gone_unix_us`). Prints median and p99 of (a) deletion → ports down,
+/// the watch path, per host and for "every host" (the later of the two), with the
+/// switch's own part (its watch's report → ports down), and (b) kill
+/// → ports down on every other host, and kill → deletion (the lease's expiry by
+/// etcd). Asserts only that every host went down and came back.
+#[test]
+#[ignore = "measurement: cargo test --release -p vpcswitch-cli --test store -- --ignored --nocapture"]
+fn measure_lease_expiry_to_ports_down_on_three_hosts() {
+    let _l = lock();
+    let trials = trials();
+    let ttl: u64 = std::env::var("VPCSWITCH_LEASE_TTL")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(1);
+    let mut f = Fleet::builder().standard().etcd(ttl).start();
+    let ns = f.store_ns.clone().unwrap();
+    let url = f.etcd.as_ref().unwrap().endpoints()[0].clone();
+    let script = f.file("lease-watch.py");
+    std::fs::write(&script, LEASE_WATCH_PY).unwrap();
+    f.spawn_in(
+        &ns,
+        &format!(
+            "/usr/bin/python3 -u {} {url} /vpcswitch/v1/alive/",
+            script.display()
+        ),
+        "lease-watch.txt",
+    );
+    let end = Instant::now() + Duration::from_secs(10);
+    while !f.read("lease-watch.txt").contains("watching") {
+        assert!(
+            Instant::now() < end,
+            "the lease watcher: {}",
+            f.read("lease-watch.txt")
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert!(f.wait_all_alive(&HOSTS, 10), "{}", f.logs());
+    let mut per_host: Vec<Vec<f64>> = vec![vec![]; HOSTS.len()];
+    let mut own: Vec<Vec<f64>> = vec![vec![]; HOSTS.len()];
+    let (mut watch, mut expiry, mut kill_to_down) = (vec![], vec![], vec![]);
+    for i in 0..trials {
+        let victim = HOSTS[i % HOSTS.len()];
+        let others: Vec<usize> = (0..HOSTS.len()).filter(|k| HOSTS[*k] != victim).collect();
+        // the victim silent on the underlay for the TTL (SPEC 11.5: a host heard is
+        // not down), so only the lease decides
+        let quiet = Instant::now() + Duration::from_secs(10);
+        while others.iter().any(|k| {
+            f.host_row_on(HOSTS[*k], victim)["last_rx_ms_ago"]
+                .as_u64()
+                .is_some_and(|ms| ms < ttl * 1000 + 100)
+        }) {
+            assert!(Instant::now() < quiet, "trial {i}: {victim} never quiet");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let seen = f.read("lease-watch.txt").lines().count();
+        let killed = unix_us_now();
+        assert!(f.stop_switch(victim, true));
+        for k in &others {
+            assert!(
+                wait_down(&f, HOSTS[*k], victim, true, 10),
+                "trial {i}: {} marks {victim} down\n{}",
+                HOSTS[*k],
+                f.logs()
+            );
+        }
+        let key = format!(" DELETE /vpcswitch/v1/alive/{victim} ");
+        let end = Instant::now() + Duration::from_secs(3);
+        let deleted = loop {
+            let out = f.read("lease-watch.txt");
+            if let Some(l) = out.lines().skip(seen).find(|l| l.contains(&key)) {
+                let s: f64 = l.split(' ').next().unwrap().parse().unwrap();
+                break (s * 1e6) as u64;
+            }
+            assert!(
+                Instant::now() < end,
+                "trial {i}: no deletion of {victim}'s key seen: {out}"
+            );
+            std::thread::sleep(Duration::from_millis(10));
+        };
+        let mut last = 0;
+        for k in &others {
+            let st = f.ctl_on(HOSTS[*k], "stats")["store"].clone();
+            let (Some(at), Some(told)) = (
+                st["down_since_unix_us"][victim].as_u64(),
+                st["lease_gone_unix_us"][victim].as_u64(),
+            ) else {
+                panic!(
+                    "trial {i}: {} has no down_since or lease_gone for {victim}: {st}",
+                    HOSTS[*k]
+                );
+            };
+            per_host[*k].push((at as f64 - deleted as f64) / 1000.0);
+            own[*k].push((at as f64 - told as f64) / 1000.0);
+            last = last.max(at);
+        }
+        watch.push((last as f64 - deleted as f64) / 1000.0);
+        expiry.push((deleted as f64 - killed as f64) / 1000.0);
+        kill_to_down.push((last as f64 - killed as f64) / 1000.0);
+        f.start_switch(victim);
+        assert!(
+            f.wait_all_alive(&HOSTS, 10),
+            "trial {i}: {victim} back everywhere\n{}",
+            f.logs()
+        );
+    }
+    println!(
+        "lease expiry -> ports down, lease TTL {ttl} s, {trials} trials (a switch killed with -9, h1 h2 h3 in turn):"
+    );
+    println!("(a) the alive/ key's deletion received by a watcher -> the dead host's ports down:");
+    for (k, h) in HOSTS.iter().enumerate() {
+        show(h, &mut per_host[k]);
+    }
+    show("every host", &mut watch);
+    println!(
+        "    of which the switch's own part: its watch reporting the lease gone -> ports down:"
+    );
+    for (k, h) in HOSTS.iter().enumerate() {
+        show(h, &mut own[k]);
+    }
+    println!("(b) kill -9 -> the dead host's ports down on every other host:");
+    show("every host", &mut kill_to_down);
+    println!("    of which kill -9 -> the key's deletion received (the lease expiring in etcd):");
+    show("etcd", &mut expiry);
 }

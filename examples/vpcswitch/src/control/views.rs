@@ -373,6 +373,8 @@ fn store_view(r: &Running) -> Option<Value> {
         "lost": st.lost,
         "alive": st.alive,
         "hosts_down": r.switch.hosts_down(),
+        "down_since_unix_us": st.down_since,
+        "lease_gone_unix_us": st.lease_gone,
         "vip_owners": st.vip_owners.iter().map(|(v, o)| (v.clone(), json!({
             "port": o.port, "host": o.host, "revision": o.revision,
             "seen_unix_us": st.vip_seen.get(v).filter(|s| s.0 == o.revision).map(|s| s.1),

@@ -643,6 +643,81 @@ impl Fleet {
             .unwrap_or(0)
     }
 
+    /// Waits until every switch in `hosts` runs store revision `rev` or later; the time
+    /// it took.
+    pub fn wait_revision(&self, hosts: &[&str], rev: i64, secs: u64) -> Option<Duration> {
+        let t0 = Instant::now();
+        while t0.elapsed() < Duration::from_secs(secs) {
+            if hosts.iter().all(|h| self.store_revision_on(h) >= rev) {
+                return Some(t0.elapsed());
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        None
+    }
+
+    /// Writes `text` as file `name` of the fleet's directory and applies it to the
+    /// store (fleets built with `.etcd()`); the new network revision. The test fails
+    /// when the apply is refused or changes nothing.
+    pub fn apply_text(&self, name: &str, text: &str) -> i64 {
+        let path = self.file(name);
+        std::fs::write(&path, text).expect("write network file");
+        let (ok, out) = self.apply(&path, false);
+        assert!(ok && out.contains("applied:"), "apply of {name}: {out}");
+        applied_revision(&out)
+    }
+
+    /// The owner of VIP "vip" host `on` has from the store (port, host, revision), if
+    /// any (SPEC 11.4).
+    pub fn store_owner_on(&self, on: &str) -> Option<(String, String, i64)> {
+        let o = &self.ctl_on(on, "stats")["store"]["vip_owners"]["vip"];
+        Some((
+            o["port"].as_str()?.to_string(),
+            o["host"].as_str()?.to_string(),
+            o["revision"].as_i64()?,
+        ))
+    }
+
+    /// Waits until every host in `hosts` has `port` as the store's owner of "vip".
+    pub fn wait_store_owner(&self, hosts: &[&str], port: &str, secs: u64) -> bool {
+        let end = Instant::now() + Duration::from_secs(secs);
+        while Instant::now() < end {
+            if hosts
+                .iter()
+                .all(|h| self.store_owner_on(h).is_some_and(|o| o.0 == port))
+            {
+                return true;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        false
+    }
+
+    /// Waits until every switch in `hosts` sees every switch host's lease alive (SPEC
+    /// 11.3: `ctl stats` store.alive) and none of them down.
+    pub fn wait_all_alive(&self, hosts: &[&str], secs: u64) -> bool {
+        let all = self.switch_hosts();
+        let end = Instant::now() + Duration::from_secs(secs);
+        while Instant::now() < end {
+            let ok = hosts.iter().all(|h| {
+                let st = &self.ctl_on(h, "stats")["store"];
+                let alive: Vec<&str> = st["alive"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .filter_map(|a| a.as_str())
+                    .collect();
+                all.iter().all(|a| alive.contains(&a.as_str()))
+                    && st["hosts_down"].as_array().is_some_and(|d| d.is_empty())
+            });
+            if ok {
+                return true;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        false
+    }
+
     /// Host `name`'s switch log.
     pub fn log(&self, name: &str) -> String {
         std::fs::read_to_string(&self.host(name).log).unwrap_or_default()
@@ -788,6 +863,16 @@ impl Fleet {
     pub fn cut_host(&self, name: &str) {
         must(&format!("ip -n {} link set u{name} down", self.underlay));
     }
+}
+
+/// The revision `vpcswitch apply` printed ("applied: revision A -> B").
+pub fn applied_revision(out: &str) -> i64 {
+    out.lines()
+        .filter(|l| l.starts_with("applied:"))
+        .find_map(|l| l.split("-> ").nth(1))
+        .and_then(|r| r.split(' ').next())
+        .and_then(|r| r.parse().ok())
+        .unwrap_or_else(|| panic!("no revision in apply's output: {out}"))
 }
 
 /// The switch-side name of a guest's veth (in its host's namespace).
