@@ -116,6 +116,8 @@ pub fn build_config(t: &Topo) -> Config {
                 vpc: vn.clone(),
                 cidr: format!("10.{v}.{s}.0/24").parse().unwrap(),
                 gateway: None,
+                dhcp: false,
+                dhcp_options: Default::default(),
             });
             let mut names = vec![];
             for i in 0..PORTS_PER_SUBNET {
