@@ -7,8 +7,8 @@ use std::net::Ipv4Addr;
 use std::str::FromStr;
 
 use crate::{
-    BackendSpec, Config, ConfigError, ConfigErrors, DhcpOptions, Eip, Host, Ipv4Cidr, MacAddr, Peering, Port,
-    Route, Subnet, Uplink, Vip, Vpc, DEFAULT_TUNNEL_PORT,
+    BackendSpec, Config, ConfigError, ConfigErrors, DhcpOptions, Eip, Host, Ipv4Cidr, MacAddr,
+    Peering, Port, Route, Subnet, Uplink, Vip, Vpc, DEFAULT_TUNNEL_PORT,
 };
 
 /// Builds a [`Config`]; see the module docs.

@@ -349,7 +349,7 @@ impl Subnet {
             via: gw,
         };
         let routes = &self.dhcp_options.routes;
-        let extra = (!routes.iter().any(|r| r.destination.len() == 0)).then_some(&default);
+        let extra = (!routes.iter().any(|r| r.destination.is_empty())).then_some(&default);
         for r in routes.iter().chain(extra) {
             let d = r.destination;
             let n = usize::from(d.len()).div_ceil(8);

@@ -77,7 +77,10 @@ fn spec13_1_defaults_off_and_one_day_lease() {
 #[test]
 fn spec13_1_option_121_adds_the_default_route_via_the_gateway() {
     let c = base(DhcpOptions {
-        routes: vec![route("10.9.0.0/16", "10.0.1.254"), route("10.8.1.128/25", "10.0.1.11")],
+        routes: vec![
+            route("10.9.0.0/16", "10.0.1.254"),
+            route("10.8.1.128/25", "10.0.1.11"),
+        ],
         ..Default::default()
     })
     .build()
@@ -133,7 +136,10 @@ fn spec13_1_each_option_is_checked_naming_its_field() {
             domain: Some(d.into()),
             ..Default::default()
         });
-        assert!(e.mentions("subnet \"a1\"", "dhcp_options.domain"), "{d}: {e}");
+        assert!(
+            e.mentions("subnet \"a1\"", "dhcp_options.domain"),
+            "{d}: {e}"
+        );
     }
     for m in [575, 9001] {
         let e = errs(DhcpOptions {
@@ -146,7 +152,10 @@ fn spec13_1_each_option_is_checked_naming_its_field() {
         lease_secs: Some(59),
         ..Default::default()
     });
-    assert!(e.mentions("subnet \"a1\"", "dhcp_options.lease_secs"), "{e}");
+    assert!(
+        e.mentions("subnet \"a1\"", "dhcp_options.lease_secs"),
+        "{e}"
+    );
     for (r, what) in [
         (route("10.9.0.1/16", "10.0.1.254"), "host bits"),
         (route("10.9.0.0/16", "10.0.2.254"), "inside the subnet"),
@@ -160,7 +169,10 @@ fn spec13_1_each_option_is_checked_naming_its_field() {
         assert!(e.to_string().contains(what), "{what}: {e}");
     }
     let e = errs(DhcpOptions {
-        routes: vec![route("10.9.0.0/16", "10.0.1.254"), route("10.9.0.0/16", "10.0.1.253")],
+        routes: vec![
+            route("10.9.0.0/16", "10.0.1.254"),
+            route("10.9.0.0/16", "10.0.1.253"),
+        ],
         ..Default::default()
     });
     assert!(e.to_string().contains("twice"), "{e}");

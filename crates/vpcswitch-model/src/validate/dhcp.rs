@@ -2,10 +2,9 @@
 
 use super::*;
 use crate::{
-    option_121_len, DhcpOptions, Subnet, DHCP_MTU_RANGE, MAX_DHCP_DNS_SERVERS,
-    MAX_OPTION_121_LEN, MIN_DHCP_LEASE_SECS,
+    option_121_len, DhcpOptions, Subnet, DHCP_MTU_RANGE, MAX_DHCP_DNS_SERVERS, MAX_OPTION_121_LEN,
+    MIN_DHCP_LEASE_SECS,
 };
-
 
 /// A name RFC 1123 allows: dot-separated labels of letters, digits and inner hyphens,
 /// each 1..=63 long, 253 in all.
@@ -15,7 +14,9 @@ fn domain_problem(d: &str) -> Option<String> {
     }
     for label in d.split('.') {
         let ok = (1..=63).contains(&label.len())
-            && label.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+            && label
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-')
             && !label.starts_with('-')
             && !label.ends_with('-');
         if !ok {
@@ -91,7 +92,7 @@ pub(super) fn validate_dhcp(e: &mut Errs, obj: &str, s: &Subnet) {
         }
     }
     let rf = format!("{field}.routes");
-    let has_default = o.routes.iter().any(|r| r.destination.len() == 0);
+    let has_default = o.routes.iter().any(|r| r.destination.is_empty());
     // the default route the switch adds (0.0.0.0/0 via the gateway) counts too
     let mut bytes = if has_default { 0 } else { 5 };
     for (i, r) in o.routes.iter().enumerate() {
