@@ -4,7 +4,10 @@
 # etcd-server: the store the control-plane tests start (crates/vpcswitch-store, SPEC 11);
 # protobuf-compiler and libprotobuf-dev: the etcd-client crate's build (protoc and the
 # well-known .proto files).
-DEB_PACKAGES="iproute2 iputils-ping iperf3 keepalived tcpdump python3-scapy procps ethtool curl util-linux openvswitch-switch etcd-server protobuf-compiler libprotobuf-dev"
+# busybox-static: udhcpc, the DHCP client of the DHCP tests (SPEC 13), and the VM's
+# userland; qemu-system-x86 and cpio: the VM test (a Debian kernel, fetched with
+# apt-get download into the VM cache, booted on a busybox initramfs the test builds).
+DEB_PACKAGES="iproute2 iputils-ping iperf3 keepalived tcpdump python3-scapy procps ethtool curl util-linux openvswitch-switch etcd-server protobuf-compiler libprotobuf-dev busybox-static qemu-system-x86 cpio"
 install_deb_packages() {
   if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
     local missing="" p
