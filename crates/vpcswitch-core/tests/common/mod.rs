@@ -25,6 +25,9 @@ pub enum Kind {
         sip: Ipv4Addr,
         dip: Ipv4Addr,
         ttl: u8,
+        /// UDP (source, destination) ports: DHCP's 68/67 and 67/68 among them (SPEC
+        /// 2.3, 13.1)
+        ports: (u16, u16),
     },
 }
 
@@ -39,7 +42,12 @@ impl Frame {
     pub fn bytes(&self) -> Vec<u8> {
         match &self.kind {
             Kind::Arp(a) => build::arp_frame(self.dst, self.src, a),
-            Kind::Udp { sip, dip, ttl } => build::udp(
+            Kind::Udp {
+                sip,
+                dip,
+                ttl,
+                ports,
+            } => build::udp(
                 build::Ends {
                     dst: self.dst,
                     src: self.src,
@@ -47,8 +55,8 @@ impl Frame {
                     dip: *dip,
                 },
                 *ttl,
-                1000,
-                2000,
+                ports.0,
+                ports.1,
                 b"model",
             ),
         }
@@ -116,7 +124,8 @@ pub fn build_config(t: &Topo) -> Config {
                 vpc: vn.clone(),
                 cidr: format!("10.{v}.{s}.0/24").parse().unwrap(),
                 gateway: None,
-                dhcp: false,
+                // SPEC 13.1: the first subnet of the first VPC serves DHCP
+                dhcp: v == 0 && s == 0,
                 dhcp_options: Default::default(),
             });
             let mut names = vec![];
@@ -313,7 +322,17 @@ pub fn make_frame(c: &Config, r: &Raw) -> (String, Frame) {
         0 | 1 => Frame {
             src,
             dst: pick_mac(c, e),
-            kind: Kind::Udp { sip, dip, ttl },
+            kind: Kind::Udp {
+                sip,
+                dip,
+                ttl,
+                // one in eight a DHCP client's ports, one in eight a server's
+                ports: match (a ^ e) % 8 {
+                    0 => (68, 67),
+                    1 => (67, 68),
+                    _ => (1000, 2000),
+                },
+            },
         },
         2 => Frame {
             src,
