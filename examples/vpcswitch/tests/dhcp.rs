@@ -399,7 +399,11 @@ fn run_vm(
         .arg(kernel)
         .arg("-initrd")
         .arg(initrd)
-        .args(["-append", "console=ttyS0 loglevel=3 panic=-1"])
+        // mitigations=off: a third less boot time under software emulation
+        .args([
+            "-append",
+            "console=ttyS0 loglevel=3 panic=-1 mitigations=off",
+        ])
         .arg("-serial")
         .arg(format!("file:{}", console.display()))
         .args([
@@ -514,6 +518,9 @@ fn spec13_1_vm_on_a_tap_port_takes_its_address_by_dhcp_pings_and_talks_tcp() {
          \x20           break\n\
          \x20       got += len(b)\n\
          \x20   c.sendall(('GOT %d FROM %s\\n' % (got, a[0])).encode())\n\
+         \x20   # the file object holds the socket open: shut it down, so the client sees EOF\n\
+         \x20   c.shutdown(socket.SHUT_RDWR)\n\
+         \x20   f.close()\n\
          \x20   c.close()\n\
          \x20   print('served', a[0], got, flush=True)\n",
     )
@@ -553,7 +560,7 @@ fn spec13_1_vm_on_a_tap_port_takes_its_address_by_dhcp_pings_and_talks_tcp() {
     let secs = started.elapsed().as_secs_f64();
     let vmtest: Vec<&str> = console
         .lines()
-        .filter(|l| l.contains("VMTEST") || l.contains("DHCP "))
+        .filter(|l| l.contains("VMTEST") || l.contains("VMTIME") || l.contains("DHCP "))
         .collect();
     eprintln!(
         "VM ({used}, {secs:.0} s, QEMU exited by itself: {exited}):\n{}",
