@@ -12,8 +12,15 @@
 
 use vpcswitch_wire::dhcp::{self, ClientKind, ClientMsg, ReplyKind, Server};
 
-use super::{dropped, ip, Frame};
+use super::{ip, Frame};
 use crate::{DropReason, Out, Snapshot, Stage, Tracer, Verdict};
+
+/// The UDP ports `(source, destination)` the DHCP stage takes: a server's or relay's
+/// (source 67), or a client's (68 to 67).
+#[inline(always)]
+pub(super) fn is_dhcp((sport, dport): (u16, u16)) -> bool {
+    sport == dhcp::SERVER_PORT || (sport, dport) == (dhcp::CLIENT_PORT, dhcp::SERVER_PORT)
+}
 
 /// What the server decided about one client message (the stage's typed verdict).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -43,30 +50,28 @@ fn decide(m: &ClientMsg, primary: u32, server_ip: u32) -> Decision {
 }
 
 impl Snapshot {
-    /// SPEC 13.1: UDP from a port of a DHCP subnet. `None`: not DHCP, the frame goes on
-    /// through the pipeline; `Some`: the verdict (a rogue server's packet dropped, a
-    /// client message consumed and maybe answered).
+    /// SPEC 13.1: a DHCP packet (see [`is_dhcp`]) from a port of a DHCP subnet, with its
+    /// UDP `(source, destination)` ports: a rogue server's packet dropped, a client
+    /// message consumed and maybe answered.
     #[cold]
     #[inline(never)]
-    pub(super) fn dhcp_stage<T: Tracer>(&self, f: &mut Frame<'_, T>) -> Option<Verdict> {
-        let (sport, dport) = dhcp::udp_ports(f.bytes())?;
+    pub(super) fn dhcp_stage<T: Tracer>(
+        &self,
+        mut f: Frame<'_, T>,
+        (sport, dport): (u16, u16),
+    ) -> Verdict {
         if sport == dhcp::SERVER_PORT {
-            return Some(dropped(
+            drop_with!(
                 f.t,
-                Stage::Dhcp,
+                Dhcp,
                 DropReason::RogueDhcpServer,
-                format_args!(
-                    "UDP {sport} to {dport} from {}: only the switch serves DHCP in \
-                     subnet {} (SPEC 13.1)",
-                    f.port.name,
-                    self.subnet_name(f.port)
-                ),
-            ));
+                "UDP {sport} to {dport} from {}: only the switch serves DHCP in subnet {} \
+                 (SPEC 13.1)",
+                f.port.name,
+                self.subnet_name(f.port)
+            )
         }
-        if (sport, dport) != (dhcp::CLIENT_PORT, dhcp::SERVER_PORT) {
-            return None;
-        }
-        Some(self.dhcp_answer(f))
+        self.dhcp_answer(&mut f)
     }
 
     /// SPEC 13.1: a client message, consumed: answered or ignored.
