@@ -5,58 +5,20 @@
 //! test allocates meanwhile.
 
 use std::alloc::System;
-use std::net::Ipv4Addr;
 
-use smoltcp::wire::{DhcpMessageType, DhcpPacket, DhcpRepr, EthernetAddress, Ipv4Address};
+use smoltcp::wire::DhcpMessageType;
 use stats_alloc::{Region, StatsAlloc, INSTRUMENTED_SYSTEM};
 use vpcswitch_core::{Ctx, DropReason, NoTrace, Snapshot, Verdict};
 use vpcswitch_model::{ConfigBuilder, DhcpOptions, DhcpRoute, MacAddr};
 use vpcswitch_wire::build;
 
+mod common;
+use common::dhcp_client;
+
 #[global_allocator]
 static GLOBAL: &StatsAlloc<System> = &INSTRUMENTED_SYSTEM;
 
 const P1: MacAddr = MacAddr([2, 0, 0, 0, 1, 1]);
-
-fn client(kind: DhcpMessageType, requested: Option<Ipv4Addr>) -> Vec<u8> {
-    let repr = DhcpRepr {
-        message_type: kind,
-        transaction_id: 7,
-        secs: 0,
-        client_hardware_address: EthernetAddress(P1.0),
-        client_ip: Ipv4Address::UNSPECIFIED,
-        your_ip: Ipv4Address::UNSPECIFIED,
-        server_ip: Ipv4Address::UNSPECIFIED,
-        router: None,
-        subnet_mask: None,
-        relay_agent_ip: Ipv4Address::UNSPECIFIED,
-        broadcast: false,
-        requested_ip: requested,
-        client_identifier: Some(EthernetAddress(P1.0)),
-        server_identifier: None,
-        parameter_request_list: Some(&[1, 3, 6, 15, 26, 121]),
-        dns_servers: None,
-        max_size: None,
-        lease_duration: None,
-        renew_duration: None,
-        rebind_duration: None,
-        additional_options: &[],
-    };
-    let mut d = vec![0u8; repr.buffer_len()];
-    repr.emit(&mut DhcpPacket::new_unchecked(&mut d)).unwrap();
-    build::udp(
-        build::Ends {
-            dst: MacAddr::BROADCAST,
-            src: P1,
-            sip: Ipv4Addr::UNSPECIFIED,
-            dip: Ipv4Addr::BROADCAST,
-        },
-        64,
-        68,
-        67,
-        &d,
-    )
-}
 
 #[test]
 fn spec13_1_the_dhcp_stage_allocates_nothing_per_packet() {
@@ -94,16 +56,16 @@ fn spec13_1_the_dhcp_stage_allocates_nothing_per_packet() {
         &[0u8; 300],
     );
     let frames: Vec<(u32, Vec<u8>)> = vec![
-        (p1, client(DhcpMessageType::Discover, None)),
+        (p1, dhcp_client(DhcpMessageType::Discover, P1, None)),
         (
             p1,
-            client(DhcpMessageType::Request, Some([10, 0, 1, 11].into())),
+            dhcp_client(DhcpMessageType::Request, P1, Some([10, 0, 1, 11].into())),
         ),
         (
             p1,
-            client(DhcpMessageType::Request, Some([10, 0, 1, 99].into())),
+            dhcp_client(DhcpMessageType::Request, P1, Some([10, 0, 1, 99].into())),
         ),
-        (p1, client(DhcpMessageType::Release, None)),
+        (p1, dhcp_client(DhcpMessageType::Release, P1, None)),
         (p2, rogue),
     ];
     let mut buf = vec![0u8; 2048];

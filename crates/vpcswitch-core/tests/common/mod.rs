@@ -383,3 +383,52 @@ pub fn run(frame: &[u8], f: impl FnOnce(&mut [u8], &mut usize) -> Verdict) -> (V
     let v = f(&mut buf, &mut len);
     (v, buf[..len].to_vec())
 }
+
+/// A DHCP client message (SPEC 13.1) as a whole frame from `src`: 0.0.0.0 to
+/// 255.255.255.255 at the broadcast MAC, UDP 68 to 67, emitted by smoltcp, `chaddr`
+/// and client identifier `src`, option 50 `requested` when given.
+pub fn dhcp_client(
+    kind: smoltcp::wire::DhcpMessageType,
+    src: MacAddr,
+    requested: Option<Ipv4Addr>,
+) -> Vec<u8> {
+    use smoltcp::wire::{DhcpPacket, DhcpRepr, EthernetAddress, Ipv4Address};
+    let repr = DhcpRepr {
+        message_type: kind,
+        transaction_id: 7,
+        secs: 0,
+        client_hardware_address: EthernetAddress(src.0),
+        client_ip: Ipv4Address::UNSPECIFIED,
+        your_ip: Ipv4Address::UNSPECIFIED,
+        server_ip: Ipv4Address::UNSPECIFIED,
+        router: None,
+        subnet_mask: None,
+        relay_agent_ip: Ipv4Address::UNSPECIFIED,
+        broadcast: false,
+        requested_ip: requested,
+        client_identifier: Some(EthernetAddress(src.0)),
+        server_identifier: None,
+        parameter_request_list: Some(&[1, 3, 6, 15, 26, 121]),
+        dns_servers: None,
+        max_size: None,
+        lease_duration: None,
+        renew_duration: None,
+        rebind_duration: None,
+        additional_options: &[],
+    };
+    let mut d = vec![0u8; repr.buffer_len()];
+    repr.emit(&mut DhcpPacket::new_unchecked(&mut d))
+        .expect("room for the message");
+    build::udp(
+        build::Ends {
+            dst: MacAddr::BROADCAST,
+            src,
+            sip: Ipv4Addr::UNSPECIFIED,
+            dip: Ipv4Addr::BROADCAST,
+        },
+        64,
+        68,
+        67,
+        &d,
+    )
+}
