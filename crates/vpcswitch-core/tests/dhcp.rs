@@ -4,10 +4,13 @@
 
 use std::net::Ipv4Addr;
 
-use smoltcp::wire::{DhcpMessageType, DhcpPacket, DhcpRepr, EthernetAddress, Ipv4Address};
+use smoltcp::wire::{DhcpMessageType, DhcpPacket, DhcpRepr, Ipv4Address};
 use vpcswitch_core::{Ctx, DropReason, NoTrace, Out, Snapshot, Verdict};
 use vpcswitch_model::{Config, ConfigBuilder, DhcpOptions, DhcpRoute, MacAddr};
 use vpcswitch_wire::{build, Ipv4Packet};
+
+mod common;
+use common::DhcpMsg;
 
 const GW: MacAddr = MacAddr([2, 0, 0, 0, 0, 1]);
 const P1: MacAddr = MacAddr([2, 0, 0, 0, 1, 1]);
@@ -75,69 +78,9 @@ fn run(s: &Snapshot, port: &str, frame: &[u8]) -> R {
     run_at(s, port, frame, 1_000)
 }
 
-/// A client message from `src` as a whole frame.
-struct Msg {
-    kind: DhcpMessageType,
-    chaddr: MacAddr,
-    ciaddr: &'static str,
-    requested: Option<&'static str>,
-    server: Option<&'static str>,
-}
-
-impl Msg {
-    fn new(kind: DhcpMessageType) -> Msg {
-        Msg {
-            kind,
-            chaddr: P1,
-            ciaddr: "0.0.0.0",
-            requested: None,
-            server: None,
-        }
-    }
-    fn frame(&self, eth_dst: MacAddr, src: MacAddr, sip: &str, dip: &str) -> Vec<u8> {
-        let a = |s: &str| ip(s);
-        let repr = DhcpRepr {
-            message_type: self.kind,
-            transaction_id: 0xfeed_0001,
-            secs: 0,
-            client_hardware_address: EthernetAddress(self.chaddr.0),
-            client_ip: a(self.ciaddr),
-            your_ip: Ipv4Address::UNSPECIFIED,
-            server_ip: Ipv4Address::UNSPECIFIED,
-            router: None,
-            subnet_mask: None,
-            relay_agent_ip: Ipv4Address::UNSPECIFIED,
-            broadcast: false,
-            requested_ip: self.requested.map(a),
-            client_identifier: None,
-            server_identifier: self.server.map(a),
-            parameter_request_list: Some(&[1, 3, 6]),
-            dns_servers: None,
-            max_size: None,
-            lease_duration: None,
-            renew_duration: None,
-            rebind_duration: None,
-            additional_options: &[],
-        };
-        let mut d = vec![0u8; repr.buffer_len()];
-        repr.emit(&mut DhcpPacket::new_unchecked(&mut d)).unwrap();
-        build::udp(
-            build::Ends {
-                dst: eth_dst,
-                src,
-                sip: ip(sip),
-                dip: ip(dip),
-            },
-            64,
-            68,
-            67,
-            &d,
-        )
-    }
-    /// From p1, 0.0.0.0 to 255.255.255.255 at the broadcast MAC.
-    fn bcast(&self) -> Vec<u8> {
-        self.frame(MacAddr::BROADCAST, P1, "0.0.0.0", "255.255.255.255")
-    }
+/// A `kind` message from p1.
+fn msg(kind: DhcpMessageType) -> DhcpMsg {
+    DhcpMsg::new(kind, P1)
 }
 
 fn answered(s: &Snapshot, port: &str) -> Verdict {
@@ -187,7 +130,7 @@ fn option(out: &[u8], kind: u8) -> Option<Vec<u8>> {
 #[test]
 fn spec13_1_discover_gets_an_offer_of_the_primary_ip_with_every_option() {
     let s = snap();
-    let r = run(&s, "p1", &Msg::new(DhcpMessageType::Discover).bcast());
+    let r = run(&s, "p1", &msg(DhcpMessageType::Discover).bcast());
     assert_eq!(r.v, answered(&s, "p1"), "{}", r.trace);
     assert!(r.trace.contains("SPEC 13.1"), "{}", r.trace);
     let (dst_mac, dst, m) = answer(&r.out);
@@ -211,7 +154,7 @@ fn spec13_1_discover_gets_an_offer_of_the_primary_ip_with_every_option() {
 #[test]
 fn spec13_1_request_for_the_primary_ip_gets_an_ack_any_other_a_nak() {
     let s = snap();
-    let mut m = Msg::new(DhcpMessageType::Request);
+    let mut m = msg(DhcpMessageType::Request);
     m.requested = Some("10.0.1.11");
     m.server = Some("10.0.1.1");
     let r = run(&s, "p1", &m.bcast());
@@ -241,7 +184,7 @@ fn spec13_1_request_for_the_primary_ip_gets_an_ack_any_other_a_nak() {
 fn spec13_1_the_address_depends_on_the_port_not_on_chaddr() {
     let s = snap();
     // p2 writes p1's MAC as chaddr: still offered p2's own address
-    let mut m = Msg::new(DhcpMessageType::Discover);
+    let mut m = msg(DhcpMessageType::Discover);
     m.chaddr = P1;
     let f = m.frame(MacAddr::BROADCAST, P2, "0.0.0.0", "255.255.255.255");
     let r = run(&s, "p2", &f);
@@ -250,7 +193,7 @@ fn spec13_1_the_address_depends_on_the_port_not_on_chaddr() {
     assert_eq!(a.your_ip, ip("10.0.1.12"));
     assert_eq!(dst_mac, P2, "sent to the port's own MAC");
     // and p2 asking for p1's address is refused
-    let mut m = Msg::new(DhcpMessageType::Request);
+    let mut m = msg(DhcpMessageType::Request);
     m.requested = Some("10.0.1.11");
     let f = m.frame(MacAddr::BROADCAST, P2, "0.0.0.0", "255.255.255.255");
     let (_, _, a) = answer(&run(&s, "p2", &f).out);
@@ -260,7 +203,7 @@ fn spec13_1_the_address_depends_on_the_port_not_on_chaddr() {
 #[test]
 fn spec13_1_renewal_unicast_to_the_gateway_and_rebinding_broadcast_are_answered() {
     let s = snap();
-    let mut m = Msg::new(DhcpMessageType::Request);
+    let mut m = msg(DhcpMessageType::Request);
     m.ciaddr = "10.0.1.11";
     // RENEWING: unicast from the leased address to the server
     let r = run(&s, "p1", &m.frame(GW, P1, "10.0.1.11", "10.0.1.1"));
@@ -276,7 +219,7 @@ fn spec13_1_renewal_unicast_to_the_gateway_and_rebinding_broadcast_are_answered(
     );
     assert_eq!(r.v, answered(&s, "p1"));
     // INFORM: the options, no address, no lease
-    let mut m = Msg::new(DhcpMessageType::Inform);
+    let mut m = msg(DhcpMessageType::Inform);
     m.ciaddr = "10.0.1.11";
     let r = run(&s, "p1", &m.frame(GW, P1, "10.0.1.11", "10.0.1.1"));
     let (_, _, a) = answer(&r.out);
@@ -291,8 +234,8 @@ fn spec13_1_renewal_unicast_to_the_gateway_and_rebinding_broadcast_are_answered(
     }
 }
 
-fn m_with(k: DhcpMessageType) -> Msg {
-    let mut m = Msg::new(k);
+fn m_with(k: DhcpMessageType) -> DhcpMsg {
+    let mut m = msg(k);
     m.ciaddr = "10.0.1.11";
     m
 }
@@ -300,7 +243,7 @@ fn m_with(k: DhcpMessageType) -> Msg {
 #[test]
 fn spec13_1_no_dhcp_client_packet_reaches_another_guest() {
     let s = snap();
-    let d = Msg::new(DhcpMessageType::Discover);
+    let d = msg(DhcpMessageType::Discover);
     // to p2's MAC and address, from p1's own address: consumed (answered by the
     // switch, the only server), never delivered
     for f in [
@@ -331,7 +274,7 @@ fn spec13_1_no_dhcp_client_packet_reaches_another_guest() {
 #[test]
 fn spec2_3_zero_source_is_still_checked_in_a_dhcp_subnet() {
     let s = snap();
-    let d = Msg::new(DhcpMessageType::Discover);
+    let d = msg(DhcpMessageType::Discover);
     // from 0.0.0.0 to another guest: the source check (SPEC 2.3) drops it first
     for (mac, dst) in [
         (P2, "10.0.1.12"),
@@ -399,12 +342,8 @@ fn spec13_1_rogue_dhcp_server_replies_are_dropped_and_counted() {
 #[test]
 fn spec13_1_a_subnet_without_dhcp_switches_dhcp_as_before() {
     let s = snap();
-    let d = Msg::new(DhcpMessageType::Discover).frame(
-        MacAddr::BROADCAST,
-        Q1,
-        "0.0.0.0",
-        "255.255.255.255",
-    );
+    let d =
+        msg(DhcpMessageType::Discover).frame(MacAddr::BROADCAST, Q1, "0.0.0.0", "255.255.255.255");
     let r = run(&s, "q1", &d);
     let a2 = s.subnets.iter().position(|x| x.name == "a2").unwrap() as u32;
     assert_eq!(r.v, Verdict::Forward(Out::Flood(a2)));
@@ -428,7 +367,7 @@ fn spec13_1_answers_spend_the_answer_budget() {
     let mut c = config();
     c.switch.icmp_errors_per_sec = 2;
     let s = Snapshot::compile(&c, None).unwrap();
-    let d = Msg::new(DhcpMessageType::Discover).bcast();
+    let d = msg(DhcpMessageType::Discover).bcast();
     assert_eq!(run_at(&s, "p1", &d, 1_000).v, answered(&s, "p1"));
     assert_eq!(run_at(&s, "p1", &d, 2_000).v, answered(&s, "p1"));
     assert_eq!(

@@ -59,11 +59,11 @@ fn spec13_1_the_dhcp_stage_allocates_nothing_per_packet() {
         (p1, dhcp_client(DhcpMessageType::Discover, P1, None)),
         (
             p1,
-            dhcp_client(DhcpMessageType::Request, P1, Some([10, 0, 1, 11].into())),
+            dhcp_client(DhcpMessageType::Request, P1, Some("10.0.1.11")),
         ),
         (
             p1,
-            dhcp_client(DhcpMessageType::Request, P1, Some([10, 0, 1, 99].into())),
+            dhcp_client(DhcpMessageType::Request, P1, Some("10.0.1.99")),
         ),
         (p1, dhcp_client(DhcpMessageType::Release, P1, None)),
         (p2, rogue),

@@ -384,51 +384,94 @@ pub fn run(frame: &[u8], f: impl FnOnce(&mut [u8], &mut usize) -> Verdict) -> (V
     (v, buf[..len].to_vec())
 }
 
-/// A DHCP client message (SPEC 13.1) as a whole frame from `src`: 0.0.0.0 to
-/// 255.255.255.255 at the broadcast MAC, UDP 68 to 67, emitted by smoltcp, `chaddr`
-/// and client identifier `src`, option 50 `requested` when given.
+/// A DHCP client message (SPEC 13.1), emitted by smoltcp, as whole frames; addresses
+/// as text, 0.0.0.0 for none.
+pub struct DhcpMsg {
+    pub kind: smoltcp::wire::DhcpMessageType,
+    pub chaddr: MacAddr,
+    pub ciaddr: &'static str,
+    /// option 50
+    pub requested: Option<&'static str>,
+    /// option 54
+    pub server: Option<&'static str>,
+}
+
+impl DhcpMsg {
+    /// A `kind` message from `chaddr` (also its client identifier), nothing else set.
+    pub fn new(kind: smoltcp::wire::DhcpMessageType, chaddr: MacAddr) -> DhcpMsg {
+        DhcpMsg {
+            kind,
+            chaddr,
+            ciaddr: "0.0.0.0",
+            requested: None,
+            server: None,
+        }
+    }
+
+    /// The message in a frame from `src` to `eth_dst`, `sip` to `dip`, UDP 68 to 67.
+    pub fn frame(&self, eth_dst: MacAddr, src: MacAddr, sip: &str, dip: &str) -> Vec<u8> {
+        use smoltcp::wire::{DhcpPacket, DhcpRepr, EthernetAddress, Ipv4Address};
+        let a = |s: &str| s.parse::<Ipv4Addr>().expect("an address");
+        let repr = DhcpRepr {
+            message_type: self.kind,
+            transaction_id: 0xfeed_0001,
+            secs: 0,
+            client_hardware_address: EthernetAddress(self.chaddr.0),
+            client_ip: a(self.ciaddr),
+            your_ip: Ipv4Address::UNSPECIFIED,
+            server_ip: Ipv4Address::UNSPECIFIED,
+            router: None,
+            subnet_mask: None,
+            relay_agent_ip: Ipv4Address::UNSPECIFIED,
+            broadcast: false,
+            requested_ip: self.requested.map(a),
+            client_identifier: Some(EthernetAddress(self.chaddr.0)),
+            server_identifier: self.server.map(a),
+            parameter_request_list: Some(&[1, 3, 6, 15, 26, 121]),
+            dns_servers: None,
+            max_size: None,
+            lease_duration: None,
+            renew_duration: None,
+            rebind_duration: None,
+            additional_options: &[],
+        };
+        let mut d = vec![0u8; repr.buffer_len()];
+        repr.emit(&mut DhcpPacket::new_unchecked(&mut d))
+            .expect("room for the message");
+        build::udp(
+            build::Ends {
+                dst: eth_dst,
+                src,
+                sip: a(sip),
+                dip: a(dip),
+            },
+            64,
+            68,
+            67,
+            &d,
+        )
+    }
+
+    /// From `chaddr`, 0.0.0.0 to 255.255.255.255 at the broadcast MAC.
+    pub fn bcast(&self) -> Vec<u8> {
+        self.frame(
+            MacAddr::BROADCAST,
+            self.chaddr,
+            "0.0.0.0",
+            "255.255.255.255",
+        )
+    }
+}
+
+/// A broadcast DHCP client message of `kind` from `src` asking for `requested`.
 pub fn dhcp_client(
     kind: smoltcp::wire::DhcpMessageType,
     src: MacAddr,
-    requested: Option<Ipv4Addr>,
+    requested: Option<&'static str>,
 ) -> Vec<u8> {
-    use smoltcp::wire::{DhcpPacket, DhcpRepr, EthernetAddress, Ipv4Address};
-    let repr = DhcpRepr {
-        message_type: kind,
-        transaction_id: 7,
-        secs: 0,
-        client_hardware_address: EthernetAddress(src.0),
-        client_ip: Ipv4Address::UNSPECIFIED,
-        your_ip: Ipv4Address::UNSPECIFIED,
-        server_ip: Ipv4Address::UNSPECIFIED,
-        router: None,
-        subnet_mask: None,
-        relay_agent_ip: Ipv4Address::UNSPECIFIED,
-        broadcast: false,
-        requested_ip: requested,
-        client_identifier: Some(EthernetAddress(src.0)),
-        server_identifier: None,
-        parameter_request_list: Some(&[1, 3, 6, 15, 26, 121]),
-        dns_servers: None,
-        max_size: None,
-        lease_duration: None,
-        renew_duration: None,
-        rebind_duration: None,
-        additional_options: &[],
-    };
-    let mut d = vec![0u8; repr.buffer_len()];
-    repr.emit(&mut DhcpPacket::new_unchecked(&mut d))
-        .expect("room for the message");
-    build::udp(
-        build::Ends {
-            dst: MacAddr::BROADCAST,
-            src,
-            sip: Ipv4Addr::UNSPECIFIED,
-            dip: Ipv4Addr::BROADCAST,
-        },
-        64,
-        68,
-        67,
-        &d,
-    )
+    DhcpMsg {
+        requested,
+        ..DhcpMsg::new(kind, src)
+    }
+    .bcast()
 }
