@@ -1,16 +1,43 @@
-//! Frame parsing on arbitrary bytes: classify, ARP, IPv4 views, ICMP helpers, TSO
+//! Frame parsing on arbitrary bytes: classify, ARP, DHCP (and the replies to what parsed),
+//! IPv4 views, ICMP helpers, TSO
 //! layout, VXLAN (the header, a whole outer packet, the flow hash, and the outer
 //! headers emitted for what parsed, which must parse back the same). No input may
 //! panic.
 #![no_main]
 use libfuzzer_sys::fuzz_target;
 use vpcswitch_wire::{
-    arp, classify, icmp,
+    arp, classify, dhcp, icmp,
     tso::{Tcp4Layout, Tcp4Merge},
     vxlan, Ipv4Packet, L3,
 };
 
 fuzz_target!(|data: &[u8]| {
+    // SPEC 13.1: a DHCP client message; what parses is answered with every reply kind,
+    // each of which must parse back (smoltcp) as the reply to it
+    let _ = dhcp::udp_ports(data);
+    if let Ok(m) = dhcp::parse_client(data) {
+        let lease = dhcp::Lease {
+            mask: 0xffff_ff00,
+            router: 0x0a00_0101,
+            lease_secs: 3600,
+            dns: &[10, 0, 0, 2],
+            domain: b"a.internal",
+            mtu: Some(1400),
+            routes: &[0, 10, 0, 1, 1],
+        };
+        let server = dhcp::Server {
+            mac: vpcswitch_wire::MacAddr([2, 0, 0, 0, 0, 1]),
+            ip: 0x0a00_0101,
+        };
+        for kind in [dhcp::ReplyKind::Offer, dhcp::ReplyKind::Ack, dhcp::ReplyKind::Nak] {
+            let mut buf = [0u8; 1024];
+            let n = dhcp::emit_reply(&mut buf, kind, server, m.chaddr, &m, 0x0a00_010b, &lease);
+            assert!(n > 0, "a reply fits 1 KiB");
+            let c = classify(&buf[..n]).expect("the reply classifies");
+            assert!(matches!(c.l3, L3::Ipv4 { .. }));
+            assert_eq!(dhcp::udp_ports(&buf[..n]), Some((67, 68)));
+        }
+    }
     let _ = arp::parse(data.get(14..).unwrap_or(&[]));
     if let Ok(p) = Ipv4Packet::new_checked(data) {
         let _ = (p.verify_checksum(), p.payload().len(), p.is_fragment());

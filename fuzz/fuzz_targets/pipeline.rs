@@ -1,10 +1,10 @@
 //! The whole pipeline on arbitrary frames from every port of a fixed topology with
-//! VIPs, peerings, a next hop, check-off ports, an uplink with EIPs: no panic, and every frame gets a
+//! VIPs, peerings, a next hop, check-off ports, an uplink with EIPs, a subnet with DHCP: no panic, and every frame gets a
 //! verdict whose outputs name configured ports (nothing unaccounted for).
 #![no_main]
 use libfuzzer_sys::fuzz_target;
 use vpcswitch_core::{Ctx, DropReason, NoTrace, Out, Snapshot, Verdict};
-use vpcswitch_model::ConfigBuilder;
+use vpcswitch_model::{ConfigBuilder, DhcpOptions, DhcpRoute};
 
 fn snapshot() -> Snapshot {
     let cfg = ConfigBuilder::new()
@@ -13,6 +13,17 @@ fn snapshot() -> Snapshot {
         .subnet("a1", "a", "10.0.1.0/24")
         .subnet("a2", "a", "10.0.2.0/24")
         .subnet("b1", "b", "10.1.1.0/24")
+        // SPEC 13.1: b1's ports are served by the switch's DHCP server
+        .dhcp(DhcpOptions {
+            dns_servers: vec![[10, 1, 0, 2].into()],
+            domain: Some("b.internal".into()),
+            mtu: Some(1400),
+            lease_secs: None,
+            routes: vec![DhcpRoute {
+                destination: "10.9.0.0/16".parse().unwrap(),
+                via: [10, 1, 1, 254].into(),
+            }],
+        })
         .port("p1", "a1", "02:00:00:00:01:01", &["10.0.1.11"])
         .port("p2", "a1", "02:00:00:00:01:02", &["10.0.1.12"])
         .port("lvs", "a1", "02:00:00:00:01:03", &["10.0.1.13"])

@@ -40,8 +40,8 @@ pub use lpm::Lpm;
 pub use pipeline::TraceResult;
 pub use reason::DropReason;
 pub use snapshot::{
-    Addr, Budget, Doorbell, HostEntry, Location, PortEntry, RouteTarget, Snapshot, SubnetEntry,
-    UplinkEntry, VipCell, VipEntry, VpcEntry, NO_OWNER,
+    Addr, Budget, DhcpServer, Doorbell, HostEntry, Location, PortEntry, RouteTarget, Snapshot,
+    SubnetEntry, UplinkEntry, VipCell, VipEntry, VpcEntry, NO_OWNER,
 };
 pub use trace::{NoTrace, Stage, Trace, Tracer};
 

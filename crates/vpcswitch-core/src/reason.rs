@@ -171,6 +171,14 @@ reasons! {
     /// fragments nor answers ICMP "fragmentation needed" on one host (docs/config.md,
     /// "MTU").
     MtuExceeded = "mtu_exceeded",
+    /// SPEC 13.1: a DHCP client message (UDP 68 to 67) from a port of a subnet with
+    /// DHCP on, consumed by the switch's DHCP server: answered in its place (OFFER, ACK,
+    /// NAK), or not (RELEASE, DECLINE, a REQUEST for another server, a malformed one,
+    /// over the port's answer budget). Never delivered to another guest.
+    DhcpClient = "dhcp_client",
+    /// SPEC 13.1: UDP from source port 67 (a DHCP server's or relay's) from a port of a
+    /// subnet with DHCP on: only the switch serves DHCP there.
+    RogueDhcpServer = "rogue_dhcp_server",
 }
 
 impl From<vpcswitch_wire::offload::OffloadError> for DropReason {

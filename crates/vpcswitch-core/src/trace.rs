@@ -87,6 +87,8 @@ stages! {
     Icmp = "icmp",
     /// answers the switch makes instead of a dropped frame
     Answer = "answer",
+    /// SPEC 13.1: the DHCP server of a subnet with DHCP on, and the rogue-server guard
+    Dhcp = "dhcp",
     /// SPEC 7
     Uplink = "uplink",
     /// SPEC 7.1, 7.2

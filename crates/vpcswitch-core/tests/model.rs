@@ -150,7 +150,7 @@ impl Model<'_> {
                     Exp::Drop(R::UplinkArp)
                 }
             }
-            Kind::Udp { sip, dip, ttl } => {
+            Kind::Udp { sip, dip, ttl, .. } => {
                 if f.dst != UPLINK_MAC {
                     return Exp::Drop(R::UplinkNotForEip);
                 }
@@ -267,9 +267,30 @@ impl Model<'_> {
                     None => Exp::Flood(p.subnet.clone()),
                 }
             }
-            Kind::Udp { sip, dip, ttl } => {
-                if p.src_dst_check && !self.allowed(&p, *sip) {
+            Kind::Udp {
+                sip,
+                dip,
+                ttl,
+                ports,
+            } => {
+                // SPEC 2.3: 0.0.0.0 only for a DHCP client that stays in the subnet
+                let gw_mac = self.c.switch.gateway_mac;
+                let exempt = *ports == (68, 67)
+                    && sip.is_unspecified()
+                    && ((dip.is_broadcast() && f.dst.is_multicast())
+                        || (f.dst == gw_mac && *dip == self.subnet(&p.subnet).gateway_ip()));
+                if p.src_dst_check && !exempt && !self.allowed(&p, *sip) {
                     return Exp::Drop(R::SpoofedSrcIp);
+                }
+                // SPEC 13.1: in a DHCP subnet, servers are dropped and clients consumed
+                // (the model's payload is no DHCP message: consumed unanswered)
+                if self.subnet(&p.subnet).dhcp {
+                    if ports.0 == 67 {
+                        return Exp::Drop(R::RogueDhcpServer);
+                    }
+                    if *ports == (68, 67) {
+                        return Exp::Drop(R::DhcpClient);
+                    }
                 }
                 if f.dst.is_multicast() {
                     // SPEC 2.6: only to what the whole subnet listens to

@@ -237,6 +237,7 @@ fn frame_of(c: &Config, step: &Step) -> (String, Frame) {
                     sip: p.ips[0],
                     dip: pick_ip(c, d),
                     ttl: 64,
+                    ports: (1000, 2000),
                 },
             };
             (p.name.clone(), f)
@@ -250,6 +251,7 @@ fn frame_of(c: &Config, step: &Step) -> (String, Frame) {
                     sip: Ipv4Addr::new(198, 51, 100, s as u8),
                     dip: eips[e as usize % eips.len()].ip,
                     ttl: 64,
+                    ports: (1000, 2000),
                 },
             };
             ("uplink".into(), f)

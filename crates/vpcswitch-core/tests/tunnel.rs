@@ -739,3 +739,51 @@ fn spec11_3_ports_of_a_host_that_is_down_are_dropped_with_the_reason() {
     });
     assert_eq!(v, n.to("p2"));
 }
+
+#[test]
+fn spec13_1_dhcp_from_a_tunnel_is_consumed_and_rogue_servers_dropped() {
+    // a1 (p1, p3 on h1; p2 on h2) serves DHCP
+    let mut c = config();
+    c.subnets[0].dhcp = true;
+    let snaps = ["h1", "h2"]
+        .into_iter()
+        .map(|h| {
+            let local = c.clone().with_local_host(h).unwrap();
+            (h, Snapshot::compile(&local, None).unwrap())
+        })
+        .collect();
+    let n = Net { snaps };
+    let discover =
+        |m: &str| common::dhcp_client(smoltcp::wire::DhcpMessageType::Discover, mac(m), None);
+    // p2's DISCOVER is answered on its own host, h2, back to p2
+    let g = n.send("h2", "p2", &discover(P2));
+    assert_eq!(
+        g.v,
+        Verdict::DropAndSend(R::DhcpClient, Out::Port(n.pid("p2")))
+    );
+    // were it sent on anyway, h1 would not deliver it to p1 or p3: its answer would be
+    // for a port on another host, which nothing from a tunnel reaches
+    let g = n.tunnel("h1", "h2", 100, &discover(P2));
+    assert_eq!(g.v, Verdict::Drop(R::TunnelTransit));
+    // a rogue server on h2, through the tunnel: dropped on h1 as on h2
+    let offer = build::udp(
+        Ends {
+            dst: MacAddr::BROADCAST,
+            src: mac(P2),
+            sip: ip("10.0.1.12"),
+            dip: ip("255.255.255.255"),
+        },
+        64,
+        67,
+        68,
+        &[0u8; 300],
+    );
+    assert_eq!(
+        n.send("h2", "p2", &offer).v,
+        Verdict::Drop(R::RogueDhcpServer)
+    );
+    assert_eq!(
+        n.tunnel("h1", "h2", 100, &offer).v,
+        Verdict::Drop(R::RogueDhcpServer)
+    );
+}

@@ -7,8 +7,8 @@ use std::net::Ipv4Addr;
 use std::str::FromStr;
 
 use crate::{
-    BackendSpec, Config, ConfigError, ConfigErrors, Eip, Host, Ipv4Cidr, MacAddr, Peering, Port,
-    Route, Subnet, Uplink, Vip, Vpc, DEFAULT_TUNNEL_PORT,
+    BackendSpec, Config, ConfigError, ConfigErrors, DhcpOptions, Eip, Host, Ipv4Cidr, MacAddr,
+    Peering, Port, Route, Subnet, Uplink, Vip, Vpc, DEFAULT_TUNNEL_PORT,
 };
 
 /// Builds a [`Config`]; see the module docs.
@@ -148,7 +148,18 @@ impl ConfigBuilder {
             vpc: vpc.into(),
             cidr,
             gateway: None,
+            dhcp: false,
+            dhcp_options: DhcpOptions::default(),
         });
+        self
+    }
+
+    /// Turns DHCP on in the last added subnet (SPEC 13), handing out `options`.
+    pub fn dhcp(mut self, options: DhcpOptions) -> Self {
+        if let Some(s) = self.cfg.subnets.last_mut() {
+            s.dhcp = true;
+            s.dhcp_options = options;
+        }
         self
     }
 

@@ -266,6 +266,110 @@ pub struct Subnet {
     /// default: the first host address
     #[serde(default)]
     pub gateway: Option<Ipv4Addr>,
+    /// SPEC 13: the switch answers DHCPv4 for the subnet's ports, each with its primary
+    /// fixed IP (default off: no DHCP, and DHCP from ports is switched as any traffic)
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub dhcp: bool,
+    /// what the switch's DHCP server hands out besides the address, mask and router;
+    /// set only with `dhcp = true`
+    #[serde(default, skip_serializing_if = "DhcpOptions::is_empty")]
+    pub dhcp_options: DhcpOptions,
+}
+
+/// Default DHCP lease time, in seconds (one day).
+pub const DEFAULT_DHCP_LEASE_SECS: u32 = 86_400;
+/// Shortest DHCP lease time accepted, in seconds.
+pub const MIN_DHCP_LEASE_SECS: u32 = 60;
+/// Most DNS servers a subnet's DHCP hands out.
+pub const MAX_DHCP_DNS_SERVERS: usize = 8;
+/// The MTU range a subnet's DHCP may hand out (option 26): the IPv4 minimum datagram
+/// every host must take, up to a jumbo frame.
+pub const DHCP_MTU_RANGE: std::ops::RangeInclusive<u16> = 576..=9000;
+
+/// `[subnets.dhcp_options]`: what the switch's DHCP server hands out (SPEC 13.1),
+/// besides the port's address, the subnet mask and the gateway as router.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DhcpOptions {
+    /// DNS servers (option 6), at most [`MAX_DHCP_DNS_SERVERS`]; none: no option 6
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub dns_servers: Vec<Ipv4Addr>,
+    /// the DNS domain (option 15), a host name such as `prod.internal`
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub domain: Option<String>,
+    /// the interface MTU (option 26), in [`DHCP_MTU_RANGE`]; none: no option 26
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mtu: Option<u16>,
+    /// the lease time in seconds (option 51), at least [`MIN_DHCP_LEASE_SECS`];
+    /// `4294967295` is an infinite lease; default [`DEFAULT_DHCP_LEASE_SECS`]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lease_secs: Option<u32>,
+    /// classless static routes (option 121, RFC 3442). A client that gets option 121
+    /// ignores the router option, so the switch adds the default route via the
+    /// gateway unless one of these is `0.0.0.0/0`
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub routes: Vec<DhcpRoute>,
+}
+
+impl DhcpOptions {
+    /// Nothing set (every field at its default).
+    pub fn is_empty(&self) -> bool {
+        *self == DhcpOptions::default()
+    }
+    /// The lease time, defaulted.
+    pub fn lease(&self) -> u32 {
+        self.lease_secs.unwrap_or(DEFAULT_DHCP_LEASE_SECS)
+    }
+}
+
+/// Longest option 121 the switch sends: one DHCP option (RFC 3442 allows splitting a
+/// longer one over several; the switch does not).
+pub const MAX_OPTION_121_LEN: usize = 255;
+
+/// The bytes one classless route takes in option 121 (RFC 3442: the prefix length, the
+/// significant octets of the destination, the router).
+pub fn option_121_len(destination: &Ipv4Cidr) -> usize {
+    1 + usize::from(destination.len()).div_ceil(8) + 4
+}
+
+impl Subnet {
+    /// The data of DHCP option 121 (RFC 3442) the subnet hands out: its
+    /// `dhcp_options.routes`, then the default route via the gateway unless one of
+    /// them is a default route (a client that takes option 121 ignores option 3, the
+    /// router). Validation keeps it within [`MAX_OPTION_121_LEN`]; empty when DHCP is
+    /// off.
+    pub fn dhcp_option_121(&self) -> Vec<u8> {
+        let mut v = Vec::new();
+        if !self.dhcp {
+            return v;
+        }
+        let gw = self.gateway_ip();
+        let default = DhcpRoute {
+            destination: Ipv4Cidr::default(),
+            via: gw,
+        };
+        let routes = &self.dhcp_options.routes;
+        let extra = (!routes.iter().any(|r| r.destination.is_empty())).then_some(&default);
+        for r in routes.iter().chain(extra) {
+            let d = r.destination;
+            let n = usize::from(d.len()).div_ceil(8);
+            v.push(d.len());
+            v.extend_from_slice(&d.network().octets()[..n]);
+            v.extend_from_slice(&r.via.octets());
+        }
+        v
+    }
+}
+
+/// One classless static route a subnet's DHCP hands out (option 121).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DhcpRoute {
+    /// destination prefix (no host bits)
+    pub destination: Ipv4Cidr,
+    /// the next hop: a host address inside the subnet (a port's fixed IP, a VIP, the
+    /// gateway)
+    pub via: Ipv4Addr,
 }
 
 impl Subnet {

@@ -9,7 +9,8 @@
 //!
 //! The hot path uses the fixed-offset views here ([`EthernetFrame`], [`Ipv4Packet`],
 //! [`classify`]); ARP and ICMP messages the switch *answers* with are parsed and emitted
-//! through `smoltcp::wire` ([`arp`], [`icmp`]), which is not on the forwarding path.
+//! through `smoltcp::wire` ([`arp`], [`icmp`], [`dhcp`]), which is not on the forwarding
+//! path.
 //!
 //! Field offsets live in private `field` modules, as in smoltcp.
 
@@ -18,6 +19,7 @@ pub mod arp;
 pub mod build;
 pub mod checksum;
 mod classify;
+pub mod dhcp;
 mod ethernet;
 pub mod icmp;
 mod ipv4;

@@ -1,8 +1,11 @@
 //! A port's frame, from the ingress checks to the L2/L3 choice: SPEC 2.1 (VLAN, EtherType),
-//! 2.2 (source MAC), 2.3 (IPv4 source, the DHCP exemption), 2.6 and 4.1 (floods), 9.1.
+//! 2.2 (source MAC), 2.3 (IPv4 source, the DHCP exemption), 2.6 and 4.1 (floods), 9.1,
+//! and the way into DHCP (13.1).
 
-use vpcswitch_wire::{MacKey, L3};
+use vpcswitch_wire::dhcp::udp_ports;
+use vpcswitch_wire::{IpProtocol, MacKey, L3};
 
+use super::dhcp::is_dhcp;
 use super::{dropped, ip, is_multicast_ip, on, Frame, LIMITED_BROADCAST, V4};
 use crate::snapshot::{Budget, PortEntry};
 use crate::{DropReason, Out, Snapshot, Stage, Tracer, Verdict};
@@ -76,6 +79,14 @@ impl Snapshot {
             ip(v4.src),
             if p.src_dst_check { "" } else { ": check off" }
         );
+        // SPEC 13.1: in a DHCP subnet, DHCP is the switch's (one byte and one compare
+        // for every other frame)
+        if p.dhcp && v4.proto == IpProtocol::UDP {
+            if let Some(ports) = udp_ports(f.bytes()).filter(|&u| is_dhcp(u)) {
+                // by value, as every stage out of line: `f` stays in registers
+                return self.dhcp_stage(f.hand_on(), ports);
+            }
+        }
         if f.dst_mac.is_multicast() {
             if !self.subnet_listens(p, v4.dst) {
                 drop_with!(

@@ -2,7 +2,8 @@
 //! that returns a typed [`Verdict`]; [`Snapshot::process`] dispatches once per frame.
 //!
 //! Stage order: classify (2.1) → ingress port → VLAN (2.1) → source MAC (2.2) →
-//! ARP (2.3, 2.3a, 3.x) or IPv4 source check (2.3) → broadcast/multicast (2.6, 4.1) →
+//! ARP (2.3, 2.3a, 3.x) or IPv4 source check (2.3) → DHCP in a DHCP subnet (13.1) →
+//! broadcast/multicast (2.6, 4.1) →
 //! L3 when sent to the gateway MAC (5.x), else L2 (4.2, 4.3) → destination check (6.1).
 //! The uplink has a door of its own (7.x).
 //!
@@ -13,6 +14,7 @@
 //! - `l2`: unicast inside a subnet, VIP steering, the destination check (4.2, 4.3, 6.1)
 //! - `l3`: routing (5.1–5.5)
 //! - `answer`: what the switch sends instead of a dropped frame (5.2, 5.5, 5.6, 5.7)
+//! - `dhcp`: the DHCP server of a subnet with DHCP on, and the rogue-server guard (13.1)
 //! - `uplink`: the outside network (7.x)
 //! - `tunnel`: frames from another host (10.2, 10.3), and what the trace says about
 //!   outputs to other hosts (10.1, 10.4)
@@ -71,6 +73,7 @@ fn dropped<T: Tracer>(
 
 mod answer;
 mod arp;
+mod dhcp;
 mod ingress;
 mod l2;
 mod l3;

@@ -9,7 +9,8 @@ use vpcswitch_model::{
 use super::learned::Learned;
 use super::overlay::{Location, Overlay, OverlayInput};
 use super::{
-    addr_key, Addr, PortEntry, RouteTarget, Snapshot, SubnetEntry, UplinkEntry, VipEntry, VpcEntry,
+    addr_key, Addr, DhcpServer, PortEntry, RouteTarget, Snapshot, SubnetEntry, UplinkEntry,
+    VipEntry, VpcEntry,
 };
 use crate::{FlatMap, HostId, Lpm, PortId, SubnetId, VipId, VpcId};
 
@@ -141,6 +142,7 @@ impl<'c> Names<'c> {
                 ports: Box::new([]),
                 local_ports: Box::new([]),
                 hosts: Box::new([]),
+                dhcp: DhcpServer::of(s).map(Box::new),
             })
             .collect()
     }
@@ -191,6 +193,7 @@ impl<'c> Names<'c> {
                 vips: bound.into_boxed_slice(),
                 src_dst_check: p.src_dst_check,
                 is_uplink: false,
+                dhcp: subnets[subnet as usize].dhcp.is_some(),
                 location: self.location(p.host.as_deref()),
             });
         }
@@ -208,6 +211,7 @@ impl<'c> Names<'c> {
                 vips: Box::new([]),
                 src_dst_check: false,
                 is_uplink: true,
+                dhcp: false,
                 location: self.location(u.host.as_deref()),
             });
             id

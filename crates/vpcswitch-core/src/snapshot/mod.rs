@@ -54,6 +54,9 @@ pub struct PortEntry {
     pub src_dst_check: bool,
     /// true for the uplink port
     pub is_uplink: bool,
+    /// its subnet has DHCP on (SPEC 13.1): the switch's server answers its DHCP client
+    /// packets and drops DHCP server packets from it
+    pub dhcp: bool,
     /// the host it lives on (SPEC 10.1)
     pub location: Location,
 }
@@ -95,6 +98,57 @@ pub struct SubnetEntry {
     /// the other hosts a flood from this host is replicated to, once each (SPEC 10.4,
     /// 10.5): see [`Snapshot::flood_hosts`]
     pub hosts: Box<[HostId]>,
+    /// what its DHCP server hands out (SPEC 13.1); `None`: DHCP off
+    pub dhcp: Option<Box<DhcpServer>>,
+}
+
+/// A subnet's DHCP options, encoded once at compile time and borrowed by every answer
+/// (SPEC 13.1): no allocation per request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DhcpServer {
+    /// the subnet mask, host order
+    pub mask: u32,
+    /// lease time, seconds
+    pub lease_secs: u32,
+    /// option 6's data
+    pub dns: Box<[u8]>,
+    /// option 15's data
+    pub domain: Box<[u8]>,
+    /// option 26
+    pub mtu: Option<u16>,
+    /// option 121's data (RFC 3442, with the default route via the gateway)
+    pub routes: Box<[u8]>,
+}
+
+impl DhcpServer {
+    /// The subnet's DHCP server, if `s` has DHCP on.
+    pub fn of(s: &vpcswitch_model::Subnet) -> Option<DhcpServer> {
+        if !s.dhcp {
+            return None;
+        }
+        let o = &s.dhcp_options;
+        Some(DhcpServer {
+            mask: s.cidr.mask(),
+            lease_secs: o.lease(),
+            dns: o.dns_servers.iter().flat_map(|d| d.octets()).collect(),
+            domain: o.domain.as_deref().unwrap_or("").as_bytes().into(),
+            mtu: o.mtu,
+            routes: s.dhcp_option_121().into_boxed_slice(),
+        })
+    }
+
+    /// The lease of a port of the subnet whose gateway (the router) is `router`.
+    pub fn lease(&self, router: u32) -> vpcswitch_wire::dhcp::Lease<'_> {
+        vpcswitch_wire::dhcp::Lease {
+            mask: self.mask,
+            router,
+            lease_secs: self.lease_secs,
+            dns: &self.dns,
+            domain: &self.domain,
+            mtu: self.mtu,
+            routes: &self.routes,
+        }
+    }
 }
 
 /// What a route points at, resolved.

@@ -25,6 +25,9 @@ pub enum Kind {
         sip: Ipv4Addr,
         dip: Ipv4Addr,
         ttl: u8,
+        /// UDP (source, destination) ports: DHCP's 68/67 and 67/68 among them (SPEC
+        /// 2.3, 13.1)
+        ports: (u16, u16),
     },
 }
 
@@ -39,7 +42,12 @@ impl Frame {
     pub fn bytes(&self) -> Vec<u8> {
         match &self.kind {
             Kind::Arp(a) => build::arp_frame(self.dst, self.src, a),
-            Kind::Udp { sip, dip, ttl } => build::udp(
+            Kind::Udp {
+                sip,
+                dip,
+                ttl,
+                ports,
+            } => build::udp(
                 build::Ends {
                     dst: self.dst,
                     src: self.src,
@@ -47,8 +55,8 @@ impl Frame {
                     dip: *dip,
                 },
                 *ttl,
-                1000,
-                2000,
+                ports.0,
+                ports.1,
                 b"model",
             ),
         }
@@ -116,6 +124,9 @@ pub fn build_config(t: &Topo) -> Config {
                 vpc: vn.clone(),
                 cidr: format!("10.{v}.{s}.0/24").parse().unwrap(),
                 gateway: None,
+                // SPEC 13.1: the first subnet of the first VPC serves DHCP
+                dhcp: v == 0 && s == 0,
+                dhcp_options: Default::default(),
             });
             let mut names = vec![];
             for i in 0..PORTS_PER_SUBNET {
@@ -311,7 +322,17 @@ pub fn make_frame(c: &Config, r: &Raw) -> (String, Frame) {
         0 | 1 => Frame {
             src,
             dst: pick_mac(c, e),
-            kind: Kind::Udp { sip, dip, ttl },
+            kind: Kind::Udp {
+                sip,
+                dip,
+                ttl,
+                // one in eight a DHCP client's ports, one in eight a server's
+                ports: match (a ^ e) % 8 {
+                    0 => (68, 67),
+                    1 => (67, 68),
+                    _ => (1000, 2000),
+                },
+            },
         },
         2 => Frame {
             src,
@@ -361,4 +382,96 @@ pub fn run(frame: &[u8], f: impl FnOnce(&mut [u8], &mut usize) -> Verdict) -> (V
     let mut len = frame.len();
     let v = f(&mut buf, &mut len);
     (v, buf[..len].to_vec())
+}
+
+/// A DHCP client message (SPEC 13.1), emitted by smoltcp, as whole frames; addresses
+/// as text, 0.0.0.0 for none.
+pub struct DhcpMsg {
+    pub kind: smoltcp::wire::DhcpMessageType,
+    pub chaddr: MacAddr,
+    pub ciaddr: &'static str,
+    /// option 50
+    pub requested: Option<&'static str>,
+    /// option 54
+    pub server: Option<&'static str>,
+}
+
+impl DhcpMsg {
+    /// A `kind` message from `chaddr` (also its client identifier), nothing else set.
+    pub fn new(kind: smoltcp::wire::DhcpMessageType, chaddr: MacAddr) -> DhcpMsg {
+        DhcpMsg {
+            kind,
+            chaddr,
+            ciaddr: "0.0.0.0",
+            requested: None,
+            server: None,
+        }
+    }
+
+    /// The message in a frame from `src` to `eth_dst`, `sip` to `dip`, UDP 68 to 67.
+    pub fn frame(&self, eth_dst: MacAddr, src: MacAddr, sip: &str, dip: &str) -> Vec<u8> {
+        use smoltcp::wire::{DhcpPacket, DhcpRepr, EthernetAddress, Ipv4Address};
+        let a = |s: &str| s.parse::<Ipv4Addr>().expect("an address");
+        let repr = DhcpRepr {
+            message_type: self.kind,
+            transaction_id: 0xfeed_0001,
+            secs: 0,
+            client_hardware_address: EthernetAddress(self.chaddr.0),
+            client_ip: a(self.ciaddr),
+            your_ip: Ipv4Address::UNSPECIFIED,
+            server_ip: Ipv4Address::UNSPECIFIED,
+            router: None,
+            subnet_mask: None,
+            relay_agent_ip: Ipv4Address::UNSPECIFIED,
+            broadcast: false,
+            requested_ip: self.requested.map(a),
+            client_identifier: Some(EthernetAddress(self.chaddr.0)),
+            server_identifier: self.server.map(a),
+            parameter_request_list: Some(&[1, 3, 6, 15, 26, 121]),
+            dns_servers: None,
+            max_size: None,
+            lease_duration: None,
+            renew_duration: None,
+            rebind_duration: None,
+            additional_options: &[],
+        };
+        let mut d = vec![0u8; repr.buffer_len()];
+        repr.emit(&mut DhcpPacket::new_unchecked(&mut d))
+            .expect("room for the message");
+        build::udp(
+            build::Ends {
+                dst: eth_dst,
+                src,
+                sip: a(sip),
+                dip: a(dip),
+            },
+            64,
+            68,
+            67,
+            &d,
+        )
+    }
+
+    /// From `chaddr`, 0.0.0.0 to 255.255.255.255 at the broadcast MAC.
+    pub fn bcast(&self) -> Vec<u8> {
+        self.frame(
+            MacAddr::BROADCAST,
+            self.chaddr,
+            "0.0.0.0",
+            "255.255.255.255",
+        )
+    }
+}
+
+/// A broadcast DHCP client message of `kind` from `src` asking for `requested`.
+pub fn dhcp_client(
+    kind: smoltcp::wire::DhcpMessageType,
+    src: MacAddr,
+    requested: Option<&'static str>,
+) -> Vec<u8> {
+    DhcpMsg {
+        requested,
+        ..DhcpMsg::new(kind, src)
+    }
+    .bcast()
 }

@@ -10,6 +10,7 @@ use crate::{
 };
 
 mod backend;
+mod dhcp;
 mod hosts;
 
 use backend::backend_problems;
@@ -196,6 +197,7 @@ impl Config {
                     );
                 }
             }
+            dhcp::validate_dhcp(&mut e, &obj, s);
         }
 
         // Ports
