@@ -7,7 +7,7 @@
 //! series carry labels and the value 1), checked by `promtool check metrics` in the
 //! tests. `vpcswitch_drops_total` has a series for every reason from the first scrape
 //! (zero included), so a rate or an alert sees the first burst; per-port drop series
-//! appear once non-zero (57 reasons × every port would be too many series).
+//! appear once non-zero (some 60 reasons × every port would be too many series).
 
 use std::fmt::Write;
 
