@@ -389,9 +389,9 @@ fn demo(stop: &AtomicBool) -> Result<(), String> {
         std::thread::sleep(Duration::from_millis(50));
     }
     println!(
-        "   web1 announced itself by gratuitous ARP after {:.1} s: owner = {:?}",
+        "   web1 announced itself by gratuitous ARP after {:.1} s: owner = {}",
         t0.elapsed().as_secs_f64(),
-        owner(&running)
+        owner(&running).as_deref().unwrap_or("none")
     );
     println!(
         "   client -> VIP:                     {}",
@@ -446,8 +446,8 @@ fn demo(stop: &AtomicBool) -> Result<(), String> {
         std::thread::sleep(Duration::from_millis(5));
     }
     println!(
-        "   the switch moved the VIP to {:?} {:.0} ms after web1 stopped",
-        owner(&running),
+        "   the switch moved the VIP to {} {:.0} ms after web1 stopped",
+        owner(&running).as_deref().unwrap_or("nobody"),
         t1.elapsed().as_secs_f64() * 1000.0
     );
     for (who, child) in [("client (VIP)", ping), ("internet (EIP)", eip_ping)] {
@@ -463,8 +463,8 @@ fn demo(stop: &AtomicBool) -> Result<(), String> {
     if let Some(v) = snap.vip_id("web-vip") {
         let cell = snap.vip_cell(v);
         println!(
-            "   web-vip: owner {:?}, moves {}; the switch sent the new owner its first frame {} after its GARP\n            (the switch's own part; with pings every 10 ms it is mostly the wait for the next one)",
-            snap.vip_owner_name("web-vip"),
+            "   web-vip: owner {}, moves {}; the switch sent the new owner its first frame {} after its GARP\n            (the switch's own part; with pings every 10 ms it is mostly the wait for the next one)",
+            snap.vip_owner_name("web-vip").unwrap_or("none"),
             cell.moves(),
             cell.first_packet_ns()
                 .map_or("-".into(), |ns| format!("{:.1} µs", ns as f64 / 1e3))
