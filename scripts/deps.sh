@@ -10,7 +10,7 @@
 # busybox-static: udhcpc, the DHCP client of the DHCP tests (SPEC 13), and the VM's
 # userland; qemu-system-x86 and cpio: the VM test (a Debian kernel, fetched with
 # apt-get download into the VM cache, booted on a busybox initramfs the test builds).
-DEB_PACKAGES="iproute2 iputils-ping iperf3 keepalived tcpdump python3-scapy procps ethtool curl util-linux openvswitch-switch etcd-server protobuf-compiler libprotobuf-dev prometheus systemd busybox-static qemu-system-x86 cpio"
+DEB_PACKAGES="iproute2 iputils-ping iperf3 keepalived tcpdump python3-scapy procps ethtool curl util-linux openvswitch-switch etcd-server protobuf-compiler libprotobuf-dev prometheus systemd dpkg-dev busybox-static qemu-system-x86 cpio"
 install_deb_packages() {
   if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
     local missing="" p

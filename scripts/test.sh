@@ -32,6 +32,8 @@ cargo build --release --locked -q -p vpcswitch-cli -p vpcswitch-benches
 target/release/vpcswitch-bench --smoke
 echo "== overlay harness smoke (vpcswitch-overlay-bench --smoke: two hosts, linux-vxlan and vpcswitch, 1 s each)"
 target/release/vpcswitch-overlay-bench --smoke
+echo "== packaging (cargo deb; the .deb installed into a throwaway root, its layout checked, removed)"
+bash scripts/package.sh --check
 echo "== fuzzing (bounded)"
 bash scripts/fuzz.sh
 echo "all tests passed"
