@@ -2,7 +2,7 @@
 
 use std::net::Ipv4Addr;
 
-use vpcswitch_core::{Ctx, DropReason, NoTrace, Out, Snapshot, Verdict};
+use vpcswitch_core::{Ctx, Doorbell, DropReason, NoTrace, Out, Snapshot, Verdict};
 use vpcswitch_model::{ConfigBuilder, MacAddr};
 use vpcswitch_wire::arp::ArpInfo;
 use vpcswitch_wire::{build, classify, icmp, Ipv4Packet, L3};
@@ -276,11 +276,12 @@ fn spec3_1_a_vip_move_rings_the_bell_and_wakes_its_listener() {
     assert!(std::sync::Arc::ptr_eq(next.vip_bell(), &bell));
     assert!(next.set_vip_owner("v", "p2", 7));
     assert_eq!(bell.rings(), r0 + 2, "set_vip_owner's move rings");
-    // another thread cannot listen too; its ring wakes this parked one
+    // another thread listens too (up to LISTENERS); its ring wakes this parked one and
+    // itself
     let (b2, me) = (bell.clone(), std::thread::current().id());
     let t = std::thread::spawn(move || {
         assert_ne!(std::thread::current().id(), me);
-        assert!(!b2.listen(), "one listener per bell");
+        assert!(b2.listen(), "a second listener");
         std::thread::sleep(std::time::Duration::from_millis(50));
         b2.ring();
     });
@@ -294,6 +295,18 @@ fn spec3_1_a_vip_move_rings_the_bell_and_wakes_its_listener() {
         "woken by the ring, not by the 20 s timeout"
     );
     t.join().unwrap();
+    // the slots run out: a fifth thread is refused (three more fill them)
+    let more: Vec<bool> = (0..Doorbell::LISTENERS)
+        .map(|_| {
+            let b = bell.clone();
+            std::thread::spawn(move || b.listen()).join().unwrap()
+        })
+        .collect();
+    assert_eq!(
+        more,
+        vec![true, true, false, false],
+        "two slots were taken, two remain"
+    );
 }
 
 fn arp_answer(r: &R) -> ArpInfo {

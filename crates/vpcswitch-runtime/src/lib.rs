@@ -20,6 +20,7 @@
 //!
 //! Lock order (control path only): `Switch::control` → nothing. Workers take no lock.
 
+pub mod events;
 pub mod harness;
 pub mod metrics;
 pub mod observe;
@@ -30,6 +31,7 @@ mod stats;
 mod tunnel;
 mod worker;
 
+pub use events::{Event, EventKind, Events};
 pub use stats::{HostStats, PortStats, StatsReport, TunnelTotals, WorkerStats};
 pub use worker::{MAX_SLEEP, QUIET};
 
@@ -178,6 +180,8 @@ pub(crate) struct Shared {
     pub start: Instant,
     /// capture and drop sampling
     pub observe: observe::Observe,
+    /// event subscribers ([`Switch::events`])
+    pub events: events::Hub,
 }
 
 impl Shared {
@@ -189,6 +193,7 @@ impl Shared {
             failure: Mutex::new(None),
             panicked: std::sync::atomic::AtomicUsize::new(0),
             observe: observe::Observe::new(max_ports),
+            events: events::Hub::default(),
             workers: (0..workers)
                 .map(|_| WorkerShared {
                     cmds: ArrayQueue::new(max_ports * 2 + 16),
@@ -213,6 +218,8 @@ pub struct Switch {
     tunnel_frame_max: usize,
     /// what backends opened on reload learn of each worker's memory
     mem: Vec<WorkerMem>,
+    /// the event thread ([`events`]), joined at stop
+    events_thread: Option<JoinHandle<()>>,
 }
 
 struct Control {
@@ -358,11 +365,21 @@ impl Switch {
                                 k.wake();
                             }
                         }
+                        // the event thread publishes WorkerFailed
+                        shared.events.bell.ring();
                     }
                 })
                 .map_err(RuntimeError::Spawn)?;
             handles.push(h);
         }
+        let events_thread = {
+            let shared = shared.clone();
+            let seen = events::Seen::now(&shared);
+            std::thread::Builder::new()
+                .name("vpcswitch-events".into())
+                .spawn(move || events::run(shared, seen))
+                .map_err(RuntimeError::Spawn)?
+        };
         Ok(Switch {
             shared,
             handles,
@@ -375,6 +392,7 @@ impl Switch {
             max_hosts: opts.max_hosts,
             tunnel_frame_max,
             mem,
+            events_thread: Some(events_thread),
         })
     }
 
@@ -397,6 +415,32 @@ impl Switch {
             .filter(|p| p.down)
             .map(|p| p.name)
             .collect()
+    }
+
+    /// Subscribes to the switch's events ([`events`]): VIP moves, ports down and up,
+    /// reloads and refusals, a worker failure; every one published from now on, in
+    /// order, until the switch stops (the iterator then ends). Any number of
+    /// subscribers; each has its own bounded queue, so a slow one loses only its own
+    /// events ([`Events::lost`]).
+    pub fn events(&self) -> Events {
+        self.shared.events.subscribe()
+    }
+
+    /// Events published so far, by kind ([`EventKind::NAMES`]), subscribers or not.
+    pub fn events_published(&self) -> Vec<(&'static str, u64)> {
+        EventKind::NAMES
+            .into_iter()
+            .zip(self.shared.events.published())
+            .collect()
+    }
+
+    /// Publishes [`EventKind::ReloadRefused`] for a reload that failed in a layer above
+    /// the runtime (opening a device in the Linux host) before [`Switch::reload`] ran;
+    /// `reload`'s own refusals are published by it.
+    pub fn publish_reload_refused(&self, error: &str) {
+        self.shared.events.publish(EventKind::ReloadRefused {
+            error: error.to_string(),
+        });
     }
 
     /// Number of workers.
@@ -532,6 +576,10 @@ impl Switch {
             if h.join().is_err() {
                 panicked += 1;
             }
+        }
+        if let Some(h) = self.events_thread.take() {
+            h.thread().unpark();
+            let _ = h.join();
         }
         panicked + self.shared.panicked.load(Ordering::SeqCst)
     }

@@ -433,6 +433,15 @@ pub fn prometheus(sw: &Switch, reload_failures: u64) -> String {
     );
     head(
         &mut o,
+        "vpcswitch_events_total",
+        "counter",
+        "Events the switch published (Switch::events: vip_moved, port_down, port_up, reloaded, reload_refused, worker_failed), subscribers or not; every kind present from the start.",
+    );
+    for (kind, n) in sw.events_published() {
+        let _ = writeln!(o, "vpcswitch_events_total{{kind=\"{kind}\"}} {n}");
+    }
+    head(
+        &mut o,
         "vpcswitch_observe_lost_total",
         "counter",
         "Capture records and drop samples lost (pool or queue full, sample rate).",

@@ -10,7 +10,21 @@ impl Switch {
     /// backend changed), hands their queues to the workers, swaps the snapshot, carries
     /// learned VIP owners over (SPEC 3.2, 8.1), then retires removed ports. On any error
     /// the running configuration stays in force. Returns the new generation.
+    /// Publishes [`EventKind::Reloaded`] or [`EventKind::ReloadRefused`], and has the
+    /// event thread look at the ports (a reload brings ports up and takes them away).
     pub fn reload(&self, cfg: &Config, backends: Backends) -> Result<u64, RuntimeError> {
+        let r = self.reload_inner(cfg, backends);
+        self.shared.events.publish(match &r {
+            Ok(g) => EventKind::Reloaded { generation: *g },
+            Err(e) => EventKind::ReloadRefused {
+                error: e.to_string(),
+            },
+        });
+        self.shared.events.bell.ring();
+        r
+    }
+
+    fn reload_inner(&self, cfg: &Config, backends: Backends) -> Result<u64, RuntimeError> {
         let mut ctl = self.control.lock().unwrap_or_else(|e| e.into_inner());
         self.health().map_err(RuntimeError::Failed)?;
         let old = self.shared.snap.load_full();

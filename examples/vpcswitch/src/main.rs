@@ -535,6 +535,11 @@ fn run(source: Source, overrides: Overrides, sizing: Sizing) -> ExitCode {
         }
     }
     let running = Arc::new(running);
+    // VIP moves, ports down and up, a worker failure: logged as the switch reports them
+    if let Err(e) = running.log_events() {
+        eprintln!("cannot start the event logger: {e}");
+        return ExitCode::from(2);
+    }
     if let Some(rx) = follow {
         store::spawn_follow(&running, rx)
             .map(|_| ())
@@ -618,9 +623,9 @@ fn run(source: Source, overrides: Overrides, sizing: Sizing) -> ExitCode {
                 if running.stopping.load(Ordering::SeqCst) {
                     return;
                 }
-                if let Err(why) = running.switch.health() {
-                    tracing::error!(reason = %one_line(&why), "the switch stopped itself; exiting with status 3");
-                    let _ = signal_hook::low_level::raise(signal_hook::consts::SIGTERM);
+                // a failed switch is reported (and the process stopped) by the event
+                // logger (Running::log_events); systemd's watchdog stops hearing from us
+                if running.switch.health().is_err() {
                     return;
                 }
                 // systemd's watchdog hears from us only while the workers are healthy
@@ -634,7 +639,6 @@ fn run(source: Source, overrides: Overrides, sizing: Sizing) -> ExitCode {
                         last_watchdog = Instant::now();
                     }
                 }
-                running.log_changes();
                 // a TAP that went away and came back is picked up again
                 if tick % 5 == 4 {
                     running.switch.reopen_returned();

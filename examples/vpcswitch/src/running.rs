@@ -104,8 +104,6 @@ pub struct Running {
     /// the last reload's outcome (true at start) and when the configuration last
     /// loaded successfully, at start or by a reload (unix ms): metrics
     pub last_reload: Mutex<(bool, SystemTime)>,
-    /// what [`Running::log_changes`] saw last
-    pub seen: Mutex<Seen>,
     /// ports being captured (one capture per port at a time)
     pub captures: Mutex<Vec<PortIdentity>>,
     /// set when the switch stops: capture and drop streams end, the monitor returns
@@ -114,31 +112,20 @@ pub struct Running {
     pub store: Option<StoreLink>,
 }
 
-/// Learned state last logged: VIP owners and moves, ports down.
-#[derive(Debug, Default)]
-pub struct Seen {
-    vips: std::collections::HashMap<String, (Option<String>, u64)>,
-    down: Vec<String>,
-}
-
 impl Running {
     /// The switch wrapped for the binary: nothing reloaded or logged yet.
     pub fn new(switch: Host, path: PathBuf) -> Running {
-        let r = Running {
+        Running {
             switch,
             path,
             overrides: Overrides::default(),
             last_error: Mutex::new(None),
             reload_failures: AtomicU64::new(0),
             last_reload: Mutex::new((true, SystemTime::now())),
-            seen: Mutex::new(Seen::default()),
             captures: Mutex::new(Vec::new()),
             stopping: AtomicBool::new(false),
             store: None,
-        };
-        // what the switch starts with is not news
-        r.log_changes_quietly(true);
-        r
+        }
     }
 
     /// The same, reloading with `overrides` applied over the file (`run --host`, ...).
@@ -147,46 +134,27 @@ impl Running {
         self
     }
 
-    /// Logs what changed in the dataplane's learned state since the last call: a VIP
-    /// moving to another port (one line per move seen, with the count), a port going
-    /// down or coming back. Polled (about 5 times a second), so nothing is logged per
-    /// packet and a VIP flapping faster than that logs once per poll with its count.
-    pub fn log_changes(&self) {
-        self.log_changes_quietly(false);
-    }
-
-    fn log_changes_quietly(&self, quiet: bool) {
-        let snap = self.switch.snapshot();
-        let mut seen = self.seen.lock().unwrap_or_else(|e| e.into_inner());
-        for (i, v) in snap.vips.iter().enumerate() {
-            let cell = snap.vip_cell(i as u32);
-            let owner = owner_name(&snap, cell);
-            let moves = cell.moves();
-            let prev = seen.vips.insert(v.name.clone(), (owner.clone(), moves));
-            let changed = prev
-                .as_ref()
-                .is_none_or(|(o, m)| *o != owner || *m != moves);
-            if changed && !quiet && (prev.is_some() || owner.is_some()) {
-                tracing::info!(
-                    vip = %v.name,
-                    ip = %std::net::Ipv4Addr::from(v.ip),
-                    from = prev.and_then(|p| p.0).as_deref().unwrap_or("-"),
-                    to = owner.as_deref().unwrap_or("-"),
-                    moves,
-                    "vip owner changed"
-                );
-            }
-        }
-        let down = self.switch.down_ports();
-        if !quiet {
-            for p in down.iter().filter(|p| !seen.down.contains(p)) {
-                tracing::warn!(port = %p, "port down: its device went away");
-            }
-            for p in seen.down.iter().filter(|p| !down.contains(p)) {
-                tracing::info!(port = %p, "port up");
-            }
-        }
-        seen.down = down;
+    /// Logs the switch's events ([`vpcswitch::runtime::Switch::events`]) as they come,
+    /// on a thread of its own, until the switch stops: a VIP moving to another port
+    /// (one line per event, with the move count), a port going down or coming back, a
+    /// worker failure (which also stops the process: SIGTERM to itself, exit status 3).
+    /// Pushed by the switch, not polled.
+    pub fn log_events(self: &std::sync::Arc<Self>) -> std::io::Result<std::thread::JoinHandle<()>> {
+        let events = self.switch.events();
+        // not a strong reference: the stop path waits to hold the switch alone
+        let running = std::sync::Arc::downgrade(self);
+        std::thread::Builder::new()
+            .name("vpcswitch-log".into())
+            .spawn(move || loop {
+                match events.recv_timeout(std::time::Duration::from_millis(250)) {
+                    Some(ev) => match running.upgrade() {
+                        Some(r) => log_event(&r, &ev.kind),
+                        None => return,
+                    },
+                    None if events.closed() || running.strong_count() == 0 => return,
+                    None => {}
+                }
+            })
     }
 
     /// The same, following `store` (`run --etcd`): reloads read the store, not a file.
@@ -374,4 +342,42 @@ pub fn owner_name(snap: &Snapshot, cell: &VipCell) -> Option<String> {
     cell.owner()
         .and_then(|o| snap.port(o))
         .map(|p| p.name.clone())
+}
+
+/// One log line for an event (the formats docs/operations.md shows).
+fn log_event(running: &Running, kind: &vpcswitch::runtime::EventKind) {
+    use vpcswitch::runtime::EventKind;
+    match kind {
+        EventKind::VipMoved {
+            vip,
+            ip,
+            from,
+            to,
+            moves,
+        } => tracing::info!(
+            vip = %vip,
+            ip = %ip,
+            from = from.as_deref().unwrap_or("-"),
+            to = to.as_deref().unwrap_or("-"),
+            moves,
+            "vip owner changed"
+        ),
+        EventKind::PortDown { port } => {
+            tracing::warn!(port = %port, "port down: its device went away")
+        }
+        EventKind::PortUp { port } => tracing::info!(port = %port, "port up"),
+        EventKind::Reloaded { generation } => {
+            tracing::debug!(generation, "configuration swapped in")
+        }
+        EventKind::ReloadRefused { error } => {
+            tracing::debug!(error = %error, "reload refused")
+        }
+        EventKind::WorkerFailed { reason } => {
+            if !running.stopping.load(Ordering::SeqCst) {
+                tracing::error!(reason = %one_line(reason), "the switch stopped itself; exiting with status 3");
+                let _ = signal_hook::low_level::raise(signal_hook::consts::SIGTERM);
+            }
+        }
+        _ => tracing::debug!(event = kind.name(), "event"),
+    }
 }

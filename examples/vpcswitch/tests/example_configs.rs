@@ -225,7 +225,10 @@ fn example_metrics_pinning_serves_metrics_and_pins_workers() {
     let _l = lock();
     require();
     let ncpu: usize = must("nproc").trim().parse().expect("nproc");
-    assert!(ncpu >= 2, "the example pins two workers: needs 2 CPUs, this machine has {ncpu}");
+    assert!(
+        ncpu >= 2,
+        "the example pins two workers: needs 2 CPUs, this machine has {ncpu}"
+    );
     let mut lab = Lab::new("m", &[]);
     lab.run("metrics-pinning.toml");
     let (ok, scrape) = sh(&format!(

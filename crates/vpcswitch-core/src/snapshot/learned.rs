@@ -13,37 +13,52 @@ use vpcswitch_wire::MacKey;
 use super::{Snapshot, VipEntry};
 use crate::{PortId, VipId};
 
-/// Wakes the one control thread that listens (the binary's store thread, an
-/// embedder's) when a worker changed learned state it watches: a VIP moved (SPEC 3.1,
-/// 11.4: the claim is published at once, not at the next poll). Ringing takes no lock
-/// and allocates nothing (a counter and the listener's `Thread::unpark`, a syscall only
-/// when it sleeps), and a VIP moves only on a claim, so it stays off the per-packet
-/// path. One bell per switch, carried from snapshot to snapshot.
+/// Wakes the control threads that listen (the binary's store thread, the runtime's
+/// event thread, an embedder's) when a worker changed learned state they watch: a VIP
+/// moved (SPEC 3.1, 11.4: the claim is published at once, not at the next poll).
+/// Ringing takes no lock and allocates nothing (a counter and each listener's
+/// `Thread::unpark`, a syscall only when it sleeps), and a VIP moves only on a claim, so it
+/// stays off the per-packet path. One bell per switch, carried from snapshot to snapshot.
 #[derive(Debug, Default)]
 pub struct Doorbell {
     rings: AtomicU64,
-    listener: std::sync::OnceLock<std::thread::Thread>,
+    listeners: [std::sync::OnceLock<std::thread::Thread>; Doorbell::LISTENERS],
 }
 
 impl Doorbell {
-    /// Counts a ring and wakes the listener, if one listens.
+    /// How many threads may listen to one bell.
+    pub const LISTENERS: usize = 4;
+
+    /// Counts a ring and wakes the listeners.
     pub fn ring(&self) {
         self.rings.fetch_add(1, Ordering::Release);
-        if let Some(t) = self.listener.get() {
+        for t in self.listeners.iter().map_while(|l| l.get()) {
             t.unpark();
         }
     }
-    /// How many times the bell rang: the listener compares it with what it last saw,
+    /// How many times the bell rang: a listener compares it with what it last saw,
     /// after any wake (`std::thread::park` may return spuriously).
     pub fn rings(&self) -> u64 {
         self.rings.load(Ordering::Acquire)
     }
-    /// Makes the calling thread the one [`Doorbell::ring`] unparks; false when another
-    /// thread listens already (there is one listener per bell).
+    /// Makes the calling thread one that [`Doorbell::ring`] unparks (true also when it
+    /// listens already); false when [`Doorbell::LISTENERS`] other threads listen.
     pub fn listen(&self) -> bool {
         let me = std::thread::current();
         let id = me.id();
-        self.listener.set(me).is_ok() || self.listener.get().is_some_and(|t| t.id() == id)
+        for l in &self.listeners {
+            match l.get() {
+                Some(t) if t.id() == id => return true,
+                Some(_) => continue,
+                None => {
+                    if l.set(me.clone()).is_ok() {
+                        return true;
+                    }
+                    // another thread took this slot meanwhile: it cannot be us
+                }
+            }
+        }
+        false
     }
 }
 

@@ -468,8 +468,11 @@ impl Worker {
             let e = &mut self.empty_polls[pid as usize];
             *e = e.saturating_add(1);
             if q.is_down() {
+                // the first time only: the event thread publishes PortDown
                 if let Some(pc) = c.ports.get(pid as usize) {
-                    pc.down.store(true, Ordering::Relaxed);
+                    if !pc.down.swap(true, Ordering::Relaxed) {
+                        shared.events.bell.ring();
+                    }
                 }
                 if matches!(self.watch[pid as usize], Watch::Fds(_)) {
                     self.unwatch(pid as usize);

@@ -74,7 +74,10 @@ impl Host {
                 names.push(d);
             }
         }
-        let b = backends(new, &names)?;
+        // the runtime publishes its own refusals; this one comes before it runs
+        let b = backends(new, &names).inspect_err(|e| {
+            self.switch.publish_reload_refused(&e.to_string());
+        })?;
         let g = self.switch.reload(new, b)?;
         tapns::delete_removed(&old, new);
         Ok(g)
