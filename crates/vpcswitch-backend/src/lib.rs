@@ -243,6 +243,106 @@ pub trait Backend: Send {
     /// `i` takes its receive buffers from worker `i`'s caches, lent to each call, so
     /// memory grows with the number of workers, not of ports. Called once.
     fn queues(&mut self, workers: &[WorkerMem]) -> Result<Vec<Box<dyn PortQueue>>, BackendError>;
+    /// What the device is and can do, asked once after [`Backend::queues`] (some of it,
+    /// an AF_XDP mode, is known only once the device is open). By default: the first
+    /// word of [`Backend::describe`] as the kind, nothing else known.
+    fn capabilities(&self) -> Capabilities {
+        Capabilities {
+            kind: self
+                .describe()
+                .split_whitespace()
+                .next()
+                .unwrap_or("unknown")
+                .to_string(),
+            ..Capabilities::default()
+        }
+    }
+    /// The device's own (kernel-side) counters, asked once after [`Backend::queues`]
+    /// and read on the control path (`ctl`, metrics) for the port's life: frames the
+    /// kernel dropped before the switch saw them (a TAP whose queue to the switch was
+    /// full, a full AF_PACKET or AF_XDP ring) show up nowhere else. `None` (the default)
+    /// for devices that have none (memory ports).
+    fn device_stats(&self) -> Option<Box<dyn DeviceStats>> {
+        None
+    }
+}
+
+/// What a port's device is and can do ([`Backend::capabilities`]).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Capabilities {
+    /// the backend kind: `tap`, `af_packet`, `af_xdp`, `memory`, or an embedder's own
+    pub kind: String,
+    /// the kernel interface, when there is one
+    pub interface: Option<String>,
+    /// device queues serving the port (at least one per worker)
+    pub queues: usize,
+    /// the interface's MTU when opened, when it has one
+    pub mtu: Option<u32>,
+    /// the longest frame the device delivers ([`PortQueue::max_frame`]), when limited
+    pub max_frame: Option<usize>,
+    /// checksum offload both ways (the virtio-net header: TAP, AF_PACKET)
+    pub checksum_offload: bool,
+    /// segmentation offload (TSO super-frames) both ways
+    pub segmentation_offload: bool,
+    /// frames move without a copy (AF_XDP zero-copy)
+    pub zero_copy: bool,
+    /// the mode the device runs in, when it has modes (`native copy`, `skb`, `ring`)
+    pub mode: Option<String>,
+}
+
+impl Capabilities {
+    /// Capabilities of kind `kind` with `queues` queues, the rest unknown or off.
+    pub fn new(kind: &str, queues: usize) -> Capabilities {
+        Capabilities {
+            kind: kind.to_string(),
+            queues,
+            ..Capabilities::default()
+        }
+    }
+}
+
+/// A device's kernel-side counters since it was created (`struct rtnl_link_stats64`:
+/// the interface's own view, as `ip -s link` shows it). For a TAP, the kernel's `tx`
+/// is towards the switch: `tx_dropped` counts frames the guest sent that the kernel
+/// dropped because the switch's queue was full.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct DeviceCounters {
+    /// packets the interface received
+    pub rx_packets: u64,
+    /// packets it sent
+    pub tx_packets: u64,
+    /// bytes received
+    pub rx_bytes: u64,
+    /// bytes sent
+    pub tx_bytes: u64,
+    /// receive errors
+    pub rx_errors: u64,
+    /// transmit errors
+    pub tx_errors: u64,
+    /// received packets dropped (no buffer, full ring)
+    pub rx_dropped: u64,
+    /// packets dropped on transmit (full queue)
+    pub tx_dropped: u64,
+}
+
+/// Reads a device's counters ([`Backend::device_stats`]), on the control path.
+pub trait DeviceStats: Send + Sync + std::fmt::Debug {
+    /// The counters now; `None` when they cannot be read (the device is gone).
+    fn read(&self) -> Option<DeviceCounters>;
+}
+
+impl<T: DeviceStats + ?Sized> DeviceStats for Arc<T> {
+    fn read(&self) -> Option<DeviceCounters> {
+        (**self).read()
+    }
+}
+
+/// [`DeviceStats`] of a kernel interface, through netlink ([`sys::LinkStats`]).
+impl DeviceStats for sys::LinkStats {
+    fn read(&self) -> Option<DeviceCounters> {
+        sys::LinkStats::read(self).ok().map(|i| i.counters)
+    }
 }
 
 /// Wakes a sleeping worker (SPEC-free plumbing for adaptive idle): unparks its thread

@@ -423,13 +423,24 @@ pub enum BackendSpec {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         ring: Option<bool>,
     },
+    /// A device the embedding program supplies: it passes its own
+    /// `vpcswitch_backend::Backend` for the port to `Switch::start`/`Switch::reload`
+    /// (vhost-user, a DPDK ring, a hypervisor's queue...). The switch opens and polls it
+    /// like any other; a port whose backend is missing refuses the start. The
+    /// `vpcswitch` binary has no external backends and refuses them.
+    External {
+        /// a label for the device kind, shown in `ctl` and metrics (`vhost_user`):
+        /// 1 to 32 bytes of lowercase letters, digits, `_` and `-`; default `external`
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        kind: Option<String>,
+    },
 }
 
 impl BackendSpec {
     /// The interface a device backend opens (`None` for memory).
     pub fn ifname(&self) -> Option<&str> {
         match self {
-            BackendSpec::Memory => None,
+            BackendSpec::Memory | BackendSpec::External { .. } => None,
             BackendSpec::Tap { ifname, .. }
             | BackendSpec::AfXdp { ifname, .. }
             | BackendSpec::AfPacket { ifname, .. } => Some(ifname.as_str()),

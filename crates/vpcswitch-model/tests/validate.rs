@@ -446,3 +446,37 @@ fn switch_idle_policy_one_for_all_or_one_per_worker() {
     assert!(e.mentions("switch", "idle"), "{e}");
     assert!(e.to_string().contains("2 given for 3 worker"), "{e}");
 }
+
+/// An embedder's device (`type = "external"`): parsed, its optional kind label checked
+/// (it reaches metrics labels and `ctl`), no interface of its own.
+#[test]
+fn external_backends_parse_and_their_kind_is_checked() {
+    use vpcswitch_model::BackendSpec;
+    let text = |kind: &str| {
+        format!(
+            "[[vpcs]]\nname = \"v\"\ncidrs = [\"10.0.0.0/16\"]\n[[subnets]]\nname = \"s\"\nvpc = \"v\"\ncidr = \"10.0.1.0/24\"\n[[ports]]\nname = \"p\"\nsubnet = \"s\"\nmac = \"02:00:00:00:01:01\"\nips = [\"10.0.1.11\"]\nbackend = {{ type = \"external\"{kind} }}\n"
+        )
+    };
+    let c = vpcswitch_model::Config::from_toml_str(&text("")).expect("no kind");
+    assert_eq!(
+        c.backend_of("p"),
+        Some(&BackendSpec::External { kind: None })
+    );
+    assert_eq!(c.backend_of("p").and_then(BackendSpec::ifname), None);
+    let c =
+        vpcswitch_model::Config::from_toml_str(&text(", kind = \"vhost_user\"")).expect("a kind");
+    assert_eq!(
+        c.backend_of("p"),
+        Some(&BackendSpec::External {
+            kind: Some("vhost_user".into())
+        })
+    );
+    for bad in ["", "Vhost", "a\"b", "x".repeat(33).as_str()] {
+        let e = vpcswitch_model::Config::from_toml_str(&text(&format!(", kind = {bad:?}")))
+            .expect_err(bad);
+        assert!(e.to_string().contains("external kind"), "{bad:?}: {e}");
+    }
+    let e = vpcswitch_model::Config::from_toml_str(&text(", ifname = \"x\""))
+        .expect_err("unknown field");
+    assert!(e.to_string().contains("ifname"), "{e}");
+}

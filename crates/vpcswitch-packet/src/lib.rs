@@ -92,6 +92,11 @@ pub struct PacketBackend {
     ifname: String,
     opened: bool,
     ring: bool,
+    /// the interface's kernel counters, once opened (`None` if unreadable)
+    link: Option<std::sync::Arc<vpcswitch_backend::sys::LinkStats>>,
+    /// sockets opened, and the interface's MTU then
+    queues: usize,
+    mtu: Option<u32>,
 }
 
 impl PacketBackend {
@@ -109,6 +114,9 @@ impl PacketBackend {
             ifname: ifname.to_string(),
             opened: false,
             ring,
+            link: None,
+            queues: 0,
+            mtu: None,
         }
     }
 }
@@ -185,7 +193,29 @@ impl Backend for PacketBackend {
             });
         }
         self.opened = true;
+        self.queues = queues.len();
+        self.mtu = (max_frame != usize::MAX).then(|| (max_frame - 14) as u32);
+        self.link = vpcswitch_backend::sys::LinkStats::open(ifname)
+            .ok()
+            .map(std::sync::Arc::new);
         Ok(queues)
+    }
+
+    fn capabilities(&self) -> vpcswitch_backend::Capabilities {
+        let mut c = vpcswitch_backend::Capabilities::new("af_packet", self.queues);
+        c.interface = Some(self.ifname.clone());
+        c.mtu = self.mtu;
+        c.max_frame = self.mtu.map(|m| m as usize + 14);
+        c.checksum_offload = true;
+        c.segmentation_offload = true;
+        c.mode = Some(if self.ring { "ring" } else { "recvmsg" }.into());
+        c
+    }
+
+    fn device_stats(&self) -> Option<Box<dyn vpcswitch_backend::DeviceStats>> {
+        self.link
+            .clone()
+            .map(|l| Box::new(l) as Box<dyn vpcswitch_backend::DeviceStats>)
     }
 }
 

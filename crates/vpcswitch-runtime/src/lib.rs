@@ -46,7 +46,8 @@ use crossbeam_queue::ArrayQueue;
 use crossbeam_utils::CachePadded;
 use vpcswitch_backend::memory::{mem_port, MemGuest};
 use vpcswitch_backend::{
-    Backend, BackendError, Pool, PortQueue, QueuePools, Waker, WorkerMem, LARGE_BUF_SIZE,
+    Backend, BackendError, Capabilities, DeviceCounters, DeviceStats, Pool, PortQueue, QueuePools,
+    Waker, WorkerMem, LARGE_BUF_SIZE,
 };
 use vpcswitch_core::{PortId, Snapshot, TraceResult};
 use vpcswitch_model::{BackendSpec, Config, ConfigErrors};
@@ -224,7 +225,7 @@ pub struct Switch {
 
 struct Control {
     cmd_sent: Vec<u64>,
-    backends: HashMap<String, String>,
+    backends: HashMap<String, open::PortDevice>,
     /// SPEC 11.3: hosts the control plane says are down, marked in every snapshot
     /// compiled from now on ([`Switch::set_hosts_down`])
     hosts_down: Vec<String>,
@@ -554,8 +555,50 @@ impl Switch {
     pub fn backends(&self) -> HashMap<String, String> {
         self.control
             .lock()
-            .map(|c| c.backends.clone())
+            .map(|c| {
+                c.backends
+                    .iter()
+                    .map(|(n, d)| (n.clone(), d.desc.clone()))
+                    .collect()
+            })
             .unwrap_or_default()
+    }
+
+    /// What each port's device is and can do ([`Backend::capabilities`]: kind, queues,
+    /// MTU, offloads, mode), by port name, as it was when the device was opened.
+    pub fn capabilities(&self) -> HashMap<String, Capabilities> {
+        self.control
+            .lock()
+            .map(|c| {
+                c.backends
+                    .iter()
+                    .map(|(n, d)| (n.clone(), d.caps.clone()))
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
+    /// Each port's device counters as the kernel keeps them ([`Backend::device_stats`]:
+    /// frames the kernel dropped before the switch could read them show up here and
+    /// nowhere else), read now, one system call per port, off the control lock. Ports
+    /// whose device has no counters (memory) or cannot be read are left out.
+    pub fn device_counters(&self) -> Vec<(String, DeviceCounters)> {
+        let readers: Vec<(String, Arc<dyn DeviceStats>)> = self
+            .control
+            .lock()
+            .map(|c| {
+                c.backends
+                    .iter()
+                    .filter_map(|(n, d)| Some((n.clone(), d.stats.clone()?)))
+                    .collect()
+            })
+            .unwrap_or_default();
+        let mut out: Vec<(String, DeviceCounters)> = readers
+            .into_iter()
+            .filter_map(|(n, r)| Some((n, r.read()?)))
+            .collect();
+        out.sort_by(|a, b| a.0.cmp(&b.0));
+        out
     }
 
     /// Stops and joins every worker. Returns the number of workers that had panicked.

@@ -70,6 +70,9 @@ pub fn prometheus(sw: &Switch, reload_failures: u64) -> String {
             vpcswitch_model::BackendSpec::Tap { .. } => "tap",
             vpcswitch_model::BackendSpec::AfXdp { .. } => "af_xdp",
             vpcswitch_model::BackendSpec::AfPacket { .. } => "af_packet",
+            vpcswitch_model::BackendSpec::External { kind } => {
+                kind.as_deref().unwrap_or("external")
+            }
         };
         let _ = writeln!(
             o,
@@ -79,6 +82,83 @@ pub fn prometheus(sw: &Switch, reload_failures: u64) -> String {
             esc(host.as_deref().unwrap_or("")),
             cfg.is_local(name)
         );
+    }
+    // what each local port's device is and can do, and the kernel's own counters
+    let caps = sw.capabilities();
+    let mut caps: Vec<(&String, &vpcswitch_backend::Capabilities)> = caps.iter().collect();
+    caps.sort_by(|a, b| a.0.cmp(b.0));
+    head(
+        &mut o,
+        "vpcswitch_port_device_info",
+        "gauge",
+        "Each local port's device as opened: kind, mode, and whether it does checksum and segmentation offload and zero-copy; the value is 1.",
+    );
+    for (name, c) in &caps {
+        let _ = writeln!(
+            o,
+            "vpcswitch_port_device_info{{port=\"{}\",kind=\"{}\",mode=\"{}\",checksum_offload=\"{}\",segmentation_offload=\"{}\",zero_copy=\"{}\"}} 1",
+            esc(name),
+            esc(&c.kind),
+            esc(c.mode.as_deref().unwrap_or("")),
+            c.checksum_offload,
+            c.segmentation_offload,
+            c.zero_copy
+        );
+    }
+    head(
+        &mut o,
+        "vpcswitch_port_device_queues",
+        "gauge",
+        "Device queues serving each local port.",
+    );
+    for (name, c) in &caps {
+        let _ = writeln!(
+            o,
+            "vpcswitch_port_device_queues{{port=\"{}\"}} {}",
+            esc(name),
+            c.queues
+        );
+    }
+    head(
+        &mut o,
+        "vpcswitch_port_device_mtu_bytes",
+        "gauge",
+        "Each local port's interface MTU when its device was opened (no series for devices without one).",
+    );
+    for (name, c) in caps.iter().filter(|(_, c)| c.mtu.is_some()) {
+        let _ = writeln!(
+            o,
+            "vpcswitch_port_device_mtu_bytes{{port=\"{}\"}} {}",
+            esc(name),
+            c.mtu.unwrap_or(0)
+        );
+    }
+    let dev = sw.device_counters();
+    type DevField = fn(&vpcswitch_backend::DeviceCounters) -> (u64, u64);
+    let dev_families: [(&str, &str, DevField); 3] = [
+        (
+            "vpcswitch_port_device_packets_total",
+            "Packets the port's kernel interface counted, by direction as the kernel counts them on it (a TAP's tx is what its guest sent towards the switch; a veth end's rx is what its peer sent).",
+            |d| (d.rx_packets, d.tx_packets),
+        ),
+        (
+            "vpcswitch_port_device_dropped_total",
+            "Packets the port's kernel interface dropped (a TAP's tx: the switch's queue was full; a full ring), by direction as the kernel counts them. Drops the switch never saw.",
+            |d| (d.rx_dropped, d.tx_dropped),
+        ),
+        (
+            "vpcswitch_port_device_errors_total",
+            "Errors the port's kernel interface counted, by direction as the kernel counts them.",
+            |d| (d.rx_errors, d.tx_errors),
+        ),
+    ];
+    for (fam, help, f) in dev_families {
+        head(&mut o, fam, "counter", help);
+        for (name, d) in &dev {
+            let (rx, tx) = f(d);
+            let _ = writeln!(o, "{fam}{{port=\"{}\",direction=\"rx\"}} {rx}", esc(name));
+            let _ = writeln!(o, "{fam}{{port=\"{}\",direction=\"tx\"}} {tx}", esc(name));
+        }
     }
 
     type PortField = fn(&crate::PortStats) -> u64;

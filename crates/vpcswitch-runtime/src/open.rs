@@ -15,7 +15,16 @@ pub(crate) fn port_names(s: &Snapshot) -> Vec<String> {
         .collect()
 }
 
-pub(crate) fn missing_backend(s: &Snapshot, descs: &HashMap<String, String>) -> Option<String> {
+/// An open port's device as the control path sees it: its description, what it can
+/// do, and where its kernel counters are read.
+#[derive(Clone, Debug)]
+pub(crate) struct PortDevice {
+    pub desc: String,
+    pub caps: Capabilities,
+    pub stats: Option<Arc<dyn DeviceStats>>,
+}
+
+pub(crate) fn missing_backend(s: &Snapshot, descs: &HashMap<String, PortDevice>) -> Option<String> {
     port_names(s).into_iter().find(|n| !descs.contains_key(n))
 }
 
@@ -27,7 +36,7 @@ pub(crate) fn open_backends(
     snap: &Snapshot,
     backends: Backends,
     mem: &[WorkerMem],
-    descs: &mut HashMap<String, String>,
+    descs: &mut HashMap<String, PortDevice>,
 ) -> Result<Opened, RuntimeError> {
     let mut ids = Vec::with_capacity(backends.len());
     for (name, _) in &backends {
@@ -102,7 +111,12 @@ pub(crate) fn open_backends(
                 port: name.clone(),
                 source,
             })?;
-            descs.insert(name, b.describe());
+            let dev = PortDevice {
+                desc: b.describe(),
+                caps: b.capabilities(),
+                stats: b.device_stats().map(Arc::from),
+            };
+            descs.insert(name, dev);
             out.push((*id, qs));
         }
     }

@@ -127,6 +127,11 @@ pub struct TapBackend {
     opened: bool,
     /// the guest's network namespace: as configured (for messages), and its file
     netns: Option<(String, PathBuf)>,
+    /// the device's kernel counters and MTU (a netlink socket made in its namespace),
+    /// once opened; `None` if they cannot be read
+    link: Option<std::sync::Arc<vpcswitch_backend::sys::LinkStats>>,
+    /// queues opened
+    queues: usize,
 }
 
 impl TapBackend {
@@ -142,6 +147,8 @@ impl TapBackend {
             offload,
             opened: false,
             netns: None,
+            link: None,
+            queues: 0,
         }
     }
 
@@ -155,8 +162,12 @@ impl TapBackend {
     }
 
     /// Opens `n` queues (at least one) on the device in the calling thread's namespace,
-    /// making it persistent when it belongs to a guest's namespace.
-    fn open_queues(&self, n: usize) -> Result<Vec<OwnedFd>, TapError> {
+    /// making it persistent when it belongs to a guest's namespace, and the netlink
+    /// socket its counters are read with (bound to that namespace).
+    fn open_queues(
+        &self,
+        n: usize,
+    ) -> Result<(Vec<OwnedFd>, Option<vpcswitch_backend::sys::LinkStats>), TapError> {
         let ifname = || self.ifname.clone();
         let mut fds: Vec<OwnedFd> = Vec::with_capacity(n);
         for i in 0..n.max(1) {
@@ -188,7 +199,8 @@ impl TapBackend {
             }
             fds.push(fd);
         }
-        Ok(fds)
+        let link = vpcswitch_backend::sys::LinkStats::open(&self.ifname).ok();
+        Ok((fds, link))
     }
 }
 
@@ -249,7 +261,7 @@ impl Backend for TapBackend {
         if self.opened {
             return Err(BackendError::opened_twice(&self.ifname, n));
         }
-        let fds = match &self.netns {
+        let (fds, link) = match &self.netns {
             None => self.open_queues(n)?,
             Some((shown, path)) => {
                 let me = &*self;
@@ -263,6 +275,8 @@ impl Backend for TapBackend {
             }
         };
         self.opened = true;
+        self.link = link.map(std::sync::Arc::new);
+        self.queues = fds.len();
         Ok(fds
             .into_iter()
             .map(|fd| {
@@ -272,6 +286,22 @@ impl Backend for TapBackend {
                 }) as Box<dyn PortQueue>
             })
             .collect())
+    }
+
+    fn capabilities(&self) -> vpcswitch_backend::Capabilities {
+        let mut c = vpcswitch_backend::Capabilities::new("tap", self.queues);
+        c.interface = Some(self.ifname.clone());
+        c.mtu = self.link.as_ref().and_then(|l| l.read().ok()?.mtu);
+        c.checksum_offload = self.offload;
+        c.segmentation_offload = self.offload;
+        c.mode = self.netns.as_ref().map(|(ns, _)| format!("netns {ns}"));
+        c
+    }
+
+    fn device_stats(&self) -> Option<Box<dyn vpcswitch_backend::DeviceStats>> {
+        self.link
+            .clone()
+            .map(|l| Box::new(l) as Box<dyn vpcswitch_backend::DeviceStats>)
     }
 }
 

@@ -141,6 +141,10 @@ pub struct XdpBackend {
     reassembled: Arc<AtomicU64>,
     /// the longest frame the port sends, once opened
     max_frame: usize,
+    /// what was opened: sockets, the interface's MTU, zero-copy, the mode's words
+    opened: Option<(usize, u32, bool, String)>,
+    /// the interface's kernel counters, once opened (`None` if unreadable)
+    link: Option<Arc<vpcswitch_backend::sys::LinkStats>>,
 }
 
 impl XdpBackend {
@@ -155,6 +159,8 @@ impl XdpBackend {
             copies: Arc::default(),
             reassembled: Arc::default(),
             max_frame: 0,
+            opened: None,
+            link: None,
         }
     }
 
@@ -297,13 +303,26 @@ impl Backend for XdpBackend {
         // without a trace (a veth checks its peer's MTU): refuse it here, counted
         let max_frame = if sg { MAX_FRAME } else { BUF_SIZE }.min(mtu.saturating_add(14));
         self.max_frame = max_frame;
-        let queues = made
+        let queues: Vec<Box<dyn PortQueue>> = made
             .into_iter()
             .map(|mut q| {
                 q.max_frame = max_frame;
                 Box::new(q) as Box<dyn PortQueue>
             })
             .collect();
+        self.opened = Some((
+            queues.len(),
+            mtu as u32,
+            zerocopy,
+            format!(
+                "{} {}",
+                if native { "native" } else { "skb" },
+                if zerocopy { "zerocopy" } else { "copy" }
+            ),
+        ));
+        self.link = vpcswitch_backend::sys::LinkStats::open(&self.ifname)
+            .ok()
+            .map(Arc::new);
         self.attached = Some(format!(
             "{} {}{} q{}{}",
             if native { "native" } else { "skb" },
@@ -317,6 +336,26 @@ impl Backend for XdpBackend {
             }
         ));
         Ok(queues)
+    }
+
+    fn capabilities(&self) -> vpcswitch_backend::Capabilities {
+        let mut c = vpcswitch_backend::Capabilities::new("af_xdp", 0);
+        c.interface = Some(self.ifname.clone());
+        if let Some((queues, mtu, zc, mode)) = &self.opened {
+            c.queues = *queues;
+            c.mtu = Some(*mtu);
+            c.max_frame = Some(self.max_frame);
+            c.zero_copy = *zc;
+            c.mode = Some(mode.clone());
+        }
+        // no offload metadata on AF_XDP: guests must turn checksum offload off
+        c
+    }
+
+    fn device_stats(&self) -> Option<Box<dyn vpcswitch_backend::DeviceStats>> {
+        self.link
+            .clone()
+            .map(|l| Box::new(l) as Box<dyn vpcswitch_backend::DeviceStats>)
     }
 }
 

@@ -1,17 +1,20 @@
 //! The Linux floor the backends share: system-call error conversion ([`cvt`]),
 //! socket options ([`setsockopt`], [`getsockopt_int`]), batches of messages for
 //! `sendmmsg`/`recvmmsg` ([`SendBatch`], [`RecvBatch`]), memory mappings ([`Mmap`], and the buffer [`Region`] carved from one), interface
-//! lookups ([`if_index`], [`interface_mtu`], [`interface_gone`]), and waiting for
+//! lookups ([`if_index`], [`interface_mtu`], [`interface_gone`]), an interface's kernel
+//! counters ([`LinkStats`], netlink), and waiting for
 //! device readiness ([`Epoll`], [`EventFd`]).
 //!
 //! The only `unsafe` in this crate; each backend crate's own `sys` module holds its
 //! device's system calls and builds on these.
 #![allow(unsafe_code)]
 
+mod link;
 mod mmap;
 mod mmsg;
 mod poll;
 
+pub use link::{LinkInfo, LinkStats};
 pub use mmap::{Mmap, Region, RegionBuf};
 pub use mmsg::{sockaddr_in, Received, RecvBatch, SendBatch, MMSG_MAX, UDP_GRO, UDP_SEGMENT};
 pub use poll::{Epoll, EventFd, EPOLL_EVENTS};

@@ -21,6 +21,16 @@ pub(super) fn backend_problems(b: &BackendSpec) -> Vec<String> {
             out.push(rule);
         }
     }
+    if let BackendSpec::External { kind: Some(k) } = b {
+        let ok = (1..=32).contains(&k.len())
+            && k.bytes()
+                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == b'_' || c == b'-');
+        if !ok {
+            out.push(format!(
+                "external kind {k:?} must be 1 to 32 bytes of lowercase letters, digits, '_' and '-'"
+            ));
+        }
+    }
     if let BackendSpec::AfXdp { mode: Some(m), .. } = b {
         if !["auto", "zerocopy", "copy", "skb"].contains(&m.as_str()) {
             out.push(format!(

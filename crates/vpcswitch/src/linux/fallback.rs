@@ -51,4 +51,18 @@ impl Backend for XdpOrPacket {
             },
         }
     }
+
+    fn capabilities(&self) -> vpcswitch_backend::Capabilities {
+        match &self.fallback {
+            Some(p) if self.on_fallback => p.capabilities(),
+            _ => self.xdp.capabilities(),
+        }
+    }
+
+    fn device_stats(&self) -> Option<Box<dyn vpcswitch_backend::DeviceStats>> {
+        match &self.fallback {
+            Some(p) if self.on_fallback => p.device_stats(),
+            _ => self.xdp.device_stats(),
+        }
+    }
 }

@@ -86,6 +86,15 @@ pub fn backends(cfg: &Config, names: &[String]) -> Result<Backends, LinuxError> 
                     why: "backend type \"memory\" is for embedders and tests; the binary needs backend = { type = \"tap\", ifname = \"...\" }".into(),
                 })
             }
+            BackendSpec::External { kind } => {
+                return Err(LinuxError::Backend {
+                    port,
+                    why: format!(
+                        "backend type \"external\"{} is supplied by a program that embeds the switch library (Switch::start with its own Backend); the vpcswitch binary has none: use tap, af_packet or af_xdp",
+                        kind.as_deref().map(|k| format!(" (kind {k})")).unwrap_or_default()
+                    ),
+                })
+            }
             BackendSpec::AfPacket { ifname, ring } => out.push((
                 port,
                 Box::new(PacketBackend::with_ring(ifname, ring.unwrap_or(false))),
