@@ -1,11 +1,16 @@
 //! The one-pass classifier the pipeline runs on every received frame.
 //!
 //! It validates everything later stages read (SPEC 2.1) and extracts the fields they
-//! need into a small `Copy` struct, so stages never re-parse.
+//! need into a small `Copy` struct, so stages never re-parse. IPv6 takes a second step,
+//! [`classify_ipv6`], on frames the first found to be IPv6.
+
+use std::net::Ipv6Addr;
 
 use crate::arp::{self, ArpInfo};
 use crate::ethernet::{EtherType, ETHERNET_HEADER_LEN};
 use crate::ipv4::{self, IpProtocol, IPV4_MIN_HEADER_LEN};
+use crate::ipv6::{Ipv6Error, Ipv6Packet, NextHeader, Upper};
+use crate::nd::NdKind;
 use crate::{MacKey, WireError};
 
 /// What the classifier found above Ethernet.
@@ -31,7 +36,8 @@ pub enum L3 {
     },
     /// An 802.1Q or 802.1ad tag (access ports drop these, SPEC 2.1).
     Vlan,
-    /// IPv6 (SPEC 9.1).
+    /// IPv6 (SPEC 9.1, 12). Its headers are not read here: [`classify_ipv6`] does
+    /// that, on the Ethernet payload, for the pipeline stages that handle IPv6.
     Ipv6,
     /// Any other EtherType.
     Other(u16),
@@ -90,6 +96,124 @@ pub fn classify(frame: &[u8]) -> Result<Classified, WireError> {
         other => L3::Other(other),
     };
     Ok(Classified { dst, src, l3 })
+}
+
+/// What follows an IPv6 packet's extension headers, as the pipeline dispatches on it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum V6Upper {
+    /// A neighbour discovery message of this kind, not in a fragment. Only its type was
+    /// read: [`crate::nd::parse`] validates it before the switch acts on it.
+    Nd(NdKind),
+    /// Any other ICMPv6 message (at least type, code and checksum present).
+    Icmpv6 {
+        /// type
+        ty: u8,
+        /// code
+        code: u8,
+    },
+    /// TCP, its 20-byte header present.
+    Tcp {
+        /// source port
+        sport: u16,
+        /// destination port
+        dport: u16,
+    },
+    /// UDP, its 8-byte header present.
+    Udp {
+        /// source port
+        sport: u16,
+        /// destination port
+        dport: u16,
+    },
+    /// Another upper-layer protocol, unread.
+    Other(u8),
+    /// Next header 59.
+    NoNext,
+    /// A fragment after the first: no upper-layer header (the fragment header's next
+    /// header, for information).
+    LaterFragment(u8),
+    /// ESP, AH or an extension header the switch does not walk.
+    Opaque(u8),
+}
+
+/// An IPv6 packet's summary: what the pipeline's IPv6 stages read, validated.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Classified6 {
+    /// source address
+    pub src: Ipv6Addr,
+    /// destination address
+    pub dst: Ipv6Addr,
+    /// hop limit
+    pub hop_limit: u8,
+    /// offset of the upper-layer header from the start of the IPv6 header (for
+    /// [`V6Upper::LaterFragment`]: of the fragment data)
+    pub l4_offset: usize,
+    /// fixed header plus payload length (the packet without Ethernet padding)
+    pub packet_len: usize,
+    /// a fragment header was present
+    pub fragment: bool,
+    /// what follows the extension headers
+    pub upper: V6Upper,
+}
+
+/// Classifies the untrusted Ethernet payload of a frame [`classify`] found to be
+/// [`L3::Ipv6`]: checks the fixed header, walks the extension headers
+/// ([`Ipv6Packet::walk`]), and reads the transport ports or the ICMPv6 type. Never
+/// panics; every malformation is an [`Ipv6Error`] for the pipeline to count (SPEC 2.1,
+/// 12). An upper-layer header too short for its fixed part (TCP 20 bytes, UDP 8,
+/// ICMPv6 4) is [`Ipv6Error::L4Truncated`], in a first fragment too (RFC 7112: the
+/// first fragment holds the whole header chain); an ND message in a fragment is
+/// [`Ipv6Error::FragmentedNd`] (RFC 6980).
+///
+/// A separate step rather than a field of [`L3::Ipv6`]: two IPv6 addresses would
+/// double the size of [`Classified`], which every IPv4 packet carries through the
+/// pipeline in registers.
+pub fn classify_ipv6(ip: &[u8]) -> Result<Classified6, Ipv6Error> {
+    let p = Ipv6Packet::new_checked(ip)?;
+    let chain = p.walk()?;
+    let pkt = p.packet();
+    let l4 = pkt.get(chain.offset..).unwrap_or(&[]);
+    let ports = |min: usize| -> Result<(u16, u16), Ipv6Error> {
+        match l4.get(..min) {
+            Some(h) => Ok((
+                u16::from_be_bytes([h[0], h[1]]),
+                u16::from_be_bytes([h[2], h[3]]),
+            )),
+            None => Err(Ipv6Error::L4Truncated),
+        }
+    };
+    let upper = match chain.upper {
+        Upper::Proto(NextHeader::TCP) => {
+            let (sport, dport) = ports(20)?;
+            V6Upper::Tcp { sport, dport }
+        }
+        Upper::Proto(NextHeader::UDP) => {
+            let (sport, dport) = ports(8)?;
+            V6Upper::Udp { sport, dport }
+        }
+        Upper::Proto(NextHeader::ICMPV6) => {
+            let (tc, _) = ports(4)?;
+            let [ty, code] = tc.to_be_bytes();
+            match NdKind::from_type(ty) {
+                Some(_) if chain.is_fragment() => return Err(Ipv6Error::FragmentedNd),
+                Some(k) => V6Upper::Nd(k),
+                None => V6Upper::Icmpv6 { ty, code },
+            }
+        }
+        Upper::Proto(x) => V6Upper::Other(x),
+        Upper::NoNext => V6Upper::NoNext,
+        Upper::LaterFragment(x) => V6Upper::LaterFragment(x),
+        Upper::Opaque(x) => V6Upper::Opaque(x),
+    };
+    Ok(Classified6 {
+        src: p.src(),
+        dst: p.dst(),
+        hop_limit: p.hop_limit(),
+        l4_offset: chain.offset,
+        packet_len: p.packet_len(),
+        fragment: chain.is_fragment(),
+        upper,
+    })
 }
 
 #[cfg(test)]
