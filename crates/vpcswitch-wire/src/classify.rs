@@ -219,6 +219,7 @@ pub fn classify_ipv6(ip: &[u8]) -> Result<Classified6, Ipv6Error> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::{build, MacAddr};
 
     fn eth(et: u16, payload: &[u8]) -> Vec<u8> {
         let mut v = vec![2, 0, 0, 0, 0, 2, 2, 0, 0, 0, 0, 1];
@@ -275,6 +276,165 @@ mod tests {
         );
         assert_eq!(classify(&eth(0x0806, &[0; 5])), Err(WireError::Truncated));
         assert_eq!(classify(&eth(0x0806, &[0; 10])), Err(WireError::BadArp));
+    }
+
+    const G6: Ipv6Addr = Ipv6Addr::new(0xfd00, 0, 0, 1, 0, 0, 0, 5);
+    const F6: Ipv6Addr = Ipv6Addr::new(0xfd00, 0, 0, 2, 0, 0, 0, 9);
+
+    fn ends6() -> build::Ends6 {
+        build::Ends6 {
+            dst: MacAddr([2, 0, 0, 0, 0, 2]),
+            src: MacAddr([2, 0, 0, 0, 0, 1]),
+            sip: G6,
+            dip: F6,
+        }
+    }
+
+    fn v6(f: &[u8]) -> Result<Classified6, Ipv6Error> {
+        assert_eq!(
+            classify(f).unwrap().l3,
+            L3::Ipv6,
+            "SPEC 9.1: still L3::Ipv6"
+        );
+        classify_ipv6(&f[ETHERNET_HEADER_LEN..])
+    }
+
+    /// SPEC 12.5: TCP and UDP over IPv6 classify with addresses, hop limit and ports.
+    #[test]
+    fn ipv6_transport_classifies() {
+        let c = v6(&build::tcp6(ends6(), 64, 443, 50000, b"hi")).unwrap();
+        assert_eq!(
+            c,
+            Classified6 {
+                src: G6,
+                dst: F6,
+                hop_limit: 64,
+                l4_offset: 40,
+                packet_len: 40 + 22,
+                fragment: false,
+                upper: V6Upper::Tcp {
+                    sport: 443,
+                    dport: 50000
+                },
+            }
+        );
+        let mut u = build::udp6(ends6(), 9, 546, 547, b"x");
+        u.extend_from_slice(&[0; 20]); // padding is not packet
+        let c = v6(&u).unwrap();
+        assert_eq!(
+            (c.upper, c.hop_limit, c.packet_len),
+            (
+                V6Upper::Udp {
+                    sport: 546,
+                    dport: 547
+                },
+                9,
+                49
+            )
+        );
+        let c = v6(&build::ipv6(ends6(), 64, 132, &[0; 12])).unwrap();
+        assert_eq!(c.upper, V6Upper::Other(132));
+        let c = v6(&build::ipv6(ends6(), 64, 59, &[])).unwrap();
+        assert_eq!(c.upper, V6Upper::NoNext);
+        let c = v6(&build::ipv6(ends6(), 64, 50, &[0; 16])).unwrap();
+        assert_eq!(c.upper, V6Upper::Opaque(50));
+    }
+
+    /// SPEC 12.2, 12.3: ND kinds are told apart; other ICMPv6 keeps type and code.
+    #[test]
+    fn ipv6_nd_and_icmpv6_classify() {
+        let mac = MacAddr([2, 0, 0, 0, 0, 1]);
+        let c = v6(&build::neighbor_solicit(mac, G6, F6)).unwrap();
+        assert_eq!(c.upper, V6Upper::Nd(NdKind::NeighborSolicit));
+        assert_eq!(c.hop_limit, 255);
+        let c = v6(&build::unsolicited_na(mac, G6)).unwrap();
+        assert_eq!(c.upper, V6Upper::Nd(NdKind::NeighborAdvert));
+        let c = v6(&build::dad_probe(mac, G6)).unwrap();
+        assert_eq!(
+            (c.upper, c.src),
+            (V6Upper::Nd(NdKind::NeighborSolicit), Ipv6Addr::UNSPECIFIED)
+        );
+        for (ty, kind) in [
+            (133, NdKind::RouterSolicit),
+            (134, NdKind::RouterAdvert),
+            (137, NdKind::Redirect),
+        ] {
+            let f = build::icmpv6(ends6(), 255, (ty, 0), 0, &[0; 40]);
+            assert_eq!(v6(&f).unwrap().upper, V6Upper::Nd(kind));
+        }
+        let f = build::icmpv6_echo(mac, mac, G6, F6, 64, 1, 2);
+        assert_eq!(v6(&f).unwrap().upper, V6Upper::Icmpv6 { ty: 128, code: 0 });
+    }
+
+    /// Fragments: a first fragment classifies by its transport header; a later one
+    /// has none; ND in a fragment is refused (RFC 6980).
+    #[test]
+    fn ipv6_fragments() {
+        let frag = |next: u8, off: u16, l4: &[u8]| {
+            let mut pl = vec![next, 0];
+            pl.extend_from_slice(&(off | 1).to_be_bytes());
+            pl.extend_from_slice(&[0, 0, 0, 7]);
+            pl.extend_from_slice(l4);
+            build::ipv6(ends6(), 64, 44, &pl)
+        };
+        let c = v6(&frag(17, 0, &[0, 1, 0, 2, 0, 8, 0, 0])).unwrap();
+        assert_eq!(
+            (c.upper, c.fragment, c.l4_offset),
+            (V6Upper::Udp { sport: 1, dport: 2 }, true, 48)
+        );
+        let c = v6(&frag(17, 1448, &[0xee; 16])).unwrap();
+        assert_eq!((c.upper, c.fragment), (V6Upper::LaterFragment(17), true));
+        assert_eq!(
+            v6(&frag(58, 0, &[135, 0, 0, 0, 0, 0, 0, 0])),
+            Err(Ipv6Error::FragmentedNd)
+        );
+        // a first fragment too short for its UDP header (RFC 7112)
+        assert_eq!(v6(&frag(17, 0, &[0, 1, 0])), Err(Ipv6Error::L4Truncated));
+    }
+
+    /// SPEC 2.1: a transport header cut short is typed, at every length.
+    #[test]
+    fn ipv6_truncated_transport_is_typed() {
+        let f = build::tcp6(ends6(), 64, 1, 2, &[]);
+        for n in 0..20 {
+            let mut g = f[..54 + n].to_vec();
+            g[18..20].copy_from_slice(&(n as u16).to_be_bytes());
+            assert_eq!(v6(&g), Err(Ipv6Error::L4Truncated), "tcp len {n}");
+        }
+        let f = build::icmpv6_echo(MacAddr::ZERO, MacAddr::ZERO, G6, F6, 64, 1, 2);
+        let mut g = f[..54 + 3].to_vec();
+        g[18..20].copy_from_slice(&3u16.to_be_bytes());
+        assert_eq!(v6(&g), Err(Ipv6Error::L4Truncated));
+        // every prefix of a frame, payload length unchanged: refused
+        for n in 14..f.len() {
+            let r = classify_ipv6(&f[ETHERNET_HEADER_LEN..n]);
+            let want = if n < 54 {
+                Ipv6Error::Truncated
+            } else {
+                Ipv6Error::BadPayloadLen
+            };
+            assert_eq!(r, Err(want), "len {n}");
+        }
+    }
+
+    proptest::proptest! {
+        /// SPEC 2.1: classifying arbitrary bytes as IPv6 never panics; what classifies
+        /// has its upper-layer offset within the packet.
+        #[test]
+        fn ipv6_arbitrary_bytes_never_panic(
+            mut b in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..160),
+            nh in proptest::prelude::any::<u8>(),
+        ) {
+            if b.len() >= 40 {
+                b[0] = 0x60;
+                b[6] = nh;
+                let pl = (b.len() - 40) as u16;
+                b[4..6].copy_from_slice(&pl.to_be_bytes());
+            }
+            if let Ok(c) = classify_ipv6(&b) {
+                proptest::prop_assert!(c.l4_offset <= c.packet_len && c.packet_len <= b.len());
+            }
+        }
     }
 
     #[test]

@@ -449,12 +449,23 @@ pub fn echo_reply_in_place(frame: &mut [u8], gw_mac: MacAddr, gw_ip: Ipv6Addr) {
     fill_checksum(m, &gw_ip, &src);
 }
 
-/// Length of the error frame [`error_in_place`] makes from the checked IPv6 frame
-/// `frame`: Ethernet, IPv6, the 8-byte ICMPv6 header and as much of the offending IPv6
-/// packet (padding excluded) as keeps the IPv6 packet within 1280 bytes.
+/// Length of the error frame [`error_in_place`] makes from the IPv6 frame `frame`:
+/// Ethernet, IPv6, the 8-byte ICMPv6 header and as much of the offending IPv6 packet
+/// (padding excluded) as keeps the IPv6 packet within 1280 bytes. 0 when `frame` is
+/// not an Ethernet frame with a valid IPv6 header.
 pub fn error_len(frame: &[u8]) -> usize {
-    let ip = Ipv6Packet::new_unchecked(&frame[ETHERNET_HEADER_LEN..]);
-    ETHERNET_HEADER_LEN + IPV6_HEADER_LEN + ICMPV6_HEADER_LEN + ip.packet_len().min(MAX_QUOTE)
+    match frame
+        .get(ETHERNET_HEADER_LEN..)
+        .map(Ipv6Packet::new_checked)
+    {
+        Some(Ok(ip)) => {
+            ETHERNET_HEADER_LEN
+                + IPV6_HEADER_LEN
+                + ICMPV6_HEADER_LEN
+                + ip.packet_len().min(MAX_QUOTE)
+        }
+        _ => 0,
+    }
 }
 
 /// Rewrites the IPv6 frame occupying `buf[..frame_len]` (its header checked) into the
@@ -474,18 +485,13 @@ pub fn error_in_place(
     let Some(frame) = buf.get(..frame_len) else {
         return 0;
     };
-    let Some(Ok(ip)) = frame
-        .get(ETHERNET_HEADER_LEN..)
-        .map(Ipv6Packet::new_checked)
-    else {
-        return 0;
-    };
-    let q = ip.packet_len().min(MAX_QUOTE);
-    let orig_src = ip.src();
     let total = error_len(frame);
-    if buf.len() < total {
+    if total == 0 || buf.len() < total {
         return 0;
     }
+    let ip = Ipv6Packet::new_unchecked(&frame[ETHERNET_HEADER_LEN..]);
+    let q = ip.packet_len().min(MAX_QUOTE);
+    let orig_src = ip.src();
     let requester = MacAddr::from_slice(&buf[6..12]);
     let body = ETHERNET_HEADER_LEN + IPV6_HEADER_LEN + ICMPV6_HEADER_LEN;
     buf.copy_within(ETHERNET_HEADER_LEN..ETHERNET_HEADER_LEN + q, body);
@@ -745,6 +751,8 @@ mod tests {
         assert_eq!(small, f);
         // a frame that is not IPv6: nothing
         let mut junk = vec![0u8; 200];
+        assert_eq!(error_len(&junk), 0);
+        assert_eq!(error_len(&[]), 0);
         assert_eq!(error_in_place(&mut junk, 60, GWMAC, GW, (3, 0), 0), 0);
         assert_eq!(error_in_place(&mut junk, 500, GWMAC, GW, (3, 0), 0), 0);
     }
