@@ -633,10 +633,11 @@ pub fn ra_len(p: &RaParams) -> usize {
 /// Writes a whole router advertisement frame: the fixed fields, a source link-layer
 /// option, then the MTU and prefix information options when given (the prefix masked
 /// to its length, RFC 4861 4.6.2). Returns [`ra_len`], or 0 with nothing written when
-/// `buf` is too short.
+/// `buf` is too short or the source is not link-local (hosts would drop it, RFC 4861
+/// 6.1.2).
 pub fn emit_ra(buf: &mut [u8], p: &RaParams) -> usize {
     let total = ra_len(p);
-    if buf.len() < total {
+    if buf.len() < total || !ipv6::is_link_local(&p.src) {
         return 0;
     }
     let icmp_len = total - ETHERNET_HEADER_LEN - IPV6_HEADER_LEN;
@@ -964,6 +965,22 @@ mod tests {
         }
         let mut small = vec![0u8; n - 1];
         assert_eq!(emit_ra(&mut small, &p), 0);
+        assert_eq!(small, vec![0u8; n - 1]);
+        // cut at every length, checksum fixed up: only the option boundaries parse
+        for len in 0..m.len() {
+            let mut cut = m[..len].to_vec();
+            if len >= 4 {
+                fill_checksum(&mut cut, &meta.src, &meta.dst);
+            }
+            let want = match len {
+                0..16 => Err(Icmpv6Error::Truncated),
+                16 | 24 | 32 => Ok(NdKind::RouterAdvert),
+                _ => Err(Icmpv6Error::OptionOverrun),
+            };
+            assert_eq!(parse(&meta, &cut).map(|x| x.kind()), want, "len {len}");
+        }
+        // from a global address: refused (RFC 4861 6.1.2)
+        assert_eq!(emit_ra(&mut buf, &RaParams { src: GW, ..p }), 0);
         // without prefix and MTU: only the source link-layer option
         let bare = RaParams {
             prefix: None,
