@@ -371,21 +371,15 @@ fn walk(pkt: &[u8]) -> Result<Ipv6Chain, Ipv6Error> {
     let mut off = IPV6_HEADER_LEN;
     let mut n = 0u8;
     let mut fragment = None;
-    loop {
-        let done = |upper| {
-            Ok(Ipv6Chain {
-                upper,
-                offset: off,
-                ext_headers: n,
-                fragment,
-            })
-        };
+    let upper = loop {
         match nh {
-            NextHeader::HOP_BY_HOP | NextHeader::ROUTING | NextHeader::DEST_OPTS => {}
-            NextHeader::FRAGMENT => {}
-            NextHeader::NO_NEXT => return done(Upper::NoNext),
-            x if is_opaque(x) => return done(Upper::Opaque(x)),
-            x => return done(Upper::Proto(x)),
+            NextHeader::HOP_BY_HOP
+            | NextHeader::ROUTING
+            | NextHeader::DEST_OPTS
+            | NextHeader::FRAGMENT => {}
+            NextHeader::NO_NEXT => break Upper::NoNext,
+            x if is_opaque(x) => break Upper::Opaque(x),
+            x => break Upper::Proto(x),
         }
         if usize::from(n) == MAX_EXT_HEADERS {
             return Err(Ipv6Error::TooManyExtHeaders);
@@ -409,37 +403,28 @@ fn walk(pkt: &[u8]) -> Result<Ipv6Chain, Ipv6Error> {
             fragment = Some(f);
             off += 8;
             if f.offset != 0 {
-                return done_later(h[0], off, n, fragment);
+                break Upper::LaterFragment(h[0]);
             }
             nh = h[0];
             continue;
         }
         let len = (usize::from(h[1]) + 1) * 8;
         let body = rest.get(..len).ok_or(Ipv6Error::ExtTruncated)?;
-        match nh {
-            NextHeader::ROUTING => {
-                // type 0, segments left > 0: RFC 5095
-                if h[2] == 0 && h[3] != 0 {
-                    return Err(Ipv6Error::RoutingType0);
-                }
+        if nh == NextHeader::ROUTING {
+            // type 0 with segments left (RFC 5095)
+            if h[2] == 0 && h[3] != 0 {
+                return Err(Ipv6Error::RoutingType0);
             }
-            _ => check_options(&body[2..])?,
+        } else {
+            check_options(&body[2..])?;
         }
         nh = h[0];
         off += len;
-    }
-}
-
-fn done_later(
-    nh: u8,
-    offset: usize,
-    ext_headers: u8,
-    fragment: Option<Fragment>,
-) -> Result<Ipv6Chain, Ipv6Error> {
+    };
     Ok(Ipv6Chain {
-        upper: Upper::LaterFragment(nh),
-        offset,
-        ext_headers,
+        upper,
+        offset: off,
+        ext_headers: n,
         fragment,
     })
 }
