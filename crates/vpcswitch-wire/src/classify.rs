@@ -9,7 +9,7 @@ use std::net::Ipv6Addr;
 use crate::arp::{self, ArpInfo};
 use crate::ethernet::{EtherType, ETHERNET_HEADER_LEN};
 use crate::ipv4::{self, IpProtocol, IPV4_MIN_HEADER_LEN};
-use crate::ipv6::{Ipv6Error, Ipv6Packet, NextHeader, Upper};
+use crate::ipv6::{self, Ipv6Error, Ipv6Packet, NextHeader, Upper};
 use crate::nd::NdKind;
 use crate::{MacKey, WireError};
 
@@ -163,13 +163,17 @@ pub struct Classified6 {
 /// 12). An upper-layer header too short for its fixed part (TCP 20 bytes, UDP 8,
 /// ICMPv6 4) is [`Ipv6Error::L4Truncated`], in a first fragment too (RFC 7112: the
 /// first fragment holds the whole header chain); an ND message in a fragment is
-/// [`Ipv6Error::FragmentedNd`] (RFC 6980).
+/// [`Ipv6Error::FragmentedNd`] (RFC 6980); a multicast source is
+/// [`Ipv6Error::MulticastSource`] (RFC 4291 2.7).
 ///
 /// A separate step rather than a field of [`L3::Ipv6`]: two IPv6 addresses would
 /// double the size of [`Classified`], which every IPv4 packet carries through the
 /// pipeline in registers.
 pub fn classify_ipv6(ip: &[u8]) -> Result<Classified6, Ipv6Error> {
     let p = Ipv6Packet::new_checked(ip)?;
+    if ipv6::is_multicast(&p.src()) {
+        return Err(Ipv6Error::MulticastSource);
+    }
     let chain = p.walk()?;
     let pkt = p.packet();
     let l4 = pkt.get(chain.offset..).unwrap_or(&[]);
@@ -338,6 +342,14 @@ mod tests {
         assert_eq!(c.upper, V6Upper::NoNext);
         let c = v6(&build::ipv6(ends6(), 64, 50, &[0; 16])).unwrap();
         assert_eq!(c.upper, V6Upper::Opaque(50));
+        let mc = build::Ends6 {
+            sip: "ff02::1".parse().unwrap(),
+            ..ends6()
+        };
+        assert_eq!(
+            v6(&build::udp6(mc, 64, 1, 2, b"")),
+            Err(Ipv6Error::MulticastSource)
+        );
     }
 
     /// SPEC 12.2, 12.3: ND kinds are told apart; other ICMPv6 keeps type and code.

@@ -95,8 +95,8 @@ pub enum Icmpv6Error {
     DuplicateOption,
     /// A multicast target (NS, NA) or redirect destination (RFC 4861 7.1, 8.1).
     BadTarget,
-    /// A router advertisement or redirect whose source is not link-local (RFC 4861
-    /// 6.1.2, 8.1).
+    /// An ND message from a multicast source (RFC 4291 2.7), or a router advertisement
+    /// or redirect whose source is not link-local (RFC 4861 6.1.2, 8.1).
     BadSource,
     /// A message from `::` that breaks RFC 4861 6.1.1 / 7.1.1: a link-layer option, or
     /// (an NS for duplicate address detection) a destination that is not a
@@ -121,7 +121,7 @@ impl std::fmt::Display for Icmpv6Error {
             Icmpv6Error::BadOption => "malformed ND option",
             Icmpv6Error::DuplicateOption => "duplicate ND option",
             Icmpv6Error::BadTarget => "multicast ND target",
-            Icmpv6Error::BadSource => "ND router message not from a link-local address",
+            Icmpv6Error::BadSource => "ND from a multicast, or router message not link-local",
             Icmpv6Error::BadUnspecifiedSource => "ND from :: breaks RFC 4861",
             Icmpv6Error::BadSolicitedFlag => "solicited NA to a multicast address",
             Icmpv6Error::NotNd => "not a neighbour discovery message",

@@ -114,6 +114,8 @@ pub enum Ipv6Error {
     L4Truncated,
     /// A neighbour discovery message inside a fragment (RFC 6980: never legitimate).
     FragmentedNd,
+    /// A multicast source address (RFC 4291 2.7 forbids it).
+    MulticastSource,
 }
 
 impl std::fmt::Display for Ipv6Error {
@@ -130,6 +132,7 @@ impl std::fmt::Display for Ipv6Error {
             Ipv6Error::RoutingType0 => "IPv6 type-0 routing header",
             Ipv6Error::L4Truncated => "truncated upper-layer header",
             Ipv6Error::FragmentedNd => "neighbour discovery in a fragment",
+            Ipv6Error::MulticastSource => "multicast IPv6 source address",
         })
     }
 }

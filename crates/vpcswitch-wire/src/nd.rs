@@ -6,9 +6,10 @@
 //! [`parse`] accepts a message only when RFC 4861's validity checks hold: hop limit 255
 //! (it was not routed), code 0, a valid checksum, the fixed part present, no fragment
 //! header (RFC 6980), every option of non-zero length and inside the message, known
-//! options of their defined length, and the per-message rules (sections 6.1.1, 6.1.2,
-//! 7.1.1, 7.1.2, 8.1). Options are checked once, by [`NdOptions::new_checked`];
-//! iterating them afterwards cannot fail. Nothing here panics or allocates.
+//! options of their defined length, a source that is not multicast (RFC 4291 2.7), and
+//! the per-message rules (sections 6.1.1, 6.1.2, 7.1.1, 7.1.2, 8.1). Options are
+//! checked once, by [`NdOptions::new_checked`]; iterating them afterwards cannot fail.
+//! Nothing here panics or allocates.
 //!
 //! # Security intent
 //! The switch compares the link-layer address an ND message claims with the Ethernet
@@ -428,6 +429,9 @@ pub fn parse<'a>(meta: &Ipv6Meta, m: &'a [u8]) -> Result<NdMessage<'a>, Icmpv6Er
     }
     if !p.verify_checksum(&meta.src, &meta.dst) {
         return Err(Icmpv6Error::BadChecksum);
+    }
+    if ipv6::is_multicast(&meta.src) {
+        return Err(Icmpv6Error::BadSource);
     }
     let options = NdOptions::new_checked(&m[min_len(ty)..])?;
     let unspecified = ipv6::is_unspecified(&meta.src);
@@ -1092,6 +1096,16 @@ mod tests {
                 &signed(&meta, msg(135, &ns_fixed(ipv6::ALL_NODES), &SLLA))
             ),
             Err(Icmpv6Error::BadTarget)
+        );
+        // from a multicast source (the fuzzer's find: the NA answering it would go
+        // to a multicast address with S set)
+        let mc = Ipv6Meta {
+            src: "fffd:1b:a000:1::".parse().unwrap(),
+            ..meta
+        };
+        assert_eq!(
+            parse(&mc, &signed(&mc, msg(135, &ns_fixed(GW), &SLLA))),
+            Err(Icmpv6Error::BadSource)
         );
         // not ND at all
         let echo = signed(&meta, msg(128, &[0; 4], &[]));
