@@ -4,8 +4,9 @@
 //! # Contract
 //! Every view is built with `new_checked` over untrusted bytes: it validates every
 //! length the accessors rely on, so no accessor can index out of bounds afterwards and
-//! nothing in this crate panics on any input. Failure is a typed [`WireError`] that the
-//! pipeline turns into a drop reason (SPEC 2.1).
+//! nothing in this crate panics on any input. Failure is a typed error ([`WireError`];
+//! for IPv6, [`Ipv6Error`] and [`icmpv6::Icmpv6Error`]) that the pipeline turns into a
+//! drop reason (SPEC 2.1).
 //!
 //! The hot path uses the fixed-offset views here ([`EthernetFrame`], [`Ipv4Packet`],
 //! [`classify`]); ARP and ICMP messages the switch *answers* with are parsed and emitted
