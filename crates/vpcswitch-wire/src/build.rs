@@ -1,13 +1,14 @@
 //! Frame builders for tests, benchmarks and `trace` inputs: whole, valid frames with
 //! correct checksums. Not used on the forwarding path.
 
-use std::net::Ipv4Addr;
+use std::net::{Ipv4Addr, Ipv6Addr};
 
 use crate::arp::{self, ArpInfo, OP_REPLY, OP_REQUEST};
 use crate::checksum;
 use crate::ethernet::EtherType;
 use crate::ipv4::IpProtocol;
-use crate::MacAddr;
+use crate::ipv6::{self, NextHeader};
+use crate::{icmpv6, nd, MacAddr};
 
 fn eth(dst: MacAddr, src: MacAddr, et: u16) -> Vec<u8> {
     let mut v = Vec::with_capacity(128);
@@ -161,4 +162,159 @@ pub fn arp_reply(dst: MacAddr, dip: Ipv4Addr, mac: MacAddr, sip: Ipv4Addr) -> Ve
             tpa: dip.into(),
         },
     )
+}
+
+/// The addresses of a built IPv6 frame.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Ends6 {
+    /// Ethernet destination
+    pub dst: MacAddr,
+    /// Ethernet source
+    pub src: MacAddr,
+    /// IPv6 source
+    pub sip: Ipv6Addr,
+    /// IPv6 destination
+    pub dip: Ipv6Addr,
+}
+
+/// An IPv6 frame carrying `payload` after a fixed header whose next header is `next`.
+pub fn ipv6(ends: Ends6, hop_limit: u8, next: u8, payload: &[u8]) -> Vec<u8> {
+    let mut v = eth(ends.dst, ends.src, EtherType::IPV6);
+    v.extend_from_slice(&[0x60, 0, 0, 0]);
+    v.extend_from_slice(&(payload.len() as u16).to_be_bytes());
+    v.extend_from_slice(&[next, hop_limit]);
+    v.extend_from_slice(&ends.sip.octets());
+    v.extend_from_slice(&ends.dip.octets());
+    v.extend_from_slice(payload);
+    v
+}
+
+/// The checksum of upper-layer bytes `l4` (checksum field zero) over the IPv6
+/// pseudo-header.
+fn l4_checksum6(sip: &Ipv6Addr, dip: &Ipv6Addr, next: u8, l4: &[u8]) -> u16 {
+    let acc = checksum::pseudo_v6(sip, dip, next, l4.len() as u32);
+    !checksum::fold(checksum::sum(acc, l4))
+}
+
+/// A UDP datagram over IPv6 with its (mandatory) checksum.
+pub fn udp6(ends: Ends6, hop_limit: u8, sport: u16, dport: u16, payload: &[u8]) -> Vec<u8> {
+    let mut u = Vec::with_capacity(8 + payload.len());
+    u.extend_from_slice(&sport.to_be_bytes());
+    u.extend_from_slice(&dport.to_be_bytes());
+    u.extend_from_slice(&((8 + payload.len()) as u16).to_be_bytes());
+    u.extend_from_slice(&[0, 0]);
+    u.extend_from_slice(payload);
+    let mut c = l4_checksum6(&ends.sip, &ends.dip, NextHeader::UDP, &u);
+    if c == 0 {
+        c = 0xffff;
+    }
+    u[6..8].copy_from_slice(&c.to_be_bytes());
+    ipv6(ends, hop_limit, NextHeader::UDP, &u)
+}
+
+/// A TCP segment (PSH|ACK) over IPv6 with a valid checksum.
+pub fn tcp6(ends: Ends6, hop_limit: u8, sport: u16, dport: u16, payload: &[u8]) -> Vec<u8> {
+    let mut t = vec![0u8; 20];
+    t[0..2].copy_from_slice(&sport.to_be_bytes());
+    t[2..4].copy_from_slice(&dport.to_be_bytes());
+    t[12] = 5 << 4;
+    t[13] = 0x18;
+    t.extend_from_slice(payload);
+    let c = l4_checksum6(&ends.sip, &ends.dip, NextHeader::TCP, &t);
+    t[16..18].copy_from_slice(&c.to_be_bytes());
+    ipv6(ends, hop_limit, NextHeader::TCP, &t)
+}
+
+/// An ICMPv6 message (type, code, the four header bytes `word`, then `body`) with its
+/// checksum.
+pub fn icmpv6(ends: Ends6, hop_limit: u8, (ty, code): (u8, u8), word: u32, body: &[u8]) -> Vec<u8> {
+    let mut m = vec![ty, code, 0, 0];
+    m.extend_from_slice(&word.to_be_bytes());
+    m.extend_from_slice(body);
+    let c = l4_checksum6(&ends.sip, &ends.dip, NextHeader::ICMPV6, &m);
+    m[2..4].copy_from_slice(&c.to_be_bytes());
+    ipv6(ends, hop_limit, NextHeader::ICMPV6, &m)
+}
+
+/// An ICMPv6 echo request.
+pub fn icmpv6_echo(
+    dst: MacAddr,
+    src: MacAddr,
+    sip: Ipv6Addr,
+    dip: Ipv6Addr,
+    hop_limit: u8,
+    ident: u16,
+    seq: u16,
+) -> Vec<u8> {
+    let word = (u32::from(ident) << 16) | u32::from(seq);
+    icmpv6(
+        Ends6 { dst, src, sip, dip },
+        hop_limit,
+        (icmpv6::TYPE_ECHO_REQUEST, 0),
+        word,
+        b"vpcswitch-echo!!",
+    )
+}
+
+/// A neighbour solicitation from `(mac, sip)` for `target`, to the target's
+/// solicited-node group, with a source link-layer option.
+pub fn neighbor_solicit(mac: MacAddr, sip: Ipv6Addr, target: Ipv6Addr) -> Vec<u8> {
+    let mut body = target.octets().to_vec();
+    body.extend_from_slice(&[1, 1]);
+    body.extend_from_slice(&mac.0);
+    let dip = ipv6::solicited_node(&target);
+    icmpv6(
+        Ends6 {
+            dst: ipv6::multicast_mac(&dip),
+            src: mac,
+            sip,
+            dip,
+        },
+        nd::ND_HOP_LIMIT,
+        (icmpv6::TYPE_NEIGHBOR_SOLICIT, 0),
+        0,
+        &body,
+    )
+}
+
+/// A duplicate address detection probe by `mac` for `tentative`: an NS from `::`
+/// without a link-layer option (RFC 4862 5.4.2).
+pub fn dad_probe(mac: MacAddr, tentative: Ipv6Addr) -> Vec<u8> {
+    let dip = ipv6::solicited_node(&tentative);
+    icmpv6(
+        Ends6 {
+            dst: ipv6::multicast_mac(&dip),
+            src: mac,
+            sip: Ipv6Addr::UNSPECIFIED,
+            dip,
+        },
+        nd::ND_HOP_LIMIT,
+        (icmpv6::TYPE_NEIGHBOR_SOLICIT, 0),
+        0,
+        &tentative.octets(),
+    )
+}
+
+/// An unsolicited neighbour advertisement of `ip` at `mac` (O set) to all nodes, as
+/// keepalived sends on failover (SPEC 12.4).
+pub fn unsolicited_na(mac: MacAddr, ip: Ipv6Addr) -> Vec<u8> {
+    let mut v = vec![0u8; nd::NA_FRAME_LEN];
+    let n = nd::emit_na(
+        &mut v,
+        &nd::NaParams {
+            eth_dst: ipv6::multicast_mac(&ipv6::ALL_NODES),
+            eth_src: mac,
+            src: ip,
+            dst: ipv6::ALL_NODES,
+            flags: nd::NaFlags {
+                router: false,
+                solicited: false,
+                override_: true,
+            },
+            target: ip,
+            target_mac: Some(mac),
+        },
+    );
+    v.truncate(n);
+    v
 }

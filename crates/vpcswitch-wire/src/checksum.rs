@@ -1,5 +1,7 @@
 //! Internet checksum (RFC 1071) and incremental updates (RFC 1624).
 
+use std::net::Ipv6Addr;
+
 /// Adds `data` as big-endian 16-bit words to a 32-bit accumulator (no folding).
 #[inline]
 pub fn sum(mut acc: u32, data: &[u8]) -> u32 {
@@ -53,6 +55,15 @@ pub fn fold(mut acc: u32) -> u16 {
 #[inline]
 pub fn checksum(data: &[u8]) -> u16 {
     !fold(sum(0, data))
+}
+
+/// The unfolded sum of the IPv6 pseudo-header (RFC 8200 8.1): both addresses, the
+/// upper-layer length `len` and the next header `next`. Add the upper-layer bytes with
+/// [`sum`], then fold and complement.
+#[inline]
+pub fn pseudo_v6(src: &Ipv6Addr, dst: &Ipv6Addr, next: u8, len: u32) -> u32 {
+    let acc = sum(sum(0, &src.octets()), &dst.octets());
+    acc + (len >> 16) + (len & 0xffff) + u32::from(next)
 }
 
 /// RFC 1624 eqn. 3: the new checksum when one 16-bit word changes from `old` to `new`.

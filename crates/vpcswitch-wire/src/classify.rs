@@ -1,11 +1,16 @@
 //! The one-pass classifier the pipeline runs on every received frame.
 //!
 //! It validates everything later stages read (SPEC 2.1) and extracts the fields they
-//! need into a small `Copy` struct, so stages never re-parse.
+//! need into a small `Copy` struct, so stages never re-parse. IPv6 takes a second step,
+//! [`classify_ipv6`], on frames the first found to be IPv6.
+
+use std::net::Ipv6Addr;
 
 use crate::arp::{self, ArpInfo};
 use crate::ethernet::{EtherType, ETHERNET_HEADER_LEN};
 use crate::ipv4::{self, IpProtocol, IPV4_MIN_HEADER_LEN};
+use crate::ipv6::{self, Ipv6Error, Ipv6Packet, NextHeader, Upper};
+use crate::nd::NdKind;
 use crate::{MacKey, WireError};
 
 /// What the classifier found above Ethernet.
@@ -31,7 +36,8 @@ pub enum L3 {
     },
     /// An 802.1Q or 802.1ad tag (access ports drop these, SPEC 2.1).
     Vlan,
-    /// IPv6 (SPEC 9.1).
+    /// IPv6 (SPEC 9.1, 12). Its headers are not read here: [`classify_ipv6`] does
+    /// that, on the Ethernet payload, for the pipeline stages that handle IPv6.
     Ipv6,
     /// Any other EtherType.
     Other(u16),
@@ -92,9 +98,132 @@ pub fn classify(frame: &[u8]) -> Result<Classified, WireError> {
     Ok(Classified { dst, src, l3 })
 }
 
+/// What follows an IPv6 packet's extension headers, as the pipeline dispatches on it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum V6Upper {
+    /// A neighbour discovery message of this kind, not in a fragment. Only its type was
+    /// read: [`crate::nd::parse`] validates it before the switch acts on it.
+    Nd(NdKind),
+    /// Any other ICMPv6 message (at least type, code and checksum present).
+    Icmpv6 {
+        /// type
+        ty: u8,
+        /// code
+        code: u8,
+    },
+    /// TCP, its 20-byte header present.
+    Tcp {
+        /// source port
+        sport: u16,
+        /// destination port
+        dport: u16,
+    },
+    /// UDP, its 8-byte header present.
+    Udp {
+        /// source port
+        sport: u16,
+        /// destination port
+        dport: u16,
+    },
+    /// Another upper-layer protocol, unread.
+    Other(u8),
+    /// Next header 59.
+    NoNext,
+    /// A fragment after the first: no upper-layer header (the fragment header's next
+    /// header, for information).
+    LaterFragment(u8),
+    /// ESP, AH or an extension header the switch does not walk.
+    Opaque(u8),
+}
+
+/// An IPv6 packet's summary: what the pipeline's IPv6 stages read, validated.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Classified6 {
+    /// source address
+    pub src: Ipv6Addr,
+    /// destination address
+    pub dst: Ipv6Addr,
+    /// hop limit
+    pub hop_limit: u8,
+    /// offset of the upper-layer header from the start of the IPv6 header (for
+    /// [`V6Upper::LaterFragment`]: of the fragment data)
+    pub l4_offset: usize,
+    /// fixed header plus payload length (the packet without Ethernet padding)
+    pub packet_len: usize,
+    /// a fragment header was present
+    pub fragment: bool,
+    /// what follows the extension headers
+    pub upper: V6Upper,
+}
+
+/// Classifies the untrusted Ethernet payload of a frame [`classify`] found to be
+/// [`L3::Ipv6`]: checks the fixed header, walks the extension headers
+/// ([`Ipv6Packet::walk`]), and reads the transport ports or the ICMPv6 type. Never
+/// panics; every malformation is an [`Ipv6Error`] for the pipeline to count (SPEC 2.1,
+/// 12). An upper-layer header too short for its fixed part (TCP 20 bytes, UDP 8,
+/// ICMPv6 4) is [`Ipv6Error::L4Truncated`], in a first fragment too (RFC 7112: the
+/// first fragment holds the whole header chain); an ND message in a fragment is
+/// [`Ipv6Error::FragmentedNd`] (RFC 6980); a multicast source is
+/// [`Ipv6Error::MulticastSource`] (RFC 4291 2.7).
+///
+/// A separate step rather than a field of [`L3::Ipv6`]: two IPv6 addresses would
+/// double the size of [`Classified`], which every IPv4 packet carries through the
+/// pipeline in registers.
+pub fn classify_ipv6(ip: &[u8]) -> Result<Classified6, Ipv6Error> {
+    let p = Ipv6Packet::new_checked(ip)?;
+    if ipv6::is_multicast(&p.src()) {
+        return Err(Ipv6Error::MulticastSource);
+    }
+    let chain = p.walk()?;
+    let pkt = p.packet();
+    let l4 = pkt.get(chain.offset..).unwrap_or(&[]);
+    let ports = |min: usize| -> Result<(u16, u16), Ipv6Error> {
+        match l4.get(..min) {
+            Some(h) => Ok((
+                u16::from_be_bytes([h[0], h[1]]),
+                u16::from_be_bytes([h[2], h[3]]),
+            )),
+            None => Err(Ipv6Error::L4Truncated),
+        }
+    };
+    let upper = match chain.upper {
+        Upper::Proto(NextHeader::TCP) => {
+            let (sport, dport) = ports(20)?;
+            V6Upper::Tcp { sport, dport }
+        }
+        Upper::Proto(NextHeader::UDP) => {
+            let (sport, dport) = ports(8)?;
+            V6Upper::Udp { sport, dport }
+        }
+        Upper::Proto(NextHeader::ICMPV6) => {
+            let (tc, _) = ports(4)?;
+            let [ty, code] = tc.to_be_bytes();
+            match NdKind::from_type(ty) {
+                Some(_) if chain.is_fragment() => return Err(Ipv6Error::FragmentedNd),
+                Some(k) => V6Upper::Nd(k),
+                None => V6Upper::Icmpv6 { ty, code },
+            }
+        }
+        Upper::Proto(x) => V6Upper::Other(x),
+        Upper::NoNext => V6Upper::NoNext,
+        Upper::LaterFragment(x) => V6Upper::LaterFragment(x),
+        Upper::Opaque(x) => V6Upper::Opaque(x),
+    };
+    Ok(Classified6 {
+        src: p.src(),
+        dst: p.dst(),
+        hop_limit: p.hop_limit(),
+        l4_offset: chain.offset,
+        packet_len: p.packet_len(),
+        fragment: chain.is_fragment(),
+        upper,
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::{build, MacAddr};
 
     fn eth(et: u16, payload: &[u8]) -> Vec<u8> {
         let mut v = vec![2, 0, 0, 0, 0, 2, 2, 0, 0, 0, 0, 1];
@@ -151,6 +280,173 @@ mod tests {
         );
         assert_eq!(classify(&eth(0x0806, &[0; 5])), Err(WireError::Truncated));
         assert_eq!(classify(&eth(0x0806, &[0; 10])), Err(WireError::BadArp));
+    }
+
+    const G6: Ipv6Addr = Ipv6Addr::new(0xfd00, 0, 0, 1, 0, 0, 0, 5);
+    const F6: Ipv6Addr = Ipv6Addr::new(0xfd00, 0, 0, 2, 0, 0, 0, 9);
+
+    fn ends6() -> build::Ends6 {
+        build::Ends6 {
+            dst: MacAddr([2, 0, 0, 0, 0, 2]),
+            src: MacAddr([2, 0, 0, 0, 0, 1]),
+            sip: G6,
+            dip: F6,
+        }
+    }
+
+    fn v6(f: &[u8]) -> Result<Classified6, Ipv6Error> {
+        assert_eq!(
+            classify(f).unwrap().l3,
+            L3::Ipv6,
+            "SPEC 9.1: still L3::Ipv6"
+        );
+        classify_ipv6(&f[ETHERNET_HEADER_LEN..])
+    }
+
+    /// SPEC 12.5: TCP and UDP over IPv6 classify with addresses, hop limit and ports.
+    #[test]
+    fn ipv6_transport_classifies() {
+        let c = v6(&build::tcp6(ends6(), 64, 443, 50000, b"hi")).unwrap();
+        assert_eq!(
+            c,
+            Classified6 {
+                src: G6,
+                dst: F6,
+                hop_limit: 64,
+                l4_offset: 40,
+                packet_len: 40 + 22,
+                fragment: false,
+                upper: V6Upper::Tcp {
+                    sport: 443,
+                    dport: 50000
+                },
+            }
+        );
+        let mut u = build::udp6(ends6(), 9, 546, 547, b"x");
+        u.extend_from_slice(&[0; 20]); // padding is not packet
+        let c = v6(&u).unwrap();
+        assert_eq!(
+            (c.upper, c.hop_limit, c.packet_len),
+            (
+                V6Upper::Udp {
+                    sport: 546,
+                    dport: 547
+                },
+                9,
+                49
+            )
+        );
+        let c = v6(&build::ipv6(ends6(), 64, 132, &[0; 12])).unwrap();
+        assert_eq!(c.upper, V6Upper::Other(132));
+        let c = v6(&build::ipv6(ends6(), 64, 59, &[])).unwrap();
+        assert_eq!(c.upper, V6Upper::NoNext);
+        let c = v6(&build::ipv6(ends6(), 64, 50, &[0; 16])).unwrap();
+        assert_eq!(c.upper, V6Upper::Opaque(50));
+        let mc = build::Ends6 {
+            sip: "ff02::1".parse().unwrap(),
+            ..ends6()
+        };
+        assert_eq!(
+            v6(&build::udp6(mc, 64, 1, 2, b"")),
+            Err(Ipv6Error::MulticastSource)
+        );
+    }
+
+    /// SPEC 12.2, 12.3: ND kinds are told apart; other ICMPv6 keeps type and code.
+    #[test]
+    fn ipv6_nd_and_icmpv6_classify() {
+        let mac = MacAddr([2, 0, 0, 0, 0, 1]);
+        let c = v6(&build::neighbor_solicit(mac, G6, F6)).unwrap();
+        assert_eq!(c.upper, V6Upper::Nd(NdKind::NeighborSolicit));
+        assert_eq!(c.hop_limit, 255);
+        let c = v6(&build::unsolicited_na(mac, G6)).unwrap();
+        assert_eq!(c.upper, V6Upper::Nd(NdKind::NeighborAdvert));
+        let c = v6(&build::dad_probe(mac, G6)).unwrap();
+        assert_eq!(
+            (c.upper, c.src),
+            (V6Upper::Nd(NdKind::NeighborSolicit), Ipv6Addr::UNSPECIFIED)
+        );
+        for (ty, kind) in [
+            (133, NdKind::RouterSolicit),
+            (134, NdKind::RouterAdvert),
+            (137, NdKind::Redirect),
+        ] {
+            let f = build::icmpv6(ends6(), 255, (ty, 0), 0, &[0; 40]);
+            assert_eq!(v6(&f).unwrap().upper, V6Upper::Nd(kind));
+        }
+        let f = build::icmpv6_echo(mac, mac, G6, F6, 64, 1, 2);
+        assert_eq!(v6(&f).unwrap().upper, V6Upper::Icmpv6 { ty: 128, code: 0 });
+    }
+
+    /// Fragments: a first fragment classifies by its transport header; a later one
+    /// has none; ND in a fragment is refused (RFC 6980).
+    #[test]
+    fn ipv6_fragments() {
+        let frag = |next: u8, off: u16, l4: &[u8]| {
+            let mut pl = vec![next, 0];
+            pl.extend_from_slice(&(off | 1).to_be_bytes());
+            pl.extend_from_slice(&[0, 0, 0, 7]);
+            pl.extend_from_slice(l4);
+            build::ipv6(ends6(), 64, 44, &pl)
+        };
+        let c = v6(&frag(17, 0, &[0, 1, 0, 2, 0, 8, 0, 0])).unwrap();
+        assert_eq!(
+            (c.upper, c.fragment, c.l4_offset),
+            (V6Upper::Udp { sport: 1, dport: 2 }, true, 48)
+        );
+        let c = v6(&frag(17, 1448, &[0xee; 16])).unwrap();
+        assert_eq!((c.upper, c.fragment), (V6Upper::LaterFragment(17), true));
+        assert_eq!(
+            v6(&frag(58, 0, &[135, 0, 0, 0, 0, 0, 0, 0])),
+            Err(Ipv6Error::FragmentedNd)
+        );
+        // a first fragment too short for its UDP header (RFC 7112)
+        assert_eq!(v6(&frag(17, 0, &[0, 1, 0])), Err(Ipv6Error::L4Truncated));
+    }
+
+    /// SPEC 2.1: a transport header cut short is typed, at every length.
+    #[test]
+    fn ipv6_truncated_transport_is_typed() {
+        let f = build::tcp6(ends6(), 64, 1, 2, &[]);
+        for n in 0..20 {
+            let mut g = f[..54 + n].to_vec();
+            g[18..20].copy_from_slice(&(n as u16).to_be_bytes());
+            assert_eq!(v6(&g), Err(Ipv6Error::L4Truncated), "tcp len {n}");
+        }
+        let f = build::icmpv6_echo(MacAddr::ZERO, MacAddr::ZERO, G6, F6, 64, 1, 2);
+        let mut g = f[..54 + 3].to_vec();
+        g[18..20].copy_from_slice(&3u16.to_be_bytes());
+        assert_eq!(v6(&g), Err(Ipv6Error::L4Truncated));
+        // every prefix of a frame, payload length unchanged: refused
+        for n in 14..f.len() {
+            let r = classify_ipv6(&f[ETHERNET_HEADER_LEN..n]);
+            let want = if n < 54 {
+                Ipv6Error::Truncated
+            } else {
+                Ipv6Error::BadPayloadLen
+            };
+            assert_eq!(r, Err(want), "len {n}");
+        }
+    }
+
+    proptest::proptest! {
+        /// SPEC 2.1: classifying arbitrary bytes as IPv6 never panics; what classifies
+        /// has its upper-layer offset within the packet.
+        #[test]
+        fn ipv6_arbitrary_bytes_never_panic(
+            mut b in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..160),
+            nh in proptest::prelude::any::<u8>(),
+        ) {
+            if b.len() >= 40 {
+                b[0] = 0x60;
+                b[6] = nh;
+                let pl = (b.len() - 40) as u16;
+                b[4..6].copy_from_slice(&pl.to_be_bytes());
+            }
+            if let Ok(c) = classify_ipv6(&b) {
+                proptest::prop_assert!(c.l4_offset <= c.packet_len && c.packet_len <= b.len());
+            }
+        }
     }
 
     #[test]
