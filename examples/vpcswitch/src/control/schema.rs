@@ -378,10 +378,17 @@ pub struct TraceAnswer {
 #[serde(tag = "kind", rename_all = "snake_case")]
 #[cfg_attr(test, serde(deny_unknown_fields))]
 pub enum TraceVerdict {
-    Forward { to: TraceOut },
-    Drop { reason: String },
+    Forward {
+        to: TraceOut,
+    },
+    Drop {
+        reason: String,
+    },
     /// dropped, and the switch sends its own answer (ICMP error, ARP request) instead
-    DropAndSend { reason: String, to: TraceOut },
+    DropAndSend {
+        reason: String,
+        to: TraceOut,
+    },
 }
 
 /// Where a traced frame goes.

@@ -367,8 +367,14 @@ fn every_schema_field_is_documented() {
     let m = |k: &str| k.to_string();
     // one value of every type, every option set and every variant present
     let samples: Vec<serde_json::Value> = vec![
-        json!(CommandRow { name: m("ports"), about: m("") }),
-        json!(ErrorAnswer { ok: false, error: m("") }),
+        json!(CommandRow {
+            name: m("ports"),
+            about: m("")
+        }),
+        json!(ErrorAnswer {
+            ok: false,
+            error: m("")
+        }),
         json!(PortRow {
             name: m("p"),
             down: false,
@@ -376,7 +382,10 @@ fn every_schema_field_is_documented() {
             mac: m("m"),
             ips: vec![],
             src_dst_check: true,
-            backend: Some(Backend { kind: m("tap"), description: m("tap") }),
+            backend: Some(Backend {
+                kind: m("tap"),
+                description: m("tap")
+            }),
             rx_packets: 0,
             tx_packets: 0,
             rx_bytes: 0,
@@ -418,7 +427,10 @@ fn every_schema_field_is_documented() {
         json!([
             NeighborOf::Gateway { subnet: m("s") },
             NeighborOf::Port { port: m("p") },
-            NeighborOf::Vip { vip: m("v"), owner: Some(m("p")) },
+            NeighborOf::Vip {
+                vip: m("v"),
+                owner: Some(m("p"))
+            },
         ]
         .map(|of| NeighborRow {
             vpc: m("a"),
@@ -432,7 +444,11 @@ fn every_schema_field_is_documented() {
             RouteTarget::Port { port: m("p") },
             RouteTarget::Uplink,
         ]
-        .map(|t| RouteRow { vpc: m("a"), destination: m("d"), target: t })),
+        .map(|t| RouteRow {
+            vpc: m("a"),
+            destination: m("d"),
+            target: t
+        })),
         json!(StatsAnswer {
             generation: 1,
             last_reload_error: Some(m("e")),
@@ -467,7 +483,11 @@ fn every_schema_field_is_documented() {
                 written_unix_us: Some(1),
                 lag_us: Some(1),
                 local_host: Some(m("h")),
-                lease: Lease { id: Some(1), ttl_s: 3, renewed_unix_ms: Some(1) },
+                lease: Lease {
+                    id: Some(1),
+                    ttl_s: 3,
+                    renewed_unix_ms: Some(1)
+                },
                 lost: Some(m("l")),
                 alive: vec![],
                 hosts_down: vec![],
@@ -475,10 +495,22 @@ fn every_schema_field_is_documented() {
                 lease_gone_unix_us: [(m("h"), 1)].into(),
                 vip_owners: [(
                     m("v"),
-                    StoreVipOwner { port: m("p"), host: m("h"), revision: 1, seen_unix_us: Some(1) },
+                    StoreVipOwner {
+                        port: m("p"),
+                        host: m("h"),
+                        revision: 1,
+                        seen_unix_us: Some(1)
+                    },
                 )]
                 .into(),
-                claims: [(m("v"), Claim { port: m("p"), claimed_unix_us: 1 })].into(),
+                claims: [(
+                    m("v"),
+                    Claim {
+                        port: m("p"),
+                        claimed_unix_us: 1
+                    }
+                )]
+                .into(),
                 vip_publications: 0,
                 lease_grants: 0,
                 lease_renewals: 0,
@@ -513,24 +545,50 @@ fn every_schema_field_is_documented() {
         }),
         json!([
             TraceVerdict::Forward { to: port() },
-            TraceVerdict::Forward { to: TraceOut::Flood { subnet: Some(m("s")) } },
-            TraceVerdict::Forward { to: TraceOut::VipPorts { vip: Some(m("v")) } },
+            TraceVerdict::Forward {
+                to: TraceOut::Flood {
+                    subnet: Some(m("s"))
+                }
+            },
+            TraceVerdict::Forward {
+                to: TraceOut::VipPorts { vip: Some(m("v")) }
+            },
             TraceVerdict::Drop { reason: m("r") },
-            TraceVerdict::DropAndSend { reason: m("r"), to: port() },
+            TraceVerdict::DropAndSend {
+                reason: m("r"),
+                to: port()
+            },
         ]
         .map(|verdict| TraceAnswer {
             verdict,
             description: m("d"),
-            steps: vec![TraceStep { stage: m("s"), detail: m("d") }],
+            steps: vec![TraceStep {
+                stage: m("s"),
+                detail: m("d")
+            }],
             frame: m("00"),
             output: m("00"),
         })),
         json!(ReloadAnswer { generation: 1 }),
-        json!(CaptureStart { snaplen_bytes: 1, port: m("p"), filter: m("") }),
+        json!(CaptureStart {
+            snaplen_bytes: 1,
+            port: m("p"),
+            filter: m("")
+        }),
         json!([
             StreamLine::Heartbeat(Heartbeat { heartbeat: true }),
-            StreamLine::Done(StreamDone { done: true, count: 1, lost_frames: 0, ended: Some(m("e")) }),
-            StreamLine::Frame(CaptureFrame { ts_unix_us: 1, orig_len_bytes: 1, dir: Dir::Rx, data: m("00") }),
+            StreamLine::Done(StreamDone {
+                done: true,
+                count: 1,
+                lost_frames: 0,
+                ended: Some(m("e"))
+            }),
+            StreamLine::Frame(CaptureFrame {
+                ts_unix_us: 1,
+                orig_len_bytes: 1,
+                dir: Dir::Rx,
+                data: m("00")
+            }),
             StreamLine::Drop(DropSample {
                 ts_unix_us: 1,
                 port: Some(m("p")),
@@ -542,7 +600,13 @@ fn every_schema_field_is_documented() {
         ]),
     ];
     // maps keyed by names (drops by reason, per host, per VIP): their keys are data
-    const KEYED: [&str; 5] = ["drops", "down_since_unix_us", "lease_gone_unix_us", "vip_owners", "claims"];
+    const KEYED: [&str; 5] = [
+        "drops",
+        "down_since_unix_us",
+        "lease_gone_unix_us",
+        "vip_owners",
+        "claims",
+    ];
     fn names(v: &serde_json::Value, keyed: bool, out: &mut std::collections::BTreeSet<String>) {
         match v {
             serde_json::Value::Object(o) => {
@@ -551,7 +615,7 @@ fn every_schema_field_is_documented() {
                         out.insert(k.clone());
                     }
                     if k == "kind" {
-                        out.extend(x.as_str().map(String::from));
+                        out.extend(x.as_str().map(|x| format!("\"kind\": \"{x}\"")));
                     }
                     names(x, !keyed && KEYED.contains(&k.as_str()), out);
                 }
@@ -564,7 +628,15 @@ fn every_schema_field_is_documented() {
     for s in &samples {
         names(s, false, &mut all);
     }
-    let missing: Vec<&String> = all.iter().filter(|n| !doc.contains(&format!("`{n}`"))).collect();
+    // a field as `name`; a kind as "kind": "name"
+    let missing: Vec<&String> = all
+        .iter()
+        .filter(|n| !doc.contains(&format!("`{n}`")) && !n.starts_with("\"kind"))
+        .chain(
+            all.iter()
+                .filter(|n| n.starts_with("\"kind") && !doc.contains(n.as_str())),
+        )
+        .collect();
     assert!(missing.is_empty(), "not in docs/ctl-json.md: {missing:?}");
     assert!(doc.contains(&format!("schema_version` is {}", SCHEMA_VERSION)));
 }

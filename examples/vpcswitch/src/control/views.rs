@@ -163,7 +163,10 @@ pub fn eips(r: &Running) -> Value {
                 Some(js::EipTarget::Vip { vip: v.clone() }),
                 snap.vip_owner_name(v).map(String::from),
             ),
-            (_, Some(p)) => (Some(js::EipTarget::Port { port: p.clone() }), Some(p.clone())),
+            (_, Some(p)) => (
+                Some(js::EipTarget::Port { port: p.clone() }),
+                Some(p.clone()),
+            ),
             _ => (None, None),
         };
         let shown = match &target {
@@ -185,13 +188,7 @@ pub fn eips(r: &Running) -> Value {
             owner_port: at,
         });
     }
-    ok_data(
-        text,
-        &js::EipsAnswer {
-            uplink,
-            eips: rows,
-        },
-    )
+    ok_data(text, &js::EipsAnswer { uplink, eips: rows })
 }
 
 /// `neighbors`: what the switch answers ARP with, per VPC: gateways, ports' fixed IPs,
