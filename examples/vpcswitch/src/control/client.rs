@@ -82,7 +82,10 @@ fn stream_client(s: UnixStream, json_out: bool, out: Option<(String, Format)>) -
                 let lost = field(&v, "lost_frames", "lost").as_u64().unwrap_or(0);
                 eprintln!("{count} frames captured, {lost} lost");
             }
-            if let Some(why) = v["ended"].as_str() {
+            if pcap.is_none() && json_out {
+                // the script learns how it ended (docs/ctl-json.md)
+                println!("{v}");
+            } else if let Some(why) = v["ended"].as_str() {
                 eprintln!("ended: {why}");
             }
             break;
