@@ -354,7 +354,10 @@ fn every_answer_reads_back_as_its_schema_type() {
 }
 
 /// Issue 21: `docs/ctl-json.md` names every field and every `kind` of the schema: a
-/// field added (or renamed) in [`schema`] without its documentation fails here.
+/// field added (or renamed) in [`schema`] without its documentation fails here; and
+/// one answer of each type, every field set, is `docs/ctl-json.example.json`, so any
+/// change of a name or a type shows as a change of that committed file (rewrite it
+/// with `VPCSWITCH_BLESS=1` when the change is meant, and say so in ctl-json.md).
 #[test]
 fn every_schema_field_is_documented() {
     use schema::*;
@@ -379,7 +382,7 @@ fn every_schema_field_is_documented() {
             name: m("p"),
             down: false,
             subnet: Some(m("s")),
-            mac: m("m"),
+            mac: m("02:00:00:00:01:01"),
             ips: vec![],
             src_dst_check: true,
             backend: Some(Backend {
@@ -404,9 +407,9 @@ fn every_schema_field_is_documented() {
         json!(EipsAnswer {
             uplink: Some(Uplink {
                 name: Some(m("u")),
-                mac: m("m"),
+                mac: m("02:00:00:00:01:01"),
                 next_hop: [10, 0, 0, 1].into(),
-                next_hop_mac: Some(m("m")),
+                next_hop_mac: Some(m("02:00:00:00:01:01")),
                 static_next_hop: false,
             }),
             eips: vec![
@@ -435,7 +438,7 @@ fn every_schema_field_is_documented() {
         .map(|of| NeighborRow {
             vpc: m("a"),
             ip: [10, 0, 0, 1].into(),
-            mac: Some(m("m")),
+            mac: Some(m("02:00:00:00:01:01")),
             answers_for: of,
         })),
         json!([
@@ -599,6 +602,41 @@ fn every_schema_field_is_documented() {
             }),
         ]),
     ];
+    let labels = [
+        "list-commands",
+        "error",
+        "ports",
+        "vips",
+        "eips",
+        "neighbors",
+        "routes",
+        "stats",
+        "hosts",
+        "trace",
+        "reload",
+        "capture",
+        "stream lines",
+    ];
+    assert_eq!(labels.len(), samples.len());
+    let all_answers: serde_json::Map<String, Value> = labels
+        .iter()
+        .map(|l| l.to_string())
+        .zip(samples.iter().cloned())
+        .collect();
+    let golden = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../docs/ctl-json.example.json"
+    );
+    let now = serde_json::to_string_pretty(&all_answers).unwrap() + "\n";
+    if std::env::var_os("VPCSWITCH_BLESS").is_some() {
+        std::fs::write(golden, &now).unwrap();
+    }
+    let committed = std::fs::read_to_string(golden).unwrap_or_default();
+    assert!(
+        committed == now,
+        "the schema changed: {golden} differs from what the schema types make now \
+         (VPCSWITCH_BLESS=1 rewrites it):\n{now}"
+    );
     // maps keyed by names (drops by reason, per host, per VIP): their keys are data
     const KEYED: [&str; 5] = [
         "drops",
