@@ -25,6 +25,11 @@ mod views;
 
 pub use client::client;
 
+/// `ctl --json`'s failure answer (`{"ok": false, "error": msg}` on stdout), exit `code`.
+pub fn client_fail_json(msg: &str, code: u8) -> std::process::ExitCode {
+    client::fail(true, msg, code)
+}
+
 use std::io::{BufRead, BufReader, Read, Write};
 use std::os::fd::AsRawFd;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
