@@ -411,7 +411,7 @@ pub enum TraceOut {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[cfg_attr(test, serde(deny_unknown_fields))]
 pub struct TraceStep {
-    /// the pipeline stage (`ingress`, `l2`, `route`, `verdict`...)
+    /// the pipeline stage (`vlan`, `src-mac`, `l2`, `route`, `verdict`...)
     pub stage: String,
     /// what it decided, for people
     pub detail: String,
