@@ -108,7 +108,7 @@ TOML
   for i in $(seq 50); do [ -S "$DIR/ctl.sock" ] && break; sleep 0.1; done
   [ -S "$DIR/ctl.sock" ] || fail "vpcswitch did not start"
   local be
-  be=$($BIN ctl -s "$DIR/ctl.sock" --json ports | python3 -c 'import json,sys; print(json.load(sys.stdin)[0]["backend"])')
+  be=$($BIN ctl -s "$DIR/ctl.sock" --json ports | python3 -c 'import json,sys; print(json.load(sys.stdin)[0]["backend"]["description"])')
   offloads "$off"
   measure "vpcswitch, $label ($be)" "$off"
   kill "$SW"; wait "$SW" 2>/dev/null || true; SW=""

@@ -161,8 +161,25 @@ enum Cmd {
     Demo,
 }
 
+/// A command line clap refuses: as clap says it (help and version are not errors),
+/// except that `ctl --json` answers JSON on every outcome, this one too
+/// (`{"ok": false, "error": ...}` on stdout, exit 2: docs/ctl-json.md).
+fn usage_error(e: clap::Error) -> ExitCode {
+    let args: Vec<String> = std::env::args().collect();
+    let ctl_json = args.get(1).is_some_and(|a| a == "ctl") && args.iter().any(|a| a == "--json");
+    if !ctl_json || !e.use_stderr() {
+        e.exit()
+    }
+    let msg = e.render().to_string();
+    let first = msg.lines().next().unwrap_or("bad usage");
+    control::client_fail_json(first, 2)
+}
+
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli = match Cli::try_parse() {
+        Ok(c) => c,
+        Err(e) => return usage_error(e),
+    };
     match cli.cmd {
         Cmd::Check { config, host } => match (Overrides {
             host,

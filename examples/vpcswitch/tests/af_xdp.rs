@@ -57,7 +57,10 @@ fn af_xdp_modes_the_program_is_gone_after_stop_and_kill_9_and_auto_falls_back() 
             .output()
             .expect("ctl");
         let v: Value = serde_json::from_slice(&out.stdout).unwrap_or(Value::Null);
-        v[0]["backend"].as_str().unwrap_or("").to_string()
+        v[0]["backend"]["description"]
+            .as_str()
+            .unwrap_or("")
+            .to_string()
     };
     let a = format!("{tag}a");
     let mut seen = vec![];

@@ -140,7 +140,7 @@ fn spec2_5_hostile_offload_headers_from_a_guest_are_dropped() {
         .as_array()
         .into_iter()
         .flatten()
-        .filter_map(|w| w["segments"].as_u64())
+        .filter_map(|w| w["gso_segments"].as_u64())
         .sum();
     eprintln!("mss 88: {too_many} super-frames refused, {segs} segments cut in software");
     // the victims are unaffected

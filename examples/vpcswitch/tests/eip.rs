@@ -64,7 +64,12 @@ fn spec7_internet_reaches_a_keepalived_vip_through_its_eip_across_failover() {
     // ctl eips: the EIP now points at web2, the next hop was learned
     let e = n.ctl("eips");
     assert_eq!(e["eips"][0]["eip"], EIP, "{e}");
-    assert_eq!(e["eips"][0]["port"], "web2", "{e}");
+    assert_eq!(e["eips"][0]["owner_port"], "web2", "{e}");
+    assert_eq!(
+        e["eips"][0]["target"],
+        serde_json::json!({"kind": "vip", "vip": "vip"}),
+        "{e}"
+    );
     assert_eq!(e["uplink"]["next_hop_mac"], "02:00:00:00:ee:01", "{e}");
 
     // SPEC 7.2: a private address without an EIP never leaves

@@ -109,14 +109,16 @@ fn basic_suite(kind: Kind) {
     assert!(n.ctl("neighbors").as_array().is_some_and(|a| a
         .iter()
         .any(|x| x["ip"] == "10.0.1.1" && x["mac"] == "02:00:00:00:00:01")));
-    assert!(n.ctl("routes").as_array().is_some_and(|a| a
-        .iter()
-        .any(|x| x["destination"] == "10.1.0.0/16" && x["target"] == "peering ab")));
+    assert!(n
+        .ctl("routes")
+        .as_array()
+        .is_some_and(|a| a.iter().any(|x| x["destination"] == "10.1.0.0/16"
+            && x["target"] == serde_json::json!({"kind": "peering", "peering": "ab"}))));
     let arp =
         "ffffffffffff020000000103080600010800060400010200000001030a00010d0000000000000a000101";
     let t = n.ctl(&format!("trace client {arp}"));
     assert!(
-        t["verdict"]
+        t["description"]
             .as_str()
             .is_some_and(|v| v.contains("forward to port client")),
         "{t}"

@@ -918,7 +918,7 @@ fn guest_mtu_fits_the_tunnel(mut f: Fleet) {
             .as_array()
             .into_iter()
             .flatten()
-            .filter_map(|w| w["segments"].as_u64())
+            .filter_map(|w| w["gso_segments"].as_u64())
             .sum()
     };
     let s0 = segments(&f);

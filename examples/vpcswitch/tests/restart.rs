@@ -68,7 +68,7 @@ fn restart_suite(kind: Kind) {
             Kind::AfPacket | Kind::AfPacketRing => "af_packet",
         };
         for p in n.ctl("ports").as_array().into_iter().flatten() {
-            let be = p["backend"].as_str().unwrap_or_default();
+            let be = p["backend"]["kind"].as_str().unwrap_or_default();
             assert!(
                 be.starts_with(want),
                 "after {how}: port {} is {be}",

@@ -283,11 +283,17 @@ fn ctl_json_prints_json_on_a_refused_reload_and_other_failures() {
         v["error"].as_str().is_some_and(|e| e.contains("nowhere")),
         "{v}"
     );
-    // an unknown command and a bad usage: JSON too
+    // an unknown command and a bad usage: JSON too (exit 2: ctl could not ask)
     let (code, out, _) = sw.ctl(&["--json", "frobnicate"]);
-    assert_eq!(code, 1);
+    assert_eq!(code, 2);
     let v: serde_json::Value = serde_json::from_str(&out).expect("JSON on stdout");
     assert_eq!(v["ok"], false, "{v}");
+    assert!(
+        v["error"]
+            .as_str()
+            .is_some_and(|e| e.contains("frobnicate")),
+        "{v}"
+    );
     let (code, out, _) = sw.ctl(&["--json", "capture"]);
     assert_eq!(code, 2);
     let v: serde_json::Value = serde_json::from_str(&out).expect("JSON on stdout");

@@ -149,6 +149,41 @@ fn spec11_2_a_fleet_from_etcd_forwards_and_every_apply_reaches_every_switch() {
         st["lag_us"].as_u64().is_some(),
         "the apply -> running lag is known after an apply: {st}"
     );
+    // issue 21: the store's part of `stats` and `hosts` of a fleet are the documented
+    // schema (unknown fields refused), timestamps in their units
+    let typed: common::schema::StatsAnswer =
+        serde_json::from_value(f.ctl_on("h2", "stats")).expect("stats is the schema");
+    let store = typed.store.expect("the network is the store's");
+    assert_eq!(store.revision, Some(r2));
+    assert_eq!(store.local_host.as_deref(), Some("h2"));
+    assert!(
+        store.lease.id.is_some() && store.lease.ttl_s > 0,
+        "{store:?}"
+    );
+    let now_ms = unix_us_now() / 1000;
+    let recent = |ms: Option<u64>| ms.is_some_and(|t| t <= now_ms && now_ms - t < 120_000);
+    assert!(recent(store.last_sync_unix_ms), "{store:?}");
+    assert!(recent(store.lease.renewed_unix_ms), "{store:?}");
+    assert!(
+        recent(store.applied_unix_us.map(|us| us / 1000)),
+        "{store:?}"
+    );
+    let hosts: common::schema::HostsAnswer =
+        serde_json::from_value(f.ctl_on("h2", "hosts")).expect("hosts is the schema");
+    assert_eq!(hosts.hosts.len(), HOSTS.len(), "{hosts:?}");
+    for h in &hosts.hosts {
+        assert_eq!(h.local, h.name == "h2", "{h:?}");
+        assert_eq!(h.reachable.is_none(), h.local, "{h:?}");
+        assert!(
+            h.last_rx_unix_ms.is_none() || recent(h.last_rx_unix_ms),
+            "{h:?}"
+        );
+    }
+    // traffic crossed the tunnels above
+    assert!(
+        hosts.hosts.iter().any(|h| h.last_rx_unix_ms.is_some()),
+        "{hosts:?}"
+    );
     let m = f.scrape_on("h2");
     assert!(
         m.contains("vpcswitch_store_lease_held 1"),
@@ -787,9 +822,9 @@ fn measure_lease_expiry_to_ports_down_on_three_hosts() {
         // not down), so only the lease decides
         let quiet = Instant::now() + Duration::from_secs(10);
         while others.iter().any(|k| {
-            f.host_row_on(HOSTS[*k], victim)["last_rx_ms_ago"]
+            f.host_row_on(HOSTS[*k], victim)["last_rx_unix_ms"]
                 .as_u64()
-                .is_some_and(|ms| ms < ttl * 1000 + 100)
+                .is_some_and(|at| (unix_us_now() / 1000).saturating_sub(at) < ttl * 1000 + 100)
         }) {
             assert!(Instant::now() < quiet, "trial {i}: {victim} never quiet");
             std::thread::sleep(Duration::from_millis(50));

@@ -213,11 +213,14 @@ pub fn run(a: CtlArgs) -> ExitCode {
     if let CtlCmd::ListCommands = a.command {
         let list = command_list();
         if a.json {
-            let v: Vec<serde_json::Value> = list
+            let v: Vec<super::schema::CommandRow> = list
                 .iter()
-                .map(|(n, d)| serde_json::json!({"name": n, "about": d}))
+                .map(|(n, d)| super::schema::CommandRow {
+                    name: n.clone(),
+                    about: d.clone(),
+                })
                 .collect();
-            println!("{}", serde_json::Value::Array(v));
+            println!("{}", serde_json::to_string(&v).unwrap_or_default());
         } else {
             let w = list.iter().map(|(n, _)| n.len()).max().unwrap_or(0);
             for (n, d) in list {

@@ -11,8 +11,14 @@ use serde_json::{json, Value};
 use super::cli::Format;
 use super::unhex;
 
+/// A field of a stream line by its name, or by the name a switch before schema version
+/// 1 gave it (`ctl` may be newer than the switch it asks, during an upgrade).
+fn field<'a>(v: &'a Value, name: &str, old: &str) -> &'a Value {
+    v.get(name).unwrap_or(&v[old])
+}
+
 /// Reads the streamed answer of `capture` into a pcap file (or stdout) or prints the
-/// dropped frames of `drops`.
+/// dropped frames of `drops` (lines of [`super::schema`]).
 fn stream_client(s: UnixStream, json_out: bool, out: Option<(String, Format)>) -> ExitCode {
     let mut lines = BufReader::new(s).lines();
     let first: Value = match lines.next() {
@@ -31,7 +37,9 @@ fn stream_client(s: UnixStream, json_out: bool, out: Option<(String, Format)>) -
             Err(e) => return fail(json_out, &format!("cannot write {path}: {e}"), 2),
         },
     };
-    let snaplen = first["data"]["snaplen"].as_u64().unwrap_or(65535) as u32;
+    let snaplen = field(&first["data"], "snaplen_bytes", "snaplen")
+        .as_u64()
+        .unwrap_or(65535) as u32;
     if let (Some(w), Some(Format::Pcapng)) = (pcap.as_mut(), format) {
         let port = first["data"]["port"].as_str().unwrap_or("?");
         let filter = first["data"]["filter"].as_str().unwrap_or("");
@@ -69,17 +77,22 @@ fn stream_client(s: UnixStream, json_out: bool, out: Option<(String, Format)>) -
         }
         if let Some(done) = v.get("done") {
             if pcap.is_some() {
-                eprintln!(
-                    "{done} frames captured, {} lost",
-                    v["lost"].as_u64().unwrap_or(0)
-                );
+                // before schema 1: "done" was the count
+                let count = v["count"].as_u64().or(done.as_u64()).unwrap_or(0);
+                let lost = field(&v, "lost_frames", "lost").as_u64().unwrap_or(0);
+                eprintln!("{count} frames captured, {lost} lost");
             }
-            if let Some(why) = v["ended"].as_str() {
+            if pcap.is_none() && json_out {
+                // the script learns how it ended (docs/ctl-json.md)
+                println!("{v}");
+            } else if let Some(why) = v["ended"].as_str() {
                 eprintln!("ended: {why}");
             }
             break;
         }
         n += 1;
+        let ts_us = field(&v, "ts_unix_us", "ts_us").as_u64().unwrap_or(0);
+        let orig_len = field(&v, "orig_len_bytes", "len").as_u64().unwrap_or(0);
         match pcap.as_mut() {
             Some(w) if format == Some(Format::Pcapng) => {
                 let data = unhex(v["data"].as_str().unwrap_or("")).unwrap_or_default();
@@ -88,25 +101,19 @@ fn stream_client(s: UnixStream, json_out: bool, out: Option<(String, Format)>) -
                 } else {
                     super::pcapng::Dir::Inbound
                 };
-                let b = super::pcapng::packet(
-                    0,
-                    v["ts_us"].as_u64().unwrap_or(0),
-                    &data,
-                    v["len"].as_u64().unwrap_or(0) as usize,
-                    dir,
-                );
+                let b = super::pcapng::packet(0, ts_us, &data, orig_len as usize, dir);
                 if super::pcapng::write(w, &b).is_err() {
                     break;
                 }
             }
             Some(w) => {
                 let data = unhex(v["data"].as_str().unwrap_or("")).unwrap_or_default();
-                let ts = v["ts_us"].as_u64().unwrap_or(0);
+                let ts = ts_us;
                 let mut r = Vec::with_capacity(16 + data.len());
                 r.extend_from_slice(&((ts / 1_000_000) as u32).to_le_bytes());
                 r.extend_from_slice(&((ts % 1_000_000) as u32).to_le_bytes());
                 r.extend_from_slice(&(data.len() as u32).to_le_bytes());
-                r.extend_from_slice(&(v["len"].as_u64().unwrap_or(0) as u32).to_le_bytes());
+                r.extend_from_slice(&(orig_len as u32).to_le_bytes());
                 r.extend_from_slice(&data);
                 if w.write_all(&r).and_then(|_| w.flush()).is_err() {
                     break;
@@ -114,15 +121,12 @@ fn stream_client(s: UnixStream, json_out: bool, out: Option<(String, Format)>) -
             }
             None if json_out => println!("{v}"),
             None => println!(
-                "{} {:<12} {:<26} {:>5} B  {}",
-                v["ts_us"].as_u64().map_or("-".into(), |t| format!(
-                    "{}.{:06}",
-                    t / 1_000_000,
-                    t % 1_000_000
-                )),
+                "{}.{:06} {:<12} {:<26} {:>5} B  {}",
+                ts_us / 1_000_000,
+                ts_us % 1_000_000,
                 v["port"].as_str().unwrap_or("?"),
                 v["reason"].as_str().unwrap_or("?"),
-                v["len"].as_u64().unwrap_or(0),
+                orig_len,
                 v["decode"].as_str().unwrap_or("")
             ),
         }
@@ -139,7 +143,11 @@ pub(super) fn fail(json_out: bool, msg: &str, code: u8) -> ExitCode {
     let msg = msg.trim_end();
     let msg = msg.strip_prefix("error: ").unwrap_or(msg);
     if json_out {
-        println!("{}", json!({"ok": false, "error": msg}));
+        let e = super::schema::ErrorAnswer {
+            ok: false,
+            error: msg.to_string(),
+        };
+        println!("{}", serde_json::to_string(&e).unwrap_or_default());
     } else {
         eprintln!("{msg}");
     }

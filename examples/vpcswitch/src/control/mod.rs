@@ -1,7 +1,8 @@
 //! The control socket: one JSON request line in, one JSON response out.
 //!
 //! Request: `{"cmd": ["stats"], "json": false}`. Response:
-//! `{"ok": true, "text": "...", "data": {...}}`. The socket is created mode 0600 (under
+//! `{"ok": true, "schema_version": 1, "text": "...", "data": {...}}`; `data` is one of
+//! the types of [`schema`] (`docs/ctl-json.md`). The socket is created mode 0600 (under
 //! a 0o177 umask, so it is never reachable with wider permissions, see [`bind_private`]):
 //! only root (or the switch's user) may command the switch. A request is capped at
 //! 64 KiB and must arrive whole within [`deadline::REQUEST`] (however it is paced), a
@@ -16,12 +17,18 @@ pub mod cli;
 mod client;
 mod flow;
 pub mod pcapng;
+pub mod schema;
 mod stream;
 #[cfg(test)]
 pub(crate) mod tests;
 mod views;
 
 pub use client::client;
+
+/// `ctl --json`'s failure answer (`{"ok": false, "error": msg}` on stdout), exit `code`.
+pub fn client_fail_json(msg: &str, code: u8) -> std::process::ExitCode {
+    client::fail(true, msg, code)
+}
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::os::fd::AsRawFd;
@@ -205,7 +212,16 @@ pub(crate) fn err(msg: &str) -> Value {
 }
 
 pub(crate) fn ok(text: String, data: Value) -> Value {
-    json!({"ok": true, "text": text, "data": data})
+    json!({"ok": true, "schema_version": schema::SCHEMA_VERSION, "text": text, "data": data})
+}
+
+/// [`ok`] with one of the [`schema`] types as its data.
+pub(crate) fn ok_data<T: serde::Serialize>(text: String, data: &T) -> Value {
+    match serde_json::to_value(data) {
+        Ok(d) => ok(text, d),
+        // the schema's maps are keyed by strings: never happens
+        Err(e) => err(&format!("cannot encode the answer: {e}")),
+    }
 }
 
 /// The commands, as an unknown one is told.
@@ -230,9 +246,9 @@ fn dispatch(req: &Value, r: &Running) -> Value {
         ["trace", port, hex] => views::trace(r, port, hex),
         ["trace-flow", port, expr] => views::trace_flow(r, port, expr),
         ["reload"] => match r.reload() {
-            Ok(g) => ok(
+            Ok(g) => ok_data(
                 format!("reloaded: generation {g}\n"),
-                json!({"generation": g}),
+                &schema::ReloadAnswer { generation: g },
             ),
             Err(e) => err(&format!(
                 "reload refused, the running configuration stays:\n{e}"

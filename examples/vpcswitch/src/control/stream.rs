@@ -10,8 +10,17 @@ use serde_json::json;
 use vpcswitch::runtime::observe::{Direction, PortIdentity};
 use vpcswitch::wire::{arp, EtherType, EthernetFrame, IpProtocol, Ipv4Packet};
 
-use super::{err, ok, send_line};
+use super::schema::{self as js, Dir};
+use super::{err, ok, ok_data, send_line};
 use crate::Running;
+
+/// Sends one line of the [`js`] schema; false when the client is gone.
+fn send<T: serde::Serialize>(s: &UnixStream, line: &T) -> bool {
+    serde_json::to_value(line).is_ok_and(|v| send_line(s, &v))
+}
+
+/// The heartbeat line.
+const HEARTBEAT: js::Heartbeat = js::Heartbeat { heartbeat: true };
 
 /// The Unix time (µs) at which the switch's clock read 0: add a record's `ts_ns / 1000`.
 /// Read once per stream, not per frame.
@@ -102,13 +111,13 @@ pub fn capture(
     let mut sent = 0u64;
     let mut alive = send_line(
         s,
-        &ok(
+        &ok_data(
             format!("capturing {port} ({dir})\n"),
-            json!({
-                "snaplen": vpcswitch::runtime::observe::SNAPLEN,
-                "port": port,
-                "filter": shown_filter,
-            }),
+            &js::CaptureStart {
+                snaplen_bytes: vpcswitch::runtime::observe::SNAPLEN as u32,
+                port: port.to_string(),
+                filter: shown_filter.clone(),
+            },
         ),
     );
     let mut frames = Vec::new();
@@ -134,7 +143,7 @@ pub fn capture(
         if frames.is_empty() {
             std::thread::sleep(Duration::from_millis(5));
             if last_beat.elapsed() > Duration::from_secs(1) {
-                alive = send_line(s, &json!({"heartbeat": true}));
+                alive = send(s, &HEARTBEAT);
                 last_beat = std::time::Instant::now();
             }
             continue;
@@ -142,13 +151,18 @@ pub fn capture(
         for f in frames.drain(..) {
             if alive {
                 let hex: String = f.data.iter().map(|b| format!("{b:02x}")).collect();
-                alive = send_line(
+                alive = send(
                     s,
-                    &json!({
-                        "ts_us": base_us + f.ts_ns / 1000, "len": f.orig_len,
-                        "dir": if f.direction == Direction::Rx { "rx" } else { "tx" },
-                        "data": hex,
-                    }),
+                    &js::CaptureFrame {
+                        ts_unix_us: base_us + f.ts_ns / 1000,
+                        orig_len_bytes: f.orig_len as u64,
+                        dir: if f.direction == Direction::Rx {
+                            Dir::Rx
+                        } else {
+                            Dir::Tx
+                        },
+                        data: hex,
+                    },
                 );
                 sent += 1;
             }
@@ -169,9 +183,14 @@ pub fn capture(
         "capture ended"
     );
     if alive {
-        send_line(
+        send(
             s,
-            &json!({"done": sent, "lost": obs.lost() - lost0, "ended": ended}),
+            &js::StreamDone {
+                done: true,
+                count: sent,
+                lost_frames: obs.lost() - lost0,
+                ended,
+            },
         );
     }
 }
@@ -242,6 +261,7 @@ pub fn drops(s: &UnixStream, running: &Running, secs: &str, port: Option<&str>) 
     let obs = running.switch.observe();
     let end = (secs > 0).then(|| std::time::Instant::now() + Duration::from_secs(secs));
     let mut alive = send_line(s, &ok("sampling drops\n".into(), json!({})));
+    let mut sent = 0u64;
     let base_us = clock_base_us(running);
     let mut got = Vec::new();
     let mut last_beat = std::time::Instant::now();
@@ -259,23 +279,23 @@ pub fn drops(s: &UnixStream, running: &Running, secs: &str, port: Option<&str>) 
             if only.is_some_and(|w| w != d.identity()) {
                 continue;
             }
-            let port = running
-                .switch
-                .port_name(d.identity())
-                .unwrap_or_else(|| "?".into());
             let head = &d.head[..d.head_len];
             alive = alive
-                && send_line(
+                && send(
                     s,
-                    &json!({
-                        "ts_us": base_us + d.ts_ns / 1000, "port": port,
-                        "reason": d.reason.name(), "len": d.len, "decode": decode(head),
-                        "head": head.iter().map(|b| format!("{b:02x}")).collect::<String>(),
-                    }),
+                    &js::DropSample {
+                        ts_unix_us: base_us + d.ts_ns / 1000,
+                        port: running.switch.port_name(d.identity()),
+                        reason: d.reason.name().to_string(),
+                        orig_len_bytes: d.len as u64,
+                        decode: decode(head),
+                        head: head.iter().map(|b| format!("{b:02x}")).collect(),
+                    },
                 );
+            sent += 1;
         }
         if last_beat.elapsed() > Duration::from_secs(1) {
-            alive = alive && send_line(s, &json!({"heartbeat": true}));
+            alive = alive && send(s, &HEARTBEAT);
             last_beat = std::time::Instant::now();
         }
         if gone.is_some() {
@@ -285,7 +305,15 @@ pub fn drops(s: &UnixStream, running: &Running, secs: &str, port: Option<&str>) 
         std::thread::sleep(Duration::from_millis(100));
     }
     if alive {
-        send_line(s, &json!({"done": true, "ended": ended}));
+        send(
+            s,
+            &js::StreamDone {
+                done: true,
+                count: sent,
+                lost_frames: 0,
+                ended,
+            },
+        );
     }
 }
 

@@ -256,26 +256,34 @@ fn a_flow_expression_is_traced_as_the_port_would_send_it() {
     // to a neighbour in the subnet: its MAC, forwarded to it
     let v = ask(&["trace-flow", "p1", "icmp ip4.dst=10.0.1.12"]);
     assert_eq!(v["ok"], true, "{v}");
-    let frame = unhex(v["data"]["frame"].as_str().unwrap()).unwrap();
+    let t: schema::TraceAnswer = serde_json::from_value(v["data"].clone()).expect("schema");
+    let frame = unhex(&t.frame).unwrap();
     assert_eq!(&frame[0..6], &[2, 0, 0, 0, 1, 2], "dst: p2's MAC");
     assert_eq!(&frame[6..12], &[2, 0, 0, 0, 1, 1], "src: p1's MAC");
     assert_eq!(&frame[26..30], &[10, 0, 1, 11], "src: p1's IP");
-    assert!(v["data"]["verdict"].as_str().unwrap().contains("p2"), "{v}");
+    let to_p2 = schema::TraceVerdict::Forward {
+        to: schema::TraceOut::Port {
+            port: Some("p2".into()),
+            host: None,
+        },
+    };
+    assert_eq!(t.verdict, to_p2, "{v}");
+    assert!(t.description.contains("p2"), "{v}");
     // the same as the hex trace of that frame
-    let hex = v["data"]["frame"].as_str().unwrap().to_string();
-    let same = ask(&["trace", "p1", &hex]);
-    assert_eq!(same["data"]["verdict"], v["data"]["verdict"]);
+    let same = ask(&["trace", "p1", &t.frame]);
+    assert_eq!(same["data"], v["data"]);
     // a spoofed source is dropped with its reason
     let v = ask(&[
         "trace-flow",
         "p1",
         "udp nw_src=10.0.1.99 nw_dst=10.0.1.12 udp.dst=53",
     ]);
-    assert!(
-        v["data"]["verdict"]
-            .as_str()
-            .unwrap()
-            .contains("spoofed_src_ip"),
+    let t: schema::TraceAnswer = serde_json::from_value(v["data"].clone()).expect("schema");
+    assert_eq!(
+        t.verdict,
+        schema::TraceVerdict::Drop {
+            reason: "spoofed_src_ip".into()
+        },
         "{v}"
     );
     // ARP for a neighbour: answered by the switch
@@ -296,4 +304,377 @@ fn a_flow_expression_is_traced_as_the_port_would_send_it() {
     );
     let v = ask(&["trace-flow", "nope", "icmp ip4.dst=10.0.1.12"]);
     assert!(v["text"].as_str().unwrap().contains("no port named"), "{v}");
+}
+
+/// Issue 21: every answer of the control socket is its [`schema`] type, whose fields
+/// `cfg(test)` denies any other of (so a field sent but not in the schema fails), in the
+/// envelope with the schema's version; absent values are null, not "-".
+#[test]
+fn every_answer_reads_back_as_its_schema_type() {
+    fn data<T: serde::de::DeserializeOwned>(r: &Running, words: &[&str]) -> T {
+        let v = dispatch(&json!({ "cmd": words }), r);
+        assert_eq!(v["ok"], true, "{words:?}: {v}");
+        assert_eq!(v["schema_version"], schema::SCHEMA_VERSION, "{v}");
+        serde_json::from_value(v["data"].clone()).unwrap_or_else(|e| panic!("{words:?}: {e}: {v}"))
+    }
+    let r = running();
+    let ports: Vec<schema::PortRow> = data(&r, &["ports"]);
+    assert_eq!(ports.len(), 2);
+    assert_eq!(ports[0].subnet.as_deref(), Some("a1"));
+    assert_eq!(ports[0].ips, vec![std::net::Ipv4Addr::new(10, 0, 1, 11)]);
+    let be = ports[0].backend.as_ref().expect("a memory backend");
+    assert_eq!(be.kind, "memory", "{be:?}");
+    let vips: Vec<schema::VipRow> = data(&r, &["vips"]);
+    assert!(vips.is_empty());
+    let eips: schema::EipsAnswer = data(&r, &["eips"]);
+    assert!(eips.uplink.is_none() && eips.eips.is_empty());
+    let n: Vec<schema::NeighborRow> = data(&r, &["neighbors"]);
+    assert_eq!(
+        n[0].answers_for,
+        schema::NeighborOf::Gateway {
+            subnet: "a1".into()
+        }
+    );
+    assert_eq!(
+        n[1].answers_for,
+        schema::NeighborOf::Port { port: "p1".into() }
+    );
+    let routes: Vec<schema::RouteRow> = data(&r, &["routes"]);
+    assert_eq!(
+        routes[0].target,
+        schema::RouteTarget::Local {
+            subnet: "a1".into()
+        }
+    );
+    let st: schema::StatsAnswer = data(&r, &["stats"]);
+    assert_eq!((st.generation, st.last_reload_error), (1, None));
+    assert!(st.store.is_none() && !st.workers.is_empty());
+    let h: schema::HostsAnswer = data(&r, &["hosts"]);
+    assert!(h.hosts.is_empty());
+}
+
+/// Issue 21: `docs/ctl-json.md` names every field and every `kind` of the schema: a
+/// field added (or renamed) in [`schema`] without its documentation fails here; and
+/// one answer of each type, every field set, is `docs/ctl-json.example.json`, so any
+/// change of a name or a type shows as a change of that committed file (rewrite it
+/// with `VPCSWITCH_BLESS=1` when the change is meant, and say so in ctl-json.md).
+#[test]
+fn every_schema_field_is_documented() {
+    use schema::*;
+    let doc = include_str!("../../../../docs/ctl-json.md");
+    let port = || TraceOut::Port {
+        port: Some("p".into()),
+        host: Some("h".into()),
+    };
+    let drops: DropsByReason = [("no_route".to_string(), 1)].into();
+    let m = |k: &str| k.to_string();
+    // one value of every type, every option set and every variant present
+    let samples: Vec<serde_json::Value> = vec![
+        json!(CommandRow {
+            name: m("ports"),
+            about: m("")
+        }),
+        json!(ErrorAnswer {
+            ok: false,
+            error: m("")
+        }),
+        json!(PortRow {
+            name: m("p"),
+            down: false,
+            subnet: Some(m("s")),
+            mac: m("02:00:00:00:01:01"),
+            ips: vec![],
+            src_dst_check: true,
+            backend: Some(Backend {
+                kind: m("tap"),
+                description: m("tap")
+            }),
+            rx_packets: 0,
+            tx_packets: 0,
+            rx_bytes: 0,
+            tx_bytes: 0,
+        }),
+        json!(VipRow {
+            name: m("v"),
+            subnet: m("s"),
+            ip: [10, 0, 0, 1].into(),
+            ports: vec![],
+            owner: Some(m("p")),
+            moves: 1,
+            moved_unix_us: Some(1),
+            first_packet_us: Some(1.5),
+        }),
+        json!(EipsAnswer {
+            uplink: Some(Uplink {
+                name: Some(m("u")),
+                mac: m("02:00:00:00:01:01"),
+                next_hop: [10, 0, 0, 1].into(),
+                next_hop_mac: Some(m("02:00:00:00:01:01")),
+                static_next_hop: false,
+            }),
+            eips: vec![
+                EipRow {
+                    eip: [10, 0, 0, 1].into(),
+                    target: Some(EipTarget::Vip { vip: m("v") }),
+                    private_ip: Some([10, 0, 0, 2].into()),
+                    owner_port: Some(m("p")),
+                },
+                EipRow {
+                    eip: [10, 0, 0, 1].into(),
+                    target: Some(EipTarget::Port { port: m("p") }),
+                    private_ip: None,
+                    owner_port: None,
+                },
+            ],
+        }),
+        json!([
+            NeighborOf::Gateway { subnet: m("s") },
+            NeighborOf::Port { port: m("p") },
+            NeighborOf::Vip {
+                vip: m("v"),
+                owner: Some(m("p"))
+            },
+        ]
+        .map(|of| NeighborRow {
+            vpc: m("a"),
+            ip: [10, 0, 0, 1].into(),
+            mac: Some(m("02:00:00:00:01:01")),
+            answers_for: of,
+        })),
+        json!([
+            RouteTarget::Local { subnet: m("s") },
+            RouteTarget::Peering { peering: m("ab") },
+            RouteTarget::Port { port: m("p") },
+            RouteTarget::Uplink,
+        ]
+        .map(|t| RouteRow {
+            vpc: m("a"),
+            destination: m("d"),
+            target: t
+        })),
+        json!(StatsAnswer {
+            generation: 1,
+            last_reload_error: Some(m("e")),
+            ports: vec![PortStatsRow {
+                name: m("p"),
+                rx_packets: 0,
+                rx_bytes: 0,
+                tx_packets: 0,
+                tx_bytes: 0,
+                drops: drops.clone(),
+            }],
+            drops: drops.clone(),
+            workers: vec![WorkerRow {
+                forwarded_packets: 0,
+                dropped_packets: 0,
+                generated_packets: 0,
+                gso_segments: 0,
+                loops: 0,
+                busy_loops: 0,
+                busy_ns: 0,
+                idle_ns: 0,
+                sleeps: 0,
+                burst_hist: vec![],
+            }],
+            store: Some(StoreView {
+                endpoints: m("e"),
+                revision: Some(1),
+                generation: 1,
+                synced_revision: Some(1),
+                last_sync_unix_ms: Some(1),
+                applied_unix_us: Some(1),
+                written_unix_us: Some(1),
+                lag_us: Some(1),
+                local_host: Some(m("h")),
+                lease: Lease {
+                    id: Some(1),
+                    ttl_s: 3,
+                    renewed_unix_ms: Some(1)
+                },
+                lost: Some(m("l")),
+                alive: vec![],
+                hosts_down: vec![],
+                down_since_unix_us: [(m("h"), 1)].into(),
+                lease_gone_unix_us: [(m("h"), 1)].into(),
+                vip_owners: [(
+                    m("v"),
+                    StoreVipOwner {
+                        port: m("p"),
+                        host: m("h"),
+                        revision: 1,
+                        seen_unix_us: Some(1)
+                    },
+                )]
+                .into(),
+                claims: [(
+                    m("v"),
+                    Claim {
+                        port: m("p"),
+                        claimed_unix_us: 1
+                    }
+                )]
+                .into(),
+                vip_publications: 0,
+                lease_grants: 0,
+                lease_renewals: 0,
+                errors: 0,
+            }),
+        }),
+        json!(HostsAnswer {
+            hosts: vec![HostRow {
+                name: m("h"),
+                endpoint: "192.0.2.1:4789".parse().unwrap(),
+                local: false,
+                down: false,
+                port_count: 1,
+                reachable: Some(true),
+                last_rx_unix_ms: Some(1),
+                rx_packets: 0,
+                rx_bytes: 0,
+                tx_packets: 0,
+                tx_bytes: 0,
+                drops: drops.clone(),
+            }],
+            tunnel: Tunnel {
+                rx_datagrams: 0,
+                rx_malformed_datagrams: 0,
+                rx_errors: 0,
+                tx_packets: 0,
+                tx_errors: 0,
+                tx_trains: 0,
+                rx_coalesced_reads: 0,
+                rx_joined_segments: 0,
+            },
+        }),
+        json!([
+            TraceVerdict::Forward { to: port() },
+            TraceVerdict::Forward {
+                to: TraceOut::Flood {
+                    subnet: Some(m("s"))
+                }
+            },
+            TraceVerdict::Forward {
+                to: TraceOut::VipPorts { vip: Some(m("v")) }
+            },
+            TraceVerdict::Drop { reason: m("r") },
+            TraceVerdict::DropAndSend {
+                reason: m("r"),
+                to: port()
+            },
+        ]
+        .map(|verdict| TraceAnswer {
+            verdict,
+            description: m("d"),
+            steps: vec![TraceStep {
+                stage: m("s"),
+                detail: m("d")
+            }],
+            frame: m("00"),
+            output: m("00"),
+        })),
+        json!(ReloadAnswer { generation: 1 }),
+        json!(CaptureStart {
+            snaplen_bytes: 1,
+            port: m("p"),
+            filter: m("")
+        }),
+        json!([
+            StreamLine::Heartbeat(Heartbeat { heartbeat: true }),
+            StreamLine::Done(StreamDone {
+                done: true,
+                count: 1,
+                lost_frames: 0,
+                ended: Some(m("e"))
+            }),
+            StreamLine::Frame(CaptureFrame {
+                ts_unix_us: 1,
+                orig_len_bytes: 1,
+                dir: Dir::Rx,
+                data: m("00")
+            }),
+            StreamLine::Drop(DropSample {
+                ts_unix_us: 1,
+                port: Some(m("p")),
+                reason: m("r"),
+                orig_len_bytes: 1,
+                decode: m("d"),
+                head: m("00"),
+            }),
+        ]),
+    ];
+    let labels = [
+        "list-commands",
+        "error",
+        "ports",
+        "vips",
+        "eips",
+        "neighbors",
+        "routes",
+        "stats",
+        "hosts",
+        "trace",
+        "reload",
+        "capture",
+        "stream lines",
+    ];
+    assert_eq!(labels.len(), samples.len());
+    let all_answers: serde_json::Map<String, Value> = labels
+        .iter()
+        .map(|l| l.to_string())
+        .zip(samples.iter().cloned())
+        .collect();
+    let golden = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../docs/ctl-json.example.json"
+    );
+    let now = serde_json::to_string_pretty(&all_answers).unwrap() + "\n";
+    if std::env::var_os("VPCSWITCH_BLESS").is_some() {
+        std::fs::write(golden, &now).unwrap();
+    }
+    let committed = std::fs::read_to_string(golden).unwrap_or_default();
+    assert!(
+        committed == now,
+        "the schema changed: {golden} differs from what the schema types make now \
+         (VPCSWITCH_BLESS=1 rewrites it):\n{now}"
+    );
+    // maps keyed by names (drops by reason, per host, per VIP): their keys are data
+    const KEYED: [&str; 5] = [
+        "drops",
+        "down_since_unix_us",
+        "lease_gone_unix_us",
+        "vip_owners",
+        "claims",
+    ];
+    fn names(v: &serde_json::Value, keyed: bool, out: &mut std::collections::BTreeSet<String>) {
+        match v {
+            serde_json::Value::Object(o) => {
+                for (k, x) in o {
+                    if !keyed {
+                        out.insert(k.clone());
+                    }
+                    if k == "kind" {
+                        out.extend(x.as_str().map(|x| format!("\"kind\": \"{x}\"")));
+                    }
+                    names(x, !keyed && KEYED.contains(&k.as_str()), out);
+                }
+            }
+            serde_json::Value::Array(a) => a.iter().for_each(|x| names(x, false, out)),
+            _ => {}
+        }
+    }
+    let mut all = std::collections::BTreeSet::new();
+    for s in &samples {
+        names(s, false, &mut all);
+    }
+    // a field as `name`; a kind as "kind": "name"
+    let missing: Vec<&String> = all
+        .iter()
+        .filter(|n| !doc.contains(&format!("`{n}`")) && !n.starts_with("\"kind"))
+        .chain(
+            all.iter()
+                .filter(|n| n.starts_with("\"kind") && !doc.contains(n.as_str())),
+        )
+        .collect();
+    assert!(missing.is_empty(), "not in docs/ctl-json.md: {missing:?}");
+    assert!(doc.contains(&format!("schema_version` is {}", SCHEMA_VERSION)));
 }

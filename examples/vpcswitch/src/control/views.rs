@@ -1,13 +1,15 @@
 //! The answers of the table commands (`ports`, `vips`, `eips`, `neighbors`, `routes`,
 //! `stats`, `hosts`) and of `trace`: a text table for people and the same rows as JSON data.
-//! They read the running snapshot and counters and change nothing.
+//! They read the running snapshot and counters and change nothing. The JSON is the
+//! types of [`super::schema`] (`docs/ctl-json.md`).
 
 use std::net::Ipv4Addr;
 
-use serde_json::{json, Map, Value};
-use vpcswitch::model::RouteTarget;
+use serde_json::Value;
+use vpcswitch::core::{Out, Snapshot, Verdict};
 
-use super::{err, ok, unhex};
+use super::schema::{self as js, DropsByReason};
+use super::{err, ok_data, unhex};
 use crate::running::owner_name;
 use crate::Running;
 
@@ -29,16 +31,10 @@ pub fn ports(r: &Running) -> Value {
     let mut rows = vec![];
     for p in snap.ports.iter().flatten() {
         let st = stats.port(&p.name).cloned().unwrap_or_default();
-        let subnet = snap
-            .subnets
-            .get(p.subnet as usize)
-            .map_or("-", |s| s.name.as_str());
-        let ips: Vec<String> = p
-            .ips
-            .iter()
-            .map(|i| Ipv4Addr::from(*i).to_string())
-            .collect();
+        let subnet = snap.subnets.get(p.subnet as usize).map(|s| s.name.clone());
+        let ips: Vec<Ipv4Addr> = p.ips.iter().map(|i| Ipv4Addr::from(*i)).collect();
         let be = backends.get(&p.name).cloned().unwrap_or_default();
+        let shown_ips: Vec<String> = ips.iter().map(Ipv4Addr::to_string).collect();
         let name = if st.down {
             format!("{} (DOWN)", p.name)
         } else {
@@ -46,22 +42,32 @@ pub fn ports(r: &Running) -> Value {
         };
         text += &row([
             &name,
-            subnet,
+            subnet.as_deref().unwrap_or("-"),
             &p.mac.to_string(),
-            &ips.join(","),
+            &shown_ips.join(","),
             if p.src_dst_check { "on" } else { "off" },
             &be,
             &st.rx_packets.to_string(),
             &st.tx_packets.to_string(),
         ]);
-        rows.push(json!({
-            "name": p.name, "down": st.down, "subnet": subnet, "mac": p.mac.to_string(),
-            "ips": ips, "src_dst_check": p.src_dst_check, "backend": be,
-            "rx_packets": st.rx_packets, "tx_packets": st.tx_packets,
-            "rx_bytes": st.rx_bytes, "tx_bytes": st.tx_bytes,
-        }));
+        rows.push(js::PortRow {
+            name: p.name.clone(),
+            down: st.down,
+            subnet,
+            mac: p.mac.to_string(),
+            ips,
+            src_dst_check: p.src_dst_check,
+            backend: (!be.is_empty()).then(|| js::Backend {
+                kind: be.split_whitespace().next().unwrap_or_default().to_string(),
+                description: be,
+            }),
+            rx_packets: st.rx_packets,
+            tx_packets: st.tx_packets,
+            rx_bytes: st.rx_bytes,
+            tx_bytes: st.tx_bytes,
+        });
     }
-    ok(text, json!(rows))
+    ok_data(text, &rows)
 }
 
 /// `vips`: each VIP's ports, learned owner, moves, time since the last move and the
@@ -97,9 +103,10 @@ pub fn vips(r: &Running) -> Value {
             .collect();
         let ago = (cell.moves() > 0).then(|| now.saturating_sub(cell.last_move_ns()) as f64 / 1e9);
         let first_us = cell.first_packet_ns().map(|ns| ns as f64 / 1e3);
+        let subnet = &snap.subnets[v.subnet as usize].name;
         text += &row([
             &v.name,
-            &snap.subnets[v.subnet as usize].name,
+            subnet,
             &Ipv4Addr::from(v.ip).to_string(),
             &ports.join(","),
             owner.as_deref().unwrap_or("-"),
@@ -107,18 +114,22 @@ pub fn vips(r: &Running) -> Value {
             &ago.map_or("-".into(), |a| format!("{a:.1} s ago")),
             &first_us.map_or("-".into(), |u| format!("{u:.1} µs")),
         ]);
-        rows.push(json!({
-            "name": v.name, "ip": Ipv4Addr::from(v.ip).to_string(), "ports": ports,
-            "owner": owner, "moves": cell.moves(), "seconds_since_move": ago,
-            // the same instant on the wall clock (comparable across switches)
-            "moved_unix_us": (cell.moves() > 0).then(|| {
+        rows.push(js::VipRow {
+            name: v.name.clone(),
+            subnet: subnet.clone(),
+            ip: Ipv4Addr::from(v.ip),
+            ports,
+            owner,
+            moves: cell.moves(),
+            // the move's instant on the wall clock (comparable across switches)
+            moved_unix_us: (cell.moves() > 0).then(|| {
                 crate::running::unix_us(std::time::SystemTime::now())
                     .saturating_sub(now.saturating_sub(cell.last_move_ns()) / 1000)
             }),
-            "first_packet_us": first_us,
-        }));
+            first_packet_us: first_us,
+        });
     }
-    ok(text, json!(rows))
+    ok_data(text, &rows)
 }
 
 /// `eips`: the uplink and its next hop, then each EIP, its target and where it is now.
@@ -135,33 +146,49 @@ pub fn eips(r: &Running) -> Value {
             Ipv4Addr::from(u.next_hop),
             nh.map_or("(not resolved yet)".to_string(), |m| m.to_string())
         );
-        json!({
-            "name": name, "mac": u.mac.to_string(),
-            "next_hop": Ipv4Addr::from(u.next_hop).to_string(),
-            "next_hop_mac": nh.map(|m| m.to_string()), "static_next_hop": u.static_next_hop,
-        })
+        js::Uplink {
+            name,
+            mac: u.mac.to_string(),
+            next_hop: Ipv4Addr::from(u.next_hop),
+            next_hop_mac: nh.map(|m| m.to_string()),
+            static_next_hop: u.static_next_hop,
+        }
     });
     let row = |c: [&str; 4]| format!("{:<16} {:<22} {:<15} {}\n", c[0], c[1], c[2], c[3]);
     text += &row(["EIP", "TARGET", "PRIVATE IP", "NOW AT"]);
     let mut rows = vec![];
     for x in snap.config.all_eips() {
         let (target, at) = match (&x.vip, &x.port) {
-            (Some(v), _) => (format!("vip {v}"), snap.vip_owner_name(v).map(String::from)),
-            (_, Some(p)) => (format!("port {p}"), Some(p.clone())),
-            _ => ("-".into(), None),
+            (Some(v), _) => (
+                Some(js::EipTarget::Vip { vip: v.clone() }),
+                snap.vip_owner_name(v).map(String::from),
+            ),
+            (_, Some(p)) => (
+                Some(js::EipTarget::Port { port: p.clone() }),
+                Some(p.clone()),
+            ),
+            _ => (None, None),
         };
-        let private = snap.config.eip_target(&x).map(|(_, ip)| ip.to_string());
+        let shown = match &target {
+            Some(js::EipTarget::Vip { vip }) => format!("vip {vip}"),
+            Some(js::EipTarget::Port { port }) => format!("port {port}"),
+            None => "-".into(),
+        };
+        let private = snap.config.eip_target(&x).map(|(_, ip)| ip);
         text += &row([
             &x.ip.to_string(),
-            &target,
-            private.as_deref().unwrap_or("-"),
+            &shown,
+            &private.map_or("-".into(), |ip| ip.to_string()),
             at.as_deref().unwrap_or("(no owner)"),
         ]);
-        rows.push(
-            json!({"eip": x.ip.to_string(), "target": target, "private_ip": private, "port": at}),
-        );
+        rows.push(js::EipRow {
+            eip: x.ip,
+            target,
+            private_ip: private,
+            owner_port: at,
+        });
     }
-    ok(text, json!({"uplink": uplink, "eips": rows}))
+    ok_data(text, &js::EipsAnswer { uplink, eips: rows })
 }
 
 /// `neighbors`: what the switch answers ARP with, per VPC: gateways, ports' fixed IPs,
@@ -173,19 +200,44 @@ pub fn neighbors(r: &Running) -> Value {
     let mut rows = vec![];
     for s in &snap.subnets {
         let vpc = &snap.vpcs[s.vpc as usize].name;
-        let mut add = |ip: u32, mac: String, what: String| {
-            let ip = Ipv4Addr::from(ip).to_string();
-            text += &row([vpc, &ip, &mac, &what]);
-            rows.push(json!({"vpc": vpc, "ip": ip, "mac": mac, "what": what}));
+        let mut add = |ip: u32, mac: Option<String>, of: js::NeighborOf| {
+            let what = match &of {
+                js::NeighborOf::Gateway { subnet } => format!("gateway of {subnet}"),
+                js::NeighborOf::Port { port } => format!("port {port}"),
+                js::NeighborOf::Vip { vip, owner } => {
+                    format!("vip {vip} ({})", owner.as_deref().unwrap_or("-"))
+                }
+            };
+            let ip = Ipv4Addr::from(ip);
+            text += &row([
+                vpc,
+                &ip.to_string(),
+                mac.as_deref().unwrap_or("(no owner)"),
+                &what,
+            ]);
+            rows.push(js::NeighborRow {
+                vpc: vpc.clone(),
+                ip,
+                mac,
+                answers_for: of,
+            });
         };
         add(
             s.gateway,
-            snap.gateway_mac.to_string(),
-            format!("gateway of {}", s.name),
+            Some(snap.gateway_mac.to_string()),
+            js::NeighborOf::Gateway {
+                subnet: s.name.clone(),
+            },
         );
         for p in s.ports.iter().filter_map(|p| snap.port(*p)) {
             for ip in p.ips.iter() {
-                add(*ip, p.mac.to_string(), format!("port {}", p.name));
+                add(
+                    *ip,
+                    Some(p.mac.to_string()),
+                    js::NeighborOf::Port {
+                        port: p.name.clone(),
+                    },
+                );
             }
         }
         let in_subnet = snap
@@ -197,12 +249,15 @@ pub fn neighbors(r: &Running) -> Value {
             let o = snap.vip_cell(i as u32).owner().and_then(|o| snap.port(o));
             add(
                 v.ip,
-                o.map_or("(no owner)".into(), |p| p.mac.to_string()),
-                format!("vip {} ({})", v.name, o.map_or("-", |p| p.name.as_str())),
+                o.map(|p| p.mac.to_string()),
+                js::NeighborOf::Vip {
+                    vip: v.name.clone(),
+                    owner: o.map(|p| p.name.clone()),
+                },
             );
         }
     }
-    ok(text, json!(rows))
+    ok_data(text, &rows)
 }
 
 /// `routes`: local subnets, then the configured routes.
@@ -218,28 +273,48 @@ pub fn routes(r: &Running) -> Value {
             &s.cidr.to_string(),
             &format!("local subnet {}", s.name),
         ]);
-        rows.push(json!({
-            "vpc": vpc, "destination": s.cidr.to_string(), "target": format!("local:{}", s.name),
-        }));
+        rows.push(js::RouteRow {
+            vpc: vpc.clone(),
+            destination: s.cidr.to_string(),
+            target: js::RouteTarget::Local {
+                subnet: s.name.clone(),
+            },
+        });
     }
     for rt in &snap.config.routes {
-        let t = match rt.target() {
-            Some(RouteTarget::Peering(p)) => format!("peering {p}"),
-            Some(RouteTarget::Port(p)) => format!("port {p}"),
-            _ => "uplink".into(),
+        use vpcswitch::model::RouteTarget as T;
+        let (t, target) = match rt.target() {
+            Some(T::Peering(p)) => (
+                format!("peering {p}"),
+                js::RouteTarget::Peering {
+                    peering: p.to_string(),
+                },
+            ),
+            Some(T::Port(p)) => (
+                format!("port {p}"),
+                js::RouteTarget::Port {
+                    port: p.to_string(),
+                },
+            ),
+            // a validated route has exactly one target
+            Some(T::Uplink) | None => ("uplink".into(), js::RouteTarget::Uplink),
         };
         text += &row([&rt.vpc, &rt.destination.to_string(), &t]);
-        rows.push(json!({"vpc": rt.vpc, "destination": rt.destination.to_string(), "target": t}));
+        rows.push(js::RouteRow {
+            vpc: rt.vpc.clone(),
+            destination: rt.destination.to_string(),
+            target,
+        });
     }
-    ok(text, json!(rows))
+    ok_data(text, &rows)
 }
 
 /// Drop counts by reason name (JSON).
 fn drops_by_name<'a>(
     d: impl IntoIterator<Item = &'a (vpcswitch::core::DropReason, u64)>,
-) -> Map<String, Value> {
+) -> DropsByReason {
     d.into_iter()
-        .map(|(r, n)| (r.name().to_string(), json!(n)))
+        .map(|(r, n)| (r.name().to_string(), *n))
         .collect()
 }
 
@@ -279,74 +354,85 @@ pub fn stats(r: &Running) -> Value {
         snap.generation,
         last.as_deref().unwrap_or("none").trim_end()
     );
-    let ports: Vec<Value> = s
+    let ports = s
         .ports
         .iter()
-        .map(|p| {
-            json!({
-                "name": p.name, "rx_packets": p.rx_packets, "rx_bytes": p.rx_bytes,
-                "tx_packets": p.tx_packets, "tx_bytes": p.tx_bytes,
-                "drops": drops_by_name(&p.drops),
-            })
+        .map(|p| js::PortStatsRow {
+            name: p.name.clone(),
+            rx_packets: p.rx_packets,
+            rx_bytes: p.rx_bytes,
+            tx_packets: p.tx_packets,
+            tx_bytes: p.tx_bytes,
+            drops: drops_by_name(&p.drops),
         })
         .collect();
-    let workers: Vec<Value> = s
+    let workers = s
         .workers
         .iter()
-        .map(|w| {
-            json!({
-                "forwarded": w.forwarded, "dropped": w.dropped, "generated": w.generated,
-                "segments": w.segments, "loops": w.loops, "busy_loops": w.busy_loops,
-                "busy_ns": w.busy_ns, "idle_ns": w.idle_ns, "sleeps": w.sleeps,
-                "burst_hist": w.burst_hist,
-            })
+        .map(|w| js::WorkerRow {
+            forwarded_packets: w.forwarded,
+            dropped_packets: w.dropped,
+            generated_packets: w.generated,
+            gso_segments: w.segments,
+            loops: w.loops,
+            busy_loops: w.busy_loops,
+            busy_ns: w.busy_ns,
+            idle_ns: w.idle_ns,
+            sleeps: w.sleeps,
+            burst_hist: w.burst_hist.clone(),
         })
         .collect();
     let store = store_view(r);
     if let Some(st) = &store {
-        text += &format!(
-            "store {}: network revision {} (generation {}{}), synced at store revision {} {}, \
-             {}, store errors {}{}\n",
-            st["endpoints"].as_str().unwrap_or(""),
-            st["revision"],
-            st["generation"],
-            st["lag_us"].as_u64().map_or(String::new(), |us| format!(
-                ", running {:.1} ms after its apply",
-                us as f64 / 1000.0
-            )),
-            st["synced_revision"],
-            st["last_sync_unix_ms"]
-                .as_u64()
-                .map_or("never".to_string(), |ms| format!("(unix ms {ms})")),
-            match st["lease"]["id"].as_i64() {
-                Some(id) if id != 0 => format!(
-                    "lease {id:x} held (ttl {} s, renewed {} times, last at unix ms {})",
-                    st["lease"]["ttl_secs"], st["lease_renewals"], st["lease"]["renewed_unix_ms"]
-                ),
-                _ if st["local_host"].is_null() => "no lease (no local host)".to_string(),
-                _ => "lease NOT held (registering)".to_string(),
-            },
-            st["errors"],
-            st["lost"].as_str().map_or(String::new(), |e| format!(
-                "; LOST: {}",
-                vpcswitch::linux::one_line(e)
-            )),
-        );
+        text += &store_line(st);
     }
-    let data = json!({
-        "generation": snap.generation,
-        "last_reload_error": last,
-        "ports": ports,
-        "drops": drops_by_name(&s.drops),
-        "workers": workers,
-        "store": store,
-    });
-    ok(text, data)
+    let data = js::StatsAnswer {
+        generation: snap.generation,
+        last_reload_error: last,
+        ports,
+        drops: drops_by_name(&s.drops),
+        workers,
+        store,
+    };
+    ok_data(text, &data)
+}
+
+/// The store's line of `ctl stats`.
+fn store_line(st: &js::StoreView) -> String {
+    format!(
+        "store {}: network revision {} (generation {}{}), synced at store revision {} {}, \
+         {}, store errors {}{}\n",
+        st.endpoints,
+        st.revision.unwrap_or(0),
+        st.generation,
+        st.lag_us.map_or(String::new(), |us| format!(
+            ", running {:.1} ms after its apply",
+            us as f64 / 1000.0
+        )),
+        st.synced_revision.unwrap_or(0),
+        st.last_sync_unix_ms
+            .map_or("never".to_string(), |ms| format!("(unix ms {ms})")),
+        match st.lease.id {
+            Some(id) => format!(
+                "lease {id:x} held (ttl {} s, renewed {} times, last at unix ms {})",
+                st.lease.ttl_s,
+                st.lease_renewals,
+                st.lease.renewed_unix_ms.unwrap_or(0)
+            ),
+            None if st.local_host.is_none() => "no lease (no local host)".to_string(),
+            None => "lease NOT held (registering)".to_string(),
+        },
+        st.errors,
+        st.lost.as_deref().map_or(String::new(), |e| format!(
+            "; LOST: {}",
+            vpcswitch::linux::one_line(e)
+        )),
+    )
 }
 
 /// Where the network came from when it is the store's (SPEC 11, `run --etcd`): its
 /// revision, the last sync, the lease, the hosts alive and down; `None` for a file.
-fn store_view(r: &Running) -> Option<Value> {
+fn store_view(r: &Running) -> Option<js::StoreView> {
     use std::sync::atomic::Ordering::Relaxed;
     let link = r.store.as_ref()?;
     let st = link.state.lock().unwrap_or_else(|e| e.into_inner()).clone();
@@ -355,38 +441,59 @@ fn store_view(r: &Running) -> Option<Value> {
         .last_sync
         .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
         .map(|d| d.as_millis() as u64);
-    Some(json!({
-        "endpoints": link.store.endpoints(),
-        "revision": st.revision,
-        "generation": st.generation,
-        "synced_revision": st.synced_revision,
-        "applied_unix_us": st.applied_unix_us,
-        "written_unix_us": st.written_unix_us,
-        "lag_us": st.lag_us(),
-        "local_host": r.switch.snapshot().config.local_host(),
-        "lease": {
-            "id": stats.lease_id.load(Relaxed),
-            "ttl_secs": link.lease_ttl.as_secs(),
-            "renewed_unix_ms": stats.lease_renewed_unix_ms.load(Relaxed),
+    // the state's zeros mean "not yet" / "unknown"
+    let set_i = |v: i64| (v != 0).then_some(v);
+    let set_u = |v: u64| (v != 0).then_some(v);
+    Some(js::StoreView {
+        endpoints: link.store.endpoints().to_string(),
+        revision: set_i(st.revision),
+        generation: st.generation,
+        synced_revision: ms.and(Some(st.synced_revision)),
+        last_sync_unix_ms: ms,
+        applied_unix_us: set_u(st.applied_unix_us),
+        written_unix_us: set_u(st.written_unix_us),
+        lag_us: st.lag_us(),
+        local_host: r.switch.snapshot().config.local_host().map(String::from),
+        lease: js::Lease {
+            id: set_i(stats.lease_id.load(Relaxed)),
+            ttl_s: link.lease_ttl.as_secs(),
+            renewed_unix_ms: set_u(stats.lease_renewed_unix_ms.load(Relaxed)),
         },
-        "last_sync_unix_ms": ms,
-        "lost": st.lost,
-        "alive": st.alive,
-        "hosts_down": r.switch.hosts_down(),
-        "down_since_unix_us": st.down_since,
-        "lease_gone_unix_us": st.lease_gone,
-        "vip_owners": st.vip_owners.iter().map(|(v, o)| (v.clone(), json!({
-            "port": o.port, "host": o.host, "revision": o.revision,
-            "seen_unix_us": st.vip_seen.get(v).filter(|s| s.0 == o.revision).map(|s| s.1),
-        }))).collect::<Map<String, Value>>(),
-        "claims": st.claims.iter().map(|(v, (p, at))| (v.clone(), json!({
-            "port": p, "claimed_unix_us": at,
-        }))).collect::<Map<String, Value>>(),
-        "vip_publications": stats.vip_publications.load(Relaxed),
-        "lease_grants": stats.lease_grants.load(Relaxed),
-        "lease_renewals": stats.lease_renewals.load(Relaxed),
-        "errors": stats.errors.load(Relaxed),
-    }))
+        lost: st.lost.clone(),
+        alive: st.alive.iter().cloned().collect(),
+        hosts_down: r.switch.hosts_down(),
+        down_since_unix_us: st.down_since.clone(),
+        lease_gone_unix_us: st.lease_gone.clone(),
+        vip_owners: st
+            .vip_owners
+            .iter()
+            .map(|(v, o)| {
+                let seen = st.vip_seen.get(v).filter(|s| s.0 == o.revision);
+                let owner = js::StoreVipOwner {
+                    port: o.port.clone(),
+                    host: o.host.clone(),
+                    revision: o.revision,
+                    seen_unix_us: seen.map(|s| s.1),
+                };
+                (v.clone(), owner)
+            })
+            .collect(),
+        claims: st
+            .claims
+            .iter()
+            .map(|(v, (p, at))| {
+                let c = js::Claim {
+                    port: p.clone(),
+                    claimed_unix_us: *at,
+                };
+                (v.clone(), c)
+            })
+            .collect(),
+        vip_publications: stats.vip_publications.load(Relaxed),
+        lease_grants: stats.lease_grants.load(Relaxed),
+        lease_renewals: stats.lease_renewals.load(Relaxed),
+        errors: stats.errors.load(Relaxed),
+    })
 }
 
 /// A host is "reachable" when a tunnel packet from it arrived within this many
@@ -435,15 +542,24 @@ pub fn hosts(r: &Running) -> Value {
             ago_ms.map_or("-".into(), |ms| format!("{ms}ms")),
             d.join(" ")
         );
-        rows.push(json!({
-            "name": h.name, "endpoint": h.endpoint.to_string(), "local": is_local,
-            "down": snap.host_down(h.id),
-            "ports": h.ports.len(), "reachable": if is_local { Value::Null } else { json!(seen == "yes") },
-            "last_rx_ms_ago": ago_ms,
-            "rx_packets": st.map_or(0, |x| x.rx_packets), "rx_bytes": st.map_or(0, |x| x.rx_bytes),
-            "tx_packets": st.map_or(0, |x| x.tx_packets), "tx_bytes": st.map_or(0, |x| x.tx_bytes),
-            "drops": st.map(|x| drops_by_name(&x.drops)).unwrap_or_default(),
-        }));
+        rows.push(js::HostRow {
+            name: h.name.clone(),
+            endpoint: h.endpoint,
+            local: is_local,
+            down: snap.host_down(h.id),
+            port_count: h.ports.len() as u64,
+            reachable: (!is_local).then_some(seen == "yes"),
+            // the switch clock's instant on the wall clock
+            last_rx_unix_ms: st.and_then(|x| x.last_rx_ns).map(|t| {
+                (crate::running::unix_us(std::time::SystemTime::now()) / 1000)
+                    .saturating_sub(now.saturating_sub(t) / 1_000_000)
+            }),
+            rx_packets: st.map_or(0, |x| x.rx_packets),
+            rx_bytes: st.map_or(0, |x| x.rx_bytes),
+            tx_packets: st.map_or(0, |x| x.tx_packets),
+            tx_bytes: st.map_or(0, |x| x.tx_bytes),
+            drops: st.map(|x| drops_by_name(&x.drops)).unwrap_or_default(),
+        });
     }
     let t = &s.tunnel;
     if snap.hosts().is_empty() {
@@ -462,16 +578,20 @@ pub fn hosts(r: &Running) -> Value {
             t.rx_joined
         );
     }
-    let data = json!({
-        "hosts": rows,
-        "tunnel": {
-            "rx_datagrams": t.rx_datagrams, "rx_malformed": t.rx_malformed,
-            "rx_errors": t.rx_errors, "tx_packets": t.tx_packets, "tx_errors": t.tx_errors,
-            "tx_trains": t.tx_trains, "rx_coalesced_reads": t.rx_coalesced,
-            "rx_joined_segments": t.rx_joined,
+    let data = js::HostsAnswer {
+        hosts: rows,
+        tunnel: js::Tunnel {
+            rx_datagrams: t.rx_datagrams,
+            rx_malformed_datagrams: t.rx_malformed,
+            rx_errors: t.rx_errors,
+            tx_packets: t.tx_packets,
+            tx_errors: t.tx_errors,
+            tx_trains: t.tx_trains,
+            rx_coalesced_reads: t.rx_coalesced,
+            rx_joined_segments: t.rx_joined,
         },
-    });
-    ok(text, data)
+    };
+    ok_data(text, &data)
 }
 
 /// `trace PORT HEXFRAME`: every step the pipeline would take for the frame and the
@@ -485,7 +605,7 @@ pub fn trace(r: &Running, port: &str, hex: &str) -> Value {
 }
 
 /// `trace-flow PORT EXPR`: the frame the flow expression describes
-/// ([`super::flow`]), traced; the answer shows the frame built (`frame`, hex).
+/// ([`super::flow`]), traced; the text starts with the frame built, in hex.
 pub fn trace_flow(r: &Running, port: &str, expr: &str) -> Value {
     let snap = r.switch.snapshot();
     let frame = match super::flow::frame(&snap, port, expr) {
@@ -493,31 +613,69 @@ pub fn trace_flow(r: &Running, port: &str, expr: &str) -> Value {
         Err(e) => return err(&e),
     };
     let mut v = trace_frame(r, port, &frame);
-    let hex: String = frame.iter().map(|b| format!("{b:02x}")).collect();
     if let Some(t) = v.get_mut("text") {
-        *t = json!(format!("frame {hex}\n{}", t.as_str().unwrap_or("")));
-    }
-    if let Some(d) = v.get_mut("data").and_then(Value::as_object_mut) {
-        d.insert("frame".into(), json!(hex));
+        let hex = hex(&frame);
+        *t = Value::String(format!("frame {hex}\n{}", t.as_str().unwrap_or("")));
     }
     v
+}
+
+fn hex(b: &[u8]) -> String {
+    b.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// Where a traced frame goes, by name.
+fn trace_out(snap: &Snapshot, o: Out) -> js::TraceOut {
+    match o {
+        Out::Port(p) => js::TraceOut::Port {
+            port: snap.port(p).map(|p| p.name.clone()),
+            host: match snap.location(p) {
+                Some(vpcswitch::core::Location::Remote(h)) => snap.host(h).map(|h| h.name.clone()),
+                _ => None,
+            },
+        },
+        Out::Flood(s) => js::TraceOut::Flood {
+            subnet: snap.subnets.get(s as usize).map(|s| s.name.clone()),
+        },
+        Out::VipPorts(v) => js::TraceOut::VipPorts {
+            vip: snap.vips.get(v as usize).map(|v| v.name.clone()),
+        },
+    }
 }
 
 fn trace_frame(r: &Running, port: &str, frame: &[u8]) -> Value {
     let snap = r.switch.snapshot();
     match r.switch.trace(port, frame) {
         Ok(t) => {
-            let steps: Vec<Value> = t
+            let steps = t
                 .trace
                 .steps
                 .iter()
-                .map(|(s, d)| json!({"stage": s, "detail": d}))
+                .map(|(s, d)| js::TraceStep {
+                    stage: s.name().to_string(),
+                    detail: d.clone(),
+                })
                 .collect();
-            let output: String = t.output.iter().map(|b| format!("{b:02x}")).collect();
-            ok(
-                t.trace.to_string(),
-                json!({"verdict": snap.describe(t.verdict), "steps": steps, "output": output}),
-            )
+            let verdict = match t.verdict {
+                Verdict::Forward(o) => js::TraceVerdict::Forward {
+                    to: trace_out(&snap, o),
+                },
+                Verdict::Drop(r) => js::TraceVerdict::Drop {
+                    reason: r.name().to_string(),
+                },
+                Verdict::DropAndSend(r, o) => js::TraceVerdict::DropAndSend {
+                    reason: r.name().to_string(),
+                    to: trace_out(&snap, o),
+                },
+            };
+            let data = js::TraceAnswer {
+                verdict,
+                description: snap.describe(t.verdict),
+                steps,
+                frame: hex(frame),
+                output: hex(&t.output),
+            };
+            ok_data(t.trace.to_string(), &data)
         }
         Err(e) => err(&e.to_string()),
     }

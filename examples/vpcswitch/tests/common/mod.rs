@@ -14,6 +14,10 @@ pub mod ping_gap;
 #[path = "../../src/control/pcapng.rs"]
 pub mod pcapng;
 
+/// The `ctl --json` answers' types (docs/ctl-json.md); unknown fields are refused here.
+#[path = "../../src/control/schema.rs"]
+pub mod schema;
+
 use std::path::Path;
 use std::process::{Child, Command, Output, Stdio};
 use std::sync::Mutex;
