@@ -117,7 +117,12 @@ impl Lab {
         ports
             .as_array()
             .and_then(|a| a.iter().find(|p| p["name"] == name))
-            .map(|p| p["backend"].as_str().unwrap_or("").to_string())
+            .map(|p| {
+                p["backend"]["description"]
+                    .as_str()
+                    .unwrap_or("")
+                    .to_string()
+            })
             .unwrap_or_default()
     }
 

@@ -51,10 +51,40 @@ pub struct ErrorAnswer {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[cfg_attr(test, serde(deny_unknown_fields))]
 pub struct Backend {
-    /// the first word of `description`: `tap`, `af_packet`, `af_xdp`, `memory`...
+    /// the device kind as the backend reports it: `tap`, `af_packet`, `af_xdp`,
+    /// `memory`, an embedder's own
     pub kind: String,
     /// the backend's own description (device, offloads, rings), for people
     pub description: String,
+    /// the kernel interface, when there is one
+    pub interface: Option<String>,
+    /// device queues serving the port
+    pub queues: usize,
+    /// the interface's MTU when opened, when it has one
+    pub mtu_bytes: Option<u32>,
+    pub checksum_offload: bool,
+    pub segmentation_offload: bool,
+    pub zero_copy: bool,
+    /// the device's mode, when it has modes (`native copy`, `skb`, `ring`, `netns web1`)
+    pub mode: Option<String>,
+    /// the kernel interface's own counters now (null for devices without: memory)
+    pub device: Option<DeviceCounters>,
+}
+
+/// A kernel interface's counters (`ip -s link`), as the kernel counts them on it: a
+/// TAP's `tx` is what its guest sent towards the switch (`tx_dropped`: dropped because
+/// the switch's queue was full); a veth end's `rx` is what its peer sent.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(test, serde(deny_unknown_fields))]
+pub struct DeviceCounters {
+    pub rx_packets: u64,
+    pub tx_packets: u64,
+    pub rx_bytes: u64,
+    pub tx_bytes: u64,
+    pub rx_dropped_packets: u64,
+    pub tx_dropped_packets: u64,
+    pub rx_errors: u64,
+    pub tx_errors: u64,
 }
 
 /// `ctl ports`: one row per port.

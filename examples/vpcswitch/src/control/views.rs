@@ -19,6 +19,9 @@ pub fn ports(r: &Running) -> Value {
     let snap = r.switch.snapshot();
     let stats = r.switch.stats();
     let backends = r.switch.backends();
+    let caps = r.switch.capabilities();
+    let counters: std::collections::HashMap<String, _> =
+        r.switch.device_counters().into_iter().collect();
     let row = |c: [&str; 8]| {
         format!(
             "{:<12} {:<10} {:<17} {:<18} {:<6} {:<16} {:>10} {:>10}\n",
@@ -57,9 +60,33 @@ pub fn ports(r: &Running) -> Value {
             mac: p.mac.to_string(),
             ips,
             src_dst_check: p.src_dst_check,
-            backend: (!be.is_empty()).then(|| js::Backend {
-                kind: be.split_whitespace().next().unwrap_or_default().to_string(),
-                description: be,
+            backend: (!be.is_empty()).then(|| {
+                let c = caps.get(&p.name).cloned().unwrap_or_default();
+                js::Backend {
+                    kind: if c.kind.is_empty() {
+                        be.split_whitespace().next().unwrap_or_default().to_string()
+                    } else {
+                        c.kind.clone()
+                    },
+                    description: be,
+                    interface: c.interface,
+                    queues: c.queues,
+                    mtu_bytes: c.mtu,
+                    checksum_offload: c.checksum_offload,
+                    segmentation_offload: c.segmentation_offload,
+                    zero_copy: c.zero_copy,
+                    mode: c.mode,
+                    device: counters.get(&p.name).map(|d| js::DeviceCounters {
+                        rx_packets: d.rx_packets,
+                        tx_packets: d.tx_packets,
+                        rx_bytes: d.rx_bytes,
+                        tx_bytes: d.tx_bytes,
+                        rx_dropped_packets: d.rx_dropped,
+                        tx_dropped_packets: d.tx_dropped,
+                        rx_errors: d.rx_errors,
+                        tx_errors: d.tx_errors,
+                    }),
+                }
             }),
             rx_packets: st.rx_packets,
             tx_packets: st.tx_packets,
