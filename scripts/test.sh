@@ -22,6 +22,11 @@ echo "== cargo fmt --check"
 cargo fmt --all -- --check
 echo "== cargo clippy (warnings are errors)"
 cargo clippy --workspace --all-targets --locked -- -D warnings
+echo "== API docs build without a warning (cargo doc -D warnings; missing_docs is on in every crate)"
+RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps --locked -q
+echo "== the library crates package for crates.io (cargo package --workspace: versions on path dependencies, metadata)"
+cargo package --workspace --no-verify --locked --allow-dirty -q \
+  --exclude vpcswitch-cli --exclude vpcswitch-benches --exclude vpcswitch-example-udp-backend
 echo "== cargo test (release: the property and integration suites do real work)"
 cargo test --workspace --release --locked
 echo "== benchmarks compile and run once (criterion --test mode, pps harness smoke)"

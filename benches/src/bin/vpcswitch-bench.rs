@@ -530,7 +530,7 @@ fn build(c: Contender, run: usize, bin: &Path) -> Result<Topo, String> {
     Ok(t)
 }
 
-/// Pings every millisecond for `secs` while a 64-byte UDP stream like [`udp`]'s, paced
+/// Pings every millisecond for `secs` while a 64-byte UDP stream like `udp`'s, paced
 /// at [`LOAD_PPS`] (from a to b, on CPU 1), loads the same path: (median µs, p99 µs, %
 /// lost).
 fn loaded_rtt(t: &mut Topo, secs: u64, gen: &Path) -> Result<(f64, f64, f64), String> {

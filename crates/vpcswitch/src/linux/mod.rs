@@ -10,7 +10,7 @@
 //!   reopens a port whose device came back.
 //!
 //! # Contract
-//! On any error the running configuration stays in force (as [`Switch::reload`]); the
+//! On any error the running configuration stays in force (as [`Switch::reload`](crate::runtime::Switch::reload)); the
 //! reloads and reopens of one [`Host`] run one at a time. Logs go through `tracing`
 //! (a fallback, a device that came back, a removed port's deleted TAP).
 //!
