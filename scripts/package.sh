@@ -33,7 +33,7 @@ gzip -9n "$extra"/man/*.1
 "$target/release/vpcswitch" completions zsh >"$extra/completions/_vpcswitch"
 "$target/release/vpcswitch" completions fish >"$extra/completions/vpcswitch.fish"
 rm -f "$target"/debian/vpcswitch_*.deb
-cargo deb -p vpcswitch-cli --no-build --quiet
+cargo deb -p vpcswitch-cli --no-build --quiet >/dev/null
 deb=$(ls "$target"/debian/vpcswitch_*.deb)
 echo "built $deb"
 [ "${1:-}" = "--check" ] || exit 0
@@ -44,7 +44,9 @@ trap 'rm -rf "$root"' EXIT
 mkdir -p "$root/var/lib/dpkg/info" "$root/var/lib/dpkg/updates"
 touch "$root/var/lib/dpkg/status"
 # --force-depends: the throwaway root has no libc package to satisfy Depends
-dpkg --root="$root" --force-depends --log=/dev/null -i "$deb" >/dev/null
+dpkg --root="$root" --force-depends --log=/dev/null -i "$deb" >"$root.log" 2>&1 \
+  || { cat "$root.log" >&2; rm -f "$root.log"; echo "package check failed: dpkg -i" >&2; exit 1; }
+rm -f "$root.log"
 fail() { echo "package check failed: $*" >&2; exit 1; }
 [ -x "$root/usr/bin/vpcswitch" ] || fail "usr/bin/vpcswitch missing or not executable"
 "$root/usr/bin/vpcswitch" --version | grep -q "^vpcswitch " || fail "the installed binary does not run"
