@@ -189,7 +189,24 @@ fn example_af_packet_routes_between_two_veth_guests() {
     lab.run("af-packet.toml");
     let got = lab.ping("app1", "10.1.2.11", 5);
     let (b1, b2) = (lab.backend("app1"), lab.backend("db1"));
+    // the device as opened (Backend::capabilities) and the kernel's own counters of
+    // the interface (netlink), in `ctl ports --json`
+    let ports = lab.ctl("ports");
+    let app1 = ports
+        .as_array()
+        .and_then(|a| a.iter().find(|p| p["name"] == "app1"))
+        .map(|p| p["backend"].clone())
+        .unwrap_or_default();
     assert!(got >= 4, "app1 -> db1: {got}/5 replies\n{}", lab.log());
+    assert_eq!(app1["kind"], "af_packet", "{app1}");
+    assert_eq!(app1["queues"], 2, "one socket per worker: {app1}");
+    assert_eq!(app1["mtu_bytes"], 1500, "{app1}");
+    assert_eq!(app1["mode"], "recvmsg", "{app1}");
+    assert_eq!(app1["checksum_offload"], true, "{app1}");
+    assert!(
+        app1["device"]["rx_packets"].as_u64().unwrap_or(0) >= 5,
+        "the kernel counted app1's pings on vs-app1: {app1}"
+    );
     assert!(b1.starts_with("af_packet vs-app1"), "{b1}");
     assert!(
         b2.starts_with("af_packet vs-db1") && b2.contains("ring"),
@@ -261,6 +278,18 @@ fn example_metrics_pinning_serves_metrics_and_pins_workers() {
     assert!(
         scrape.contains("vpcswitch_port_info{") && scrape.contains("port=\"app2\""),
         "{scrape}"
+    );
+    assert!(
+        scrape.contains("vpcswitch_port_device_queues{port=\"app1\"} 2"),
+        "one TAP queue per worker: {scrape}"
+    );
+    assert!(
+        scrape.contains("vpcswitch_port_device_info{port=\"app1\",kind=\"tap\",mode=\"\",checksum_offload=\"true\",segmentation_offload=\"true\",zero_copy=\"false\"} 1"),
+        "{scrape}"
+    );
+    assert!(
+        scrape.contains("vpcswitch_port_device_dropped_total{port=\"app1\",direction=\"tx\"} "),
+        "the kernel's drop counters of the TAP: {scrape}"
     );
     assert_eq!(
         pinned,
