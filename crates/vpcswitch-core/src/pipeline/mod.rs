@@ -13,6 +13,7 @@
 //! - `arp`: ARP from ports, VIP learning and the responder (2.3, 2.3a, 3.x)
 //! - `l2`: unicast inside a subnet, VIP steering, the destination check (4.2, 4.3, 6.1)
 //! - `l3`: routing (5.1–5.5)
+//! - `ipv6`: IPv6 in a dual-stack subnet: source check, ND, floods, L2, routing (12)
 //! - `answer`: what the switch sends instead of a dropped frame (5.2, 5.5, 5.6, 5.7)
 //! - `dhcp`: the DHCP server of a subnet with DHCP on, and the rogue-server guard (13.1)
 //! - `uplink`: the outside network (7.x)
@@ -75,6 +76,7 @@ mod answer;
 mod arp;
 mod dhcp;
 mod ingress;
+mod ipv6;
 mod l2;
 mod l3;
 mod tunnel;
