@@ -564,3 +564,79 @@ fn spec12_5_the_gateways_answer_ping() {
     let f = udp6(GW, P1, "fd00:a:0:1::11", "fd00:a:0:1::1", 64);
     assert_eq!(run(&s, "p1", &f).v, Verdict::Drop(DropReason::ToGateway));
 }
+
+/// vpc a (fd00:a::/48: a1 with p1, nat with check off), b (fd00:b::/48: b1 with r1),
+/// c (fd00:c::/48: c1 with s1); peerings a-b, b-c; a routes fd00:b::/48 and (to test
+/// transit) fd00:c::/48 into a-b, and fd00:99::/32 to nat.
+fn peered() -> Snapshot {
+    let cfg = ConfigBuilder::new()
+        .vpc("a", &["10.0.0.0/16"])
+        .ipv6_cidrs(&["fd00:a::/48"])
+        .vpc("b", &["10.1.0.0/16"])
+        .ipv6_cidrs(&["fd00:b::/48"])
+        .vpc("c", &["10.2.0.0/16"])
+        .ipv6_cidrs(&["fd00:c::/48"])
+        .subnet("a1", "a", "10.0.1.0/24")
+        .ipv6_cidr("fd00:a:0:1::/64")
+        .subnet("b1", "b", "10.1.1.0/24")
+        .ipv6_cidr("fd00:b:0:1::/64")
+        .subnet("c1", "c", "10.2.1.0/24")
+        .ipv6_cidr("fd00:c:0:1::/64")
+        .port("p1", "a1", "02:00:00:00:01:01", &["10.0.1.11"])
+        .ipv6_ips(&["fd00:a:0:1::11"])
+        .port("nat", "a1", "02:00:00:00:01:03", &["10.0.1.13"])
+        .ipv6_ips(&["fd00:a:0:1::13"])
+        .src_dst_check(false)
+        .port("r1", "b1", "02:00:00:00:02:01", &["10.1.1.11"])
+        .ipv6_ips(&["fd00:b:0:1::11"])
+        .port("s1", "c1", "02:00:00:00:03:01", &["10.2.1.11"])
+        .ipv6_ips(&["fd00:c:0:1::11"])
+        .peering("ab", "a", "b")
+        .peering("bc", "b", "c")
+        .route_via_peering("a", "fd00:b::/48", "ab")
+        .route_via_peering("b", "fd00:a::/48", "ab")
+        .route_via_peering("b", "fd00:c::/48", "bc")
+        .route_via_peering("c", "fd00:b::/48", "bc")
+        .route_via_peering("a", "fd00:c::/48", "ab")
+        .route_via_port("a", "fd00:99::/32", "nat")
+        .build()
+        .unwrap();
+    Snapshot::compile(&cfg, None).unwrap()
+}
+
+#[test]
+fn spec12_5_routing_through_peerings_and_to_a_next_hop_port() {
+    let s = peered();
+    // SPEC 5.3: across the a-b peering, both ways
+    let f = udp6(GW, P1, "fd00:a:0:1::11", "fd00:b:0:1::11", 64);
+    let r = run(&s, "p1", &f);
+    assert_eq!(r.v, to(&s, "r1"));
+    assert_eq!(&r.out[0..6], &Q1.0, "r1's MAC");
+    assert_eq!(
+        Ipv6Packet::new_unchecked(&r.out[ETHERNET_HEADER_LEN..]).hop_limit(),
+        63
+    );
+    let f = udp6(GW, Q1, "fd00:b:0:1::11", "fd00:a:0:1::11", 64);
+    assert_eq!(run(&s, "r1", &f).v, to(&s, "p1"));
+    // no transit through b to c, and the peer's gateway is not reachable
+    for dst in ["fd00:c:0:1::11", "fd00:b:0:1::1"] {
+        let f = udp6(GW, P1, "fd00:a:0:1::11", dst, 64);
+        assert_eq!(
+            run(&s, "p1", &f).v,
+            Verdict::Drop(DropReason::NoSuchHost),
+            "{dst}"
+        );
+    }
+    // b routes to c itself
+    let f = udp6(GW, Q1, "fd00:b:0:1::11", "fd00:c:0:1::11", 64);
+    assert_eq!(run(&s, "r1", &f).v, to(&s, "s1"));
+    // c has no route to a
+    let f = udp6(GW, W1, "fd00:c:0:1::11", "fd00:a:0:1::11", 64);
+    assert!(matches!(
+        run(&s, "s1", &f).v,
+        Verdict::DropAndSend(DropReason::NoRoute, _)
+    ));
+    // SPEC 5.4: a next-hop port (its check off)
+    let f = udp6(GW, P1, "fd00:a:0:1::11", "fd00:99::5", 64);
+    assert_eq!(run(&s, "p1", &f).v, to(&s, "nat"));
+}

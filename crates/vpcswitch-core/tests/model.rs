@@ -332,7 +332,7 @@ impl Model<'_> {
             }
         }
         for r in self.c.routes.iter().filter(|r| r.vpc == vpc) {
-            if r.destination.contains(dip)
+            if r.destination.v4().is_some_and(|d| d.contains(dip))
                 && best.as_ref().is_none_or(|b| r.destination.len() > b.0)
             {
                 let t = match (&r.peering, &r.port) {

@@ -7,8 +7,8 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::str::FromStr;
 
 use crate::{
-    BackendSpec, Config, ConfigError, ConfigErrors, DhcpOptions, Eip, Host, Ipv4Cidr, Ipv6Cidr,
-    MacAddr, Peering, Port, Route, Subnet, Uplink, Vip, Vpc, DEFAULT_TUNNEL_PORT,
+    BackendSpec, Config, ConfigError, ConfigErrors, DhcpOptions, Eip, Host, IpCidr, Ipv4Cidr,
+    Ipv6Cidr, MacAddr, Peering, Port, Route, Subnet, Uplink, Vip, Vpc, DEFAULT_TUNNEL_PORT,
 };
 
 /// A VIP's address, either family.
@@ -333,11 +333,16 @@ impl ConfigBuilder {
         port: Option<&str>,
         uplink: bool,
     ) -> Self {
-        let destination = self.parse_cidr(
-            &format!("route to {dest} in vpc \"{vpc}\""),
-            "destination",
-            dest,
-        );
+        let destination = dest
+            .parse()
+            .unwrap_or_else(|e: vpcswitch_wire::ParseAddrError| {
+                self.errors.push(ConfigError::new(
+                    format!("route to {dest} in vpc \"{vpc}\""),
+                    "destination",
+                    e.0,
+                ));
+                IpCidr::default()
+            });
         self.cfg.routes.push(Route {
             vpc: vpc.into(),
             destination,

@@ -17,7 +17,7 @@ mod validate;
 pub use builder::ConfigBuilder;
 pub use error::{ConfigError, ConfigErrors};
 pub use hosts::{derived_vni, Host, DEFAULT_TUNNEL_PORT, MAX_VNI};
-pub use vpcswitch_wire::{Ipv4Cidr, Ipv6Cidr, MacAddr};
+pub use vpcswitch_wire::{IpCidr, Ipv4Cidr, Ipv6Cidr, MacAddr};
 
 use serde::{Deserialize, Serialize};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
@@ -575,8 +575,8 @@ pub struct Peering {
 pub struct Route {
     /// the VPC whose table holds the route
     pub vpc: String,
-    /// destination prefix
-    pub destination: Ipv4Cidr,
+    /// destination prefix: IPv4, or IPv6 (SPEC 12.5; not to the uplink, SPEC 14.1)
+    pub destination: IpCidr,
     /// a peering name
     #[serde(default)]
     pub peering: Option<String>,

@@ -218,3 +218,29 @@ fn spec12_1_peered_vpcs_ipv6_cidrs_must_not_overlap() {
     assert!(e.mentions("peering \"ac\"", "vpcs"), "{e}");
     assert!(e.to_string().contains("fd00:a::/48"), "{e}");
 }
+
+#[test]
+fn spec12_5_ipv6_routes_peerings_and_ports_not_the_uplink_nor_shadowing() {
+    base()
+        .peering("ab", "a", "b")
+        .route_via_peering("a", "fd00:b::/48", "ab")
+        .route_via_port("a", "fd00:99::/32", "p1")
+        .build()
+        .unwrap();
+    let e = errs(base().route_via_port("a", "fd00:a:0:1:8000::/65", "p1"));
+    assert!(
+        e.to_string()
+            .contains("would shadow the local route of subnet \"a1\""),
+        "{e}"
+    );
+    let e = errs(base().route_via_port("a", "fd00:99::1/32", "p1"));
+    assert!(e.to_string().contains("host bits"), "{e}");
+    let e = errs(
+        base()
+            .uplink("up", "02:00:00:00:ff:01", "192.0.2.1")
+            .route_via_uplink("a", "::/0"),
+    );
+    assert!(e.to_string().contains("SPEC 12.5, 14.1"), "{e}");
+    let e = errs(base().route_via_port("a", "nonsense", "p1"));
+    assert!(e.to_string().contains("IPv4 or IPv6 CIDR"), "{e}");
+}

@@ -358,6 +358,104 @@ impl FromStr for Ipv6Cidr {
     }
 }
 
+/// A prefix of either family: a route's destination (SPEC 1, 12.5).
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum IpCidr {
+    /// IPv4
+    V4(Ipv4Cidr),
+    /// IPv6
+    V6(Ipv6Cidr),
+}
+
+impl Default for IpCidr {
+    /// 0.0.0.0/0
+    fn default() -> Self {
+        IpCidr::V4(Ipv4Cidr::default())
+    }
+}
+
+impl From<Ipv4Cidr> for IpCidr {
+    fn from(c: Ipv4Cidr) -> IpCidr {
+        IpCidr::V4(c)
+    }
+}
+
+impl From<Ipv6Cidr> for IpCidr {
+    fn from(c: Ipv6Cidr) -> IpCidr {
+        IpCidr::V6(c)
+    }
+}
+
+impl IpCidr {
+    /// The IPv4 prefix, if it is one.
+    pub fn v4(&self) -> Option<Ipv4Cidr> {
+        match self {
+            IpCidr::V4(c) => Some(*c),
+            IpCidr::V6(_) => None,
+        }
+    }
+    /// The IPv6 prefix, if it is one.
+    pub fn v6(&self) -> Option<Ipv6Cidr> {
+        match self {
+            IpCidr::V6(c) => Some(*c),
+            IpCidr::V4(_) => None,
+        }
+    }
+    /// The prefix length.
+    pub fn len(&self) -> u8 {
+        match self {
+            IpCidr::V4(c) => c.len(),
+            IpCidr::V6(c) => c.len(),
+        }
+    }
+    /// True for a /0.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+    /// True when the address has no host bits set.
+    pub fn is_network(&self) -> bool {
+        match self {
+            IpCidr::V4(c) => c.is_network(),
+            IpCidr::V6(c) => c.is_network(),
+        }
+    }
+    /// The same prefix with its host bits cleared.
+    pub fn masked(&self) -> IpCidr {
+        match self {
+            IpCidr::V4(c) => Ipv4Cidr::new(c.network(), c.len()).map_or(*self, IpCidr::V4),
+            IpCidr::V6(c) => Ipv6Cidr::new(c.network(), c.len()).map_or(*self, IpCidr::V6),
+        }
+    }
+}
+
+impl fmt::Display for IpCidr {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            IpCidr::V4(c) => fmt::Display::fmt(c, f),
+            IpCidr::V6(c) => fmt::Display::fmt(c, f),
+        }
+    }
+}
+impl fmt::Debug for IpCidr {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Display::fmt(self, f)
+    }
+}
+
+impl FromStr for IpCidr {
+    type Err = ParseAddrError;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        if let Ok(c) = s.parse::<Ipv4Cidr>() {
+            return Ok(IpCidr::V4(c));
+        }
+        s.parse::<Ipv6Cidr>().map(IpCidr::V6).map_err(|_| {
+            ParseAddrError(format!(
+                "'{s}' is not an IPv4 or IPv6 CIDR (want a.b.c.d/len or x:x::/len)"
+            ))
+        })
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -432,11 +530,26 @@ mod tests {
         assert!("10.0.0.0/8".parse::<Ipv6Cidr>().is_err());
         assert_eq!(s.to_string(), "fd00:1:0:2::/64");
     }
+
+    #[test]
+    fn ip_cidr_parses_either_family() {
+        let a: IpCidr = "10.0.0.0/8".parse().unwrap();
+        let b: IpCidr = "fd00:b::/48".parse().unwrap();
+        assert_eq!(a.v4(), Some("10.0.0.0/8".parse().unwrap()));
+        assert_eq!(b.v6(), Some("fd00:b::/48".parse().unwrap()));
+        assert_eq!(
+            (a.to_string(), b.to_string()),
+            ("10.0.0.0/8".into(), "fd00:b::/48".into())
+        );
+        assert!("nonsense".parse::<IpCidr>().is_err());
+        let m: IpCidr = "fd00:b::1/48".parse().unwrap();
+        assert!(!m.is_network() && m.masked() == b && m.len() == 48);
+    }
 }
 
 #[cfg(feature = "serde")]
 mod serde_impls {
-    use super::{Ipv4Cidr, Ipv6Cidr, MacAddr};
+    use super::{IpCidr, Ipv4Cidr, Ipv6Cidr, MacAddr};
     use serde::{de::Error, Deserialize, Deserializer, Serialize, Serializer};
 
     macro_rules! via_str {
@@ -457,4 +570,5 @@ mod serde_impls {
     via_str!(MacAddr);
     via_str!(Ipv4Cidr);
     via_str!(Ipv6Cidr);
+    via_str!(IpCidr);
 }

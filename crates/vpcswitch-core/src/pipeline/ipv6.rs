@@ -16,8 +16,8 @@ use vpcswitch_wire::{
 };
 
 use super::{dropped, Frame, Resolved};
-use crate::snapshot::{Addr, Budget, PortEntry, Subnet6};
-use crate::{DropReason, Out, Snapshot, Stage, Tracer, Verdict};
+use crate::snapshot::{Addr, Budget, PortEntry, RouteTarget, Subnet6};
+use crate::{DropReason, Out, Snapshot, Stage, Tracer, Verdict, VpcId};
 
 /// Router lifetime the switch advertises, seconds (RFC 4861's default, 3 × 600).
 const ROUTER_LIFETIME: u16 = 1800;
@@ -476,7 +476,8 @@ impl Snapshot {
     }
 
     /// SPEC 12.5: a frame to the gateway MAC: the gateway answers echo requests
-    /// (5.6); anything else is routed among the VPC's subnets.
+    /// (5.6); anything else is routed: to a local /64 of the VPC, else by its IPv6
+    /// routes (a peering: the peer's local addresses only, 5.3; a next-hop port, 5.4).
     fn l3_ipv6<T: Tracer>(&self, mut f: Frame<'_, T>, c: &Classified6, s6: Subnet6) -> Verdict {
         let p = f.port;
         let found = self.addr6(p.vpc, &c.dst);
@@ -513,41 +514,48 @@ impl Snapshot {
                 c.dst
             )
         }
-        let resolved = match found {
-            Some(Addr::Port(q)) => Resolved::Port(q),
-            Some(Addr::Vip(v)) => {
-                let cell = self.vip_cell(v);
-                match cell.owner() {
-                    Some(o) => {
-                        self.sent_to_owner::<T>(cell);
-                        Resolved::Port(o)
-                    }
-                    None => Resolved::VipNoOwner(v),
-                }
-            }
-            _ => Resolved::Nothing,
-        };
         let local = self
             .subnets
             .iter()
             .any(|s| s.vpc == p.vpc && s.ipv6.is_some_and(|x| x.cidr.contains(c.dst)));
-        step!(
-            f.t,
-            Route,
-            "{} {} vpc {} (SPEC 12.5)",
-            c.dst,
-            if local { "is local to" } else { "is outside" },
-            self.vpc_name(p.vpc)
-        );
-        if !local {
-            return self.icmp6_error(
-                &mut f,
-                c,
-                s6,
-                DropReason::NoRoute,
-                (icmpv6::TYPE_DST_UNREACHABLE, icmpv6::CODE_NO_ROUTE),
+        let resolved = if local {
+            step!(
+                f.t,
+                Route,
+                "{} is local to vpc {} (SPEC 12.5)",
+                c.dst,
+                self.vpc_name(p.vpc)
             );
-        }
+            self.resolve6::<T>(p.vpc, &c.dst)
+        } else {
+            let route = self.vpcs.get(p.vpc as usize).and_then(|v| v.route6(&c.dst));
+            step!(
+                f.t,
+                Route,
+                "{} in vpc {}: {:?} (SPEC 12.5)",
+                c.dst,
+                self.vpc_name(p.vpc),
+                route
+            );
+            match route {
+                // SPEC 5.3: among the peer's local addresses only (no transit)
+                Some(RouteTarget::Peering(peer)) => match self.resolve6::<T>(peer, &c.dst) {
+                    Resolved::Gateway => Resolved::Nothing,
+                    r => r,
+                },
+                Some(RouteTarget::Port(q)) => Resolved::Port(q),
+                // no IPv6 over the uplink (SPEC 14.1; validation refuses such routes)
+                _ => {
+                    return self.icmp6_error(
+                        &mut f,
+                        c,
+                        s6,
+                        DropReason::NoRoute,
+                        (icmpv6::TYPE_DST_UNREACHABLE, icmpv6::CODE_NO_ROUTE),
+                    )
+                }
+            }
+        };
         if c.hop_limit <= 1 {
             return self.icmp6_error(
                 &mut f,
@@ -594,6 +602,25 @@ impl Snapshot {
             );
         }
         v
+    }
+
+    /// Where the IPv6 address `dst` of `vpc` leads (as [`Snapshot::resolve`]).
+    fn resolve6<T: Tracer>(&self, vpc: VpcId, dst: &Ipv6Addr) -> Resolved {
+        match self.addr6(vpc, dst) {
+            Some(Addr::Port(q)) => Resolved::Port(q),
+            Some(Addr::Vip(v)) => {
+                let cell = self.vip_cell(v);
+                match cell.owner() {
+                    Some(o) => {
+                        self.sent_to_owner::<T>(cell);
+                        Resolved::Port(o)
+                    }
+                    None => Resolved::VipNoOwner(v),
+                }
+            }
+            Some(Addr::Gateway(_)) => Resolved::Gateway,
+            None => Resolved::Nothing,
+        }
     }
 
     /// SPEC 12.5: drop for `reason` and answer the ICMPv6 error `kind` from the

@@ -3,7 +3,8 @@
 
 use hashbrown::HashMap;
 use vpcswitch_model::{
-    Config, ConfigError, ConfigErrors, Ipv4Cidr, Peering, RouteTarget as CfgTarget,
+    Config, ConfigError, ConfigErrors, IpCidr, Ipv4Cidr, Ipv6Cidr, Peering,
+    RouteTarget as CfgTarget,
 };
 
 use super::learned::Learned;
@@ -271,9 +272,16 @@ impl<'c> Names<'c> {
             .enumerate()
             .map(|(vi, v)| {
                 let mut entries: Vec<(Ipv4Cidr, RouteTarget)> = Vec::new();
+                let mut routes6: Vec<(Ipv6Cidr, RouteTarget)> = Vec::new();
                 for r in self.cfg.routes.iter().filter(|r| r.vpc == v.name) {
-                    entries.push((r.destination, self.route_target(&v.name, r.target())));
+                    let t = self.route_target(&v.name, r.target());
+                    match r.destination {
+                        IpCidr::V4(d) => entries.push((d, t)),
+                        IpCidr::V6(d) => routes6.push((d, t)),
+                    }
                 }
+                // SPEC 12.5: longest prefix first (a handful of routes: a scan)
+                routes6.sort_by_key(|(d, _)| std::cmp::Reverse(d.len()));
                 // local routes last so they win ties (validation refuses shadowing anyway)
                 for (si, s) in subnets.iter().enumerate() {
                     if s.vpc == vi as VpcId {
@@ -283,6 +291,7 @@ impl<'c> Names<'c> {
                 VpcEntry {
                     name: v.name.clone(),
                     routes: Lpm::new(entries),
+                    routes6: routes6.into_boxed_slice(),
                     vni: vnis.get(vi).copied().unwrap_or(0),
                 }
             })

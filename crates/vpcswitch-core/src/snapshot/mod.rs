@@ -195,6 +195,9 @@ pub struct VpcEntry {
     pub name: String,
     /// its route table, local routes included
     pub routes: Lpm<RouteTarget>,
+    /// its explicit IPv6 routes (SPEC 12.5), longest prefix first; the local /64s are
+    /// the host table's ([`Snapshot::addr6`])
+    pub routes6: Box<[(Ipv6Cidr, RouteTarget)]>,
     /// the VNI of its tunnel traffic (SPEC 10.1)
     pub vni: u32,
 }
@@ -217,6 +220,16 @@ pub struct VipEntry {
     /// the other hosts with bound ports (SPEC 3.4: ARP for the VIP while it has no
     /// owner goes to them)
     pub hosts: Box<[HostId]>,
+}
+
+impl VpcEntry {
+    /// SPEC 12.5: the longest IPv6 route to `dst`.
+    pub fn route6(&self, dst: &Ipv6Addr) -> Option<RouteTarget> {
+        self.routes6
+            .iter()
+            .find(|(d, _)| d.contains(*dst))
+            .map(|&(_, t)| t)
+    }
 }
 
 impl VipEntry {

@@ -213,7 +213,7 @@ pub fn build_config(t: &Topo) -> Config {
     });
     c.routes.push(Route {
         vpc: "v0".into(),
-        destination: "0.0.0.0/0".parse::<Ipv4Cidr>().unwrap(),
+        destination: "0.0.0.0/0".parse::<Ipv4Cidr>().unwrap().into(),
         peering: None,
         port: None,
         uplink: Some(true),
@@ -235,7 +235,7 @@ pub fn build_config(t: &Topo) -> Config {
     // a next-hop route in VPC 0
     c.routes.push(Route {
         vpc: "v0".into(),
-        destination: "192.168.0.0/16".parse::<Ipv4Cidr>().unwrap(),
+        destination: "192.168.0.0/16".parse::<Ipv4Cidr>().unwrap().into(),
         peering: None,
         port: Some("v0s0p1".into()),
         uplink: None,

@@ -5,8 +5,8 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::path::PathBuf;
 
 use crate::{
-    BackendSpec, Config, ConfigError, ConfigErrors, IdleSetting, Ipv4Cidr, Ipv6Cidr, MacAddr,
-    RouteTarget, MAX_WORKERS, SUBNET_IPV6_PREFIX_LEN,
+    BackendSpec, Config, ConfigError, ConfigErrors, IdleSetting, IpCidr, Ipv4Cidr, Ipv6Cidr,
+    MacAddr, RouteTarget, MAX_WORKERS, SUBNET_IPV6_PREFIX_LEN,
 };
 
 mod backend;
@@ -605,7 +605,7 @@ impl Config {
                     format!("{} has host bits set", r.destination),
                 );
             }
-            if !dests.insert((r.vpc.as_str(), r.destination.network(), r.destination.len())) {
+            if !dests.insert((r.vpc.as_str(), r.destination.masked())) {
                 e.push(
                     obj.clone(),
                     "destination",
@@ -613,16 +613,27 @@ impl Config {
                 );
             }
             for s in self.subnets.iter().filter(|s| s.vpc == r.vpc) {
-                if s.cidr.covers(&r.destination) {
+                let shadowed = match r.destination {
+                    IpCidr::V4(d) => s.cidr.covers(&d).then(|| s.cidr.to_string()),
+                    IpCidr::V6(d) => s.ipv6_cidr.filter(|c| c.covers(&d)).map(|c| c.to_string()),
+                };
+                if let Some(local) = shadowed {
                     e.push(
                         obj.clone(),
                         "destination",
                         format!(
-                            "would shadow the local route of subnet \"{}\" ({}); local routes cannot be overridden",
-                            s.name, s.cidr
+                            "would shadow the local route of subnet \"{}\" ({local}); local routes cannot be overridden",
+                            s.name
                         ),
                     );
                 }
+            }
+            if r.destination.v6().is_some() && r.target() == Some(RouteTarget::Uplink) {
+                e.push(
+                    obj.clone(),
+                    "uplink",
+                    "IPv6 does not go over the uplink (SPEC 12.5, 14.1)".into(),
+                );
             }
             match r.target() {
                 None => e.push(
