@@ -49,7 +49,7 @@ const GW_LL: &str = "fe80::ff:fe00:1";
 #[test]
 fn spec12_dual_stack_guests_ping6_within_and_across_subnets() {
     let _l = lock();
-    let n = Net::start_edited(Kind::Tap, "", &dual_stack);
+    let mut n = Net::start_edited(Kind::Tap, "", &dual_stack);
     for (g, _, ip6) in GUESTS6 {
         let (ok, out) = n.exec(
             g,
@@ -101,6 +101,16 @@ fn spec12_dual_stack_guests_ping6_within_and_across_subnets() {
     );
     // the IPv4 side is unchanged
     assert_eq!(n.ping("client", "10.0.2.11", 2), 2);
+    // TCP over IPv6, with the TAPs' checksum offload (SPEC 2.5): within the subnet and
+    // routed
+    for (to, ip) in [("web1", "fd00:a:0:1::11"), ("app", "fd00:a:0:2::11")] {
+        let g = n.iperf("client", to, ip, 2);
+        assert!(
+            g.is_some_and(|g| g > 0.01),
+            "TCP over IPv6 to {to}: {g:?}\n{}",
+            n.ctl("stats")
+        );
+    }
 
     // SPEC 12.2: a source address the port does not hold is dropped and counted
     let before = n.drops("client", "spoofed_src_ip6");
