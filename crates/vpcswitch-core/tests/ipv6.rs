@@ -160,6 +160,30 @@ fn spec12_2_source_check_fixed_ips_vips_link_local_and_dad_only_for_unspecified(
             "{src}"
         );
     }
+    // RFC 3590: an MLDv2 report from `::` to ff02::16 floods the subnet; to a unicast
+    // MAC or address it is spoofed
+    let mld = |dst: MacAddr, dip: &str| {
+        build::icmpv6(
+            Ends6 {
+                dst,
+                src: P1,
+                sip: Ipv6Addr::UNSPECIFIED,
+                dip: a(dip),
+            },
+            1,
+            (143, 0),
+            1,
+            &[
+                4, 0, 0, 0, 0xff, 2, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1, 0xff, 0, 0, 0x11,
+            ],
+        )
+    };
+    let group = ipv6::multicast_mac(&a("ff02::16"));
+    assert_eq!(run(&s, "p1", &mld(group, "ff02::16")).v, flood_a1(&s));
+    assert_eq!(
+        run(&s, "p1", &mld(P2, "fd00:a:0:1::12")).v,
+        Verdict::Drop(DropReason::SpoofedSrcIp6)
+    );
     // p3 has the check off: any source passes; the destination check of p2 still holds
     let f = udp6(P2, P3, "fd00:a:0:1::77", "fd00:a:0:1::12", 64);
     assert_eq!(run(&s, "p3", &f).v, to(&s, "p2"));

@@ -24,6 +24,10 @@ const ROUTER_LIFETIME: u16 = 1800;
 /// Hop limit the switch advertises to hosts.
 const ADVERTISED_HOP_LIMIT: u8 = 64;
 
+/// MLD listener report (v1, 131), done (132), MLDv2 report (143): sent from `::`
+/// while a host's link-local address is tentative (RFC 3590).
+const MLD_REPORTS: [u8; 3] = [131, 132, 143];
+
 /// What the ND stage keeps of a validated message (the message borrows the frame,
 /// which the stage then rewrites or hands on).
 #[derive(Clone, Copy)]
@@ -54,10 +58,22 @@ impl Snapshot {
             Ok(c) => c,
             Err(e) => drop_with!(f.t, L3, malformed(e), "IPv6: {e:?} (SPEC 2.1, 12)"),
         };
-        // SPEC 12.2: `::` only for duplicate address detection
+        // SPEC 12.2: `::` only for duplicate address detection (and router
+        // solicitation, consumed by the switch); and (RFC 3590) for
+        // the MLD reports a host sends to a multicast group before its link-local
+        // address is ready, which only ever flood the subnet
         let dad = ipv6::is_unspecified(&c.src)
-            && matches!(c.upper, V6Upper::Nd(NdKind::NeighborSolicit))
-            && ipv6::is_solicited_node(&c.dst);
+            && match c.upper {
+                V6Upper::Nd(NdKind::NeighborSolicit) => ipv6::is_solicited_node(&c.dst),
+                // RFC 4861 6.3.7: a host without an address yet may solicit from `::`
+                V6Upper::Nd(NdKind::RouterSolicit) => c.dst == ipv6::ALL_ROUTERS,
+                V6Upper::Icmpv6 { ty, .. } => {
+                    MLD_REPORTS.contains(&ty)
+                        && ipv6::is_multicast(&c.dst)
+                        && f.dst_mac.is_multicast()
+                }
+                _ => false,
+            };
         if p.src_dst_check && !dad && !p.allows_ip6(&c.src) {
             drop_with!(
                 f.t,
