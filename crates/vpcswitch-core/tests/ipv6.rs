@@ -499,8 +499,51 @@ fn spec12_5_routing_across_subnets_rewrites_and_decrements_the_hop_limit() {
     let ip = Ipv6Packet::new_unchecked(&r.out[ETHERNET_HEADER_LEN..]);
     assert_eq!(ip.hop_limit(), 63);
     // back, to the IPv6 VIP once it has an owner
+    // SPEC 5.2: no owner yet: dropped, and the switch solicits the VIP on its bound
+    // ports from the VIP's gateway
     let f = udp6(GW, Q1, "fd00:a:0:2::11", "fd00:a:0:1::100", 64);
-    assert_eq!(run(&s, "q1", &f).v, Verdict::Drop(DropReason::VipNoOwner));
+    let v6 = s.vip_id("v6").unwrap();
+    let r = run(&s, "q1", &f);
+    assert_eq!(
+        r.v,
+        Verdict::DropAndSend(DropReason::VipNoOwner, Out::VipPorts(v6))
+    );
+    let (src, dst, m) = nd_of(&r.out);
+    assert_eq!(
+        (src, dst),
+        (
+            a("fd00:a:0:1::1"),
+            ipv6::solicited_node(&a("fd00:a:0:1::100"))
+        )
+    );
+    assert!(
+        matches!(m, NdMessage::NeighborSolicit { target, .. } if target == a("fd00:a:0:1::100"))
+    );
+    // p2 holds it and answers the gateway: p2 becomes the owner (SPEC 12.4)
+    let na = {
+        let mut v = vec![0u8; nd::NA_FRAME_LEN];
+        let n = nd::emit_na(
+            &mut v,
+            &nd::NaParams {
+                eth_dst: GW,
+                eth_src: P2,
+                src: a("fd00:a:0:1::100"),
+                dst: a("fd00:a:0:1::1"),
+                flags: nd::NaFlags {
+                    router: false,
+                    solicited: true,
+                    override_: true,
+                },
+                target: a("fd00:a:0:1::100"),
+                target_mac: Some(P2),
+            },
+        );
+        v.truncate(n);
+        v
+    };
+    run(&s, "p2", &na);
+    assert_eq!(s.vip_owner_name("v6"), Some("p2"));
+    assert_eq!(run(&s, "q1", &f).v, to(&s, "p2"));
     run(&s, "p1", &build::unsolicited_na(P1, a("fd00:a:0:1::100")));
     assert_eq!(run(&s, "q1", &f).v, to(&s, "p1"));
     // an address of a local /64 nobody holds; link-local is never routed

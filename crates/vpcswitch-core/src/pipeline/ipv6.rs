@@ -17,7 +17,7 @@ use vpcswitch_wire::{
 
 use super::{dropped, Frame, Resolved};
 use crate::snapshot::{Addr, Budget, PortEntry, RouteTarget, Subnet6};
-use crate::{DropReason, Out, Snapshot, Stage, Tracer, Verdict, VpcId};
+use crate::{DropReason, Out, Snapshot, Stage, Tracer, Verdict, VipId, VpcId};
 
 /// Router lifetime the switch advertises, seconds (RFC 4861's default, 3 × 600).
 const ROUTER_LIFETIME: u16 = 1800;
@@ -583,13 +583,7 @@ impl Snapshot {
         }
         let q = match resolved {
             Resolved::Port(q) => q,
-            Resolved::VipNoOwner(v) => drop_with!(
-                f.t,
-                L3,
-                DropReason::VipNoOwner,
-                "vip {} has no owner yet (SPEC 5.2, 12.5)",
-                self.vips[v as usize].name
-            ),
+            Resolved::VipNoOwner(v) => return self.solicit_vip(&mut f, v),
             _ => drop_with!(
                 f.t,
                 L3,
@@ -618,6 +612,35 @@ impl Snapshot {
             );
         }
         v
+    }
+
+    /// SPEC 5.2, 12.5: an IPv6 VIP without owner: drop, and solicit it on its bound
+    /// ports (from its subnet's gateway) so that the holder's advertisement makes it
+    /// the owner (12.4) before the next packet; within the answer budget.
+    fn solicit_vip<T: Tracer>(&self, f: &mut Frame<'_, T>, v: VipId) -> Verdict {
+        let vip = &self.vips[v as usize];
+        let (Some(target), Some(s6)) = (vip.ip6, self.subnets[vip.subnet as usize].ipv6) else {
+            drop_with!(
+                f.t,
+                L3,
+                DropReason::VipNoOwner,
+                "vip {} has no owner",
+                vip.name
+            )
+        };
+        let gw_mac = self.gateway_mac;
+        self.drop_and_answer(
+            f,
+            DropReason::VipNoOwner,
+            Out::VipPorts(v),
+            |b, _| nd::emit_ns(b, gw_mac, s6.gateway, target),
+            Stage::L3,
+            format_args!(
+                "vip {} has no owner: dropped, neighbour solicitation sent to its bound \
+                 ports (SPEC 5.2, 12.5)",
+                vip.name
+            ),
+        )
     }
 
     /// Where the IPv6 address `dst` of `vpc` leads (as [`Snapshot::resolve`]).
