@@ -110,10 +110,10 @@ reasons! {
     TunnelUnknownVni = "tunnel_unknown_vni",
     /// SPEC 10.3: a frame from a tunnel whose Ethernet source is none the sending host
     /// could have produced: not a MAC of a port of the VNI's VPC living on that host,
-    /// not the gateway MAC (a frame it routed, IPv4 only), not the uplink's MAC (with
+    /// not the gateway MAC (a frame it routed, IPv4 or IPv6), not the uplink's MAC (with
     /// the uplink on this host).
     TunnelSource = "tunnel_source",
-    /// SPEC 10.3: a routed frame from a tunnel whose IPv4 source the sending host's
+    /// SPEC 10.3: a routed frame from a tunnel whose IPv4 (IPv6) source the sending host's
     /// ports could not have sent into the VPC (nor, from the uplink's host, an outside
     /// address to an EIP's target); outbound traffic from an EIP whose target is no
     /// address of a port on the sending host.

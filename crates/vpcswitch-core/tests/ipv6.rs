@@ -707,3 +707,54 @@ fn spec12_5_routing_through_peerings_and_to_a_next_hop_port() {
     let f = udp6(GW, P1, "fd00:a:0:1::11", "fd00:99::5", 64);
     assert_eq!(run(&s, "p1", &f).v, to(&s, "nat"));
 }
+
+/// SPEC 10.2, 10.3, 12.5: IPv6 routed on the host where it enters, then checked by the
+/// receiving host as any routed frame: its source must be one the sending host's
+/// ports may use.
+#[test]
+fn spec12_5_routed_ipv6_crosses_hosts_and_is_checked_there() {
+    let cfg = |local: &str| {
+        ConfigBuilder::new()
+            .host("h1", "192.0.2.1")
+            .host("h2", "192.0.2.2")
+            .local_host(local)
+            .vpc("a", &["10.0.0.0/16"])
+            .ipv6_cidrs(&["fd00:a::/48"])
+            .subnet("a1", "a", "10.0.1.0/24")
+            .ipv6_cidr("fd00:a:0:1::/64")
+            .subnet("a2", "a", "10.0.2.0/24")
+            .ipv6_cidr("fd00:a:0:2::/64")
+            .port("p1", "a1", "02:00:00:00:01:01", &["10.0.1.11"])
+            .ipv6_ips(&["fd00:a:0:1::11"])
+            .on_host("h1")
+            .port("q1", "a2", "02:00:00:00:02:01", &["10.0.2.11"])
+            .ipv6_ips(&["fd00:a:0:2::11"])
+            .on_host("h2")
+            .build()
+            .unwrap()
+    };
+    let h1 = Snapshot::compile(&cfg("h1"), None).unwrap();
+    let h2 = Snapshot::compile(&cfg("h2"), None).unwrap();
+    let f = udp6(GW, P1, "fd00:a:0:1::11", "fd00:a:0:2::11", 64);
+    let r = run(&h1, "p1", &f);
+    assert_eq!(r.v, to(&h1, "q1"), "routed on h1, to q1 on h2");
+    let from = h2.host_id("h1").unwrap();
+    let vni = h2.vpcs[0].vni;
+    let tunnel = |frame: &[u8]| {
+        let mut buf = vec![0u8; 2048];
+        buf[..frame.len()].copy_from_slice(frame);
+        let mut len = frame.len();
+        h2.process_tunnel(&Ctx::at(1_000), from, vni, &mut buf, &mut len, &mut NoTrace)
+    };
+    assert_eq!(tunnel(&r.out), to(&h2, "q1"));
+    // h1 has no port that may send from fd00:a:0:1::77
+    let mut forged = r.out.clone();
+    forged[ETHERNET_HEADER_LEN + 8..ETHERNET_HEADER_LEN + 24]
+        .copy_from_slice(&a("fd00:a:0:1::77").octets());
+    assert_eq!(tunnel(&forged), Verdict::Drop(DropReason::TunnelSrcIp));
+    // nor to an address that is not q1's
+    let mut elsewhere = r.out.clone();
+    elsewhere[ETHERNET_HEADER_LEN + 24..ETHERNET_HEADER_LEN + 40]
+        .copy_from_slice(&a("fd00:a:0:2::99").octets());
+    assert_eq!(tunnel(&elsewhere), Verdict::Drop(DropReason::DstCheck));
+}

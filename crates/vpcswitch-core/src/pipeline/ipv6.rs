@@ -643,6 +643,56 @@ impl Snapshot {
         )
     }
 
+    /// SPEC 10.3 (b), 12.5: an IPv6 frame another host routed (from the gateway MAC)
+    /// to port `f.port` of its VNI's VPC on this host: its source must be one the
+    /// sending host's ports may send into the VPC, its destination the port's or
+    /// routed to it; then the destination check.
+    pub(super) fn tunnel_routed6<T: Tracer>(
+        &self,
+        mut f: Frame<'_, T>,
+        from: super::tunnel::Sender,
+    ) -> Verdict {
+        let q = f.port;
+        let c = match classify_ipv6(&f.bytes()[ETHERNET_HEADER_LEN..]) {
+            Ok(c) => c,
+            Err(e) => drop_with!(f.t, Tunnel, malformed(e), "IPv6: {e:?} (SPEC 10.3)"),
+        };
+        if !self.host_may_route_from6(from.host, from.vpc, &c.src) {
+            drop_with!(
+                f.t,
+                Tunnel,
+                DropReason::TunnelSrcIp,
+                "source {} is no address the sending host's ports may send into vpc {} \
+                 (SPEC 10.3)",
+                c.src,
+                self.vpc_name(from.vpc)
+            )
+        }
+        let leads = q.allows_ip6(&c.dst)
+            || self
+                .vpcs
+                .get(from.vpc as usize)
+                .and_then(|v| v.route6(&c.dst))
+                == Some(RouteTarget::Port(q.id));
+        if !leads && !q.src_dst_check {
+            drop_with!(
+                f.t,
+                Tunnel,
+                DropReason::TunnelDst,
+                "{} is not an address of {} and does not route to it (SPEC 10.3)",
+                c.dst,
+                q.name
+            )
+        }
+        step!(
+            f.t,
+            Tunnel,
+            "routed by the sending host from {} (SPEC 10.2, 10.3, 12.5)",
+            c.src
+        );
+        self.egress6(&mut f, q, &c.dst)
+    }
+
     /// Where the IPv6 address `dst` of `vpc` leads (as [`Snapshot::resolve`]).
     fn resolve6<T: Tracer>(&self, vpc: VpcId, dst: &Ipv6Addr) -> Resolved {
         match self.addr6(vpc, dst) {
