@@ -144,7 +144,7 @@ pub fn vips(r: &Running) -> Value {
         rows.push(js::VipRow {
             name: v.name.clone(),
             subnet: subnet.clone(),
-            ip: Ipv4Addr::from(v.ip),
+            ip: v.addr(),
             ports,
             owner,
             moves: cell.moves(),
