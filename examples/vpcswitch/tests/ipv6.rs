@@ -9,7 +9,7 @@ mod common;
 use std::time::{Duration, Instant};
 
 use common::lock;
-use common::net::{Kind, Net};
+use common::net::{row, Kind, Net};
 
 /// The standard topology made dual stack: vpc a gets fd00:a::/48, its subnets web and
 /// app a /64 each, their ports an IPv6 address each (the IPv4-only VPCs stay so).
@@ -46,10 +46,10 @@ const GUESTS6: [(&str, &str, &str); 4] = [
 /// The gateway's link-local address for the default gateway MAC 02:00:00:00:00:01.
 const GW_LL: &str = "fe80::ff:fe00:1";
 
-#[test]
-fn spec12_dual_stack_guests_ping6_within_and_across_subnets() {
-    let _l = lock();
-    let mut n = Net::start_edited(Kind::Tap, "", &dual_stack);
+/// The standard network made dual stack (with `extra` configuration), the guests'
+/// IPv6 up: DAD done and the default route learned from the switch's RA.
+fn start6(extra: &str) -> Net {
+    let n = Net::start_edited(Kind::Tap, extra, &dual_stack);
     for (g, _, ip6) in GUESTS6 {
         let (ok, out) = n.exec(
             g,
@@ -85,6 +85,13 @@ fn spec12_dual_stack_guests_ping6_within_and_across_subnets() {
             std::thread::sleep(Duration::from_millis(200));
         }
     }
+    n
+}
+
+#[test]
+fn spec12_dual_stack_guests_ping6_within_and_across_subnets() {
+    let _l = lock();
+    let mut n = start6("");
     // SPEC 5.6, 12.5: the gateway answers, at ::1 of the subnet and at its link-local
     assert_eq!(n.ping("client", "fd00:a:0:1::1", 3), 3, "{}", n.log());
     assert_eq!(n.ping("client", &format!("{GW_LL}%eth0"), 2), 2);
@@ -149,4 +156,59 @@ fn spec12_dual_stack_guests_ping6_within_and_across_subnets() {
     assert_eq!(n.drops("client", "ra_from_port"), 1, "{}", n.ctl("stats"));
     let (_, routes) = n.exec("web1", "ip -6 route show default");
     assert!(!routes.contains("fe80::bad"), "{routes}");
+}
+
+const VIP6: &str = "fd00:a:0:1::100";
+
+/// SPEC 12.4: an IPv6 VIP moves with the unsolicited neighbour advertisement a guest's
+/// kernel sends when the address is added and has passed DAD (`ndisc_notify`; as
+/// keepalived's own NA on failover), delivered to the subnet (3.3): a client's
+/// neighbour cache follows it.
+#[test]
+fn spec12_4_an_ipv6_vip_follows_unsolicited_neighbour_advertisements() {
+    let _l = lock();
+    let n = start6(&format!(
+        "[[vips]]\nname = \"vip6\"\nsubnet = \"web\"\nip = \"{VIP6}\"\nports = [\"web1\", \"web2\"]\n"
+    ));
+    let owner = || {
+        row(&n.ctl("vips"), "vip6")["owner"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string()
+    };
+    let hold = |g: &str| {
+        let (ok, out) = n.exec(
+            g,
+            &format!(
+                "sh -c 'sysctl -qw net.ipv6.conf.eth0.ndisc_notify=1 && \
+                 ip -6 addr add {VIP6}/64 dev eth0'"
+            ),
+        );
+        assert!(ok, "{g}: {out}");
+    };
+    let wait_owner = |who: &str| {
+        let end = Instant::now() + Duration::from_secs(8);
+        while owner() != who && Instant::now() < end {
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        assert_eq!(owner(), who, "{}", n.ctl("vips"));
+    };
+    hold("web1");
+    wait_owner("web1");
+    assert_eq!(n.ping("client", VIP6, 3), 3, "to the VIP on web1");
+    // failover: web1 lets go, web2 takes it
+    n.exec("web1", &format!("ip -6 addr del {VIP6}/64 dev eth0"));
+    hold("web2");
+    wait_owner("web2");
+    let (_, neigh) = n.exec("client", &format!("ip -6 neigh show {VIP6}"));
+    assert_eq!(
+        n.ping("client", VIP6, 3),
+        3,
+        "to the VIP on web2 (cache: {neigh})"
+    );
+    // routed from the other subnet too
+    assert_eq!(n.ping("app", VIP6, 3), 3);
+    // web2 answered: the echo replies came from it
+    let (_, addrs) = n.exec("web2", "ip -6 addr show dev eth0");
+    assert!(addrs.contains(VIP6), "{addrs}");
 }
