@@ -733,7 +733,7 @@ fn spec12_5_routed_ipv6_crosses_hosts_and_is_checked_there() {
             .build()
             .unwrap()
     };
-    let h1 = Snapshot::compile(&cfg("h1"), None).unwrap();
+    let mut h1 = Snapshot::compile(&cfg("h1"), None).unwrap();
     let h2 = Snapshot::compile(&cfg("h2"), None).unwrap();
     let f = udp6(GW, P1, "fd00:a:0:1::11", "fd00:a:0:2::11", 64);
     let r = run(&h1, "p1", &f);
@@ -757,4 +757,36 @@ fn spec12_5_routed_ipv6_crosses_hosts_and_is_checked_there() {
     elsewhere[ETHERNET_HEADER_LEN + 24..ETHERNET_HEADER_LEN + 40]
         .copy_from_slice(&a("fd00:a:0:2::99").octets());
     assert_eq!(tunnel(&elsewhere), Verdict::Drop(DropReason::DstCheck));
+    // SPEC 10.6: too long for the tunnel: "packet too big" with the tunnel's MTU, from
+    // the ingress subnet's gateway
+    h1.set_tunnel_frame_max(200);
+    let big = build::udp6(
+        Ends6 {
+            dst: GW,
+            src: P1,
+            sip: a("fd00:a:0:1::11"),
+            dip: a("fd00:a:0:2::11"),
+        },
+        64,
+        1000,
+        2000,
+        &[0u8; 300],
+    );
+    let r = run(&h1, "p1", &big);
+    assert_eq!(
+        r.v,
+        Verdict::DropAndSend(
+            DropReason::MtuExceeded,
+            Out::Port(h1.port_id("p1").unwrap())
+        )
+    );
+    assert_eq!(&r.out[0..6], &P1.0);
+    let ip = Ipv6Packet::new_unchecked(&r.out[ETHERNET_HEADER_LEN..]);
+    assert_eq!(
+        (ip.src(), ip.dst()),
+        (a("fd00:a:0:1::1"), a("fd00:a:0:1::11"))
+    );
+    let m = icmpv6::Icmpv6Packet::new_checked(ip.payload()).unwrap();
+    assert_eq!((m.msg_type(), m.word()), (icmpv6::TYPE_PACKET_TOO_BIG, 186));
+    assert!(m.verify_checksum(&ip.src(), &ip.dst()));
 }

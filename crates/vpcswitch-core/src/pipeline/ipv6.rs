@@ -568,6 +568,7 @@ impl Snapshot {
                         s6,
                         DropReason::NoRoute,
                         (icmpv6::TYPE_DST_UNREACHABLE, icmpv6::CODE_NO_ROUTE),
+                        0,
                     )
                 }
             }
@@ -579,6 +580,7 @@ impl Snapshot {
                 s6,
                 DropReason::TtlExceeded,
                 (icmpv6::TYPE_TIME_EXCEEDED, icmpv6::CODE_HOP_LIMIT_EXCEEDED),
+                0,
             );
         }
         let q = match resolved {
@@ -712,8 +714,32 @@ impl Snapshot {
         }
     }
 
-    /// SPEC 12.5: drop for `reason` and answer the ICMPv6 error `kind` from the
-    /// subnet's gateway, where RFC 4443 2.4(e) allows one, within the answer budget.
+    /// SPEC 10.6, 12.5: an IPv6 frame longer than the tunnel to its port's host takes
+    /// is answered with "packet too big" (`mtu`: the tunnel's IPv6 MTU) from the
+    /// ingress subnet's gateway, as IPv4 with DF is with "fragmentation needed".
+    pub(super) fn too_big6<T: Tracer>(
+        &self,
+        mut f: Frame<'_, T>,
+        s6: Subnet6,
+        mtu: u32,
+    ) -> Verdict {
+        let c = match classify_ipv6(&f.bytes()[ETHERNET_HEADER_LEN..]) {
+            Ok(c) => c,
+            Err(e) => drop_with!(f.t, Encap, DropReason::MtuExceeded, "IPv6: {e:?}"),
+        };
+        self.icmp6_error(
+            &mut f,
+            &c,
+            s6,
+            DropReason::MtuExceeded,
+            (icmpv6::TYPE_PACKET_TOO_BIG, 0),
+            mtu,
+        )
+    }
+
+    /// SPEC 12.5: drop for `reason` and answer the ICMPv6 error `kind` (with `param`,
+    /// the MTU of a packet too big) from the subnet's gateway, where RFC 4443 2.4(e)
+    /// allows one, within the answer budget.
     fn icmp6_error<T: Tracer>(
         &self,
         f: &mut Frame<'_, T>,
@@ -721,6 +747,7 @@ impl Snapshot {
         s6: Subnet6,
         reason: DropReason,
         kind: (u8, u8),
+        param: u32,
     ) -> Verdict {
         let allowed = {
             let end = (ETHERNET_HEADER_LEN + c.packet_len).min(*f.len);
@@ -742,7 +769,7 @@ impl Snapshot {
             f,
             reason,
             out,
-            |b, n| icmpv6::error_in_place(b, n, gw_mac, gw, kind, 0),
+            |b, n| icmpv6::error_in_place(b, n, gw_mac, gw, kind, param),
             Stage::Icmp,
             format_args!(
                 "{}: ICMPv6 type {} code {} from {gw} to the sender (SPEC 12.5)",

@@ -415,6 +415,24 @@ impl Snapshot {
                 *len
             ),
         };
+        // SPEC 10.6, 12.5: IPv6 is never fragmented on the way: "packet too big"
+        if let (L3::Ipv6, Some(s6)) = (
+            c.l3,
+            self.subnets.get(port.subnet as usize).and_then(|s| s.ipv6),
+        ) {
+            let mtu = (max - ETHERNET_HEADER_LEN) as u32;
+            buf[6..12].copy_from_slice(&port.mac.0);
+            let f = Frame {
+                ctx: *ctx,
+                port,
+                buf,
+                len,
+                src_mac: vpcswitch_wire::MacKey(port.mac.key()),
+                dst_mac: c.dst,
+                t: &mut *t,
+            };
+            return self.too_big6(f, s6, mtu);
+        }
         let v4 = V4::of(c.l3);
         let df = v4.is_some()
             && Ipv4Packet::new_checked(&buf[ETHERNET_HEADER_LEN..*len])
