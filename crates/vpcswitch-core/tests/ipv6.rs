@@ -790,3 +790,87 @@ fn spec12_5_routed_ipv6_crosses_hosts_and_is_checked_there() {
     assert_eq!((m.msg_type(), m.word()), (icmpv6::TYPE_PACKET_TOO_BIG, 186));
     assert!(m.verify_checksum(&ip.src(), &ip.dst()));
 }
+
+mod hostile {
+    use super::*;
+    use proptest::prelude::*;
+
+    /// Valid IPv6 frames of every kind the IPv6 stages take, from p1 or p3.
+    fn seeds() -> Vec<(&'static str, Vec<u8>)> {
+        let vip = a("fd00:a:0:1::100");
+        vec![
+            (
+                "p1",
+                build::neighbor_solicit(P1, a("fd00:a:0:1::11"), a("fd00:a:0:1::1")),
+            ),
+            ("p1", build::dad_probe(P1, a("fd00:a:0:1::11"))),
+            ("p1", build::unsolicited_na(P1, vip)),
+            ("p3", build::unsolicited_na(P3, a("fd00:a:0:1::13"))),
+            ("p1", udp6(GW, P1, "fd00:a:0:1::11", "fd00:a:0:2::11", 64)),
+            ("p1", udp6(P2, P1, "fd00:a:0:1::11", "fd00:a:0:1::12", 64)),
+            ("p3", udp6(P1, P3, "fd00:a:0:1::13", "fd00:a:0:1::100", 1)),
+            (
+                "p1",
+                build::icmpv6_echo(GW, P1, a("fd00:a:0:1::11"), a("fd00:a:0:1::1"), 64, 1, 1),
+            ),
+            (
+                "p1",
+                build::icmpv6(
+                    Ends6 {
+                        dst: ipv6::multicast_mac(&ipv6::ALL_ROUTERS),
+                        src: P1,
+                        sip: a("fe80::11"),
+                        dip: ipv6::ALL_ROUTERS,
+                    },
+                    255,
+                    (icmpv6::TYPE_ROUTER_SOLICIT, 0),
+                    0,
+                    &[1, 1, 2, 0, 0, 0, 1, 1],
+                ),
+            ),
+        ]
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(2000))]
+        /// SPEC 2.1, 12: whatever bytes an IPv6 frame carries (mutated, truncated,
+        /// extended), nothing panics, every output names a configured port, subnet or
+        /// VIP, and the dry run agrees with the run on drops and forwards.
+        #[test]
+        fn spec2_1_hostile_ipv6_frames_get_a_verdict(
+            seed in 0usize..9,
+            edits in prop::collection::vec((14usize..140, any::<u8>()), 0..6),
+            cut in 0usize..200,
+            extra in prop::collection::vec(any::<u8>(), 0..40),
+        ) {
+            let s = topo();
+            let (port, mut f) = seeds().swap_remove(seed);
+            for (at, b) in edits {
+                if at < f.len() {
+                    f[at] = b;
+                }
+            }
+            if cut < f.len() {
+                f.truncate(cut.max(14));
+            }
+            f.extend_from_slice(&extra);
+            let id = s.port_id(port).unwrap();
+            let traced = s.trace(1_000, id, &f).verdict;
+            let mut buf = vec![0u8; 2048];
+            buf[..f.len()].copy_from_slice(&f);
+            let mut len = f.len();
+            let v = s.process(&Ctx::at(1_000), id, &mut buf, &mut len, &mut NoTrace);
+            prop_assert!(len <= buf.len());
+            if let Verdict::Forward(o) | Verdict::DropAndSend(_, o) = v {
+                match o {
+                    Out::Port(p) => prop_assert!(s.port(p).is_some()),
+                    Out::Flood(x) => prop_assert!((x as usize) < s.subnets.len()),
+                    Out::VipPorts(x) => prop_assert!((x as usize) < s.vips.len()),
+                }
+            }
+            if !matches!(v, Verdict::DropAndSend(..)) && !matches!(traced, Verdict::DropAndSend(..)) {
+                prop_assert_eq!(v, traced);
+            }
+        }
+    }
+}
