@@ -453,6 +453,25 @@ fn spec12_4_unsolicited_na_claims_a_bound_vip_and_is_delivered() {
 }
 
 #[test]
+fn spec3_2_an_ipv6_vip_owner_is_kept_across_reloads_while_bound() {
+    let s = topo();
+    run(&s, "p2", &build::unsolicited_na(P2, a("fd00:a:0:1::100")));
+    assert_eq!(s.vip_owner_name("v6"), Some("p2"));
+    let mut cfg = s.config.clone();
+    let again = Snapshot::compile(&cfg, Some(&s)).unwrap();
+    assert_eq!(again.vip_owner_name("v6"), Some("p2"));
+    // unbinding the owner clears it
+    cfg.vips
+        .iter_mut()
+        .find(|v| v.name == "v6")
+        .unwrap()
+        .ports
+        .retain(|p| p != "p2");
+    let unbound = Snapshot::compile(&cfg, Some(&again)).unwrap();
+    assert_eq!(unbound.vip_owner_name("v6"), None);
+}
+
+#[test]
 fn spec12_4_vip_steering_holds_for_ipv6() {
     let s = topo();
     let vip = "fd00:a:0:1::100";

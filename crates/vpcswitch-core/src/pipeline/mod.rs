@@ -2,7 +2,8 @@
 //! that returns a typed [`Verdict`]; [`Snapshot::process`] dispatches once per frame.
 //!
 //! Stage order: classify (2.1) → ingress port → VLAN (2.1) → source MAC (2.2) →
-//! ARP (2.3, 2.3a, 3.x) or IPv4 source check (2.3) → DHCP in a DHCP subnet (13.1) →
+//! ARP (2.3, 2.3a, 3.x), IPv6 in a dual-stack subnet (12: its own stages in `ipv6`,
+//! 9.1 without) or IPv4 source check (2.3) → DHCP in a DHCP subnet (13.1) →
 //! broadcast/multicast (2.6, 4.1) →
 //! L3 when sent to the gateway MAC (5.x), else L2 (4.2, 4.3) → destination check (6.1).
 //! The uplink has a door of its own (7.x).
