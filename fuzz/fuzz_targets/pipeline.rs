@@ -1,5 +1,6 @@
 //! The whole pipeline on arbitrary frames from every port of a fixed topology with
-//! VIPs, peerings, a next hop, check-off ports, an uplink with EIPs, a subnet with DHCP: no panic, and every frame gets a
+//! VIPs, peerings, a next hop, check-off ports, an uplink with EIPs, a subnet with DHCP,
+//! dual-stack subnets with an IPv6 VIP and an IPv6 route (SPEC 12): no panic, and every frame gets a
 //! verdict whose outputs name configured ports (nothing unaccounted for).
 #![no_main]
 use libfuzzer_sys::fuzz_target;
@@ -9,10 +10,15 @@ use vpcswitch_model::{ConfigBuilder, DhcpOptions, DhcpRoute};
 fn snapshot() -> Snapshot {
     let cfg = ConfigBuilder::new()
         .vpc("a", &["10.0.0.0/16"])
+        .ipv6_cidrs(&["fd00:a::/48"])
         .vpc("b", &["10.1.0.0/16"])
+        .ipv6_cidrs(&["fd00:b::/48"])
         .subnet("a1", "a", "10.0.1.0/24")
+        .ipv6_cidr("fd00:a:0:1::/64")
         .subnet("a2", "a", "10.0.2.0/24")
+        .ipv6_cidr("fd00:a:0:2::/64")
         .subnet("b1", "b", "10.1.1.0/24")
+        .ipv6_cidr("fd00:b:0:1::/64")
         // SPEC 13.1: b1's ports are served by the switch's DHCP server
         .dhcp(DhcpOptions {
             dns_servers: vec![[10, 1, 0, 2].into()],
@@ -25,13 +31,20 @@ fn snapshot() -> Snapshot {
             }],
         })
         .port("p1", "a1", "02:00:00:00:01:01", &["10.0.1.11"])
+        .ipv6_ips(&["fd00:a:0:1::11"])
         .port("p2", "a1", "02:00:00:00:01:02", &["10.0.1.12"])
+        .ipv6_ips(&["fd00:a:0:1::12"])
         .port("lvs", "a1", "02:00:00:00:01:03", &["10.0.1.13"])
         .src_dst_check(false)
         .allowed_mac("02:00:00:00:01:33")
         .port("q1", "a2", "02:00:00:00:02:01", &["10.0.2.11"])
+        .ipv6_ips(&["fd00:a:0:2::11"])
         .port("r1", "b1", "02:00:00:00:03:01", &["10.1.1.11"])
+        .ipv6_ips(&["fd00:b:0:1::11"])
         .vip("v", "a1", "10.0.1.100", &["p1", "p2"])
+        .vip("v6", "a1", "fd00:a:0:1::100", &["p1", "p2"])
+        .route_via_peering("a", "fd00:b::/48", "ab")
+        .route_via_peering("b", "fd00:a::/48", "ab")
         .peering("ab", "a", "b")
         .route_via_peering("a", "10.1.0.0/16", "ab")
         .route_via_peering("b", "10.0.0.0/16", "ab")

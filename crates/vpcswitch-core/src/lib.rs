@@ -41,7 +41,7 @@ pub use pipeline::TraceResult;
 pub use reason::DropReason;
 pub use snapshot::{
     Addr, Budget, DhcpServer, Doorbell, HostEntry, Location, PortEntry, RouteTarget, Snapshot,
-    SubnetEntry, UplinkEntry, VipCell, VipEntry, VpcEntry, NO_OWNER,
+    Subnet6, SubnetEntry, UplinkEntry, VipCell, VipEntry, VpcEntry, NO_OWNER,
 };
 pub use trace::{NoTrace, Stage, Trace, Tracer};
 

@@ -42,7 +42,8 @@ reasons! {
     ArpUnsupportedOp = "arp_unsupported_op",
     /// SPEC 2.1: 802.1Q/802.1ad tag on an access port.
     VlanTagged = "vlan_tagged",
-    /// SPEC 9.1: IPv6 from a port.
+    /// SPEC 9.1: IPv6 from a port of a subnet without an IPv6 prefix (SPEC 12.1), or
+    /// on the uplink (14.1).
     Ipv6 = "ipv6",
     /// Neither IPv4 nor ARP.
     UnsupportedEthertype = "unsupported_ethertype",
@@ -76,7 +77,7 @@ reasons! {
     UnknownUnicast = "unknown_unicast",
     /// Unicast to the sender's own MAC.
     Hairpin = "hairpin",
-    /// SPEC 5.5: TTL 0 or 1 on a routed packet.
+    /// SPEC 5.5, 12.5: TTL (IPv6: hop limit) 0 or 1 on a routed packet.
     TtlExceeded = "ttl_exceeded",
     /// SPEC 5.7: no route.
     NoRoute = "no_route",
@@ -109,10 +110,10 @@ reasons! {
     TunnelUnknownVni = "tunnel_unknown_vni",
     /// SPEC 10.3: a frame from a tunnel whose Ethernet source is none the sending host
     /// could have produced: not a MAC of a port of the VNI's VPC living on that host,
-    /// not the gateway MAC (a frame it routed, IPv4 only), not the uplink's MAC (with
+    /// not the gateway MAC (a frame it routed, IPv4 or IPv6), not the uplink's MAC (with
     /// the uplink on this host).
     TunnelSource = "tunnel_source",
-    /// SPEC 10.3: a routed frame from a tunnel whose IPv4 source the sending host's
+    /// SPEC 10.3: a routed frame from a tunnel whose IPv4 (IPv6) source the sending host's
     /// ports could not have sent into the VPC (nor, from the uplink's host, an outside
     /// address to an EIP's target); outbound traffic from an EIP whose target is no
     /// address of a port on the sending host.
@@ -179,6 +180,40 @@ reasons! {
     /// SPEC 13.1: UDP from source port 67 (a DHCP server's or relay's) from a port of a
     /// subnet with DHCP on: only the switch serves DHCP there.
     RogueDhcpServer = "rogue_dhcp_server",
+    /// SPEC 2.1, 12: an IPv6 packet that does not parse (fixed header, payload length,
+    /// extension-header chain, a multicast source, a truncated upper-layer header).
+    MalformedIpv6 = "malformed_ipv6",
+    /// SPEC 12.2: a neighbour discovery message that fails RFC 4861's validity checks
+    /// (hop limit 255, code, checksum, length, options), or arrives in a fragment.
+    MalformedNd = "malformed_nd",
+    /// SPEC 12.2: IPv6 source outside the port's allowed set (its fixed IPv6
+    /// addresses, bound IPv6 VIPs, fe80::/64), or `::` other than for duplicate
+    /// address detection (a neighbour solicitation to a solicited-node group).
+    SpoofedSrcIp6 = "spoofed_src_ip6",
+    /// SPEC 12.2: a neighbour discovery message whose source or target link-layer
+    /// address option differs from the Ethernet source.
+    NdLladdrMismatch = "nd_lladdr_mismatch",
+    /// SPEC 12.2, 2.3a: a neighbour solicitation or advertisement that claims another
+    /// port's fixed IPv6 address or a gateway address (`::1` of a subnet, or the
+    /// gateway's link-local address).
+    NdClaimsForeignIp = "nd_claims_foreign_ip",
+    /// SPEC 12.2, 2.3a, 12.4: a neighbour advertisement or solicitation that claims an
+    /// IPv6 VIP the port is not bound to.
+    Vip6ClaimNotBound = "vip6_claim_not_bound",
+    /// SPEC 12.2: a neighbour advertisement whose target (the address it claims) is
+    /// not in the port's allowed set.
+    SpoofedNdTarget = "spoofed_nd_target",
+    /// SPEC 12.3: a neighbour solicitation for an address outside the port's subnet
+    /// (neither in its /64 nor link-local).
+    NdTargetOutsideSubnet = "nd_target_outside_subnet",
+    /// SPEC 12.3: a router advertisement from a port: the gateway is the subnet's only
+    /// router.
+    RaFromPort = "ra_from_port",
+    /// SPEC 12.3: an ICMPv6 redirect from a port.
+    RedirectFromPort = "redirect_from_port",
+    /// SPEC 12.3: a router solicitation, answered by the switch with a router
+    /// advertisement in its place when the answer budget allows.
+    RouterSolicit = "router_solicit",
 }
 
 impl From<vpcswitch_wire::offload::OffloadError> for DropReason {

@@ -67,6 +67,10 @@ stages! {
     Arp = "arp",
     /// SPEC 3.4, 7.1: answers the switch makes to ARP
     ArpResponder = "arp-responder",
+    /// SPEC 12.2–12.4: neighbour discovery from a port
+    Nd = "nd",
+    /// SPEC 12.3: answers the switch makes to neighbour and router solicitations
+    NdResponder = "nd-responder",
     /// SPEC 3.1
     VipLearn = "vip-learn",
     /// SPEC 4.3

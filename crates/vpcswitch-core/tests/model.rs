@@ -99,7 +99,10 @@ impl Model<'_> {
         let x = self.c.all_eips().into_iter().find(|x| x.ip == public)?;
         if let Some(v) = &x.vip {
             let v = self.c.vips.iter().find(|w| w.name == *v)?;
-            return Some((vpc_of(self.c, &v.subnet).to_string(), v.ip));
+            let std::net::IpAddr::V4(ip) = v.ip else {
+                return None;
+            };
+            return Some((vpc_of(self.c, &v.subnet).to_string(), ip));
         }
         let p = self.port(x.port.as_deref()?);
         Some((
@@ -329,7 +332,7 @@ impl Model<'_> {
             }
         }
         for r in self.c.routes.iter().filter(|r| r.vpc == vpc) {
-            if r.destination.contains(dip)
+            if r.destination.v4().is_some_and(|d| d.contains(dip))
                 && best.as_ref().is_none_or(|b| r.destination.len() > b.0)
             {
                 let t = match (&r.peering, &r.port) {

@@ -217,9 +217,9 @@ fn frame_of(c: &Config, step: &Step) -> (String, Frame) {
             let garp = ArpInfo {
                 op: 1,
                 sha: p.mac.into(),
-                spa: vip.ip.into(),
+                spa: vip.ipv4().unwrap().into(),
                 tha: MacAddr::ZERO.into(),
-                tpa: vip.ip.into(),
+                tpa: vip.ipv4().unwrap().into(),
             };
             let f = Frame {
                 src: p.mac,
@@ -376,7 +376,7 @@ fn spec10_5_a_claim_for_a_port_on_another_host_moves_nothing() {
     let p = c.ports.iter().find(|p| p.name == *bound).unwrap();
     let lives = host_of(&m, &snaps, &p.name);
     let (at, from) = (lives as usize, 1 - lives);
-    let garp = vpcswitch_wire::build::garp(p.mac, v.ip);
+    let garp = vpcswitch_wire::build::garp(p.mac, v.ipv4().unwrap());
     let vni = m.vnis()[0];
     let s = &snaps[at];
     let (got, _) = run(&garp, |b, l| {

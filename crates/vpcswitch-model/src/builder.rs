@@ -3,13 +3,25 @@
 //! Address strings are parsed as they are added; a bad one is recorded and reported by
 //! [`ConfigBuilder::build`] together with every rule violation.
 
-use std::net::Ipv4Addr;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::str::FromStr;
 
 use crate::{
-    BackendSpec, Config, ConfigError, ConfigErrors, DhcpOptions, Eip, Host, Ipv4Cidr, MacAddr,
-    Peering, Port, Route, Subnet, Uplink, Vip, Vpc, DEFAULT_TUNNEL_PORT,
+    BackendSpec, Config, ConfigError, ConfigErrors, DhcpOptions, Eip, Host, IpCidr, Ipv4Cidr,
+    Ipv6Cidr, MacAddr, Peering, Port, Route, Subnet, Uplink, Vip, Vpc, DEFAULT_TUNNEL_PORT,
 };
+
+/// A VIP's address, either family.
+fn s_ip(b: &mut ConfigBuilder, object: &str, s: &str) -> IpAddr {
+    s.parse().unwrap_or_else(|_| {
+        b.errors.push(ConfigError::new(
+            object,
+            "ip",
+            format!("\"{s}\" is not an IP address"),
+        ));
+        IpAddr::V4(Ipv4Addr::UNSPECIFIED)
+    })
+}
 
 /// Builds a [`Config`]; see the module docs.
 #[derive(Debug, Default, Clone)]
@@ -49,6 +61,30 @@ impl ConfigBuilder {
         })
     }
 
+    fn parse_ip6(&mut self, object: &str, field: &str, s: &str) -> Ipv6Addr {
+        s.parse().unwrap_or_else(|_| {
+            self.errors.push(ConfigError::new(
+                object,
+                field,
+                format!("\"{s}\" is not an IPv6 address"),
+            ));
+            Ipv6Addr::UNSPECIFIED
+        })
+    }
+
+    fn parse_cidr6(&mut self, object: &str, field: &str, s: &str) -> Ipv6Cidr {
+        s.parse()
+            .unwrap_or_else(|e: vpcswitch_wire::ParseAddrError| {
+                self.errors.push(ConfigError::new(object, field, e.0));
+                Ipv6Cidr::default()
+            })
+    }
+
+    /// `kind "name"` of the last added object, for errors.
+    fn last_name(&self, kind: &str, name: Option<&str>) -> String {
+        format!("{kind} \"{}\"", name.unwrap_or_default())
+    }
+
     fn parse_cidr(&mut self, object: &str, field: &str, s: &str) -> Ipv4Cidr {
         s.parse()
             .unwrap_or_else(|e: vpcswitch_wire::ParseAddrError| {
@@ -86,8 +122,45 @@ impl ConfigBuilder {
         self.cfg.vpcs.push(Vpc {
             name: name.into(),
             cidrs,
+            ipv6_cidrs: vec![],
             vni: None,
         });
+        self
+    }
+
+    /// Adds IPv6 CIDRs to the last added VPC (SPEC 12.1).
+    pub fn ipv6_cidrs(mut self, cidrs: &[&str]) -> Self {
+        let obj = self.last_name("vpc", self.cfg.vpcs.last().map(|v| v.name.as_str()));
+        let cidrs: Vec<_> = cidrs
+            .iter()
+            .map(|c| self.parse_cidr6(&obj, "ipv6_cidrs", c))
+            .collect();
+        if let Some(v) = self.cfg.vpcs.last_mut() {
+            v.ipv6_cidrs.extend(cidrs);
+        }
+        self
+    }
+
+    /// Sets the IPv6 prefix (a /64) of the last added subnet (SPEC 12.1).
+    pub fn ipv6_cidr(mut self, cidr: &str) -> Self {
+        let obj = self.last_name("subnet", self.cfg.subnets.last().map(|s| s.name.as_str()));
+        let c = self.parse_cidr6(&obj, "ipv6_cidr", cidr);
+        if let Some(s) = self.cfg.subnets.last_mut() {
+            s.ipv6_cidr = Some(c);
+        }
+        self
+    }
+
+    /// Adds fixed IPv6 addresses to the last added port (SPEC 12.1).
+    pub fn ipv6_ips(mut self, ips: &[&str]) -> Self {
+        let obj = self.last_name("port", self.cfg.ports.last().map(|p| p.name.as_str()));
+        let ips: Vec<_> = ips
+            .iter()
+            .map(|i| self.parse_ip6(&obj, "ipv6_ips", i))
+            .collect();
+        if let Some(p) = self.cfg.ports.last_mut() {
+            p.ipv6_ips.extend(ips);
+        }
         self
     }
 
@@ -148,6 +221,7 @@ impl ConfigBuilder {
             vpc: vpc.into(),
             cidr,
             gateway: None,
+            ipv6_cidr: None,
             dhcp: false,
             dhcp_options: DhcpOptions::default(),
         });
@@ -188,6 +262,7 @@ impl ConfigBuilder {
             subnet: subnet.into(),
             mac,
             ips,
+            ipv6_ips: vec![],
             src_dst_check: true,
             allowed_macs: vec![],
             eip: None,
@@ -228,9 +303,9 @@ impl ConfigBuilder {
         self
     }
 
-    /// A VIP bound to `ports`.
+    /// A VIP bound to `ports`; `ip` is IPv4 or IPv6 (SPEC 12.1).
     pub fn vip(mut self, name: &str, subnet: &str, ip: &str, ports: &[&str]) -> Self {
-        let ip = self.parse_ip(&format!("vip \"{name}\""), "ip", ip);
+        let ip = s_ip(&mut self, &format!("vip \"{name}\""), ip);
         self.cfg.vips.push(Vip {
             name: name.into(),
             subnet: subnet.into(),
@@ -258,11 +333,16 @@ impl ConfigBuilder {
         port: Option<&str>,
         uplink: bool,
     ) -> Self {
-        let destination = self.parse_cidr(
-            &format!("route to {dest} in vpc \"{vpc}\""),
-            "destination",
-            dest,
-        );
+        let destination = dest
+            .parse()
+            .unwrap_or_else(|e: vpcswitch_wire::ParseAddrError| {
+                self.errors.push(ConfigError::new(
+                    format!("route to {dest} in vpc \"{vpc}\""),
+                    "destination",
+                    e.0,
+                ));
+                IpCidr::default()
+            });
         self.cfg.routes.push(Route {
             vpc: vpc.into(),
             destination,

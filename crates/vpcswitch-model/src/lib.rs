@@ -17,10 +17,10 @@ mod validate;
 pub use builder::ConfigBuilder;
 pub use error::{ConfigError, ConfigErrors};
 pub use hosts::{derived_vni, Host, DEFAULT_TUNNEL_PORT, MAX_VNI};
-pub use vpcswitch_wire::{Ipv4Cidr, MacAddr};
+pub use vpcswitch_wire::{IpCidr, Ipv4Cidr, Ipv6Cidr, MacAddr};
 
 use serde::{Deserialize, Serialize};
-use std::net::Ipv4Addr;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::path::PathBuf;
 
 /// Default limit of ports bound to one VIP (SPEC 1).
@@ -247,6 +247,10 @@ pub struct Vpc {
     pub name: String,
     /// one or more IPv4 CIDRs
     pub cidrs: Vec<Ipv4Cidr>,
+    /// IPv6 CIDRs (SPEC 12.1), /64 or shorter, not overlapping; none: an IPv4-only VPC,
+    /// whose ports' IPv6 frames are dropped (SPEC 9.1)
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub ipv6_cidrs: Vec<Ipv6Cidr>,
     /// the VXLAN network identifier of its tunnel traffic (SPEC 10.1), 1..=16777215,
     /// unique; default [`derived_vni`] of the name (see [`Config::vnis`])
     #[serde(default)]
@@ -266,6 +270,11 @@ pub struct Subnet {
     /// default: the first host address
     #[serde(default)]
     pub gateway: Option<Ipv4Addr>,
+    /// the subnet's IPv6 prefix (SPEC 12.1): a /64 inside one of its VPC's
+    /// `ipv6_cidrs`; its gateway is `::1` of the prefix, and the link-local address
+    /// derived from the gateway MAC (see [`Subnet::gateway_ipv6`])
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ipv6_cidr: Option<Ipv6Cidr>,
     /// SPEC 13: the switch answers DHCPv4 for the subnet's ports, each with its primary
     /// fixed IP (default off: no DHCP, and DHCP from ports is switched as any traffic)
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
@@ -377,7 +386,23 @@ impl Subnet {
     pub fn gateway_ip(&self) -> Ipv4Addr {
         self.gateway.unwrap_or_else(|| self.cidr.first_host())
     }
+    /// The IPv6 gateway address (SPEC 12.1): `::1` of the subnet's /64 (reserved, as
+    /// the network address `::` of the prefix is). Besides it the gateway answers at
+    /// the link-local address of the gateway MAC ([`gateway_link_local`]).
+    pub fn gateway_ipv6(&self) -> Option<Ipv6Addr> {
+        self.ipv6_cidr.map(|c| c.first_host())
+    }
 }
+
+/// The link-local address of the gateway (SPEC 12.1, 12.3): the modified EUI-64
+/// address of `gateway_mac` in fe80::/64, the source of the switch's router
+/// advertisements.
+pub fn gateway_link_local(gateway_mac: MacAddr) -> Ipv6Addr {
+    vpcswitch_wire::ipv6::link_local_from_mac(gateway_mac)
+}
+
+/// The prefix length of every subnet's IPv6 prefix (SPEC 12.1; SLAAC needs /64).
+pub const SUBNET_IPV6_PREFIX_LEN: u8 = 64;
 
 /// How a port reaches its guest. The model only carries it; the runtime and the
 /// binary make the backend.
@@ -484,6 +509,10 @@ pub struct Port {
     pub mac: MacAddr,
     /// fixed IPs; the first is primary
     pub ips: Vec<Ipv4Addr>,
+    /// fixed IPv6 addresses (SPEC 12.1), inside the subnet's `ipv6_cidr`; the
+    /// link-local addresses (fe80::/64) are allowed besides them and need no entry
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub ipv6_ips: Vec<Ipv6Addr>,
     /// SPEC 2.3 / 6.1 (default on)
     #[serde(default = "default_true")]
     pub src_dst_check: bool,
@@ -509,14 +538,25 @@ pub struct Vip {
     pub name: String,
     /// the subnet's name
     pub subnet: String,
-    /// the shared address
-    pub ip: Ipv4Addr,
+    /// the shared address: IPv4 inside the subnet's CIDR, or IPv6 inside its
+    /// `ipv6_cidr` (SPEC 12.1; such a VIP takes no EIP, SPEC 12.5)
+    pub ip: IpAddr,
     /// names of the bound ports
     #[serde(default)]
     pub ports: Vec<String>,
     /// optional EIP (SPEC 7)
     #[serde(default)]
     pub eip: Option<Ipv4Addr>,
+}
+
+impl Vip {
+    /// The address when it is IPv4.
+    pub fn ipv4(&self) -> Option<Ipv4Addr> {
+        match self.ip {
+            IpAddr::V4(a) => Some(a),
+            IpAddr::V6(_) => None,
+        }
+    }
 }
 
 /// `[[peerings]]`
@@ -535,8 +575,8 @@ pub struct Peering {
 pub struct Route {
     /// the VPC whose table holds the route
     pub vpc: String,
-    /// destination prefix
-    pub destination: Ipv4Cidr,
+    /// destination prefix: IPv4, or IPv6 (SPEC 12.5; not to the uplink, SPEC 14.1)
+    pub destination: IpCidr,
     /// a peering name
     #[serde(default)]
     pub peering: Option<String>,
@@ -671,7 +711,10 @@ impl Config {
                 .vips
                 .iter()
                 .find(|w| w.name == *v)
-                .map(|w| (w.subnet.as_str(), w.ip)),
+                .and_then(|w| match w.ip {
+                    IpAddr::V4(ip) => Some((w.subnet.as_str(), ip)),
+                    IpAddr::V6(_) => None,
+                }),
             (None, Some(pn)) => self.ports.iter().find(|p| p.name == *pn).and_then(|p| {
                 Some((
                     p.subnet.as_str(),

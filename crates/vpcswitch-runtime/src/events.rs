@@ -15,7 +15,7 @@
 //! rings (and looks once a second anyway), so an idle switch costs nothing here.
 
 use std::collections::{HashMap, HashSet, VecDeque};
-use std::net::{IpAddr, Ipv4Addr};
+use std::net::IpAddr;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex, Weak};
 use std::time::{Duration, Instant, SystemTime};
@@ -280,7 +280,7 @@ impl Seen {
             if changed && !quiet {
                 hub.publish(EventKind::VipMoved {
                     vip: v.name.clone(),
-                    ip: IpAddr::V4(Ipv4Addr::from(v.ip)),
+                    ip: v.addr(),
                     from: prev.and_then(|p| p.0),
                     to: owner.clone(),
                     moves,

@@ -413,6 +413,39 @@ peering = "ab"
         assert!(diff(&network_keys(&back).unwrap(), &network_keys(&c).unwrap()).is_empty());
     }
 
+    /// SPEC 12: a dual-stack network (IPv6 CIDRs, addresses, an IPv6 VIP, an IPv6
+    /// route) is stored and read back unchanged.
+    #[test]
+    fn a_dual_stack_network_round_trips() {
+        let c = vpcswitch_model::ConfigBuilder::new()
+            .vpc("a", &["10.0.0.0/16"])
+            .ipv6_cidrs(&["fd00:a::/48"])
+            .subnet("s", "a", "10.0.1.0/24")
+            .ipv6_cidr("fd00:a:0:1::/64")
+            .port("p", "s", "02:00:00:00:01:01", &["10.0.1.11"])
+            .ipv6_ips(&["fd00:a:0:1::11"])
+            .vip("v6", "s", "fd00:a:0:1::100", &["p"])
+            .route_via_port("a", "fd00:99::/32", "p")
+            .build()
+            .unwrap();
+        let k = network_keys(&c).unwrap();
+        assert!(
+            k.keys().any(|k| k.ends_with("routes/a/fd00:99::%2F32")),
+            "{k:?}"
+        );
+        let back = network_from_keys(&k).unwrap();
+        assert_eq!(
+            (
+                &back.vpcs,
+                &back.subnets,
+                &back.ports,
+                &back.vips,
+                &back.routes
+            ),
+            (&c.vpcs, &c.subnets, &c.ports, &c.vips, &c.routes)
+        );
+    }
+
     /// A key the layout does not know, or a value that is not its object, is an error
     /// naming the key (never silently dropped).
     #[test]

@@ -258,6 +258,204 @@ impl FromStr for Ipv4Cidr {
     }
 }
 
+/// An IPv6 prefix (SPEC 12.1). The address is kept as given; [`Ipv6Cidr::network`]
+/// masks it.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Ipv6Cidr {
+    addr: std::net::Ipv6Addr,
+    len: u8,
+}
+
+impl Default for Ipv6Cidr {
+    /// ::/0
+    fn default() -> Self {
+        Ipv6Cidr {
+            addr: std::net::Ipv6Addr::UNSPECIFIED,
+            len: 0,
+        }
+    }
+}
+
+/// The netmask of an IPv6 prefix length.
+#[inline]
+pub fn mask6(len: u8) -> u128 {
+    if len == 0 {
+        0
+    } else {
+        u128::MAX << (128 - u32::from(len.min(128)))
+    }
+}
+
+impl Ipv6Cidr {
+    /// A prefix; `None` when `len > 128`.
+    pub fn new(addr: std::net::Ipv6Addr, len: u8) -> Option<Ipv6Cidr> {
+        (len <= 128).then_some(Ipv6Cidr { addr, len })
+    }
+    /// The prefix length.
+    pub fn len(&self) -> u8 {
+        self.len
+    }
+    /// True for ::/0.
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+    /// The address as written.
+    pub fn addr(&self) -> std::net::Ipv6Addr {
+        self.addr
+    }
+    /// The netmask.
+    #[inline]
+    pub fn mask(&self) -> u128 {
+        mask6(self.len)
+    }
+    /// The network address (the prefix with no host bits).
+    pub fn network(&self) -> std::net::Ipv6Addr {
+        std::net::Ipv6Addr::from(u128::from(self.addr) & self.mask())
+    }
+    /// True when the address has no host bits set.
+    pub fn is_network(&self) -> bool {
+        u128::from(self.addr) & !self.mask() == 0
+    }
+    /// True when `ip` lies inside the prefix.
+    #[inline]
+    pub fn contains(&self, ip: std::net::Ipv6Addr) -> bool {
+        (u128::from(ip) ^ u128::from(self.addr)) & self.mask() == 0
+    }
+    /// True when all of `other` lies inside `self`.
+    pub fn covers(&self, other: &Ipv6Cidr) -> bool {
+        other.len >= self.len && self.contains(other.network())
+    }
+    /// True when the two prefixes share any address.
+    pub fn overlaps(&self, other: &Ipv6Cidr) -> bool {
+        self.covers(other) || other.covers(self)
+    }
+    /// The first address after the network's (`::1` of the prefix): a subnet's IPv6
+    /// gateway (SPEC 12.1).
+    pub fn first_host(&self) -> std::net::Ipv6Addr {
+        std::net::Ipv6Addr::from(u128::from(self.network()).wrapping_add(1))
+    }
+}
+
+impl fmt::Display for Ipv6Cidr {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}/{}", self.addr, self.len)
+    }
+}
+impl fmt::Debug for Ipv6Cidr {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Display::fmt(self, f)
+    }
+}
+
+impl FromStr for Ipv6Cidr {
+    type Err = ParseAddrError;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let err = || ParseAddrError(format!("'{s}' is not an IPv6 CIDR (want x:x::/len)"));
+        let (a, l) = s.split_once('/').ok_or_else(err)?;
+        let addr: std::net::Ipv6Addr = a.parse().map_err(|_| err())?;
+        let len: u8 = l.parse().map_err(|_| err())?;
+        Ipv6Cidr::new(addr, len).ok_or_else(err)
+    }
+}
+
+/// A prefix of either family: a route's destination (SPEC 1, 12.5).
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum IpCidr {
+    /// IPv4
+    V4(Ipv4Cidr),
+    /// IPv6
+    V6(Ipv6Cidr),
+}
+
+impl Default for IpCidr {
+    /// 0.0.0.0/0
+    fn default() -> Self {
+        IpCidr::V4(Ipv4Cidr::default())
+    }
+}
+
+impl From<Ipv4Cidr> for IpCidr {
+    fn from(c: Ipv4Cidr) -> IpCidr {
+        IpCidr::V4(c)
+    }
+}
+
+impl From<Ipv6Cidr> for IpCidr {
+    fn from(c: Ipv6Cidr) -> IpCidr {
+        IpCidr::V6(c)
+    }
+}
+
+impl IpCidr {
+    /// The IPv4 prefix, if it is one.
+    pub fn v4(&self) -> Option<Ipv4Cidr> {
+        match self {
+            IpCidr::V4(c) => Some(*c),
+            IpCidr::V6(_) => None,
+        }
+    }
+    /// The IPv6 prefix, if it is one.
+    pub fn v6(&self) -> Option<Ipv6Cidr> {
+        match self {
+            IpCidr::V6(c) => Some(*c),
+            IpCidr::V4(_) => None,
+        }
+    }
+    /// The prefix length.
+    pub fn len(&self) -> u8 {
+        match self {
+            IpCidr::V4(c) => c.len(),
+            IpCidr::V6(c) => c.len(),
+        }
+    }
+    /// True for a /0.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+    /// True when the address has no host bits set.
+    pub fn is_network(&self) -> bool {
+        match self {
+            IpCidr::V4(c) => c.is_network(),
+            IpCidr::V6(c) => c.is_network(),
+        }
+    }
+    /// The same prefix with its host bits cleared.
+    pub fn masked(&self) -> IpCidr {
+        match self {
+            IpCidr::V4(c) => Ipv4Cidr::new(c.network(), c.len()).map_or(*self, IpCidr::V4),
+            IpCidr::V6(c) => Ipv6Cidr::new(c.network(), c.len()).map_or(*self, IpCidr::V6),
+        }
+    }
+}
+
+impl fmt::Display for IpCidr {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            IpCidr::V4(c) => fmt::Display::fmt(c, f),
+            IpCidr::V6(c) => fmt::Display::fmt(c, f),
+        }
+    }
+}
+impl fmt::Debug for IpCidr {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Display::fmt(self, f)
+    }
+}
+
+impl FromStr for IpCidr {
+    type Err = ParseAddrError;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        if let Ok(c) = s.parse::<Ipv4Cidr>() {
+            return Ok(IpCidr::V4(c));
+        }
+        s.parse::<Ipv6Cidr>().map(IpCidr::V6).map_err(|_| {
+            ParseAddrError(format!(
+                "'{s}' is not an IPv4 or IPv6 CIDR (want a.b.c.d/len or x:x::/len)"
+            ))
+        })
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -314,11 +512,44 @@ mod tests {
         assert!("10.0.0.0/33".parse::<Ipv4Cidr>().is_err());
         assert!("10.0.0.0".parse::<Ipv4Cidr>().is_err());
     }
+
+    #[test]
+    fn ipv6_cidr_contains_covers_and_first_host() {
+        let c: Ipv6Cidr = "fd00:1::/48".parse().unwrap();
+        let s: Ipv6Cidr = "fd00:1:0:2::/64".parse().unwrap();
+        assert!(c.covers(&s) && !s.covers(&c) && c.overlaps(&s));
+        assert!(s.contains("fd00:1:0:2::99".parse().unwrap()));
+        assert!(!s.contains("fd00:1:0:3::1".parse().unwrap()));
+        assert_eq!(
+            s.first_host(),
+            "fd00:1:0:2::1".parse::<std::net::Ipv6Addr>().unwrap()
+        );
+        assert!(s.is_network());
+        assert!(!"fd00::1/64".parse::<Ipv6Cidr>().unwrap().is_network());
+        assert!("fd00::/129".parse::<Ipv6Cidr>().is_err());
+        assert!("10.0.0.0/8".parse::<Ipv6Cidr>().is_err());
+        assert_eq!(s.to_string(), "fd00:1:0:2::/64");
+    }
+
+    #[test]
+    fn ip_cidr_parses_either_family() {
+        let a: IpCidr = "10.0.0.0/8".parse().unwrap();
+        let b: IpCidr = "fd00:b::/48".parse().unwrap();
+        assert_eq!(a.v4(), Some("10.0.0.0/8".parse().unwrap()));
+        assert_eq!(b.v6(), Some("fd00:b::/48".parse().unwrap()));
+        assert_eq!(
+            (a.to_string(), b.to_string()),
+            ("10.0.0.0/8".into(), "fd00:b::/48".into())
+        );
+        assert!("nonsense".parse::<IpCidr>().is_err());
+        let m: IpCidr = "fd00:b::1/48".parse().unwrap();
+        assert!(!m.is_network() && m.masked() == b && m.len() == 48);
+    }
 }
 
 #[cfg(feature = "serde")]
 mod serde_impls {
-    use super::{Ipv4Cidr, MacAddr};
+    use super::{IpCidr, Ipv4Cidr, Ipv6Cidr, MacAddr};
     use serde::{de::Error, Deserialize, Deserializer, Serialize, Serializer};
 
     macro_rules! via_str {
@@ -338,4 +569,6 @@ mod serde_impls {
     }
     via_str!(MacAddr);
     via_str!(Ipv4Cidr);
+    via_str!(Ipv6Cidr);
+    via_str!(IpCidr);
 }

@@ -34,7 +34,7 @@ pub mod offload;
 pub mod tso;
 pub mod vxlan;
 
-pub use addr::{Ipv4Cidr, MacAddr, MacKey, ParseAddrError};
+pub use addr::{IpCidr, Ipv4Cidr, Ipv6Cidr, MacAddr, MacKey, ParseAddrError};
 pub use classify::{classify, classify_ipv6, Classified, Classified6, V6Upper, L3};
 pub use ethernet::{EtherType, EthernetFrame, ETHERNET_HEADER_LEN};
 pub use ipv4::{IpProtocol, Ipv4Packet, IPV4_MIN_HEADER_LEN};

@@ -594,6 +594,36 @@ pub fn emit_na_reply(buf: &mut [u8], ns: &SeenNs, target_mac: MacAddr, router: b
     )
 }
 
+/// Length of a neighbour solicitation frame with a source link-layer option.
+pub const NS_FRAME_LEN: usize = ETHERNET_HEADER_LEN + IPV6_HEADER_LEN + 24 + 8;
+
+/// Writes a whole multicast neighbour solicitation for `target` from `(src_mac, src)`
+/// (a source link-layer option of `src_mac`, to the target's solicited-node group, hop
+/// limit 255): how the switch asks who holds an owner-less VIP (SPEC 5.2, 12.5).
+/// Returns [`NS_FRAME_LEN`], or 0 with nothing written when `buf` is too short.
+pub fn emit_ns(buf: &mut [u8], src_mac: MacAddr, src: Ipv6Addr, target: Ipv6Addr) -> usize {
+    if buf.len() < NS_FRAME_LEN {
+        return 0;
+    }
+    let dst = ipv6::solicited_node(&target);
+    icmpv6::write_eth_ipv6(
+        buf,
+        ipv6::multicast_mac(&dst),
+        src_mac,
+        (src, dst),
+        ND_HOP_LIMIT,
+        32,
+    );
+    let m = &mut buf[ETHERNET_HEADER_LEN + IPV6_HEADER_LEN..NS_FRAME_LEN];
+    m[..8].copy_from_slice(&[TYPE_NEIGHBOR_SOLICIT, 0, 0, 0, 0, 0, 0, 0]);
+    m[8..24].copy_from_slice(&target.octets());
+    m[24] = opt::SOURCE_LL;
+    m[25] = 1;
+    m[26..32].copy_from_slice(&src_mac.0);
+    fill_checksum(m, &src, &dst);
+    NS_FRAME_LEN
+}
+
 /// A router advertisement to write (SPEC 12.3: the gateway is the subnet's router).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct RaParams {
@@ -693,6 +723,25 @@ pub fn emit_ra(buf: &mut [u8], p: &RaParams) -> usize {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn emitted_ns_is_the_builders_and_parses_back() {
+        let mac = MacAddr([2, 0, 0, 0, 0, 1]);
+        let (src, target): (Ipv6Addr, Ipv6Addr) =
+            ("fd00::1".parse().unwrap(), "fd00::100".parse().unwrap());
+        let mut buf = [0u8; 128];
+        assert_eq!(emit_ns(&mut buf[..NS_FRAME_LEN - 1], mac, src, target), 0);
+        let n = emit_ns(&mut buf, mac, src, target);
+        assert_eq!(&buf[..n], &build::neighbor_solicit(mac, src, target)[..]);
+        let ip = Ipv6Packet::new_checked(&buf[ETHERNET_HEADER_LEN..n]).unwrap();
+        let meta = Ipv6Meta::of(&ip, &ip.walk().unwrap());
+        match parse(&meta, ip.payload()).unwrap() {
+            NdMessage::NeighborSolicit { target: t, options } => {
+                assert_eq!((t, options.source_lladdr()), (target, Some(mac)));
+            }
+            other => panic!("{other:?}"),
+        }
+    }
     use crate::build;
     use crate::ipv6::Ipv6Packet;
     use proptest::prelude::*;

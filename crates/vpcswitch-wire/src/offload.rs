@@ -6,8 +6,9 @@
 //! frame. The raw header ([`VnetHdr`]) has no method that touches a frame: the only way
 //! from it to anything the switch acts on is [`Offload::check`], which accepts
 //!
-//! * "checksum needed" only for an unfragmented IPv4 TCP or UDP packet whose checksum
-//!   start is its L4 header and whose offset is that protocol's checksum field;
+//! * "checksum needed" only for an unfragmented IPv4 TCP or UDP packet, or an IPv6 one
+//!   with TCP or UDP right after its fixed header (SPEC 12.1: dual-stack guests), whose
+//!   checksum start is its L4 header and whose offset is that protocol's checksum field;
 //! * segmentation only for such a TCP packet, with a segment size that fits a pool
 //!   buffer and a segment count of at most [`MAX_GSO_SEGMENTS`];
 //!
@@ -96,7 +97,8 @@ pub enum OffloadError {
     /// of the frame.
     BadHeader,
     /// "Checksum needed" for a frame that is not an unfragmented IPv4 TCP or UDP
-    /// packet, or with a start or offset that is not its L4 checksum field.
+    /// packet (or IPv6 TCP or UDP without extension headers), or with a start or offset
+    /// that is not its L4 checksum field.
     BadChecksumRequest,
     /// Segmentation of anything but IPv4 TCP (UDP, IPv6).
     GsoUnsupported,
@@ -115,7 +117,7 @@ impl std::fmt::Display for OffloadError {
                 "offload header with unknown flags or a header length past the frame"
             }
             OffloadError::BadChecksumRequest => {
-                "checksum offload not at the L4 checksum of an IPv4 TCP/UDP packet"
+                "checksum offload not at the L4 checksum of an IPv4/IPv6 TCP/UDP packet"
             }
             OffloadError::GsoUnsupported => "segmentation offload other than TCPv4",
             OffloadError::BadSegmentation => "segmentation size or layout does not match the frame",
@@ -164,10 +166,15 @@ impl L4Csum {
     /// Derives it from the frame; `None` for anything else (ARP, ICMP, fragments,
     /// truncated or inconsistent headers).
     fn of(frame: &[u8]) -> Option<L4Csum> {
-        let e = ETHERNET_HEADER_LEN;
-        if frame.get(12..14)? != [0x08, 0x00] {
-            return None;
+        match frame.get(12..14)? {
+            [0x08, 0x00] => L4Csum::of_v4(frame),
+            [0x86, 0xdd] => L4Csum::of_v6(frame),
+            _ => None,
         }
+    }
+
+    fn of_v4(frame: &[u8]) -> Option<L4Csum> {
+        let e = ETHERNET_HEADER_LEN;
         let ip = frame.get(e..)?;
         let vihl = *ip.first()?;
         let ihl = usize::from(vihl & 0x0f) * 4;
@@ -177,11 +184,7 @@ impl L4Csum {
         if vihl >> 4 != 4 || ihl < 20 || frag & 0x3fff != 0 || total > ip.len() {
             return None;
         }
-        let (field, min) = match *ip.get(9)? {
-            IpProtocol::TCP => (TCP_CSUM, 20),
-            IpProtocol::UDP => (UDP_CSUM, 8),
-            _ => return None,
-        };
+        let (field, min) = l4_field(*ip.get(9)?)?;
         if total < ihl + min {
             return None;
         }
@@ -190,6 +193,42 @@ impl L4Csum {
             field,
             end: e + total,
         })
+    }
+
+    /// SPEC 2.5, 12.1: IPv6 with TCP or UDP right after the fixed header (no
+    /// extension headers, so no fragment: a guest's kernel asks for checksum offload
+    /// only on such packets).
+    fn of_v6(frame: &[u8]) -> Option<L4Csum> {
+        let e = ETHERNET_HEADER_LEN;
+        let ip = frame.get(e..)?;
+        if ip.len() < IPV6_FIXED || ip[0] >> 4 != 6 {
+            return None;
+        }
+        let plen = usize::from(u16::from_be_bytes([ip[4], ip[5]]));
+        if IPV6_FIXED + plen > ip.len() {
+            return None;
+        }
+        let (field, min) = l4_field(ip[6])?;
+        if plen < min {
+            return None;
+        }
+        Some(L4Csum {
+            start: e + IPV6_FIXED,
+            field,
+            end: e + IPV6_FIXED + plen,
+        })
+    }
+}
+
+/// Length of the IPv6 fixed header.
+const IPV6_FIXED: usize = 40;
+
+/// The checksum field's offset and the header's minimum length of TCP or UDP.
+fn l4_field(proto: u8) -> Option<(usize, usize)> {
+    match proto {
+        IpProtocol::TCP => Some((TCP_CSUM, 20)),
+        IpProtocol::UDP => Some((UDP_CSUM, 8)),
+        _ => None,
     }
 }
 
@@ -370,6 +409,67 @@ mod tests {
             csum_offset: 16,
         };
         assert_eq!(VnetHdr::from_wire(&h.to_wire()), h);
+    }
+
+    /// SPEC 2.5, 12.1: IPv6 TCP/UDP checksum requests at their L4 checksum field are
+    /// taken and completed right; any other offset, extension headers, ICMPv6 and
+    /// IPv6 segmentation are refused.
+    #[test]
+    fn ipv6_checksum_requests_are_checked_and_completed() {
+        use std::net::Ipv6Addr;
+        let ends = build::Ends6 {
+            dst: MacAddr([2, 0, 0, 0, 0, 2]),
+            src: MacAddr([2, 0, 0, 0, 0, 1]),
+            sip: "fd00::11".parse::<Ipv6Addr>().unwrap(),
+            dip: "fd00::12".parse::<Ipv6Addr>().unwrap(),
+        };
+        for (good, field) in [
+            (build::tcp6(ends, 64, 1000, 2000, &[7u8; 300]), 16),
+            (build::udp6(ends, 64, 1000, 2000, &[7u8; 300]), 6),
+        ] {
+            assert_eq!(Offload::check(&csum(54, field), &good), Ok(Offload::Csum));
+            for (s, o) in [(54, 2), (34, field), (54, 18), (14, 10)] {
+                assert_eq!(
+                    Offload::check(&csum(s, o), &good),
+                    Err(OffloadError::BadChecksumRequest),
+                    "{s}+{o}"
+                );
+            }
+            // a partial checksum (the pseudo-header sum, as CHECKSUM_PARTIAL leaves
+            // it) is completed to the real one
+            let at = 54 + usize::from(field);
+            let mut partial = good.clone();
+            let pseudo = checksum::fold(checksum::pseudo_v6(
+                &ends.sip,
+                &ends.dip,
+                good[20],
+                (good.len() - 54) as u32,
+            ));
+            partial[at..at + 2].copy_from_slice(&pseudo.to_be_bytes());
+            let mut o = Offload::Csum;
+            assert!(o.finish_checksum(&mut partial));
+            assert_eq!(partial, good);
+            assert_eq!(o.vnet_hdr(&good), VnetHdr::default());
+            assert_eq!(Offload::Csum.vnet_hdr(&good).csum_start, 54);
+        }
+        let icmp = build::icmpv6(ends, 64, (128, 0), 0, &[0; 8]);
+        assert!(Offload::check(&csum(54, 2), &icmp).is_err());
+        // a hop-by-hop header before TCP
+        let mut hbh = vec![6u8, 0, 1, 4, 0, 0, 0, 0];
+        hbh.extend_from_slice(&build::tcp6(ends, 64, 1, 2, &[1; 20])[54..]);
+        let ext = build::ipv6(ends, 64, 0, &hbh);
+        assert!(Offload::check(&csum(62, 16), &ext).is_err());
+        assert!(Offload::check(&csum(54, 16), &ext).is_err());
+        let tso6 = VnetHdr {
+            gso_type: 4,
+            gso_size: 1000,
+            ..csum(54, 16)
+        };
+        let big = build::tcp6(ends, 64, 1000, 2000, &[7u8; 3000]);
+        assert_eq!(
+            Offload::check(&tso6, &big),
+            Err(OffloadError::GsoUnsupported)
+        );
     }
 
     /// SPEC 2.5: checksum requests only at the L4 checksum of IPv4 TCP/UDP.

@@ -443,7 +443,7 @@ fn issue21_every_ctl_json_answer_is_the_documented_schema() {
     assert_eq!(vip.owner.as_deref(), Some("web2"));
     assert_eq!(
         (vip.subnet.as_str(), vip.ip),
-        ("web", Ipv4Addr::new(10, 0, 1, 100))
+        ("web", Ipv4Addr::new(10, 0, 1, 100).into())
     );
     assert!(vip.moves >= 1);
     // µs since the epoch: within this test, not seconds or ms

@@ -47,6 +47,9 @@ impl Snapshot {
             return self.arp_stage(f.hand_on(), a);
         }
         let Some(v4) = V4::of(l3) else {
+            if let L3::Ipv6 = l3 {
+                return self.ipv6_stage(f.hand_on());
+            }
             return self.not_switched(f.hand_on(), l3);
         };
         // SPEC 2.3: 0.0.0.0 only for a DHCP client that stays in the subnet
@@ -133,7 +136,8 @@ impl Snapshot {
         let et = f.eth().ethertype();
         let rule = match reason {
             DropReason::VlanTagged => "802.1Q/802.1ad tag (SPEC 2.1)",
-            DropReason::Ipv6 => "IPv6 is not enabled yet (SPEC 9.1, 14.1)",
+            DropReason::Ipv6 if f.port.is_uplink => "no IPv6 over the uplink (SPEC 14.1)",
+            DropReason::Ipv6 => "the port's subnet has no ipv6_cidr (SPEC 9.1, 12.1)",
             _ => "not switched",
         };
         dropped(

@@ -1,11 +1,13 @@
 //! Unicast inside a subnet: SPEC 4.2 (to a port's MAC), 4.3 (VIP steering), and the
 //! destination check every delivered IPv4 frame passes, switched or routed (6.1).
 
+use std::fmt;
+
 use vpcswitch_wire::MacKey;
 
 use super::{ip, Frame, V4};
 use crate::snapshot::PortEntry;
-use crate::{DropReason, Out, Snapshot, Stage, Tracer, Verdict};
+use crate::{DropReason, Out, Snapshot, Stage, Tracer, Verdict, VipId};
 
 impl Snapshot {
     /// SPEC 4.2: the port of subnet `p.subnet` that owns `mac`.
@@ -52,32 +54,49 @@ impl Snapshot {
         let mut dest = q;
         // SPEC 4.3: VIP steering, only for ports bound to the VIP.
         for &v in q.vips.iter() {
-            if self.vips[v as usize].ip == v4.dst {
-                let cell = self.vip_cell(v);
-                if let Some(o) = cell.owner().and_then(|o| self.port(o)) {
-                    if o.id != p.id {
-                        self.sent_to_owner::<T>(cell);
-                    }
-                    if o.id != q.id && o.id != p.id {
-                        f.eth_mut().set_dst(o.mac);
-                        step!(
-                            f.t,
-                            VipSteer,
-                            "{} is vip {}, owned by {} not {}: MAC rewritten to {} (SPEC 4.3)",
-                            ip(v4.dst),
-                            self.vips[v as usize].name,
-                            o.name,
-                            q.name,
-                            o.mac
-                        );
-                        dest = o;
-                    }
-                }
+            if self.vips[v as usize].ip == v4.dst && self.vips[v as usize].ip6.is_none() {
+                dest = self.steer(f, q, v, ip(v4.dst));
                 break;
             }
         }
         step!(f.t, L2, "to {} (SPEC 4.2)", dest.name);
         self.egress(f, dest, v4.dst)
+    }
+
+    /// SPEC 4.3, 12.4: a frame for VIP `v` sent to the MAC of `q`, a port bound to
+    /// it, goes to the VIP's current owner, its destination MAC rewritten to the
+    /// owner's, unless the owner is `q` or the sender. Returns the port it goes to.
+    #[inline(always)]
+    pub(super) fn steer<'s, T: Tracer>(
+        &'s self,
+        f: &mut Frame<'_, T>,
+        q: &'s PortEntry,
+        v: VipId,
+        dst: impl fmt::Display,
+    ) -> &'s PortEntry {
+        let p = f.port;
+        let cell = self.vip_cell(v);
+        let Some(o) = cell.owner().and_then(|o| self.port(o)) else {
+            return q;
+        };
+        if o.id != p.id {
+            self.sent_to_owner::<T>(cell);
+        }
+        if o.id == q.id || o.id == p.id {
+            return q;
+        }
+        f.eth_mut().set_dst(o.mac);
+        step!(
+            f.t,
+            VipSteer,
+            "{} is vip {}, owned by {} not {}: MAC rewritten to {} (SPEC 4.3)",
+            dst,
+            self.vips[v as usize].name,
+            o.name,
+            q.name,
+            o.mac
+        );
+        o
     }
 
     /// SPEC 6.1 on egress port `q`.

@@ -2,7 +2,8 @@
 //! that returns a typed [`Verdict`]; [`Snapshot::process`] dispatches once per frame.
 //!
 //! Stage order: classify (2.1) → ingress port → VLAN (2.1) → source MAC (2.2) →
-//! ARP (2.3, 2.3a, 3.x) or IPv4 source check (2.3) → DHCP in a DHCP subnet (13.1) →
+//! ARP (2.3, 2.3a, 3.x), IPv6 in a dual-stack subnet (12: its own stages in `ipv6`,
+//! 9.1 without) or IPv4 source check (2.3) → DHCP in a DHCP subnet (13.1) →
 //! broadcast/multicast (2.6, 4.1) →
 //! L3 when sent to the gateway MAC (5.x), else L2 (4.2, 4.3) → destination check (6.1).
 //! The uplink has a door of its own (7.x).
@@ -13,6 +14,7 @@
 //! - `arp`: ARP from ports, VIP learning and the responder (2.3, 2.3a, 3.x)
 //! - `l2`: unicast inside a subnet, VIP steering, the destination check (4.2, 4.3, 6.1)
 //! - `l3`: routing (5.1–5.5)
+//! - `ipv6`: IPv6 in a dual-stack subnet: source check, ND, floods, L2, routing (12)
 //! - `answer`: what the switch sends instead of a dropped frame (5.2, 5.5, 5.6, 5.7)
 //! - `dhcp`: the DHCP server of a subnet with DHCP on, and the rogue-server guard (13.1)
 //! - `uplink`: the outside network (7.x)
@@ -75,6 +77,7 @@ mod answer;
 mod arp;
 mod dhcp;
 mod ingress;
+mod ipv6;
 mod l2;
 mod l3;
 mod tunnel;

@@ -27,7 +27,7 @@
 
 use std::fmt::Write;
 
-use vpcswitch_wire::{classify, icmp, Classified, Ipv4Packet, ETHERNET_HEADER_LEN};
+use vpcswitch_wire::{classify, icmp, Classified, Ipv4Packet, ETHERNET_HEADER_LEN, L3};
 
 use super::{ip, is_martian, wire_reason, Frame, V4};
 use crate::snapshot::{PortEntry, RouteTarget};
@@ -38,9 +38,9 @@ use crate::{
 
 /// Where a frame from a tunnel came from: the sending host and the VNI's VPC.
 #[derive(Clone, Copy)]
-struct Sender {
-    host: HostId,
-    vpc: VpcId,
+pub(super) struct Sender {
+    pub host: HostId,
+    pub vpc: VpcId,
 }
 
 impl Snapshot {
@@ -179,14 +179,16 @@ impl Snapshot {
         len: &mut usize,
         t: &mut T,
     ) -> Verdict {
-        let Some(v4) = V4::of(c.l3) else {
+        let v4 = V4::of(c.l3);
+        if v4.is_none() && !matches!(c.l3, L3::Ipv6) {
             drop_with!(
                 t,
                 Tunnel,
                 DropReason::TunnelSource,
-                "from the gateway MAC but not IPv4: a host sends only routed IPv4 from it"
+                "from the gateway MAC but neither IPv4 nor IPv6: a host sends only routed \
+                 IP from it"
             )
-        };
+        }
         let Some(q) = self.port_by_mac(c.dst).and_then(|q| self.port(q)) else {
             drop_with!(
                 t,
@@ -216,6 +218,18 @@ impl Snapshot {
                 self.placed(q)
             )
         }
+        let Some(v4) = v4 else {
+            let f = Frame {
+                ctx: *ctx,
+                port: q,
+                buf,
+                len,
+                src_mac: c.src,
+                dst_mac: c.dst,
+                t,
+            };
+            return self.tunnel_routed6(f, from);
+        };
         if !self.host_may_route_from(from.host, from.vpc, v4.src) && !self.outside_to_eip(from, v4)
         {
             drop_with!(
@@ -401,6 +415,24 @@ impl Snapshot {
                 *len
             ),
         };
+        // SPEC 10.6, 12.5: IPv6 is never fragmented on the way: "packet too big"
+        if let (L3::Ipv6, Some(s6)) = (
+            c.l3,
+            self.subnets.get(port.subnet as usize).and_then(|s| s.ipv6),
+        ) {
+            let mtu = (max - ETHERNET_HEADER_LEN) as u32;
+            buf[6..12].copy_from_slice(&port.mac.0);
+            let f = Frame {
+                ctx: *ctx,
+                port,
+                buf,
+                len,
+                src_mac: vpcswitch_wire::MacKey(port.mac.key()),
+                dst_mac: c.dst,
+                t: &mut *t,
+            };
+            return self.too_big6(f, s6, mtu);
+        }
         let v4 = V4::of(c.l3);
         let df = v4.is_some()
             && Ipv4Packet::new_checked(&buf[ETHERNET_HEADER_LEN..*len])

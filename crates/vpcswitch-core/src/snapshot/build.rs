@@ -3,16 +3,18 @@
 
 use hashbrown::HashMap;
 use vpcswitch_model::{
-    Config, ConfigError, ConfigErrors, Ipv4Cidr, Peering, RouteTarget as CfgTarget,
+    Config, ConfigError, ConfigErrors, IpCidr, Ipv4Cidr, Ipv6Cidr, Peering,
+    RouteTarget as CfgTarget,
 };
 
 use super::learned::Learned;
 use super::overlay::{Location, Overlay, OverlayInput};
 use super::{
-    addr_key, Addr, DhcpServer, PortEntry, RouteTarget, Snapshot, SubnetEntry, UplinkEntry,
-    VipEntry, VpcEntry,
+    addr_key, Addr, DhcpServer, PortEntry, RouteTarget, Snapshot, Subnet6, SubnetEntry,
+    UplinkEntry, VipEntry, VpcEntry,
 };
 use crate::{FlatMap, HostId, Lpm, PortId, SubnetId, VipId, VpcId};
+use std::net::{IpAddr, Ipv6Addr};
 
 impl Snapshot {
     /// Validates `cfg` and compiles it. With `prev` (the running snapshot), port ids
@@ -42,6 +44,7 @@ impl Snapshot {
         let uplink = names.uplink(ports.uplink, &eips.0);
         let mut addrs = gateway_and_vip_addrs(&subnets, &vips);
         addrs.extend(ports.addrs);
+        let addrs6 = addrs6(&subnets, &vips, &ports.ports);
         let overlay = Overlay::build(
             &OverlayInput {
                 cfg,
@@ -70,6 +73,8 @@ impl Snapshot {
             port_by_name: names.ports,
             mac_table: FlatMap::new(ports.macs),
             addrs: FlatMap::new(addrs),
+            addrs6,
+            gateway_ll: vpcswitch_model::gateway_link_local(cfg.switch.gateway_mac),
             overlay,
             tunnel_frame_max: 0,
         })
@@ -139,6 +144,10 @@ impl<'c> Names<'c> {
                 vpc: self.vpcs[s.vpc.as_str()],
                 cidr: Ipv4Cidr::new(s.cidr.network(), s.cidr.len()).unwrap_or(s.cidr),
                 gateway: u32::from(s.gateway_ip()),
+                ipv6: s.ipv6_cidr.map(|cidr| Subnet6 {
+                    cidr,
+                    gateway: cidr.first_host(),
+                }),
                 ports: Box::new([]),
                 local_ports: Box::new([]),
                 hosts: Box::new([]),
@@ -154,7 +163,14 @@ impl<'c> Names<'c> {
             .map(|v| VipEntry {
                 name: v.name.clone(),
                 subnet: self.subnets[v.subnet.as_str()],
-                ip: u32::from(v.ip),
+                ip: match v.ip {
+                    IpAddr::V4(a) => u32::from(a),
+                    IpAddr::V6(_) => 0,
+                },
+                ip6: match v.ip {
+                    IpAddr::V6(a) => Some(a),
+                    IpAddr::V4(_) => None,
+                },
                 ports: v.ports.iter().map(|p| self.ports[p.as_str()]).collect(),
                 local_ports: Box::new([]),
                 hosts: Box::new([]),
@@ -176,7 +192,16 @@ impl<'c> Names<'c> {
                 .filter(|&v| vips[v as usize].ports.contains(&id))
                 .collect();
             let mut allowed: Vec<u32> = ips.to_vec();
-            allowed.extend(bound.iter().map(|&v| vips[v as usize].ip));
+            allowed.extend(
+                bound
+                    .iter()
+                    .map(|&v| &vips[v as usize])
+                    .filter(|v| v.ip6.is_none())
+                    .map(|v| v.ip),
+            );
+            let ips6: Box<[_]> = p.ipv6_ips.clone().into_boxed_slice();
+            let mut allowed6 = ips6.to_vec();
+            allowed6.extend(bound.iter().filter_map(|&v| vips[v as usize].ip6));
             addrs.extend(ips.iter().map(|ip| (addr_key(vpc, *ip), Addr::Port(id))));
             macs.push((p.mac.key(), id));
             macs.extend(p.allowed_macs.iter().map(|m| (m.key(), id)));
@@ -191,6 +216,8 @@ impl<'c> Names<'c> {
                 ips,
                 allowed: allowed.into_boxed_slice(),
                 vips: bound.into_boxed_slice(),
+                ips6,
+                allowed6: allowed6.into_boxed_slice(),
                 src_dst_check: p.src_dst_check,
                 is_uplink: false,
                 dhcp: subnets[subnet as usize].dhcp.is_some(),
@@ -209,6 +236,8 @@ impl<'c> Names<'c> {
                 ips: Box::new([]),
                 allowed: Box::new([]),
                 vips: Box::new([]),
+                ips6: Box::new([]),
+                allowed6: Box::new([]),
                 src_dst_check: false,
                 is_uplink: true,
                 dhcp: false,
@@ -243,9 +272,16 @@ impl<'c> Names<'c> {
             .enumerate()
             .map(|(vi, v)| {
                 let mut entries: Vec<(Ipv4Cidr, RouteTarget)> = Vec::new();
+                let mut routes6: Vec<(Ipv6Cidr, RouteTarget)> = Vec::new();
                 for r in self.cfg.routes.iter().filter(|r| r.vpc == v.name) {
-                    entries.push((r.destination, self.route_target(&v.name, r.target())));
+                    let t = self.route_target(&v.name, r.target());
+                    match r.destination {
+                        IpCidr::V4(d) => entries.push((d, t)),
+                        IpCidr::V6(d) => routes6.push((d, t)),
+                    }
                 }
+                // SPEC 12.5: longest prefix first (a handful of routes: a scan)
+                routes6.sort_by_key(|(d, _)| std::cmp::Reverse(d.len()));
                 // local routes last so they win ties (validation refuses shadowing anyway)
                 for (si, s) in subnets.iter().enumerate() {
                     if s.vpc == vi as VpcId {
@@ -255,6 +291,7 @@ impl<'c> Names<'c> {
                 VpcEntry {
                     name: v.name.clone(),
                     routes: Lpm::new(entries),
+                    routes6: routes6.into_boxed_slice(),
                     vni: vnis.get(vi).copied().unwrap_or(0),
                 }
             })
@@ -348,13 +385,39 @@ fn gateway_and_vip_addrs(subnets: &[SubnetEntry], vips: &[VipEntry]) -> Vec<(u64
         .iter()
         .enumerate()
         .map(|(s, sub)| (addr_key(sub.vpc, sub.gateway), Addr::Gateway(s as SubnetId)));
-    let vips = vips.iter().enumerate().map(|(vi, v)| {
-        (
-            addr_key(subnets[v.subnet as usize].vpc, v.ip),
-            Addr::Vip(vi as VipId),
-        )
-    });
+    let vips = vips
+        .iter()
+        .enumerate()
+        .filter(|(_, v)| v.ip6.is_none())
+        .map(|(vi, v)| {
+            (
+                addr_key(subnets[v.subnet as usize].vpc, v.ip),
+                Addr::Vip(vi as VipId),
+            )
+        });
     gateways.chain(vips).collect()
+}
+
+/// SPEC 12: the IPv6 host table: subnets' IPv6 gateways, IPv6 VIPs, ports' fixed
+/// IPv6 addresses.
+fn addrs6(
+    subnets: &[SubnetEntry],
+    vips: &[VipEntry],
+    ports: &[Option<PortEntry>],
+) -> HashMap<(VpcId, Ipv6Addr), Addr> {
+    let gateways = subnets.iter().enumerate().filter_map(|(s, sub)| {
+        sub.ipv6
+            .map(|v6| ((sub.vpc, v6.gateway), Addr::Gateway(s as SubnetId)))
+    });
+    let vips = vips.iter().enumerate().filter_map(|(vi, v)| {
+        v.ip6
+            .map(|a| ((subnets[v.subnet as usize].vpc, a), Addr::Vip(vi as VipId)))
+    });
+    let ports = ports
+        .iter()
+        .flatten()
+        .flat_map(|p| p.ips6.iter().map(move |a| ((p.vpc, *a), Addr::Port(p.id))));
+    gateways.chain(vips).chain(ports).collect()
 }
 
 /// Every VPC CIDR → its VPC (SPEC 7.3, 7.4: private addresses on the uplink).

@@ -12,10 +12,10 @@
 //! - `overlay`: the hosts a network spans (SPEC 10): where each port lives, VNIs, whom
 //!   floods are replicated to, and what each host could have sent through a tunnel.
 
-use std::net::Ipv4Addr;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use hashbrown::HashMap;
-use vpcswitch_model::{Config, Ipv4Cidr, MacAddr};
+use vpcswitch_model::{Config, Ipv4Cidr, Ipv6Cidr, MacAddr};
 use vpcswitch_wire::MacKey;
 
 use crate::{FlatMap, HostId, Lpm, PortId, SubnetId, VipId, VpcId};
@@ -50,6 +50,12 @@ pub struct PortEntry {
     pub allowed: Box<[u32]>,
     /// VIPs bound to it
     pub vips: Box<[VipId]>,
+    /// fixed IPv6 addresses (SPEC 12.1)
+    pub ips6: Box<[Ipv6Addr]>,
+    /// the IPv6 allowed set of SPEC 12.2 (fixed IPv6 addresses, then bound IPv6 VIPs'
+    /// addresses); link-local addresses are allowed besides, see
+    /// [`PortEntry::allows_ip6`]
+    pub allowed6: Box<[Ipv6Addr]>,
     /// SPEC 2.3 / 6.1
     pub src_dst_check: bool,
     /// true for the uplink port
@@ -78,6 +84,21 @@ impl PortEntry {
         }
         false
     }
+    /// SPEC 12.2, 6.1: is `ip` in the IPv6 allowed set: a fixed IPv6 address, a bound
+    /// IPv6 VIP, or a link-local address (fe80::/64)?
+    #[inline]
+    pub fn allows_ip6(&self, ip: &Ipv6Addr) -> bool {
+        vpcswitch_wire::ipv6::is_link_local(ip) || self.allowed6.contains(ip)
+    }
+}
+
+/// A subnet's IPv6 side (SPEC 12.1).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Subnet6 {
+    /// its /64
+    pub cidr: Ipv6Cidr,
+    /// the gateway, `::1` of the /64
+    pub gateway: Ipv6Addr,
 }
 
 /// One subnet.
@@ -91,6 +112,9 @@ pub struct SubnetEntry {
     pub cidr: Ipv4Cidr,
     /// gateway address, host order
     pub gateway: u32,
+    /// its IPv6 prefix and gateway (SPEC 12.1); `None`: IPv6 from its ports is dropped
+    /// (SPEC 9.1)
+    pub ipv6: Option<Subnet6>,
     /// ports in the subnet on every host, in configuration order
     pub ports: Box<[PortId]>,
     /// the ports of `ports` on this host: where a flood is delivered here (SPEC 4.1)
@@ -171,6 +195,9 @@ pub struct VpcEntry {
     pub name: String,
     /// its route table, local routes included
     pub routes: Lpm<RouteTarget>,
+    /// its explicit IPv6 routes (SPEC 12.5), longest prefix first; the local /64s are
+    /// the host table's ([`Snapshot::addr6`])
+    pub routes6: Box<[(Ipv6Cidr, RouteTarget)]>,
     /// the VNI of its tunnel traffic (SPEC 10.1)
     pub vni: u32,
 }
@@ -182,8 +209,10 @@ pub struct VipEntry {
     pub name: String,
     /// its subnet
     pub subnet: SubnetId,
-    /// address, host order
+    /// IPv4 address, host order (0 for an IPv6 VIP: see `ip6`)
     pub ip: u32,
+    /// the address of an IPv6 VIP (SPEC 12.1); `None` for an IPv4 VIP
+    pub ip6: Option<Ipv6Addr>,
     /// bound ports on every host
     pub ports: Box<[PortId]>,
     /// the bound ports on this host
@@ -191,6 +220,26 @@ pub struct VipEntry {
     /// the other hosts with bound ports (SPEC 3.4: ARP for the VIP while it has no
     /// owner goes to them)
     pub hosts: Box<[HostId]>,
+}
+
+impl VpcEntry {
+    /// SPEC 12.5: the longest IPv6 route to `dst`.
+    pub fn route6(&self, dst: &Ipv6Addr) -> Option<RouteTarget> {
+        self.routes6
+            .iter()
+            .find(|(d, _)| d.contains(*dst))
+            .map(|&(_, t)| t)
+    }
+}
+
+impl VipEntry {
+    /// The VIP's address, either family.
+    pub fn addr(&self) -> IpAddr {
+        match self.ip6 {
+            Some(a) => IpAddr::V6(a),
+            None => IpAddr::V4(Ipv4Addr::from(self.ip)),
+        }
+    }
 }
 
 /// A local address of a VPC (an address in one of its subnets: "local" as in the
@@ -252,6 +301,11 @@ pub struct Snapshot {
     /// keyed by [`MacAddr::key`]
     mac_table: FlatMap<PortId>,
     addrs: FlatMap<Addr>,
+    /// (VPC, IPv6 address) → what holds it (SPEC 12): ports' fixed IPv6 addresses,
+    /// IPv6 VIPs, subnets' IPv6 gateways
+    addrs6: HashMap<(VpcId, Ipv6Addr), Addr>,
+    /// the link-local address of the gateway MAC (SPEC 12.1, 12.3)
+    pub gateway_ll: Ipv6Addr,
     /// the hosts, and what each may send through a tunnel
     overlay: Overlay,
     /// the longest frame (Ethernet header included) the tunnel carries; 0: not set
@@ -323,6 +377,11 @@ impl Snapshot {
     #[inline]
     pub fn addr(&self, vpc: VpcId, ip: u32) -> Option<Addr> {
         self.addrs.get(addr_key(vpc, ip))
+    }
+    /// The local IPv6 address `ip` of VPC `vpc` (SPEC 12).
+    #[inline]
+    pub fn addr6(&self, vpc: VpcId, ip: &Ipv6Addr) -> Option<Addr> {
+        self.addrs6.get(&(vpc, *ip)).copied()
     }
     /// The VIP named `name`.
     pub fn vip_id(&self, name: &str) -> Option<VipId> {

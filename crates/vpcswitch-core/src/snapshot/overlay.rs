@@ -29,9 +29,9 @@
 //! All of it is made at compile time; lookups are one hash probe or a short slice, and
 //! nothing allocates per packet.
 
-use std::net::{Ipv4Addr, SocketAddrV4};
+use std::net::{Ipv4Addr, Ipv6Addr, SocketAddrV4};
 
-use hashbrown::HashMap;
+use hashbrown::{HashMap, HashSet};
 use vpcswitch_model::{Config, RouteTarget as CfgTarget};
 
 use super::{PortEntry, Snapshot, SubnetEntry, VipEntry};
@@ -78,6 +78,9 @@ pub(crate) struct Overlay {
     /// (fixed IP, bound VIP) of a port on H in V or in a VPC whose routes name a
     /// peering to V
     routed_src: FlatMap<()>,
+    /// SPEC 10.3 (b), 12.5: the same for IPv6 sources (fixed IPv6 addresses and bound
+    /// IPv6 VIPs of such ports)
+    routed_src6: HashSet<(HostId, VpcId, Ipv6Addr)>,
     /// SPEC 10.3 (b): by (host, VPC) pair: such a port has `src_dst_check` off, so any
     /// source may come from H into V
     any_src: Box<[bool]>,
@@ -161,6 +164,7 @@ impl Overlay {
             }
         }
         let (mut routed_src, mut any_src) = (Vec::new(), vec![false; hosts.len() * nvpcs]);
+        let mut routed_src6 = HashSet::new();
         for p in ports.iter().filter(|p| !p.is_uplink) {
             let (Some(h), Some(into)) = (host_of(p, i.local), reaches.get(p.vpc as usize)) else {
                 continue;
@@ -172,6 +176,7 @@ impl Overlay {
                     }
                 }
                 routed_src.extend(p.allowed.iter().map(|&ip| (pair_key(nvpcs, h, v, ip), ())));
+                routed_src6.extend(p.allowed6.iter().map(|&ip| (h, v, ip)));
             }
         }
         // SPEC 7.2 from another host: the uplink's host takes outbound traffic from an
@@ -205,6 +210,7 @@ impl Overlay {
             local: i.local,
             nvpcs,
             routed_src: FlatMap::new(routed_src),
+            routed_src6,
             any_src: any_src.into_boxed_slice(),
             eip_src: FlatMap::new(eip_src),
             down: vec![false; nhosts].into_boxed_slice(),
@@ -385,6 +391,13 @@ impl Snapshot {
         let pair = h as usize * o.nvpcs + vpc as usize;
         o.any_src.get(pair).copied().unwrap_or(false)
             || o.routed_src.get(pair_key(o.nvpcs, h, vpc, src)).is_some()
+    }
+
+    /// SPEC 10.3 (b), 12.5: [`Snapshot::host_may_route_from`] for an IPv6 source.
+    pub(crate) fn host_may_route_from6(&self, h: HostId, vpc: VpcId, src: &Ipv6Addr) -> bool {
+        let o = &self.overlay;
+        let pair = h as usize * o.nvpcs + vpc as usize;
+        o.any_src.get(pair).copied().unwrap_or(false) || o.routed_src6.contains(&(h, vpc, *src))
     }
 
     /// SPEC 11.3: marks the hosts named in `names` down (the local host and unknown

@@ -115,6 +115,7 @@ pub fn build_config(t: &Topo) -> Config {
         c.vpcs.push(Vpc {
             name: vn.clone(),
             cidrs: vec![format!("10.{v}.0.0/16").parse().unwrap()],
+            ipv6_cidrs: vec![],
             vni: None,
         });
         for s in 0..t.subnets[v] {
@@ -124,6 +125,7 @@ pub fn build_config(t: &Topo) -> Config {
                 vpc: vn.clone(),
                 cidr: format!("10.{v}.{s}.0/24").parse().unwrap(),
                 gateway: None,
+                ipv6_cidr: None,
                 // SPEC 13.1: the first subnet of the first VPC serves DHCP
                 dhcp: v == 0 && s == 0,
                 dhcp_options: Default::default(),
@@ -142,6 +144,7 @@ pub fn build_config(t: &Topo) -> Config {
                     subnet: sn.clone(),
                     mac: pmac(v, s, i),
                     ips,
+                    ipv6_ips: vec![],
                     src_dst_check: check,
                     allowed_macs: if i == 2 {
                         vec![MacAddr([2, 0x10, v as u8, s as u8, i as u8, 0x99])]
@@ -163,7 +166,7 @@ pub fn build_config(t: &Topo) -> Config {
             c.vips.push(Vip {
                 name: format!("{sn}vip"),
                 subnet: sn.clone(),
-                ip: Ipv4Addr::new(10, v as u8, s as u8, 100),
+                ip: Ipv4Addr::new(10, v as u8, s as u8, 100).into(),
                 ports: bound,
                 eip: None,
             });
@@ -210,7 +213,7 @@ pub fn build_config(t: &Topo) -> Config {
     });
     c.routes.push(Route {
         vpc: "v0".into(),
-        destination: "0.0.0.0/0".parse::<Ipv4Cidr>().unwrap(),
+        destination: "0.0.0.0/0".parse::<Ipv4Cidr>().unwrap().into(),
         peering: None,
         port: None,
         uplink: Some(true),
@@ -232,7 +235,7 @@ pub fn build_config(t: &Topo) -> Config {
     // a next-hop route in VPC 0
     c.routes.push(Route {
         vpc: "v0".into(),
-        destination: "192.168.0.0/16".parse::<Ipv4Cidr>().unwrap(),
+        destination: "192.168.0.0/16".parse::<Ipv4Cidr>().unwrap().into(),
         peering: None,
         port: Some("v0s0p1".into()),
         uplink: None,
@@ -245,7 +248,10 @@ pub fn build_config(t: &Topo) -> Config {
 /// Picks from the topology's interesting addresses by index.
 pub fn pick_ip(c: &Config, n: u16) -> Ipv4Addr {
     let mut all: Vec<Ipv4Addr> = c.ports.iter().flat_map(|p| p.ips.clone()).collect();
-    all.extend(c.vips.iter().map(|v| v.ip));
+    all.extend(c.vips.iter().filter_map(|v| match v.ip {
+        std::net::IpAddr::V4(a) => Some(a),
+        std::net::IpAddr::V6(_) => None,
+    }));
     all.extend(c.subnets.iter().map(|s| s.gateway_ip()));
     all.extend([
         Ipv4Addr::new(10, 0, 0, 77),

@@ -1,12 +1,12 @@
 //! Every rule of SPEC 1, checked at once.
 
 use std::collections::{HashMap, HashSet};
-use std::net::Ipv4Addr;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::path::PathBuf;
 
 use crate::{
-    BackendSpec, Config, ConfigError, ConfigErrors, IdleSetting, Ipv4Cidr, MacAddr, RouteTarget,
-    MAX_WORKERS,
+    BackendSpec, Config, ConfigError, ConfigErrors, IdleSetting, IpCidr, Ipv4Cidr, Ipv6Cidr,
+    MacAddr, RouteTarget, MAX_WORKERS, SUBNET_IPV6_PREFIX_LEN,
 };
 
 mod backend;
@@ -53,6 +53,56 @@ fn reserved_kind(cidr: &Ipv4Cidr, gw: Ipv4Addr, ip: Ipv4Addr) -> Option<&'static
         Some("the subnet's gateway address")
     } else {
         None
+    }
+}
+
+/// A fixed IP of port `owner` (an object and field for errors) in VPC `vpc`: unique in
+/// the VPC and not a VIP's address (SPEC 1, 12.1).
+fn fixed_ip<'a>(
+    e: &mut Errs,
+    fixed: &mut HashMap<(&'a str, IpAddr), &'a str>,
+    vips_by_ip: &HashSet<(&str, IpAddr)>,
+    (obj, field): (&str, &str),
+    (vpc, owner): (&'a str, &'a str),
+    ip: IpAddr,
+) {
+    if vips_by_ip.contains(&(vpc, ip)) {
+        e.push(obj.into(), field, format!("{ip} is a VIP's address"));
+        fixed.insert((vpc, ip), owner);
+    } else if let Some(other) = fixed.insert((vpc, ip), owner) {
+        e.push(
+            obj.into(),
+            field,
+            format!("{ip} is already a fixed IP of port \"{other}\" (fixed IPs are unique)"),
+        );
+    }
+}
+
+/// SPEC 12.1: the IPv6 network address (`::` of the /64) and the IPv6 gateway (`::1`)
+/// are reserved.
+fn reserved_kind6(cidr: &Ipv6Cidr, ip: Ipv6Addr) -> Option<&'static str> {
+    if ip == cidr.network() {
+        Some("the subnet's IPv6 network address")
+    } else if ip == cidr.first_host() {
+        Some("the subnet's IPv6 gateway address")
+    } else {
+        None
+    }
+}
+
+/// SPEC 12.1: where an IPv6 address of subnet `s` may not be: outside its `ipv6_cidr`
+/// (or the subnet has none), or reserved.
+fn ipv6_problem(s: &crate::Subnet, ip: Ipv6Addr) -> Option<String> {
+    let Some(c) = s.ipv6_cidr else {
+        return Some(format!(
+            "{ip}: subnet \"{}\" has no ipv6_cidr (SPEC 12.1)",
+            s.name
+        ));
+    };
+    if !c.contains(ip) {
+        Some(format!("{ip} is not inside subnet \"{}\" ({c})", s.name))
+    } else {
+        reserved_kind6(&c, ip).map(|what| format!("{ip} is reserved: {what}"))
     }
 }
 
@@ -142,6 +192,27 @@ impl Config {
                     }
                 }
             }
+            for (i, c) in v.ipv6_cidrs.iter().enumerate() {
+                if !c.is_network() {
+                    e.push(
+                        obj.clone(),
+                        "ipv6_cidrs",
+                        format!("{c} has host bits set (write {}/{})", c.network(), c.len()),
+                    );
+                }
+                if c.len() > SUBNET_IPV6_PREFIX_LEN {
+                    e.push(
+                        obj.clone(),
+                        "ipv6_cidrs",
+                        format!("{c} is longer than /64: it could hold no subnet (SPEC 12.1)"),
+                    );
+                }
+                for d in &v.ipv6_cidrs[..i] {
+                    if c.overlaps(d) {
+                        e.push(obj.clone(), "ipv6_cidrs", format!("{c} overlaps {d}"));
+                    }
+                }
+            }
         }
 
         // Subnets
@@ -197,6 +268,36 @@ impl Config {
                     );
                 }
             }
+            if let Some(c6) = s.ipv6_cidr {
+                if let Some(v) = vpcs.get(s.vpc.as_str()) {
+                    if !v.ipv6_cidrs.iter().any(|c| c.covers(&c6)) {
+                        e.push(
+                            obj.clone(),
+                            "ipv6_cidr",
+                            format!(
+                                "{c6} is not inside any ipv6_cidrs of VPC \"{}\" (SPEC 12.1)",
+                                v.name
+                            ),
+                        );
+                    }
+                }
+                if c6.len() != SUBNET_IPV6_PREFIX_LEN || !c6.is_network() {
+                    e.push(
+                        obj.clone(),
+                        "ipv6_cidr",
+                        format!("{c6} must be a /64 with no host bits set (SPEC 12.1)"),
+                    );
+                }
+                for o in &self.subnets[..i] {
+                    if let Some(oc) = o.ipv6_cidr.filter(|oc| o.vpc == s.vpc && oc.overlaps(&c6)) {
+                        e.push(
+                            obj.clone(),
+                            "ipv6_cidr",
+                            format!("{c6} overlaps subnet \"{}\" ({oc}) of the same VPC", o.name),
+                        );
+                    }
+                }
+            }
             dhcp::validate_dhcp(&mut e, &obj, s);
         }
 
@@ -210,8 +311,8 @@ impl Config {
             macs.insert(u.mac, format!("uplink \"{}\"", u.name));
         }
         // fixed IPs per VPC
-        let mut fixed: HashMap<(&str, Ipv4Addr), &str> = HashMap::new();
-        let vips_by_ip: HashSet<(&str, Ipv4Addr)> = self
+        let mut fixed: HashMap<(&str, IpAddr), &str> = HashMap::new();
+        let vips_by_ip: HashSet<(&str, IpAddr)> = self
             .vips
             .iter()
             .filter_map(|v| {
@@ -302,16 +403,28 @@ impl Config {
                     );
                 } else if let Some(what) = reserved_kind(&s.cidr, gw, *ip) {
                     e.push(obj.clone(), "ips", format!("{ip} is reserved: {what}"));
-                } else if vips_by_ip.contains(&(s.vpc.as_str(), *ip)) {
-                    e.push(obj.clone(), "ips", format!("{ip} is a VIP's address"));
-                    fixed.insert((s.vpc.as_str(), *ip), &p.name);
-                } else if let Some(other) = fixed.insert((s.vpc.as_str(), *ip), &p.name) {
-                    e.push(
-                        obj.clone(),
-                        "ips",
-                        format!(
-                            "{ip} is already a fixed IP of port \"{other}\" (fixed IPs are unique)"
-                        ),
+                } else {
+                    fixed_ip(
+                        &mut e,
+                        &mut fixed,
+                        &vips_by_ip,
+                        (&obj, "ips"),
+                        (&s.vpc, &p.name),
+                        IpAddr::V4(*ip),
+                    );
+                }
+            }
+            for ip in &p.ipv6_ips {
+                if let Some(problem) = ipv6_problem(s, *ip) {
+                    e.push(obj.clone(), "ipv6_ips", problem);
+                } else {
+                    fixed_ip(
+                        &mut e,
+                        &mut fixed,
+                        &vips_by_ip,
+                        (&obj, "ipv6_ips"),
+                        (&s.vpc, &p.name),
+                        IpAddr::V6(*ip),
                     );
                 }
             }
@@ -319,7 +432,7 @@ impl Config {
 
         // VIPs
         dup_names(&mut e, "vip", self.vips.iter().map(|v| v.name.as_str()));
-        let mut vip_ips: HashMap<(&str, Ipv4Addr), &str> = HashMap::new();
+        let mut vip_ips: HashMap<(&str, IpAddr), &str> = HashMap::new();
         let mut per_port: HashMap<&str, usize> = HashMap::new();
         for v in &self.vips {
             let obj = format!("vip \"{}\"", v.name);
@@ -331,14 +444,17 @@ impl Config {
                 );
                 continue;
             };
-            if !s.cidr.contains(v.ip) {
-                e.push(
-                    obj.clone(),
-                    "ip",
-                    format!("{} is not inside subnet \"{}\" ({})", v.ip, s.name, s.cidr),
-                );
-            } else if let Some(what) = reserved_kind(&s.cidr, s.gateway_ip(), v.ip) {
-                e.push(obj.clone(), "ip", format!("{} is reserved: {what}", v.ip));
+            let problem = match v.ip {
+                IpAddr::V4(ip) if !s.cidr.contains(ip) => Some(format!(
+                    "{ip} is not inside subnet \"{}\" ({})",
+                    s.name, s.cidr
+                )),
+                IpAddr::V4(ip) => reserved_kind(&s.cidr, s.gateway_ip(), ip)
+                    .map(|what| format!("{ip} is reserved: {what}")),
+                IpAddr::V6(ip) => ipv6_problem(s, ip),
+            };
+            if let Some(problem) = problem {
+                e.push(obj.clone(), "ip", problem);
             } else if let Some(p) = fixed.get(&(s.vpc.as_str(), v.ip)) {
                 e.push(
                     obj.clone(),
@@ -450,6 +566,18 @@ impl Config {
                     }
                 }
             }
+            for ca in &a.ipv6_cidrs {
+                for cb in b.ipv6_cidrs.iter().filter(|cb| ca.overlaps(cb)) {
+                    e.push(
+                        obj.clone(),
+                        "vpcs",
+                        format!(
+                            "VPC \"{}\" ({ca}) and VPC \"{}\" ({cb}) overlap",
+                            a.name, b.name
+                        ),
+                    );
+                }
+            }
             let mut key = [p.vpcs[0].as_str(), p.vpcs[1].as_str()];
             key.sort();
             if !pairs.insert(key) {
@@ -477,7 +605,7 @@ impl Config {
                     format!("{} has host bits set", r.destination),
                 );
             }
-            if !dests.insert((r.vpc.as_str(), r.destination.network(), r.destination.len())) {
+            if !dests.insert((r.vpc.as_str(), r.destination.masked())) {
                 e.push(
                     obj.clone(),
                     "destination",
@@ -485,16 +613,27 @@ impl Config {
                 );
             }
             for s in self.subnets.iter().filter(|s| s.vpc == r.vpc) {
-                if s.cidr.covers(&r.destination) {
+                let shadowed = match r.destination {
+                    IpCidr::V4(d) => s.cidr.covers(&d).then(|| s.cidr.to_string()),
+                    IpCidr::V6(d) => s.ipv6_cidr.filter(|c| c.covers(&d)).map(|c| c.to_string()),
+                };
+                if let Some(local) = shadowed {
                     e.push(
                         obj.clone(),
                         "destination",
                         format!(
-                            "would shadow the local route of subnet \"{}\" ({}); local routes cannot be overridden",
-                            s.name, s.cidr
+                            "would shadow the local route of subnet \"{}\" ({local}); local routes cannot be overridden",
+                            s.name
                         ),
                     );
                 }
+            }
+            if r.destination.v6().is_some() && r.target() == Some(RouteTarget::Uplink) {
+                e.push(
+                    obj.clone(),
+                    "uplink",
+                    "IPv6 does not go over the uplink (SPEC 12.5, 14.1)".into(),
+                );
             }
             match r.target() {
                 None => e.push(
@@ -559,8 +698,16 @@ impl Config {
             }
             let target = match (&x.vip, &x.port) {
                 (Some(v), None) => {
-                    if !vip_names.contains_key(v.as_str()) {
-                        e.push(obj.clone(), "vip", format!("no VIP named \"{v}\""));
+                    match vip_names.get(v.as_str()) {
+                        None => e.push(obj.clone(), "vip", format!("no VIP named \"{v}\"")),
+                        Some(w) if w.ip.is_ipv6() => e.push(
+                            obj.clone(),
+                            "vip",
+                            format!(
+                                "vip \"{v}\" has an IPv6 address: EIPs stay IPv4 (SPEC 12.5, 14.1)"
+                            ),
+                        ),
+                        Some(_) => {}
                     }
                     format!("vip:{v}")
                 }

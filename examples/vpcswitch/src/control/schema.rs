@@ -19,7 +19,7 @@
 #![allow(dead_code)]
 
 use std::collections::BTreeMap;
-use std::net::{Ipv4Addr, SocketAddrV4};
+use std::net::{IpAddr, Ipv4Addr, SocketAddrV4};
 
 use serde::{Deserialize, Serialize};
 
@@ -113,7 +113,8 @@ pub struct PortRow {
 pub struct VipRow {
     pub name: String,
     pub subnet: String,
-    pub ip: Ipv4Addr,
+    /// IPv4, or IPv6 for an IPv6 VIP (SPEC 12.1)
+    pub ip: IpAddr,
     /// the ports bound to it
     pub ports: Vec<String>,
     /// the port that owns it now (learned from its ARP), null before any

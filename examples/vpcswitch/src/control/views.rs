@@ -134,7 +134,7 @@ pub fn vips(r: &Running) -> Value {
         text += &row([
             &v.name,
             subnet,
-            &Ipv4Addr::from(v.ip).to_string(),
+            &v.addr().to_string(),
             &ports.join(","),
             owner.as_deref().unwrap_or("-"),
             &cell.moves().to_string(),
@@ -144,7 +144,7 @@ pub fn vips(r: &Running) -> Value {
         rows.push(js::VipRow {
             name: v.name.clone(),
             subnet: subnet.clone(),
-            ip: Ipv4Addr::from(v.ip),
+            ip: v.addr(),
             ports,
             owner,
             moves: cell.moves(),
@@ -271,7 +271,8 @@ pub fn neighbors(r: &Running) -> Value {
             .vips
             .iter()
             .enumerate()
-            .filter(|(_, v)| snap.subnets[v.subnet as usize].name == s.name);
+            // the ARP neighbours: IPv4 VIPs
+            .filter(|(_, v)| v.ip6.is_none() && snap.subnets[v.subnet as usize].name == s.name);
         for (i, v) in in_subnet {
             let o = snap.vip_cell(i as u32).owner().and_then(|o| snap.port(o));
             add(
