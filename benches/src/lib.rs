@@ -289,6 +289,146 @@ fn frames_unpadded(s: Scenario) -> [(&'static str, Vec<u8>); 2] {
     }
 }
 
+/// A dual-stack topology for comparing each IPv6 path with its IPv4 twin (issue 20:
+/// "IPv6 within 20% of IPv4"): VPC a (10.0.0.0/16, 2001:db8:a::/48), subnets a1
+/// (10.0.1.0/24, 2001:db8:a:1::/64) and a2 (10.0.2.0/24, 2001:db8:a:2::/64); ports a, b
+/// (a1), c (a2), v1, v2 (a1) with one address of each family; VIPs 10.0.1.100 and
+/// 2001:db8:a:1::100 on v1/v2, both owned by v2. Storm limiters off, as in
+/// [`config_sized`].
+pub fn dual_stack_snapshot() -> Snapshot {
+    let mut c = ConfigBuilder::new()
+        .vpc("a", &["10.0.0.0/16"])
+        .ipv6_cidrs(&["2001:db8:a::/48"])
+        .subnet("a1", "a", "10.0.1.0/24")
+        .ipv6_cidr("2001:db8:a:1::/64")
+        .subnet("a2", "a", "10.0.2.0/24")
+        .ipv6_cidr("2001:db8:a:2::/64")
+        .port("a", "a1", "02:00:00:00:00:0a", &["10.0.1.11"])
+        .ipv6_ips(&["2001:db8:a:1::11"])
+        .port("b", "a1", "02:00:00:00:00:0b", &["10.0.1.12"])
+        .ipv6_ips(&["2001:db8:a:1::12"])
+        .port("c", "a2", "02:00:00:00:00:0c", &["10.0.2.11"])
+        .ipv6_ips(&["2001:db8:a:2::11"])
+        .port("v1", "a1", "02:00:00:00:00:e1", &["10.0.1.21"])
+        .ipv6_ips(&["2001:db8:a:1::21"])
+        .port("v2", "a1", "02:00:00:00:00:e2", &["10.0.1.22"])
+        .ipv6_ips(&["2001:db8:a:1::22"])
+        .vip("vip", "a1", "10.0.1.100", &["v1", "v2"])
+        .vip("vip6", "a1", "2001:db8:a:1::100", &["v1", "v2"])
+        .build()
+        .unwrap_or_else(|e| panic!("{e}"));
+    c.switch.arp_per_sec = u32::MAX;
+    c.switch.flood_per_sec = u32::MAX;
+    c.switch.icmp_errors_per_sec = u32::MAX;
+    let s = Snapshot::compile(&c, None).unwrap_or_else(|e| panic!("{e}"));
+    s.set_vip_owner("vip", "v2", 1);
+    s.set_vip_owner("vip6", "v2", 1);
+    s
+}
+
+/// The paths of [`dual_stack_snapshot`], each as (name, ingress port, frame): IPv4 and
+/// IPv6 twins side by side (`l2`/`l2_v6`, `l3`/`l3_v6`, `vip-steer`/`vip-steer_v6`,
+/// `arp`/`nd`: the switch answering a request for a port's address). UDP frames are 64
+/// bytes in both families (IPv6's 20 extra header bytes come out of the payload); the
+/// neighbour solicitation is 86 bytes (its link-layer option included), the ARP
+/// request 64.
+pub fn dual_stack_frames() -> Vec<(&'static str, &'static str, Vec<u8>)> {
+    let v6 = |s: &str| {
+        s.parse::<std::net::Ipv6Addr>()
+            .unwrap_or(std::net::Ipv6Addr::UNSPECIFIED)
+    };
+    let u4 = |dst: MacAddr, src: &str, sip: &str, dip: &str| {
+        let mut f = build::udp(
+            build::Ends {
+                dst,
+                src: mac(src),
+                sip: ip(sip),
+                dip: ip(dip),
+            },
+            64,
+            1024,
+            4789,
+            &[0u8; 22],
+        );
+        f.resize(FRAME_LEN, 0);
+        f
+    };
+    let u6 = |dst: MacAddr, src: &str, sip: &str, dip: &str| {
+        build::udp6(
+            build::Ends6 {
+                dst,
+                src: mac(src),
+                sip: v6(sip),
+                dip: v6(dip),
+            },
+            64,
+            1024,
+            4789,
+            &[0u8; 2],
+        )
+    };
+    let (ma, mb, me1) = (
+        mac("02:00:00:00:00:0a"),
+        mac("02:00:00:00:00:0b"),
+        mac("02:00:00:00:00:e1"),
+    );
+    let mut arp = build::arp_request(ma, ip("10.0.1.11"), ip("10.0.1.12"));
+    arp.resize(FRAME_LEN, 0);
+    vec![
+        (
+            "l2",
+            "a",
+            u4(mb, "02:00:00:00:00:0a", "10.0.1.11", "10.0.1.12"),
+        ),
+        (
+            "l2_v6",
+            "a",
+            u6(
+                mb,
+                "02:00:00:00:00:0a",
+                "2001:db8:a:1::11",
+                "2001:db8:a:1::12",
+            ),
+        ),
+        (
+            "l3",
+            "a",
+            u4(GW, "02:00:00:00:00:0a", "10.0.1.11", "10.0.2.11"),
+        ),
+        (
+            "l3_v6",
+            "a",
+            u6(
+                GW,
+                "02:00:00:00:00:0a",
+                "2001:db8:a:1::11",
+                "2001:db8:a:2::11",
+            ),
+        ),
+        (
+            "vip-steer",
+            "a",
+            u4(me1, "02:00:00:00:00:0a", "10.0.1.11", "10.0.1.100"),
+        ),
+        (
+            "vip-steer_v6",
+            "a",
+            u6(
+                me1,
+                "02:00:00:00:00:0a",
+                "2001:db8:a:1::11",
+                "2001:db8:a:1::100",
+            ),
+        ),
+        ("arp", "a", arp),
+        (
+            "nd",
+            "a",
+            build::neighbor_solicit(ma, v6("2001:db8:a:1::11"), v6("2001:db8:a:1::12")),
+        ),
+    ]
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
