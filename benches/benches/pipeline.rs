@@ -55,8 +55,10 @@ fn paths(c: &mut Criterion) {
             .map(|s| (s, 0))
             .chain([(Scenario::Eip, 1)])
         {
-            // routes matter to L3; ports (MAC and host tables) to L2 and L3
-            if (routes > 0 && s != Scenario::L3)
+            // routes matter to L3; ports (MAC and host tables) to L2 and L3; the IPv6
+            // paths are measured beside their IPv4 twins in `dual_stack`
+            if matches!(s, Scenario::L2v6 | Scenario::L3v6 | Scenario::Nd)
+                || (routes > 0 && s != Scenario::L3)
                 || (ports > 0 && !matches!(s, Scenario::L2 | Scenario::L3))
             {
                 continue;

@@ -73,17 +73,26 @@ pub enum Scenario {
     /// EIP 1:1 NAT (SPEC 7): from the uplink to the VIP's EIP (resolved to its owner),
     /// and from the owner out through the uplink with the EIP as source.
     Eip,
+    /// IPv6 L2 inside a subnet, with source and destination checks (SPEC 12).
+    L2v6,
+    /// IPv6 L3 between two subnets of a VPC (SPEC 12.5).
+    L3v6,
+    /// Neighbour solicitations answered by the switch (SPEC 12.3); 86-byte frames.
+    Nd,
 }
 
 impl Scenario {
     /// Every scenario.
-    pub const ALL: [Scenario; 6] = [
+    pub const ALL: [Scenario; 9] = [
         Scenario::L2,
         Scenario::L3,
         Scenario::Peering,
         Scenario::VipSteer,
         Scenario::Arp,
         Scenario::Eip,
+        Scenario::L2v6,
+        Scenario::L3v6,
+        Scenario::Nd,
     ];
     /// Its name on the command line and in reports.
     pub fn name(self) -> &'static str {
@@ -94,6 +103,9 @@ impl Scenario {
             Scenario::VipSteer => "vip-steer",
             Scenario::Arp => "arp",
             Scenario::Eip => "eip",
+            Scenario::L2v6 => "l2_v6",
+            Scenario::L3v6 => "l3_v6",
+            Scenario::Nd => "nd",
         }
     }
 }
@@ -106,6 +118,8 @@ fn mac(s: &str) -> MacAddr {
 }
 
 /// Ports: a (a1, 10.0.1.11), b (a1, 10.0.1.12), c (a2, 10.0.2.11), d (vpc x, 10.1.1.11),
+/// a, b and c dual stack (VPC a has 2001:db8:a::/48, a1 and a2 a /64 each: a is
+/// 2001:db8:a:1::11, b ::12 of a1, c 2001:db8:a:2::11),
 /// v1/v2 (a1) bound to VIP 10.0.1.100, owned by v2, whose EIP is 203.0.113.10 on the
 /// uplink `up` (next hop 198.51.100.1 at a static MAC, VPC a routes 0.0.0.0/0 to it).
 /// `workers` workers; `extra_routes` additional /24 routes in VPC a (table-size scaling).
@@ -120,13 +134,19 @@ pub fn config_sized(workers: usize, extra_routes: usize, extra_ports: usize) -> 
     let mut b = ConfigBuilder::new()
         .workers(workers)
         .vpc("a", &["10.0.0.0/16"])
+        .ipv6_cidrs(&["2001:db8:a::/48"])
         .vpc("x", &["10.1.0.0/16"])
         .subnet("a1", "a", "10.0.1.0/24")
+        .ipv6_cidr("2001:db8:a:1::/64")
         .subnet("a2", "a", "10.0.2.0/24")
+        .ipv6_cidr("2001:db8:a:2::/64")
         .subnet("x1", "x", "10.1.1.0/24")
         .port("a", "a1", "02:00:00:00:00:0a", &["10.0.1.11"])
+        .ipv6_ips(&["2001:db8:a:1::11"])
         .port("b", "a1", "02:00:00:00:00:0b", &["10.0.1.12"])
+        .ipv6_ips(&["2001:db8:a:1::12"])
         .port("c", "a2", "02:00:00:00:00:0c", &["10.0.2.11"])
+        .ipv6_ips(&["2001:db8:a:2::11"])
         .port("d", "x1", "02:00:00:00:00:0d", &["10.1.1.11"])
         .port("v1", "a1", "02:00:00:00:00:e1", &["10.0.1.21"])
         .port("v2", "a1", "02:00:00:00:00:e2", &["10.0.1.22"])
@@ -185,11 +205,12 @@ pub fn snapshot_sized(extra_routes: usize, extra_ports: usize) -> Snapshot {
 pub const FRAME_LEN: usize = 64;
 
 /// (ingress port, frame) for each direction of a scenario: 64-byte frames (ARP padded
-/// from 60 to 64 bytes, as on a wire with FCS stripped).
+/// from 60 to 64 bytes, as on a wire with FCS stripped), but for [`Scenario::Nd`]'s
+/// 86-byte solicitations (never cut).
 pub fn frames(s: Scenario) -> [(&'static str, Vec<u8>); 2] {
     let [(a, mut fa), (b, mut fb)] = frames_unpadded(s);
-    fa.resize(FRAME_LEN, 0);
-    fb.resize(FRAME_LEN, 0);
+    fa.resize(fa.len().max(FRAME_LEN), 0);
+    fb.resize(fb.len().max(FRAME_LEN), 0);
     [(a, fa), (b, fb)]
 }
 
@@ -197,9 +218,35 @@ pub fn frames(s: Scenario) -> [(&'static str, Vec<u8>); 2] {
 /// buffer per packet (a constant-size copy, like a NIC's DMA, not a `memcpy` call).
 pub fn frame_array(s: Scenario, direction: usize) -> (&'static str, [u8; FRAME_LEN]) {
     let (p, f) = frames(s)[direction % 2].clone();
+    assert!(
+        f.len() == FRAME_LEN,
+        "scenario {} has {}-byte frames, not {FRAME_LEN}: use frames()",
+        s.name(),
+        f.len()
+    );
     let mut a = [0u8; FRAME_LEN];
     a.copy_from_slice(&f[..FRAME_LEN]);
     (p, a)
+}
+
+fn v6(s: &str) -> std::net::Ipv6Addr {
+    s.parse().unwrap_or(std::net::Ipv6Addr::UNSPECIFIED)
+}
+
+/// A 64-byte IPv6 UDP frame (IPv6's 20 extra header bytes come out of the payload).
+fn u6(dst: MacAddr, src: &str, sip: &str, dip: &str) -> Vec<u8> {
+    build::udp6(
+        build::Ends6 {
+            dst,
+            src: mac(src),
+            sip: v6(sip),
+            dip: v6(dip),
+        },
+        64,
+        1024,
+        4789,
+        &[0u8; 2],
+    )
 }
 
 fn frames_unpadded(s: Scenario) -> [(&'static str, Vec<u8>); 2] {
@@ -274,6 +321,64 @@ fn frames_unpadded(s: Scenario) -> [(&'static str, Vec<u8>); 2] {
             (
                 "v2",
                 u(GW, "02:00:00:00:00:e2", "10.0.1.100", "198.51.100.7"),
+            ),
+        ],
+        Scenario::L2v6 => [
+            (
+                "a",
+                u6(
+                    mac("02:00:00:00:00:0b"),
+                    "02:00:00:00:00:0a",
+                    "2001:db8:a:1::11",
+                    "2001:db8:a:1::12",
+                ),
+            ),
+            (
+                "b",
+                u6(
+                    mac("02:00:00:00:00:0a"),
+                    "02:00:00:00:00:0b",
+                    "2001:db8:a:1::12",
+                    "2001:db8:a:1::11",
+                ),
+            ),
+        ],
+        Scenario::L3v6 => [
+            (
+                "a",
+                u6(
+                    GW,
+                    "02:00:00:00:00:0a",
+                    "2001:db8:a:1::11",
+                    "2001:db8:a:2::11",
+                ),
+            ),
+            (
+                "c",
+                u6(
+                    GW,
+                    "02:00:00:00:00:0c",
+                    "2001:db8:a:2::11",
+                    "2001:db8:a:1::11",
+                ),
+            ),
+        ],
+        Scenario::Nd => [
+            (
+                "a",
+                build::neighbor_solicit(
+                    mac("02:00:00:00:00:0a"),
+                    v6("2001:db8:a:1::11"),
+                    v6("2001:db8:a:1::12"),
+                ),
+            ),
+            (
+                "b",
+                build::neighbor_solicit(
+                    mac("02:00:00:00:00:0b"),
+                    v6("2001:db8:a:1::12"),
+                    v6("2001:db8:a:1::11"),
+                ),
             ),
         ],
         Scenario::Arp => [
@@ -352,20 +457,6 @@ pub fn dual_stack_frames() -> Vec<(&'static str, &'static str, Vec<u8>)> {
         );
         f.resize(FRAME_LEN, 0);
         f
-    };
-    let u6 = |dst: MacAddr, src: &str, sip: &str, dip: &str| {
-        build::udp6(
-            build::Ends6 {
-                dst,
-                src: mac(src),
-                sip: v6(sip),
-                dip: v6(dip),
-            },
-            64,
-            1024,
-            4789,
-            &[0u8; 2],
-        )
     };
     let (ma, mb, me1) = (
         mac("02:00:00:00:00:0a"),
