@@ -578,10 +578,16 @@ pub fn keepalived_conf(name: &str, prio: u32) -> String {
 }
 
 impl Net {
-    /// Starts keepalived (VRRP only, in the foreground) in a guest; returns its PID.
+    /// Starts keepalived (VRRP only, in the foreground) in a guest with
+    /// [`keepalived_conf`]; returns its PID.
     pub fn keepalived(&mut self, guest: &str, prio: u32) -> u32 {
+        self.keepalived_with(guest, &keepalived_conf(guest, prio))
+    }
+
+    /// [`Net::keepalived`] with the configuration `text`.
+    pub fn keepalived_with(&mut self, guest: &str, text: &str) -> u32 {
         let conf = self.file(&format!("keepalived-{guest}.conf"));
-        std::fs::write(&conf, keepalived_conf(guest, prio)).expect("conf");
+        std::fs::write(&conf, text).expect("conf");
         let pid = |s: &str| self.file(&format!("{guest}-{s}.pid")).display().to_string();
         let cmd = format!(
             "keepalived --dont-fork --log-console --vrrp --use-file {} --pid {} --vrrp_pid {} --checkers_pid {}",
@@ -599,17 +605,34 @@ impl Net {
     }
 
     pub fn vip_owner(&self) -> Option<String> {
-        self.vip_row()["owner"].as_str().map(String::from)
+        self.owner_of("vip")
     }
 
     pub fn vip_moves(&self) -> u64 {
-        self.vip_row()["moves"].as_u64().unwrap_or(0)
+        self.moves_of("vip")
     }
 
     pub fn wait_owner(&self, who: &str, secs: u64) -> bool {
+        self.wait_owner_of("vip", who, secs)
+    }
+
+    /// The owner of VIP `vip` (by name), if it has one.
+    pub fn owner_of(&self, vip: &str) -> Option<String> {
+        row(&self.ctl("vips"), vip)["owner"]
+            .as_str()
+            .map(String::from)
+    }
+
+    /// The moves counted for VIP `vip` (by name).
+    pub fn moves_of(&self, vip: &str) -> u64 {
+        row(&self.ctl("vips"), vip)["moves"].as_u64().unwrap_or(0)
+    }
+
+    /// Whether `who` owns VIP `vip` within `secs` seconds.
+    pub fn wait_owner_of(&self, vip: &str, who: &str, secs: u64) -> bool {
         let end = Instant::now() + Duration::from_secs(secs);
         while Instant::now() < end {
-            if self.vip_owner().as_deref() == Some(who) {
+            if self.owner_of(vip).as_deref() == Some(who) {
                 return true;
             }
             std::thread::sleep(Duration::from_millis(50));
