@@ -94,7 +94,7 @@ fn paths(c: &mut Criterion) {
 /// 20% of IPv4 per packet"): each frame copied into the burst's buffers at its own
 /// length, then the burst through the pipeline.
 fn dual_stack(c: &mut Criterion) {
-    let snap = vpcswitch_benches::dual_stack_snapshot();
+    let snap = vpcswitch_benches::snapshot(0);
     let ctx = Ctx::at(1);
     let mut g = c.benchmark_group("dual_stack");
     g.throughput(Throughput::Elements(BURST as u64));

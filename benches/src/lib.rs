@@ -119,7 +119,8 @@ fn mac(s: &str) -> MacAddr {
 
 /// Ports: a (a1, 10.0.1.11), b (a1, 10.0.1.12), c (a2, 10.0.2.11), d (vpc x, 10.1.1.11),
 /// a, b and c dual stack (VPC a has 2001:db8:a::/48, a1 and a2 a /64 each: a is
-/// 2001:db8:a:1::11, b ::12 of a1, c 2001:db8:a:2::11),
+/// 2001:db8:a:1::11, b ::12 of a1, c 2001:db8:a:2::11; v1/v2 ::21/::22 of a1, bound to
+/// the IPv6 VIP 2001:db8:a:1::100, owned by v2 too),
 /// v1/v2 (a1) bound to VIP 10.0.1.100, owned by v2, whose EIP is 203.0.113.10 on the
 /// uplink `up` (next hop 198.51.100.1 at a static MAC, VPC a routes 0.0.0.0/0 to it).
 /// `workers` workers; `extra_routes` additional /24 routes in VPC a (table-size scaling).
@@ -149,8 +150,11 @@ pub fn config_sized(workers: usize, extra_routes: usize, extra_ports: usize) -> 
         .ipv6_ips(&["2001:db8:a:2::11"])
         .port("d", "x1", "02:00:00:00:00:0d", &["10.1.1.11"])
         .port("v1", "a1", "02:00:00:00:00:e1", &["10.0.1.21"])
+        .ipv6_ips(&["2001:db8:a:1::21"])
         .port("v2", "a1", "02:00:00:00:00:e2", &["10.0.1.22"])
+        .ipv6_ips(&["2001:db8:a:1::22"])
         .vip("vip", "a1", "10.0.1.100", &["v1", "v2"])
+        .vip("vip6", "a1", "2001:db8:a:1::100", &["v1", "v2"])
         .peering("ax", "a", "x")
         .route_via_peering("a", "10.1.0.0/16", "ax")
         .route_via_peering("x", "10.0.0.0/16", "ax")
@@ -198,6 +202,7 @@ pub fn snapshot_sized(extra_routes: usize, extra_ports: usize) -> Snapshot {
     let s = Snapshot::compile(&config_sized(1, extra_routes, extra_ports), None)
         .unwrap_or_else(|e| panic!("{e}"));
     s.set_vip_owner("vip", "v2", 1);
+    s.set_vip_owner("vip6", "v2", 1);
     s
 }
 
@@ -394,129 +399,34 @@ fn frames_unpadded(s: Scenario) -> [(&'static str, Vec<u8>); 2] {
     }
 }
 
-/// A dual-stack topology for comparing each IPv6 path with its IPv4 twin (issue 20:
-/// "IPv6 within 20% of IPv4"): VPC a (10.0.0.0/16, 2001:db8:a::/48), subnets a1
-/// (10.0.1.0/24, 2001:db8:a:1::/64) and a2 (10.0.2.0/24, 2001:db8:a:2::/64); ports a, b
-/// (a1), c (a2), v1, v2 (a1) with one address of each family; VIPs 10.0.1.100 and
-/// 2001:db8:a:1::100 on v1/v2, both owned by v2. Storm limiters off, as in
-/// [`config_sized`].
-pub fn dual_stack_snapshot() -> Snapshot {
-    let mut c = ConfigBuilder::new()
-        .vpc("a", &["10.0.0.0/16"])
-        .ipv6_cidrs(&["2001:db8:a::/48"])
-        .subnet("a1", "a", "10.0.1.0/24")
-        .ipv6_cidr("2001:db8:a:1::/64")
-        .subnet("a2", "a", "10.0.2.0/24")
-        .ipv6_cidr("2001:db8:a:2::/64")
-        .port("a", "a1", "02:00:00:00:00:0a", &["10.0.1.11"])
-        .ipv6_ips(&["2001:db8:a:1::11"])
-        .port("b", "a1", "02:00:00:00:00:0b", &["10.0.1.12"])
-        .ipv6_ips(&["2001:db8:a:1::12"])
-        .port("c", "a2", "02:00:00:00:00:0c", &["10.0.2.11"])
-        .ipv6_ips(&["2001:db8:a:2::11"])
-        .port("v1", "a1", "02:00:00:00:00:e1", &["10.0.1.21"])
-        .ipv6_ips(&["2001:db8:a:1::21"])
-        .port("v2", "a1", "02:00:00:00:00:e2", &["10.0.1.22"])
-        .ipv6_ips(&["2001:db8:a:1::22"])
-        .vip("vip", "a1", "10.0.1.100", &["v1", "v2"])
-        .vip("vip6", "a1", "2001:db8:a:1::100", &["v1", "v2"])
-        .build()
-        .unwrap_or_else(|e| panic!("{e}"));
-    c.switch.arp_per_sec = u32::MAX;
-    c.switch.flood_per_sec = u32::MAX;
-    c.switch.icmp_errors_per_sec = u32::MAX;
-    let s = Snapshot::compile(&c, None).unwrap_or_else(|e| panic!("{e}"));
-    s.set_vip_owner("vip", "v2", 1);
-    s.set_vip_owner("vip6", "v2", 1);
-    s
-}
-
-/// The paths of [`dual_stack_snapshot`], each as (name, ingress port, frame): IPv4 and
-/// IPv6 twins side by side (`l2`/`l2_v6`, `l3`/`l3_v6`, `vip-steer`/`vip-steer_v6`,
-/// `arp`/`nd`: the switch answering a request for a port's address). UDP frames are 64
-/// bytes in both families (IPv6's 20 extra header bytes come out of the payload); the
-/// neighbour solicitation is 86 bytes (its link-layer option included), the ARP
-/// request 64.
+/// The paths of [`snapshot`] (its VPC a is dual stack) whose IPv4 and IPv6 twins are
+/// compared (issue 20: "IPv6 within 20% of IPv4"), each as (name, ingress port, frame):
+/// `l2`/`l2_v6`, `l3`/`l3_v6`, `vip-steer`/`vip-steer_v6`, `arp`/`nd` (the switch
+/// answering a request for a port's address). UDP frames are 64 bytes in both families;
+/// the neighbour solicitation is 86 bytes (its link-layer option included).
 pub fn dual_stack_frames() -> Vec<(&'static str, &'static str, Vec<u8>)> {
-    let v6 = |s: &str| {
-        s.parse::<std::net::Ipv6Addr>()
-            .unwrap_or(std::net::Ipv6Addr::UNSPECIFIED)
+    let first = |name: &'static str, s: Scenario| {
+        let [(port, f), _] = frames(s);
+        (name, port, f)
     };
-    let u4 = |dst: MacAddr, src: &str, sip: &str, dip: &str| {
-        let mut f = build::udp(
-            build::Ends {
-                dst,
-                src: mac(src),
-                sip: ip(sip),
-                dip: ip(dip),
-            },
-            64,
-            1024,
-            4789,
-            &[0u8; 22],
-        );
-        f.resize(FRAME_LEN, 0);
-        f
-    };
-    let (ma, mb, me1) = (
-        mac("02:00:00:00:00:0a"),
-        mac("02:00:00:00:00:0b"),
-        mac("02:00:00:00:00:e1"),
-    );
-    let mut arp = build::arp_request(ma, ip("10.0.1.11"), ip("10.0.1.12"));
-    arp.resize(FRAME_LEN, 0);
     vec![
-        (
-            "l2",
-            "a",
-            u4(mb, "02:00:00:00:00:0a", "10.0.1.11", "10.0.1.12"),
-        ),
-        (
-            "l2_v6",
-            "a",
-            u6(
-                mb,
-                "02:00:00:00:00:0a",
-                "2001:db8:a:1::11",
-                "2001:db8:a:1::12",
-            ),
-        ),
-        (
-            "l3",
-            "a",
-            u4(GW, "02:00:00:00:00:0a", "10.0.1.11", "10.0.2.11"),
-        ),
-        (
-            "l3_v6",
-            "a",
-            u6(
-                GW,
-                "02:00:00:00:00:0a",
-                "2001:db8:a:1::11",
-                "2001:db8:a:2::11",
-            ),
-        ),
-        (
-            "vip-steer",
-            "a",
-            u4(me1, "02:00:00:00:00:0a", "10.0.1.11", "10.0.1.100"),
-        ),
+        first("l2", Scenario::L2),
+        first("l2_v6", Scenario::L2v6),
+        first("l3", Scenario::L3),
+        first("l3_v6", Scenario::L3v6),
+        first("vip-steer", Scenario::VipSteer),
         (
             "vip-steer_v6",
             "a",
             u6(
-                me1,
+                mac("02:00:00:00:00:e1"),
                 "02:00:00:00:00:0a",
                 "2001:db8:a:1::11",
                 "2001:db8:a:1::100",
             ),
         ),
-        ("arp", "a", arp),
-        (
-            "nd",
-            "a",
-            build::neighbor_solicit(ma, v6("2001:db8:a:1::11"), v6("2001:db8:a:1::12")),
-        ),
+        first("arp", Scenario::Arp),
+        first("nd", Scenario::Nd),
     ]
 }
 

@@ -697,21 +697,7 @@ impl Snapshot {
 
     /// Where the IPv6 address `dst` of `vpc` leads (as [`Snapshot::resolve`]).
     fn resolve6<T: Tracer>(&self, vpc: VpcId, dst: &Ipv6Addr) -> Resolved {
-        match self.addr6(vpc, dst) {
-            Some(Addr::Port(q)) => Resolved::Port(q),
-            Some(Addr::Vip(v)) => {
-                let cell = self.vip_cell(v);
-                match cell.owner() {
-                    Some(o) => {
-                        self.sent_to_owner::<T>(cell);
-                        Resolved::Port(o)
-                    }
-                    None => Resolved::VipNoOwner(v),
-                }
-            }
-            Some(Addr::Gateway(_)) => Resolved::Gateway,
-            None => Resolved::Nothing,
-        }
+        self.resolve_addr::<T>(self.addr6(vpc, dst))
     }
 
     /// SPEC 10.6, 12.5: an IPv6 frame longer than the tunnel to its port's host takes

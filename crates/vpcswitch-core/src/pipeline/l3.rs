@@ -84,7 +84,13 @@ impl Snapshot {
     /// to the owner for the failover timing (a later TTL or destination-check drop
     /// does not undo that; dry runs never count).
     pub(super) fn resolve<T: Tracer>(&self, vpc: VpcId, dst: u32) -> Resolved {
-        match self.addr(vpc, dst) {
+        self.resolve_addr::<T>(self.addr(vpc, dst))
+    }
+
+    /// Where a local address of either family leads ([`Snapshot::resolve`], and its
+    /// IPv6 twin): a port, a VIP's owner (counted for the failover timing), the gateway.
+    pub(super) fn resolve_addr<T: Tracer>(&self, a: Option<Addr>) -> Resolved {
+        match a {
             Some(Addr::Port(q)) => Resolved::Port(q),
             Some(Addr::Vip(v)) => {
                 let cell = self.vip_cell(v);
