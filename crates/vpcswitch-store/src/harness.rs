@@ -43,8 +43,41 @@ pub fn etcd_binary() -> PathBuf {
         })
 }
 
-/// A free TCP port on 127.0.0.1 (bound once, then released for the member to take).
+/// A free TCP port for a member to listen on, below the kernel's ephemeral range.
+///
+/// A port in the ephemeral range (`net.ipv4.ip_local_port_range`) can be taken as the
+/// *source* port of any outgoing connection between the moment it is picked and the
+/// moment the member binds it: the other members, already started, connect out to their
+/// peers (CI saw `bind: address already in use` that way). Ports below the range are
+/// never handed out as source ports, so only a listener can hold one, and the pick is
+/// checked against listeners of this namespace. Picks spread by PID and time so parallel
+/// test processes do not race for the same numbers.
 fn free_port() -> u16 {
+    use std::sync::atomic::{AtomicU32, Ordering};
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    const BASE: u32 = 10_000;
+    let low = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .ok()
+        .and_then(|s| s.split_whitespace().next()?.parse::<u32>().ok())
+        .filter(|&l| l > BASE + 1_000 && l <= 65_535)
+        .unwrap_or(32_768);
+    let span = low - BASE;
+    let seed = std::process::id().wrapping_mul(7_919).wrapping_add(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.subsec_nanos())
+            .unwrap_or(0),
+    );
+    for _ in 0..1_000 {
+        let n = NEXT.fetch_add(1, Ordering::Relaxed);
+        let port = BASE + seed.wrapping_add(n.wrapping_mul(4_099)) % span;
+        let Ok(port) = u16::try_from(port) else {
+            continue;
+        };
+        if TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
     TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())
         .map(|a| a.port())
@@ -83,7 +116,29 @@ impl EtcdCluster {
 
     /// `n` members in network namespace `netns` (an `ip netns` name; `None`: this one),
     /// listening on address `ip` of it.
+    ///
+    /// A member that cannot bind its ports (another process took one in between) makes
+    /// the whole cluster start again on new ports, up to three times.
     pub fn start_in(netns: Option<&str>, ip: &str, n: usize) -> EtcdCluster {
+        let mut attempt = 1;
+        loop {
+            match Self::try_start_in(netns, ip, n) {
+                Ok(c) => return c,
+                Err((c, e)) if attempt < 3 && c.logs().contains("address already in use") => {
+                    eprintln!("etcd cluster: a port was taken ({e}); again on new ports");
+                    drop(c);
+                    attempt += 1;
+                }
+                Err((c, e)) => panic!("etcd cluster did not become healthy: {e}\n{}", c.logs()),
+            }
+        }
+    }
+
+    fn try_start_in(
+        netns: Option<&str>,
+        ip: &str,
+        n: usize,
+    ) -> Result<EtcdCluster, (EtcdCluster, String)> {
         etcd_binary();
         let nanos = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
@@ -119,10 +174,34 @@ impl EtcdCluster {
         for i in 0..n {
             c.spawn(i);
         }
-        if let Err(e) = c.wait_healthy(Duration::from_secs(30)) {
-            panic!("etcd cluster did not become healthy: {e}\n{}", c.logs());
+        match c.wait_healthy_or_exited(Duration::from_secs(30)) {
+            Ok(()) => Ok(c),
+            Err(e) => {
+                c.kill_all();
+                Err((c, e))
+            }
         }
-        c
+    }
+
+    /// [`EtcdCluster::wait_healthy`], but gives up at once when a member has exited (it
+    /// could not bind, or its data is bad).
+    fn wait_healthy_or_exited(&mut self, timeout: Duration) -> Result<(), String> {
+        let end = Instant::now() + timeout;
+        loop {
+            let exited: Vec<String> = (0..self.members.len())
+                .filter(|&i| self.members[i].child.is_some() && !self.running(i))
+                .map(|i| self.members[i].name.clone())
+                .collect();
+            if !exited.is_empty() {
+                return Err(format!("members exited while starting: {exited:?}"));
+            }
+            if self.wait_healthy(Duration::from_millis(200)).is_ok() {
+                return Ok(());
+            }
+            if Instant::now() > end {
+                return self.wait_healthy(Duration::ZERO);
+            }
+        }
     }
 
     fn spawn(&mut self, i: usize) {
