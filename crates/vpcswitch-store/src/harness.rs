@@ -188,10 +188,12 @@ impl EtcdCluster {
     fn wait_healthy_or_exited(&mut self, timeout: Duration) -> Result<(), String> {
         let end = Instant::now() + timeout;
         loop {
-            let exited: Vec<String> = (0..self.members.len())
-                .filter(|&i| self.members[i].child.is_some() && !self.running(i))
-                .map(|i| self.members[i].name.clone())
-                .collect();
+            let mut exited: Vec<String> = Vec::new();
+            for i in 0..self.members.len() {
+                if self.members[i].child.is_some() && !self.running(i) {
+                    exited.push(self.members[i].name.clone());
+                }
+            }
             if !exited.is_empty() {
                 return Err(format!("members exited while starting: {exited:?}"));
             }
