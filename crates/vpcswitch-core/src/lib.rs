@@ -35,8 +35,8 @@ mod reason;
 mod snapshot;
 mod trace;
 
-pub use flat::FlatMap;
-pub use lpm::Lpm;
+pub use flat::{FlatKey, FlatMap};
+pub use lpm::{Lpm, LpmPrefix};
 pub use pipeline::TraceResult;
 pub use reason::DropReason;
 pub use snapshot::{

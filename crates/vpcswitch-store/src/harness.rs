@@ -124,12 +124,17 @@ impl EtcdCluster {
         loop {
             match Self::try_start_in(netns, ip, n) {
                 Ok(c) => return c,
-                Err((c, e)) if attempt < 3 && c.logs().contains("address already in use") => {
+                Err(b) if attempt < 3 && b.0.logs().contains("address already in use") => {
+                    let (c, e) = *b;
                     eprintln!("etcd cluster: a port was taken ({e}); again on new ports");
                     drop(c);
                     attempt += 1;
                 }
-                Err((c, e)) => panic!("etcd cluster did not become healthy: {e}\n{}", c.logs()),
+                Err(b) => panic!(
+                    "etcd cluster did not become healthy: {}\n{}",
+                    b.1,
+                    b.0.logs()
+                ),
             }
         }
     }
@@ -138,7 +143,7 @@ impl EtcdCluster {
         netns: Option<&str>,
         ip: &str,
         n: usize,
-    ) -> Result<EtcdCluster, (EtcdCluster, String)> {
+    ) -> Result<EtcdCluster, Box<(EtcdCluster, String)>> {
         etcd_binary();
         let nanos = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
@@ -178,7 +183,7 @@ impl EtcdCluster {
             Ok(()) => Ok(c),
             Err(e) => {
                 c.kill_all();
-                Err((c, e))
+                Err(Box::new((c, e)))
             }
         }
     }

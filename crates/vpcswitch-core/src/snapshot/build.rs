@@ -280,8 +280,6 @@ impl<'c> Names<'c> {
                         IpCidr::V6(d) => routes6.push((d, t)),
                     }
                 }
-                // SPEC 12.5: longest prefix first (a handful of routes: a scan)
-                routes6.sort_by_key(|(d, _)| std::cmp::Reverse(d.len()));
                 // local routes last so they win ties (validation refuses shadowing anyway)
                 for (si, s) in subnets.iter().enumerate() {
                     if s.vpc == vi as VpcId {
@@ -291,7 +289,7 @@ impl<'c> Names<'c> {
                 VpcEntry {
                     name: v.name.clone(),
                     routes: Lpm::new(entries),
-                    routes6: routes6.into_boxed_slice(),
+                    routes6: Lpm::new(routes6),
                     vni: vnis.get(vi).copied().unwrap_or(0),
                 }
             })
@@ -404,20 +402,21 @@ fn addrs6(
     subnets: &[SubnetEntry],
     vips: &[VipEntry],
     ports: &[Option<PortEntry>],
-) -> HashMap<(VpcId, Ipv6Addr), Addr> {
+) -> FlatMap<Addr, (VpcId, u128)> {
+    let key = |vpc: VpcId, a: Ipv6Addr| (vpc, u128::from(a));
     let gateways = subnets.iter().enumerate().filter_map(|(s, sub)| {
         sub.ipv6
-            .map(|v6| ((sub.vpc, v6.gateway), Addr::Gateway(s as SubnetId)))
+            .map(|v6| (key(sub.vpc, v6.gateway), Addr::Gateway(s as SubnetId)))
     });
     let vips = vips.iter().enumerate().filter_map(|(vi, v)| {
         v.ip6
-            .map(|a| ((subnets[v.subnet as usize].vpc, a), Addr::Vip(vi as VipId)))
+            .map(|a| (key(subnets[v.subnet as usize].vpc, a), Addr::Vip(vi as VipId)))
     });
     let ports = ports
         .iter()
         .flatten()
-        .flat_map(|p| p.ips6.iter().map(move |a| ((p.vpc, *a), Addr::Port(p.id))));
-    gateways.chain(vips).chain(ports).collect()
+        .flat_map(move |p| p.ips6.iter().map(move |a| (key(p.vpc, *a), Addr::Port(p.id))));
+    FlatMap::new(gateways.chain(vips).chain(ports))
 }
 
 /// Every VPC CIDR → its VPC (SPEC 7.3, 7.4: private addresses on the uplink).

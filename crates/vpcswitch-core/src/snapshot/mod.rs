@@ -195,9 +195,9 @@ pub struct VpcEntry {
     pub name: String,
     /// its route table, local routes included
     pub routes: Lpm<RouteTarget>,
-    /// its explicit IPv6 routes (SPEC 12.5), longest prefix first; the local /64s are
-    /// the host table's ([`Snapshot::addr6`])
-    pub routes6: Box<[(Ipv6Cidr, RouteTarget)]>,
+    /// its explicit IPv6 routes (SPEC 12.5); the local /64s are the host table's
+    /// ([`Snapshot::addr6`])
+    pub routes6: Lpm<RouteTarget, Ipv6Cidr>,
     /// the VNI of its tunnel traffic (SPEC 10.1)
     pub vni: u32,
 }
@@ -225,10 +225,7 @@ pub struct VipEntry {
 impl VpcEntry {
     /// SPEC 12.5: the longest IPv6 route to `dst`.
     pub fn route6(&self, dst: &Ipv6Addr) -> Option<RouteTarget> {
-        self.routes6
-            .iter()
-            .find(|(d, _)| d.contains(*dst))
-            .map(|&(_, t)| t)
+        self.routes6.lookup(u128::from(*dst))
     }
 }
 
@@ -303,7 +300,7 @@ pub struct Snapshot {
     addrs: FlatMap<Addr>,
     /// (VPC, IPv6 address) → what holds it (SPEC 12): ports' fixed IPv6 addresses,
     /// IPv6 VIPs, subnets' IPv6 gateways
-    addrs6: HashMap<(VpcId, Ipv6Addr), Addr>,
+    addrs6: FlatMap<Addr, (VpcId, u128)>,
     /// the link-local address of the gateway MAC (SPEC 12.1, 12.3)
     pub gateway_ll: Ipv6Addr,
     /// the hosts, and what each may send through a tunnel
@@ -381,7 +378,7 @@ impl Snapshot {
     /// The local IPv6 address `ip` of VPC `vpc` (SPEC 12).
     #[inline]
     pub fn addr6(&self, vpc: VpcId, ip: &Ipv6Addr) -> Option<Addr> {
-        self.addrs6.get(&(vpc, *ip)).copied()
+        self.addrs6.get((vpc, u128::from(*ip)))
     }
     /// The VIP named `name`.
     pub fn vip_id(&self, name: &str) -> Option<VipId> {
