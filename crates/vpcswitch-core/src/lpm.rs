@@ -37,19 +37,30 @@ impl LpmPrefix for Ipv6Cidr {
     }
 }
 
+/// A prefix as (network, mask, length).
+type Parts<P> = (<P as LpmPrefix>::Addr, <P as LpmPrefix>::Addr, u8);
+
+/// The prefixes of one length: (length, mask, network → value).
+type OneLength<P, T> = (
+    u8,
+    <P as LpmPrefix>::Addr,
+    HashMap<<P as LpmPrefix>::Addr, T>,
+);
+
 /// An immutable LPM table over IPv4 prefixes (the default) or IPv6 ones.
 #[derive(Debug, Clone)]
 pub struct Lpm<T, P: LpmPrefix = Ipv4Cidr> {
     /// (network, mask, value), longest prefix first.
     linear: Vec<(P::Addr, P::Addr, T)>,
     /// (length, mask, map), longest first; used when `linear` is empty.
-    by_len: Vec<(u8, P::Addr, HashMap<P::Addr, T>)>,
+    by_len: Vec<OneLength<P, T>>,
 }
 
 impl<T: Copy, P: LpmPrefix> Lpm<T, P> {
     /// Builds the table. A later duplicate of the same prefix replaces an earlier one.
     pub fn new(entries: impl IntoIterator<Item = (P, T)>) -> Lpm<T, P> {
-        let mut all: Vec<((P::Addr, P::Addr, u8), T)> = Vec::new();
+        // ((network, mask, length), value)
+        let mut all: Vec<(Parts<P>, T)> = Vec::new();
         for (c, v) in entries {
             let c = c.parts();
             if let Some(slot) = all.iter_mut().find(|(d, _)| d.0 == c.0 && d.2 == c.2) {
@@ -68,7 +79,7 @@ impl<T: Copy, P: LpmPrefix> Lpm<T, P> {
                 by_len: Vec::new(),
             }
         } else {
-            let mut by_len: Vec<(u8, P::Addr, HashMap<P::Addr, T>)> = Vec::new();
+            let mut by_len: Vec<OneLength<P, T>> = Vec::new();
             for ((net, mask, len), v) in all {
                 if by_len.last().map(|l| l.0) != Some(len) {
                     by_len.push((len, mask, HashMap::new()));

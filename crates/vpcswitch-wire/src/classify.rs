@@ -169,14 +169,27 @@ pub struct Classified6 {
 /// A separate step rather than a field of [`L3::Ipv6`]: two IPv6 addresses would
 /// double the size of [`Classified`], which every IPv4 packet carries through the
 /// pipeline in registers.
+#[inline]
 pub fn classify_ipv6(ip: &[u8]) -> Result<Classified6, Ipv6Error> {
-    let p = Ipv6Packet::new_checked(ip)?;
-    if ipv6::is_multicast(&p.src()) {
+    ipv6::check(ip)?;
+    let p = Ipv6Packet::new_unchecked(ip);
+    let src = p.src();
+    if ipv6::is_multicast(&src) {
         return Err(Ipv6Error::MulticastSource);
     }
-    let chain = p.walk()?;
-    let pkt = p.packet();
-    let l4 = pkt.get(chain.offset..).unwrap_or(&[]);
+    let packet_len = p.packet_len();
+    let pkt = ip.get(..packet_len).unwrap_or(&[]);
+    // the common case, no extension header, without the walk (it would find the same)
+    let (upper, offset, fragment) = match p.next_header() {
+        nh @ (NextHeader::TCP | NextHeader::UDP | NextHeader::ICMPV6) => {
+            (Upper::Proto(nh), ipv6::IPV6_HEADER_LEN, false)
+        }
+        _ => {
+            let chain = p.walk()?;
+            (chain.upper, chain.offset, chain.is_fragment())
+        }
+    };
+    let l4 = pkt.get(offset..).unwrap_or(&[]);
     let ports = |min: usize| -> Result<(u16, u16), Ipv6Error> {
         match l4.get(..min) {
             Some(h) => Ok((
@@ -186,7 +199,7 @@ pub fn classify_ipv6(ip: &[u8]) -> Result<Classified6, Ipv6Error> {
             None => Err(Ipv6Error::L4Truncated),
         }
     };
-    let upper = match chain.upper {
+    let upper = match upper {
         Upper::Proto(NextHeader::TCP) => {
             let (sport, dport) = ports(20)?;
             V6Upper::Tcp { sport, dport }
@@ -199,7 +212,7 @@ pub fn classify_ipv6(ip: &[u8]) -> Result<Classified6, Ipv6Error> {
             let (tc, _) = ports(4)?;
             let [ty, code] = tc.to_be_bytes();
             match NdKind::from_type(ty) {
-                Some(_) if chain.is_fragment() => return Err(Ipv6Error::FragmentedNd),
+                Some(_) if fragment => return Err(Ipv6Error::FragmentedNd),
                 Some(k) => V6Upper::Nd(k),
                 None => V6Upper::Icmpv6 { ty, code },
             }
@@ -210,12 +223,12 @@ pub fn classify_ipv6(ip: &[u8]) -> Result<Classified6, Ipv6Error> {
         Upper::Opaque(x) => V6Upper::Opaque(x),
     };
     Ok(Classified6 {
-        src: p.src(),
+        src,
         dst: p.dst(),
         hop_limit: p.hop_limit(),
-        l4_offset: chain.offset,
-        packet_len: p.packet_len(),
-        fragment: chain.is_fragment(),
+        l4_offset: offset,
+        packet_len,
+        fragment,
         upper,
     })
 }

@@ -232,10 +232,14 @@ fn decode(o: &[u8]) -> Result<NdOption<'_>, Icmpv6Error> {
     })
 }
 
-/// The options of an ND message, every one checked.
+/// The options of an ND message, every one checked. The link-layer address options,
+/// which every message the switch sees is checked against (SPEC 12.2), are kept from
+/// that check rather than searched for again.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct NdOptions<'a> {
     bytes: &'a [u8],
+    sll: Option<MacAddr>,
+    tll: Option<MacAddr>,
 }
 
 impl<'a> NdOptions<'a> {
@@ -245,6 +249,7 @@ impl<'a> NdOptions<'a> {
     pub fn new_checked(bytes: &'a [u8]) -> Result<Self, Icmpv6Error> {
         let mut seen = 0u32;
         let mut rest = bytes;
+        let (mut sll, mut tll) = (None, None);
         while !rest.is_empty() {
             let units = *rest.get(1).ok_or(Icmpv6Error::OptionOverrun)?;
             if units == 0 {
@@ -252,7 +257,11 @@ impl<'a> NdOptions<'a> {
             }
             let len = usize::from(units) * 8;
             let o = rest.get(..len).ok_or(Icmpv6Error::OptionOverrun)?;
-            decode(o)?;
+            match decode(o)? {
+                NdOption::SourceLinkLayer(m) => sll = Some(m),
+                NdOption::TargetLinkLayer(m) => tll = Some(m),
+                _ => {}
+            }
             let ty = o[0];
             if matches!(
                 ty,
@@ -266,11 +275,15 @@ impl<'a> NdOptions<'a> {
             }
             rest = &rest[len..];
         }
-        Ok(NdOptions { bytes })
+        Ok(NdOptions { bytes, sll, tll })
     }
     /// No options at all.
     pub fn empty() -> NdOptions<'static> {
-        NdOptions { bytes: &[] }
+        NdOptions {
+            bytes: &[],
+            sll: None,
+            tll: None,
+        }
     }
     /// The option bytes.
     pub fn bytes(&self) -> &'a [u8] {
@@ -281,18 +294,14 @@ impl<'a> NdOptions<'a> {
         NdOptionIter { rest: self.bytes }
     }
     /// The source link-layer address option, if present (at most one: checked).
+    #[inline]
     pub fn source_lladdr(&self) -> Option<MacAddr> {
-        self.iter().find_map(|o| match o {
-            NdOption::SourceLinkLayer(m) => Some(m),
-            _ => None,
-        })
+        self.sll
     }
     /// The target link-layer address option, if present (at most one: checked).
+    #[inline]
     pub fn target_lladdr(&self) -> Option<MacAddr> {
-        self.iter().find_map(|o| match o {
-            NdOption::TargetLinkLayer(m) => Some(m),
-            _ => None,
-        })
+        self.tll
     }
     /// The MTU option, if present.
     pub fn mtu(&self) -> Option<u32> {

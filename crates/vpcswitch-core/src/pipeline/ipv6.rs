@@ -48,7 +48,7 @@ fn malformed(e: Ipv6Error) -> DropReason {
 
 impl Snapshot {
     /// SPEC 12, 9.1: an IPv6 frame from a port (source MAC checked).
-    #[inline(never)]
+    #[inline]
     pub(super) fn ipv6_stage<T: Tracer>(&self, mut f: Frame<'_, T>) -> Verdict {
         let p = f.port;
         let Some(s6) = self.subnets.get(p.subnet as usize).and_then(|s| s.ipv6) else {
@@ -530,11 +530,10 @@ impl Snapshot {
                 c.dst
             )
         }
-        let local = self
-            .subnets
-            .iter()
-            .any(|s| s.vpc == p.vpc && s.ipv6.is_some_and(|x| x.cidr.contains(c.dst)));
-        let resolved = if local {
+        // one lookup: the VPC's /64s are local routes of its table (validation refuses
+        // a route inside one, so the longest match never hides a local subnet)
+        let route = self.vpcs.get(p.vpc as usize).and_then(|v| v.route6(&c.dst));
+        let resolved = if let Some(RouteTarget::Local(_)) = route {
             step!(
                 f.t,
                 Route,
@@ -542,9 +541,8 @@ impl Snapshot {
                 c.dst,
                 self.vpc_name(p.vpc)
             );
-            self.resolve6::<T>(p.vpc, &c.dst)
+            self.resolve_addr::<T>(found)
         } else {
-            let route = self.vpcs.get(p.vpc as usize).and_then(|v| v.route6(&c.dst));
             step!(
                 f.t,
                 Route,

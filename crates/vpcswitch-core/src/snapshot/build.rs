@@ -284,6 +284,9 @@ impl<'c> Names<'c> {
                 for (si, s) in subnets.iter().enumerate() {
                     if s.vpc == vi as VpcId {
                         entries.push((s.cidr, RouteTarget::Local(si as SubnetId)));
+                        if let Some(v6) = s.ipv6 {
+                            routes6.push((v6.cidr, RouteTarget::Local(si as SubnetId)));
+                        }
                     }
                 }
                 VpcEntry {
@@ -409,13 +412,18 @@ fn addrs6(
             .map(|v6| (key(sub.vpc, v6.gateway), Addr::Gateway(s as SubnetId)))
     });
     let vips = vips.iter().enumerate().filter_map(|(vi, v)| {
-        v.ip6
-            .map(|a| (key(subnets[v.subnet as usize].vpc, a), Addr::Vip(vi as VipId)))
+        v.ip6.map(|a| {
+            (
+                key(subnets[v.subnet as usize].vpc, a),
+                Addr::Vip(vi as VipId),
+            )
+        })
     });
-    let ports = ports
-        .iter()
-        .flatten()
-        .flat_map(move |p| p.ips6.iter().map(move |a| (key(p.vpc, *a), Addr::Port(p.id))));
+    let ports = ports.iter().flatten().flat_map(move |p| {
+        p.ips6
+            .iter()
+            .map(move |a| (key(p.vpc, *a), Addr::Port(p.id)))
+    });
     FlatMap::new(gateways.chain(vips).chain(ports))
 }
 

@@ -195,8 +195,7 @@ pub struct VpcEntry {
     pub name: String,
     /// its route table, local routes included
     pub routes: Lpm<RouteTarget>,
-    /// its explicit IPv6 routes (SPEC 12.5); the local /64s are the host table's
-    /// ([`Snapshot::addr6`])
+    /// its IPv6 route table (SPEC 12.5), its subnets' /64s included as local routes
     pub routes6: Lpm<RouteTarget, Ipv6Cidr>,
     /// the VNI of its tunnel traffic (SPEC 10.1)
     pub vni: u32,
