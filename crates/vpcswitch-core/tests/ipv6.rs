@@ -329,9 +329,7 @@ fn spec12_3_ns_for_the_gateway_and_known_addresses_is_answered() {
 #[test]
 fn spec12_3_router_solicitation_is_answered_with_the_subnets_advertisement() {
     let s = topo();
-    let mut body = vec![1, 1];
-    body.extend_from_slice(&P1.0);
-    let rs = build::icmpv6(
+    let rs = build::router_solicit(
         Ends6 {
             dst: ipv6::multicast_mac(&ipv6::ALL_ROUTERS),
             src: P1,
@@ -339,9 +337,7 @@ fn spec12_3_router_solicitation_is_answered_with_the_subnets_advertisement() {
             dip: ipv6::ALL_ROUTERS,
         },
         255,
-        (icmpv6::TYPE_ROUTER_SOLICIT, 0),
-        0,
-        &body,
+        Some(P1),
     );
     let r = run(&s, "p1", &rs);
     assert_eq!(
@@ -383,13 +379,7 @@ fn spec12_3_router_advertisements_and_redirects_from_ports_are_dropped() {
         sip: a("fe80::13"),
         dip: ipv6::ALL_NODES,
     };
-    let ra = build::icmpv6(
-        ends,
-        255,
-        (icmpv6::TYPE_ROUTER_ADVERT, 0),
-        0x4000_0708,
-        &[0; 8],
-    );
+    let ra = build::router_advert(ends, 255, None);
     assert_eq!(run(&s, "p3", &ra).v, Verdict::Drop(DropReason::RaFromPort));
     let mut body = a("fe80::13").octets().to_vec();
     body.extend_from_slice(&a("fd00:a:0:2::11").octets());
@@ -834,7 +824,7 @@ mod hostile {
             ),
             (
                 "p1",
-                build::icmpv6(
+                build::router_solicit(
                     Ends6 {
                         dst: ipv6::multicast_mac(&ipv6::ALL_ROUTERS),
                         src: P1,
@@ -842,9 +832,7 @@ mod hostile {
                         dip: ipv6::ALL_ROUTERS,
                     },
                     255,
-                    (icmpv6::TYPE_ROUTER_SOLICIT, 0),
-                    0,
-                    &[1, 1, 2, 0, 0, 0, 1, 1],
+                    Some(P1),
                 ),
             ),
         ]

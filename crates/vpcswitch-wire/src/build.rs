@@ -256,43 +256,109 @@ pub fn icmpv6_echo(
     )
 }
 
-/// A neighbour solicitation from `(mac, sip)` for `target`, to the target's
-/// solicited-node group, with a source link-layer option.
-pub fn neighbor_solicit(mac: MacAddr, sip: Ipv6Addr, target: Ipv6Addr) -> Vec<u8> {
+/// A link-layer address option (RFC 4861 4.6.1) of `kind` (1 source, 2 target).
+fn lladdr_option(kind: u8, mac: MacAddr) -> [u8; 8] {
+    let mut o = [kind, 1, 0, 0, 0, 0, 0, 0];
+    o[2..].copy_from_slice(&mac.0);
+    o
+}
+
+/// A neighbour solicitation for `target`, addressed as `ends` says, with a source
+/// link-layer option of `sll` when given (which need not be `ends.src`: a forged one is
+/// how SPEC 12.2's check is exercised).
+pub fn ns_frame(ends: Ends6, hop_limit: u8, target: Ipv6Addr, sll: Option<MacAddr>) -> Vec<u8> {
     let mut body = target.octets().to_vec();
-    body.extend_from_slice(&[1, 1]);
-    body.extend_from_slice(&mac.0);
-    let dip = ipv6::solicited_node(&target);
+    if let Some(m) = sll {
+        body.extend_from_slice(&lladdr_option(1, m));
+    }
     icmpv6(
-        Ends6 {
-            dst: ipv6::multicast_mac(&dip),
-            src: mac,
-            sip,
-            dip,
-        },
-        nd::ND_HOP_LIMIT,
+        ends,
+        hop_limit,
         (icmpv6::TYPE_NEIGHBOR_SOLICIT, 0),
         0,
         &body,
     )
 }
 
+/// A neighbour advertisement of `target` with `flags`, addressed as `ends` says, with a
+/// target link-layer option of `tll` when given.
+pub fn na_frame(
+    ends: Ends6,
+    hop_limit: u8,
+    flags: nd::NaFlags,
+    target: Ipv6Addr,
+    tll: Option<MacAddr>,
+) -> Vec<u8> {
+    let mut body = target.octets().to_vec();
+    if let Some(m) = tll {
+        body.extend_from_slice(&lladdr_option(2, m));
+    }
+    let word = u32::from(flags.byte()) << 24;
+    icmpv6(
+        ends,
+        hop_limit,
+        (icmpv6::TYPE_NEIGHBOR_ADVERT, 0),
+        word,
+        &body,
+    )
+}
+
+/// A router solicitation, addressed as `ends` says (a host sends it to
+/// [`ipv6::ALL_ROUTERS`]), with a source link-layer option of `sll` when given.
+pub fn router_solicit(ends: Ends6, hop_limit: u8, sll: Option<MacAddr>) -> Vec<u8> {
+    let body = sll.map(|m| lladdr_option(1, m));
+    icmpv6(
+        ends,
+        hop_limit,
+        (icmpv6::TYPE_ROUTER_SOLICIT, 0),
+        0,
+        body.as_ref().map_or(&[][..], |b| &b[..]),
+    )
+}
+
+/// A router advertisement as a rogue router would send it (hop limit 64, router
+/// lifetime 1800 s, no prefix), addressed as `ends` says, with a source link-layer
+/// option of `sll` when given: what SPEC 12.3 drops from ports. The switch's own
+/// advertisements are [`nd::emit_ra`]'s.
+pub fn router_advert(ends: Ends6, hop_limit: u8, sll: Option<MacAddr>) -> Vec<u8> {
+    // reachable time and retransmission timer: unspecified
+    let mut body = vec![0u8; 8];
+    if let Some(m) = sll {
+        body.extend_from_slice(&lladdr_option(1, m));
+    }
+    icmpv6(
+        ends,
+        hop_limit,
+        (icmpv6::TYPE_ROUTER_ADVERT, 0),
+        0x4000_0708,
+        &body,
+    )
+}
+
+/// A neighbour solicitation from `(mac, sip)` for `target`, to the target's
+/// solicited-node group, with a source link-layer option.
+pub fn neighbor_solicit(mac: MacAddr, sip: Ipv6Addr, target: Ipv6Addr) -> Vec<u8> {
+    let dip = ipv6::solicited_node(&target);
+    let ends = Ends6 {
+        dst: ipv6::multicast_mac(&dip),
+        src: mac,
+        sip,
+        dip,
+    };
+    ns_frame(ends, nd::ND_HOP_LIMIT, target, Some(mac))
+}
+
 /// A duplicate address detection probe by `mac` for `tentative`: an NS from `::`
 /// without a link-layer option (RFC 4862 5.4.2).
 pub fn dad_probe(mac: MacAddr, tentative: Ipv6Addr) -> Vec<u8> {
     let dip = ipv6::solicited_node(&tentative);
-    icmpv6(
-        Ends6 {
-            dst: ipv6::multicast_mac(&dip),
-            src: mac,
-            sip: Ipv6Addr::UNSPECIFIED,
-            dip,
-        },
-        nd::ND_HOP_LIMIT,
-        (icmpv6::TYPE_NEIGHBOR_SOLICIT, 0),
-        0,
-        &tentative.octets(),
-    )
+    let ends = Ends6 {
+        dst: ipv6::multicast_mac(&dip),
+        src: mac,
+        sip: Ipv6Addr::UNSPECIFIED,
+        dip,
+    };
+    ns_frame(ends, nd::ND_HOP_LIMIT, tentative, None)
 }
 
 /// An unsolicited neighbour advertisement of `ip` at `mac` (O set) to all nodes, as
@@ -317,4 +383,83 @@ pub fn unsolicited_na(mac: MacAddr, ip: Ipv6Addr) -> Vec<u8> {
     );
     v.truncate(n);
     v
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::icmpv6::Ipv6Meta;
+    use crate::nd::NdMessage;
+    use crate::{classify_ipv6, ETHERNET_HEADER_LEN};
+
+    const MAC: MacAddr = MacAddr([2, 0, 0, 0, 0, 5]);
+    const OTHER: MacAddr = MacAddr([2, 0, 0, 0, 0, 9]);
+
+    fn a(s: &str) -> Ipv6Addr {
+        s.parse().unwrap()
+    }
+
+    /// Parses the ND message of `f` as a host would (validity checks included).
+    fn nd_of(f: &[u8]) -> NdMessage<'_> {
+        let ipb = &f[ETHERNET_HEADER_LEN..];
+        let c = classify_ipv6(ipb).unwrap();
+        let meta = Ipv6Meta {
+            src: c.src,
+            dst: c.dst,
+            hop_limit: c.hop_limit,
+            fragmented: c.fragment,
+        };
+        nd::parse(&meta, &ipb[c.l4_offset..c.packet_len]).unwrap()
+    }
+
+    fn to(dip: Ipv6Addr, sip: Ipv6Addr) -> Ends6 {
+        Ends6 {
+            dst: ipv6::multicast_mac(&dip),
+            src: MAC,
+            sip,
+            dip,
+        }
+    }
+
+    #[test]
+    fn nd_builders_make_valid_messages_with_the_options_asked_for() {
+        let me = a("fd00::5");
+        // the general NA is the unsolicited one when asked for it
+        let flags = nd::NaFlags {
+            override_: true,
+            ..Default::default()
+        };
+        let na = na_frame(to(ipv6::ALL_NODES, me), 255, flags, me, Some(MAC));
+        assert_eq!(na, unsolicited_na(MAC, me));
+        // an NS whose source link-layer option is not its Ethernet source
+        let dip = ipv6::solicited_node(&a("fd00::1"));
+        let ns = ns_frame(to(dip, me), 255, a("fd00::1"), Some(OTHER));
+        match nd_of(&ns) {
+            NdMessage::NeighborSolicit { target, options } => {
+                assert_eq!(target, a("fd00::1"));
+                assert_eq!(options.source_lladdr(), Some(OTHER));
+            }
+            m => panic!("not an NS: {m:?}"),
+        }
+        let ll = ipv6::link_local_from_mac(MAC);
+        let rs = router_solicit(to(ipv6::ALL_ROUTERS, ll), 255, Some(MAC));
+        match nd_of(&rs) {
+            NdMessage::RouterSolicit { options } => {
+                assert_eq!(options.source_lladdr(), Some(MAC))
+            }
+            m => panic!("not an RS: {m:?}"),
+        }
+        let rs = router_solicit(to(ipv6::ALL_ROUTERS, ll), 255, None);
+        assert!(
+            matches!(nd_of(&rs), NdMessage::RouterSolicit { options } if options.source_lladdr().is_none())
+        );
+        let ra = router_advert(to(ipv6::ALL_NODES, ll), 255, Some(MAC));
+        match nd_of(&ra) {
+            NdMessage::RouterAdvert(ra) => {
+                assert_eq!((ra.cur_hop_limit, ra.router_lifetime), (64, 1800));
+                assert_eq!(ra.options.source_lladdr(), Some(MAC));
+            }
+            m => panic!("not an RA: {m:?}"),
+        }
+    }
 }

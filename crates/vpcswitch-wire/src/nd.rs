@@ -101,7 +101,7 @@ impl NaFlags {
             override_: b & 0x20 != 0,
         }
     }
-    fn byte(self) -> u8 {
+    pub(crate) fn byte(self) -> u8 {
         (u8::from(self.router) << 7)
             | (u8::from(self.solicited) << 6)
             | (u8::from(self.override_) << 5)

@@ -130,6 +130,32 @@ fn dual_stack_suite(kind: Kind) {
     );
     // the IPv4 side is unchanged
     assert_eq!(n.ping("client", "10.0.2.11", 2), 2);
+    // issue 20: the operator tools see the same (`ctl trace --flow`, `ctl neighbors`):
+    // the echo the client just sent to app is routed to it (SPEC 12.5), an NS for the
+    // gateway is answered to the client (12.3), one with a forged link-layer option
+    // dropped (12.2)
+    let t = n.ctl("trace client --flow icmp6,ip6.dst=fd00:a:0:2::11");
+    assert_eq!(t["verdict"]["to"]["port"], "app", "{t}");
+    let t = n.ctl("trace client --flow nd_ns,nd.target=fd00:a:0:1::1");
+    assert_eq!(t["verdict"]["to"]["port"], "client", "{t}");
+    let t = n.ctl("trace client --flow nd_ns,nd.target=fd00:a:0:1::1,nd.sll=02:00:00:00:01:01");
+    assert_eq!(t["verdict"]["reason"], "nd_lladdr_mismatch", "{t}");
+    let nb = n.ctl("neighbors");
+    let has = |ip: &str, kind: &str| {
+        nb.as_array().is_some_and(|a| {
+            a.iter()
+                .any(|r| r["ip"] == ip && r["answers_for"]["kind"] == kind)
+        })
+    };
+    for (ip, kind) in [
+        ("fd00:a:0:1::1", "gateway"),
+        (GW_LL, "gateway"),
+        ("fd00:a:0:1::13", "port"),
+        ("fd00:a:0:2::11", "port"),
+        ("10.0.1.13", "port"),
+    ] {
+        assert!(has(ip, kind), "{ip} ({kind}) in neighbors: {nb}");
+    }
     // TCP over IPv6, with the TAPs' checksum offload (SPEC 2.5): within the subnet and
     // routed
     for (to, ip) in [("web1", "fd00:a:0:1::11"), ("app", "fd00:a:0:2::11")] {

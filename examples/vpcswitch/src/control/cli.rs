@@ -87,8 +87,9 @@ pub enum CtlCmd {
         port: String,
         /// the frame, in hex (spaces and colons ignored)
         hexframe: Option<String>,
-        /// the frame by its fields, e.g. "arp arp.tpa=10.0.1.100" or "tcp ip4.dst=10.0.2.12
-        /// tcp.dst=80" (OVN or OVS names; the rest from the port: see docs/operations.md)
+        /// the frame by its fields, e.g. "arp arp.tpa=10.0.1.100", "tcp ip4.dst=10.0.2.12
+        /// tcp.dst=80", "icmp6 ip6.dst=fd00:a:0:2::11" or "nd_ns nd.target=fd00:a:0:1::1"
+        /// (OVN or OVS names; the rest from the port: see docs/operations.md)
         #[arg(long, value_name = "EXPR")]
         flow: Option<String>,
         /// every frame of a capture file (pcapng or pcap), or only --frame N

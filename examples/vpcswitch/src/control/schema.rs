@@ -176,12 +176,15 @@ pub enum EipTarget {
     Port { port: String },
 }
 
-/// `ctl neighbors`: one row per address the switch answers ARP for.
+/// `ctl neighbors`: one row per address the switch answers ARP or neighbour
+/// solicitations for.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[cfg_attr(test, serde(deny_unknown_fields))]
 pub struct NeighborRow {
     pub vpc: String,
-    pub ip: Ipv4Addr,
+    /// IPv4, or IPv6 (SPEC 12.3: a dual-stack subnet's gateway, its link-local
+    /// address, ports' IPv6 fixed IPs, IPv6 VIPs)
+    pub ip: IpAddr,
     /// the MAC the switch answers with; null for a VIP without an owner (no answer)
     pub mac: Option<String>,
     pub answers_for: NeighborOf,

@@ -306,6 +306,76 @@ fn a_flow_expression_is_traced_as_the_port_would_send_it() {
     assert!(v["text"].as_str().unwrap().contains("no port named"), "{v}");
 }
 
+/// Issue 20, SPEC 12.3: `neighbors` lists what the switch answers neighbour
+/// solicitations for besides ARP: a dual-stack subnet's gateway IPv6 and link-local
+/// addresses, ports' IPv6 fixed IPs, IPv6 VIPs; an IPv4-only subnet has none.
+#[test]
+fn neighbors_list_both_families() {
+    let c = vpcswitch::model::ConfigBuilder::new()
+        .workers(1)
+        .vpc("a", &["10.0.0.0/16"])
+        .ipv6_cidrs(&["fd00:a::/48"])
+        .subnet("a1", "a", "10.0.1.0/24")
+        .ipv6_cidr("fd00:a:0:1::/64")
+        .subnet("a3", "a", "10.0.3.0/24")
+        .port("p1", "a1", "02:00:00:00:01:01", &["10.0.1.11"])
+        .ipv6_ips(&["fd00:a:0:1::11"])
+        .port("p2", "a1", "02:00:00:00:01:02", &["10.0.1.12"])
+        .port("w1", "a3", "02:00:00:00:03:01", &["10.0.3.11"])
+        .vip("v6", "a1", "fd00:a:0:1::100", &["p1", "p2"])
+        .vip("v4", "a1", "10.0.1.100", &["p1", "p2"])
+        .build()
+        .unwrap();
+    let (b, _g) = vpcswitch::runtime::memory_backends(&c, 64);
+    let sw = vpcswitch::runtime::Switch::start(&c, b).unwrap();
+    let r = Running::new(
+        vpcswitch::linux::Host::new(sw),
+        PathBuf::from("/nonexistent/vpcswitch.toml"),
+    );
+    let gw_mac = r.switch.snapshot().gateway_mac.to_string();
+    let ll = r.switch.snapshot().gateway_ll.to_string();
+    let v = dispatch(&json!({ "cmd": ["neighbors"] }), &r);
+    assert_eq!(v["ok"], true, "{v}");
+    let n: Vec<schema::NeighborRow> = serde_json::from_value(v["data"].clone()).unwrap();
+    let got: Vec<(String, Option<String>, String)> = n
+        .iter()
+        .map(|n| {
+            let of = match &n.answers_for {
+                schema::NeighborOf::Gateway { subnet } => format!("gateway {subnet}"),
+                schema::NeighborOf::Port { port } => format!("port {port}"),
+                schema::NeighborOf::Vip { vip, owner } => format!("vip {vip} {owner:?}"),
+            };
+            (n.ip.to_string(), n.mac.clone(), of)
+        })
+        .collect();
+    let gw = |ip: &str, s: &str| (ip.to_string(), Some(gw_mac.clone()), format!("gateway {s}"));
+    let port =
+        |ip: &str, mac: &str, p: &str| (ip.to_string(), Some(mac.to_string()), format!("port {p}"));
+    let want = vec![
+        gw("10.0.1.1", "a1"),
+        gw("fd00:a:0:1::1", "a1"),
+        gw(&ll, "a1"),
+        port("10.0.1.11", "02:00:00:00:01:01", "p1"),
+        port("fd00:a:0:1::11", "02:00:00:00:01:01", "p1"),
+        port("10.0.1.12", "02:00:00:00:01:02", "p2"),
+        ("fd00:a:0:1::100".into(), None, "vip v6 None".into()),
+        ("10.0.1.100".into(), None, "vip v4 None".into()),
+        gw("10.0.3.1", "a3"),
+        port("10.0.3.11", "02:00:00:00:03:01", "w1"),
+    ];
+    assert_eq!(got, want);
+    // the same string form as before for IPv4; IPv6 as text
+    assert_eq!(v["data"][0]["ip"], "10.0.1.1");
+    assert_eq!(v["data"][1]["ip"], "fd00:a:0:1::1");
+    // the text table keeps its columns for the longest address
+    let text = v["text"].as_str().unwrap();
+    let col = text.lines().next().unwrap().find("MAC");
+    for line in text.lines().skip(1) {
+        let mac = line.find("02:00:00").or_else(|| line.find("(no owner)"));
+        assert_eq!(mac, col, "{text}");
+    }
+}
+
 /// Issue 21: every answer of the control socket is its [`schema`] type, whose fields
 /// `cfg(test)` denies any other of (so a field sent but not in the schema fails), in the
 /// envelope with the schema's version; absent values are null, not "-".
@@ -454,7 +524,10 @@ fn every_schema_field_is_documented() {
         ]
         .map(|of| NeighborRow {
             vpc: m("a"),
-            ip: [10, 0, 0, 1].into(),
+            ip: match of {
+                NeighborOf::Port { .. } => "fd00::1".parse().unwrap(),
+                _ => [10, 0, 0, 1].into(),
+            },
             mac: Some(m("02:00:00:00:01:01")),
             answers_for: of,
         })),

@@ -3,7 +3,7 @@
 //! They read the running snapshot and counters and change nothing. The JSON is the
 //! types of [`super::schema`] (`docs/ctl-json.md`).
 
-use std::net::Ipv4Addr;
+use std::net::{IpAddr, Ipv4Addr};
 
 use serde_json::Value;
 use vpcswitch::core::{Out, Snapshot, Verdict};
@@ -218,48 +218,37 @@ pub fn eips(r: &Running) -> Value {
     ok_data(text, &js::EipsAnswer { uplink, eips: rows })
 }
 
-/// `neighbors`: what the switch answers ARP with, per VPC: gateways, ports' fixed IPs,
-/// VIPs (their owner's MAC).
+/// `neighbors`: what the switch answers ARP and neighbour solicitations with (SPEC 3.4,
+/// 12.3), per VPC and subnet: the gateway (IPv4, and for a dual-stack subnet its IPv6
+/// and link-local addresses), ports' fixed IPs of both families, VIPs (their owner's
+/// MAC).
 pub fn neighbors(r: &Running) -> Value {
     let snap = r.switch.snapshot();
-    let row = |c: [&str; 4]| format!("{:<10} {:<15} {:<17} {}\n", c[0], c[1], c[2], c[3]);
-    let mut text = row(["VPC", "IP", "MAC", "WHAT"]);
     let mut rows = vec![];
     for s in &snap.subnets {
         let vpc = &snap.vpcs[s.vpc as usize].name;
-        let mut add = |ip: u32, mac: Option<String>, of: js::NeighborOf| {
-            let what = match &of {
-                js::NeighborOf::Gateway { subnet } => format!("gateway of {subnet}"),
-                js::NeighborOf::Port { port } => format!("port {port}"),
-                js::NeighborOf::Vip { vip, owner } => {
-                    format!("vip {vip} ({})", owner.as_deref().unwrap_or("-"))
-                }
-            };
-            let ip = Ipv4Addr::from(ip);
-            text += &row([
-                vpc,
-                &ip.to_string(),
-                mac.as_deref().unwrap_or("(no owner)"),
-                &what,
-            ]);
+        let mut add = |ip: IpAddr, mac: Option<String>, of: js::NeighborOf| {
             rows.push(js::NeighborRow {
                 vpc: vpc.clone(),
                 ip,
                 mac,
                 answers_for: of,
-            });
+            })
         };
-        add(
-            s.gateway,
-            Some(snap.gateway_mac.to_string()),
-            js::NeighborOf::Gateway {
-                subnet: s.name.clone(),
-            },
-        );
+        let gateway = || js::NeighborOf::Gateway {
+            subnet: s.name.clone(),
+        };
+        let gw_mac = Some(snap.gateway_mac.to_string());
+        add(Ipv4Addr::from(s.gateway).into(), gw_mac.clone(), gateway());
+        if let Some(s6) = s.ipv6 {
+            add(s6.gateway.into(), gw_mac.clone(), gateway());
+            add(snap.gateway_ll.into(), gw_mac, gateway());
+        }
         for p in s.ports.iter().filter_map(|p| snap.port(*p)) {
-            for ip in p.ips.iter() {
+            let ips = p.ips.iter().map(|ip| Ipv4Addr::from(*ip).into());
+            for ip in ips.chain(p.ips6.iter().map(|ip| (*ip).into())) {
                 add(
-                    *ip,
+                    ip,
                     Some(p.mac.to_string()),
                     js::NeighborOf::Port {
                         port: p.name.clone(),
@@ -271,12 +260,11 @@ pub fn neighbors(r: &Running) -> Value {
             .vips
             .iter()
             .enumerate()
-            // the ARP neighbours: IPv4 VIPs
-            .filter(|(_, v)| v.ip6.is_none() && snap.subnets[v.subnet as usize].name == s.name);
+            .filter(|(_, v)| snap.subnets[v.subnet as usize].name == s.name);
         for (i, v) in in_subnet {
             let o = snap.vip_cell(i as u32).owner().and_then(|o| snap.port(o));
             add(
-                v.ip,
+                v.addr(),
                 o.map(|p| p.mac.to_string()),
                 js::NeighborOf::Vip {
                     vip: v.name.clone(),
@@ -284,6 +272,21 @@ pub fn neighbors(r: &Running) -> Value {
                 },
             );
         }
+    }
+    // the IP column as wide as its longest address (IPv6 ones are up to 39)
+    let ips: Vec<String> = rows.iter().map(|n| n.ip.to_string()).collect();
+    let w = ips.iter().map(String::len).max().unwrap_or(0).max(15);
+    let row = |c: [&str; 4]| format!("{:<10} {:<w$} {:<17} {}\n", c[0], c[1], c[2], c[3]);
+    let mut text = row(["VPC", "IP", "MAC", "WHAT"]);
+    for (n, ip) in rows.iter().zip(&ips) {
+        let what = match &n.answers_for {
+            js::NeighborOf::Gateway { subnet } => format!("gateway of {subnet}"),
+            js::NeighborOf::Port { port } => format!("port {port}"),
+            js::NeighborOf::Vip { vip, owner } => {
+                format!("vip {vip} ({})", owner.as_deref().unwrap_or("-"))
+            }
+        };
+        text += &row([&n.vpc, ip, n.mac.as_deref().unwrap_or("(no owner)"), &what]);
     }
     ok_data(text, &rows)
 }
