@@ -5,9 +5,12 @@ use std::net::Ipv6Addr;
 use vpcswitch_core::{Ctx, DropReason, NoTrace, Out, Snapshot, Verdict};
 use vpcswitch_model::{gateway_link_local, ConfigBuilder, MacAddr};
 use vpcswitch_wire::build::{self, Ends6};
-use vpcswitch_wire::icmpv6::{self, Ipv6Meta};
+use vpcswitch_wire::icmpv6;
 use vpcswitch_wire::nd::{self, NdMessage};
-use vpcswitch_wire::{classify_ipv6, ipv6, Ipv6Packet, ETHERNET_HEADER_LEN};
+use vpcswitch_wire::{ipv6, Ipv6Packet, ETHERNET_HEADER_LEN};
+
+mod common;
+use common::nd_of;
 
 const GW: MacAddr = MacAddr([2, 0, 0, 0, 0, 1]);
 const P1: MacAddr = MacAddr([2, 0, 0, 0, 1, 1]);
@@ -99,20 +102,6 @@ fn udp6(dst: MacAddr, src: MacAddr, sip: &str, dip: &str, hop: u8) -> Vec<u8> {
         2000,
         b"hello",
     )
-}
-
-/// The ND message of an output frame, parsed and validated as a host would.
-fn nd_of(out: &[u8]) -> (Ipv6Addr, Ipv6Addr, NdMessage<'_>) {
-    let ipb = &out[ETHERNET_HEADER_LEN..];
-    let c = classify_ipv6(ipb).unwrap();
-    let meta = Ipv6Meta {
-        src: c.src,
-        dst: c.dst,
-        hop_limit: c.hop_limit,
-        fragmented: c.fragment,
-    };
-    let m = nd::parse(&meta, &ipb[c.l4_offset..c.packet_len]).unwrap();
-    (c.src, c.dst, m)
 }
 
 fn with_eth_src(mut f: Vec<u8>, m: MacAddr) -> Vec<u8> {
@@ -420,6 +409,35 @@ fn spec12_3_dad_passes_within_the_subnet_and_is_never_learned_from() {
     let (_, dst, m) = nd_of(&r.out);
     assert_eq!(dst, ipv6::ALL_NODES);
     assert!(matches!(m, NdMessage::NeighborAdvert { flags, .. } if !flags.solicited));
+}
+
+/// Regression (found by the reference model, tests/model.rs): DAD for the gateway's
+/// link-local address was flooded as if it were the sender's own (it is link-local,
+/// and fe80::/64 is in every allowed set), so a guest could take the address the
+/// router advertisements come from. The gateway holds it: the switch defends it.
+#[test]
+fn spec12_3_dad_for_the_gateways_link_local_address_is_defended() {
+    let s = topo();
+    let ll = gateway_link_local(GW);
+    for port in ["p1", "p3"] {
+        let m = if port == "p1" { P1 } else { P3 };
+        let r = run(&s, port, &build::dad_probe(m, ll));
+        assert_eq!(r.v, to(&s, port), "{port}");
+        let (src, dst, msg) = nd_of(&r.out);
+        assert_eq!((src, dst), (ll, ipv6::ALL_NODES));
+        match msg {
+            NdMessage::NeighborAdvert {
+                flags,
+                target,
+                options,
+            } => {
+                assert_eq!(target, ll);
+                assert_eq!(options.target_lladdr(), Some(GW));
+                assert!(flags.router && !flags.solicited);
+            }
+            other => panic!("not an NA: {other:?}"),
+        }
+    }
 }
 
 #[test]

@@ -1,17 +1,24 @@
 //! Property test: the pipeline against a small reference model written straight from
-//! SPEC 2–7 over the plain configuration (no compiled tables, no shared lookup code).
-//! Random topologies, random frames (well-formed, spoofed, misaddressed), and VIP
-//! ownership that evolves with the frames. A disagreement is a bug in one of the two.
+//! SPEC 2–7 and 12 over the plain configuration (no compiled tables, no shared lookup
+//! code). Random dual-stack topologies, random IPv4 and IPv6 frames (well-formed,
+//! spoofed, misaddressed) interleaved, and VIP ownership of both families that evolves
+//! with the frames. A disagreement is a bug in one of the two.
 
 use std::collections::HashMap;
-use std::net::Ipv4Addr;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use proptest::prelude::*;
 use vpcswitch_core::{Ctx, DropReason as R, NoTrace, Out, Snapshot, Verdict};
-use vpcswitch_model::{Config, MacAddr, Port, Subnet, Vip};
+use vpcswitch_model::{gateway_link_local, Config, MacAddr, Port, Route, Subnet, Vip};
+use vpcswitch_wire::icmpv6::TYPE_ECHO_REPLY;
+use vpcswitch_wire::nd::NdMessage;
+use vpcswitch_wire::{classify_ipv6, ETHERNET_HEADER_LEN};
 
 mod common;
-use common::{build_config, make_frame, raw, topo, Frame, Kind, NEXT_HOP, UPLINK_MAC};
+use common::{
+    add_ipv6, build_config, dual, make_frame, make_frame6, nd_of, raw, topo, Frame, Frame6, Kind,
+    Kind6, NEXT_HOP, UPLINK_MAC,
+};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 enum Exp {
@@ -20,6 +27,11 @@ enum Exp {
     VipPorts(String),
     Drop(R),
     DropSend(R, String),
+    /// IPv6: delivered to a port with this Ethernet destination and hop limit
+    Sent(String, MacAddr, u8),
+    /// IPv6: the switch's answer on the port: an advertisement with this target
+    /// link-layer address, or (`None`) an echo reply
+    Answer(String, Option<MacAddr>),
 }
 
 // ---------- the reference model ----------
@@ -35,12 +47,26 @@ fn vpc_of<'a>(c: &'a Config, subnet: &str) -> &'a str {
     &c.subnets.iter().find(|s| s.name == subnet).unwrap().vpc
 }
 
+/// A route's target: "peer:<peering>", "port:<port>" or "uplink".
+fn route_target(r: &Route) -> String {
+    match (&r.peering, &r.port) {
+        (Some(pe), _) => format!("peer:{pe}"),
+        (_, Some(q)) => format!("port:{q}"),
+        _ => "uplink".into(),
+    }
+}
+
 impl Model<'_> {
     fn port(&self, n: &str) -> &Port {
         self.c.ports.iter().find(|p| p.name == n).unwrap()
     }
     fn subnet(&self, n: &str) -> &Subnet {
         self.c.subnets.iter().find(|s| s.name == n).unwrap()
+    }
+    /// The other VPC of peering `pe`.
+    fn peer_vpc(&self, vpc: &str, pe: &str) -> &str {
+        let peering = self.c.peerings.iter().find(|x| x.name == pe).unwrap();
+        peering.vpcs.iter().find(|v| *v != vpc).unwrap()
     }
     fn bound(&self, p: &Port) -> Vec<&Vip> {
         self.c
@@ -335,12 +361,7 @@ impl Model<'_> {
             if r.destination.v4().is_some_and(|d| d.contains(dip))
                 && best.as_ref().is_none_or(|b| r.destination.len() > b.0)
             {
-                let t = match (&r.peering, &r.port) {
-                    (Some(pe), _) => format!("peer:{pe}"),
-                    (_, Some(q)) => format!("port:{q}"),
-                    _ => "uplink".into(),
-                };
-                best = Some((r.destination.len(), t));
+                best = Some((r.destination.len(), route_target(r)));
             }
         }
         let Some((_, t)) = best else {
@@ -349,9 +370,7 @@ impl Model<'_> {
         let target = if t == "local" {
             self.host(vpc, dip)
         } else if let Some(pe) = t.strip_prefix("peer:") {
-            let peering = self.c.peerings.iter().find(|x| x.name == pe).unwrap();
-            let other = peering.vpcs.iter().find(|v| *v != vpc).unwrap();
-            match self.host(other, dip) {
+            match self.host(self.peer_vpc(vpc, pe), dip) {
                 Some(("gw", _)) => None,
                 h => h,
             }
@@ -378,6 +397,330 @@ impl Model<'_> {
     }
 }
 
+// ---------- the reference model, IPv6 (SPEC 12) ----------
+
+/// fe80::/64, the link-local addresses SPEC 12.2 admits.
+fn link_local(a: Ipv6Addr) -> bool {
+    a.segments()[..4] == [0xfe80, 0, 0, 0]
+}
+
+fn multicast6(a: Ipv6Addr) -> bool {
+    a.octets()[0] == 0xff
+}
+
+impl Model<'_> {
+    fn gateway_ll(&self) -> Ipv6Addr {
+        gateway_link_local(self.c.switch.gateway_mac)
+    }
+
+    /// SPEC 12.2: the IPv6 allowed set: the IPv6 fixed IPs, the bound IPv6 VIPs and
+    /// link-local addresses.
+    fn allowed6(&self, p: &Port, ip: Ipv6Addr) -> bool {
+        link_local(ip)
+            || p.ipv6_ips.contains(&ip)
+            || self.bound(p).iter().any(|v| v.ip == IpAddr::V6(ip))
+    }
+
+    /// What `ip` is in VPC `vpc` (as [`Model::host`]): a subnet's IPv6 gateway (`::1`
+    /// of its /64), a port's IPv6 fixed IP, an IPv6 VIP.
+    fn host6(&self, vpc: &str, ip: Ipv6Addr) -> Option<(&'static str, String)> {
+        for s in self.c.subnets.iter().filter(|s| s.vpc == vpc) {
+            if s.ipv6_cidr.is_some_and(|c| c.first_host() == ip) {
+                return Some(("gw", s.name.clone()));
+            }
+        }
+        for p in &self.c.ports {
+            if vpc_of(self.c, &p.subnet) == vpc && p.ipv6_ips.contains(&ip) {
+                return Some(("port", p.name.clone()));
+            }
+        }
+        for v in &self.c.vips {
+            if vpc_of(self.c, &v.subnet) == vpc && v.ip == IpAddr::V6(ip) {
+                return Some(("vip", v.name.clone()));
+            }
+        }
+        None
+    }
+
+    /// SPEC 12.2 with 2.3a: may `p` claim `a` by ND (a solicitation's source, an
+    /// advertisement's target)? Not a gateway's (its link-local one among them),
+    /// another port's fixed IP, a VIP it is not bound to. `Ok(Some(vip))` for a VIP
+    /// it is bound to.
+    fn claim6(&self, p: &Port, vpc: &str, a: Ipv6Addr) -> Result<Option<String>, R> {
+        if a == self.gateway_ll() {
+            return Err(R::NdClaimsForeignIp);
+        }
+        match self.host6(vpc, a) {
+            Some(("gw", _)) => Err(R::NdClaimsForeignIp),
+            Some(("port", q)) if q != p.name => Err(R::NdClaimsForeignIp),
+            Some(("vip", v)) if !self.bound(p).iter().any(|b| b.name == v) => {
+                Err(R::Vip6ClaimNotBound)
+            }
+            Some(("vip", v)) => Ok(Some(v)),
+            _ => Ok(None),
+        }
+    }
+
+    /// SPEC 4.1, 4.2 for what the switch passes on unchanged: to the subnet when the
+    /// frame is multicast, else to the port of its MAC.
+    fn deliver6(&self, p: &Port, f: &Frame6, hop: u8) -> Exp {
+        if f.dst.is_multicast() {
+            return Exp::Flood(p.subnet.clone());
+        }
+        match self.l2_port(p, f.dst) {
+            Ok(q) => Exp::Sent(q.name.clone(), f.dst, hop),
+            Err(r) => Exp::Drop(r),
+        }
+    }
+
+    /// SPEC 6.1 with 12.2's allowed set.
+    fn dst_check6(&self, q: &Port, dip: Ipv6Addr, eth_dst: MacAddr, hop: u8) -> Exp {
+        if q.src_dst_check && !self.allowed6(q, dip) {
+            Exp::Drop(R::DstCheck)
+        } else {
+            Exp::Sent(q.name.clone(), eth_dst, hop)
+        }
+    }
+
+    /// SPEC 12.5: an ICMPv6 error to the sender, where RFC 4443 2.4(e) allows one
+    /// (not about a packet to a multicast address; the sources here are unicast and
+    /// the packets no ICMPv6 errors).
+    fn icmp6_error(r: R, p: &Port, dip: Ipv6Addr) -> Exp {
+        if multicast6(dip) {
+            Exp::Drop(r)
+        } else {
+            Exp::DropSend(r, p.name.clone())
+        }
+    }
+
+    fn run6(&mut self, in_port: &str, f: &Frame6) -> Exp {
+        // SPEC 14.1: no IPv6 over the uplink
+        if in_port == "uplink" {
+            return Exp::Drop(R::Ipv6);
+        }
+        let p = self.port(in_port).clone();
+        let vpc = vpc_of(self.c, &p.subnet).to_string();
+        if !Self::owns_mac(&p, f.src) {
+            return Exp::Drop(R::SpoofedSrcMac);
+        }
+        // SPEC 9.1: a subnet without an IPv6 prefix
+        let Some(prefix) = self.subnet(&p.subnet).ipv6_cidr else {
+            return Exp::Drop(R::Ipv6);
+        };
+        let (sip, dip) = (f.sip(), f.dip());
+        // SPEC 2.1: RFC 4291 2.7, no multicast source
+        if multicast6(sip) {
+            return Exp::Drop(R::MalformedIpv6);
+        }
+        // SPEC 12.2: `::` only for duplicate address detection (an NS to a
+        // solicited-node group); docs/security.md adds a router solicitation to
+        // ff02::2 and (RFC 3590) MLD reports to a group at a multicast MAC
+        let solicited_node = |a: Ipv6Addr| {
+            a.octets()[..13] == Ipv6Addr::new(0xff02, 0, 0, 0, 0, 1, 0xff00, 0).octets()[..13]
+        };
+        let exempt = sip.is_unspecified()
+            && match f.kind {
+                Kind6::Ns { .. } => solicited_node(dip),
+                Kind6::Rs { .. } => true,
+                Kind6::Mld { .. } => multicast6(dip) && f.dst.is_multicast(),
+                _ => false,
+            };
+        if p.src_dst_check && !exempt && !self.allowed6(&p, sip) {
+            return Exp::Drop(R::SpoofedSrcIp6);
+        }
+        // SPEC 12.3: the gateway is the subnet's only router
+        match f.kind {
+            Kind6::Ra { .. } => return Exp::Drop(R::RaFromPort),
+            Kind6::Redirect { .. } => return Exp::Drop(R::RedirectFromPort),
+            _ => {}
+        }
+        // SPEC 12.2: a link-layer option must be the Ethernet source, whatever the
+        // check says
+        let lladdr = match f.kind {
+            Kind6::Ns { sll, .. } | Kind6::Rs { sll, .. } => sll,
+            Kind6::Na { tll, .. } => tll,
+            _ => None,
+        };
+        if lladdr.is_some_and(|m| m != f.src) {
+            return Exp::Drop(R::NdLladdrMismatch);
+        }
+        let gw_mac = self.c.switch.gateway_mac;
+        match f.kind {
+            Kind6::Rs { .. } => {
+                // SPEC 12.3: answered with the subnet's router advertisement
+                return Exp::DropSend(R::RouterSolicit, p.name.clone());
+            }
+            Kind6::Ns { target, .. } => {
+                let dad = sip.is_unspecified();
+                if !dad {
+                    if let Err(r) = self.claim6(&p, &vpc, sip) {
+                        return Exp::Drop(r);
+                    }
+                }
+                if !link_local(target) && !prefix.contains(target) {
+                    return Exp::Drop(R::NdTargetOutsideSubnet);
+                }
+                // SPEC 12.3, 3.5: DAD for the sender's own address passes within the
+                // subnet, unanswered; the gateway's link-local address is the
+                // gateway's, not the sender's (docs/security.md: the switch answers
+                // DAD for an address the gateway holds)
+                if dad && target != self.gateway_ll() && self.allowed6(&p, target) {
+                    return self.deliver6(&p, f, 255);
+                }
+                // SPEC 12.3 as 3.4: the gateway, fixed IPs, VIPs with an owner are
+                // answered; a VIP without one goes to its bound ports
+                if target == self.gateway_ll() {
+                    return Exp::Answer(p.name.clone(), Some(gw_mac));
+                }
+                if link_local(target) {
+                    return self.deliver6(&p, f, 255);
+                }
+                return match self.host6(&vpc, target) {
+                    Some(("gw", _)) => Exp::Answer(p.name.clone(), Some(gw_mac)),
+                    Some(("port", q)) => Exp::Answer(p.name.clone(), Some(self.port(&q).mac)),
+                    Some(("vip", v)) => match self.owners.get(&v) {
+                        Some(o) => Exp::Answer(p.name.clone(), Some(self.port(o).mac)),
+                        None => Exp::VipPorts(v),
+                    },
+                    _ => self.deliver6(&p, f, 255),
+                };
+            }
+            Kind6::Na { target, .. } => {
+                let vip = match self.claim6(&p, &vpc, target) {
+                    Ok(v) => v,
+                    Err(r) => return Exp::Drop(r),
+                };
+                if p.src_dst_check && !self.allowed6(&p, target) {
+                    return Exp::Drop(R::SpoofedNdTarget);
+                }
+                // SPEC 12.4 as 3.1 (docs/keepalived.md: a solicited NA too)
+                if let Some(v) = vip {
+                    self.owners.insert(v, p.name.clone());
+                }
+                return self.deliver6(&p, f, 255);
+            }
+            _ => {}
+        }
+        let hop = match f.kind {
+            Kind6::Udp { hop, .. } | Kind6::Echo { hop, .. } => hop,
+            _ => 1, // MLD
+        };
+        if f.dst.is_multicast() {
+            // SPEC 2.6, 4.1
+            if !multicast6(dip) {
+                return Exp::Drop(R::FloodToUnicastIp);
+            }
+            return Exp::Flood(p.subnet.clone());
+        }
+        if f.dst == gw_mac {
+            return self.l3_6(&p, &vpc, f, hop);
+        }
+        // SPEC 4.2, 4.3 (12.4), 6.1
+        let q = match self.l2_port(&p, f.dst) {
+            Ok(q) => q.clone(),
+            Err(r) => return Exp::Drop(r),
+        };
+        let mut dest = q.clone();
+        if let Some(v) = self.bound(&q).iter().find(|v| v.ip == IpAddr::V6(dip)) {
+            if let Some(o) = self.owners.get(&v.name) {
+                if *o != q.name && *o != p.name {
+                    dest = self.port(o).clone();
+                }
+            }
+        }
+        let eth_dst = if dest.name == q.name { f.dst } else { dest.mac };
+        self.dst_check6(&dest, dip, eth_dst, hop)
+    }
+
+    /// SPEC 12.5: a frame to the gateway MAC.
+    fn l3_6(&self, p: &Port, vpc: &str, f: &Frame6, hop: u8) -> Exp {
+        let (sip, dip) = (f.sip(), f.dip());
+        // SPEC 5.6: the gateways answer ping
+        if dip == self.gateway_ll() || matches!(self.host6(vpc, dip), Some(("gw", _))) {
+            return match f.kind {
+                Kind6::Echo { .. } => Exp::Answer(p.name.clone(), None),
+                _ => Exp::Drop(R::ToGateway),
+            };
+        }
+        // RFC 4291 2.5.2, 2.5.6: `::` and link-local addresses are never forwarded
+        if link_local(sip) || link_local(dip) || sip.is_unspecified() {
+            return Exp::Drop(R::NoRoute);
+        }
+        // longest prefix among the VPC's /64s and its IPv6 routes
+        let mut best: Option<(u8, String)> = None;
+        for s in self.c.subnets.iter().filter(|s| s.vpc == vpc) {
+            if let Some(c) = s.ipv6_cidr.filter(|c| c.contains(dip)) {
+                best = Some((c.len(), "local".into()));
+            }
+        }
+        for r in self.c.routes.iter().filter(|r| r.vpc == vpc) {
+            if r.destination.v6().is_some_and(|d| d.contains(dip))
+                && best.as_ref().is_none_or(|b| r.destination.len() > b.0)
+            {
+                // (never the uplink: SPEC 14.1, refused by validation)
+                best = Some((r.destination.len(), route_target(r)));
+            }
+        }
+        let Some((_, t)) = best else {
+            return Self::icmp6_error(R::NoRoute, p, dip);
+        };
+        let target = if t == "local" {
+            self.host6(vpc, dip)
+        } else if let Some(pe) = t.strip_prefix("peer:") {
+            // SPEC 5.3: the peer's local addresses only, not its gateways
+            match self.host6(self.peer_vpc(vpc, pe), dip) {
+                Some(("gw", _)) => None,
+                h => h,
+            }
+        } else {
+            Some(("port", t.strip_prefix("port:").unwrap().to_string()))
+        };
+        if hop <= 1 {
+            return Self::icmp6_error(R::TtlExceeded, p, dip);
+        }
+        let q = match target {
+            Some(("port", q)) => q,
+            Some(("vip", v)) => match self.owners.get(&v) {
+                Some(o) => o.clone(),
+                None => return Exp::DropSend(R::VipNoOwner, format!("vip:{v}")),
+            },
+            _ => return Exp::Drop(R::NoSuchHost),
+        };
+        let q = self.port(&q);
+        // SPEC 5.5: to the port's MAC, the hop limit decremented
+        self.dst_check6(q, dip, q.mac, hop - 1)
+    }
+}
+
+/// What the pipeline did with an IPv6 frame `input`, `output` being the frame as it
+/// would leave: as [`actual`], and a frame to one port told apart as the switch's
+/// answer (an NA for an NS, an echo reply for an echo request) or a frame sent on
+/// (its Ethernet destination and hop limit).
+fn actual6(s: &Snapshot, v: Verdict, input: &[u8], output: &[u8]) -> Exp {
+    let Verdict::Forward(Out::Port(q)) = v else {
+        return actual(s, v);
+    };
+    let q = s.port(q).unwrap().name.clone();
+    let icmp_type = |f: &[u8]| {
+        let c = classify_ipv6(&f[ETHERNET_HEADER_LEN..]).ok()?;
+        (c.packet_len > c.l4_offset).then(|| f[ETHERNET_HEADER_LEN + c.l4_offset])
+    };
+    let (tin, tout) = (icmp_type(input), icmp_type(output));
+    if tin == Some(128) && tout == Some(TYPE_ECHO_REPLY) {
+        return Exp::Answer(q, None);
+    }
+    if tin == Some(135) && tout == Some(136) {
+        let (_, _, m) = nd_of(output);
+        assert!(matches!(m, NdMessage::NeighborAdvert { .. }));
+        return Exp::Answer(q, m.options().target_lladdr());
+    }
+    Exp::Sent(
+        q,
+        MacAddr(output[0..6].try_into().unwrap()),
+        output[ETHERNET_HEADER_LEN + 7],
+    )
+}
+
 fn actual(s: &Snapshot, v: Verdict) -> Exp {
     let name = |o: Out| match o {
         Out::Port(p) => s.port(p).unwrap().name.clone(),
@@ -393,20 +736,38 @@ fn actual(s: &Snapshot, v: Verdict) -> Exp {
     }
 }
 
+/// One frame of a run: IPv4 (SPEC 2–7) or IPv6 (SPEC 12).
+#[derive(Debug, Clone)]
+enum Any {
+    V4(Frame),
+    V6(Frame6),
+}
+
 proptest! {
-    #![proptest_config(ProptestConfig { cases: 256, ..ProptestConfig::default() })]
+    #![proptest_config(ProptestConfig { cases: 2048, ..ProptestConfig::default() })]
 
     #[test]
     fn pipeline_agrees_with_the_reference_model(
         t in topo(),
-        raws in prop::collection::vec(raw(), 1..60),
+        d in dual(),
+        raws in prop::collection::vec((any::<bool>(), raw()), 1..80),
     ) {
-        let c = build_config(&t);
+        let mut c = build_config(&t);
+        add_ipv6(&mut c, &d);
         let snap = Snapshot::compile(&c, None).unwrap();
         let mut model = Model { c: &c, owners: HashMap::new(), next_hop_known: false };
-        for (i, r) in raws.iter().enumerate() {
-            let (port, f) = make_frame(&c, r);
-            let bytes = f.bytes();
+        for (i, (v6, r)) in raws.iter().enumerate() {
+            let (port, f) = if *v6 {
+                let (port, f) = make_frame6(&c, r);
+                (port, Any::V6(f))
+            } else {
+                let (port, f) = make_frame(&c, r);
+                (port, Any::V4(f))
+            };
+            let bytes = match &f {
+                Any::V4(f) => f.bytes(),
+                Any::V6(f) => f.bytes(),
+            };
             let mut buf = vec![0u8; 2048];
             buf[..bytes.len()].copy_from_slice(&bytes);
             let mut len = bytes.len();
@@ -416,8 +777,11 @@ proptest! {
             let traced = snap.trace(ctx.now_ns, pid, &bytes).verdict;
             let got = snap.process(&ctx, pid, &mut buf, &mut len, &mut NoTrace);
             prop_assert_eq!(traced, got, "trace and process disagree");
-            let want = model.run(&port, &f);
-            prop_assert_eq!(actual(&snap, got), want, "frame {} from {}: {:?}", i, port, f);
+            let (got, want) = match &f {
+                Any::V4(f) => (actual(&snap, got), model.run(&port, f)),
+                Any::V6(f) => (actual6(&snap, got, &bytes, &buf[..len]), model.run6(&port, f)),
+            };
+            prop_assert_eq!(got, want, "frame {} from {}: {:?}", i, port, f);
             // learned owners agree too
             prop_assert_eq!(snap.next_hop_mac().is_some(), model.next_hop_known, "next hop learned");
             for v in &c.vips {

@@ -266,7 +266,9 @@ impl Snapshot {
                 s6.cidr
             )
         }
-        if dad && p.allows_ip6(&target) {
+        // the gateway's link-local address is in no port's allowed set as its own
+        // (fe80::/64 is): DAD for it is answered, as for the gateway's other addresses
+        if dad && target != self.gateway_ll && p.allows_ip6(&target) {
             step!(
                 f.t,
                 Nd,
