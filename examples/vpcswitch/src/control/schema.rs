@@ -19,7 +19,7 @@
 #![allow(dead_code)]
 
 use std::collections::BTreeMap;
-use std::net::{IpAddr, Ipv4Addr, SocketAddrV4};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddrV4};
 
 use serde::{Deserialize, Serialize};
 
@@ -97,7 +97,12 @@ pub struct PortRow {
     /// null for a port of another host whose subnet is unknown here
     pub subnet: Option<String>,
     pub mac: String,
+    /// its IPv4 fixed IPs, the primary first
     pub ips: Vec<Ipv4Addr>,
+    /// its IPv6 fixed IPs (SPEC 12.1), empty for an IPv4-only port; added within
+    /// version 1, so absent in an older switch's answer
+    #[serde(default)]
+    pub ips6: Vec<Ipv6Addr>,
     pub src_dst_check: bool,
     /// null for a port without a device on this switch (another host's)
     pub backend: Option<Backend>,
@@ -203,12 +208,13 @@ pub enum NeighborOf {
     Vip { vip: String, owner: Option<String> },
 }
 
-/// `ctl routes`: the local subnets, then the configured routes.
+/// `ctl routes`: the local subnets (a dual-stack subnet twice: its IPv4 CIDR, then its
+/// IPv6 prefix), then the configured routes of both families.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[cfg_attr(test, serde(deny_unknown_fields))]
 pub struct RouteRow {
     pub vpc: String,
-    /// a CIDR, `10.0.1.0/24`
+    /// a CIDR, `10.0.1.0/24` or `fd00:a:0:1::/64` (SPEC 12.5)
     pub destination: String,
     pub target: RouteTarget,
 }

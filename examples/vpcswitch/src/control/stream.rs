@@ -8,7 +8,10 @@ use std::time::Duration;
 
 use serde_json::json;
 use vpcswitch::runtime::observe::{Direction, PortIdentity};
-use vpcswitch::wire::{arp, EtherType, EthernetFrame, IpProtocol, Ipv4Packet};
+use vpcswitch::wire::ipv6::NextHeader;
+use vpcswitch::wire::{
+    arp, EtherType, EthernetFrame, IpProtocol, Ipv4Packet, Ipv6Packet, IPV6_HEADER_LEN,
+};
 
 use super::schema::{self as js, Dir};
 use super::{err, ok, ok_data, send_line};
@@ -196,8 +199,8 @@ pub fn capture(
 }
 
 /// A one-line decode of the start of a frame (it may be cut short: an IPv4 header is
-/// read when its first 20 bytes are there, whatever its total length says), through the
-/// wire views.
+/// read when its first 20 bytes are there, an IPv6 one when its 40 are, whatever their
+/// length fields say), through the wire views.
 fn decode(b: &[u8]) -> String {
     let Ok(eth) = EthernetFrame::new_checked(b) else {
         return format!("{} bytes", b.len());
@@ -231,7 +234,23 @@ fn decode(b: &[u8]) -> String {
             Err(e) => format!("ARP ({e})"),
         },
         EtherType::VLAN | EtherType::QINQ => "802.1Q/802.1ad tagged".into(),
-        EtherType::IPV6 => "IPv6".into(),
+        EtherType::IPV6 if payload.len() >= IPV6_HEADER_LEN => {
+            // the fixed header only: present in any 40 bytes (the head may be cut short
+            // of what its payload length says, so not `new_checked`)
+            let ip = Ipv6Packet::new_unchecked(payload);
+            let next = match ip.next_header() {
+                NextHeader::ICMPV6 => "icmp6".to_string(),
+                NextHeader::TCP => "tcp".to_string(),
+                NextHeader::UDP => "udp".to_string(),
+                n => format!("next header {n}"),
+            };
+            format!(
+                "IPv6 {} > {} {next} hlim {}",
+                ip.src(),
+                ip.dst(),
+                ip.hop_limit()
+            )
+        }
         other => format!("ethertype {other:#06x}"),
     };
     format!("{} > {} {l3}", eth.src(), eth.dst())
@@ -347,6 +366,36 @@ mod tests {
         assert!(decode(&ip[..30]).ends_with("ethertype 0x0800"));
         assert_eq!(decode(&ip[..10]), "10 bytes");
         assert!(decode(&hex(&format!("{eth} 8100 0001"))).ends_with("802.1Q/802.1ad tagged"));
+        // Issue 20, SPEC 12: IPv6 as IPv4, its addresses, next header and hop limit,
+        // from the fixed header even when the head is cut short of its payload length
+        let ip6 = hex(&format!(
+            "{eth} 86dd 60000000 0040 3a 40 fd00000a000000010000000000000011 \
+             fd00000a000000020000000000000011 8000"
+        ));
+        assert_eq!(
+            decode(&ip6),
+            "02:00:00:00:01:03 > ff:ff:ff:ff:ff:ff IPv6 fd00:a:0:1::11 > fd00:a:0:2::11 \
+             icmp6 hlim 64"
+        );
+        let mut udp6 = ip6.clone();
+        udp6[20] = 17;
+        assert!(
+            decode(&udp6).contains("fd00:a:0:2::11 udp hlim 64"),
+            "{}",
+            decode(&udp6)
+        );
+        udp6[20] = 50;
+        assert!(
+            decode(&udp6).ends_with("next header 50 hlim 64"),
+            "{}",
+            decode(&udp6)
+        );
+        // the IPv6 header cut short: the EtherType alone
+        assert!(
+            decode(&ip6[..50]).ends_with("ethertype 0x86dd"),
+            "{}",
+            decode(&ip6[..50])
+        );
         // an ARP that is not Ethernet/IPv4
         let bad = hex(&format!(
             "{eth} 0806 0006 0800 06 04 0001 020000000103 0a00010d 000000000000 0a00010b"

@@ -306,15 +306,21 @@ fn a_flow_expression_is_traced_as_the_port_would_send_it() {
     assert!(v["text"].as_str().unwrap().contains("no port named"), "{v}");
 }
 
-/// Issue 20, SPEC 12.3: `neighbors` lists what the switch answers neighbour
-/// solicitations for besides ARP: a dual-stack subnet's gateway IPv6 and link-local
-/// addresses, ports' IPv6 fixed IPs, IPv6 VIPs; an IPv4-only subnet has none.
-#[test]
-fn neighbors_list_both_families() {
+/// Issue 20: a dual-stack switch on memory backends (and its guests): vpc a
+/// (10.0.0.0/16, fd00:a::/48) with a1 (10.0.1.0/24, fd00:a:0:1::/64: p1 with an IPv6
+/// fixed IP, p2 without), a3 (IPv4 only: w1), VIPs v6 (IPv6) and v4 on p1 and p2; vpc b
+/// (10.1.0.0/16, fd00:b::/48, no subnet here) peered as ab, with a route of each family
+/// to it, and an IPv6 route to p1 (SPEC 12.5).
+pub(crate) fn dual_stack_running() -> (
+    Arc<Running>,
+    std::collections::HashMap<String, vpcswitch::backend::memory::MemGuest>,
+) {
     let c = vpcswitch::model::ConfigBuilder::new()
         .workers(1)
         .vpc("a", &["10.0.0.0/16"])
         .ipv6_cidrs(&["fd00:a::/48"])
+        .vpc("b", &["10.1.0.0/16"])
+        .ipv6_cidrs(&["fd00:b::/48"])
         .subnet("a1", "a", "10.0.1.0/24")
         .ipv6_cidr("fd00:a:0:1::/64")
         .subnet("a3", "a", "10.0.3.0/24")
@@ -322,16 +328,29 @@ fn neighbors_list_both_families() {
         .ipv6_ips(&["fd00:a:0:1::11"])
         .port("p2", "a1", "02:00:00:00:01:02", &["10.0.1.12"])
         .port("w1", "a3", "02:00:00:00:03:01", &["10.0.3.11"])
-        .vip("v6", "a1", "fd00:a:0:1::100", &["p1", "p2"])
+        .vip("v6", "a1", "fd00:a:0:1::1:100", &["p1", "p2"])
         .vip("v4", "a1", "10.0.1.100", &["p1", "p2"])
+        .peering("ab", "a", "b")
+        .route_via_peering("a", "10.1.0.0/16", "ab")
+        .route_via_peering("a", "fd00:b::/48", "ab")
+        .route_via_port("a", "fd00:99:0:1234::/64", "p1")
         .build()
         .unwrap();
-    let (b, _g) = vpcswitch::runtime::memory_backends(&c, 64);
+    let (b, g) = vpcswitch::runtime::memory_backends(&c, 64);
     let sw = vpcswitch::runtime::Switch::start(&c, b).unwrap();
     let r = Running::new(
         vpcswitch::linux::Host::new(sw),
         PathBuf::from("/nonexistent/vpcswitch.toml"),
     );
+    (Arc::new(r), g)
+}
+
+/// Issue 20, SPEC 12.3: `neighbors` lists what the switch answers neighbour
+/// solicitations for besides ARP: a dual-stack subnet's gateway IPv6 and link-local
+/// addresses, ports' IPv6 fixed IPs, IPv6 VIPs; an IPv4-only subnet has none.
+#[test]
+fn neighbors_list_both_families() {
+    let (r, _g) = dual_stack_running();
     let gw_mac = r.switch.snapshot().gateway_mac.to_string();
     let ll = r.switch.snapshot().gateway_ll.to_string();
     let v = dispatch(&json!({ "cmd": ["neighbors"] }), &r);
@@ -358,7 +377,7 @@ fn neighbors_list_both_families() {
         port("10.0.1.11", "02:00:00:00:01:01", "p1"),
         port("fd00:a:0:1::11", "02:00:00:00:01:01", "p1"),
         port("10.0.1.12", "02:00:00:00:01:02", "p2"),
-        ("fd00:a:0:1::100".into(), None, "vip v6 None".into()),
+        ("fd00:a:0:1::1:100".into(), None, "vip v6 None".into()),
         ("10.0.1.100".into(), None, "vip v4 None".into()),
         gw("10.0.3.1", "a3"),
         port("10.0.3.11", "02:00:00:00:03:01", "w1"),
@@ -373,6 +392,138 @@ fn neighbors_list_both_families() {
     for line in text.lines().skip(1) {
         let mac = line.find("02:00:00").or_else(|| line.find("(no owner)"));
         assert_eq!(mac, col, "{text}");
+    }
+}
+
+/// Where the column headed `head` starts in a text table, and that every row has a
+/// value starting there (after a space): the table keeps its columns whatever the
+/// addresses' lengths.
+fn column_holds(text: &str, head: &str) -> usize {
+    let col = text.lines().next().unwrap().find(head).unwrap();
+    for line in text.lines().skip(1) {
+        let (before, at) = line.split_at(col);
+        assert!(
+            before.ends_with(' ') && !at.starts_with(' '),
+            "{head} column misaligned:\n{text}"
+        );
+    }
+    col
+}
+
+/// Issue 20, SPEC 12.1: `ports` shows a port's IPv6 fixed IPs as its IPv4 ones: JSON
+/// `ips6` (empty for an IPv4-only port, `ips` unchanged), and in the text table after
+/// the IPv4 ones, the columns kept.
+#[test]
+fn ports_show_ipv6_fixed_ips() {
+    let (r, _g) = dual_stack_running();
+    let v = dispatch(&json!({ "cmd": ["ports"] }), &r);
+    assert_eq!(v["ok"], true, "{v}");
+    let rows: Vec<schema::PortRow> = serde_json::from_value(v["data"].clone()).unwrap();
+    let got: Vec<(&str, Vec<String>, Vec<String>)> = rows
+        .iter()
+        .map(|p| {
+            let s4 = p.ips.iter().map(|i| i.to_string()).collect();
+            let s6 = p.ips6.iter().map(|i| i.to_string()).collect();
+            (p.name.as_str(), s4, s6)
+        })
+        .collect();
+    let s = |v: &[&str]| v.iter().map(|x| x.to_string()).collect::<Vec<_>>();
+    assert_eq!(
+        got,
+        vec![
+            ("p1", s(&["10.0.1.11"]), s(&["fd00:a:0:1::11"])),
+            ("p2", s(&["10.0.1.12"]), vec![]),
+            ("w1", s(&["10.0.3.11"]), vec![]),
+        ]
+    );
+    // the JSON form: an array of RFC 5952 strings, `[]` when none
+    assert_eq!(v["data"][0]["ips6"], json!(["fd00:a:0:1::11"]));
+    assert_eq!(v["data"][1]["ips6"], json!([]));
+    let text = v["text"].as_str().unwrap();
+    let p1 = text.lines().find(|l| l.starts_with("p1 ")).unwrap();
+    assert!(p1.contains(" 10.0.1.11,fd00:a:0:1::11 "), "{text}");
+    let p2 = text.lines().find(|l| l.starts_with("p2 ")).unwrap();
+    assert!(p2.contains(" 10.0.1.12 ") && !p2.contains("fd00"), "{text}");
+    for head in ["IPS", "CHECK", "BACKEND"] {
+        column_holds(text, head);
+    }
+}
+
+/// Issue 20, SPEC 12.5: `routes` lists a dual-stack subnet's IPv6 prefix as a local
+/// route after its IPv4 one, and the configured IPv6 routes (peering, next-hop port)
+/// with the IPv4 ones, from the configuration running; the text keeps its columns.
+#[test]
+fn routes_list_both_families() {
+    let (r, _g) = dual_stack_running();
+    let v = dispatch(&json!({ "cmd": ["routes"] }), &r);
+    assert_eq!(v["ok"], true, "{v}");
+    let rows: Vec<schema::RouteRow> = serde_json::from_value(v["data"].clone()).unwrap();
+    let got: Vec<(&str, &str, String)> = rows
+        .iter()
+        .map(|x| {
+            let t = match &x.target {
+                schema::RouteTarget::Local { subnet } => format!("local {subnet}"),
+                schema::RouteTarget::Peering { peering } => format!("peering {peering}"),
+                schema::RouteTarget::Port { port } => format!("port {port}"),
+                schema::RouteTarget::Uplink => "uplink".into(),
+            };
+            (x.vpc.as_str(), x.destination.as_str(), t)
+        })
+        .collect();
+    let want: Vec<(&str, &str, String)> = vec![
+        ("a", "10.0.1.0/24", "local a1".into()),
+        ("a", "fd00:a:0:1::/64", "local a1".into()),
+        ("a", "10.0.3.0/24", "local a3".into()),
+        ("a", "10.1.0.0/16", "peering ab".into()),
+        ("a", "fd00:b::/48", "peering ab".into()),
+        ("a", "fd00:99:0:1234::/64", "port p1".into()),
+    ];
+    assert_eq!(got, want);
+    let text = v["text"].as_str().unwrap();
+    assert!(
+        text.lines()
+            .any(|l| l.contains("fd00:a:0:1::/64") && l.ends_with("local subnet a1")),
+        "{text}"
+    );
+    column_holds(text, "TARGET");
+}
+
+/// Issue 20, SPEC 12.4: `vips` shows an IPv6 VIP's owner once a bound port claims it by
+/// an unsolicited neighbour advertisement (as keepalived does), as for an IPv4 VIP; the
+/// text keeps its columns with the IPv6 address.
+#[test]
+fn vips_show_an_ipv6_vip_and_its_owner() {
+    let (r, g) = dual_stack_running();
+    let vip6: std::net::Ipv6Addr = "fd00:a:0:1::1:100".parse().unwrap();
+    let p2 = vpcswitch::model::MacAddr([2, 0, 0, 0, 1, 2]);
+    assert!(g["p2"].send(&vpcswitch::wire::build::unsolicited_na(p2, vip6)));
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let rows = loop {
+        let v = dispatch(&json!({ "cmd": ["vips"] }), &r);
+        assert_eq!(v["ok"], true, "{v}");
+        let rows: Vec<schema::VipRow> = serde_json::from_value(v["data"].clone()).unwrap();
+        if rows[0].owner.is_some() || Instant::now() > deadline {
+            let text = v["text"].as_str().unwrap().to_string();
+            break (rows, text);
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    };
+    let (rows, text) = rows;
+    assert_eq!(rows[0].name, "v6");
+    assert_eq!(rows[0].ip, std::net::IpAddr::V6(vip6));
+    assert_eq!(rows[0].owner.as_deref(), Some("p2"), "{text}");
+    assert_eq!(rows[0].moves, 1);
+    assert_eq!(
+        (rows[1].name.as_str(), rows[1].owner.as_deref()),
+        ("v4", None)
+    );
+    let line = text.lines().find(|l| l.starts_with("v6 ")).unwrap();
+    assert!(
+        line.contains(" fd00:a:0:1::1:100 ") && line.contains(" p2 "),
+        "{text}"
+    );
+    for head in ["PORTS", "OWNER"] {
+        column_holds(&text, head);
     }
 }
 
@@ -454,6 +605,7 @@ fn every_schema_field_is_documented() {
             subnet: Some(m("s")),
             mac: m("02:00:00:00:01:01"),
             ips: vec![],
+            ips6: vec![],
             src_dst_check: true,
             backend: Some(Backend {
                 kind: m("tap"),

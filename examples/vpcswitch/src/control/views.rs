@@ -3,7 +3,7 @@
 //! They read the running snapshot and counters and change nothing. The JSON is the
 //! types of [`super::schema`] (`docs/ctl-json.md`).
 
-use std::net::{IpAddr, Ipv4Addr};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use serde_json::Value;
 use vpcswitch::core::{Out, Snapshot, Verdict};
@@ -13,8 +13,8 @@ use super::{err, ok_data, unhex};
 use crate::running::owner_name;
 use crate::Running;
 
-/// `ports`: name (DOWN when its device is gone), subnet, MAC, IPs, src/dst check,
-/// backend, packet counters.
+/// `ports`: name (DOWN when its device is gone), subnet, MAC, IPs (IPv4, then IPv6),
+/// src/dst check, backend, packet counters.
 pub fn ports(r: &Running) -> Value {
     let snap = r.switch.snapshot();
     let stats = r.switch.stats();
@@ -22,36 +22,36 @@ pub fn ports(r: &Running) -> Value {
     let caps = r.switch.capabilities();
     let counters: std::collections::HashMap<String, _> =
         r.switch.device_counters().into_iter().collect();
-    let row = |c: [&str; 8]| {
-        format!(
-            "{:<12} {:<10} {:<17} {:<18} {:<6} {:<16} {:>10} {:>10}\n",
-            c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7]
-        )
-    };
-    let mut text = row([
+    let mut cells: Vec<[String; 8]> = vec![[
         "PORT", "SUBNET", "MAC", "IPS", "CHECK", "BACKEND", "RX", "TX",
-    ]);
+    ]
+    .map(String::from)];
     let mut rows = vec![];
     for p in snap.ports.iter().flatten() {
         let st = stats.port(&p.name).cloned().unwrap_or_default();
         let subnet = snap.subnets.get(p.subnet as usize).map(|s| s.name.clone());
         let ips: Vec<Ipv4Addr> = p.ips.iter().map(|i| Ipv4Addr::from(*i)).collect();
+        let ips6: Vec<Ipv6Addr> = p.ips6.to_vec();
         let be = backends.get(&p.name).cloned().unwrap_or_default();
-        let shown_ips: Vec<String> = ips.iter().map(Ipv4Addr::to_string).collect();
+        let shown_ips: Vec<String> = ips
+            .iter()
+            .map(Ipv4Addr::to_string)
+            .chain(ips6.iter().map(Ipv6Addr::to_string))
+            .collect();
         let name = if st.down {
             format!("{} (DOWN)", p.name)
         } else {
             p.name.clone()
         };
-        text += &row([
-            &name,
-            subnet.as_deref().unwrap_or("-"),
-            &p.mac.to_string(),
-            &shown_ips.join(","),
-            if p.src_dst_check { "on" } else { "off" },
-            &be,
-            &st.rx_packets.to_string(),
-            &st.tx_packets.to_string(),
+        cells.push([
+            name,
+            subnet.clone().unwrap_or_else(|| "-".into()),
+            p.mac.to_string(),
+            shown_ips.join(","),
+            if p.src_dst_check { "on" } else { "off" }.into(),
+            be.clone(),
+            st.rx_packets.to_string(),
+            st.tx_packets.to_string(),
         ]);
         rows.push(js::PortRow {
             name: p.name.clone(),
@@ -59,6 +59,7 @@ pub fn ports(r: &Running) -> Value {
             subnet,
             mac: p.mac.to_string(),
             ips,
+            ips6,
             src_dst_check: p.src_dst_check,
             backend: (!be.is_empty()).then(|| {
                 let c = caps.get(&p.name).cloned().unwrap_or_default();
@@ -94,17 +95,38 @@ pub fn ports(r: &Running) -> Value {
             tx_bytes: st.tx_bytes,
         });
     }
+    // the IPS column as wide as its longest list (an IPv6 address is up to 39)
+    let w = cells.iter().map(|c| c[3].len()).max().unwrap_or(0).max(18);
+    let text: String = cells
+        .iter()
+        .map(|c| {
+            format!(
+                "{:<12} {:<10} {:<17} {:<w$} {:<6} {:<16} {:>10} {:>10}\n",
+                c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7]
+            )
+        })
+        .collect();
     ok_data(text, &rows)
 }
 
-/// `vips`: each VIP's ports, learned owner, moves, time since the last move and the
-/// switch's own failover time (new owner learned -> first frame sent to it).
+/// `vips`: each VIP (IPv4 or IPv6, SPEC 12.1), its ports, learned owner (from its ARP,
+/// or an IPv6 VIP's from its unsolicited neighbour advertisement, SPEC 12.4), moves,
+/// time since the last move and the switch's own failover time (new owner learned ->
+/// first frame sent to it).
 pub fn vips(r: &Running) -> Value {
     let snap = r.switch.snapshot();
     let now = r.switch.now_ns();
+    // the IP column as wide as its longest address (an IPv6 VIP's is up to 39)
+    let w = snap
+        .vips
+        .iter()
+        .map(|v| v.addr().to_string().len())
+        .max()
+        .unwrap_or(0)
+        .max(15);
     let row = |c: [&str; 8]| {
         format!(
-            "{:<14} {:<10} {:<15} {:<24} {:<10} {:>6} {:>14} {:>12}\n",
+            "{:<14} {:<10} {:<w$} {:<24} {:<10} {:>6} {:>14} {:>12}\n",
             c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7]
         )
     };
@@ -291,51 +313,59 @@ pub fn neighbors(r: &Running) -> Value {
     ok_data(text, &rows)
 }
 
-/// `routes`: local subnets, then the configured routes.
+/// `routes`: local subnets (a dual-stack one's IPv6 prefix after its IPv4 CIDR), then
+/// the configured routes of both families (SPEC 12.5), from the configuration running.
 pub fn routes(r: &Running) -> Value {
     let snap = r.switch.snapshot();
-    let row = |c: [&str; 3]| format!("{:<10} {:<18} {}\n", c[0], c[1], c[2]);
-    let mut text = row(["VPC", "DESTINATION", "TARGET"]);
     let mut rows = vec![];
     for s in &snap.subnets {
         let vpc = &snap.vpcs[s.vpc as usize].name;
-        text += &row([
-            vpc,
-            &s.cidr.to_string(),
-            &format!("local subnet {}", s.name),
-        ]);
-        rows.push(js::RouteRow {
-            vpc: vpc.clone(),
-            destination: s.cidr.to_string(),
-            target: js::RouteTarget::Local {
-                subnet: s.name.clone(),
-            },
-        });
+        let v6 = s.ipv6.map(|v6| v6.cidr.to_string());
+        for destination in std::iter::once(s.cidr.to_string()).chain(v6) {
+            rows.push(js::RouteRow {
+                vpc: vpc.clone(),
+                destination,
+                target: js::RouteTarget::Local {
+                    subnet: s.name.clone(),
+                },
+            });
+        }
     }
     for rt in &snap.config.routes {
         use vpcswitch::model::RouteTarget as T;
-        let (t, target) = match rt.target() {
-            Some(T::Peering(p)) => (
-                format!("peering {p}"),
-                js::RouteTarget::Peering {
-                    peering: p.to_string(),
-                },
-            ),
-            Some(T::Port(p)) => (
-                format!("port {p}"),
-                js::RouteTarget::Port {
-                    port: p.to_string(),
-                },
-            ),
+        let target = match rt.target() {
+            Some(T::Peering(p)) => js::RouteTarget::Peering {
+                peering: p.to_string(),
+            },
+            Some(T::Port(p)) => js::RouteTarget::Port {
+                port: p.to_string(),
+            },
             // a validated route has exactly one target
-            Some(T::Uplink) | None => ("uplink".into(), js::RouteTarget::Uplink),
+            Some(T::Uplink) | None => js::RouteTarget::Uplink,
         };
-        text += &row([&rt.vpc, &rt.destination.to_string(), &t]);
         rows.push(js::RouteRow {
             vpc: rt.vpc.clone(),
             destination: rt.destination.to_string(),
             target,
         });
+    }
+    // the DESTINATION column as wide as its longest prefix (IPv6 ones are up to 43)
+    let w = rows
+        .iter()
+        .map(|x| x.destination.len())
+        .max()
+        .unwrap_or(0)
+        .max(18);
+    let row = |c: [&str; 3]| format!("{:<10} {:<w$} {}\n", c[0], c[1], c[2]);
+    let mut text = row(["VPC", "DESTINATION", "TARGET"]);
+    for x in &rows {
+        let t = match &x.target {
+            js::RouteTarget::Local { subnet } => format!("local subnet {subnet}"),
+            js::RouteTarget::Peering { peering } => format!("peering {peering}"),
+            js::RouteTarget::Port { port } => format!("port {port}"),
+            js::RouteTarget::Uplink => "uplink".into(),
+        };
+        text += &row([&x.vpc, &x.destination, &t]);
     }
     ok_data(text, &rows)
 }
