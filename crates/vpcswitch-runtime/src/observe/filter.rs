@@ -101,8 +101,9 @@ fn addrs6(f: &[u8]) -> Option<(u128, u128)> {
 }
 
 /// The IPv4 protocol or IPv6 upper-layer protocol and the bytes from the start of its
-/// header on (first fragments only carry ports). IPv4 reads the protocol field as it
-/// is; IPv6 walks the extension headers and ends at the packet's payload length.
+/// header on. IPv4 reads the protocol field and the bytes after the header as they are
+/// (a later fragment's first bytes read as ports); IPv6 walks the extension headers
+/// (a later fragment has no upper layer) and ends at the packet's payload length.
 fn l4(f: &[u8]) -> Option<(u8, &[u8])> {
     match be16(f, 12)? {
         ETH_IPV4 => {

@@ -116,8 +116,9 @@ pub enum CtlCmd {
         #[arg(long, value_enum, default_value = "pcapng")]
         format: Format,
         /// keep only matching frames, e.g. "icmp and host 10.0.1.11", "tcp port 80",
-        /// "arp", "not arp", "ether src 02:..": arp ip icmp tcp udp, host/src/dst A,
-        /// net A/N, [src|dst] port N, ether host|src|dst M, not, and
+        /// "icmp6 and host fd00::5", "arp", "not arp", "ether src 02:..": arp ip ip6
+        /// icmp icmp6 tcp udp, host/src/dst A (IPv4 or IPv6), net A/N, [src|dst] port
+        /// N, ether host|src|dst M, not, and
         #[arg(long, value_name = "EXPR")]
         filter: Option<String>,
     },
