@@ -101,14 +101,22 @@ fn addrs6(f: &[u8]) -> Option<(u128, u128)> {
 }
 
 /// The IPv4 protocol or IPv6 upper-layer protocol and the bytes from the start of its
-/// header on. IPv4 reads the protocol field and the bytes after the header as they are
-/// (a later fragment's first bytes read as ports); IPv6 walks the extension headers
+/// header on. IPv4 reads the protocol field, and the bytes after the header in a first
+/// (or only) fragment only; IPv6 walks the extension headers
 /// (a later fragment has no upper layer) and ends at the packet's payload length.
 fn l4(f: &[u8]) -> Option<(u8, &[u8])> {
     match be16(f, 12)? {
         ETH_IPV4 => {
             let ihl = usize::from(*f.get(L3)? & 0x0f) * 4;
-            Some((*f.get(23)?, f.get(L3 + ihl..).unwrap_or(&[])))
+            // a later fragment (offset ≠ 0) has the protocol but no header to read
+            // ports from (tcpdump reads them from the first fragment only)
+            let later = be16(f, L3 + 6)? & 0x1fff != 0;
+            let rest = if later {
+                &[][..]
+            } else {
+                f.get(L3 + ihl..).unwrap_or(&[])
+            };
+            Some((*f.get(23)?, rest))
         }
         ETH_IPV6 => {
             let ip = f.get(L3..)?;
@@ -365,6 +373,15 @@ mod tests {
         assert!(!f("tcp").matches(&udp));
         assert!(f("not arp and not tcp").matches(&udp));
         assert!(f("src net 10.0.1.0/24 and dst net 10.0.2.0/24").matches(&udp));
+        // a later fragment has the protocol but no ports (its first bytes are data)
+        let mut later = tcp.clone();
+        later[20] = 0x00;
+        later[21] = 0xb9; // fragment offset 185 × 8
+        assert!(f("tcp").matches(&later));
+        assert!(!f("port 80").matches(&later) && !f("port 40000").matches(&later));
+        let mut first = tcp.clone();
+        first[20] = 0x20; // MF set, offset 0: the first fragment has the ports
+        assert!(f("tcp port 80").matches(&first));
     }
 
     #[test]
