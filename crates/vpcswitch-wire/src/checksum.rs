@@ -10,23 +10,22 @@ use std::net::Ipv6Addr;
 /// taken in any wider word and folded), then the tail two bytes at a time.
 #[inline]
 pub fn sum(acc: u32, data: &[u8]) -> u32 {
-    let mut chunks = data.chunks_exact(8);
-    let mut acc = if data.len() >= 8 {
+    let (words, tail) = data.as_chunks::<8>();
+    let mut acc = if words.is_empty() {
+        acc
+    } else {
         let mut wide = u64::from(acc);
-        for c in &mut chunks {
-            let w = u64::from_be_bytes(<[u8; 8]>::try_from(c).unwrap_or([0; 8]));
-            let (s, carry) = wide.overflowing_add(w);
+        for w in words {
+            let (s, carry) = wide.overflowing_add(u64::from_be_bytes(*w));
             wide = s + u64::from(carry);
         }
         u32::from(fold64(wide))
-    } else {
-        acc
     };
-    let mut words = chunks.remainder().chunks_exact(2);
-    for c in &mut words {
-        acc = acc.wrapping_add(u32::from(u16::from_be_bytes([c[0], c[1]])));
+    let (pairs, odd) = tail.as_chunks::<2>();
+    for p in pairs {
+        acc = acc.wrapping_add(u32::from(u16::from_be_bytes(*p)));
     }
-    if let [b] = words.remainder() {
+    if let [b] = odd {
         acc = acc.wrapping_add(u32::from(*b) << 8);
     }
     acc
