@@ -18,27 +18,30 @@ fi
 . scripts/deps.sh
 install_deb_packages
 
-echo "== cargo fmt --check"
+# each phase's start, as minutes:seconds since the run began (CI has a time budget)
+phase() { printf '== [%d:%02d] %s\n' $((SECONDS / 60)) $((SECONDS % 60)) "$*"; }
+
+phase "cargo fmt --check"
 cargo fmt --all -- --check
-echo "== cargo clippy (warnings are errors)"
+phase "cargo clippy (warnings are errors)"
 cargo clippy --workspace --all-targets --locked -- -D warnings
-echo "== API docs build without a warning (cargo doc -D warnings; missing_docs is on in every crate)"
+phase "API docs build without a warning (cargo doc -D warnings; missing_docs is on in every crate)"
 RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps --locked -q
-echo "== the library crates package for crates.io (cargo package --workspace: versions on path dependencies, metadata)"
+phase "the library crates package for crates.io (cargo package --workspace: versions on path dependencies, metadata)"
 cargo package --workspace --no-verify --locked --allow-dirty -q \
   --exclude vpcswitch-cli --exclude vpcswitch-benches --exclude vpcswitch-example-udp-backend
-echo "== cargo test (release: the property and integration suites do real work)"
+phase "cargo test (release: the property and integration suites do real work)"
 cargo test --workspace --release --locked
-echo "== benchmarks compile and run once (criterion --test mode, pps harness smoke)"
+phase "benchmarks compile and run once (criterion --test mode, pps harness smoke)"
 cargo bench --workspace --locked -- --test >/dev/null
 cargo run --release --locked -p vpcswitch-benches --bin vpcswitch-pps -- --smoke --scaling
-echo "== side-by-side harness smoke (vpcswitch-bench --smoke: every contender once, 1 s each)"
+phase "side-by-side harness smoke (vpcswitch-bench --smoke: every contender once, 1 s each)"
 cargo build --release --locked -q -p vpcswitch-cli -p vpcswitch-benches
 target/release/vpcswitch-bench --smoke
-echo "== overlay harness smoke (vpcswitch-overlay-bench --smoke: two hosts, linux-vxlan and vpcswitch, 1 s each)"
+phase "overlay harness smoke (vpcswitch-overlay-bench --smoke: two hosts, linux-vxlan and vpcswitch, 1 s each)"
 target/release/vpcswitch-overlay-bench --smoke
-echo "== packaging (cargo deb; the .deb installed into a throwaway root, its layout checked, removed)"
+phase "packaging (cargo deb; the .deb installed into a throwaway root, its layout checked, removed)"
 bash scripts/package.sh --check
-echo "== fuzzing (bounded)"
+phase "fuzzing (bounded)"
 bash scripts/fuzz.sh
-echo "all tests passed"
+phase "all tests passed"
