@@ -21,7 +21,8 @@ install_deb_packages
 # The release and bench profiles link with thin LTO and one codegen unit (the speed of
 # shipped binaries and of the figures in docs/benchmarks.md). For this run, which links
 # some hundred test and harness binaries and measures nothing, they build without LTO and
-# with parallel codegen instead: the same optimisation level, about half the build time.
+# with parallel codegen instead: the same optimisation level; the test build went from
+# 15 to 5 minutes (CI run of 2026-12-02: 43.5 minutes in all before, 31.4 after).
 # `bash scripts/package.sh` and the benchmark commands run outside this script keep LTO.
 export CARGO_PROFILE_RELEASE_LTO=false CARGO_PROFILE_RELEASE_CODEGEN_UNITS=16
 export CARGO_PROFILE_BENCH_LTO=false CARGO_PROFILE_BENCH_CODEGEN_UNITS=16
