@@ -12,7 +12,7 @@ use vpcswitch_core::{Ctx, DropReason as R, NoTrace, Out, Snapshot, Verdict};
 use vpcswitch_model::{gateway_link_local, Config, MacAddr, Port, Route, Subnet, Vip};
 use vpcswitch_wire::icmpv6::TYPE_ECHO_REPLY;
 use vpcswitch_wire::nd::NdMessage;
-use vpcswitch_wire::{classify_ipv6, ETHERNET_HEADER_LEN};
+use vpcswitch_wire::{classify_ipv6, IpCidr, ETHERNET_HEADER_LEN};
 
 mod common;
 use common::{
@@ -349,22 +349,34 @@ impl Model<'_> {
         }
     }
 
-    fn l3(&self, p: &Port, vpc: &str, sip: Ipv4Addr, dip: Ipv4Addr, ttl: u8) -> Exp {
-        // longest prefix among local subnets and explicit routes of the VPC
+    /// SPEC 5.1, 12.5: the longest prefix holding `dip` among the VPC's local subnets
+    /// (their IPv4 CIDRs or /64s, as `dip`'s family) and its routes, a local one winning
+    /// a tie: "local", or the route's target as [`route_target`] names it.
+    fn best_route(&self, vpc: &str, dip: IpAddr) -> Option<String> {
+        let holds = |c: &IpCidr| match (c, dip) {
+            (IpCidr::V4(c), IpAddr::V4(a)) => c.contains(a),
+            (IpCidr::V6(c), IpAddr::V6(a)) => c.contains(a),
+            _ => false,
+        };
         let mut best: Option<(u8, String)> = None;
         for s in self.c.subnets.iter().filter(|s| s.vpc == vpc) {
-            if s.cidr.contains(dip) && best.as_ref().is_none_or(|b| s.cidr.len() >= b.0) {
-                best = Some((s.cidr.len(), "local".into()));
+            let local = [Some(IpCidr::V4(s.cidr)), s.ipv6_cidr.map(IpCidr::V6)];
+            for c in local.into_iter().flatten().filter(|c| holds(c)) {
+                if best.as_ref().is_none_or(|b| c.len() >= b.0) {
+                    best = Some((c.len(), "local".into()));
+                }
             }
         }
         for r in self.c.routes.iter().filter(|r| r.vpc == vpc) {
-            if r.destination.v4().is_some_and(|d| d.contains(dip))
-                && best.as_ref().is_none_or(|b| r.destination.len() > b.0)
-            {
+            if holds(&r.destination) && best.as_ref().is_none_or(|b| r.destination.len() > b.0) {
                 best = Some((r.destination.len(), route_target(r)));
             }
         }
-        let Some((_, t)) = best else {
+        best.map(|(_, t)| t)
+    }
+
+    fn l3(&self, p: &Port, vpc: &str, sip: Ipv4Addr, dip: Ipv4Addr, ttl: u8) -> Exp {
+        let Some(t) = self.best_route(vpc, dip.into()) else {
             return Self::icmp_error(R::NoRoute, p.name.clone(), sip, dip);
         };
         let target = if t == "local" {
@@ -646,22 +658,8 @@ impl Model<'_> {
         if link_local(sip) || link_local(dip) || sip.is_unspecified() {
             return Exp::Drop(R::NoRoute);
         }
-        // longest prefix among the VPC's /64s and its IPv6 routes
-        let mut best: Option<(u8, String)> = None;
-        for s in self.c.subnets.iter().filter(|s| s.vpc == vpc) {
-            if let Some(c) = s.ipv6_cidr.filter(|c| c.contains(dip)) {
-                best = Some((c.len(), "local".into()));
-            }
-        }
-        for r in self.c.routes.iter().filter(|r| r.vpc == vpc) {
-            if r.destination.v6().is_some_and(|d| d.contains(dip))
-                && best.as_ref().is_none_or(|b| r.destination.len() > b.0)
-            {
-                // (never the uplink: SPEC 14.1, refused by validation)
-                best = Some((r.destination.len(), route_target(r)));
-            }
-        }
-        let Some((_, t)) = best else {
+        // (never the uplink: SPEC 14.1, refused by validation)
+        let Some(t) = self.best_route(vpc, dip.into()) else {
             return Self::icmp6_error(R::NoRoute, p, dip);
         };
         let target = if t == "local" {

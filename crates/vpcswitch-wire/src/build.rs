@@ -289,18 +289,23 @@ pub fn na_frame(
     target: Ipv6Addr,
     tll: Option<MacAddr>,
 ) -> Vec<u8> {
-    let mut body = target.octets().to_vec();
-    if let Some(m) = tll {
-        body.extend_from_slice(&lladdr_option(2, m));
-    }
-    let word = u32::from(flags.byte()) << 24;
-    icmpv6(
-        ends,
-        hop_limit,
-        (icmpv6::TYPE_NEIGHBOR_ADVERT, 0),
-        word,
-        &body,
-    )
+    let mut v = vec![0u8; nd::NA_FRAME_LEN];
+    let n = nd::emit_na(
+        &mut v,
+        &nd::NaParams {
+            eth_dst: ends.dst,
+            eth_src: ends.src,
+            src: ends.sip,
+            dst: ends.dip,
+            flags,
+            target,
+            target_mac: tll,
+        },
+    );
+    v.truncate(n);
+    // the hop limit is outside the checksum's pseudo-header: set after the fact
+    ipv6::Ipv6Packet::new_unchecked(&mut v[crate::ETHERNET_HEADER_LEN..]).set_hop_limit(hop_limit);
+    v
 }
 
 /// A router solicitation, addressed as `ends` says (a host sends it to
@@ -364,25 +369,17 @@ pub fn dad_probe(mac: MacAddr, tentative: Ipv6Addr) -> Vec<u8> {
 /// An unsolicited neighbour advertisement of `ip` at `mac` (O set) to all nodes, as
 /// keepalived sends on failover (SPEC 12.4).
 pub fn unsolicited_na(mac: MacAddr, ip: Ipv6Addr) -> Vec<u8> {
-    let mut v = vec![0u8; nd::NA_FRAME_LEN];
-    let n = nd::emit_na(
-        &mut v,
-        &nd::NaParams {
-            eth_dst: ipv6::multicast_mac(&ipv6::ALL_NODES),
-            eth_src: mac,
-            src: ip,
-            dst: ipv6::ALL_NODES,
-            flags: nd::NaFlags {
-                router: false,
-                solicited: false,
-                override_: true,
-            },
-            target: ip,
-            target_mac: Some(mac),
-        },
-    );
-    v.truncate(n);
-    v
+    let ends = Ends6 {
+        dst: ipv6::multicast_mac(&ipv6::ALL_NODES),
+        src: mac,
+        sip: ip,
+        dip: ipv6::ALL_NODES,
+    };
+    let flags = nd::NaFlags {
+        override_: true,
+        ..Default::default()
+    };
+    na_frame(ends, nd::ND_HOP_LIMIT, flags, ip, Some(mac))
 }
 
 #[cfg(test)]

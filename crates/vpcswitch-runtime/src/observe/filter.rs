@@ -327,6 +327,16 @@ mod tests {
         s.parse().unwrap()
     }
 
+    /// 10.0.1.11 (MAC :01) to 10.0.2.12 (MAC :02), the IPv4 frames' ends.
+    fn ends4() -> build::Ends {
+        build::Ends {
+            dst: m(2),
+            src: m(1),
+            sip: ip("10.0.1.11"),
+            dip: ip("10.0.2.12"),
+        }
+    }
+
     #[test]
     fn terms_match_what_they_name() {
         let arp = build::arp_request(m(1), ip("10.0.1.11"), ip("10.0.1.12"));
@@ -356,12 +366,7 @@ mod tests {
 
     #[test]
     fn protocols_and_ports() {
-        let ends = build::Ends {
-            dst: m(2),
-            src: m(1),
-            sip: ip("10.0.1.11"),
-            dip: ip("10.0.2.12"),
-        };
+        let ends = ends4();
         let tcp = build::tcp(ends, 64, 40000, 80, b"x");
         let udp = build::udp(ends, 64, 53, 5353, b"y");
         let f = |t: &str| CaptureFilter::parse(t).unwrap();
@@ -535,18 +540,7 @@ mod tests {
         // IPv4 and ARP frames whose address bytes happen to sit where IPv6's would
         let arp = build::arp_request(m(1), ip("10.0.1.11"), ip("10.0.1.12"));
         assert!(!f("host ::").matches(&arp) && !f("net ::/0").matches(&arp));
-        let u4 = build::udp(
-            build::Ends {
-                dst: m(2),
-                src: m(1),
-                sip: ip("10.0.1.11"),
-                dip: ip("10.0.2.12"),
-            },
-            64,
-            53,
-            53,
-            &[0; 64],
-        );
+        let u4 = build::udp(ends4(), 64, 53, 53, &[0; 64]);
         assert!(!f("host ::").matches(&u4) && !f("net ::/0").matches(&u4));
     }
 
@@ -638,18 +632,7 @@ mod tests {
         let f = |t: &str| CaptureFilter::parse(t).unwrap();
         // the IPv4 offsets read as before, truncated frames included: the protocol
         // byte alone is enough for `tcp` (ports need their bytes)
-        let tcp = build::tcp(
-            build::Ends {
-                dst: m(2),
-                src: m(1),
-                sip: ip("10.0.1.11"),
-                dip: ip("10.0.2.12"),
-            },
-            64,
-            40000,
-            80,
-            b"x",
-        );
+        let tcp = build::tcp(ends4(), 64, 40000, 80, b"x");
         assert!(f("tcp").matches(&tcp[..24]) && !f("tcp").matches(&tcp[..23]));
         assert!(!f("port 80").matches(&tcp[..37]) && f("port 80").matches(&tcp[..38]));
         assert!(

@@ -688,11 +688,11 @@ mod tests {
         }
 
         fn ip6_src(f: &[u8]) -> Ipv6Addr {
-            <[u8; 16]>::try_from(&f[22..38]).unwrap().into()
+            vpcswitch::wire::Ipv6Packet::new_unchecked(&f[14..]).src()
         }
 
         fn ip6_dst(f: &[u8]) -> Ipv6Addr {
-            <[u8; 16]>::try_from(&f[38..54]).unwrap().into()
+            vpcswitch::wire::Ipv6Packet::new_unchecked(&f[14..]).dst()
         }
 
         /// Each IPv6 kind, built as the guest would send it, gets SPEC 12's verdict.

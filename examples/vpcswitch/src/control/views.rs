@@ -13,6 +13,12 @@ use super::{err, ok_data, unhex};
 use crate::running::owner_name;
 use crate::Running;
 
+/// A text column's width: its longest cell, at least `min` (the width an IPv4-only
+/// table had; IPv6 addresses are up to 39 characters, prefixes up to 43).
+fn column_width(cells: impl Iterator<Item = usize>, min: usize) -> usize {
+    cells.max().unwrap_or(0).max(min)
+}
+
 /// `ports`: name (DOWN when its device is gone), subnet, MAC, IPs (IPv4, then IPv6),
 /// src/dst check, backend, packet counters.
 pub fn ports(r: &Running) -> Value {
@@ -96,7 +102,7 @@ pub fn ports(r: &Running) -> Value {
         });
     }
     // the IPS column as wide as its longest list (an IPv6 address is up to 39)
-    let w = cells.iter().map(|c| c[3].len()).max().unwrap_or(0).max(18);
+    let w = column_width(cells.iter().map(|c| c[3].len()), 18);
     let text: String = cells
         .iter()
         .map(|c| {
@@ -117,13 +123,7 @@ pub fn vips(r: &Running) -> Value {
     let snap = r.switch.snapshot();
     let now = r.switch.now_ns();
     // the IP column as wide as its longest address (an IPv6 VIP's is up to 39)
-    let w = snap
-        .vips
-        .iter()
-        .map(|v| v.addr().to_string().len())
-        .max()
-        .unwrap_or(0)
-        .max(15);
+    let w = column_width(snap.vips.iter().map(|v| v.addr().to_string().len()), 15);
     let row = |c: [&str; 8]| {
         format!(
             "{:<14} {:<10} {:<w$} {:<24} {:<10} {:>6} {:>14} {:>12}\n",
@@ -297,7 +297,7 @@ pub fn neighbors(r: &Running) -> Value {
     }
     // the IP column as wide as its longest address (IPv6 ones are up to 39)
     let ips: Vec<String> = rows.iter().map(|n| n.ip.to_string()).collect();
-    let w = ips.iter().map(String::len).max().unwrap_or(0).max(15);
+    let w = column_width(ips.iter().map(String::len), 15);
     let row = |c: [&str; 4]| format!("{:<10} {:<w$} {:<17} {}\n", c[0], c[1], c[2], c[3]);
     let mut text = row(["VPC", "IP", "MAC", "WHAT"]);
     for (n, ip) in rows.iter().zip(&ips) {
@@ -350,12 +350,7 @@ pub fn routes(r: &Running) -> Value {
         });
     }
     // the DESTINATION column as wide as its longest prefix (IPv6 ones are up to 43)
-    let w = rows
-        .iter()
-        .map(|x| x.destination.len())
-        .max()
-        .unwrap_or(0)
-        .max(18);
+    let w = column_width(rows.iter().map(|x| x.destination.len()), 18);
     let row = |c: [&str; 3]| format!("{:<10} {:<w$} {}\n", c[0], c[1], c[2]);
     let mut text = row(["VPC", "DESTINATION", "TARGET"]);
     for x in &rows {
